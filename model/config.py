@@ -1,0 +1,90 @@
+"""Model configuration: one frozen dataclass, validated at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+POSITIONAL_KINDS = ("learned", "sinusoidal")
+NORM_PLACEMENTS = ("post", "pre")
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the encoder-decoder transformer."""
+
+    src_vocab_size: int  # number of source tokens (encoder embedding rows)
+    tgt_vocab_size: int  # number of target tokens (decoder embedding rows and output classes)
+    pad_id: int = 0  # padding token id, shared by source and target; never attended to
+    bos_id: int = 1  # begin-of-sequence id: the first decoder input ("shifted right")
+    eos_id: int = 2  # end-of-sequence id: ends the source and stops generation
+    d_model: int = 128  # width of every residual stream (the paper's d_model)
+    n_heads: int = 4  # attention heads per layer; d_k = d_v = d_model // n_heads
+    n_encoder_layers: int = 2  # N for the encoder stack
+    n_decoder_layers: int = 2  # N for the decoder stack
+    d_ff: int = 512  # hidden width of each position-wise feed-forward block
+    dropout: float = 0.1  # on embeddings and sub-layer outputs (never on recorded attention weights)
+    max_len: int = 128  # longest sequence (source or target, specials included) the model accepts
+    positional: str = "learned"  # "learned" position embedding, or fixed "sinusoidal" encoding
+    norm: str = "post"  # LayerNorm placement: "post" (as in the paper) or "pre"
+    activation: str = "relu"  # feed-forward non-linearity: "relu" (paper) or "gelu"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        for name in ("n_encoder_layers", "n_decoder_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if problems:
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"invalid ModelConfig: d_model ({self.d_model}) must be divisible by n_heads "
+                f"({self.n_heads}) so that each head gets d_model // n_heads dimensions"
+            )
+        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
+        if len(set(ids.values())) != 3:
+            raise ValueError(f"invalid ModelConfig: pad/bos/eos ids must be distinct, got {ids}")
+        for name, value in ids.items():
+            if not isinstance(value, int) or not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
+                raise ValueError(
+                    f"invalid ModelConfig: {name}={value!r} is outside both vocabularies "
+                    f"(sizes {self.src_vocab_size}, {self.tgt_vocab_size})"
+                )
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"invalid ModelConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.max_len < 2:
+            raise ValueError(f"invalid ModelConfig: max_len must be >= 2 (room for BOS/EOS), got {self.max_len}")
+        for name, allowed in (("positional", POSITIONAL_KINDS), ("norm", NORM_PLACEMENTS),
+                              ("activation", ACTIVATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"invalid ModelConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def d_k(self) -> int:
+        """Per-head query/key (and value) width."""
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict (e.g. config.json); unknown keys are an error, not silently dropped."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {unknown}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in data)
+        if missing:
+            raise ValueError(f"missing config keys: {missing}")
+        return cls(**data)

@@ -1,0 +1,103 @@
+"""Readable tokenizers on HF `tokenizers`: words (digits split one by one) or single characters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0, 1, 2, 3 in every tokenizer
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+TOKENIZER_KINDS = ("word", "char")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A text as the model sees it."""
+
+    ids: list[int]  # token ids, specials included
+    tokens: list[str]  # the token strings, one per id ("[UNK]" for unknown text)
+    offsets: list[tuple[int, int]]  # (start, end) character span in the text; (0, 0) for specials
+    truncated: bool  # True when the text was longer than max_len and its tail was dropped
+    n_text_tokens: int  # tokens the full text had, before truncation (specials excluded)
+
+
+class Tokenizer:
+    """Wraps an HF tokenizer whose ids 0..3 are [PAD] [BOS] [EOS] [UNK]."""
+
+    def __init__(self, hf: HFTokenizer):
+        for i, tok in enumerate(SPECIAL_TOKENS):
+            if hf.token_to_id(tok) != i:
+                raise ValueError(f"tokenizer must map {tok} to id {i}, got {hf.token_to_id(tok)}")
+        self.hf = hf
+
+    @classmethod
+    def train(cls, texts: Iterable[str], kind: str = "word", vocab_size: int = 10_000,
+              min_frequency: int = 1) -> "Tokenizer":
+        """Train on an iterator of texts.
+
+        "word": words and punctuation split on whitespace, each digit its own token
+        (`21 November 2026` -> 2 1 November 2 0 2 6); decodes by joining with spaces.
+        "char": every character (spaces too) is a token; decodes by concatenation.
+        """
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
+        hf = HFTokenizer(models.WordLevel(unk_token="[UNK]"))
+        if kind == "word":
+            hf.pre_tokenizer = pre_tokenizers.Sequence(
+                [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
+        else:
+            hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?s)."), behavior="isolated")
+            hf.decoder = decoders.Fuse()
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+        hf.train_from_iterator(texts, trainer)
+        return cls(hf)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Tokenizer":
+        return cls(HFTokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.hf.save(str(path))
+
+    def to_str(self) -> str:
+        return self.hf.to_str()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def id_to_token(self, i: int) -> str:
+        return self.hf.id_to_token(int(i)) or "[UNK]"
+
+    def encode(self, text: str, max_len: int | None = None, bos: bool = False, eos: bool = False) -> Encoding:
+        """Text -> ids, tokens and character offsets; optional [BOS]/[EOS]; truncated to max_len ids."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        enc = self.hf.encode(text)
+        ids, tokens, offsets = list(enc.ids), list(enc.tokens), [tuple(o) for o in enc.offsets]
+        n_text = len(ids)
+        room = None if max_len is None else max(0, max_len - int(bos) - int(eos))
+        truncated = room is not None and n_text > room
+        if truncated:
+            ids, tokens, offsets = ids[:room], tokens[:room], offsets[:room]
+        if bos:
+            ids, tokens, offsets = [BOS_ID] + ids, ["[BOS]"] + tokens, [(0, 0)] + offsets
+        if eos:
+            ids, tokens, offsets = ids + [EOS_ID], tokens + ["[EOS]"], offsets + [(0, 0)]
+        return Encoding(ids=ids, tokens=tokens, offsets=offsets, truncated=truncated, n_text_tokens=n_text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text, specials dropped (stops at the first [EOS])."""
+        kept = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID:
+                break
+            if i not in (PAD_ID, BOS_ID):
+                kept.append(i)
+        return self.hf.decode(kept, skip_special_tokens=False)

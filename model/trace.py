@@ -1,0 +1,151 @@
+"""The trace: a read-only mapping from attention names to the records of one forward call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .attention import AttentionRecord
+
+STACKS = ("encoder", "decoder")
+KINDS = ("self_attn", "cross_attn")
+
+
+def record_name(stack: str, layer: int, kind: str) -> str:
+    """The trace key of one attention, e.g. ``decoder.1.cross_attn``."""
+    return f"{stack}.{layer}.{kind}"
+
+
+def parse_name(name: str) -> tuple[str, int, str]:
+    """``"decoder.1.cross_attn"`` -> ``("decoder", 1, "cross_attn")``."""
+    stack, layer, kind = name.split(".")
+    return stack, int(layer), kind
+
+
+class Trace(Mapping):
+    """Read-only mapping ``encoder.{i}.self_attn`` / ``decoder.{i}.self_attn`` / ``decoder.{i}.cross_attn``
+    -> AttentionRecord, plus the ids the call saw (``src_ids`` (B, S), ``tgt_ids`` (B, T))."""
+
+    def __init__(self, records: Mapping[str, AttentionRecord], src_ids=None, tgt_ids=None):
+        self._records = MappingProxyType(dict(records))
+        self.src_ids = src_ids
+        self.tgt_ids = tgt_ids
+
+    def __getitem__(self, name: str) -> AttentionRecord:
+        return self._records[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"Trace({list(self._records)})"
+
+    def layers(self, stack: str, kind: str) -> list[str]:
+        """Names of one stack/kind in layer order, e.g. all ``decoder.*.cross_attn``."""
+        return [n for n in self._records if parse_name(n)[0] == stack and parse_name(n)[2] == kind]
+
+    def _map(self, fn) -> "Trace":
+        ids = [None if x is None else fn(x) for x in (self.src_ids, self.tgt_ids)]
+        return Trace({n: r.map(fn) for n, r in self._records.items()}, *ids)
+
+    def to(self, device: str | torch.device) -> "Trace":
+        return self._map(lambda t: t.to(device))
+
+    def numpy(self) -> "Trace":
+        """A copy with every tensor as a NumPy array on the CPU, ready for plotting."""
+        return self._map(lambda t: t if isinstance(t, np.ndarray) else t.detach().cpu().numpy())
+
+    def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "Trace":
+        """One batch element, cut to its real lengths (drops the padding added for batching)."""
+        S = src_len if src_len is not None else (None if self.src_ids is None else self.src_ids.shape[1])
+        T = tgt_len if tgt_len is not None else (None if self.tgt_ids is None else self.tgt_ids.shape[1])
+        records = {}
+        for name, rec in self._records.items():
+            stack, _, kind = parse_name(name)
+            tq = S if stack == "encoder" else T
+            tk = T if (stack == "decoder" and kind == "self_attn") else S
+            records[name] = _slice_record(rec, index, tq, tk)
+        src = None if self.src_ids is None else self.src_ids[index:index + 1, :S]
+        tgt = None if self.tgt_ids is None else self.tgt_ids[index:index + 1, :T]
+        return Trace(records, src, tgt)
+
+    def to_dataframe(self, src_tokens: Sequence[str] | None = None, tgt_tokens: Sequence[str] | None = None,
+                     names: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
+        """Long table, one row per (attention, head, query, key) of one batch element.
+
+        Columns: stack, layer, kind, head, query_pos, query_token, key_pos, key_token,
+        score, scaled, masked_score, weight, masked (True = the mask forbids this key),
+        mask_reason ("padding", "causal", "padding+causal" or "").
+        """
+        frames = [record_to_dataframe(self._records[n], n, src_tokens, tgt_tokens, batch_index)
+                  for n in (names if names is not None else self._records)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _to_numpy(x):
+    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
+
+
+def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRecord:
+    def cut(name, t):
+        if t is None:
+            return None
+        if name in ("query_input", "concat", "output"):
+            return t[b:b + 1, :tq]
+        if name == "key_input":
+            return t[b:b + 1, :tk]
+        if name == "q":
+            return t[b:b + 1, :, :tq]
+        if name in ("k", "v"):
+            return t[b:b + 1, :, :tk]
+        if name == "context":
+            return t[b:b + 1, :, :tq]
+        # (B|1, H|1, Tq|1, Tk) matrices and broadcastable masks
+        bb = slice(b, b + 1) if t.shape[0] > 1 else slice(None)
+        qq = slice(None, tq) if t.shape[2] > 1 else slice(None)
+        return t[bb, :, qq, :tk]
+    return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
+
+
+def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,
+                        tgt_tokens: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
+    """Long DataFrame of one record (see ``Trace.to_dataframe`` for the columns)."""
+    stack, layer, kind = parse_name(name)
+    weights = _to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
+    H, Tq, Tk = weights.shape
+    q_tokens = src_tokens if stack == "encoder" else tgt_tokens
+    k_tokens = tgt_tokens if (stack == "decoder" and kind == "self_attn") else src_tokens
+    q_tokens = list(q_tokens)[:Tq] if q_tokens is not None else [str(i) for i in range(Tq)]
+    k_tokens = list(k_tokens)[:Tk] if k_tokens is not None else [str(i) for i in range(Tk)]
+
+    def full(mask):  # broadcastable bool -> (H, Tq, Tk)
+        if mask is None:
+            return np.ones((H, Tq, Tk), dtype=bool)
+        m = _to_numpy(mask)
+        m = m[batch_index if m.shape[0] > 1 else 0]
+        return np.broadcast_to(m, (H, Tq, Tk))
+
+    pad_ok, causal_ok = full(rec.padding_mask), full(rec.causal_mask)
+    allowed = full(rec.mask)
+    reason = np.where(~pad_ok & ~causal_ok, "padding+causal",
+                      np.where(~pad_ok, "padding", np.where(~causal_ok, "causal", "")))
+    head, qpos, kpos = np.meshgrid(np.arange(H), np.arange(Tq), np.arange(Tk), indexing="ij")
+    return pd.DataFrame({
+        "stack": stack, "layer": layer, "kind": kind,
+        "head": head.ravel(),
+        "query_pos": qpos.ravel(), "query_token": np.asarray(q_tokens, dtype=object)[qpos.ravel()],
+        "key_pos": kpos.ravel(), "key_token": np.asarray(k_tokens, dtype=object)[kpos.ravel()],
+        "score": _to_numpy(rec.scores)[batch_index].ravel(),
+        "scaled": _to_numpy(rec.scaled)[batch_index].ravel(),
+        "masked_score": _to_numpy(rec.masked)[batch_index].ravel(),
+        "weight": weights.ravel(),
+        "masked": ~allowed.ravel(),
+        "mask_reason": reason.ravel(),
+    })
