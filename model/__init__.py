@@ -1,7 +1,14 @@
 """A compact encoder-decoder transformer that records every attention stage, exactly as computed."""
 
-from .attention import (AttentionRecord, MultiHeadAttention, attention, causal_mask, fast_attention,
-                        padding_mask, subsequent_mask)
+from .attention import (
+                        AttentionRecord,
+                        MultiHeadAttention,
+                        attention,
+                        causal_mask,
+                        fast_attention,
+                        padding_mask,
+                        subsequent_mask,
+)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .inference import Pipeline, RunResult, available_devices, load, resolve_device

@@ -135,7 +135,7 @@ class Pipeline:
             targets = [self.encode_target(t) for t in target_texts]
         out = self.model(self._pad([s.ids for s in sources]), self._pad([t.ids for t in targets]), capture=True)
         results = []
-        for i, (s, t) in enumerate(zip(sources, targets)):
+        for i, (s, t) in enumerate(zip(sources, targets, strict=True)):
             logits = out.logits[i, : len(t.ids)].float().cpu()
             out_ids = logits.argmax(-1).tolist()
             results.append(RunResult(
