@@ -1,0 +1,54 @@
+"""Decoding, step by step: the token produced, its probability, the alternatives, and the cross-attention row."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .heatmap import WEIGHT_SCALE, figure, token_labels
+
+
+def top_alternatives(probs: np.ndarray, step: int, id_to_token, k: int = 5) -> pd.DataFrame:
+    """The k most probable next tokens at decoder position ``step`` (from the call's own probs)."""
+    p = np.asarray(probs)[step]
+    ids = np.argsort(-p, kind="stable")[:k]
+    return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": [id_to_token(int(i)) for i in ids],
+                         "id": ids, "probability": p[ids]})
+
+
+def cross_rows(weights: np.ndarray, step: int) -> np.ndarray:
+    """(H, Tq, S) cross-attention weights of one layer -> (H + 1, S): each head's row at ``step``, then
+    their mean (display arithmetic)."""
+    rows = np.asarray(weights)[:, step, :]
+    return np.concatenate([rows, rows.mean(0, keepdims=True)], 0).astype(np.float32)
+
+
+def cross_row_figure(weights: np.ndarray, step: int, src_tokens: Sequence[str], produced: str,
+                     layer: int) -> go.Figure:
+    """Heads x source tokens: which source tokens the decoder looked at when it produced this token."""
+    rows = cross_rows(weights, step)
+    H = rows.shape[0] - 1
+    yl = [f"head {h}" for h in range(H)] + ["mean of heads (display)"]
+    xl = token_labels(src_tokens)[: rows.shape[1]]
+    data = [dict(type="heatmap", z=rows, x=xl, y=yl, colorscale=WEIGHT_SCALE, zmin=0, zmax=1,
+                 colorbar={"title": {"text": "weight"}, "thickness": 12},
+                 hovertemplate="%{y}<br>source %{x}<br>weight %{z:.4f}<extra></extra>")]
+    return figure(data, dict(height=int(140 + 28 * (H + 1)), margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      title={"text": f"cross-attention, layer {layer}, while producing {produced}", "x": 0},
+                      xaxis={"type": "category", "title": {"text": "source token (key)"}},
+                      yaxis={"type": "category", "autorange": "reversed"}))
+
+
+def alternatives_figure(table: pd.DataFrame) -> go.Figure:
+    """Bar chart of the top alternatives."""
+    labels = [f"#{r} {html.escape(str(t), quote=True)}" for r, t in zip(table["rank"], table["token"], strict=True)]
+    data = [dict(type="bar", x=table["probability"].to_numpy(np.float32), y=labels, orientation="h",
+                 marker_color="#21918c", hovertemplate="%{y}<br>p = %{x:.4f}<extra></extra>")]
+    return figure(data, dict(height=60 + 30 * len(table), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "top alternatives (this call's probs)", "x": 0},
+                      xaxis={"range": [0, 1], "title": {"text": "probability"}},
+                      yaxis={"type": "category", "autorange": "reversed"}))

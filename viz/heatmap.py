@@ -1,0 +1,202 @@
+"""Attention heatmaps: tokens on both axes, masked cells drawn apart, binary float32 payloads."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+COMPACT_ABOVE = 256  # above this many tokens on an axis, matrices are sent as uint8 (1 byte per cell)
+GRID_MAX_TOKENS = 128  # head grids and model overviews only up to this length (readable, light)
+MASK_COLOURS = {"padding": "#b0b0b0", "causal": "#8c8c8c"}  # greys: outside every colour scale we use
+BACKGROUND = "#9e9e9e"  # shows through masked (NaN) cells of thumbnails
+WEIGHT_SCALE = "Viridis"  # sequential, 0..1, for softmax weights
+SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked scores
+VALUE_SCALE = "PuOr_r"  # diverging, for activations (X, Q, K, V, context, output)
+TEMPLATE = "none"  # no default template in the spec (it is ~9 kB of JSON); Streamlit's theme styles the chart
+
+
+def figure(data: list[dict], layout: dict) -> go.Figure:
+    """A Figure from plain trace/layout dicts, without Plotly's per-property validation (~20 ms per heatmap);
+    the tests validate every figure kind once."""
+    return go.Figure({"data": data, "layout": {"template": TEMPLATE, **layout}}, _validate=False)
+
+
+def token_labels(tokens: Sequence[str]) -> list[str]:
+    """Position-prefixed, HTML-escaped labels ("0 Saturday", "1 ,"...): distinct even when a token repeats."""
+    return [f"{i} {html.escape(str(t), quote=True)}" for i, t in enumerate(tokens)]
+
+
+def stage_colours(stage: str) -> dict:
+    """Colour scale arguments that fit one attention stage (weights: 0..1; scores: diverging around 0)."""
+    if stage == "weights":
+        return {"colorscale": WEIGHT_SCALE, "zmin": 0.0, "zmax": 1.0}
+    if stage in ("scores", "scaled", "masked"):
+        return {"colorscale": SCORE_SCALE, "zmid": 0.0}
+    if stage == "mask":
+        return {"colorscale": [[0, "#d62728"], [1, "#2ca02c"]], "zmin": 0, "zmax": 1}
+    return {"colorscale": VALUE_SCALE, "zmid": 0.0}
+
+
+def payload(z: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """The matrix as it goes to the browser, and any extra heatmap arguments.
+
+    float32 (NaN where masked) up to COMPACT_ABOVE tokens; above it uint8 quantised (255 = masked),
+    with the scale in the hover and on the colour bar.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    if allowed is not None:
+        z = np.where(allowed, z, np.float32(np.nan)).astype(np.float32)
+    if max(z.shape) <= COMPACT_ABOVE:
+        return z, {}
+    finite = z[np.isfinite(z)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    step = (hi - lo) / 254 if hi > lo else 1.0
+    q = np.where(np.isfinite(z), np.round((np.nan_to_num(z, nan=lo) - lo) / step), 255).astype(np.uint8)
+    return q, {"quantised": (lo, step)}
+
+
+def decode_quantised(q: np.ndarray, lo: float, step: float) -> np.ndarray:
+    """Inverse of the uint8 payload (255 = masked -> NaN)."""
+    return np.where(q == 255, np.nan, lo + q.astype(np.float32) * step)
+
+
+def mask_regions(forbidden: np.ndarray) -> tuple[list, list]:
+    """Outline of the True cells of a (Tq, Tk) bool matrix as row-run rectangles (None-separated polygons)."""
+    xs, ys = [], []
+    for i, row in enumerate(np.asarray(forbidden, dtype=bool)):
+        if not row.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            x0, x1, y0, y1 = a - 0.5, b - 0.5, i - 0.5, i + 0.5
+            xs += [x0, x1, x1, x0, x0, None]
+            ys += [y0, y0, y1, y1, y0, None]
+    return xs, ys
+
+
+def _mask_traces(reasons: dict[str, np.ndarray], value_text: str) -> list[dict]:
+    """Hatched grey fills over masked cells, one trace per reason, with their own hover."""
+    traces = []
+    for reason, forbidden in reasons.items():
+        xs, ys = mask_regions(forbidden)
+        if not xs:
+            continue
+        colour = MASK_COLOURS.get(reason, "#a0a0a0")
+        traces.append(dict(
+            type="scatter", x=xs, y=ys, xaxis="x2", yaxis="y2", mode="lines", fill="toself",
+            line={"width": 0, "color": colour},
+            fillcolor=colour, fillpattern={"shape": "/", "bgcolor": colour, "fgcolor": "#ffffff", "size": 6},
+            hoveron="fills", name=f"masked ({reason})", text=f"masked ({reason}): {value_text}",
+            hoverinfo="text", showlegend=False,
+        ))
+    return traces
+
+
+def mask_reasons(padding_ok: np.ndarray | None, causal_ok: np.ndarray | None, shape: tuple[int, int]
+                 ) -> dict[str, np.ndarray]:
+    """(Tq, Tk) bool 'forbidden' matrices by reason, from broadcastable 'may attend' masks."""
+    out = {}
+    pad = None if padding_ok is None else ~np.broadcast_to(np.asarray(padding_ok, dtype=bool), shape)
+    cau = None if causal_ok is None else ~np.broadcast_to(np.asarray(causal_ok, dtype=bool), shape)
+    if pad is not None and pad.any():
+        out["padding"] = pad
+    if cau is not None:
+        cau = cau & ~pad if pad is not None else cau
+        if cau.any():
+            out["causal"] = cau
+    return out
+
+
+def _tick_step(n: int, max_ticks: int = 40) -> int:
+    return max(1, int(np.ceil(n / max_ticks)))
+
+
+def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = True) -> dict:
+    n = len(labels)
+    step = _tick_step(n)
+    axis = {"title": {"text": title}, "type": "category", "range": [n - 0.5, -0.5] if reverse else [-0.5, n - 0.5],
+            "showgrid": False, "showticklabels": show, "tickfont": {"size": 11 if n <= 40 else 9}}
+    if step > 1:  # long sequences: label every step-th token, the hover still names each cell
+        axis["tickmode"] = "array"
+        axis["tickvals"] = labels[::step]
+        axis["ticktext"] = labels[::step]
+    return axis
+
+
+def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Sequence[str], *,
+                      stage: str = "weights", padding_ok: np.ndarray | None = None,
+                      causal_ok: np.ndarray | None = None, title: str = "", value_name: str | None = None,
+                      height: int | None = None) -> go.Figure:
+    """One (Tq, Tk) attention matrix: queries down, keys across; masked cells are hatched grey with their reason."""
+    matrix = np.asarray(matrix)
+    Tq, Tk = matrix.shape
+    yl, xl = token_labels(q_tokens)[:Tq], token_labels(k_tokens)[:Tk]
+    reasons = mask_reasons(padding_ok, causal_ok, (Tq, Tk))
+    forbidden = np.zeros((Tq, Tk), dtype=bool)
+    for f in reasons.values():
+        forbidden |= f
+    z, extra = payload(matrix, ~forbidden if forbidden.any() else None)
+    value_name = value_name or stage
+    colours = stage_colours(stage)
+    hover = f"query %{{y}}<br>key %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"
+    colorbar = {"title": {"text": value_name}, "thickness": 12}
+    if "quantised" in extra:
+        lo, step = extra["quantised"]
+        hover = (f"query %{{y}}<br>key %{{x}}<br>{value_name} ≈ {lo:.4g} + %{{z}} × {step:.4g}"
+                 f" (uint8 quantised)<extra></extra>")
+        colours = {"colorscale": colours["colorscale"], "zmin": 0, "zmax": 254}
+        colorbar.update(tickvals=[0, 127, 254], ticktext=[f"{lo + i * step:.3g}" for i in (0, 127, 254)])
+    value_text = {"weights": "weight 0", "masked": "−∞"}.get(stage, "set to −∞ before the softmax")
+    data = [dict(type="heatmap", z=z, x=xl, y=yl, hovertemplate=hover, hoverongaps=False, colorbar=colorbar,
+                 **colours)] + _mask_traces(reasons, value_text)
+    cell = 26 if max(Tq, Tk) <= 24 else (16 if max(Tq, Tk) <= 64 else 7)
+    return figure(data, dict(
+        title={"text": title, "x": 0}, height=height or int(min(900, max(320, 170 + cell * Tq))),
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
+        xaxis=_axis(xl, "key"), yaxis=_axis(yl, "query", reverse=True),
+        xaxis2={"overlaying": "x", "range": [-0.5, Tk - 0.5], "visible": False, "fixedrange": True},
+        yaxis2={"overlaying": "y", "range": [Tq - 0.5, -0.5], "visible": False, "fixedrange": True},
+        plot_bgcolor="white",
+    ))
+
+
+def matrix_heatmap(matrix: np.ndarray, row_labels: Sequence[str], *, col_title: str = "dimension",
+                   row_title: str = "token", col_labels: Sequence[str] | None = None, stage: str = "values",
+                   title: str = "", value_name: str = "value", height: int | None = None) -> go.Figure:
+    """A token x dimension (or any 2-D) matrix: rows = tokens (position-prefixed), columns = dimensions."""
+    m = np.asarray(matrix, dtype=np.float32)
+    if m.ndim == 1:
+        m = m[None, :]
+    R, C = m.shape
+    rl = list(row_labels)[:R]
+    cl = [str(j) for j in range(C)] if col_labels is None else list(col_labels)[:C]
+    z, extra = payload(m)
+    hover = f"{row_title} %{{y}}<br>{col_title} %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"
+    data = [dict(type="heatmap", z=z, x=cl, y=rl, hovertemplate=hover, colorbar={"thickness": 12},
+                 **stage_colours(stage))]
+    return figure(data, dict(
+        title={"text": title, "x": 0},
+        height=height or int(min(700, max(180, 110 + (22 if R <= 24 else 9) * R))),
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        xaxis=_axis(cl, col_title), yaxis=_axis(rl, row_title, reverse=True),
+    ))
+
+
+def figure_matrices(spec: dict) -> list[np.ndarray]:
+    """Decode every heatmap ``z`` of a Plotly JSON spec (base64 typed arrays or lists) into arrays (for tests)."""
+    import base64
+
+    out = []
+    for trace in spec.get("data", []):
+        if trace.get("type") != "heatmap":
+            continue
+        z = trace["z"]
+        if isinstance(z, dict) and "bdata" in z:
+            shape = tuple(int(s) for s in str(z["shape"]).split(","))
+            out.append(np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape))
+        else:
+            out.append(np.array(z, dtype=float))
+    return out

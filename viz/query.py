@@ -1,0 +1,69 @@
+"""One query in detail (BertViz's neuron view, carried through to V and the output)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .heatmap import figure, matrix_heatmap, token_labels
+from .stages import head_masks
+
+
+def query_table(rec, head: int, query: int, k_tokens: Sequence[str]) -> pd.DataFrame:
+    """One row per key j for query i of one head: the captured score, scaled score, weight, and the
+    sum of the elementwise products q_i * k_j (display arithmetic, which should equal the captured score)."""
+    q = np.asarray(rec.q)[0, head, query]  # (d_k,)
+    k = np.asarray(rec.k)[0, head]  # (Tk, d_k)
+    Tk = k.shape[0]
+    Tq = np.asarray(rec.q).shape[2]
+    pad, cau = head_masks(rec, Tq, Tk)
+    allowed = np.ones(Tk, dtype=bool)
+    reason = np.array([""] * Tk, dtype=object)
+    if pad is not None:
+        allowed &= pad[query]
+        reason[~pad[query]] = "padding"
+    if cau is not None:
+        allowed &= cau[query]
+        reason[~cau[query] & (reason == "")] = "causal"
+    return pd.DataFrame({
+        "key_pos": np.arange(Tk),
+        "key_token": list(k_tokens)[:Tk],
+        "sum(q*k_j) (display)": (q[None, :] * k).sum(-1),
+        "score q·k_j": np.asarray(rec.scores)[0, head, query],
+        "scaled": np.asarray(rec.scaled)[0, head, query],
+        "masked": np.asarray(rec.masked)[0, head, query],
+        "weight": np.asarray(rec.weights)[0, head, query],
+        "masked_by": reason,
+        "may_attend": allowed,
+    })
+
+
+def query_figures(rec, head: int, query: int, q_tokens: Sequence[str], k_tokens: Sequence[str]
+                  ) -> dict[str, go.Figure]:
+    """Figures for one query: q_i, the keys, q_i * k_j, the weights, alpha_j v_j and the captured context row."""
+    q = np.asarray(rec.q)[0, head, query]
+    k, v = np.asarray(rec.k)[0, head], np.asarray(rec.v)[0, head]
+    w = np.asarray(rec.weights)[0, head, query]
+    ctx = np.asarray(rec.context)[0, head, query]
+    xl = token_labels(k_tokens)[: k.shape[0]]
+    ql = token_labels(q_tokens)[query]
+    figs = {
+        "q": matrix_heatmap(q[None], [ql], row_title="query", value_name="q", title=f"q of query {ql}"),
+        "k": matrix_heatmap(k, xl, row_title="key", value_name="k", title="keys k_j"),
+        "qk": matrix_heatmap(q[None] * k, xl, row_title="key", value_name="q·k term",
+                             title="q ⊙ k_j (elementwise; each row sums to the score)"),
+        "av": matrix_heatmap(w[:, None] * v, xl, row_title="key", value_name="α·v term",
+                             title="α_j v_j (each column sums to the context entry)"),
+        "context": matrix_heatmap(ctx[None], [ql], row_title="query", value_name="context",
+                                  title="context row (captured)"),
+    }
+    bar = dict(type="bar", x=xl, y=w.astype(np.float32), marker_color="#440154",
+               hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>")
+    figs["weights"] = figure([bar], dict(
+        height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title={"text": "softmax weights α_j (captured)", "x": 0},
+        xaxis={"type": "category", "title": {"text": "key"}}, yaxis={"range": [0, 1], "title": {"text": "weight"}}))
+    return figs
