@@ -149,3 +149,37 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
         "masked": ~allowed.ravel(),
         "mask_reason": reason.ravel(),
     })
+
+
+def estimate_capture_bytes(config, src_len: int, tgt_len: int, batch: int = 1, dtype_bytes: int = 4) -> int:
+    """Bytes a capture=True forward keeps in its trace, from the shapes alone (before running it).
+
+    Per attention: query_input, key_input, q, k, v, context, concat, output (token x width) and four
+    (H, Tq, Tk) matrices (scores, scaled, masked, weights); masks are bool and broadcast, so small.
+    """
+    d, H = config.d_model, config.n_heads
+
+    def one(tq: int, tk: int) -> int:
+        vectors = (tq * d) * 4 + (tk * d) * 3 + tq * d  # query_input, q, context, concat, output | key_input, k, v
+        matrices = 4 * H * tq * tk
+        masks = tq * tk + tk  # bool, 1 byte each
+        return batch * ((vectors + matrices) * dtype_bytes + masks)
+
+    return (config.n_encoder_layers * one(src_len, src_len)
+            + config.n_decoder_layers * (one(tgt_len, tgt_len) + one(tgt_len, src_len)))
+
+
+def trace_nbytes(trace: "Trace") -> int:
+    """Bytes actually held by a trace's tensors (shared storages counted once)."""
+    seen, total = set(), 0
+    for rec in trace.values():
+        for name in rec.__dataclass_fields__:
+            t = getattr(rec, name)
+            if isinstance(t, torch.Tensor):
+                key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+                if key not in seen:
+                    seen.add(key)
+                    total += t.untyped_storage().nbytes()
+            elif isinstance(t, np.ndarray):
+                total += t.nbytes
+    return total
