@@ -1,0 +1,211 @@
+"""Plotly figures for the teaching playground: matrices as heatmaps, the scaling curve, heads side by side.
+
+Pure: NumPy arrays and token labels in, ``plotly.graph_objects.Figure`` out. Labels are HTML-escaped
+(Plotly renders a subset of HTML in tick and hover text) and shortened; axes are integers with ticktext.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+DIVERGING = "RdBu_r"  # scores and raw matrices: blue < 0 < red, centred on 0
+SEQUENTIAL = "Blues"  # attention weights, fixed 0..1
+ANNOTATE_MAX_CELLS = 144  # write the value in each cell up to this many cells
+MAX_LABEL_CHARS = 16
+
+
+def safe_label(label: str, max_chars: int = MAX_LABEL_CHARS) -> str:
+    """Shortened and HTML-escaped, so a token is shown as text and never interpreted."""
+    label = str(label)
+    if len(label) > max_chars:
+        label = label[: max_chars - 1] + "…"
+    return html.escape(label)
+
+
+def dim_labels(n: int, prefix: str = "") -> list[str]:
+    """Column labels for feature dimensions: 1..n (optionally prefixed)."""
+    return [f"{prefix}{i + 1}" for i in range(n)]
+
+
+def _check_finite(values: np.ndarray, title: str) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"{title}: expected a 2-D matrix, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{title}: matrix has NaN or infinite values; show them as a table, not a chart")
+    return values
+
+
+def _height(n_rows: int) -> int:
+    per_row = max(10, min(32, 560 // max(n_rows, 1)))
+    return 110 + per_row * n_rows
+
+
+def _heatmap_trace(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], kind: str,
+                   name: str, row_title: str, col_title: str, annotate: bool | None,
+                   coloraxis: str | None = None, showscale: bool = True) -> go.Heatmap:
+    n_rows, n_cols = values.shape
+    rows = [safe_label(r) for r in row_labels]
+    cols = [safe_label(c) for c in col_labels]
+    custom = np.empty((n_rows, n_cols, 2), dtype=object)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            custom[i, j] = (rows[i], cols[j])
+    if annotate is None:
+        annotate = n_rows * n_cols <= ANNOTATE_MAX_CELLS
+    colour: dict = {}
+    if coloraxis is None:
+        if kind == "weights":
+            colour = dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=1.0)
+        else:
+            colour = dict(colorscale=DIVERGING, zmid=0.0)
+        colour["showscale"] = showscale
+        colour["colorbar"] = dict(thickness=12)
+    else:
+        colour = dict(coloraxis=coloraxis)
+    return go.Heatmap(
+        z=values, x=list(range(n_cols)), y=list(range(n_rows)), name=name, customdata=custom,
+        hovertemplate=(f"{html.escape(row_title)}: %{{customdata[0]}}<br>{html.escape(col_title)}: "
+                       "%{customdata[1]}<br>value: %{z:.4f}<extra>" + html.escape(name) + "</extra>"),
+        texttemplate="%{z:.2f}" if annotate else None, textfont=dict(size=10), xgap=1, ygap=1, **colour)
+
+
+def _tickangle(labels: Sequence[str]) -> int:
+    """Slant column labels that would overlap when written flat."""
+    return -45 if len(labels) > 3 and max(len(str(s)) for s in labels) > 3 else 0
+
+
+def _token_axis(labels: Sequence[str], title: str, tickangle: int | None = None) -> dict:
+    axis = dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=[safe_label(s) for s in labels],
+                title=dict(text=html.escape(title)), showgrid=False, zeroline=False)
+    if tickangle is not None:
+        axis["tickangle"] = tickangle
+    return axis
+
+
+def matrix_figure(values: np.ndarray, title: str, row_labels: Sequence[str] | None = None,
+                  col_labels: Sequence[str] | None = None, row_title: str = "row", col_title: str = "column",
+                  kind: str = "diverging", name: str | None = None, annotate: bool | None = None) -> go.Figure:
+    """One matrix as a heatmap, shape in the title. kind: "diverging" (centred on 0) or "weights" (0..1)."""
+    values = _check_finite(values, title)
+    n_rows, n_cols = values.shape
+    row_labels = list(row_labels) if row_labels is not None else dim_labels(n_rows)
+    col_labels = list(col_labels) if col_labels is not None else dim_labels(n_cols)
+    trace = _heatmap_trace(values, row_labels, col_labels, kind, name or title, row_title, col_title, annotate)
+    fig = go.Figure(trace)
+    fig.update_layout(
+        title=dict(text=f"{html.escape(title)}  <span style='font-size:12px'>({n_rows} × {n_cols})</span>",
+                   x=0.0, xanchor="left", font=dict(size=14)),
+        height=_height(n_rows), margin=dict(l=10, r=30, t=40, b=10),
+        xaxis=_token_axis(col_labels, col_title, tickangle=_tickangle(col_labels)),
+        yaxis={**_token_axis(row_labels, row_title), "autorange": "reversed"},
+    )
+    return fig
+
+
+def mask_figure(mask: np.ndarray, labels: Sequence[str], diagonal: int) -> go.Figure:
+    """The causal mask triu(ones(T, T), diagonal): masked cells dark with "-inf", visible cells white."""
+    values = np.asarray(mask, dtype=float)
+    n = values.shape[0]
+    text = np.where(values > 0, "−∞", "")
+    trace = go.Heatmap(
+        z=values, x=list(range(n)), y=list(range(n)), name="mask", text=text,
+        texttemplate="%{text}" if n <= 16 else None, zmin=0, zmax=1, xgap=1, ygap=1,
+        colorscale=[[0.0, "#f7f7f7"], [0.5, "#f7f7f7"], [0.5, "#444444"], [1.0, "#444444"]],
+        colorbar=dict(tickvals=[0.25, 0.75], ticktext=["visible", "masked (−∞)"], len=0.6),
+        hovertemplate="query: %{y}<br>key: %{x}<br>masked: %{z}<extra></extra>",
+    )
+    fig = go.Figure(trace)
+    fig.update_layout(
+        title=dict(text=f"mask = triu(ones({n}, {n}), diagonal={diagonal})", x=0.0, font=dict(size=14)),
+        height=_height(n), margin=dict(l=10, r=30, t=40, b=10),
+        xaxis=_token_axis(labels, "key", tickangle=_tickangle(labels)),
+        yaxis={**_token_axis(labels, "query"), "autorange": "reversed"},
+    )
+    return fig
+
+
+def query_weights_figure(weights: np.ndarray, labels: Sequence[str], query_label: str) -> go.Figure:
+    """Bar chart of one query's attention weights over the keys (0..1)."""
+    weights = _check_finite(np.asarray(weights)[None, :], "weights")[0]
+    n = len(weights)
+    fig = go.Figure(go.Bar(
+        x=list(range(n)), y=weights, name="alpha", marker_color="#2171b5",
+        text=[f"{w:.2f}" for w in weights] if n <= 24 else None, textposition="outside",
+        customdata=[safe_label(s) for s in labels],
+        hovertemplate="key: %{customdata}<br>weight: %{y:.4f}<extra></extra>"))
+    fig.update_layout(
+        title=dict(text=f"attention weights of query {safe_label(query_label)}", x=0.0, font=dict(size=14)),
+        height=300, margin=dict(l=10, r=30, t=40, b=10),
+        xaxis=_token_axis(labels, "key", tickangle=_tickangle(labels)),
+        yaxis=dict(range=[0, 1.15], title=dict(text="weight α")),
+    )
+    return fig
+
+
+def scaling_figure(d_k: np.ndarray, entropy_scaled: np.ndarray, entropy_unscaled: np.ndarray,
+                   max_weight_scaled: np.ndarray, max_weight_unscaled: np.ndarray, n_keys: int,
+                   current_d_k: int | None = None) -> go.Figure:
+    """Row entropy and max weight against d_k: scaled stays spread out, unscaled saturates."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean row entropy (nats)", "mean largest weight per row"))
+    styles = (("scaled: softmax(q·k / √d_k)", "#2171b5", "solid"), ("unscaled: softmax(q·k)", "#cb181d", "dash"))
+    for col, (scaled, unscaled) in enumerate(((entropy_scaled, entropy_unscaled),
+                                              (max_weight_scaled, max_weight_unscaled)), start=1):
+        for series, (label, colour, dash) in zip((scaled, unscaled), styles, strict=True):
+            fig.add_trace(go.Scatter(x=d_k, y=series, mode="lines+markers", name=label, legendgroup=label,
+                                     showlegend=col == 1, line=dict(color=colour, dash=dash),
+                                     hovertemplate="d_k=%{x}<br>%{y:.3f}<extra>" + label + "</extra>"),
+                          row=1, col=col)
+    uniform = float(np.log(n_keys))
+    fig.add_trace(go.Scatter(x=[d_k[0], d_k[-1]], y=[uniform, uniform], mode="lines", name=f"uniform (log {n_keys})",
+                             line=dict(color="grey", dash="dot"), hoverinfo="skip"), row=1, col=1)
+    if current_d_k is not None:
+        for col in (1, 2):
+            fig.add_vline(x=current_d_k, line=dict(color="black", width=1, dash="dot"), row=1, col=col)
+    fig.update_xaxes(type="log", title=dict(text="d_k (log scale)"), tickvals=list(d_k))
+    fig.update_yaxes(title=dict(text="nats"), rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title=dict(text="weight"), range=[0, 1.05], row=1, col=2)
+    fig.update_layout(height=360, margin=dict(l=10, r=30, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25, x=0.0))
+    return fig
+
+
+def heads_figure(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], kind: str = "weights",
+                 row_title: str = "query", col_title: str = "key", name: str = "head") -> go.Figure:
+    """(H, R, C) matrices side by side, one subplot per head, sharing one colour bar."""
+    matrices = np.asarray(matrices, dtype=float)
+    n_heads = matrices.shape[0]
+    for h in range(n_heads):
+        _check_finite(matrices[h], f"{name} {h + 1}")
+    fig = make_subplots(rows=1, cols=n_heads, subplot_titles=[f"{name} {h + 1}" for h in range(n_heads)],
+                        horizontal_spacing=min(0.08, 0.4 / max(n_heads, 1)))
+    n_rows, n_cols = matrices.shape[1:]
+    annotate = n_heads * n_rows * n_cols <= 2 * ANNOTATE_MAX_CELLS
+    for h in range(n_heads):
+        fig.add_trace(_heatmap_trace(matrices[h], row_labels, col_labels, kind, f"{name} {h + 1}", row_title,
+                                     col_title, annotate, coloraxis="coloraxis"), row=1, col=h + 1)
+        fig.update_xaxes(_token_axis(col_labels, col_title, tickangle=_tickangle(col_labels)), row=1, col=h + 1)
+        fig.update_yaxes({**_token_axis(row_labels, row_title if h == 0 else ""), "autorange": "reversed",
+                          "showticklabels": h == 0}, row=1, col=h + 1)
+    if kind == "weights":
+        coloraxis = dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=1.0)
+    else:
+        coloraxis = dict(colorscale=DIVERGING, cmid=0.0)
+    fig.update_layout(coloraxis=coloraxis, height=_height(n_rows) + 20, margin=dict(l=10, r=30, t=40, b=10))
+    return fig
+
+
+def concat_figure(concat: np.ndarray, row_labels: Sequence[str], n_heads: int) -> go.Figure:
+    """The heads' outputs side by side (T, H * d_v), with a line between heads."""
+    d_v = concat.shape[1] // max(n_heads, 1)
+    cols = [f"h{h + 1}.{i + 1}" for h in range(n_heads) for i in range(d_v)]
+    fig = matrix_figure(concat, "concat(head 1, ..., head n)", row_labels, cols, "query", "head.dimension",
+                        name="concat")
+    for h in range(1, n_heads):
+        fig.add_vline(x=h * d_v - 0.5, line=dict(color="black", width=2))
+    return fig
