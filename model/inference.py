@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,12 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
-from .trace import Trace
+from .trace import Trace, parse_name, record_bytes
 from .transformer import Transformer
+
+
+class CaptureBudgetError(ValueError):
+    """A traced call whose records would not fit the memory budget; raised before running it."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -117,13 +122,31 @@ class Pipeline:
         outs = [self.tgt_tokenizer.decode(r) for r in rows]
         return outs[0] if isinstance(source_text, str) else outs
 
-    def run(self, source_text: str, target_text: str | None = None, max_new_tokens: int | None = None) -> RunResult:
-        """Trace one call: generate greedily when target_text is None, else teacher-force target_text."""
-        return self.run_batch([source_text], None if target_text is None else [target_text], max_new_tokens)[0]
+    def capture_bytes(self, src_len: int, tgt_len: int, batch: int = 1,
+                      capture: bool | Collection[str] = True) -> int:
+        """Estimated bytes a traced call keeps (every record, or only the named ones), before running it."""
+        shapes = {("encoder", "self_attn"): (src_len, src_len), ("decoder", "self_attn"): (tgt_len, tgt_len),
+                  ("decoder", "cross_attn"): (tgt_len, src_len)}
+        total = 0
+        for name in self.model._capture_set(capture):
+            stack, _, kind = parse_name(name)
+            total += record_bytes(self.config, *shapes[stack, kind], batch)
+        return total
+
+    def run(self, source_text: str, target_text: str | None = None, max_new_tokens: int | None = None,
+            capture: bool | Collection[str] = True, max_capture_bytes: int | None = None) -> RunResult:
+        """Trace one call: generate greedily when target_text is None, else teacher-force target_text.
+
+        ``capture``: True for every attention, or the names to record. ``max_capture_bytes``: refuse
+        (CaptureBudgetError, before the traced forward) when the estimate is above it.
+        """
+        return self.run_batch([source_text], None if target_text is None else [target_text], max_new_tokens,
+                              capture, max_capture_bytes)[0]
 
     @torch.inference_mode()
     def run_batch(self, source_texts: list[str], target_texts: list[str] | None = None,
-                  max_new_tokens: int | None = None) -> list[RunResult]:
+                  max_new_tokens: int | None = None, capture: bool | Collection[str] = True,
+                  max_capture_bytes: int | None = None) -> list[RunResult]:
         """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths."""
         sources = [self.encode_source(t) for t in source_texts]
         if target_texts is None:
@@ -133,7 +156,15 @@ class Pipeline:
             if len(target_texts) != len(source_texts):
                 raise ValueError("need one target text per source text")
             targets = [self.encode_target(t) for t in target_texts]
-        out = self.model(self._pad([s.ids for s in sources]), self._pad([t.ids for t in targets]), capture=True)
+        S, T = max(len(s.ids) for s in sources), max(len(t.ids) for t in targets)
+        if max_capture_bytes is not None:
+            need = self.capture_bytes(S, T, len(sources), capture)
+            if need > max_capture_bytes:
+                raise CaptureBudgetError(
+                    f"tracing {len(sources)} x ({S} source, {T} target) tokens would hold about "
+                    f"{need / 2**20:.0f} MiB of attention records, over the {max_capture_bytes / 2**20:.0f} MiB "
+                    f"budget: capture fewer records (one layer or kind at a time) or shorten the text")
+        out = self.model(self._pad([s.ids for s in sources]), self._pad([t.ids for t in targets]), capture=capture)
         results = []
         for i, (s, t) in enumerate(zip(sources, targets, strict=True)):
             logits = out.logits[i, : len(t.ids)].float().cpu()

@@ -151,22 +151,20 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
     })
 
 
-def estimate_capture_bytes(config, src_len: int, tgt_len: int, batch: int = 1, dtype_bytes: int = 4) -> int:
-    """Bytes a capture=True forward keeps in its trace, from the shapes alone (before running it).
-
-    Per attention: query_input, key_input, q, k, v, context, concat, output (token x width) and four
-    (H, Tq, Tk) matrices (scores, scaled, masked, weights); masks are bool and broadcast, so small.
-    """
+def record_bytes(config, tq: int, tk: int, batch: int = 1, dtype_bytes: int = 4) -> int:
+    """Upper bound on one record's bytes: query_input, q, context, concat, output (Tq x d_model),
+    key_input, k, v (Tk x d_model), four (H, Tq, Tk) matrices (scores, scaled, masked, weights), bool masks."""
     d, H = config.d_model, config.n_heads
+    vectors = tq * d * 5 + tk * d * 3
+    matrices = 4 * H * tq * tk
+    return batch * ((vectors + matrices) * dtype_bytes + tq * tk + tk)
 
-    def one(tq: int, tk: int) -> int:
-        vectors = (tq * d) * 4 + (tk * d) * 3 + tq * d  # query_input, q, context, concat, output | key_input, k, v
-        matrices = 4 * H * tq * tk
-        masks = tq * tk + tk  # bool, 1 byte each
-        return batch * ((vectors + matrices) * dtype_bytes + masks)
 
-    return (config.n_encoder_layers * one(src_len, src_len)
-            + config.n_decoder_layers * (one(tgt_len, tgt_len) + one(tgt_len, src_len)))
+def estimate_capture_bytes(config, src_len: int, tgt_len: int, batch: int = 1, dtype_bytes: int = 4) -> int:
+    """Bytes a capture=True forward keeps in its trace, from the shapes alone (before running it)."""
+    return (config.n_encoder_layers * record_bytes(config, src_len, src_len, batch, dtype_bytes)
+            + config.n_decoder_layers * (record_bytes(config, tgt_len, tgt_len, batch, dtype_bytes)
+                                         + record_bytes(config, tgt_len, src_len, batch, dtype_bytes)))
 
 
 def trace_nbytes(trace: "Trace") -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -69,14 +70,15 @@ class DecoderLayer(nn.Module):
         self.feed_forward = FeedForward(config)
         self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(3 if cross_attention else 2)])
 
-    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, capture=False):
+    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, capture=()):
+        """``capture``: the kinds to record, a subset of ("self_attn", "cross_attn")."""
         records = {}
         x, records["self_attn"] = self.sublayers[0](
-            x, lambda h: self.self_attn(h, h, tgt_padding, tgt_causal, capture))
+            x, lambda h: self.self_attn(h, h, tgt_padding, tgt_causal, "self_attn" in capture))
         if self.cross_attn is not None:
             # queries from the decoder, keys and values from the final encoder output
             x, records["cross_attn"] = self.sublayers[1](
-                x, lambda h: self.cross_attn(h, memory, src_padding, None, capture))
+                x, lambda h: self.cross_attn(h, memory, src_padding, None, "cross_attn" in capture))
         x, _ = self.sublayers[-1](x, lambda h: (self.feed_forward(h), None))
         return x, records
 
@@ -147,37 +149,64 @@ class Transformer(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, src_ids: torch.Tensor, capture: bool = False):
+    def record_names(self) -> list[str]:
+        """Every name a full trace holds, in forward order."""
+        names = [record_name("encoder", i, "self_attn") for i in range(self.config.n_encoder_layers)]
+        for i, layer in enumerate(self.decoder_layers):
+            names.append(record_name("decoder", i, "self_attn"))
+            if layer.cross_attn is not None:
+                names.append(record_name("decoder", i, "cross_attn"))
+        return names
+
+    def _capture_set(self, capture: bool | Collection[str]) -> frozenset[str]:
+        if isinstance(capture, bool):
+            return frozenset(self.record_names()) if capture else frozenset()
+        wanted = frozenset(capture)
+        unknown = sorted(wanted - set(self.record_names()))
+        if unknown:
+            raise ValueError(f"cannot capture {unknown}: this model has {self.record_names()}")
+        return wanted
+
+    def encode(self, src_ids: torch.Tensor, capture: bool | Collection[str] = False):
         """(B, S) ids -> (memory (B, S, d_model), src padding mask (B, 1, 1, S), records)."""
+        wanted = self._capture_set(capture)
         src_padding = padding_mask(src_ids, self.config.pad_id)
         x = self.src_embed(src_ids)
         records = {}
         for i, layer in enumerate(self.encoder_layers):
-            x, records[record_name("encoder", i, "self_attn")] = layer(x, src_padding, capture)
-        return self.encoder_norm(x), src_padding, records
+            name = record_name("encoder", i, "self_attn")
+            x, records[name] = layer(x, src_padding, name in wanted)
+        return self.encoder_norm(x), src_padding, {n: r for n, r in records.items() if r is not None}
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor, src_padding: torch.Tensor,
-               capture: bool = False):
+               capture: bool | Collection[str] = False):
         """(B, T) decoder input ids (starting with [BOS]) -> (logits (B, T, V), records)."""
+        wanted = self._capture_set(capture)
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
         x = self.tgt_embed(tgt_ids)
         records = {}
         for i, layer in enumerate(self.decoder_layers):
-            x, layer_records = layer(x, memory, src_padding, tgt_padding, tgt_causal, capture)
+            kinds = {k for k in ("self_attn", "cross_attn") if record_name("decoder", i, k) in wanted}
+            x, layer_records = layer(x, memory, src_padding, tgt_padding, tgt_causal, kinds)
             for kind, rec in layer_records.items():
-                records[record_name("decoder", i, kind)] = rec
+                if rec is not None:
+                    records[record_name("decoder", i, kind)] = rec
         return self.generator(self.decoder_norm(x)), records
 
-    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor, capture: bool = False) -> ModelOutput:
+    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor,
+                capture: bool | Collection[str] = False) -> ModelOutput:
         """src_ids (B, S), tgt_ids (B, T) -> ModelOutput(logits (B, T, V), trace or None).
 
         Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
+        ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"})
+        records only those, for long inputs whose full trace would not fit a memory budget.
         """
-        memory, src_padding, enc_records = self.encode(src_ids, capture)
-        logits, dec_records = self.decode(tgt_ids, memory, src_padding, capture)
-        trace = Trace({**enc_records, **dec_records}, src_ids, tgt_ids) if capture else None
+        wanted = self._capture_set(capture)
+        memory, src_padding, enc_records = self.encode(src_ids, wanted)
+        logits, dec_records = self.decode(tgt_ids, memory, src_padding, wanted)
+        trace = Trace({**enc_records, **dec_records}, src_ids, tgt_ids) if capture is not False else None
         return ModelOutput(logits=logits, trace=trace)
 
     def num_parameters(self) -> int:

@@ -13,6 +13,7 @@ from model import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
+    CaptureBudgetError,
     CheckpointError,
     ModelConfig,
     Tokenizer,
@@ -296,3 +297,33 @@ def test_load_copies_work_independently(checkpoint, tmp_path):
     other = tmp_path / "copy"
     shutil.copytree(checkpoint, other)
     assert load(other, "cpu").generate("1.2.1999") == load(checkpoint, "cpu").generate("1.2.1999")
+
+
+def test_selective_capture_records_only_the_named_attention(checkpoint):
+    pipe = load(checkpoint, device="cpu")
+    full = pipe.run("21 November 2026", "2026-11-21")
+    part = pipe.run("21 November 2026", "2026-11-21", capture={"decoder.1.cross_attn"})
+    assert list(part.trace) == ["decoder.1.cross_attn"]
+    # other layers ran the fast path, so equal to float tolerance, not bitwise
+    torch.testing.assert_close(part.trace["decoder.1.cross_attn"].weights, full.trace["decoder.1.cross_attn"].weights,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part.logits, full.logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cannot capture"):
+        pipe.run("x", capture={"decoder.9.cross_attn"})
+
+
+def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
+    pipe = load(checkpoint, device="cpu")
+    S, T = len(pipe.encode_source("21 November 2026").ids), len(pipe.encode_target("2026-11-21").ids)
+    need_all = pipe.capture_bytes(S, T)
+    need_one = pipe.capture_bytes(S, T, capture={"decoder.0.cross_attn"})
+    assert 0 < need_one < need_all
+    res = pipe.run("21 November 2026", "2026-11-21")
+    from model.trace import trace_nbytes
+    assert trace_nbytes(res.trace) <= need_all  # the estimate is an upper bound
+    assert trace_nbytes(res.trace) >= 0.8 * need_all  # and a tight one
+    calls = []
+    monkeypatch.setattr(pipe.model, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(CaptureBudgetError, match="MiB"):
+        pipe.run("21 November 2026", "2026-11-21", max_capture_bytes=need_all - 1)
+    assert calls == []  # refused before the traced forward
