@@ -184,6 +184,7 @@ def test_weights_use_fixed_0_1_scale_and_scores_diverge():
     s = vp.matrix_figure(np.array([[-3.0, 1.0]]), "s").data[0]
     assert (w.zmin, w.zmax) == (0.0, 1.0) and s.zmid == 0.0
     assert w.texttemplate and vp.matrix_figure(np.zeros((20, 20)), "big").data[0].texttemplate is None
+    assert vp.matrix_figure(np.zeros((3, 11)), "wide").data[0].texttemplate is None
 
 
 def test_figures_refuse_nan():

@@ -15,7 +15,8 @@ from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"  # scores and raw matrices: blue < 0 < red, centred on 0
 SEQUENTIAL = "Blues"  # attention weights, fixed 0..1
-ANNOTATE_MAX_CELLS = 144  # write the value in each cell up to this many cells
+ANNOTATE_MAX_CELLS = 144  # write the value in each cell up to this many cells...
+ANNOTATE_MAX_COLS = 8  # ...and this many columns (wider matrices leave no room for the digits)
 MAX_LABEL_CHARS = 16
 
 
@@ -57,7 +58,7 @@ def _heatmap_trace(values: np.ndarray, row_labels: Sequence[str], col_labels: Se
         for j in range(n_cols):
             custom[i, j] = (rows[i], cols[j])
     if annotate is None:
-        annotate = n_rows * n_cols <= ANNOTATE_MAX_CELLS
+        annotate = n_rows * n_cols <= ANNOTATE_MAX_CELLS and n_cols <= ANNOTATE_MAX_COLS
     colour: dict = {}
     if coloraxis is None:
         if kind == "weights":
@@ -185,7 +186,7 @@ def heads_figure(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Se
     fig = make_subplots(rows=1, cols=n_heads, subplot_titles=[f"{name} {h + 1}" for h in range(n_heads)],
                         horizontal_spacing=min(0.08, 0.4 / max(n_heads, 1)))
     n_rows, n_cols = matrices.shape[1:]
-    annotate = n_heads * n_rows * n_cols <= 2 * ANNOTATE_MAX_CELLS
+    annotate = n_heads * n_rows * n_cols <= 2 * ANNOTATE_MAX_CELLS and n_cols <= ANNOTATE_MAX_COLS
     for h in range(n_heads):
         fig.add_trace(_heatmap_trace(matrices[h], row_labels, col_labels, kind, f"{name} {h + 1}", row_title,
                                      col_title, annotate, coloraxis="coloraxis"), row=1, col=h + 1)
