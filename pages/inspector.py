@@ -6,6 +6,7 @@ Widgets, caching, layout and messages only; the numbers come from the model's tr
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,7 +19,7 @@ import viz
 from model import CheckpointError, RunResult, Trace, available_devices, load
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / "checkpoints"
+CHECKPOINTS = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))  # the shipped checkpoints
 DEFAULT_MODEL = "dates"
 DEFAULT_SOURCE = "Saturday, 21 November 2026"
 TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
@@ -202,7 +203,7 @@ def head_grid(key: str) -> None:
     fig = viz.thumbnail_grid(np.asarray(rec.weights)[0], q_tokens, k_tokens, cells=cells, cols=4, allowed=allowed,
                              row_names=[f"{kind} layer {i}" for i in layers],
                              title=f"{kind} attention, layer {layer}: every head (click one to open it)")
-    chart(fig, key, on_select=partial(open_cell, key, cells, None), selection_mode="points")
+    chart(fig, key, on_select=partial(open_cell, key, cells, None), selection_mode="points", theme=None)
 
 
 # ---- views ---------------------------------------------------------------------------------------------------------
@@ -234,7 +235,8 @@ elif view == "Model overview":
         fig = viz.thumbnail_grid(weights, q_tokens, k_tokens, cells=cells, cols=cfg.n_heads,
                                  allowed=np.concatenate(masks), title=f"{kind} attention: layers x heads "
                                  "(click a thumbnail to open it)")
-        chart(fig, "overview", on_select=partial(open_cell, "overview", cells, kind), selection_mode="points")
+        chart(fig, "overview", on_select=partial(open_cell, "overview", cells, kind), selection_mode="points",
+              theme=None)
 
 elif view == "Step by step":
     h = max(head, 0)

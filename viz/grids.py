@@ -33,11 +33,13 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
     yl, xl = token_labels(q_tokens)[:Tq], token_labels(k_tokens)[:Tk]
     show_ticks = (max(Tq, Tk) <= 16 and C <= 4) if show_ticks is None else show_ticks
     cells = list(cells)
-    gap_x, gap_y = 0.03, 0.08 if show_ticks else 0.05
-    width, height = (1 - gap_x * (C - 1)) / C, (1 - gap_y * (R - 1)) / R
+    thumb, label = (90, 22) if not show_ticks else (230, 40)  # pixels: thumbnail height, label strip below it
+    plot_h = R * (thumb + label)
+    gap_x, gap_y = 0.03, label / plot_h
+    width, height = (1 - gap_x * (C - 1)) / C, thumb / plot_h
     data: list[dict] = []
     layout: dict = {}
-    meta_cells = []
+    meta_cells, annotations = [], []
     # click targets: a few points spread over each thumbnail (on existing categories, so the axes stay categorical)
     ti = np.unique(np.linspace(0, Tq - 1, min(Tq, 4)).round().astype(int))
     tj = np.unique(np.linspace(0, Tk - 1, min(Tk, 4)).round().astype(int))
@@ -58,15 +60,18 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
             hovertemplate=f"{name}: click to open<extra></extra>"))
         meta_cells += [list(cell), list(cell)]
         x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
-        layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "type": "category", "showgrid": False,
-                                "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9},
-                                "range": [-0.5, Tk - 0.5], "fixedrange": True,
-                                "title": {"text": name, "font": {"size": 11}, "standoff": 2}}
-        layout[f"yaxis{ax}"] = {"domain": [y1 - height, y1], "type": "category", "showgrid": False,
+        annotations.append({"text": name, "x": x0 + width / 2, "y": max(0.0, y1 - height), "xref": "paper",
+                            "yref": "paper", "yanchor": "top", "showarrow": False, "font": {"size": 11},
+                            "yshift": -2 if not show_ticks else -30})
+        layout[f"xaxis{ax}"] = {"domain": [max(0.0, x0), min(1.0, x0 + width)], "type": "category", "showgrid": False,
+                                "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9}, "ticks": "",
+                                "range": [-0.5, Tk - 0.5], "fixedrange": True}
+        layout[f"yaxis{ax}"] = {"domain": [max(0.0, y1 - height), min(1.0, y1)], "type": "category", "showgrid": False,
                                 "showticklabels": show_ticks and c == 0, "anchor": f"x{ax}", "fixedrange": True,
+                                "ticks": "",
                                 "range": [Tq - 0.5, -0.5], "tickfont": {"size": 9}}
-    thumb = 90 if not show_ticks else 230
-    return figure(data, dict(title={"text": title, "x": 0}, height=int(60 + R * (thumb + 40)),
+    return figure(data, dict(title={"text": title, "x": 0}, height=int((60 if title else 20) + plot_h),
+                             annotations=annotations,
                              margin={"l": 10, "r": 10, "t": 50 if title else 10, "b": 10}, plot_bgcolor=BACKGROUND,
                              meta={"cells": meta_cells}, clickmode="event+select", dragmode=False, **layout))
 

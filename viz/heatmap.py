@@ -15,7 +15,7 @@ BACKGROUND = "#9e9e9e"  # shows through masked (NaN) cells of thumbnails
 WEIGHT_SCALE = "Viridis"  # sequential, 0..1, for softmax weights
 SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked scores
 VALUE_SCALE = "PuOr_r"  # diverging, for activations (X, Q, K, V, context, output)
-TEMPLATE = "none"  # no default template in the spec (it is ~9 kB of JSON); Streamlit's theme styles the chart
+TEMPLATE: dict = {}  # no default Plotly template in the spec (~9 kB of JSON); Streamlit's theme styles the chart
 
 
 def figure(data: list[dict], layout: dict) -> go.Figure:
@@ -152,9 +152,9 @@ def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Seq
     value_text = {"weights": "weight 0", "masked": "−∞"}.get(stage, "set to −∞ before the softmax")
     data = [dict(type="heatmap", z=z, x=xl, y=yl, hovertemplate=hover, hoverongaps=False, colorbar=colorbar,
                  **colours)] + _mask_traces(reasons, value_text)
-    cell = 26 if max(Tq, Tk) <= 24 else (16 if max(Tq, Tk) <= 64 else 7)
+    cell = 22 if max(Tq, Tk) <= 24 else (14 if max(Tq, Tk) <= 64 else 6)
     return figure(data, dict(
-        title={"text": title, "x": 0}, height=height or int(min(900, max(320, 170 + cell * Tq))),
+        title={"text": title, "x": 0}, height=height or int(min(760, max(320, 190 + cell * Tq))),
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
         xaxis=_axis(xl, "key"), yaxis=_axis(yl, "query", reverse=True),
         xaxis2={"overlaying": "x", "range": [-0.5, Tk - 0.5], "visible": False, "fixedrange": True},
