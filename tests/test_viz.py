@@ -1,0 +1,193 @@
+"""viz/: pure figure and table builders, checked against the trace they are given."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+import torch
+
+import viz
+from model import ModelConfig, Transformer
+from viz.heatmap import payload
+
+SRC = ["the", "cat", "<script>", "the", "[EOS]"]  # repeated token + HTML
+TGT = ["[BOS]", "a", "b", "a"]
+
+
+@pytest.fixture(scope="module")
+def trace():
+    torch.manual_seed(0)
+    cfg = ModelConfig(src_vocab_size=20, tgt_vocab_size=12, d_model=16, n_heads=2, n_encoder_layers=1,
+                      n_decoder_layers=2, d_ff=32, max_len=16)
+    model = Transformer(cfg).eval()
+    src = torch.tensor([[5, 6, 7, 5, 2, 0]])  # one [PAD] at the end: a real padding mask
+    tgt = torch.tensor([[1, 4, 5, 4]])
+    with torch.no_grad():
+        out = model(src, tgt, capture=True)
+    return out.trace.numpy()
+
+
+SRC_PADDED = SRC + ["[PAD]"]
+
+
+def spec(fig) -> dict:
+    return json.loads(pio.to_json(fig.to_dict(), validate=False))
+
+
+def validated(fig) -> go.Figure:
+    """Plotly's own validation of a figure we built without it (catches misspelt properties)."""
+    return go.Figure(fig.to_dict())
+
+
+def test_token_labels_distinct_and_escaped():
+    labels = viz.token_labels(SRC)
+    assert len(set(labels)) == len(SRC)
+    assert labels[0] != labels[3] and labels[0].endswith("the") and labels[3].endswith("the")
+    assert "<script>" not in "".join(labels) and "&lt;script&gt;" in labels[2]
+
+
+def test_attention_heatmap_axes_hover_values_and_masks(trace):
+    rec = trace["decoder.1.self_attn"]
+    w = rec.weights[0, 1]
+    pad, cau = viz.head_masks(rec, 4, 4)
+    fig = viz.attention_heatmap(w, TGT, TGT, padding_ok=pad, causal_ok=cau)
+    validated(fig)
+    s = spec(fig)
+    hm = s["data"][0]
+    assert hm["x"] == viz.token_labels(TGT) and hm["y"] == viz.token_labels(TGT)
+    assert len(set(hm["x"])) == 4  # "a" repeats but the labels stay distinct
+    assert "query %{y}" in hm["hovertemplate"] and "key %{x}" in hm["hovertemplate"] and "%{z" in hm["hovertemplate"]
+    assert hm["z"]["dtype"] == "f4"
+    (z,) = viz.figure_matrices(s)
+    allowed = np.tril(np.ones((4, 4), bool))
+    np.testing.assert_array_equal(z[allowed], w[allowed].astype(np.float32))
+    assert np.isnan(z[~allowed]).all()  # masked cells are drawn apart, not as small values
+    overlay = [t for t in s["data"] if t["type"] == "scatter"]
+    assert len(overlay) == 1 and "masked (causal)" in overlay[0]["text"] and overlay[0]["fillpattern"]["shape"]
+    assert hm["zmin"] == 0 and hm["zmax"] == 1  # sequential 0..1 for weights
+
+
+def test_padding_mask_is_its_own_overlay(trace):
+    rec = trace["decoder.0.cross_attn"]
+    Tq, Tk = rec.weights.shape[2:]
+    pad, cau = viz.head_masks(rec, Tq, Tk)
+    assert cau is None and not pad[:, -1].any()
+    s = spec(viz.attention_heatmap(rec.masked[0, 0], TGT, SRC_PADDED, stage="masked", padding_ok=pad))
+    assert s["data"][0]["zmid"] == 0 and "zmin" not in s["data"][0]  # diverging around 0 for scores
+    assert [t["name"] for t in s["data"][1:]] == ["masked (padding)"]
+    (z,) = viz.figure_matrices(s)
+    assert np.isnan(z[:, -1]).all() and np.isfinite(z[:, :-1]).all()
+
+
+def test_payload_bytes_per_cell():
+    rng = np.random.default_rng(0)
+    for T, limit, dtype in ((200, 6.0, "f4"), (300, 1.5, "u1")):
+        w = rng.random((T, T)).astype(np.float32)
+        fig = viz.attention_heatmap(w, [str(i) for i in range(T)], [str(i) for i in range(T)])
+        z = spec(fig)["data"][0]["z"]
+        assert z["dtype"] == dtype
+        per_cell = len(json.dumps(z)) / (T * T)
+        assert per_cell <= limit, (T, per_cell)
+    q, extra = payload(w)
+    lo, step = extra["quantised"]
+    assert np.abs(viz.decode_quantised(q, lo, step) - w).max() <= step / 2 + 1e-6
+
+
+def test_quantised_hover_names_the_scale():
+    w = np.linspace(0, 1, 300 * 300, dtype=np.float32).reshape(300, 300)
+    s = spec(viz.attention_heatmap(w, [str(i) for i in range(300)], [str(i) for i in range(300)]))
+    assert "quantised" in s["data"][0]["hovertemplate"]
+    assert len(s["layout"]["xaxis"]["tickvals"]) <= 40  # long sequences: sparse ticks
+
+
+def test_stage_panels_follow_the_record(trace):
+    rec = trace["decoder.1.self_attn"]
+    panels = viz.stage_panels(rec, 1, TGT, TGT)
+    keys = [p.key for p in panels]
+    assert keys == ["X", "Q", "K", "V", "scores", "scaled", "padding_mask", "causal_mask", "masked", "weights",
+                    "context", "concat", "output"]
+    by = {p.key: p for p in panels}
+    for key, field in (("Q", rec.q[0, 1]), ("K", rec.k[0, 1]), ("V", rec.v[0, 1]), ("scores", rec.scores[0, 1]),
+                       ("scaled", rec.scaled[0, 1]), ("context", rec.context[0, 1]), ("concat", rec.concat[0]),
+                       ("output", rec.output[0])):
+        (z,) = viz.figure_matrices(spec(by[key].figure))
+        np.testing.assert_array_equal(z, field.astype(np.float32))
+        assert by[key].shape == viz.shape_text(field)
+        validated(by[key].figure)
+    (z,) = viz.figure_matrices(spec(by["masked"].figure))
+    assert np.isnan(z[np.isneginf(rec.masked[0, 1])]).all()
+    assert by["scores"].shape == "(4 x 4)" and "sqrt" in by["scaled"].latex
+
+
+def test_cross_attention_panels_show_both_inputs(trace):
+    panels = viz.stage_panels(trace["decoder.0.cross_attn"], 0, TGT, SRC_PADDED)
+    assert [p.key for p in panels][:2] == ["X", "X_kv"] and "causal_mask" not in [p.key for p in panels]
+
+
+def test_query_table_uses_captured_numbers(trace):
+    rec = trace["decoder.1.self_attn"]
+    t = viz.query_table(rec, 0, 2, TGT)
+    np.testing.assert_array_equal(t["score q·k_j"], rec.scores[0, 0, 2])
+    np.testing.assert_array_equal(t["weight"], rec.weights[0, 0, 2])
+    np.testing.assert_allclose(t["sum(q*k_j) (display)"], t["score q·k_j"], atol=1e-5)
+    assert list(t["masked_by"]) == ["", "", "", "causal"] and not t["may_attend"].iloc[3]
+    figs = viz.query_figures(rec, 0, 2, TGT, TGT)
+    (ctx,) = viz.figure_matrices(spec(figs["context"]))
+    np.testing.assert_array_equal(ctx[0], rec.context[0, 0, 2])
+    (av,) = viz.figure_matrices(spec(figs["av"]))
+    np.testing.assert_allclose(av.sum(0), rec.context[0, 0, 2], atol=1e-5)  # the weighted sum gives the context
+    for f in figs.values():
+        validated(f)
+
+
+def test_thumbnail_grid_and_click_mapping(trace):
+    names = ["decoder.0.cross_attn", "decoder.1.cross_attn"]
+    w = np.concatenate([trace[n].weights[0] for n in names])  # (L * H, Tq, Tk)
+    cells = [(layer, h) for layer in range(2) for h in range(2)]
+    fig = viz.thumbnail_grid(w, TGT, SRC_PADDED, cells=cells, cols=2)
+    validated(fig)
+    s = spec(fig)
+    mats = viz.figure_matrices(s)
+    assert len(mats) == 4
+    np.testing.assert_array_equal(mats[3], trace["decoder.1.cross_attn"].weights[0, 1])
+    assert s["data"][7]["type"] == "scatter"  # click targets of the 4th thumbnail
+    assert viz.clicked_cell({"selection": {"points": [{"curve_number": 7}]}}, cells) == (1, 1)
+    assert viz.clicked_cell({"selection": {"points": [{"curve_number": 2}]}}, cells) == (0, 1)
+    assert viz.clicked_cell({"selection": {"points": []}}, cells) is None
+    assert viz.clicked_cell(None, cells) is None
+    assert viz.grid_is_readable(128, 128) and not viz.grid_is_readable(129, 10)
+
+
+def test_decoding_rows_and_alternatives(trace):
+    w = trace["decoder.1.cross_attn"].weights[0]
+    rows = viz.cross_rows(w, 2)
+    np.testing.assert_array_equal(rows[:2], w[:, 2])
+    np.testing.assert_allclose(rows[2], w[:, 2].mean(0), atol=1e-6)
+    fig = viz.cross_row_figure(w, 2, SRC_PADDED, "a", 1)
+    validated(fig)
+    assert spec(fig)["data"][0]["y"][-1].startswith("mean of heads")
+    probs = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    alt = viz.top_alternatives(probs, 0, lambda i: "<x>" if i == 1 else str(i), k=2)
+    assert list(alt["token"]) == ["<x>", "2"] and list(alt["probability"]) == [0.6, 0.3]
+    fig = viz.alternatives_figure(alt)
+    validated(fig)
+    assert "&lt;x&gt;" in spec(fig)["data"][0]["y"][0]
+
+
+def test_tables_and_exports(trace):
+    df = viz.selection_table(trace, "decoder.1.self_attn", 1, SRC_PADDED, TGT)
+    assert len(df) == 16 and set(df["head"]) == {1}
+    assert df["masked"].sum() == 6 and set(df.loc[df["masked"], "mask_reason"]) == {"causal"}
+    assert viz.to_csv_bytes(df).decode().splitlines()[0].startswith("stack,layer,kind,head")
+    data = json.loads(viz.to_json_bytes(df, {"source": "x"}))
+    assert data["meta"] == {"source": "x"} and len(data["rows"]) == 16
+    assert any(r["masked_score"] is None for r in data["rows"])  # -inf has no JSON form: null
+    assert len(viz.selection_table(trace, "decoder.1.self_attn", None, SRC_PADDED, TGT)) == 32
+
+
+def test_record_tokens():
+    assert viz.record_tokens("encoder.0.self_attn", SRC, TGT) == (SRC, SRC)
+    assert viz.record_tokens("decoder.0.self_attn", SRC, TGT) == (TGT, TGT)
+    assert viz.record_tokens("decoder.0.cross_attn", SRC, TGT) == (TGT, SRC)
