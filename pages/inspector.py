@@ -212,8 +212,10 @@ if view == "Attention map":
         head_grid("map_grid")
     else:
         values = np.asarray(getattr(rec, stage))[0, head]
+        masks_applied = stage in ("masked", "weights")  # scores / scaled are shown before the mask is applied
         fig = viz.attention_heatmap(
-            values, q_tokens, k_tokens, stage=stage, padding_ok=pad_ok, causal_ok=causal_ok,
+            values, q_tokens, k_tokens, stage=stage, padding_ok=pad_ok if masks_applied else None,
+            causal_ok=causal_ok if masks_applied else None,
             value_name={"masked": "masked score"}.get(stage, stage.rstrip("s") if stage == "weights" else stage),
             title=f"{kind} attention · layer {layer} · head {head} · {stage} {viz.shape_text(values)}")
         chart(fig, "map")

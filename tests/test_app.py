@@ -1,0 +1,281 @@
+"""The inspector app through Streamlit's AppTest: opens, controls, bad input, payloads, no needless model runs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+import viz
+from model import ModelConfig, Pipeline, Tokenizer, Transformer, load, save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+SOURCE = "Saturday, 21 November 2026"
+
+
+def make_checkpoint(path: Path, n_decoder_layers: int = 3, max_len: int = 24) -> str:
+    """A tiny random-weight checkpoint shaped like the dates model (word source, char target)."""
+    torch.manual_seed(0)
+    src = Tokenizer.train(["Saturday, 21 November 2026", "Monday 3 March 1999", "the cat"], kind="word")
+    tgt = Tokenizer.train(["2026-11-21", "1999-03-03"], kind="char")
+    cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=16, n_heads=2,
+                      n_encoder_layers=2, n_decoder_layers=n_decoder_layers, d_ff=32, max_len=max_len)
+    save_checkpoint(path, Transformer(cfg).eval(), src, tgt, {"task": "test"})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def ckpt_small(tmp_path_factory) -> str:
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "one_layer", n_decoder_layers=1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch, tmp_path):
+    """Each test starts with empty Streamlit caches and no shipped checkpoints (unless it asks for them)."""
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(tmp_path / "none"))
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def app(path: str | None, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if path is not None:
+        at.session_state["model_path"] = path
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def charts(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def main_matrix(at) -> np.ndarray:
+    return viz.figure_matrices(charts(at)[0])[0]
+
+
+def reference(path: str, source: str = SOURCE, target: str | None = None):
+    return load(path, "cpu").run(source, target)
+
+
+def assert_clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_opens_on_the_shipped_dates_model(monkeypatch):
+    dates = ROOT / "checkpoints" / "dates"
+    if not (dates / "config.json").is_file():
+        pytest.skip("checkpoints/dates not trained yet")
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
+    at = app(None)
+    assert_clean(at)
+    assert at.selectbox(key="model").value == "dates"
+    assert at.radio(key="kind").value == "cross" and at.text_area(key="source").value == SOURCE
+    spec = charts(at)[0]
+    assert spec["data"][0]["type"] == "heatmap"
+    ref = reference(str(dates))
+    z = viz.figure_matrices(spec)[0]
+    assert z.shape == (len(ref.target.tokens), len(ref.source.tokens))  # target queries x source keys
+    layer = at.selectbox(key="layer").value
+    np.testing.assert_array_equal(z, ref.trace.numpy()[f"decoder.{layer}.cross_attn"].weights[0, 0])
+
+
+def test_first_screen_is_a_cross_attention_map(ckpt):
+    at = app(ckpt)
+    assert_clean(at)
+    ref = reference(ckpt)
+    spec = charts(at)[0]
+    assert spec["data"][0]["x"] == viz.token_labels(ref.source.tokens)
+    assert spec["data"][0]["y"] == viz.token_labels(ref.target.tokens)
+    np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
+    assert any("running on" in c.value for c in at.sidebar.caption)
+
+
+def test_controls_change_what_they_should(ckpt):
+    at = app(ckpt)
+    tr = reference(ckpt).trace.numpy()
+    at.radio(key="kind").set_value("encoder self").run()
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="head").set_value(1).run()
+    np.testing.assert_array_equal(main_matrix(at), tr["encoder.0.self_attn"].weights[0, 1])
+    at.radio(key="kind").set_value("decoder masked self").run()
+    at.selectbox(key="layer").set_value(1).run()
+    z = main_matrix(at)
+    w = tr["decoder.1.self_attn"].weights[0, 1]
+    allowed = np.broadcast_to(tr["decoder.1.self_attn"].mask[0, 0], w.shape)  # causal (and [PAD] if generated)
+    assert not allowed[np.triu_indices_from(w, 1)].any()
+    np.testing.assert_array_equal(z[allowed], w[allowed])
+    assert np.isnan(z[~allowed]).all()
+    assert any("masked (causal)" in t.get("text", "") for t in charts(at)[0]["data"][1:])
+    at.selectbox(key="stage").set_value("scaled").run()
+    spec = charts(at)[0]
+    assert spec["data"][0]["zmid"] == 0
+    np.testing.assert_array_equal(viz.figure_matrices(spec)[0], tr["decoder.1.self_attn"].scaled[0, 1])
+    at.selectbox(key="head").set_value(-1).run()  # all heads: the head grid
+    assert len(viz.figure_matrices(charts(at)[0])) == 2
+    assert_clean(at)
+
+
+def test_source_and_teacher_forced_target(ckpt):
+    at = app(ckpt)
+    at.text_area(key="source").input("Monday 3 March 1999").run()
+    ref = reference(ckpt, "Monday 3 March 1999")
+    assert charts(at)[0]["data"][0]["x"] == viz.token_labels(ref.source.tokens)
+    at.radio(key="target_mode").set_value("type a target (teacher forcing)").run()
+    at.text_input(key="target").input("1999-03-03").run()
+    assert_clean(at)
+    spec = charts(at)[0]
+    assert spec["data"][0]["y"] == viz.token_labels(["[BOS]", *"1999-03-03"])
+    ref = reference(ckpt, "Monday 3 March 1999", "1999-03-03")
+    np.testing.assert_array_equal(viz.figure_matrices(spec)[0], ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
+    assert "teacher-forced" in at.markdown[0].value
+
+
+@pytest.mark.parametrize("view", ["Head grid", "Model overview", "Step by step", "One query", "Decoding",
+                                  "Table & export"])
+def test_every_view_renders(ckpt, view):
+    at = app(ckpt, view=view)
+    assert_clean(at)
+    specs = charts(at)
+    ref = reference(ckpt).trace.numpy()
+    if view == "Model overview":
+        mats = viz.figure_matrices(specs[0])
+        assert len(mats) == 3 * 2  # layers x heads
+        np.testing.assert_array_equal(mats[5], ref["decoder.2.cross_attn"].weights[0, 1])
+    elif view == "Step by step":
+        keys = [p.key for p in viz.stage_panels(ref["decoder.2.cross_attn"], 0, ["t"] * 30, ["s"] * 30)]
+        assert "X_kv" in keys and "causal_mask" not in keys  # cross-attention: two inputs, no causal mask
+        assert len(specs) == len(keys)
+        assert any("(" in c.value and "x" in c.value for c in at.caption)
+        assert len(at.get("latex")) == len(specs)
+    elif view == "One query":
+        assert len(at.dataframe) == 1 and len(specs) == 6
+    elif view == "Decoding":
+        assert len(specs) == 2 and any("with probability" in m.value for m in at.markdown)
+        at.select_slider(key="step").set_value(3).run()
+        assert_clean(at)
+        rows = viz.figure_matrices(charts(at)[1])[0]
+        np.testing.assert_array_equal(rows[:2], ref["decoder.2.cross_attn"].weights[0, :, 3])
+    elif view == "Table & export":
+        assert len(at.dataframe) == 1 and not specs
+        df = at.dataframe[0].value
+        assert set(df["head"]) == {0} and len(df) == ref["decoder.2.cross_attn"].weights[0, 0].size
+
+
+def test_layer_head_view_changes_do_not_rerun_the_model(ckpt, monkeypatch):
+    calls = []
+    original = Pipeline.run
+
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "run", counting)
+    at = app(ckpt)
+    assert len(calls) == 1
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="head").set_value(1).run()
+    at.radio(key="kind").set_value("encoder self").run()
+    at.selectbox(key="stage").set_value("scores").run()
+    at.session_state["view"] = "Step by step"
+    at.run()
+    assert_clean(at)
+    assert len(calls) == 1
+    at.text_area(key="source").input("Monday 3 March 1999").run()
+    assert len(calls) == 2  # a new source is a new call
+
+
+def test_layer_clamps_when_the_model_has_fewer_layers(ckpt, ckpt_small):
+    at = app(ckpt)
+    at.selectbox(key="layer").set_value(2).run()
+    at.text_input(key="model_path").input(ckpt_small).run()
+    assert_clean(at)
+    assert at.selectbox(key="layer").value == 0 and at.selectbox(key="layer").options == ["0"]
+    ref = reference(ckpt_small)
+    np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.0.cross_attn"].weights[0, 0])
+
+
+def test_empty_source_is_a_friendly_prompt(ckpt):
+    at = app(ckpt, source="   ")
+    assert_clean(at)
+    assert not at.get("plotly_chart") and not at.error
+    assert "Type a source sentence" in at.info[0].value
+
+
+def test_long_source_is_truncated_with_a_warning(ckpt):
+    at = app(ckpt, source=" ".join(["Saturday"] * 60))
+    assert_clean(at)
+    assert any("cut off" in w.value for w in at.warning)
+    assert len(charts(at)[0]["data"][0]["x"]) == 24  # max_len tokens, [EOS] included
+
+
+def test_hostile_text_is_never_html(ckpt):
+    text = "<script>alert(1)</script> **bold** 😀 日本 \x07 Saturday"
+    at = app(ckpt, source=text)
+    assert_clean(at)
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "<script>" not in spec and "[UNK]" in spec
+    for view in ("Table & export", "One query", "Decoding"):
+        at.session_state["view"] = view
+        at.run()
+        assert_clean(at)
+
+
+def test_broken_checkpoint_keeps_the_previous_model(ckpt, tmp_path):
+    at = app(ckpt)
+    before = main_matrix(at)
+    at.text_input(key="model_path").input(str(tmp_path / "missing")).run()
+    assert_clean(at)
+    assert "no such checkpoint directory" in at.error[0].value
+    np.testing.assert_array_equal(main_matrix(at), before)
+    broken = Path(make_checkpoint(tmp_path / "broken"))
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    at.text_input(key="model_path").input(str(broken)).run()
+    assert "model.safetensors" in at.error[0].value
+    np.testing.assert_array_equal(main_matrix(at), before)
+
+
+def test_broken_checkpoint_on_first_load_is_an_error_box(tmp_path):
+    at = app(str(tmp_path / "missing"))
+    assert_clean(at)
+    assert "no such checkpoint directory" in at.error[0].value
+
+
+def test_out_of_memory_falls_back_to_cpu(ckpt, monkeypatch):
+    original = Pipeline.run
+    state = {"failed": False}
+
+    def oom_once(self, *args, **kwargs):
+        if not state["failed"]:
+            state["failed"] = True
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "run", oom_once)
+    at = app(ckpt, device="auto")
+    assert_clean(at)
+    assert state["failed"]
+    assert any("Out of memory" in w.value and "CPU" in w.value for w in at.warning)
+    np.testing.assert_array_equal(main_matrix(at), reference(ckpt).trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
+
+
+def test_chart_payload_is_binary_float32(ckpt):
+    at = app(ckpt, view="Step by step")
+    for spec in charts(at):
+        for trace in spec["data"]:
+            if trace["type"] == "heatmap":
+                z = trace["z"]
+                assert z["dtype"] == "f4"
+                cells = np.prod([int(s) for s in z["shape"].split(",")])
+                assert len(json.dumps(z)) / cells <= 6.5  # tiny matrices carry a fixed ~40-byte header
+    assert "template" not in json.dumps(charts(at)[0]["layout"]).replace('"template": {}', "")
