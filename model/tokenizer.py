@@ -50,7 +50,7 @@ class Tokenizer:
             hf.pre_tokenizer = pre_tokenizers.Sequence(
                 [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
         else:
-            hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?s)."), behavior="isolated")
+            hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # any char, newline too
             hf.decoder = decoders.Fuse()
         trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                             special_tokens=list(SPECIAL_TOKENS), show_progress=False)
