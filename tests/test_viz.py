@@ -62,8 +62,9 @@ def test_attention_heatmap_axes_hover_values_and_masks(trace):
     assert hm["z"]["dtype"] == "f4"
     (z,) = viz.figure_matrices(s)
     allowed = np.tril(np.ones((4, 4), bool))
-    np.testing.assert_array_equal(z[allowed], w[allowed].astype(np.float32))
-    assert np.isnan(z[~allowed]).all()  # masked cells are drawn apart, not as small values
+    assert (w[~allowed] == 0).all()
+    np.testing.assert_array_equal(z, w.astype(np.float32))  # masked weights are exactly 0, under the overlay
+    assert np.isfinite(z).all()
     overlay = [t for t in s["data"] if t["type"] == "scatter"]
     assert len(overlay) == 1 and "masked (causal)" in overlay[0]["text"] and overlay[0]["fillpattern"]["shape"]
     assert hm["zmin"] == 0 and hm["zmax"] == 1  # sequential 0..1 for weights
@@ -78,18 +79,33 @@ def test_padding_mask_is_its_own_overlay(trace):
     assert s["data"][0]["zmid"] == 0 and "zmin" not in s["data"][0]  # diverging around 0 for scores
     assert [t["name"] for t in s["data"][1:]] == ["masked (padding)"]
     (z,) = viz.figure_matrices(s)
-    assert np.isnan(z[:, -1]).all() and np.isfinite(z[:, :-1]).all()
+    assert (z[:, -1] == 0).all() and np.isfinite(z).all()  # -inf is drawn by the overlay, 0 underneath
+    np.testing.assert_array_equal(z[:, :-1], rec.masked[0, 0][:, :-1])
+    x0 = [x for x in s["data"][1]["x"] if x is not None]
+    assert min(x0) == len(SRC_PADDED) - 1.5 and max(x0) == len(SRC_PADDED) - 0.5  # overlay covers the [PAD] column
+
+
+def wire_bytes(z: dict) -> int:
+    """Bytes of a typed array as Streamlit sends it: Plotly's to_json escapes "/" as \\u002f."""
+    return len(json.dumps(z).replace("/", "\\u002f"))
+
+
+def softmax_rows(T: int, seed: int = 0) -> np.ndarray:
+    s = np.random.default_rng(seed).normal(size=(T, T)) * 2
+    return (np.exp(s) / np.exp(s).sum(1, keepdims=True)).astype(np.float32)
 
 
 def test_payload_bytes_per_cell():
-    rng = np.random.default_rng(0)
     for T, limit, dtype in ((200, 6.0, "f4"), (300, 1.5, "u1")):
-        w = rng.random((T, T)).astype(np.float32)
-        fig = viz.attention_heatmap(w, [str(i) for i in range(T)], [str(i) for i in range(T)])
-        z = spec(fig)["data"][0]["z"]
-        assert z["dtype"] == dtype
-        per_cell = len(json.dumps(z)) / (T * T)
-        assert per_cell <= limit, (T, per_cell)
+        w = softmax_rows(T)
+        causal = np.tril(np.ones((T, T), bool))
+        labels = [str(i) for i in range(T)]
+        for fig in (viz.attention_heatmap(w, labels, labels),
+                    viz.attention_heatmap(w * causal, labels, labels, causal_ok=causal)):
+            z = spec(fig)["data"][0]["z"]
+            assert z["dtype"] == dtype
+            per_cell = wire_bytes(z) / (T * T)
+            assert per_cell <= limit, (T, per_cell)
     q, extra = payload(w)
     lo, step = extra["quantised"]
     assert np.abs(viz.decode_quantised(q, lo, step) - w).max() <= step / 2 + 1e-6
@@ -116,8 +132,11 @@ def test_stage_panels_follow_the_record(trace):
         np.testing.assert_array_equal(z, field.astype(np.float32))
         assert by[key].shape == viz.shape_text(field)
         validated(by[key].figure)
-    (z,) = viz.figure_matrices(spec(by["masked"].figure))
-    assert np.isnan(z[np.isneginf(rec.masked[0, 1])]).all()
+    s = spec(by["masked"].figure)
+    (z,) = viz.figure_matrices(s)
+    forbidden = np.isneginf(rec.masked[0, 1])
+    assert forbidden.any() and (z[forbidden] == 0).all() and "−∞" in s["data"][1]["text"]
+    np.testing.assert_array_equal(z[~forbidden], rec.masked[0, 1][~forbidden])
     assert by["scores"].shape == "(4 x 4)" and "sqrt" in by["scaled"].latex
 
 
@@ -191,3 +210,35 @@ def test_record_tokens():
     assert viz.record_tokens("encoder.0.self_attn", SRC, TGT) == (SRC, SRC)
     assert viz.record_tokens("decoder.0.self_attn", SRC, TGT) == (TGT, TGT)
     assert viz.record_tokens("decoder.0.cross_attn", SRC, TGT) == (TGT, SRC)
+
+
+@pytest.mark.parametrize("kind", ["causal", "padding", "both", "scattered"])
+def test_mask_regions_cover_exactly_the_forbidden_cells(kind):
+    T = 9
+    causal = np.triu(np.ones((T, T), bool), 1)
+    padding = np.zeros((T, T), bool)
+    padding[:, -3:] = True
+    forbidden = {"causal": causal, "padding": padding, "both": causal | padding,
+                 "scattered": np.random.default_rng(1).random((T, T)) < 0.3}[kind]
+    xs, ys = viz.heatmap.mask_regions(forbidden)
+    covered = np.array([[_inside(xs, ys, j + 0.1, i + 0.2) for j in range(T)] for i in range(T)])
+    np.testing.assert_array_equal(covered, forbidden)
+    if kind != "scattered":
+        assert len(xs) <= 2 * T + 4  # one staircase polygon, not a rectangle per row
+
+
+def _inside(xs, ys, px, py) -> bool:
+    """Even-odd point-in-polygon test over None-separated polygons."""
+    inside = False
+    polys, cur = [], []
+    for x, y in zip(xs, ys, strict=True):
+        if x is None:
+            polys.append(cur)
+            cur = []
+        else:
+            cur.append((x, y))
+    for poly in polys:
+        for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1], strict=True):
+            if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                inside = not inside
+    return inside
