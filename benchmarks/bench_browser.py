@@ -1,0 +1,138 @@
+"""What a user waits for, measured in headless Chromium against `streamlit run app.py`.
+
+(e) cold start: server launch -> first heatmap visible, on the shipped default model;
+(d) source change -> updated heatmap drawn, at T = 32, 128, 512 tokens (source and target), on a long-context
+    checkpoint made here (char tokenizer, demo size, max_len 1024; its weights are random: the cost of a trace
+    does not depend on what the model learned). Teacher forcing fixes the target length, so T is exact.
+
+    python -m benchmarks.bench_browser     # prints a table, writes benchmarks/results/browser.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from model import ModelConfig, Tokenizer, Transformer, save_checkpoint
+from tests.e2e_support import chromium, streamlit_server, wait_idle
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS_MS = {128: 300.0, 512: 1000.0}
+COLD_START_TARGET_S = 10.0
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def make_long_checkpoint(root: Path) -> Path:
+    tok = Tokenizer.train([ALPHABET + " "], kind="char")
+    torch.manual_seed(0)
+    cfg = ModelConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, d_model=128, n_heads=4,
+                      n_encoder_layers=2, n_decoder_layers=2, d_ff=512, dropout=0.0, max_len=1024)
+    model = Transformer(cfg).eval()
+    with torch.no_grad():  # greedy decoding of the page's first (default) source stops at once
+        model.generator.bias[cfg.eos_id] = 100.0
+    return save_checkpoint(root / "long", model, tok, tok, {"task": "benchmark (random weights)"})
+
+
+def text_of(n: int, shift: int) -> str:
+    return "".join(ALPHABET[(i * 7 + shift) % 26] for i in range(n))
+
+
+# the first heatmap's shape and its first row (which changes with every new source text)
+FINGERPRINT_JS = """() => {
+    const d = document.querySelector('.js-plotly-plot');
+    const t = d && d._fullData && d._fullData.find(t => t.type === 'heatmap');
+    if (!t || !t.z || !t.z.length) return null;
+    return {rows: t.z.length, cols: t.z[0].length, key: Array.from(t.z[0]).join(',')};
+}"""
+
+
+def heatmap_shape_js() -> str:
+    return (f"([rows, cols]) => {{ const f = ({FINGERPRINT_JS})();"
+            " return f !== null && f.rows === rows && f.cols === cols; }")
+
+
+def commit_text(page, label: str, text: str) -> None:
+    box = page.get_by_label(label)
+    box.fill(text)
+    box.press("Control+Enter" if box.evaluate("e => e.tagName") == "TEXTAREA" else "Enter")
+
+
+def cold_start() -> float:
+    t0 = time.perf_counter()
+    with streamlit_server() as url, chromium() as page:
+        page.goto(url)
+        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        return time.perf_counter() - t0
+
+
+def source_change(lengths: list[int], repeats: int) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        make_long_checkpoint(Path(tmp))
+        with streamlit_server(env={"INSPECTOR_CHECKPOINTS": tmp}) as url, chromium() as page:
+            page.goto(url)
+            try:
+                wait_idle(page, 120_000)
+            except Exception:
+                page.screenshot(path="/tmp/bench_browser_fail.png", full_page=True)
+                raise
+            page.get_by_text("type a target (teacher forcing)").click()
+            for T in lengths:
+                n = T - 1  # + [EOS] on the source, [BOS] + text on the decoder input
+                commit_text(page, "Target text (the decoder reads it, shifted right)", text_of(n, 99))
+                commit_text(page, "Source text", text_of(n, 98))
+                page.wait_for_function(heatmap_shape_js(), arg=[T, T], timeout=120_000)
+                wait_idle(page, 120_000)
+                times = []
+                for r in range(repeats):  # a new text each time: nothing cached
+                    before = page.evaluate(FINGERPRINT_JS)
+                    t0 = time.perf_counter()
+                    commit_text(page, "Source text", text_of(n, r))
+                    page.wait_for_function(
+                        f"([rows, cols, before]) => {{ const f = ({FINGERPRINT_JS})();"
+                        " return f !== null && f.rows === rows && f.cols === cols && f.key !== before.key; }",
+                        arg=[T, T, before], timeout=120_000, polling="raf")
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    wait_idle(page, 120_000)
+                rows.append({"T": T, "median_ms": round(statistics.median(times), 1),
+                             "min_ms": round(min(times), 1), "max_ms": round(max(times), 1), "repeats": repeats,
+                             "target_ms": TARGETS_MS.get(T)})
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    cold = cold_start()
+    updates = source_change(args.lengths, args.repeats)
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
+        "cold_start_s": round(cold, 2), "cold_start_target_s": COLD_START_TARGET_S,
+        "source_change": updates,
+    }
+    print(f"cold start (launch -> first heatmap): {cold:.1f} s "
+          f"({'ok' if cold <= COLD_START_TARGET_S else 'MISSED'}, target {COLD_START_TARGET_S:.0f} s)")
+    print("source change -> updated heatmap drawn, teacher forcing, source = target = T tokens")
+    print(f"{'T':>6} | {'median ms':>10} | {'min':>8} | {'max':>8} | target")
+    for r in updates:
+        verdict = "" if r["target_ms"] is None else \
+            f"{r['target_ms']:.0f} ms {'ok' if r['median_ms'] <= r['target_ms'] else 'MISSED'}"
+        print(f"{r['T']:>6} | {r['median_ms']:>10} | {r['min_ms']:>8} | {r['max_ms']:>8} | {verdict}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "browser.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'browser.json'}")
+
+
+if __name__ == "__main__":
+    main()
