@@ -33,9 +33,11 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
     yl, xl = token_labels(q_tokens)[:Tq], token_labels(k_tokens)[:Tk]
     show_ticks = (max(Tq, Tk) <= 16 and C <= 4) if show_ticks is None else show_ticks
     cells = list(cells)
-    thumb, label = (90, 22) if not show_ticks else (230, 40)  # pixels: thumbnail height, label strip below it
-    plot_h = R * (thumb + label)
-    gap_x, gap_y = 0.03, label / plot_h
+    # pixels per row: a label strip above each thumbnail, the thumbnail, room for tick labels below it
+    label, thumb, below = 20, (230 if show_ticks else 90), (70 if show_ticks else 6)
+    row_px = label + thumb + below
+    plot_h = R * row_px
+    gap_x = 0.03
     width, height = (1 - gap_x * (C - 1)) / C, thumb / plot_h
     data: list[dict] = []
     layout: dict = {}
@@ -59,10 +61,10 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
             marker={"size": 28, "opacity": 0.01, "color": "white"},
             hovertemplate=f"{name}: click to open<extra></extra>"))
         meta_cells += [list(cell), list(cell)]
-        x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
-        annotations.append({"text": name, "x": x0 + width / 2, "y": max(0.0, y1 - height), "xref": "paper",
-                            "yref": "paper", "yanchor": "top", "showarrow": False, "font": {"size": 11},
-                            "yshift": -2 if not show_ticks else -30})
+        x0, y1 = c * (width + gap_x), 1 - (r * row_px + label) / plot_h
+        annotations.append({"text": name, "x": x0 + width / 2, "y": min(1.0, y1), "xref": "paper",
+                            "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 11},
+                            "yshift": 1})
         layout[f"xaxis{ax}"] = {"domain": [max(0.0, x0), min(1.0, x0 + width)], "type": "category", "showgrid": False,
                                 "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9}, "ticks": "",
                                 "range": [-0.5, Tk - 0.5], "fixedrange": True}
@@ -72,7 +74,8 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
                                 "range": [Tq - 0.5, -0.5], "tickfont": {"size": 9}}
     return figure(data, dict(title={"text": title, "x": 0}, height=int((60 if title else 20) + plot_h),
                              annotations=annotations,
-                             margin={"l": 10, "r": 10, "t": 50 if title else 10, "b": 10}, plot_bgcolor=BACKGROUND,
+                             margin={"l": 90 if show_ticks else 10, "r": 10, "t": 50 if title else 10, "b": 10},
+                             plot_bgcolor=BACKGROUND,
                              meta={"cells": meta_cells}, clickmode="event+select", dragmode=False, **layout))
 
 
