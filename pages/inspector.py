@@ -47,28 +47,35 @@ def shipped_checkpoints() -> list[str]:
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
 
+def checkpoint_stamp(path: str) -> float:
+    """Newest modification time of the checkpoint's files: a retrained checkpoint is a new cache key."""
+    p = Path(path)
+    return max((f.stat().st_mtime for f in p.iterdir() if f.is_file()), default=0.0) if p.is_dir() else 0.0
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
-def load_pipeline(path: str, device: str):
-    """One Pipeline per (path, device), shared by every session and never mutated."""
+def load_pipeline(path: str, device: str, stamp: float):
+    """One Pipeline per (path, device, file times), shared by every session and never mutated."""
     return load(path, device)
 
 
 @st.cache_resource(max_entries=64, show_spinner="Running the model…")
-def run_model(path: str, device: str, source: str, target: str | None) -> Traced:
+def run_model(path: str, device: str, stamp: float, source: str, target: str | None) -> Traced:
     """Trace one call; cached so that changing kind, layer, head or view never runs the model again."""
-    pipe = load_pipeline(path, device)
+    pipe = load_pipeline(path, device, stamp)
     result = pipe.run(source, target)
     return Traced(result=result, trace=result.trace.numpy(), probs=result.probs.numpy(), device=str(pipe.device))
 
 
 def run_with_fallback(path: str, device: str, source: str, target: str | None) -> tuple[Traced, str | None]:
     """run_model, falling back to the CPU (with a message) when the accelerator runs out of memory."""
+    stamp = checkpoint_stamp(path)
     try:
-        return run_model(path, device, source, target), None
+        return run_model(path, device, stamp, source, target), None
     except torch.OutOfMemoryError:
         if device == "cpu":
             raise
-        return run_model(path, "cpu", source, target), (
+        return run_model(path, "cpu", stamp, source, target), (
             f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
 
 
@@ -114,7 +121,7 @@ if wanted is None:
 
 pipe = None
 try:
-    pipe = load_pipeline(wanted, device)
+    pipe = load_pipeline(wanted, device, checkpoint_stamp(wanted))
     st.session_state["good_model"] = wanted
 except CheckpointError as e:
     previous = st.session_state.get("good_model")
@@ -126,7 +133,7 @@ except torch.OutOfMemoryError:
     st.warning(f"Out of memory loading the model on '{device}': using the CPU.")
     device = "cpu"
 if pipe is None:
-    pipe = load_pipeline(wanted, device)
+    pipe = load_pipeline(wanted, device, checkpoint_stamp(wanted))
 cfg = pipe.config
 
 # ---- input ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The inspector app through Streamlit's AppTest: opens, controls, bad input, payloads, no needless model runs."""
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,9 @@ APP = str(ROOT / "app.py")
 SOURCE = "Saturday, 21 November 2026"
 
 
-def make_checkpoint(path: Path, n_decoder_layers: int = 3, max_len: int = 24) -> str:
+def make_checkpoint(path: Path, n_decoder_layers: int = 3, max_len: int = 24, seed: int = 0) -> str:
     """A tiny random-weight checkpoint shaped like the dates model (word source, char target)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     src = Tokenizer.train(["Saturday, 21 November 2026", "Monday 3 March 1999", "the cat"], kind="word")
     tgt = Tokenizer.train(["2026-11-21", "1999-03-03"], kind="char")
     cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=16, n_heads=2,
@@ -243,6 +245,19 @@ def test_broken_checkpoint_keeps_the_previous_model(ckpt, tmp_path):
     at.text_input(key="model_path").input(str(broken)).run()
     assert "model.safetensors" in at.error[0].value
     np.testing.assert_array_equal(main_matrix(at), before)
+
+
+def test_a_retrained_checkpoint_is_reloaded(tmp_path):
+    path = make_checkpoint(tmp_path / "ck")
+    at = app(path)
+    before = main_matrix(at)
+    make_checkpoint(tmp_path / "ck", seed=1)  # retrained in place
+    for f in Path(path).iterdir():
+        os.utime(f, (time.time() + 5, time.time() + 5))
+    at.run()
+    after = main_matrix(at)
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, reference(path).trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
 
 
 def test_broken_checkpoint_on_first_load_is_an_error_box(tmp_path):
