@@ -65,6 +65,11 @@ class RunResult:
     probs: torch.Tensor  # (T, V) softmax of the logits
     trace: Trace  # every attention record of the call, batch size 1, on the model's device
 
+    @property
+    def stopped_at_eos(self) -> bool:
+        """True when the model ended its output with [EOS] (False: generation hit the length limit)."""
+        return bool(self.output_ids) and self.output_ids[-1] == EOS_ID
+
 
 class Pipeline:
     """A loaded checkpoint: config, tokenizers, model (eval, frozen) and meta, on one device."""

@@ -327,3 +327,19 @@ def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
     with pytest.raises(CaptureBudgetError, match="MiB"):
         pipe.run("21 November 2026", "2026-11-21", max_capture_bytes=need_all - 1)
     assert calls == []  # refused before the traced forward
+
+
+def test_generation_that_hits_the_limit_says_so(checkpoint):
+    pipe = load(checkpoint, device="cpu")
+    with torch.no_grad():
+        never_eos = Transformer(pipe.config).eval()
+        never_eos.load_state_dict(pipe.model.state_dict())
+        never_eos.generator.bias[EOS_ID] = -100.0
+        always_eos = Transformer(pipe.config).eval()
+        always_eos.load_state_dict(pipe.model.state_dict())
+        always_eos.generator.bias[EOS_ID] = 100.0
+    from model import Pipeline
+    capped = Pipeline(pipe.config, never_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999", max_new_tokens=5)
+    assert len(capped.target.ids) == 6 and not capped.stopped_at_eos
+    done = Pipeline(pipe.config, always_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999")
+    assert done.target.tokens == ["[BOS]"] and done.stopped_at_eos and done.output_text == ""
