@@ -35,8 +35,9 @@ def stage_colours(stage: str) -> dict:
         return {"colorscale": WEIGHT_SCALE, "zmin": 0.0, "zmax": 1.0}
     if stage in ("scores", "scaled", "masked"):
         return {"colorscale": SCORE_SCALE, "zmid": 0.0}
-    if stage == "mask":
-        return {"colorscale": [[0, "#d62728"], [1, "#2ca02c"]], "zmin": 0, "zmax": 1}
+    if stage == "mask":  # two colours, not a gradient: forbidden / may attend
+        return {"colorscale": [[0, "#d62728"], [0.5, "#d62728"], [0.5, "#2ca02c"], [1, "#2ca02c"]],
+                "zmin": 0, "zmax": 1}
     return {"colorscale": VALUE_SCALE, "zmid": 0.0}
 
 
@@ -134,9 +135,9 @@ def _tick_step(n: int, max_ticks: int = 40) -> int:
     return max(1, int(np.ceil(n / max_ticks)))
 
 
-def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = True) -> dict:
+def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = True, max_ticks: int = 40) -> dict:
     n = len(labels)
-    step = _tick_step(n)
+    step = _tick_step(n, max_ticks)
     axis = {"title": {"text": title}, "type": "category", "range": [n - 0.5, -0.5] if reverse else [-0.5, n - 0.5],
             "showgrid": False, "showticklabels": show, "tickfont": {"size": 11 if n <= 40 else 9}}
     if step > 1:  # long sequences: label every step-th token, the hover still names each cell
@@ -165,6 +166,8 @@ def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Seq
     colours = stage_colours(stage)
     hover = f"query %{{y}}<br>key %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"
     colorbar = {"title": {"text": value_name}, "thickness": 12}
+    if stage == "mask":
+        colorbar.update(tickvals=[0.25, 0.75], ticktext=["forbidden", "may attend"])
     if "quantised" in extra:
         lo, step = extra["quantised"]
         hover = (f"query %{{y}}<br>key %{{x}}<br>{value_name} ≈ {lo:.4g} + %{{z}} × {step:.4g}"
@@ -203,7 +206,7 @@ def matrix_heatmap(matrix: np.ndarray, row_labels: Sequence[str], *, col_title: 
         title={"text": title, "x": 0},
         height=height or int(min(700, max(180, 110 + (22 if R <= 24 else 9) * R))),
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        xaxis=_axis(cl, col_title), yaxis=_axis(rl, row_title, reverse=True),
+        xaxis=_axis(cl, col_title, max_ticks=16), yaxis=_axis(rl, row_title, reverse=True),
     ))
 
 
