@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))  # the shipped checkpoints
 DEFAULT_MODEL = "dates"
 DEFAULT_SOURCE = "Saturday, 21 November 2026"
+EXAMPLES = {"dates": DEFAULT_SOURCE, "numbers": "seven thousand four hundred and twelve",
+            "reverse": "red fox owl blue cat"}  # the source a shipped model opens on
 TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
 VIEWS = ("Attention map", "Head grid", "Model overview", "Step by step", "One query", "Decoding", "Table & export")
 STAGES = ("weights", "masked", "scaled", "scores")
@@ -97,6 +99,13 @@ def open_cell(chart_key: str, cells: list[tuple[int, int]], kind: str | None) ->
     st.session_state["view"] = "Attention map"
 
 
+def use_example() -> None:
+    """Callback of the model picker: load that model's example sentence."""
+    name = st.session_state.get("model")
+    if name in EXAMPLES:
+        st.session_state["source"] = EXAMPLES[name]
+
+
 def chart(fig, key: str, **kwargs) -> None:
     st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
 
@@ -106,7 +115,7 @@ st.title("Attention inspector")
 shipped = shipped_checkpoints()
 with st.sidebar:
     st.header("Model")
-    choice = st.selectbox("Shipped checkpoint", shipped, key="model", disabled=not shipped,
+    choice = st.selectbox("Shipped checkpoint", shipped, key="model", disabled=not shipped, on_change=use_example,
                           help="Subdirectories of checkpoints/ with a config.json.")
     local = st.text_input("…or a local checkpoint directory", key="model_path",
                           placeholder="/path/to/checkpoint", help="Overrides the shipped checkpoint when filled in.")

@@ -92,6 +92,21 @@ def test_opens_on_the_shipped_dates_model(monkeypatch):
     np.testing.assert_array_equal(z, ref.trace.numpy()[f"decoder.{layer}.cross_attn"].weights[0, 0])
 
 
+def test_picking_a_shipped_model_loads_its_example(monkeypatch, tmp_path):
+    root = tmp_path / "shipped"
+    make_checkpoint(root / "dates")
+    make_checkpoint(root / "reverse", n_decoder_layers=1)
+    make_checkpoint(root / "snapshots" / "x")  # never listed
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(root))
+    at = app(None)
+    assert at.selectbox(key="model").options == ["dates", "reverse"]
+    at.selectbox(key="model").set_value("reverse").run()
+    assert_clean(at)
+    assert at.text_area(key="source").value == "red fox owl blue cat"
+    ref = reference(str(root / "reverse"), "red fox owl blue cat")
+    assert charts(at)[0]["data"][0]["x"] == viz.token_labels(ref.source.tokens)
+
+
 def test_first_screen_is_a_cross_attention_map(ckpt):
     at = app(ckpt)
     assert_clean(at)
