@@ -1,4 +1,4 @@
-"""Print, for each generated token, the source token its cross-attention looks at most.
+"""Print, for each generated token, the source token (and its position) its cross-attention looks at most.
 
     .venv/bin/python checkpoints/show_alignment.py checkpoints/dates "Saturday, November 21, 2026"
 
@@ -14,11 +14,12 @@ def alignment(pipe, text: str) -> None:
     result = pipe.run(text)
     src = result.source.tokens
     outs = result.output_tokens  # what each decoder position predicts
-    print(f"\n{text!r} -> {result.output_text!r}")
+    print(f"\n{text!r} -> {result.output_text!r}   source: " + " ".join(f"{t}@{j}" for j, t in enumerate(src)))
     for name in sorted(n for n in result.trace if n.endswith("cross_attn")):
         weights = result.trace[name].weights[0].float().cpu()  # (H, T, S)
         mean = weights.mean(0)
-        cells = [f"{o}<-{src[int(mean[i].argmax())]}({float(mean[i].max()):.2f})" for i, o in enumerate(outs)]
+        cells = [f"{o}<-{src[int(mean[i].argmax())]}@{int(mean[i].argmax())}({float(mean[i].max()):.2f})"
+                 for i, o in enumerate(outs)]
         print(f"  {name} mean of heads: " + "  ".join(cells))
         for h in range(weights.shape[0]):
             cells = [f"{o}<-{src[int(weights[h, i].argmax())]}" for i, o in enumerate(outs)]
