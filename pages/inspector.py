@@ -21,7 +21,7 @@ from model import CheckpointError, RunResult, Trace, available_devices, load
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))  # the shipped checkpoints
 DEFAULT_MODEL = "dates"
-DEFAULT_SOURCE = "Saturday, 21 November 2026"
+DEFAULT_SOURCE = "Saturday, November 21, 2026"
 EXAMPLES = {"dates": DEFAULT_SOURCE, "numbers": "seven thousand four hundred and twelve",
             "reverse": "red fox owl blue cat"}  # the source a shipped model opens on
 TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
@@ -157,7 +157,7 @@ with st.sidebar:
         target = st.text_input("Target text (the decoder reads it, shifted right)", key="target")
 
 if not source.strip():
-    st.info("Type a source sentence in the sidebar (for the dates model, e.g. “Saturday, 21 November 2026”).")
+    st.info("Type a source sentence in the sidebar (for the dates model, e.g. “Saturday, November 21, 2026”).")
     st.stop()
 
 traced, fallback_message = run_with_fallback(wanted, device, source, target)

@@ -23,7 +23,7 @@ from tests.e2e_support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DEFAULT_SOURCE = "Saturday, 21 November 2026"  # what pages/inspector.py opens on
+DEFAULT_SOURCE = "Saturday, November 21, 2026"  # what pages/inspector.py opens on
 TIMEOUT = 120_000  # ms: a cold start on a loaded 2-core machine
 
 
