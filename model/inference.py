@@ -118,6 +118,13 @@ class Pipeline:
             tgt = torch.cat([tgt, torch.where(done, PAD_ID, nxt)[:, None]], dim=1)
         return [tgt[i, : int(lengths[i])].tolist() for i in range(B)]
 
+    def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
+        """Greedy decoding of one text -> the decoder input ids ([BOS] + output tokens, no [EOS]).
+
+        Pass them to ``run(source_text, generated_ids=...)`` to trace that output without decoding again.
+        """
+        return self._greedy([self.encode_source(source_text)], max_new_tokens)[0]
+
     def generate(self, source_text: str | list[str], max_new_tokens: int | None = None) -> str | list[str]:
         """Greedy translation; stops at [EOS] or max length. A list of texts is decoded as one padded batch."""
         texts = [source_text] if isinstance(source_text, str) else list(source_text)
@@ -139,24 +146,32 @@ class Pipeline:
         return total
 
     def run(self, source_text: str, target_text: str | None = None, max_new_tokens: int | None = None,
-            capture: bool | Collection[str] = True, max_capture_bytes: int | None = None) -> RunResult:
+            capture: bool | Collection[str] = True, max_capture_bytes: int | None = None,
+            generated_ids: list[int] | None = None) -> RunResult:
         """Trace one call: generate greedily when target_text is None, else teacher-force target_text.
 
         ``capture``: True for every attention, or the names to record. ``max_capture_bytes``: refuse
         (CaptureBudgetError, before the traced forward) when the estimate is above it.
+        ``generated_ids``: the output of an earlier ``greedy(source_text)``, traced without decoding again.
         """
         return self.run_batch([source_text], None if target_text is None else [target_text], max_new_tokens,
-                              capture, max_capture_bytes)[0]
+                              capture, max_capture_bytes,
+                              None if generated_ids is None else [generated_ids])[0]
 
     @torch.inference_mode()
     def run_batch(self, source_texts: list[str], target_texts: list[str] | None = None,
                   max_new_tokens: int | None = None, capture: bool | Collection[str] = True,
-                  max_capture_bytes: int | None = None) -> list[RunResult]:
+                  max_capture_bytes: int | None = None,
+                  generated_ids: list[list[int]] | None = None) -> list[RunResult]:
         """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths."""
         sources = [self.encode_source(t) for t in source_texts]
         if target_texts is None:
-            rows = self._greedy(sources, max_new_tokens)
-            targets = [self._encoding_from_ids(r) for r in rows]
+            if generated_ids is not None and len(generated_ids) != len(sources):
+                raise ValueError("need one generated id list per source text")
+            rows = self._greedy(sources, max_new_tokens) if generated_ids is None else generated_ids
+            if any(not r or r[0] != BOS_ID or len(r) > self.config.max_len for r in rows):
+                raise ValueError(f"generated ids must start with [BOS] and fit max_len={self.config.max_len}")
+            targets = [self._encoding_from_ids(list(r)) for r in rows]
         else:
             if len(target_texts) != len(source_texts):
                 raise ValueError("need one target text per source text")

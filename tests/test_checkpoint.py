@@ -343,3 +343,15 @@ def test_generation_that_hits_the_limit_says_so(checkpoint):
     assert len(capped.target.ids) == 6 and not capped.stopped_at_eos
     done = Pipeline(pipe.config, always_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999")
     assert done.target.tokens == ["[BOS]"] and done.stopped_at_eos and done.output_text == ""
+
+
+def test_greedy_ids_then_run_equals_run(checkpoint):
+    pipe = load(checkpoint, device="cpu")
+    ids = pipe.greedy("21 November 2026")
+    assert ids[0] == BOS_ID and pipe.tgt_tokenizer.decode(ids) == pipe.generate("21 November 2026")
+    a, b = pipe.run("21 November 2026"), pipe.run("21 November 2026", generated_ids=ids)
+    assert a.target.ids == b.target.ids and a.output_text == b.output_text and b.generated
+    for name in a.trace:
+        assert torch.equal(a.trace[name].weights, b.trace[name].weights)
+    with pytest.raises(ValueError, match="BOS"):
+        pipe.run("21 November 2026", generated_ids=[5, 6])
