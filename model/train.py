@@ -173,6 +173,16 @@ def _save_snapshot(out: Path, step: int, model: Transformer, src_tok, tgt_tok, m
 
 def train(args: TrainArgs) -> dict[str, Any]:
     """Run one training; returns the final meta (also written to <out>/meta.json)."""
+    previous = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(previous)  # the thread count is process-wide: leave it as we found it
+
+
+def _train(args: TrainArgs) -> dict[str, Any]:
     if (args.task is None) == (args.data is None):
         raise TrainError("give exactly one of --task NAME or --data FILE")
     if args.d_model % args.n_heads:
@@ -185,8 +195,6 @@ def train(args: TrainArgs) -> dict[str, Any]:
     except ValueError as e:
         raise TrainError(str(e)) from None
     out = Path(args.out)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
 

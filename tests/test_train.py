@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from model import load
@@ -122,3 +123,9 @@ def test_bad_arguments_are_train_errors(tmp_path):
         train(TrainArgs(out=str(tmp_path / "b"), data=str(tmp_path / "missing.tsv")))
     with pytest.raises(TrainError, match="exactly one"):
         train(TrainArgs(out=str(tmp_path / "c")))
+
+
+def test_training_leaves_the_torch_thread_count_as_it_was(tmp_path):
+    before = torch.get_num_threads()
+    tiny_run(tmp_path / "t", steps=2, eval_every=2, threads=1)
+    assert torch.get_num_threads() == before

@@ -1,0 +1,54 @@
+"""The committed checkpoints load, are small, and solve fresh generated pairs (a seed not used in training)."""
+
+from pathlib import Path
+
+import pytest
+
+from model import load
+from model.tasks import get_task
+from model.train import exact_match
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("dates", "reverse", "numbers")
+FRESH_SEED = 20_261_121  # training used seeds 0, 1, 1_000_003 and 7_777: none of them
+MAX_BYTES = 5 * 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped(request):
+    return request.param, load(ROOT / "checkpoints" / request.param, device="cpu")
+
+
+def test_scores_at_least_99_percent_on_fresh_pairs(shipped):
+    name, pipe = shipped
+    assert pipe.meta["task"] == name
+    pairs = get_task(name).pairs(300, seed=FRESH_SEED)
+    assert pipe.meta["seed"] + 1_000_003 != FRESH_SEED
+    assert exact_match(pipe, pairs) >= 0.99
+
+
+def test_small_on_disk_and_meta_has_the_figures(shipped):
+    name, pipe = shipped
+    path = ROOT / "checkpoints" / name
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    assert size <= MAX_BYTES, f"{path}: {size} bytes"
+    meta = pipe.meta
+    assert meta["eval"]["n_pairs"] >= 1000 and meta["eval"]["exact_match"] >= 0.99
+    assert meta["eval"]["seed"] != meta["seed"]
+    assert meta["parameters"] == pipe.model.num_parameters() <= 1_100_000
+    for key in ("steps", "minutes", "size_bytes", "device", "src_tokenizer", "tgt_tokenizer", "config_summary"):
+        assert key in meta, key
+
+
+def test_dates_snapshots_show_training_progress():
+    snap_dir = ROOT / "checkpoints" / "dates" / "snapshots"
+    snaps = sorted(snap_dir.iterdir())
+    steps = [int(p.name.removeprefix("step_")) for p in snaps]
+    assert steps[0] == 0 and len(steps) >= 3 and steps == sorted(set(steps))
+    pipes = [load(p, device="cpu") for p in snaps]
+    assert [p.meta["step"] for p in pipes] == steps
+    pairs = get_task("dates").pairs(100, seed=FRESH_SEED)
+    first, last = exact_match(pipes[0], pairs), exact_match(pipes[-1], pairs)
+    assert first < 0.05 and last >= 0.95
+    for p in snaps:
+        assert sum(f.stat().st_size for f in p.iterdir()) <= MAX_BYTES
