@@ -16,10 +16,13 @@ import streamlit as st
 import torch
 
 import viz
-from model import CheckpointError, RunResult, Trace, available_devices, load
+from model import CaptureBudgetError, CheckpointError, RunResult, Trace, available_devices, load
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))  # the shipped checkpoints
+# the most one traced call may hold in attention records; above it, one attention is captured at a time
+CAPTURE_BUDGET = int(float(os.environ.get("INSPECTOR_MAX_CAPTURE_MB", "256")) * 2**20)
+MAX_GENERATED = 128  # default cap on generated tokens (a model that never emits [EOS] stops here)
 DEFAULT_MODEL = "dates"
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
 EXAMPLES = {"dates": DEFAULT_SOURCE, "numbers": "seven thousand four hundred and twelve",
@@ -61,24 +64,56 @@ def load_pipeline(path: str, device: str, stamp: float):
     return load(path, device)
 
 
-@st.cache_resource(max_entries=64, show_spinner="Running the model…")
-def run_model(path: str, device: str, stamp: float, source: str, target: str | None) -> Traced:
-    """Trace one call; cached so that changing kind, layer, head or view never runs the model again."""
+@st.cache_resource(max_entries=64, show_spinner="Decoding…")
+def greedy_ids(path: str, device: str, stamp: float, source: str, max_new_tokens: int) -> tuple[int, ...]:
+    """Greedy output of one source ([BOS] + tokens), decoded once and reused by every traced view of it."""
+    return tuple(load_pipeline(path, device, stamp).greedy(source, max_new_tokens))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Running the model…")
+def run_model(path: str, device: str, stamp: float, source: str, target: str | None,
+              generated: tuple[int, ...] | None, only: str | None) -> Traced:
+    """Trace one call (every attention, or only the one named ``only``); cached so that changing kind, layer,
+    head or view never runs the model again while the whole trace fits the budget."""
     pipe = load_pipeline(path, device, stamp)
-    result = pipe.run(source, target)
+    result = pipe.run(source, target, capture=True if only is None else {only},
+                      generated_ids=None if generated is None else list(generated))
     return Traced(result=result, trace=result.trace.numpy(), probs=result.probs.numpy(), device=str(pipe.device))
 
 
-def run_with_fallback(path: str, device: str, source: str, target: str | None) -> tuple[Traced, str | None]:
-    """run_model, falling back to the CPU (with a message) when the accelerator runs out of memory."""
+def trace_call(path: str, device: str, source: str, target: str | None, max_new_tokens: int,
+               selected: str) -> tuple[Traced, list[str]]:
+    """Decode (when no target is typed), capture what fits the memory budget, trace; on an accelerator's
+    out-of-memory error do it all again on the CPU. Returns the traced call and messages for the user."""
     stamp = checkpoint_stamp(path)
+    messages = []
+
+    def attempt(dev: str) -> Traced:
+        pipe = load_pipeline(path, dev, stamp)
+        generated = None if target is not None else greedy_ids(path, dev, stamp, source, max_new_tokens)
+        S = len(pipe.encode_source(source).ids)
+        T = len(generated) if generated is not None else len(pipe.encode_target(target).ids)
+        full, one = pipe.capture_bytes(S, T), pipe.capture_bytes(S, T, capture={selected})
+        only = None
+        if full > CAPTURE_BUDGET:
+            if one > CAPTURE_BUDGET:
+                raise CaptureBudgetError(
+                    f"Even one attention of this {S} x {T}-token input would hold {one / 2**20:.0f} MiB, over the "
+                    f"{CAPTURE_BUDGET / 2**20:.0f} MiB capture budget (INSPECTOR_MAX_CAPTURE_MB): shorten the text.")
+            only = selected
+            messages.append(
+                f"Tracing every attention of this {S} x {T}-token input would hold {full / 2**20:.0f} MiB, over the "
+                f"{CAPTURE_BUDGET / 2**20:.0f} MiB capture budget: only **{selected}** is captured "
+                f"({one / 2**20:.0f} MiB). Picking another layer or kind traces that one, on demand.")
+        return run_model(path, dev, stamp, source, target, generated, only)
+
     try:
-        return run_model(path, device, stamp, source, target), None
+        return attempt(device), messages
     except torch.OutOfMemoryError:
         if device == "cpu":
             raise
-        return run_model(path, "cpu", stamp, source, target), (
-            f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
+        messages.append(f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
+        return attempt("cpu"), messages
 
 
 def clamp_state(key: str, options: list, fallback=None) -> None:
@@ -153,31 +188,21 @@ with st.sidebar:
     source = st.text_area("Source text", key="source", height=80)
     mode = st.radio("Target", TARGET_MODES, key="target_mode")
     target = None
+    longest = cfg.max_len - 1  # [BOS] takes one position
     if mode == TARGET_MODES[1]:
         target = st.text_input("Target text (the decoder reads it, shifted right)", key="target")
+    else:
+        if st.session_state.get("max_new", 0) > longest or "max_new" not in st.session_state:
+            st.session_state["max_new"] = min(longest, MAX_GENERATED)
+        st.number_input("Max generated tokens", 1, longest, key="max_new",
+                        help="Greedy decoding stops at [EOS] or after this many tokens.")
+    max_new = int(st.session_state.get("max_new", min(longest, MAX_GENERATED)))
 
 if not source.strip():
     st.info("Type a source sentence in the sidebar (for the dates model, e.g. “Saturday, November 21, 2026”).")
     st.stop()
 
-traced, fallback_message = run_with_fallback(wanted, device, source, target)
-if fallback_message:
-    st.warning(fallback_message)
-result, trace = traced.result, traced.trace
-src_tokens, tgt_tokens = result.source.tokens, result.target.tokens
-if result.source.truncated:
-    st.warning(f"The source has {result.source.n_text_tokens} tokens but the model reads at most "
-               f"{cfg.max_len - 1} (+ [EOS]): the rest was cut off.")
-if target is not None and result.target.truncated:
-    st.warning(f"The target has {result.target.n_text_tokens} tokens but the decoder reads at most "
-               f"{cfg.max_len - 1} (after [BOS]): the rest was cut off.")
-
-with st.sidebar:
-    st.caption(f"{Path(wanted).name}: {cfg.n_encoder_layers} encoder + {cfg.n_decoder_layers} decoder layers, "
-               f"{cfg.n_heads} heads, d_model {cfg.d_model}, d_k {cfg.d_k} · running on **{traced.device}**")
-
-st.markdown(f"**Source** ({len(src_tokens)} tokens) → **{'generated' if result.generated else 'teacher-forced'} "
-            f"output:** `{result.output_text}`")
+header = st.container()  # filled once the call is traced (it needs the selection first)
 
 # ---- selection -----------------------------------------------------------------------------------------------------
 kinds = list(viz.KIND_LABELS)
@@ -203,7 +228,33 @@ with c4:
                          "masked / scaled / scores = before the softmax (diverging around 0).")
 view = st.segmented_control("View", VIEWS, key="view", default=VIEWS[0], required=True)
 
-name = f"{stack}.{layer}.{kind_name}"
+selected = f"{stack}.{layer}.{kind_name}"
+try:
+    traced, messages = trace_call(wanted, device, source, target, max_new, selected)
+except CaptureBudgetError as e:
+    st.error(str(e))
+    st.stop()
+result, trace = traced.result, traced.trace
+src_tokens, tgt_tokens = result.source.tokens, result.target.tokens
+with header:
+    for message in messages:
+        st.warning(message)
+    if result.source.truncated:
+        st.warning(f"The source has {result.source.n_text_tokens} tokens but the model reads at most "
+                   f"{cfg.max_len - 1} (+ [EOS]): the rest was cut off.")
+    if target is not None and result.target.truncated:
+        st.warning(f"The target has {result.target.n_text_tokens} tokens but the decoder reads at most "
+                   f"{cfg.max_len - 1} (after [BOS]): the rest was cut off.")
+    if result.generated and not result.stopped_at_eos:
+        st.warning(f"The model did not end its output with [EOS] within {len(tgt_tokens) - 1} tokens: "
+                   "the output is cut there (raise “Max generated tokens” in the sidebar).")
+    st.markdown(f"**Source** ({len(src_tokens)} tokens) → **{'generated' if result.generated else 'teacher-forced'}"
+                f" output:** `{result.output_text}`")
+with st.sidebar:
+    st.caption(f"{Path(wanted).name}: {cfg.n_encoder_layers} encoder + {cfg.n_decoder_layers} decoder layers, "
+               f"{cfg.n_heads} heads, d_model {cfg.d_model}, d_k {cfg.d_k} · running on **{traced.device}**")
+
+name = selected
 rec = trace[name]
 q_tokens, k_tokens = viz.record_tokens(name, src_tokens, tgt_tokens)
 Tq, Tk = len(q_tokens), len(k_tokens)
@@ -242,10 +293,12 @@ elif view == "Head grid":
     head_grid("grid")
 
 elif view == "Model overview":
+    names = [f"{stack}.{i}.{kind_name}" for i in layers]
     if not viz.grid_is_readable(Tq, Tk):
         st.info(f"{Tq} x {Tk} tokens is too long for a readable overview: pick one layer and head.")
+    elif not all(n in trace for n in names):
+        st.info("This input is traced one attention at a time (capture budget): the overview needs every layer.")
     else:
-        names = [f"{stack}.{i}.{kind_name}" for i in layers]
         weights = np.concatenate([np.asarray(trace[n].weights)[0] for n in names])  # (L * H, Tq, Tk)
         masks = [np.broadcast_to(np.asarray(trace[n].mask)[0], (cfg.n_heads, Tq, Tk))
                  if trace[n].mask is not None else np.ones((cfg.n_heads, Tq, Tk), bool) for n in names]
@@ -312,8 +365,13 @@ elif view == "Decoding":
         alt = viz.top_alternatives(traced.probs, step, pipe.tgt_tokenizer.id_to_token)
         chart(viz.alternatives_figure(alt), "alternatives")
     with b:
-        cross = np.asarray(trace[f"decoder.{cross_layer}.cross_attn"].weights)[0]
-        chart(viz.cross_row_figure(cross, step, src_tokens, produced, cross_layer), "cross_row")
+        cross_name = f"decoder.{cross_layer}.cross_attn"
+        if cross_name in trace:
+            cross = np.asarray(trace[cross_name].weights)[0]
+            chart(viz.cross_row_figure(cross, step, src_tokens, produced, cross_layer), "cross_row")
+        else:
+            st.info(f"This input is traced one attention at a time (capture budget): pick cross attention, "
+                    f"layer {cross_layer}, to see the row that produced this token.")
     st.caption("Rows: each head's cross-attention weights at this step over the source tokens; the last row is "
                "their mean (display arithmetic, not a number the model used).")
 
@@ -326,7 +384,8 @@ elif view == "Table & export":
             "source_tokens": src_tokens, "target_tokens": tgt_tokens, "output": result.output_text}
     a, b, c = st.columns(3)
     a.download_button("CSV of this selection", viz.to_csv_bytes(df), f"{stem}.csv", "text/csv", key="dl_csv")
-    b.download_button("CSV of the whole trace", lambda: viz.to_csv_bytes(trace.to_dataframe(src_tokens, tgt_tokens)),
+    whole = "CSV of the whole trace" if len(trace) > 1 else "CSV of the captured trace"
+    b.download_button(whole, lambda: viz.to_csv_bytes(trace.to_dataframe(src_tokens, tgt_tokens)),
                       f"{Path(wanted).name}_trace.csv", "text/csv", key="dl_trace")
     c.download_button("JSON of this selection", viz.to_json_bytes(df, meta), f"{stem}.json", "application/json",
                       key="dl_json")

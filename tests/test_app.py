@@ -318,3 +318,63 @@ def test_chart_payload_is_binary_float32(ckpt):
                 # signed activations escape more often ("/" is 0b111111: float32 exponent bytes 0x3F / 0xBF)
                 cells = np.prod([int(n) for n in trace["z"]["shape"].split(",")])
                 assert trace["z"]["dtype"] == "f4" and wire_per_cell(trace["z"]) <= 7.5 + 60 / cells  # + header
+
+
+def test_over_budget_input_is_captured_one_attention_at_a_time(ckpt, monkeypatch):
+    pipe = load(ckpt, device="cpu")
+    ref = reference(ckpt)
+    S, T = len(ref.source.ids), len(ref.target.ids)
+    full, one = pipe.capture_bytes(S, T), pipe.capture_bytes(S, T, capture={"decoder.2.cross_attn"})
+    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", str((full + one) / 2 / 2**20))  # one fits, all do not
+    runs = []
+    original = Pipeline.run
+
+    def counting(self, *args, **kwargs):
+        runs.append(kwargs.get("capture"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "run", counting)
+    at = app(ckpt)
+    assert_clean(at)
+    assert any("capture budget" in w.value and "decoder.2.cross_attn" in w.value for w in at.warning)
+    assert runs == [{"decoder.2.cross_attn"}]
+    # the uncaptured layers ran the fast path: equal to the full trace within float error
+    np.testing.assert_allclose(main_matrix(at), ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0], atol=1e-6)
+    at.session_state["layer"] = 0  # another layer: traced on demand, and it is the right one
+    at.run()
+    assert_clean(at)
+    assert runs[-1] == {"decoder.0.cross_attn"}
+    np.testing.assert_allclose(main_matrix(at), ref.trace.numpy()["decoder.0.cross_attn"].weights[0, 0], atol=1e-6)
+    at.session_state["view"] = "Model overview"
+    at.run()
+    assert_clean(at)
+    assert any("one attention at a time" in i.value for i in at.info)
+
+
+def test_input_over_budget_even_for_one_attention_is_refused(ckpt, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", "0.0001")
+    at = app(ckpt)
+    assert not at.exception
+    assert at.error and "shorten the text" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_generation_cap_and_its_warning(ckpt):
+    at = app(ckpt, max_new=3)  # random weights: no [EOS] within 3 tokens
+    assert_clean(at)
+    ref = load(ckpt, device="cpu").run(SOURCE, max_new_tokens=3)
+    assert main_matrix(at).shape[0] == len(ref.target.ids) <= 4
+    assert any("did not end its output with [EOS]" in w.value for w in at.warning) == (not ref.stopped_at_eos)
+    assert not ref.stopped_at_eos  # the fixture model is random: it runs to the cap
+
+
+def test_torch_threads_are_set_once_at_start_up(ckpt, monkeypatch):
+    monkeypatch.setenv("ATTN_TORCH_THREADS", "1")
+    calls = []
+    original = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), original(n)))
+    at = app(ckpt)
+    at.session_state["layer"] = 0
+    at.run()
+    assert_clean(at)
+    assert calls == [1] and torch.get_num_threads() == 1
