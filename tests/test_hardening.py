@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+import streamlit.testing.v1.app_test as app_test
 import torch
+from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
 from model import Pipeline, load
@@ -145,6 +147,14 @@ def test_eight_simultaneous_sessions_get_their_own_results(monkeypatch):
         except BaseException as e:  # reported below: a thread's assert does not fail the test by itself
             errors.append((i, repr(e)))
 
+    # One ScriptCache for every session, as in a server (AppTest otherwise compiles the scripts per session,
+    # and concurrent compiles hit CPython 3.11's "AST constructor recursion depth mismatch" bug), warmed by a
+    # first visitor before the eight arrive together.
+    shared_cache = ScriptCache()
+    monkeypatch.setattr(app_test, "ScriptCache", lambda: shared_cache)
+    warm = AppTest.from_file(APP, default_timeout=180)
+    warm.session_state["device"] = "cpu"
+    warm.run()
     threads = [threading.Thread(target=session, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
