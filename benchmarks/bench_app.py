@@ -76,7 +76,7 @@ def long_checkpoint(path: Path, max_len: int = 320) -> tuple[str, str, str]:
 
 def fixture_checkpoint(path: Path) -> str:
     torch.manual_seed(0)
-    src = Tokenizer.train(["Saturday, 21 November 2026"], kind="word")
+    src = Tokenizer.train(["Saturday, November 21, 2026"], kind="word")
     tgt = Tokenizer.train(["2026-11-21"], kind="char")
     cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=128, n_heads=4,
                       n_encoder_layers=2, n_decoder_layers=2, d_ff=256, max_len=32)
@@ -149,7 +149,7 @@ def bench_model(path: str, label: str, source: str | None = None, target: str | 
     rows["step-by-step view (all panels)"] = measure(at, lambda a, i: a.selectbox(key="head").set_value(i % n_heads), 5)
     at.session_state["view"] = "Attention map"
     rows["new source (runs the model)"] = measure(
-        at, lambda a, i: a.text_area(key="source").input((source or "Saturday, 21 November 2026") + " " * (i + 1)), 3)
+        at, lambda a, i: a.text_area(key="source").input((source or "Saturday, November 21, 2026") + " " * (i + 1)), 3)
     return {"model": label, "cold": cold, "changes": rows, "payload": payload,
             "model_runs_during_selection_changes": model_runs_during_changes}
 
@@ -158,7 +158,7 @@ def synthetic_payloads() -> list[dict]:
     """What one attention map costs on the wire at several lengths (float32 up to 256, uint8 above)."""
     rng = np.random.default_rng(0)
     out = []
-    for T in (16, 64, 128, 256, 300, 512):
+    for T in (16, 64, 128, 256, 300, 512, 1024):
         logits = rng.normal(size=(T, T)) * 2
         causal = np.tril(np.ones((T, T), bool))
         softmax = np.where(causal, np.exp(logits), 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -124,7 +125,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512, 1024])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()))
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("ATTN_TORCH_THREADS", "1")),
+                    help="torch intra-op threads (default: as the app, ATTN_TORCH_THREADS or 1)")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
