@@ -15,7 +15,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 MONTH_ABBRS = tuple(m[:3] for m in MONTHS)  # Jan ... Dec
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")  # date.weekday() order
 DATE_FORMS = ("day_month_year", "month_day_year", "abbr_month_day_year", "weekday_month_day_year",
-              "ordinal_of_month_year", "dotted", "slashed")
+              "weekday_day_month_year", "ordinal_of_month_year", "dotted", "slashed")
 CASES = ("lower", "upper", "title")
 FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2099, 12, 31)
 
@@ -46,6 +46,7 @@ def format_date(date: dt.date, form: str, case: str = "title") -> str:
         "month_day_year": f"{month} {d}, {y}",  # November 21, 2026
         "abbr_month_day_year": f"{abbr} {d}, {y}",  # Nov 21, 2026
         "weekday_month_day_year": f"{weekday}, {month} {d}, {y}",  # Saturday, November 21, 2026
+        "weekday_day_month_year": f"{weekday}, {d} {month} {y}",  # Saturday, 21 November 2026
         "ordinal_of_month_year": f"{d}{ordinal_suffix(d)} of {month} {y}",  # 21st of November 2026
         "dotted": f"{d:02d}.{m:02d}.{y}",  # 21.11.2026
         "slashed": f"{y}/{m:02d}/{d:02d}",  # 2026/11/21

@@ -16,6 +16,7 @@ WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturd
 # an independent parser per form: (form, regex over the lower-cased text) -> (year, month, day, weekday or None)
 DATE_PATTERNS = {
     "weekday_month_day_year": r"(?P<wd>[a-z]+), (?P<mon>[a-z]+) (?P<d>\d{1,2}), (?P<y>\d{4})",
+    "weekday_day_month_year": r"(?P<wd>[a-z]+), (?P<d>\d{1,2}) (?P<mon>[a-z]+) (?P<y>\d{4})",
     "month_day_year": r"(?P<mon>[a-z]{4,}|may) (?P<d>\d{1,2}), (?P<y>\d{4})",
     "abbr_month_day_year": r"(?P<abbr>[a-z]{3}) (?P<d>\d{1,2}), (?P<y>\d{4})",
     "ordinal_of_month_year": r"(?P<d>\d{1,2})(?P<suf>st|nd|rd|th) of (?P<mon>[a-z]+) (?P<y>\d{4})",
@@ -88,6 +89,7 @@ def test_format_date_examples_from_the_issue():
     assert format_date(d, "month_day_year") == "November 21, 2026"
     assert format_date(d, "abbr_month_day_year") == "Nov 21, 2026"
     assert format_date(d, "weekday_month_day_year") == "Saturday, November 21, 2026"
+    assert format_date(d, "weekday_day_month_year") == "Saturday, 21 November 2026"
     assert format_date(d, "ordinal_of_month_year") == "21st of November 2026"
     assert format_date(d, "dotted") == "21.11.2026"
     assert format_date(d, "slashed") == "2026/11/21"
