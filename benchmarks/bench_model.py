@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from model import ModelConfig, Transformer
+from model.runtime import configure_cpu
 from model.trace import estimate_capture_bytes, trace_nbytes
 
 RESULTS = Path(__file__).parent / "results"
@@ -129,7 +130,7 @@ def main(argv=None) -> None:
                     help="torch intra-op threads (default: as the app, ATTN_TORCH_THREADS or 1)")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    settings = configure_cpu(args.threads)  # what the app sets at start-up
     if args.memory_child:
         _peak_rss_child(args.memory_child)
         return
@@ -139,10 +140,10 @@ def main(argv=None) -> None:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+                    "torch": torch.__version__, **settings},
         "config": DEMO, "latency": latency, "capture_memory": memory, "targets": verdicts(latency),
     }
-    print(f"forward, batch 1, source = target = T tokens, {args.threads} threads, median ms")
+    print(f"forward, batch 1, source = target = T tokens, median ms; {settings}")
     print(table(latency))
     print("\nmemory of one capture")
     print(table(memory))

@@ -80,11 +80,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     else:
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
-        masked = scaled.masked_fill(~mask, float("-inf"))
-        # A query whose keys are all masked would softmax to 0/0 = NaN; give it zero weights
-        # instead (and keep the backward pass finite by never feeding softmax an all -inf row).
+        masked = torch.where(mask, scaled, float("-inf"))  # one pass (masked_fill would copy, then fill)
         row_has_key = mask.any(dim=-1, keepdim=True)
-        weights = torch.softmax(masked.masked_fill(~row_has_key, 0.0), dim=-1).masked_fill(~row_has_key, 0.0)
+        if bool(row_has_key.all()):
+            weights = torch.softmax(masked, dim=-1)
+        else:
+            # A query whose keys are all masked would softmax to 0/0 = NaN; give it zero weights
+            # instead (and keep the backward pass finite by never feeding softmax an all -inf row).
+            weights = torch.softmax(masked.masked_fill(~row_has_key, 0.0), dim=-1).masked_fill(~row_has_key, 0.0)
     context = weights @ v  # (B, H, Tq, d_v)
     return AttentionRecord(q=q, k=k, v=v, scores=scores, scaled=scaled, mask=mask,
                            masked=masked, weights=weights, context=context)
