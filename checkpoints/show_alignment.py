@@ -6,8 +6,11 @@ For each decoder layer: heads averaged, and each head on its own (argmax source 
 """
 
 import sys
+from pathlib import Path
 
-from model import load
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for `model`
+
+from model import load  # noqa: E402
 
 
 def alignment(pipe, text: str) -> None:
