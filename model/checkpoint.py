@@ -1,16 +1,23 @@
-"""Checkpoints as a directory: config.json, model.safetensors, tokenizer file(s), meta.json. Never unpickled."""
+"""Checkpoints as a directory: config.json, model.safetensors, tokenizer file(s), meta.json. Never unpickled.
+
+Loading treats every file as untrusted: JSON is size- and depth-bounded, sizes in config.json are bounded, and the
+shapes and dtypes in the safetensors header are checked against the config before any tensor is allocated.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .tokenizer import Tokenizer
+from .tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
 from .transformer import Transformer
 
 CONFIG_FILE = "config.json"
@@ -19,6 +26,17 @@ META_FILE = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"  # when source and target share one tokenizer
 SOURCE_TOKENIZER_FILE = "source_tokenizer.json"  # when they differ
 TARGET_TOKENIZER_FILE = "target_tokenizer.json"
+KNOWN_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE, SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE)
+
+MAX_JSON_BYTES = 4 * 2**20  # config.json / meta.json
+MAX_TOKENIZER_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+# The most a config may ask for: far above any model this app can show, far below what exhausts a server.
+LIMITS = {"d_model": 16_384, "n_heads": 256, "n_encoder_layers": 256, "n_decoder_layers": 256, "d_ff": 65_536,
+          "max_len": 65_536, "src_vocab_size": 1_000_000, "tgt_vocab_size": 1_000_000}
+MAX_PARAMETERS = 2_000_000_000
+WEIGHT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+PROBE_TEXTS = ("21 November 2026", "Hello, world! 123", "😀 ünïcödé \t\n", "a" * 300)
 
 
 class CheckpointError(Exception):
@@ -44,70 +62,112 @@ def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokeniz
     return path
 
 
-def _read_json(file: Path) -> Any:
-    if not file.is_file():
+def _is_file(file: Path) -> bool:
+    try:
+        return file.is_file()
+    except OSError:  # too long a name, a symlink loop, no permission...
+        return False
+
+
+def read_json_file(file: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file that may be hostile: size-bounded, depth-bounded, no huge integers; CheckpointError."""
+    file = Path(file)
+    if not _is_file(file):
         raise CheckpointError(f"{file}: file is missing")
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+        size = file.stat().st_size
+        if size > max_bytes:
+            raise CheckpointError(f"{file}: {size / 2**20:.1f} MiB is too large for this file "
+                                  f"(at most {max_bytes / 2**20:.0f} MiB)")
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file}: cannot be read as UTF-8 text ({type(e).__name__})") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{file}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:
+        # ValueError: an integer over Python's digit limit; parse_constant: NaN / Infinity
+        raise CheckpointError(f"{file}: not valid JSON ({str(e)[:200]})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting outside strings (a cheap scan, so that json.loads never recurses too deep)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _read_tokenizer(file: Path) -> Tokenizer:
-    if not file.is_file():
+    if not _is_file(file):
         raise CheckpointError(f"{file}: file is missing")
     try:
-        return Tokenizer.from_file(file)
-    except Exception as e:  # the Rust side raises a plain Exception for malformed files
-        raise CheckpointError(f"{file}: not a valid tokenizer ({e})") from None
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """Read and validate a checkpoint directory.
-
-    Returns (config, model in eval mode on ``device``, source tokenizer, target tokenizer, meta).
-    Raises CheckpointError for a missing file, corrupt weights, or weights that do not fit the config.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint directory")
-
+        if file.stat().st_size > MAX_TOKENIZER_BYTES:
+            raise CheckpointError(f"{file}: larger than {MAX_TOKENIZER_BYTES / 2**20:.0f} MiB")
+        if _nesting(file.read_text(encoding="utf-8")) > MAX_JSON_DEPTH:
+            raise CheckpointError(f"{file}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        tok = Tokenizer.from_file(file)
+    except CheckpointError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # the Rust side raises plain Exceptions, and panics (BaseException) on some input
+        raise CheckpointError(f"{file}: not a valid tokenizer ({type(e).__name__}: {str(e)[:200]})") from None
     try:
-        config = ModelConfig.from_dict(_read_json(path / CONFIG_FILE))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path / CONFIG_FILE}: invalid config ({e})") from None
+        for text in PROBE_TEXTS:  # a tokenizer that fails on ordinary text fails here, not at the first input
+            tok.encode(text)
+    except TokenizerError as e:
+        raise CheckpointError(f"{file}: the tokenizer fails on ordinary text ({e})") from None
+    return tok
 
-    if (path / TOKENIZER_FILE).is_file():
-        src_tok = tgt_tok = _read_tokenizer(path / TOKENIZER_FILE)
-    elif (path / SOURCE_TOKENIZER_FILE).exists() or (path / TARGET_TOKENIZER_FILE).exists():
-        src_tok = _read_tokenizer(path / SOURCE_TOKENIZER_FILE)
-        tgt_tok = _read_tokenizer(path / TARGET_TOKENIZER_FILE)
-    else:
-        raise CheckpointError(f"{path / TOKENIZER_FILE}: file is missing (nor are there "
-                              f"{SOURCE_TOKENIZER_FILE} and {TARGET_TOKENIZER_FILE})")
-    for tok, size_field in ((src_tok, "src_vocab_size"), (tgt_tok, "tgt_vocab_size")):
-        if tok.vocab_size != getattr(config, size_field):
-            raise CheckpointError(f"{path / CONFIG_FILE}: {size_field}={getattr(config, size_field)} but the "
-                                  f"tokenizer has {tok.vocab_size} tokens")
 
-    meta = _read_json(path / META_FILE)
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path / META_FILE}: must be a JSON object")
+def check_config_bounds(config: ModelConfig, file: Path) -> None:
+    """Refuse sizes no model of this app has, before anything is allocated for them."""
+    over = [f"{k}={getattr(config, k)} (at most {v})" for k, v in LIMITS.items() if getattr(config, k) > v]
+    if over:
+        raise CheckpointError(f"{file}: sizes beyond what this app loads: " + ", ".join(over))
 
-    weights_file = path / WEIGHTS_FILE
-    if not weights_file.is_file():
-        raise CheckpointError(f"{weights_file}: file is missing")
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of a model built from ``config``, without allocating it (meta device)."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare the safetensors header (names, shapes, dtypes) with the config, reading no tensor data."""
     try:
-        state = load_file(str(weights_file), device="cpu")  # safetensors: a header and raw bytes, no code
-    except Exception as e:
-        raise CheckpointError(f"{weights_file}: not a readable safetensors file, truncated or corrupt ({e})") from None
-
-    model = Transformer(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
-             for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+        with safe_open(str(weights_file), framework="pt", device="cpu") as f:
+            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{weights_file}: not a readable safetensors file, truncated or corrupt "
+                              f"({type(e).__name__}: {str(e)[:200]})") from None
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = [f"{k}: file {found[k][0]} vs config {expected[k]}" for k in sorted(set(found) & set(expected))
+             if found[k][0] != expected[k]]
     problems = []
     if missing:
         problems.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -117,9 +177,99 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
         problems.append("shape mismatch " + "; ".join(wrong[:5]))
     if problems:
         raise CheckpointError(f"{weights_file}: weights do not match {CONFIG_FILE}: " + "; ".join(problems))
+    bad_dtype = sorted({d for _, d in found.values() if d not in WEIGHT_DTYPES})
+    if bad_dtype:
+        raise CheckpointError(f"{weights_file}: weights stored as {', '.join(bad_dtype)}; this app reads "
+                              f"{', '.join(WEIGHT_DTYPES)} only")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """Read and validate a checkpoint directory.
+
+    Returns (config, model in eval mode on ``device``, source tokenizer, target tokenizer, meta).
+    Raises CheckpointError for a missing file, corrupt weights, or weights that do not fit the config.
+    """
+    path = Path(path)
+    try:
+        is_dir = path.is_dir()
+    except OSError:
+        is_dir = False
+    if not is_dir:
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+
+    config_data = read_json_file(path / CONFIG_FILE)
+    try:
+        config = ModelConfig.from_dict(config_data)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: invalid config ({e})") from None
+    check_config_bounds(config, path / CONFIG_FILE)
+
+    if _is_file(path / TOKENIZER_FILE):
+        src_tok = tgt_tok = _read_tokenizer(path / TOKENIZER_FILE)
+        tok_files = (path / TOKENIZER_FILE, path / TOKENIZER_FILE)
+    elif _is_file(path / SOURCE_TOKENIZER_FILE) or _is_file(path / TARGET_TOKENIZER_FILE):
+        src_tok = _read_tokenizer(path / SOURCE_TOKENIZER_FILE)
+        tgt_tok = _read_tokenizer(path / TARGET_TOKENIZER_FILE)
+        tok_files = (path / SOURCE_TOKENIZER_FILE, path / TARGET_TOKENIZER_FILE)
+    else:
+        raise CheckpointError(f"{path / TOKENIZER_FILE}: file is missing (nor are there "
+                              f"{SOURCE_TOKENIZER_FILE} and {TARGET_TOKENIZER_FILE})")
+    for tok, size_field, file in ((src_tok, "src_vocab_size", tok_files[0]),
+                                  (tgt_tok, "tgt_vocab_size", tok_files[1])):
+        if tok.vocab_size != getattr(config, size_field):
+            raise CheckpointError(f"{path / CONFIG_FILE}: {size_field}={getattr(config, size_field)} but the "
+                                  f"tokenizer has {tok.vocab_size} tokens")
+        if tok.max_id >= getattr(config, size_field):
+            raise CheckpointError(f"{file}: maps a token to id {tok.max_id}, outside the model's "
+                                  f"{getattr(config, size_field)}-token vocabulary")
+    specials = {"pad_id": SPECIAL_TOKENS[0], "bos_id": SPECIAL_TOKENS[1], "eos_id": SPECIAL_TOKENS[2]}
+    for field_name, token in specials.items():
+        for tok, file in ((src_tok, tok_files[0]), (tgt_tok, tok_files[1])):
+            if tok.hf.token_to_id(token) != getattr(config, field_name):
+                raise CheckpointError(f"{path / CONFIG_FILE}: {field_name}={getattr(config, field_name)} but "
+                                      f"{file.name} maps {token} to id {tok.hf.token_to_id(token)}")
+
+    meta = read_json_file(path / META_FILE)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / META_FILE}: must be a JSON object")
+
+    weights_file = path / WEIGHTS_FILE
+    if not _is_file(weights_file):
+        raise CheckpointError(f"{weights_file}: file is missing")
+    expected = expected_shapes(config)
+    n_params = sum(math.prod(s) for s in expected.values())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"{path / CONFIG_FILE}: {n_params:,} parameters, over this app's "
+                              f"{MAX_PARAMETERS:,}")
+    check_weights_header(weights_file, expected)
+    try:
+        state = load_file(str(weights_file), device="cpu")  # safetensors: a header and raw bytes, no code
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{weights_file}: not a readable safetensors file, truncated or corrupt ({e})") from None
     bad = [k for k, t in state.items() if not t.is_floating_point() or not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(f"{weights_file}: non-float or non-finite values in {bad[:5]}")
+    model = Transformer(config)
     model.load_state_dict({k: t.to(torch.float32) for k, t in state.items()})
     model.eval().requires_grad_(False)
     return config, model.to(device), src_tok, tgt_tok, meta
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files a checkpoint directory may hold that loading reads (never a listing of the directory)."""
+    path = Path(path)
+    return [path / name for name in KNOWN_FILES + ("model.safetensors.index.json", "tokenizer_config.json")]
+
+
+def stamp(path: str | Path) -> float:
+    """Newest modification time of the known checkpoint files (0.0 when none): a cache key that changes when a
+    checkpoint is retrained in place. Stats a fixed list of names, never lists the directory."""
+    newest = 0.0
+    for f in checkpoint_files(path):
+        try:
+            newest = max(newest, os.stat(f).st_mtime)
+        except (OSError, ValueError):  # missing, too long, NUL byte...
+            continue
+    return newest

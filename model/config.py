@@ -9,11 +9,12 @@ from typing import Any
 POSITIONAL_KINDS = ("learned", "sinusoidal")
 NORM_PLACEMENTS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu")
+ARCHS = ("encoder-decoder", "decoder-only")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of the encoder-decoder transformer."""
+    """Hyper-parameters of the transformer (encoder-decoder as in the paper, or decoder-only)."""
 
     src_vocab_size: int  # number of source tokens (encoder embedding rows)
     tgt_vocab_size: int  # number of target tokens (decoder embedding rows and output classes)
@@ -22,25 +23,35 @@ class ModelConfig:
     eos_id: int = 2  # end-of-sequence id: ends the source and stops generation
     d_model: int = 128  # width of every residual stream (the paper's d_model)
     n_heads: int = 4  # attention heads per layer; d_k = d_v = d_model // n_heads
-    n_encoder_layers: int = 2  # N for the encoder stack
+    n_encoder_layers: int = 2  # N for the encoder stack (0 for decoder-only)
     n_decoder_layers: int = 2  # N for the decoder stack
-    d_ff: int = 512  # hidden width of each position-wise feed-forward block
+    d_ff: int = 512  # hidden width of each position-wise feed-forward block; 0 = attention-only (no FFN)
     dropout: float = 0.1  # on embeddings and sub-layer outputs (never on recorded attention weights)
     max_len: int = 128  # longest sequence (source or target, specials included) the model accepts
     positional: str = "learned"  # "learned" position embedding, or fixed "sinusoidal" encoding
     norm: str = "post"  # LayerNorm placement: "post" (as in the paper) or "pre"
     activation: str = "relu"  # feed-forward non-linearity: "relu" (paper) or "gelu"
+    arch: str = "encoder-decoder"  # or "decoder-only": no encoder, no cross-attention, one vocabulary (tgt)
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
+        if self.arch not in ARCHS:
+            raise ValueError(f"invalid ModelConfig: arch must be one of {ARCHS}, got {self.arch!r}")
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("n_encoder_layers", "n_decoder_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if not _is_int(self.d_ff) or self.d_ff < 0:
+            problems.append(f"d_ff must be an integer >= 0 (0 = no feed-forward), got {self.d_ff!r}")
+        if not _is_int(self.n_decoder_layers) or self.n_decoder_layers < 1:
+            problems.append(f"n_decoder_layers must be an integer >= 1, got {self.n_decoder_layers!r}")
+        if self.arch == "encoder-decoder" and (not _is_int(self.n_encoder_layers) or self.n_encoder_layers < 1):
+            problems.append(f"n_encoder_layers must be an integer >= 1, got {self.n_encoder_layers!r}")
+        if self.arch == "decoder-only":
+            if self.n_encoder_layers != 0:
+                problems.append(f"a decoder-only model has n_encoder_layers = 0, got {self.n_encoder_layers!r}")
+            if self.src_vocab_size != self.tgt_vocab_size:
+                problems.append("a decoder-only model has one vocabulary: src_vocab_size must equal tgt_vocab_size")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
         if self.d_model % self.n_heads != 0:
@@ -52,12 +63,13 @@ class ModelConfig:
         if len(set(ids.values())) != 3:
             raise ValueError(f"invalid ModelConfig: pad/bos/eos ids must be distinct, got {ids}")
         for name, value in ids.items():
-            if not isinstance(value, int) or not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
+            if not _is_int(value) or not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
                 raise ValueError(
                     f"invalid ModelConfig: {name}={value!r} is outside both vocabularies "
                     f"(sizes {self.src_vocab_size}, {self.tgt_vocab_size})"
                 )
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+                and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"invalid ModelConfig: dropout must be in [0, 1), got {self.dropout!r}")
         if self.max_len < 2:
             raise ValueError(f"invalid ModelConfig: max_len must be >= 2 (room for BOS/EOS), got {self.max_len}")
@@ -65,6 +77,10 @@ class ModelConfig:
                               ("activation", ACTIVATIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"invalid ModelConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def decoder_only(self) -> bool:
+        return self.arch == "decoder-only"
 
     @property
     def d_k(self) -> int:
@@ -88,3 +104,7 @@ class ModelConfig:
         if missing:
             raise ValueError(f"missing config keys: {missing}")
         return cls(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,19 +1,28 @@
-"""Inference API: ``load(path)`` -> Pipeline with ``generate`` and ``run`` (a traced call)."""
+"""Inference API: ``load(path)`` -> a Pipeline with ``generate`` and ``run`` (a traced call).
+
+Two kinds of Pipeline share this interface: the project's own transformer (here) and models in the Hugging Face
+layout run by transformers (``model.hf``). ``load`` picks the right one from the directory.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .capture import Ablations
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
 from .trace import Trace, parse_name, record_bytes
 from .transformer import Transformer
+
+KINDS = ("encoder-decoder", "decoder-only", "encoder-only")
+DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so
 
 
 class CaptureBudgetError(ValueError):
@@ -52,27 +61,73 @@ def available_devices() -> list[str]:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What the app needs to know about a loaded model, whatever its family."""
+
+    kind: str  # "encoder-decoder", "decoder-only" or "encoder-only"
+    family: str  # "transformer (this project)", or transformers' model_type ("gpt2", "llama", ...)
+    n_encoder_layers: int
+    n_decoder_layers: int
+    n_heads: int  # query heads per attention
+    n_kv_heads: int  # key/value heads (fewer than n_heads: grouped-query attention)
+    d_model: int
+    d_k: int  # per-head query/key width
+    max_len: int  # longest sequence the model reads (tokens, specials included)
+    dtype: str  # "float32", "bfloat16", "float16"
+    parameters: int
+    record_names: tuple[str, ...]  # every name a full trace holds, in forward order
+    notes: dict[str, str] = field(default_factory=dict)  # per-stage remarks ("q": "after RoPE", ...)
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.n_encoder_layers > 0
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.n_decoder_layers > 0
+
+    @property
+    def has_cross(self) -> bool:
+        return self.kind == "encoder-decoder"
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One traced call: the tokens on each axis, the model's output and the trace."""
 
-    source: Encoding  # source tokens + [EOS]: the encoder axis (keys of cross-attention)
-    target: Encoding  # [BOS] + target tokens: the decoder input axis (queries of the decoder)
-    output_ids: list[int]  # argmax prediction at each decoder position (what position i predicts)
+    source: Encoding | None  # the encoder's input (keys of cross-attention); None for a decoder-only model
+    target: Encoding | None  # the decoder's input ([BOS] + target, or the decoder-only text); None: encoder-only
+    output_ids: list[int]  # argmax prediction at each position of the last stack (what position i predicts)
     output_tokens: list[str]  # the same as strings
     output_text: str  # generated text, or the teacher-forced predictions decoded
-    generated: bool  # True when the target was generated greedily, False when teacher-forced
-    logits: torch.Tensor  # (T, V) logits of that call, on the CPU
-    probs: torch.Tensor  # (T, V) softmax of the logits
-    trace: Trace  # every attention record of the call, batch size 1, on the model's device
+    generated: bool  # True when (part of) the decoder input was generated greedily here
+    logits: torch.Tensor | None  # (T, V) logits of that call, on the CPU (None: a model without an output head)
+    probs: torch.Tensor | None  # (T, V) softmax of the logits
+    trace: Trace  # every attention record of the call, batch size 1
+    n_prompt: int = 0  # decoder-only: how many tokens of ``target`` were given (the rest were generated)
+    stopped: str = ""  # why generation ended: "eos", "limit" (length cap) or "time" (decoding time cap); "" if none
 
     @property
     def stopped_at_eos(self) -> bool:
-        """True when the model ended its output with [EOS] (False: generation hit the length limit)."""
-        return bool(self.output_ids) and self.output_ids[-1] == EOS_ID
+        """True when the model ended its output with its end-of-sequence token."""
+        return self.stopped == "eos"
+
+    def tokens_for(self, stack: str) -> list[str]:
+        enc = self.source if stack == "encoder" else self.target
+        return [] if enc is None else list(enc.tokens)
+
+
+def axes(name: str, result: RunResult) -> tuple[list[str], list[str]]:
+    """(query tokens, key tokens) of one trace name: encoder self = source x source, decoder self = target x
+    target, cross = target (queries) x source (keys)."""
+    stack, _, kind = parse_name(name)
+    q = result.tokens_for(stack)
+    k = result.tokens_for("encoder") if kind == "cross_attn" else q
+    return q, k
 
 
 class Pipeline:
-    """A loaded checkpoint: config, tokenizers, model (eval, frozen) and meta, on one device."""
+    """A loaded checkpoint of this project: config, tokenizers, model (eval, frozen) and meta, on one device."""
 
     def __init__(self, config: ModelConfig, model: Transformer, src_tokenizer: Tokenizer,
                  tgt_tokenizer: Tokenizer, meta: dict[str, Any] | None = None, path: str | None = None):
@@ -80,10 +135,20 @@ class Pipeline:
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.meta = meta or {}
         self.path = path
+        self.kind = config.arch
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.info = ModelInfo(
+            kind=config.arch, family="transformer (this project)", n_encoder_layers=config.n_encoder_layers,
+            n_decoder_layers=config.n_decoder_layers, n_heads=config.n_heads, n_kv_heads=config.n_heads,
+            d_model=config.d_model, d_k=config.d_k, max_len=config.max_len, dtype=dtype,
+            parameters=model.num_parameters(), record_names=tuple(model.record_names()))
 
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def id_to_token(self, i: int) -> str:
+        return self.tgt_tokenizer.id_to_token(i)
 
     def encode_source(self, text: str) -> Encoding:
         """Source text -> tokens + [EOS], truncated to max_len (``.truncated`` tells)."""
@@ -97,41 +162,40 @@ class Pipeline:
         width = max(len(r) for r in rows)
         return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long, device=self.device)
 
-    @torch.inference_mode()
-    def _greedy(self, sources: list[Encoding], max_new_tokens: int | None) -> list[list[int]]:
-        """Greedy decoding of a padded batch -> decoder inputs ([BOS] + tokens, no [EOS]) per row."""
-        limit = self.config.max_len if max_new_tokens is None else min(self.config.max_len, 1 + max_new_tokens)
-        src = self._pad([s.ids for s in sources])
-        memory, src_padding, _ = self.model.encode(src)
-        B = src.shape[0]
-        tgt = torch.full((B, 1), BOS_ID, dtype=torch.long, device=self.device)
-        done = torch.zeros(B, dtype=torch.bool, device=self.device)
-        lengths = torch.full((B,), limit, dtype=torch.long, device=self.device)
-        while tgt.shape[1] < limit:
-            logits, _ = self.model.decode(tgt, memory, src_padding)
-            nxt = logits[:, -1].argmax(-1)
-            finished_now = ~done & (nxt == EOS_ID)
-            lengths[finished_now] = tgt.shape[1]
-            done |= finished_now
-            if bool(done.all()):
-                break
-            tgt = torch.cat([tgt, torch.where(done, PAD_ID, nxt)[:, None]], dim=1)
-        return [tgt[i, : int(lengths[i])].tolist() for i in range(B)]
+    def _greedy(self, sources: list[Encoding] | None, prefixes: list[list[int]],
+                max_new_tokens: int | None) -> tuple[list[list[int]], bool]:
+        """Greedy decoding (key/value cache) of a padded batch -> (decoder inputs (prefix + tokens, no [EOS]),
+        True when the time cap DECODE_SECONDS cut it)."""
+        longest = max(len(p) for p in prefixes)
+        room = self.config.max_len - longest
+        limit = longest + (room if max_new_tokens is None else min(room, max(0, max_new_tokens)))
+        src = None if sources is None else self._pad([s.ids for s in sources])
+        # left-aligned prefixes of one length only: decoder-only prompts are traced one at a time
+        prefix = self._pad(prefixes)
+        return self.model.greedy(src, prefix, limit, EOS_ID, deadline=time.perf_counter() + DECODE_SECONDS)
 
     def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
-        """Greedy decoding of one text -> the decoder input ids ([BOS] + output tokens, no [EOS]).
+        """Greedy decoding of one text -> the decoder input ids (prefix + output tokens, no [EOS]).
 
-        Pass them to ``run(source_text, generated_ids=...)`` to trace that output without decoding again.
+        Encoder-decoder: the prefix is [BOS] and ``source_text`` is the encoder's input. Decoder-only:
+        ``source_text`` is the prompt. Pass the result to ``run(..., generated_ids=...)`` to trace it.
         """
-        return self._greedy([self.encode_source(source_text)], max_new_tokens)[0]
+        if self.config.decoder_only:
+            return self._greedy(None, [self.encode_target(source_text).ids], max_new_tokens)[0][0]
+        return self._greedy([self.encode_source(source_text)], [[BOS_ID]], max_new_tokens)[0][0]
 
     def generate(self, source_text: str | list[str], max_new_tokens: int | None = None) -> str | list[str]:
         """Greedy translation; stops at [EOS] or max length. A list of texts is decoded as one padded batch."""
         texts = [source_text] if isinstance(source_text, str) else list(source_text)
         if not texts:
             return []
-        rows = self._greedy([self.encode_source(t) for t in texts], max_new_tokens)
-        outs = [self.tgt_tokenizer.decode(r) for r in rows]
+        if self.config.decoder_only:
+            rows = [self.greedy(t, max_new_tokens) for t in texts]
+            outs = [self.tgt_tokenizer.decode(r[len(self.encode_target(t).ids):]) for r, t in zip(rows, texts,
+                                                                                                 strict=True)]
+        else:
+            rows, _ = self._greedy([self.encode_source(t) for t in texts], [[BOS_ID]] * len(texts), max_new_tokens)
+            outs = [self.tgt_tokenizer.decode(r) for r in rows]
         return outs[0] if isinstance(source_text, str) else outs
 
     def capture_bytes(self, src_len: int, tgt_len: int, batch: int = 1,
@@ -139,74 +203,145 @@ class Pipeline:
         """Estimated bytes a traced call keeps (every record, or only the named ones), before running it."""
         shapes = {("encoder", "self_attn"): (src_len, src_len), ("decoder", "self_attn"): (tgt_len, tgt_len),
                   ("decoder", "cross_attn"): (tgt_len, src_len)}
+        names = self.info.record_names if capture is True else (() if capture is False else capture)
         total = 0
-        for name in self.model._capture_set(capture):
+        for name in names:
             stack, _, kind = parse_name(name)
             total += record_bytes(self.config, *shapes[stack, kind], batch)
         return total
 
+    def lengths(self, source_text: str | None, target_text: str | None,
+                generated_ids: list[int] | None = None) -> tuple[int, int]:
+        """(source tokens, decoder tokens) a call would trace, before running it."""
+        S = 0 if self.config.decoder_only else len(self.encode_source(source_text or "").ids)
+        if generated_ids is not None:
+            T = len(generated_ids)
+        elif self.config.decoder_only:
+            T = len(self.encode_target(source_text or "").ids)
+        else:
+            T = len(self.encode_target(target_text or "").ids) if target_text is not None else 1
+        return S, T
+
     def run(self, source_text: str, target_text: str | None = None, max_new_tokens: int | None = None,
             capture: bool | Collection[str] = True, max_capture_bytes: int | None = None,
-            generated_ids: list[int] | None = None) -> RunResult:
-        """Trace one call: generate greedily when target_text is None, else teacher-force target_text.
+            generated_ids: list[int] | None = None, *, lazy: bool = False, ablations: Ablations | None = None,
+            max_lazy_cache_bytes: int | None = None) -> RunResult:
+        """Trace one call.
 
-        ``capture``: True for every attention, or the names to record. ``max_capture_bytes``: refuse
-        (CaptureBudgetError, before the traced forward) when the estimate is above it.
-        ``generated_ids``: the output of an earlier ``greedy(source_text)``, traced without decoding again.
+        Encoder-decoder: generate greedily when ``target_text`` is None, else teacher-force it. Decoder-only:
+        ``source_text`` is the text; with ``max_new_tokens`` it is first extended greedily and the whole sequence
+        traced. ``capture``: True or the names to record; ``lazy``: record inputs, recompute records on demand.
+        ``max_capture_bytes``: refuse a full capture above it (CaptureBudgetError, before running).
+        ``generated_ids``: an earlier ``greedy(source_text)``, traced without decoding again.
+        ``ablations``: {name: {head: "zero" | "mean"}} applied in this call.
         """
         return self.run_batch([source_text], None if target_text is None else [target_text], max_new_tokens,
-                              capture, max_capture_bytes,
-                              None if generated_ids is None else [generated_ids])[0]
+                              capture, max_capture_bytes, None if generated_ids is None else [generated_ids],
+                              lazy=lazy, ablations=ablations, max_lazy_cache_bytes=max_lazy_cache_bytes)[0]
 
     @torch.inference_mode()
     def run_batch(self, source_texts: list[str], target_texts: list[str] | None = None,
                   max_new_tokens: int | None = None, capture: bool | Collection[str] = True,
-                  max_capture_bytes: int | None = None,
-                  generated_ids: list[list[int]] | None = None) -> list[RunResult]:
+                  max_capture_bytes: int | None = None, generated_ids: list[list[int]] | None = None, *,
+                  lazy: bool = False, ablations: Ablations | None = None,
+                  max_lazy_cache_bytes: int | None = None) -> list[RunResult]:
         """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths."""
-        sources = [self.encode_source(t) for t in source_texts]
-        if target_texts is None:
+        decoder_only = self.config.decoder_only
+        sources = None if decoder_only else [self.encode_source(t) for t in source_texts]
+        prompts = [self.encode_target(t) for t in source_texts] if decoder_only else None
+        generated, timed_out = False, False
+        if decoder_only:
+            if generated_ids is not None:
+                rows, generated = [list(r) for r in generated_ids], True
+            elif max_new_tokens:
+                decoded = [self._greedy(None, [p.ids], max_new_tokens) for p in prompts]
+                rows, timed_out, generated = [d[0][0] for d in decoded], any(d[1] for d in decoded), True
+            else:
+                rows = [p.ids for p in prompts]
+            targets = [self._encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
+        elif target_texts is None:
             if generated_ids is not None and len(generated_ids) != len(sources):
                 raise ValueError("need one generated id list per source text")
-            rows = self._greedy(sources, max_new_tokens) if generated_ids is None else generated_ids
+            if generated_ids is None:
+                rows, timed_out = self._greedy(sources, [[BOS_ID]] * len(sources), max_new_tokens)
+            else:
+                rows = [list(r) for r in generated_ids]
             if any(not r or r[0] != BOS_ID or len(r) > self.config.max_len for r in rows):
                 raise ValueError(f"generated ids must start with [BOS] and fit max_len={self.config.max_len}")
-            targets = [self._encoding_from_ids(list(r)) for r in rows]
+            targets = [self._encoding_from_ids(r) for r in rows]
+            generated = True
         else:
             if len(target_texts) != len(source_texts):
                 raise ValueError("need one target text per source text")
             targets = [self.encode_target(t) for t in target_texts]
-        S, T = max(len(s.ids) for s in sources), max(len(t.ids) for t in targets)
-        if max_capture_bytes is not None:
-            need = self.capture_bytes(S, T, len(sources), capture)
+        S = 0 if decoder_only else max(len(s.ids) for s in sources)
+        T = max(len(t.ids) for t in targets)
+        if max_capture_bytes is not None and not lazy:
+            need = self.capture_bytes(S, T, len(source_texts), capture)
             if need > max_capture_bytes:
                 raise CaptureBudgetError(
-                    f"tracing {len(sources)} x ({S} source, {T} target) tokens would hold about "
+                    f"tracing {len(source_texts)} x ({S} source, {T} target) tokens would hold about "
                     f"{need / 2**20:.0f} MiB of attention records, over the {max_capture_bytes / 2**20:.0f} MiB "
                     f"budget: capture fewer records (one layer or kind at a time) or shorten the text")
-        out = self.model(self._pad([s.ids for s in sources]), self._pad([t.ids for t in targets]), capture=capture)
+        src = None if decoder_only else self._pad([s.ids for s in sources])
+        out = self.model(src, self._pad([t.ids for t in targets]), capture=capture, lazy=lazy, ablations=ablations,
+                         max_lazy_cache_bytes=max_lazy_cache_bytes)
         results = []
-        for i, (s, t) in enumerate(zip(sources, targets, strict=True)):
+        for i, t in enumerate(targets):
+            s = None if sources is None else sources[i]
             logits = out.logits[i, : len(t.ids)].float().cpu()
             out_ids = logits.argmax(-1).tolist()
+            n_prompt = len(prompts[i].ids) if decoder_only else 0
+            if decoder_only:
+                text = self.tgt_tokenizer.decode(t.ids[n_prompt:]) if generated else self.tgt_tokenizer.decode(
+                    out_ids)
+            else:
+                text = (self.tgt_tokenizer.decode(t.ids[1:]) if target_texts is None
+                        else self.tgt_tokenizer.decode(out_ids))
+            stopped = ""
+            if generated:
+                ended = (out_ids[-1] == EOS_ID) if out_ids else False
+                stopped = "eos" if ended else ("time" if timed_out else "limit")
+            trace = None if out.trace is None else (
+                out.trace if len(targets) == 1 else out.trace.item(i, None if s is None else len(s.ids), len(t.ids)))
             results.append(RunResult(
                 source=s, target=t, output_ids=out_ids,
-                output_tokens=[self.tgt_tokenizer.id_to_token(j) for j in out_ids],
-                output_text=self.tgt_tokenizer.decode(t.ids[1:]) if target_texts is None
-                else self.tgt_tokenizer.decode(out_ids),
-                generated=target_texts is None, logits=logits, probs=torch.softmax(logits, -1),
-                trace=out.trace.item(i, len(s.ids), len(t.ids)),
-            ))
+                output_tokens=[self.tgt_tokenizer.id_to_token(j) for j in out_ids], output_text=text,
+                generated=generated, logits=logits, probs=torch.softmax(logits, -1), trace=trace,
+                n_prompt=n_prompt, stopped=stopped))
         return results
 
-    def _encoding_from_ids(self, ids: list[int]) -> Encoding:
+    def _encoding_from_ids(self, ids: list[int], prompt: Encoding | None = None) -> Encoding:
         tokens = [self.tgt_tokenizer.id_to_token(i) for i in ids]
+        if prompt is not None:
+            return Encoding(ids=ids, tokens=tokens, offsets=list(prompt.offsets) + [(0, 0)] * (len(ids) -
+                            len(prompt.ids)), truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens)
         return Encoding(ids=ids, tokens=tokens, offsets=[(0, 0)] * len(ids), truncated=False,
                         n_text_tokens=len(ids) - 1)
 
 
-def load(path: str | Path, device: str | torch.device = "auto") -> Pipeline:
-    """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu)."""
+def is_hf_directory(path: str | Path) -> bool:
+    """A Hugging Face layout directory: its config.json names a ``model_type`` (ours never does)."""
+    from .checkpoint import read_json_file
+
+    config = Path(path) / "config.json"
+    try:
+        data = read_json_file(config)
+    except Exception:
+        return False
+    return isinstance(data, dict) and "model_type" in data
+
+
+def load(path: str | Path, device: str | torch.device = "auto"):
+    """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
+
+    This project's checkpoints give a ``Pipeline``; a Hugging Face directory (config.json with a model_type,
+    model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
+    """
     dev = resolve_device(device)
+    if is_hf_directory(path):
+        from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
+
+        return load_hf(path, device=dev)
     config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev)
     return Pipeline(config, model, src_tok, tgt_tok, meta, str(path))

@@ -14,6 +14,20 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 TOKENIZER_KINDS = ("word", "char")
 
 
+class TokenizerError(ValueError):
+    """The tokenizer failed on this text (a broken or hostile tokenizer file; the Rust side may even panic)."""
+
+
+def call_tokenizer(fn, *args, **kwargs):
+    """Run a call into HF tokenizers; any failure, a Rust panic (a BaseException) included, is a TokenizerError."""
+    try:
+        return fn(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:
+        raise TokenizerError(f"the tokenizer failed ({type(e).__name__}: {str(e)[:200]})") from None
+
+
 @dataclass(frozen=True)
 class Encoding:
     """A text as the model sees it."""
@@ -23,6 +37,18 @@ class Encoding:
     offsets: list[tuple[int, int]]  # (start, end) character span in the text; (0, 0) for specials
     truncated: bool  # True when the text was longer than max_len and its tail was dropped
     n_text_tokens: int  # tokens the full text had, before truncation (specials excluded)
+    special: list[bool] | None = None  # True where the token is a special token ([BOS], [CLS], <|endoftext|>...)
+    chars_cut: bool = False  # True when the text was so long that its characters were cut before tokenising
+    #                          (n_text_tokens then counts the kept characters' tokens only: a lower bound)
+
+
+def cut_for(max_len: int | None) -> int | None:
+    """How many characters of a text are worth tokenising for at most ``max_len`` tokens (None: all).
+
+    No tokenizer here makes a token of more than a few hundred characters; the cut keeps a pasted megabyte from
+    being tokenised in full only to be truncated.
+    """
+    return None if max_len is None else 1_000 + 256 * max_len
 
 
 class Tokenizer:
@@ -71,6 +97,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()
 
+    @property
+    def max_id(self) -> int:
+        """The largest id any token maps to (must be below the model's vocabulary size)."""
+        return max(self.hf.get_vocab(with_added_tokens=True).values(), default=-1)
+
     def id_to_token(self, i: int) -> str:
         return self.hf.id_to_token(int(i)) or "[UNK]"
 
@@ -78,18 +109,21 @@ class Tokenizer:
         """Text -> ids, tokens and character offsets; optional [BOS]/[EOS]; truncated to max_len ids."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        enc = self.hf.encode(text)
+        limit = cut_for(max_len)
+        chars_cut = limit is not None and len(text) > limit
+        enc = call_tokenizer(self.hf.encode, text[:limit] if chars_cut else text)
         ids, tokens, offsets = list(enc.ids), list(enc.tokens), [tuple(o) for o in enc.offsets]
         n_text = len(ids)
         room = None if max_len is None else max(0, max_len - int(bos) - int(eos))
-        truncated = room is not None and n_text > room
+        truncated = (room is not None and n_text > room) or chars_cut
         if truncated:
             ids, tokens, offsets = ids[:room], tokens[:room], offsets[:room]
         if bos:
             ids, tokens, offsets = [BOS_ID] + ids, ["[BOS]"] + tokens, [(0, 0)] + offsets
         if eos:
             ids, tokens, offsets = ids + [EOS_ID], tokens + ["[EOS]"], offsets + [(0, 0)]
-        return Encoding(ids=ids, tokens=tokens, offsets=offsets, truncated=truncated, n_text_tokens=n_text)
+        return Encoding(ids=ids, tokens=tokens, offsets=offsets, truncated=truncated, n_text_tokens=n_text,
+                        special=[i < len(SPECIAL_TOKENS) for i in ids], chars_cut=chars_cut)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> text, specials dropped (stops at the first [EOS])."""
@@ -100,4 +134,4 @@ class Tokenizer:
                 break
             if i not in (PAD_ID, BOS_ID):
                 kept.append(i)
-        return self.hf.decode(kept, skip_special_tokens=False)
+        return call_tokenizer(self.hf.decode, kept, skip_special_tokens=False)

@@ -28,7 +28,11 @@ def parse_name(name: str) -> tuple[str, int, str]:
 
 class Trace(Mapping):
     """Read-only mapping ``encoder.{i}.self_attn`` / ``decoder.{i}.self_attn`` / ``decoder.{i}.cross_attn``
-    -> AttentionRecord, plus the ids the call saw (``src_ids`` (B, S), ``tgt_ids`` (B, T))."""
+    -> AttentionRecord, plus the ids the call saw (``src_ids`` (B, S), ``tgt_ids`` (B, T)).
+
+    ``model.capture.LazyTrace`` is the same mapping with each record computed on demand."""
+
+    lazy = False
 
     def __init__(self, records: Mapping[str, AttentionRecord], src_ids=None, tgt_ids=None):
         self._records = MappingProxyType(dict(records))
@@ -60,7 +64,7 @@ class Trace(Mapping):
 
     def numpy(self) -> "Trace":
         """A copy with every tensor as a NumPy array on the CPU, ready for plotting."""
-        return self._map(lambda t: t if isinstance(t, np.ndarray) else t.detach().cpu().numpy())
+        return self._map(_to_numpy)
 
     def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "Trace":
         """One batch element, cut to its real lengths (drops the padding added for batching)."""
@@ -68,9 +72,9 @@ class Trace(Mapping):
         T = tgt_len if tgt_len is not None else (None if self.tgt_ids is None else self.tgt_ids.shape[1])
         records = {}
         for name, rec in self._records.items():
-            stack, _, kind = parse_name(name)
-            tq = S if stack == "encoder" else T
-            tk = T if (stack == "decoder" and kind == "self_attn") else S
+            q_axis, k_axis = record_axes(name)
+            tq = S if q_axis == "encoder" else T
+            tk = S if k_axis == "encoder" else T
             records[name] = _slice_record(rec, index, tq, tk)
         src = None if self.src_ids is None else self.src_ids[index:index + 1, :S]
         tgt = None if self.tgt_ids is None else self.tgt_ids[index:index + 1, :T]
@@ -82,7 +86,7 @@ class Trace(Mapping):
 
         Columns: stack, layer, kind, head, query_pos, query_token, key_pos, key_token,
         score, scaled, masked_score, weight, masked (True = the mask forbids this key),
-        mask_reason ("padding", "causal", "padding+causal" or "").
+        mask_reason ("padding", "causal", "window", combinations joined by "+", "other", or "").
         """
         frames = [record_to_dataframe(self._records[n], n, src_tokens, tgt_tokens, batch_index)
                   for n in (names if names is not None else self._records)]
@@ -90,7 +94,10 @@ class Trace(Mapping):
 
 
 def _to_numpy(x):
-    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    x = x.detach()
+    return (x.float() if x.dtype == torch.bfloat16 else x).cpu().numpy()
 
 
 def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRecord:
@@ -101,17 +108,45 @@ def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRe
             return t[b:b + 1, :tq]
         if name == "key_input":
             return t[b:b + 1, :tk]
-        if name == "q":
+        if name in ("q", "context"):
             return t[b:b + 1, :, :tq]
         if name in ("k", "v"):
             return t[b:b + 1, :, :tk]
-        if name == "context":
-            return t[b:b + 1, :, :tq]
+        if name == "ablated":
+            return t[b:b + 1] if t.dim() == 2 else t
         # (B|1, H|1, Tq|1, Tk) matrices and broadcastable masks
         bb = slice(b, b + 1) if t.shape[0] > 1 else slice(None)
         qq = slice(None, tq) if t.shape[2] > 1 else slice(None)
         return t[bb, :, qq, :tk]
     return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
+
+
+def record_axes(name: str) -> tuple[str, str]:
+    """Which stack's tokens are on the query and key axes: ("encoder" | "decoder", "encoder" | "decoder")."""
+    stack, _, kind = parse_name(name)
+    return stack, ("encoder" if kind == "cross_attn" else stack)
+
+
+def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
+    """(H, Tq, Tk) strings: why each cell is masked ("padding", "causal", "window", joined by "+" when several
+    apply, "other" when the model's mask forbids a cell none of those explain), "" where the query may attend."""
+    weights = _to_numpy(rec.weights)[batch_index]
+    H, Tq, Tk = weights.shape
+
+    def ok(mask):  # broadcastable bool "may attend" -> (H, Tq, Tk)
+        if mask is None:
+            return np.ones((H, Tq, Tk), dtype=bool)
+        m = _to_numpy(mask)
+        m = m[batch_index if m.shape[0] > 1 else 0]
+        return np.broadcast_to(m, (H, Tq, Tk))
+
+    allowed = ok(rec.mask)
+    reason = np.full((H, Tq, Tk), "", dtype=object)
+    for label, mask in (("padding", rec.padding_mask), ("causal", rec.causal_mask), ("window", rec.window_mask)):
+        hit = ~ok(mask) & ~allowed
+        reason[hit] = np.where(reason[hit] == "", label, reason[hit] + "+" + label)
+    reason[~allowed & (reason == "")] = "other"
+    return reason
 
 
 def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,
@@ -120,22 +155,12 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
     stack, layer, kind = parse_name(name)
     weights = _to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
     H, Tq, Tk = weights.shape
-    q_tokens = src_tokens if stack == "encoder" else tgt_tokens
-    k_tokens = tgt_tokens if (stack == "decoder" and kind == "self_attn") else src_tokens
+    q_axis, k_axis = record_axes(name)
+    q_tokens = src_tokens if q_axis == "encoder" else tgt_tokens
+    k_tokens = src_tokens if k_axis == "encoder" else tgt_tokens
     q_tokens = list(q_tokens)[:Tq] if q_tokens is not None else [str(i) for i in range(Tq)]
     k_tokens = list(k_tokens)[:Tk] if k_tokens is not None else [str(i) for i in range(Tk)]
-
-    def full(mask):  # broadcastable bool -> (H, Tq, Tk)
-        if mask is None:
-            return np.ones((H, Tq, Tk), dtype=bool)
-        m = _to_numpy(mask)
-        m = m[batch_index if m.shape[0] > 1 else 0]
-        return np.broadcast_to(m, (H, Tq, Tk))
-
-    pad_ok, causal_ok = full(rec.padding_mask), full(rec.causal_mask)
-    allowed = full(rec.mask)
-    reason = np.where(~pad_ok & ~causal_ok, "padding+causal",
-                      np.where(~pad_ok, "padding", np.where(~causal_ok, "causal", "")))
+    reason = mask_reason_matrix(rec, batch_index)
     head, qpos, kpos = np.meshgrid(np.arange(H), np.arange(Tq), np.arange(Tk), indexing="ij")
     return pd.DataFrame({
         "stack": stack, "layer": layer, "kind": kind,
@@ -146,7 +171,7 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
         "scaled": _to_numpy(rec.scaled)[batch_index].ravel(),
         "masked_score": _to_numpy(rec.masked)[batch_index].ravel(),
         "weight": weights.ravel(),
-        "masked": ~allowed.ravel(),
+        "masked": (reason != "").ravel(),
         "mask_reason": reason.ravel(),
     })
 

@@ -1,15 +1,17 @@
-"""The encoder-decoder transformer of "Attention Is All You Need", returning a trace on request."""
+"""The transformer of "Attention Is All You Need" (encoder-decoder, or decoder-only), returning a trace on request."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .attention import AttentionRecord, MultiHeadAttention, causal_mask, padding_mask
+from .attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
+from .capture import Ablations, Recorder, validate_ablations
 from .config import ModelConfig
 from .trace import Trace, record_name
 
@@ -36,51 +38,55 @@ class SublayerConnection(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.pre = config.norm == "pre"
 
-    def forward(self, x: torch.Tensor, sublayer) -> tuple[torch.Tensor, AttentionRecord | None]:
-        """``sublayer(x) -> (y, record)``; returns (new residual stream, record)."""
+    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
         if self.pre:
-            y, record = sublayer(self.norm(x))
-            return x + self.dropout(y), record
-        y, record = sublayer(x)
-        return self.norm(x + self.dropout(y)), record
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward, each wrapped in residual + LayerNorm."""
+    """Self-attention then feed-forward (if any), each wrapped in residual + LayerNorm."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads)
-        self.feed_forward = FeedForward(config)
-        self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(2)])
+        self.feed_forward = FeedForward(config) if config.d_ff else None
+        self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(2 if config.d_ff else 1)])
 
-    def forward(self, x, src_padding, capture=False):
-        x, record = self.sublayers[0](x, lambda h: self.self_attn(h, h, src_padding, None, capture))
-        x, _ = self.sublayers[1](x, lambda h: (self.feed_forward(h), None))
-        return x, record
+    def forward(self, x, src_padding, recorder: Recorder, index: int, src_valid=None):
+        x = self.sublayers[0](x, lambda h: self.self_attn(
+            h, h, src_padding, None, recorder=recorder, name=record_name("encoder", index, "self_attn"),
+            query_valid=src_valid)[0])
+        if self.feed_forward is not None:
+            x = self.sublayers[1](x, self.feed_forward)
+        return x
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, cross-attention over the encoder output (optional), feed-forward."""
+    """Masked self-attention, cross-attention over the encoder output (encoder-decoder only), feed-forward (if any)."""
 
     def __init__(self, config: ModelConfig, cross_attention: bool = True):
         super().__init__()
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads)
         self.cross_attn = MultiHeadAttention(config.d_model, config.n_heads) if cross_attention else None
-        self.feed_forward = FeedForward(config)
-        self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(3 if cross_attention else 2)])
+        self.feed_forward = FeedForward(config) if config.d_ff else None
+        n = 1 + int(cross_attention) + int(bool(config.d_ff))
+        self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(n)])
 
-    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, capture=()):
-        """``capture``: the kinds to record, a subset of ("self_attn", "cross_attn")."""
-        records = {}
-        x, records["self_attn"] = self.sublayers[0](
-            x, lambda h: self.self_attn(h, h, tgt_padding, tgt_causal, "self_attn" in capture))
+    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, recorder: Recorder, index: int,
+                tgt_valid=None, cache: tuple[KVCache, KVCache] | None = None):
+        """``cache``: (self-attention cache, cross-attention cache) while decoding one token at a time."""
+        x = self.sublayers[0](x, lambda h: self.self_attn(
+            h, h, tgt_padding, tgt_causal, recorder=recorder, name=record_name("decoder", index, "self_attn"),
+            query_valid=tgt_valid, cache=None if cache is None else cache[0])[0])
         if self.cross_attn is not None:
             # queries from the decoder, keys and values from the final encoder output
-            x, records["cross_attn"] = self.sublayers[1](
-                x, lambda h: self.cross_attn(h, memory, src_padding, None, "cross_attn" in capture))
-        x, _ = self.sublayers[-1](x, lambda h: (self.feed_forward(h), None))
-        return x, records
+            x = self.sublayers[1](x, lambda h: self.cross_attn(
+                h, memory, src_padding, None, recorder=recorder, name=record_name("decoder", index, "cross_attn"),
+                query_valid=tgt_valid, cache=None if cache is None else cache[1])[0])
+        if self.feed_forward is not None:
+            x = self.sublayers[-1](x, self.feed_forward)
+        return x
 
 
 def sinusoidal_encoding(max_len: int, d_model: int) -> torch.Tensor:
@@ -108,12 +114,13 @@ class Embedding(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.max_len = config.max_len
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        T = ids.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"sequence of {T} tokens is longer than max_len={self.max_len}")
-        pos = (self.positions.weight[:T] if self.positions is not None else self.sinusoid[:T])  # (T, d_model)
-        return self.dropout(self.tokens(ids) * self.scale + pos)
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B, T) ids at positions start..start+T-1 -> (B, T, d_model)."""
+        end = start + ids.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"sequence of {end} tokens is longer than max_len={self.max_len}")
+        table = self.positions.weight if self.positions is not None else self.sinusoid
+        return self.dropout(self.tokens(ids) * self.scale + table[start:end])  # (B, T, d_model)
 
 
 @dataclass(frozen=True)
@@ -121,22 +128,26 @@ class ModelOutput:
     """What ``Transformer.forward`` returns."""
 
     logits: torch.Tensor  # (B, T_tgt, tgt_vocab_size)
-    trace: Trace | None  # None unless capture=True
+    trace: Trace | None  # None unless something was captured
 
 
 class Transformer(nn.Module):
-    """Encoder-decoder transformer; ``forward(src_ids, tgt_ids, capture=True)`` also returns a Trace."""
+    """``forward(src_ids, tgt_ids, capture=True)`` returns logits and a Trace. Encoder-decoder as in the paper;
+    with ``config.arch == "decoder-only"`` there is no encoder (pass ``src_ids=None``) and no cross-attention."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.src_embed = Embedding(config.src_vocab_size, config)
+        enc_dec = not config.decoder_only
+        self.src_embed = Embedding(config.src_vocab_size, config) if enc_dec else None
         self.tgt_embed = Embedding(config.tgt_vocab_size, config)
         self.encoder_layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.n_encoder_layers)])
-        self.decoder_layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.n_decoder_layers)])
+        self.decoder_layers = nn.ModuleList([DecoderLayer(config, cross_attention=enc_dec)
+                                             for _ in range(config.n_decoder_layers)])
         # pre-LN leaves the residual stream un-normalised: one final LayerNorm per stack
-        self.encoder_norm = nn.LayerNorm(config.d_model) if config.norm == "pre" else nn.Identity()
-        self.decoder_norm = nn.LayerNorm(config.d_model) if config.norm == "pre" else nn.Identity()
+        pre = config.norm == "pre"
+        self.encoder_norm = nn.LayerNorm(config.d_model) if pre and enc_dec else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(config.d_model) if pre else nn.Identity()
         self.generator = nn.Linear(config.d_model, config.tgt_vocab_size)
         self._init_weights()
 
@@ -158,56 +169,108 @@ class Transformer(nn.Module):
                 names.append(record_name("decoder", i, "cross_attn"))
         return names
 
-    def _capture_set(self, capture: bool | Collection[str]) -> frozenset[str]:
-        if isinstance(capture, bool):
-            return frozenset(self.record_names()) if capture else frozenset()
-        wanted = frozenset(capture)
-        unknown = sorted(wanted - set(self.record_names()))
-        if unknown:
-            raise ValueError(f"cannot capture {unknown}: this model has {self.record_names()}")
-        return wanted
+    def _recorder(self, capture: bool | Collection[str], lazy: bool, ablations: Ablations | None) -> Recorder:
+        names = self.record_names()
+        if not isinstance(capture, bool):
+            unknown = sorted(set(capture) - set(names))
+            if unknown:
+                raise ValueError(f"cannot capture {unknown}: this model has {names}")
+        validate_ablations(ablations, names, {n: self.config.n_heads for n in names})
+        return Recorder(capture, lazy=lazy, ablations=ablations)
 
-    def encode(self, src_ids: torch.Tensor, capture: bool | Collection[str] = False):
+    def encode(self, src_ids: torch.Tensor, capture: bool | Collection[str] = False, *,
+               recorder: Recorder | None = None):
         """(B, S) ids -> (memory (B, S, d_model), src padding mask (B, 1, 1, S), records)."""
-        wanted = self._capture_set(capture)
+        if self.config.decoder_only:
+            raise ValueError("a decoder-only model has no encoder")
+        recorder = recorder if recorder is not None else self._recorder(capture, False, None)
         src_padding = padding_mask(src_ids, self.config.pad_id)
         x = self.src_embed(src_ids)
-        records = {}
         for i, layer in enumerate(self.encoder_layers):
-            name = record_name("encoder", i, "self_attn")
-            x, records[name] = layer(x, src_padding, name in wanted)
-        return self.encoder_norm(x), src_padding, {n: r for n, r in records.items() if r is not None}
+            x = layer(x, src_padding, recorder, i, src_valid=src_ids != self.config.pad_id)
+        return self.encoder_norm(x), src_padding, dict(recorder.records)
 
-    def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor, src_padding: torch.Tensor,
-               capture: bool | Collection[str] = False):
+    def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
+               capture: bool | Collection[str] = False, *, recorder: Recorder | None = None):
         """(B, T) decoder input ids (starting with [BOS]) -> (logits (B, T, V), records)."""
-        wanted = self._capture_set(capture)
+        recorder = recorder if recorder is not None else self._recorder(capture, False, None)
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
         x = self.tgt_embed(tgt_ids)
-        records = {}
         for i, layer in enumerate(self.decoder_layers):
-            kinds = {k for k in ("self_attn", "cross_attn") if record_name("decoder", i, k) in wanted}
-            x, layer_records = layer(x, memory, src_padding, tgt_padding, tgt_causal, kinds)
-            for kind, rec in layer_records.items():
-                if rec is not None:
-                    records[record_name("decoder", i, kind)] = rec
+            x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i,
+                      tgt_valid=tgt_ids != self.config.pad_id)
+        records = {n: r for n, r in recorder.records.items() if n.startswith("decoder.")}
         return self.generator(self.decoder_norm(x)), records
 
-    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor,
-                capture: bool | Collection[str] = False) -> ModelOutput:
-        """src_ids (B, S), tgt_ids (B, T) -> ModelOutput(logits (B, T, V), trace or None).
+    def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, capture: bool | Collection[str] = False,
+                *, lazy: bool = False, ablations: Ablations | None = None,
+                max_lazy_cache_bytes: int | None = None) -> ModelOutput:
+        """src_ids (B, S) (None for decoder-only), tgt_ids (B, T) -> ModelOutput(logits (B, T, V), trace or None).
 
         Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
-        ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"})
-        records only those, for long inputs whose full trace would not fit a memory budget.
+        ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"}) records
+        only those. ``lazy``: keep each attention's inputs and recompute its record on demand (LazyTrace).
+        ``ablations``: {name: {head: "zero" | "mean"}} (or one such dict per batch element) replaces those heads'
+        contexts in this call only.
         """
-        wanted = self._capture_set(capture)
-        memory, src_padding, enc_records = self.encode(src_ids, wanted)
-        logits, dec_records = self.decode(tgt_ids, memory, src_padding, wanted)
-        trace = Trace({**enc_records, **dec_records}, src_ids, tgt_ids) if capture is not False else None
-        return ModelOutput(logits=logits, trace=trace)
+        recorder = self._recorder(capture, lazy, ablations)
+        if self.config.decoder_only:
+            memory = src_padding = None
+        else:
+            if src_ids is None:
+                raise ValueError("an encoder-decoder model needs src_ids")
+            memory, src_padding, _ = self.encode(src_ids, recorder=recorder)
+        logits, _ = self.decode(tgt_ids, memory, src_padding, recorder=recorder)
+        keep = capture is not False or lazy
+        return ModelOutput(logits=logits, trace=recorder.trace(src_ids, tgt_ids, max_lazy_cache_bytes)
+                           if keep else None)
+
+    @torch.inference_mode()
+    def greedy(self, src_ids: torch.Tensor | None, prefix: torch.Tensor, limit: int,
+               stop_id: int | None, deadline: float | None = None) -> tuple[list[list[int]], bool]:
+        """Greedy decoding with a key/value cache: each step runs the decoder on one new token.
+
+        prefix (B, P) decoder input ids to start from ([BOS], or a decoder-only prompt); stops when every row has
+        produced ``stop_id``, the sequence reaches ``limit`` tokens, or ``time.perf_counter()`` passes
+        ``deadline``. Returns (each row's ids, prefix included and the stop token excluded; True if cut by time).
+        """
+        cfg = self.config
+        B = prefix.shape[0]
+        memory = src_padding = None
+        if not cfg.decoder_only:
+            memory, src_padding, _ = self.encode(src_ids)
+        caches = [(KVCache(static=False), KVCache(static=True)) for _ in self.decoder_layers]
+        recorder = Recorder(capture=False)
+        seq = prefix
+        limit = max(limit, prefix.shape[1])
+        done = torch.zeros(B, dtype=torch.bool, device=prefix.device)
+        lengths = torch.full((B,), limit, dtype=torch.long, device=prefix.device)
+        new, start = prefix, 0
+        timed_out = False
+        while seq.shape[1] < limit:
+            if deadline is not None and time.perf_counter() > deadline:
+                timed_out = True
+                lengths[~done] = seq.shape[1]
+                break
+            # the new tokens see every cached key; the causal mask only matters within the prefix
+            x = self.tgt_embed(new, start=start)
+            causal = causal_mask(seq.shape[1], device=seq.device)[..., start:, :]
+            pad = padding_mask(seq, cfg.pad_id)
+            for i, layer in enumerate(self.decoder_layers):
+                x = layer(x, memory, src_padding, pad, causal, recorder, i, cache=caches[i])
+            nxt = self.generator(self.decoder_norm(x[:, -1:]))[:, -1].argmax(-1)
+            if stop_id is not None:
+                finished_now = ~done & (nxt == stop_id)
+                lengths[finished_now] = seq.shape[1]
+                done |= finished_now
+                if bool(done.all()):
+                    break
+            start = seq.shape[1]
+            new = torch.where(done, cfg.pad_id, nxt)[:, None]
+            seq = torch.cat([seq, new], dim=1)
+        return [seq[i, : int(lengths[i])].tolist() for i in range(B)], timed_out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

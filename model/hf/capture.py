@@ -1,0 +1,191 @@
+"""transformers' attention, computed by this project's ``attention()`` and recorded per call.
+
+``ATTENTION_NAME`` is registered in transformers' AttentionInterface (the attention function) and in its
+AttentionMaskInterface (a mask function that always materialises the full boolean mask: padding, causal and
+sliding window, True = may attend). A model loaded with ``attn_implementation=ATTENTION_NAME`` then calls
+``inspector_attention`` for every attention; during a traced call (``traced_call``) that function **is** the
+model's attention, so every recorded number is the number the model used. Outside a traced call it hands over
+to transformers' own SDPA function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
+
+from ..attention import attention
+from ..capture import Recorder
+
+ATTENTION_NAME = "attention_inspector"
+
+# Keyword arguments that never change the attention numbers (bookkeeping passed down by the models).
+BOOKKEEPING = {"position_ids", "use_cache", "cache_position", "output_attentions", "encoder_hidden_states",
+               "past_key_values", "past_key_value", "layer_head_mask", "head_mask", "output_hidden_states",
+               "return_dict", "is_causal", "sliding_window", "position_bias", "softcap", "cu_seq_lens_q",
+               "cu_seq_lens_k", "max_length_q", "max_length_k", "deterministic", "output_router_logits",
+               "target_dtype"}
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """How one attention module of a loaded model is named and read (set once at load, never changed)."""
+
+    name: str  # trace name, e.g. "decoder.3.self_attn"
+    model_type: str  # for error messages
+    query_var: str  # the forward's local variable holding the projections' input
+    key_var: str | None  # for cross-attention: the local holding the keys' and values' input
+    out_proj: Callable[[torch.Tensor], torch.Tensor] | None  # the output projection W_o (None: not recorded)
+    causal: bool
+
+
+# attention module -> its spec; weak keys, so a model that is dropped takes its entries with it
+_SPECS: weakref.WeakKeyDictionary[nn.Module, ModuleSpec] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class CallContext:
+    """One traced call: its recorder and which positions of each stack are real tokens."""
+
+    recorder: Recorder
+    valid: dict[str, torch.Tensor]  # "encoder" / "decoder" -> bool (B, T): True = a real token, not padding
+    calls: list[str]  # names of the attentions that ran, in order (to check coverage)
+
+
+_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_traced_call", default=None)
+
+
+def register_modules(specs: dict[nn.Module, ModuleSpec]) -> None:
+    _SPECS.update(specs)
+
+
+@contextlib.contextmanager
+def traced_call(recorder: Recorder, valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
+    """Within this block (in this thread or task only), attention calls are recorded by ``recorder``."""
+    context = CallContext(recorder=recorder, valid=valid, calls=[])
+    token = _CALL.set(context)
+    try:
+        yield context
+    finally:
+        _CALL.reset(token)
+
+
+def _module_locals(module: nn.Module) -> dict:
+    """The local variables of ``module.forward`` (the frame that called the attention function).
+
+    This reads the very tensors the module's projections were applied to: nothing is recomputed.
+    """
+    frame = sys._getframe(2)
+    for _ in range(6):
+        if frame is None:
+            return {}
+        if frame.f_locals.get("self") is module:
+            return frame.f_locals
+        frame = frame.f_back
+    return {}
+
+
+def _tensor_or_none(x, B: int, T: int) -> torch.Tensor | None:
+    return x if isinstance(x, torch.Tensor) and x.dim() == 3 and tuple(x.shape[:2]) == (B, T) else None
+
+
+def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                        **kwargs) -> tuple[torch.Tensor, None]:
+    """The attention function registered in transformers: query (B, H, Tq, d), key/value (B, H_kv, Tk, d)
+    -> (output (B, Tq, H, d_v), None)."""
+    call = _CALL.get()
+    spec = _SPECS.get(module)
+    if call is None or spec is None:
+        if kwargs.get("softcap") is not None:  # SDPA cannot softcap: compute it exactly, unrecorded
+            rec = attention(query, key, value, _bool_mask(attention_mask, query, key, module, kwargs),
+                            scale=scaling, softcap=kwargs["softcap"], bias=kwargs.get("position_bias"))
+            return rec.context.transpose(1, 2).contiguous(), None
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    unknown = sorted(k for k, v in kwargs.items() if k not in BOOKKEEPING and v is not None)
+    if unknown:
+        raise NotImplementedError(
+            f"{spec.model_type}: its attention passes {unknown}, which this app does not compute; it refuses to "
+            f"show numbers that would differ from the model's")
+    if dropout and module.training:
+        raise NotImplementedError(f"{spec.model_type}: attention dropout is active (the model is in training mode)")
+    B, _, Tq, d_k = query.shape
+    Tk = key.shape[2]
+    scale = scaling if scaling is not None else d_k ** -0.5  # transformers' eager default
+    mask = _bool_mask(attention_mask, query, key, module, kwargs)
+    bias = kwargs.get("position_bias")
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        extra = torch.where(mask, attention_mask, torch.zeros((), dtype=attention_mask.dtype,
+                                                               device=attention_mask.device))
+        if bool(extra.ne(0).any()):  # an additive mask that also carries a bias (ALiBi-style)
+            bias = extra if bias is None else bias + extra
+
+    stack = spec.name.split(".")[0]
+    key_stack = "encoder" if spec.name.endswith("cross_attn") else stack
+    key_valid = call.valid.get(key_stack)
+    padding = None if key_valid is None or key_valid.shape[1] != Tk else key_valid[:, None, None, :]
+    q_pos = torch.arange(Tq, device=query.device)[:, None] + (Tk - Tq)  # lower-right aligned, as with a cache
+    k_pos = torch.arange(Tk, device=query.device)[None, :]
+    causal = (k_pos <= q_pos)[None, None] if _is_causal(module, kwargs) else None
+    window = kwargs.get("sliding_window")
+    window_ok = (k_pos > q_pos - int(window))[None, None] if isinstance(window, int) and window > 0 else None
+    frame = _module_locals(module)
+    query_input = _tensor_or_none(frame.get(spec.query_var), B, Tq)
+    key_input = query_input if spec.key_var is None else _tensor_or_none(frame.get(spec.key_var), B, Tk)
+    query_valid = call.valid.get(stack)
+    if query_valid is not None and query_valid.shape[1] != Tq:
+        query_valid = None
+
+    def fast() -> torch.Tensor:
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=scaling,
+                                        **kwargs)
+        return out.transpose(1, 2)
+
+    call.calls.append(spec.name)
+    context = call.recorder.attend(
+        spec.name, query, key, value, mask, scale=scale, bias=bias, softcap=kwargs.get("softcap"),
+        query_input=query_input, key_input=key_input, padding_mask=padding, causal_mask=causal,
+        window_mask=window_ok, query_valid=query_valid, out_proj=spec.out_proj,
+        fast=None if kwargs.get("softcap") is not None else fast)
+    return context.transpose(1, 2).contiguous(), None  # (B, Tq, H, d_v), as transformers' functions return it
+
+
+def _is_causal(module: nn.Module, kwargs: dict) -> bool:
+    flag = kwargs.get("is_causal")
+    return bool(getattr(module, "is_causal", False) if flag is None else flag)
+
+
+def _bool_mask(attention_mask, query, key, module, kwargs) -> torch.Tensor | None:
+    """The mask as bool (True = may attend). None from the model means no mask, except for a causal module,
+    where SDPA would apply its own causal mask: build that one."""
+    if attention_mask is None:
+        if _is_causal(module, kwargs) and query.shape[2] > 1:
+            Tq, Tk = query.shape[2], key.shape[2]
+            q_pos = torch.arange(Tq, device=query.device)[:, None] + (Tk - Tq)
+            return (torch.arange(Tk, device=query.device)[None, :] <= q_pos)[None, None]
+        return None
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask > torch.finfo(attention_mask.dtype).min / 2  # additive float mask: 0 allowed, min forbidden
+
+
+def full_boolean_mask(*args, **kwargs):
+    """transformers' SDPA mask function, never skipping materialisation: every attention receives the full boolean
+    mask (padding, causal, sliding window), so nothing is left to SDPA's implicit ``is_causal``."""
+    kwargs["allow_is_causal_skip"] = False
+    kwargs["allow_is_bidirectional_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
+AttentionInterface.register(ATTENTION_NAME, inspector_attention)
+AttentionMaskInterface.register(ATTENTION_NAME, full_boolean_mask)

@@ -1,0 +1,296 @@
+"""Open a trained model stored in the Hugging Face layout, safely and offline.
+
+config.json + model.safetensors (or sharded, with model.safetensors.index.json) + tokenizer.json. Nothing is
+downloaded, no remote code runs, nothing is unpickled (a directory with only pytorch_model.bin is refused), and
+sizes are checked from config.json and the safetensors headers before any weight is allocated.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors import safe_open
+from torch import nn
+
+from ..checkpoint import CheckpointError, _is_file, read_json_file
+from .capture import ATTENTION_NAME, ModuleSpec, register_modules
+from .tokens import TextTokenizer
+
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+MAX_PARAMETERS = 8_000_000_000  # fp32 on a 24-GB machine is about 6e9; the header check refuses more
+HEADER_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+SIZE_FIELDS = ("hidden_size", "n_embd", "d_model", "dim", "num_hidden_layers", "n_layer", "num_layers",
+               "encoder_layers", "decoder_layers", "num_decoder_layers", "n_layers", "num_attention_heads", "n_head",
+               "num_heads", "intermediate_size", "d_ff", "hidden_dim", "vocab_size", "max_position_embeddings",
+               "n_positions", "num_key_value_heads", "head_dim", "d_kv")
+SIZE_LIMIT = 4_000_000  # any one of these fields above this is refused (vocabularies of 256k are real)
+DEFAULT_MAX_LEN = 2048  # for models without a position limit (T5's relative positions)
+CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")
+OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin", "dense")
+FAMILY_NOTES = {
+    "llama": {"q": "after the rotary position embedding (RoPE)", "k": "after RoPE"},
+    "mistral": {"q": "after RoPE", "k": "after RoPE"},
+    "qwen2": {"q": "after RoPE", "k": "after RoPE"},
+    "qwen3": {"q": "after per-head RMS norm (QK-norm) and RoPE", "k": "after QK-norm and RoPE"},
+    "gemma2": {"q": "after RoPE", "k": "after RoPE", "adjusted": "softcap · tanh(scaled / softcap)"},
+    "t5": {"scaled": "T5 does not scale: scaled = scores", "adjusted": "scores + relative position bias"},
+    "bert": {"output": "the dense layer of BertSelfOutput, before its residual and LayerNorm"},
+    "roberta": {"output": "the dense layer of RobertaSelfOutput, before its residual and LayerNorm"},
+}
+
+
+def _count(shape) -> int:
+    return math.prod(int(s) for s in shape)
+
+
+def weights_files(path: Path) -> list[Path]:
+    """The safetensors files of a directory (one, or the shards an index names); CheckpointError otherwise."""
+    if _is_file(path / WEIGHTS):
+        return [path / WEIGHTS]
+    if _is_file(path / INDEX):
+        index = read_json_file(path / INDEX)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{path / INDEX}: has no weight_map")
+        names = sorted({str(v) for v in weight_map.values()})
+        for n in names:
+            if "/" in n or "\\" in n or n.startswith(".") or not n.endswith(".safetensors"):
+                raise CheckpointError(f"{path / INDEX}: shard name {n!r} is not a file beside it")
+            if not _is_file(path / n):
+                raise CheckpointError(f"{path / n}: file is missing (named in {INDEX})")
+        return [path / n for n in names]
+    pickled = [n for n in PICKLED if _is_file(path / n)]
+    if pickled:
+        raise CheckpointError(f"{path / pickled[0]}: only pickled/non-safetensors weights here; loading them would "
+                              f"run code from the file. Convert them to {WEIGHTS} (safetensors) first")
+    raise CheckpointError(f"{path / WEIGHTS}: file is missing")
+
+
+def read_headers(files: list[Path]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, dtype) from the safetensors headers, reading no tensor data."""
+    found = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as f:
+                for k in f.keys():
+                    s = f.get_slice(k)
+                    found[k] = (tuple(s.get_shape()), s.get_dtype())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
+            raise CheckpointError(f"{file}: not a readable safetensors file, truncated or corrupt "
+                                  f"({type(e).__name__}: {str(e)[:200]})") from None
+    return found
+
+
+def stored_dtype(headers: dict) -> torch.dtype:
+    """The floating dtype most weights are stored in (records keep it)."""
+    counts: dict[str, int] = {}
+    for shape, dtype in headers.values():
+        counts[dtype] = counts.get(dtype, 0) + _count(shape)
+    floats = {d: n for d, n in counts.items() if d.startswith(("F", "BF"))}
+    unsupported = sorted(d for d in floats if d not in HEADER_DTYPES)
+    if unsupported:
+        raise CheckpointError(f"weights stored as {', '.join(unsupported)}: this app reads F32, F16 and BF16")
+    return HEADER_DTYPES[max(floats, key=floats.get)] if floats else torch.float32
+
+
+def model_class(config) -> type:
+    """The architecture class named in config.json, if transformers itself defines it (never remote code)."""
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, str(name), None)
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
+            return cls
+    if getattr(config, "is_encoder_decoder", False):
+        return transformers.AutoModelForSeq2SeqLM
+    return transformers.AutoModel
+
+
+def check_sizes(config_data: dict, file: Path) -> None:
+    over = [f"{k}={config_data[k]}" for k in SIZE_FIELDS
+            if isinstance(config_data.get(k), int) and not 0 <= config_data[k] <= SIZE_LIMIT]
+    if over:
+        raise CheckpointError(f"{file}: sizes beyond what this app loads: {', '.join(over)}")
+
+
+def _calls_attention_interface(cls: type) -> bool:
+    try:
+        src = inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return False
+    return "ALL_ATTENTION_FUNCTIONS" in src or "attention_interface" in src
+
+
+def name_attention_modules(model: nn.Module, kind: str, model_type: str) -> dict[nn.Module, ModuleSpec]:
+    """Name every attention module in the project's scheme (``encoder.{i}.self_attn``, ``decoder.{i}.self_attn``,
+    ``decoder.{i}.cross_attn``) from its path in the model."""
+    parents = {}
+    for module in model.modules():
+        for child_name, child in module.named_children():
+            parents[id(child)] = (module, child_name)
+    specs: dict[nn.Module, ModuleSpec] = {}
+    checked: dict[type, bool] = {}
+    for path, module in model.named_modules():
+        cls = type(module)
+        if cls not in checked:
+            checked[cls] = _calls_attention_interface(cls)
+        if not checked[cls]:
+            continue
+        numbers = re.findall(r"\.(\d+)(?:\.|$)", "." + path)
+        if not numbers:
+            continue
+        layer = int(numbers[0])  # the block index (T5's blocks hold numbered sub-layers: block.3.layer.0)
+        parts = path.split(".")
+        cross = any(p in CROSS_NAMES for p in parts) or bool(getattr(module, "is_cross_attention", False))
+        if kind == "encoder-decoder":
+            stack = "decoder" if any("decoder" in p.lower() for p in parts) else "encoder"
+        else:
+            stack = "decoder" if kind == "decoder-only" else "encoder"
+        name = f"{stack}.{layer}.{'cross_attn' if cross else 'self_attn'}"
+        if any(s.name == name for s in specs.values()):
+            raise NotImplementedError(f"{model_type}: two attention modules map to {name} ({path}); this "
+                                      f"architecture is not supported")
+        parent = parents.get(id(module), (None, None))[0]
+        out_proj = next((getattr(module, a) for a in OUT_PROJ_NAMES if isinstance(getattr(module, a, None), nn.Module)
+                         and a != "dense"), None)
+        if out_proj is None and parent is not None:  # BERT-style: the output dense layer sits beside it
+            out = getattr(parent, "output", None)
+            out_proj = getattr(out, "dense", None) if isinstance(getattr(out, "dense", None), nn.Module) else None
+        key_var = None
+        if cross:
+            params = inspect.signature(cls.forward).parameters
+            key_var = "key_value_states" if "key_value_states" in params else "encoder_hidden_states"
+        specs[module] = ModuleSpec(name=name, model_type=model_type, query_var="hidden_states", key_var=key_var,
+                                   out_proj=out_proj, causal=bool(getattr(module, "is_causal", False)) and not cross)
+    if not specs:
+        raise NotImplementedError(f"{model_type}: no attention module calls transformers' attention interface; "
+                                  "this architecture cannot be traced")
+    return specs
+
+
+def order_names(names: list[str]) -> list[str]:
+    """Forward order: encoder layers, then each decoder layer's self- and cross-attention."""
+    def key(n):
+        stack, layer, kind = n.split(".")
+        return (stack != "encoder", int(layer), kind != "self_attn")
+    return sorted(names, key=key)
+
+
+def max_positions(config, tok_config: dict | None) -> int:
+    for field in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        v = getattr(config, field, None)
+        if isinstance(v, int) and 1 < v <= 1_000_000:
+            limit = v
+            break
+    else:
+        limit = DEFAULT_MAX_LEN
+    if getattr(config, "model_type", "") in ("bart", "mbart"):  # learned positions with an offset of 2
+        limit = min(limit, getattr(config, "max_position_embeddings", limit))
+    if tok_config and isinstance(tok_config.get("model_max_length"), int) and 1 < tok_config["model_max_length"]:
+        limit = min(limit, tok_config["model_max_length"])
+    return int(limit)
+
+
+def load_model(path: Path, device: torch.device):
+    """-> (model in eval mode, config, tokenizer, kind, ordered record names, dtype, parameter count)."""
+    try:
+        is_dir = path.is_dir()
+    except OSError:
+        is_dir = False
+    if not is_dir:
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    config_data = read_json_file(path / "config.json")
+    if not isinstance(config_data, dict):
+        raise CheckpointError(f"{path / 'config.json'}: must be a JSON object")
+    check_sizes(config_data, path / "config.json")
+    files = weights_files(path)
+    if not _is_file(path / "tokenizer.json"):
+        raise CheckpointError(f"{path / 'tokenizer.json'}: file is missing (this app reads the fast-tokenizer file; "
+                              "AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes it)")
+    headers = read_headers(files)
+    try:
+        dtype = stored_dtype(headers)
+    except CheckpointError as e:
+        raise CheckpointError(f"{files[0]}: {e}") from None
+    n_stored = sum(_count(s) for s, _ in headers.values())
+    if n_stored > MAX_PARAMETERS:
+        raise CheckpointError(f"{files[0]}: {n_stored:,} stored values, over this app's {MAX_PARAMETERS:,}")
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{path / 'config.json'}: transformers cannot read it ({type(e).__name__}: "
+                              f"{str(e)[:300]})") from None
+    model_type = str(getattr(config, "model_type", "unknown"))
+    cls = model_class(config)
+    try:
+        with torch.device("meta"):
+            shell = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
+        n_params = sum(p.numel() for p in shell.parameters())
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{path / 'config.json'}: cannot build {cls.__name__} from it ({type(e).__name__}: "
+                              f"{str(e)[:300]})") from None
+    del shell
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"{path / 'config.json'}: {n_params:,} parameters, over this app's {MAX_PARAMETERS:,}")
+    try:
+        model, info = cls.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+            attn_implementation=ATTENTION_NAME, dtype=dtype, output_loading_info=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{files[0]}: transformers could not load the weights ({type(e).__name__}: "
+                              f"{str(e)[:400]})") from None
+    problems = []
+    for label in ("missing_keys", "mismatched_keys"):
+        keys = sorted(str(k) for k in (info.get(label) or []))
+        if keys:
+            problems.append(f"{label.replace('_', ' ')} {keys[:5]}{' ...' if len(keys) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"{files[0]}: weights do not match config.json: " + "; ".join(problems))
+    bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{files[0]}: non-finite values in {bad[:5]}")
+    model.eval().requires_grad_(False)
+    model.to(device)
+
+    tok_config = None
+    if _is_file(path / "tokenizer_config.json"):
+        tok_config = read_json_file(path / "tokenizer_config.json")
+        tok_config = tok_config if isinstance(tok_config, dict) else None
+    max_len = max_positions(config, tok_config)
+    try:
+        tokenizer = TextTokenizer.from_file(path / "tokenizer.json", max_len)
+        tokenizer.encode("Hello, world! 123 😀")  # a tokenizer that fails on ordinary text fails here
+    except CheckpointError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(f"{path / 'tokenizer.json'}: not a usable tokenizer ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if tokenizer.max_id >= vocab:
+        raise CheckpointError(f"{path / 'tokenizer.json'}: maps a token to id {tokenizer.max_id}, outside the model's "
+                              f"{vocab}-token vocabulary")
+
+    if getattr(config, "is_encoder_decoder", False):
+        kind = "encoder-decoder"
+    else:
+        probe = name_attention_modules(model, "encoder-only", model_type)
+        kind = "decoder-only" if any(getattr(m, "is_causal", False) for m in probe) else "encoder-only"
+    specs = name_attention_modules(model, kind, model_type)
+    register_modules(specs)
+    names = order_names([s.name for s in specs.values()])
+    return model, config, tokenizer, kind, names, dtype, n_params, max_len
