@@ -1,0 +1,364 @@
+"""Trained models in the Hugging Face layout: every family's records equal transformers' own eager attention.
+
+Tiny random models of each family are built from config objects and saved with save_pretrained (nothing is
+downloaded); the reference is the same checkpoint loaded by transformers with attn_implementation="eager".
+"""
+
+import dataclasses
+import json
+import shutil
+import threading
+
+import pytest
+import torch
+
+from model import CheckpointError, load
+from model.capture import Recorder
+from tests.hf_models import FAMILIES, build
+
+transformers = pytest.importorskip("transformers")
+
+TEXT = "the cat sat on the mat, hello world 😀\nand again the cat sat"
+TARGET = "a dog ran in the park"
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {fam: build(fam, root / fam) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def pipes(dirs):
+    return {fam: load(path, "cpu") for fam, path in dirs.items()}
+
+
+def traced(pipe, **kwargs):
+    return pipe.run(TEXT, TARGET if pipe.kind == "encoder-decoder" else None, **kwargs)
+
+
+def eager(pipe, path, res):
+    """transformers' own eager attention on the same ids: {name: weights (1, H, Tq, Tk)}, logits."""
+    ref = type(pipe.model).from_pretrained(path, attn_implementation="eager").eval()
+    src = None if res.source is None else torch.tensor([res.source.ids])
+    tgt = None if res.target is None else torch.tensor([res.target.ids])
+    with torch.no_grad():
+        if pipe.kind == "encoder-decoder":
+            out = ref(input_ids=src, decoder_input_ids=tgt, output_attentions=True)
+            att = {**{f"encoder.{i}.self_attn": a for i, a in enumerate(out.encoder_attentions)},
+                   **{f"decoder.{i}.self_attn": a for i, a in enumerate(out.decoder_attentions)},
+                   **{f"decoder.{i}.cross_attn": a for i, a in enumerate(out.cross_attentions)}}
+        elif pipe.kind == "decoder-only":
+            out = ref(input_ids=tgt, output_attentions=True)
+            att = {f"decoder.{i}.self_attn": a for i, a in enumerate(out.attentions)}
+        else:
+            out = ref(input_ids=src, output_attentions=True)
+            att = {f"encoder.{i}.self_attn": a for i, a in enumerate(out.attentions)}
+    return att, out.logits[0]
+
+
+def rows_with_a_key(rec):
+    return rec.mask.expand_as(rec.weights).any(-1) if rec.mask is not None else torch.ones(rec.weights.shape[:-1],
+                                                                                           dtype=torch.bool)
+
+
+def compare(res, att, atol=1e-6):
+    assert set(att) == set(res.trace), (sorted(att), sorted(res.trace))
+    worst = 0.0
+    for name, ref_w in att.items():
+        rec = res.trace[name]
+        keep = rows_with_a_key(rec)
+        worst = max(worst, float((rec.weights - ref_w).abs()[keep].max()))
+    assert worst <= atol, worst
+    return worst
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_records_equal_transformers_eager_attention(pipes, dirs, family):
+    pipe = pipes[family]
+    res = traced(pipe)
+    att, logits = eager(pipe, dirs[family], res)
+    compare(res, att)
+    torch.testing.assert_close(res.logits, logits.float(), atol=1e-5, rtol=1e-5)
+    for rec in res.trace.values():  # every record is internally the math it claims
+        torch.testing.assert_close(rec.weights.sum(-1)[rows_with_a_key(rec)],
+                                   torch.ones_like(rec.weights.sum(-1)[rows_with_a_key(rec)]))
+        assert torch.isfinite(rec.weights).all() and torch.isfinite(rec.context).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_captured_and_uncaptured_calls_agree(pipes, family):
+    pipe = pipes[family]
+    a, b = traced(pipe), traced(pipe, capture=False)
+    assert len(b.trace) == 0
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lazy_records_are_bitwise_the_full_capture(pipes, family):
+    pipe = pipes[family]
+    full, lazy = traced(pipe), traced(pipe, lazy=True)
+    assert lazy.trace.lazy and list(lazy.trace) == list(full.trace) == list(pipe.info.record_names)
+    for name in full.trace:
+        a, b = full.trace[name], lazy.trace[name]
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            assert (x is None) == (y is None) and (x is None or torch.equal(x, y)), (name, f.name)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stage_inputs_and_outputs_are_the_modules_own_tensors(pipes, dirs, family):
+    """query_input is the tensor the module's projections read; output is its output projection's result."""
+    pipe = pipes[family]
+    res = traced(pipe)
+    # a private copy of the model with hooks (never the shared one): what did each module really see and make?
+    copy = load(dirs[family], "cpu")
+    from model.hf.capture import _SPECS
+
+    seen = {}
+    hooks = []
+    for module in copy.model.modules():
+        spec = _SPECS.get(module)
+        if spec is None:
+            continue
+        hooks.append(module.register_forward_pre_hook(
+            lambda m, args, kwargs, n=spec.name: seen.__setitem__(n + ":in", kwargs.get("hidden_states", args[0]
+                                                                                         if args else None)),
+            with_kwargs=True))
+        if spec.out_proj is not None:
+            hooks.append(spec.out_proj.register_forward_hook(
+                lambda m, args, out, n=spec.name: seen.__setitem__(n + ":out", out)))
+    try:
+        again = traced(copy)
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, rec in again.trace.items():
+        assert rec.query_input is not None and torch.equal(rec.query_input, seen[name + ":in"]), name
+        assert rec.output is not None and torch.equal(rec.output, seen[name + ":out"]), name
+        if name.endswith("cross_attn"):
+            assert rec.key_input.shape[1] == len(res.source.ids)
+        B, H, Tq, dv = rec.context.shape
+        assert torch.equal(rec.concat, rec.context.transpose(1, 2).reshape(B, Tq, H * dv))
+    for name in res.trace:  # and the shared pipe recorded the same numbers
+        assert torch.equal(res.trace[name].weights, again.trace[name].weights)
+
+
+def test_model_info_per_family(pipes):
+    kinds = {f: p.kind for f, p in pipes.items()}
+    assert kinds == {"bert": "encoder-only", "roberta": "encoder-only", "distilbert": "encoder-only",
+                     "gpt2": "decoder-only", "llama": "decoder-only", "mistral": "decoder-only",
+                     "qwen2": "decoder-only", "qwen3": "decoder-only", "t5": "encoder-decoder",
+                     "bart": "encoder-decoder"}
+    t5 = pipes["t5"].info
+    assert t5.record_names[:2] == ("encoder.0.self_attn", "encoder.1.self_attn")
+    assert "decoder.1.cross_attn" in t5.record_names and t5.has_cross and t5.n_encoder_layers == 2
+    assert pipes["mistral"].info.n_kv_heads == 1 and pipes["llama"].info.n_kv_heads == 2
+    assert pipes["gpt2"].info.dtype == "float32" and pipes["gpt2"].info.parameters > 0
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen3"])
+def test_grouped_query_records_say_which_kv_head_each_head_reads(pipes, family):
+    pipe = pipes[family]
+    rec = traced(pipe).trace["decoder.1.self_attn"]
+    H, H_kv = pipe.info.n_heads, pipe.info.n_kv_heads
+    assert rec.q.shape[1] == H and rec.k.shape[1] == H_kv == rec.v.shape[1]
+    for h in range(H):
+        torch.testing.assert_close(rec.scores[0, h], rec.q[0, h] @ rec.k[0, rec.kv_head(h)].T)
+
+
+@pytest.mark.parametrize("family, layer", [("mistral", 0), ("mistral", 1), ("qwen3", 1)])
+def test_sliding_window_and_causal_cells(pipes, family, layer):
+    pipe = pipes[family]
+    res = traced(pipe)
+    rec = res.trace[f"decoder.{layer}.self_attn"]
+    T = rec.weights.shape[-1]
+    window = pipe.model.config.sliding_window
+    assert T > window + 2
+    q, k = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    assert torch.equal(rec.causal_mask[0, 0], k <= q)
+    assert torch.equal(rec.window_mask[0, 0], k > q - window)
+    assert torch.equal(rec.mask[0, 0], (k <= q) & (k > q - window))
+    assert torch.all(rec.weights[0][:, ~((k <= q) & (k > q - window))] == 0)
+    from model import mask_reason_matrix
+    reasons = mask_reason_matrix(rec)[0]
+    assert reasons[T - 1, 0] == "window" and reasons[0, T - 1] == "causal" and reasons[T - 1, T - 1] == ""
+
+
+def test_qwen3_full_attention_layer_has_no_window(pipes):
+    rec = traced(pipes["qwen3"]).trace["decoder.0.self_attn"]  # max_window_layers=1: layer 0 attends fully
+    assert rec.window_mask is None and rec.mask[0, 0].sum() == rec.mask.shape[-1] * (rec.mask.shape[-1] + 1) // 2
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "bert"])
+def test_padded_batch_gives_zero_rows_not_nan(pipes, family):
+    """Left padding makes a pad query's row fully masked in a causal model: zeros, never NaN."""
+    from model.hf.capture import traced_call
+
+    pipe = pipes[family]
+    ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 7, 8, 9]])
+    am = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    recorder = Recorder(True)
+    with traced_call(recorder, {"decoder": am.bool(), "encoder": am.bool()}), torch.inference_mode():
+        pipe.model(input_ids=ids, attention_mask=am)
+    for name, rec in recorder.records.items():
+        assert torch.isfinite(rec.weights).all() and torch.isfinite(rec.context).all(), name
+        assert torch.all(rec.weights[1][..., [0, 1]] == 0), name  # padded keys get nothing
+        if pipe.kind == "decoder-only":
+            assert torch.all(rec.weights[1, :, 0] == 0)  # the first pad query has no key at all
+        assert torch.equal(rec.padding_mask[1, 0, 0], am[1].bool())
+
+
+def test_eight_threads_share_one_model(pipes):
+    pipe = pipes["gpt2"]
+    texts = [f"the cat {'sat ' * i}on the mat" for i in range(8)]
+    expected = [pipe.run(t).trace["decoder.1.self_attn"].weights for t in texts]
+    got, errors = {}, []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                got[i] = pipe.run(texts[i]).trace["decoder.1.self_attn"].weights
+        except BaseException as e:  # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(8):
+        assert torch.equal(got[i], expected[i]), i
+
+
+def test_negative_control_a_broken_mask_fails_the_comparison(pipes, dirs, monkeypatch):
+    """If the mask function lost the causal part, the comparison with eager must fail: it is not vacuous."""
+    from transformers import AttentionMaskInterface
+
+    from model.hf.capture import ATTENTION_NAME, full_boolean_mask
+
+    def no_causality(*args, **kwargs):
+        mask = full_boolean_mask(*args, **kwargs)
+        return torch.ones_like(mask)
+
+    pipe = pipes["llama"]
+    good = traced(pipe)
+    att, _ = eager(pipe, dirs["llama"], good)
+    monkeypatch.setitem(AttentionMaskInterface._global_mapping, ATTENTION_NAME, no_causality)
+    broken = traced(pipe)
+    with pytest.raises(AssertionError):
+        compare(broken, att)
+
+
+def test_encoder_only_run_gives_masked_lm_logits(pipes):
+    pipe = pipes["bert"]
+    res = pipe.run("the cat sat on the [MASK]")
+    assert res.target is None and res.source.tokens[0] == "[CLS]" and res.source.tokens[-1] == "[SEP]"
+    assert res.source.special[0] and res.source.special[-1] and not res.source.special[1]
+    assert res.logits.shape[0] == len(res.source.ids) and not res.generated
+    assert list(res.trace) == ["encoder.0.self_attn", "encoder.1.self_attn"]
+    with pytest.raises(ValueError, match="does not generate"):
+        pipe.greedy("x")
+
+
+def test_decoder_only_generation_is_traced_whole(pipes):
+    pipe = pipes["gpt2"]
+    res = pipe.run("the cat", max_new_tokens=6)
+    assert res.generated and res.n_prompt == 2 and len(res.target.ids) <= 8
+    assert res.target.ids == pipe.greedy("the cat", max_new_tokens=6)
+    assert res.trace["decoder.0.self_attn"].weights.shape[-1] == len(res.target.ids)
+    # greedy with transformers' cache equals argmax of the traced logits (which saw the whole sequence)
+    assert res.output_ids[res.n_prompt - 1: len(res.target.ids) - 1] == res.target.ids[res.n_prompt:]
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_encoder_decoder_generation_and_teacher_forcing(pipes, family):
+    pipe = pipes[family]
+    gen = pipe.run(TEXT, max_new_tokens=5)
+    assert gen.generated and gen.target.ids[0] == pipe.decoder_start_id and len(gen.target.ids) <= 6
+    assert gen.output_ids[: len(gen.target.ids) - 1] == gen.target.ids[1:]
+    forced = pipe.run(TEXT, TARGET)
+    assert not forced.generated and forced.target.ids[0] == pipe.decoder_start_id
+    assert forced.trace["decoder.0.cross_attn"].weights.shape[-2:] == (len(forced.target.ids),
+                                                                        len(forced.source.ids))
+
+
+def test_token_labels_are_readable(pipes):
+    gpt2 = pipes["gpt2"].run("hello world\nline 😀").target
+    assert "␣world" in gpt2.tokens and "↵" in "".join(gpt2.tokens)
+    assert not any("Ġ" in t or "Ċ" in t for t in gpt2.tokens)
+    bert = pipes["bert"].run("attention unattentive").source
+    assert any(t.startswith("##") for t in bert.tokens)  # WordPiece continuations stay marked
+    t5 = pipes["t5"].run("the cat").source
+    assert t5.tokens[0].startswith("␣") and t5.tokens[-1] == "</s>" and t5.special[-1]
+
+
+def test_long_text_is_cut_keeping_the_special_tokens(pipes):
+    pipe = pipes["bert"]
+    res = pipe.run("the cat sat " * 400)
+    assert len(res.source.ids) == pipe.info.max_len == 64
+    assert res.source.truncated and res.source.tokens[0] == "[CLS]" and res.source.tokens[-1] == "[SEP]"
+
+
+# broken directories -------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def gpt2_copy(dirs, tmp_path):
+    path = tmp_path / "gpt2"
+    shutil.copytree(dirs["gpt2"], path)
+    return path
+
+
+def test_truncated_weights(gpt2_copy):
+    w = gpt2_copy / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*(truncated|corrupt)"):
+        load(gpt2_copy, "cpu")
+
+
+def test_config_that_does_not_match_the_weights(gpt2_copy):
+    cfg = json.loads((gpt2_copy / "config.json").read_text())
+    cfg["n_embd"] = 64
+    (gpt2_copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        load(gpt2_copy, "cpu")
+
+
+def test_pickled_weights_only_are_refused(gpt2_copy):
+    (gpt2_copy / "model.safetensors").unlink()
+    marker = gpt2_copy.parent / "ran"
+    (gpt2_copy / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*safetensors"):
+        load(gpt2_copy, "cpu")
+    assert not marker.exists()
+
+
+def test_missing_tokenizer(gpt2_copy):
+    (gpt2_copy / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json.*missing"):
+        load(gpt2_copy, "cpu")
+
+
+def test_huge_sizes_in_config_are_refused_before_allocating(gpt2_copy):
+    cfg = json.loads((gpt2_copy / "config.json").read_text())
+    cfg["n_layer"] = 10**7
+    (gpt2_copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config\.json.*n_layer"):
+        load(gpt2_copy, "cpu")
+
+
+def test_attention_sinks_are_refused_not_silently_ignored(tmp_path):
+    """GPT-OSS adds learned sinks to the softmax: an argument this app does not compute -> a clear error."""
+    from tests.hf_models import byte_level_tokenizer
+
+    tok = byte_level_tokenizer(["<|endoftext|>"], None)
+    torch.manual_seed(0)
+    cfg = transformers.GptOssConfig(vocab_size=tok.get_vocab_size() + 3, hidden_size=32, intermediate_size=32,
+                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                    num_local_experts=2, num_experts_per_tok=1, sliding_window=4,
+                                    max_position_embeddings=64)
+    transformers.GptOssForCausalLM(cfg).eval().save_pretrained(tmp_path / "oss")
+    tok.save(str(tmp_path / "oss" / "tokenizer.json"))
+    with pytest.raises(CheckpointError, match="gpt_oss.*s_aux"):
+        load(tmp_path / "oss", "cpu")
