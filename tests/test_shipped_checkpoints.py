@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from model import load
-from model.tasks import get_task
-from model.train import VALID_SEED_OFFSET, exact_match
+from model.training import VALID_SEED_OFFSET, exact_match
+from model.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("dates", "reverse", "numbers")

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from model import Tokenizer
-from model.tasks import CASES, DATE_FORMS, MONTHS, TASKS, format_date, get_task, number_to_words
+from model.training.tasks import CASES, DATE_FORMS, MONTHS, TASKS, format_date, get_task, number_to_words
 
 MONTH_NUMBER = {m.lower(): i for i, m in enumerate(MONTHS, 1)}
 ABBR_NUMBER = {m[:3].lower(): i for i, m in enumerate(MONTHS, 1)}

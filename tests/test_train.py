@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from model import load
-from model.train import TrainArgs, TrainError, main, noam_lr, read_pairs, train
+from model.training import TrainArgs, TrainError, noam_lr, read_pairs, train
+from model.training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(steps=40, batch_size=16, d_model=16, n_heads=2, layers=1, d_ff=32, eval_every=20, n_valid=20,
@@ -129,3 +130,113 @@ def test_training_leaves_the_torch_thread_count_as_it_was(tmp_path):
     before = torch.get_num_threads()
     tiny_run(tmp_path / "t", steps=2, eval_every=2, threads=1)
     assert torch.get_num_threads() == before
+
+
+# decoder-only and the induction task --------------------------------------------------------------------------------
+
+def test_induction_task_trains_a_decoder_only_checkpoint_with_scores(tmp_path):
+    meta = train(TrainArgs(out=str(tmp_path / "ind"), task="induction", steps=6, eval_every=3, n_valid=8, n_eval=8,
+                           snapshots=[0, 3], progress=False, batch_size=8))
+    pipe = load(tmp_path / "ind", device="cpu")
+    assert pipe.kind == "decoder-only" and pipe.config.d_ff == 0 and pipe.config.norm == "pre"
+    ev = meta["eval"]
+    assert {"loss_first", "loss_repeated", "induction", "prev_token", "chance"} <= set(ev)
+    assert len(ev["induction"]) == pipe.config.n_decoder_layers and len(ev["induction"][0]) == pipe.config.n_heads
+    assert abs(ev["chance"]["prev_token"] - 0.1) < 0.05  # uniform causal attention over ~20-40 keys
+    snaps = sorted(p.name for p in (tmp_path / "ind" / "snapshots").iterdir())
+    assert snaps == ["step_00000", "step_00003", "step_00006"] == meta["snapshots"]
+    first = json.loads((tmp_path / "ind" / "snapshots" / "step_00000" / "meta.json").read_text())
+    assert "induction" in first and "valid_loss" in first and first["dtype"] == "float16"
+    assert "loss_repeated" in meta["history"][-1]
+
+
+def test_decoder_only_on_your_own_texts(tmp_path):
+    path = write(tmp_path / "texts.txt", "\n".join(f"the {a} sat on the {b}" for a in "abcdef" for b in "xyz"))
+    meta = train(TrainArgs(out=str(tmp_path / "lm"), data=str(path), arch="decoder-only", steps=4, eval_every=2,
+                           batch_size=8, d_model=16, n_heads=2, layers=1, d_ff=0, progress=False))
+    pipe = load(tmp_path / "lm", device="cpu")
+    assert pipe.kind == "decoder-only" and meta["arch"] == "decoder-only" and "valid_loss" in meta
+    assert pipe.run("the a sat").target.tokens == ["[BOS]", "the", "a", "sat"]
+
+
+# hostile command lines and files (errors, never tracebacks) ---------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value", [("--n-heads", "0"), ("--eval-every", "0"), ("--batch-size", "0"),
+                                         ("--layers", "0"), ("--dropout", "1.5"), ("--max-len", "1"),
+                                         ("--label-smoothing", "2"), ("--lr", "nan"), ("--steps", "-3"),
+                                         ("--d-model", "x")])
+def test_bad_options_are_error_lines(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--task", "dates", "--out", str(tmp_path / "o"), flag, value, "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "error:" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_naming_a_file_is_an_error_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["--task", "dates", "--out", str(tmp_path / "afile"), "--steps", "1", "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_huge_tsv_line_is_refused_by_line_number(tmp_path, capsys):
+    lines = GOOD_LINES[:5] + ["a" * 200_000 + "\tb"] + GOOD_LINES[5:]
+    path = write(tmp_path / "huge.tsv", "\n".join(lines))
+    assert main(["--data", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "huge.tsv:6:" in err and "200,000 characters" in err
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_source(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(GOOD_LINES).encode())
+    assert read_pairs(path)[0][0] == GOOD_LINES[0].split("\t")[0]
+
+
+# never a half-written or mixed checkpoint ---------------------------------------------------------------------------
+
+def test_out_holding_another_tasks_checkpoint_is_not_replaced_without_overwrite(tmp_path, capsys):
+    dates = tmp_path / "dates_copy"
+    tiny_run(dates, steps=4, eval_every=2, snapshots=[2])
+    before = (dates / "model.safetensors").read_bytes()
+    args = ["--task", "reverse", "--out", str(dates), "--steps", "2", "--eval-every", "2", "--n-valid", "5",
+            "--n-eval", "5", "--d-model", "16", "--n-heads", "2", "--layers", "1", "--d-ff", "16", "--quiet"]
+    assert main(args) == 2
+    assert "holds a checkpoint of task 'dates'" in capsys.readouterr().err
+    assert (dates / "model.safetensors").read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads((dates / "meta.json").read_text())["task"] == "reverse"
+    assert not (dates / "snapshots").exists()  # the old run's snapshots went with it
+    assert not list(tmp_path.glob(".dates_copy.*"))  # no staging or old directories left behind
+
+
+def test_retraining_the_same_task_in_place_is_allowed(tmp_path):
+    tiny_run(tmp_path / "d", steps=2, eval_every=2)
+    meta = tiny_run(tmp_path / "d", steps=3, eval_every=3)
+    assert meta["steps_trained"] == 3 and load(tmp_path / "d", "cpu").meta["steps_trained"] == 3
+
+
+def test_interrupting_training_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "d"
+    tiny_run(out, steps=2, eval_every=2)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    import model.training.loop as loop
+
+    calls = {"n": 0}
+    original = loop.save_checkpoint
+
+    def interrupted_save(*args, **kwargs):  # Ctrl-C in the middle of writing a checkpoint
+        calls["n"] += 1
+        original(*args, **kwargs)
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(out, steps=6, eval_every=2)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert load(out, "cpu").meta["steps_trained"] == 2
+    err = capsys.readouterr().err
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".d.partial-")]
+    assert len(partial) == 1 and str(partial[0]) in err and "untouched" in err

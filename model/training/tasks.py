@@ -1,6 +1,7 @@
-"""Generated toy tasks whose cross-attention tells a story: dates -> ISO, reversing, number words -> digits.
+"""Generated toy tasks whose attention tells a story: dates -> ISO, reversing, number words -> digits
+(encoder-decoder: the cross-attention aligns), and repeated word sequences (decoder-only: induction heads).
 
-Every task is a seeded generator of (source, target) pairs; nothing is downloaded.
+Every task is a seeded generator of (source, target) pairs or of texts; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ REVERSE_WORDS = ("cat", "dog", "owl", "fox", "bee", "cow", "pig", "hen", "ant", 
                  "gold", "pink", "grey", "sun", "moon", "star", "rain", "snow", "wind", "tree", "leaf", "rock",
                  "sea", "hill", "lake", "one", "two", "three", "four")
 REVERSE_LENGTHS = (3, 9)  # words per sequence, inclusive
+
+# Short everyday words, one token each: the induction task's vocabulary (duplicates dropped, order kept).
+INDUCTION_WORDS = tuple(dict.fromkeys("""
+cat dog owl fox bee cow pig hen ant elk bat yak emu eel ape rat ram doe cub pup kid colt mare mule lamb calf
+goat sheep horse zebra tiger lion bear wolf deer moose otter seal whale shark crab clam squid snail slug frog
+toad newt duck goose swan crow dove hawk eagle robin finch wren lark gull heron stork crane koala panda camel
+llama bison hippo rhino mouse hare mole vole lynx puma sloth lemur gecko cobra viper python trout salmon tuna
+red blue green gold pink grey black white brown tan navy teal lime plum rose ruby amber ivory coral cream olive
+azure jade mint peach rust sand silver violet indigo scarlet maroon beige khaki lemon cherry
+cup mug jar pot pan lid bowl dish fork knife spoon plate glass bottle kettle teapot vase lamp desk chair stool
+bench table sofa bed rug mat door gate wall roof floor stair shelf box bag sack basket bucket rope chain hook
+nail screw bolt drill saw axe hammer brush comb mirror clock watch ring coin key lock bell drum flute harp
+violin piano guitar kite ball doll yoyo sled boat ship raft canoe car bus van truck train tram bike cart wagon
+sun moon star rain snow wind hail fog mist cloud storm frost tree leaf root seed bud twig branch log bark rock
+stone pebble sand dune hill mound cliff cave lake pond pool river creek brook sea ocean bay shore coast island
+field meadow forest grove marsh swamp desert plain valley canyon peak summit glacier volcano
+bread cake pie bun roll toast jam honey milk cheese butter egg rice bean pea corn oat wheat apple pear grape
+melon berry lemon orange mango kiwi fig date nut olive carrot onion garlic leek kale beet radish potato tomato
+soup stew salad pasta pizza taco sushi curry
+""".split()))
+INDUCTION_SEGMENT = (8, 16)  # words in the segment that repeats (all distinct), inclusive
+INDUCTION_NOISE = (0, 8)  # random words before the segment, inclusive
 
 
 def ordinal_suffix(day: int) -> str:
@@ -114,6 +137,41 @@ def reverse_pair(rng: random.Random) -> tuple[str, str]:
     return " ".join(words), " ".join(reversed(words))
 
 
+@dataclass(frozen=True)
+class RepeatedSequence:
+    """A decoder-only training text: noise words, then a segment of distinct words, then the segment again."""
+
+    noise: tuple[str, ...]
+    segment: tuple[str, ...]
+
+    @property
+    def words(self) -> list[str]:
+        return [*self.noise, *self.segment, *self.segment]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def first(self) -> range:
+        """Word positions (0-based, no [BOS]) of the first occurrence of the segment."""
+        return range(len(self.noise), len(self.noise) + len(self.segment))
+
+    @property
+    def second(self) -> range:
+        """Word positions of the repetition: predicting these is possible only by copying from context."""
+        start = len(self.noise) + len(self.segment)
+        return range(start, start + len(self.segment))
+
+
+def repeated_sequence(rng: random.Random) -> RepeatedSequence:
+    """Copying from context is the only way to predict the second half: the segment's words are drawn at random."""
+    words = INDUCTION_WORDS
+    noise = tuple(rng.choice(words) for _ in range(rng.randint(*INDUCTION_NOISE)))
+    segment = tuple(rng.sample(words, rng.randint(*INDUCTION_SEGMENT)))
+    return RepeatedSequence(noise=noise, segment=segment)
+
+
 def _date_coverage() -> list[str]:
     words = list(MONTHS) + list(MONTH_ABBRS) + list(WEEKDAYS) + ["st nd rd th of , . / - 0 1 2 3 4 5 6 7 8 9"]
     return [w.lower() for w in words] + [w.upper() for w in words] + words
@@ -121,20 +179,33 @@ def _date_coverage() -> list[str]:
 
 @dataclass(frozen=True)
 class Task:
-    """A named generator of (source, target) pairs and how to tokenize each side."""
+    """A named generator of training examples and how to tokenize them.
+
+    Encoder-decoder tasks make (source, target) pairs; decoder-only tasks make texts (``make_sequence``).
+    """
 
     name: str
     description: str  # one line, shown in the app and the checkpoint meta
-    make_pair: Callable[[random.Random], tuple[str, str]]
+    make_pair: Callable[[random.Random], tuple[str, str]] | None
     src_kind: str  # Tokenizer kind of the source ("word" or "char")
     tgt_kind: str  # Tokenizer kind of the target
     coverage: tuple[str, ...] = field(default=())  # texts that together hold every token the generator can emit
-    defaults: dict = field(default_factory=dict)  # training defaults (steps, lr, ...) that reach >= 99%
+    defaults: dict = field(default_factory=dict)  # training defaults (steps, lr, ...) that reach the targets
+    arch: str = "encoder-decoder"  # or "decoder-only"
+    make_sequence: Callable[[random.Random], RepeatedSequence] | None = None  # decoder-only tasks
 
     def pairs(self, n: int, seed: int) -> list[tuple[str, str]]:
-        """``n`` pairs from a generator seeded with ``seed`` (same seed -> same pairs)."""
+        """``n`` pairs from a generator seeded with ``seed`` (same seed -> same pairs); decoder-only tasks give
+        (text, "")."""
         rng = random.Random(seed)
+        if self.arch == "decoder-only":
+            return [(self.make_sequence(rng).text, "") for _ in range(n)]
         return [self.make_pair(rng) for _ in range(n)]
+
+    def sequences(self, n: int, seed: int) -> list[RepeatedSequence]:
+        """``n`` structured decoder-only examples (same seed -> same examples)."""
+        rng = random.Random(seed)
+        return [self.make_sequence(rng) for _ in range(n)]
 
 
 TASKS: dict[str, Task] = {
@@ -158,6 +229,17 @@ TASKS: dict[str, Task] = {
         make_pair=number_pair, src_kind="word", tgt_kind="char",
         coverage=(" ".join(ONES + TENS[2:] + ("hundred", "thousand", "and", "-")), "0123456789"),
         defaults={"steps": 4000},
+    ),
+    "induction": Task(
+        name="induction",
+        description="random words, then the same words again: the repetition is predictable only by copying "
+                    "from context (induction heads)",
+        make_pair=None, src_kind="word", tgt_kind="word",
+        coverage=(" ".join(INDUCTION_WORDS),),
+        defaults={"steps": 3000, "lr": 3e-3, "warmup": 100, "d_model": 64, "n_heads": 4, "layers": 2, "d_ff": 0,
+                  "dropout": 0.0, "norm": "pre", "batch_size": 64, "max_len": 48, "eval_every": 100,
+                  "schedule": "constant"},
+        arch="decoder-only", make_sequence=repeated_sequence,
     ),
 }
 
