@@ -163,7 +163,7 @@ class Pipeline:
         return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long, device=self.device)
 
     def _greedy(self, sources: list[Encoding] | None, prefixes: list[list[int]],
-                max_new_tokens: int | None) -> tuple[list[list[int]], bool]:
+                max_new_tokens: int | None, ablations: Ablations | None = None) -> tuple[list[list[int]], bool]:
         """Greedy decoding (key/value cache) of a padded batch -> (decoder inputs (prefix + tokens, no [EOS]),
         True when the time cap DECODE_SECONDS cut it)."""
         longest = max(len(p) for p in prefixes)
@@ -172,7 +172,8 @@ class Pipeline:
         src = None if sources is None else self._pad([s.ids for s in sources])
         # left-aligned prefixes of one length only: decoder-only prompts are traced one at a time
         prefix = self._pad(prefixes)
-        return self.model.greedy(src, prefix, limit, EOS_ID, deadline=time.perf_counter() + DECODE_SECONDS)
+        return self.model.greedy(src, prefix, limit, EOS_ID, deadline=time.perf_counter() + DECODE_SECONDS,
+                                 ablations=ablations)
 
     def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
         """Greedy decoding of one text -> the decoder input ids (prefix + output tokens, no [EOS]).
@@ -254,7 +255,7 @@ class Pipeline:
             if generated_ids is not None:
                 rows, generated = [list(r) for r in generated_ids], True
             elif max_new_tokens:
-                decoded = [self._greedy(None, [p.ids], max_new_tokens) for p in prompts]
+                decoded = [self._greedy(None, [p.ids], max_new_tokens, ablations) for p in prompts]
                 rows, timed_out, generated = [d[0][0] for d in decoded], any(d[1] for d in decoded), True
             else:
                 rows = [p.ids for p in prompts]
@@ -263,7 +264,9 @@ class Pipeline:
             if generated_ids is not None and len(generated_ids) != len(sources):
                 raise ValueError("need one generated id list per source text")
             if generated_ids is None:
-                rows, timed_out = self._greedy(sources, [[BOS_ID]] * len(sources), max_new_tokens)
+                if ablations and len(sources) > 1:
+                    raise ValueError("ablated generation runs one source at a time")
+                rows, timed_out = self._greedy(sources, [[BOS_ID]] * len(sources), max_new_tokens, ablations)
             else:
                 rows = [list(r) for r in generated_ids]
             if any(not r or r[0] != BOS_ID or len(r) > self.config.max_len for r in rows):
@@ -310,6 +313,14 @@ class Pipeline:
                 generated=generated, logits=logits, probs=torch.softmax(logits, -1), trace=trace,
                 n_prompt=n_prompt, stopped=stopped))
         return results
+
+    @torch.inference_mode()
+    def ablated_logits(self, result: RunResult, ablations: list[dict]) -> torch.Tensor:
+        """(N, T, V) logits of ``result``'s input run N times in one batch, item n with ``ablations[n]``."""
+        N = len(ablations)
+        tgt = torch.tensor([result.target.ids], device=self.device).expand(N, -1)
+        src = None if result.source is None else torch.tensor([result.source.ids], device=self.device).expand(N, -1)
+        return self.model(src, tgt, ablations=list(ablations)).logits.float().cpu()
 
     def _encoding_from_ids(self, ids: list[int], prompt: Encoding | None = None) -> Encoding:
         tokens = [self.tgt_tokenizer.id_to_token(i) for i in ids]

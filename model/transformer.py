@@ -229,13 +229,17 @@ class Transformer(nn.Module):
 
     @torch.inference_mode()
     def greedy(self, src_ids: torch.Tensor | None, prefix: torch.Tensor, limit: int,
-               stop_id: int | None, deadline: float | None = None) -> tuple[list[list[int]], bool]:
+               stop_id: int | None, deadline: float | None = None,
+               ablations: Ablations | None = None) -> tuple[list[list[int]], bool]:
         """Greedy decoding with a key/value cache: each step runs the decoder on one new token.
 
         prefix (B, P) decoder input ids to start from ([BOS], or a decoder-only prompt); stops when every row has
         produced ``stop_id``, the sequence reaches ``limit`` tokens, or ``time.perf_counter()`` passes
         ``deadline``. Returns (each row's ids, prefix included and the stop token excluded; True if cut by time).
+        With ``ablations`` every step runs the whole prefix again (a mean over positions needs all of them).
         """
+        if ablations:
+            return self._greedy_rerun(src_ids, prefix, limit, stop_id, deadline, ablations)
         cfg = self.config
         B = prefix.shape[0]
         memory = src_padding = None
@@ -271,6 +275,20 @@ class Transformer(nn.Module):
             new = torch.where(done, cfg.pad_id, nxt)[:, None]
             seq = torch.cat([seq, new], dim=1)
         return [seq[i, : int(lengths[i])].tolist() for i in range(B)], timed_out
+
+    def _greedy_rerun(self, src_ids, prefix, limit, stop_id, deadline, ablations):
+        """Greedy decoding without a cache (batch size 1): the whole prefix through the model at each step."""
+        if prefix.shape[0] != 1:
+            raise ValueError("ablated decoding runs one sequence at a time")
+        seq = prefix
+        while seq.shape[1] < limit:
+            if deadline is not None and time.perf_counter() > deadline:
+                return [seq[0].tolist()], True
+            nxt = int(self(src_ids, seq, ablations=ablations).logits[0, -1].argmax())
+            if stop_id is not None and nxt == stop_id:
+                break
+            seq = torch.cat([seq, torch.tensor([[nxt]], device=seq.device)], dim=1)
+        return [seq[0].tolist()], False
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

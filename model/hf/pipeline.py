@@ -122,18 +122,19 @@ class HFPipeline:
         return torch.tensor([ids], dtype=torch.long, device=self.device)
 
     @torch.inference_mode()
-    def _forward(self, src: list[int] | None, tgt: list[int] | None, recorder: Recorder):
+    def _forward(self, src: list[int] | None, tgt: list[int] | None, recorder: Recorder, batch: int = 1):
+        """One forward of the (batch-repeated) input within a traced call."""
         valid, kwargs = {}, {"use_cache": False, "return_dict": True}
         if self.kind == "decoder-only":
-            ids = self._tensor(tgt)
+            ids = self._tensor(tgt).expand(batch, -1)
             valid["decoder"] = torch.ones_like(ids, dtype=torch.bool)
             kwargs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
         else:
-            ids = self._tensor(src)
+            ids = self._tensor(src).expand(batch, -1)
             valid["encoder"] = torch.ones_like(ids, dtype=torch.bool)
             kwargs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
             if self.kind == "encoder-decoder":
-                dec = self._tensor(tgt)
+                dec = self._tensor(tgt).expand(batch, -1)
                 valid["decoder"] = torch.ones_like(dec, dtype=torch.bool)
                 kwargs.update(decoder_input_ids=dec)
         with traced_call(recorder, valid) as call:
@@ -155,14 +156,34 @@ class HFPipeline:
                 f"(ran {sorted(set(call.calls))}, expected {list(self.info.record_names)}); it cannot be traced")
 
     @torch.inference_mode()
-    def _greedy(self, src: list[int] | None, prefix: list[int], max_new_tokens: int | None
-                ) -> tuple[list[int], str]:
-        """Greedy decoding with transformers' own key/value cache (nothing recorded).
+    def ablated_logits(self, result: RunResult, ablations: list[dict]) -> torch.Tensor:
+        """(N, T, V) logits of ``result``'s input run N times in one batch, item n with ``ablations[n]``."""
+        out, _ = self._forward(None if result.source is None else result.source.ids,
+                               None if result.target is None else result.target.ids,
+                               Recorder(capture=False, ablations=list(ablations)), batch=len(ablations))
+        return out.logits.float().cpu()
+
+    @torch.inference_mode()
+    def _greedy(self, src: list[int] | None, prefix: list[int], max_new_tokens: int | None,
+                ablations=None) -> tuple[list[int], str]:
+        """Greedy decoding with transformers' own key/value cache (nothing recorded); with ``ablations``, the whole
+        prefix runs again at each step (a mean over positions needs all of them).
 
         Returns (prefix + generated ids, the end-of-sequence token excluded; why it stopped: eos/limit/time)."""
         room = self.info.max_len - len(prefix)
         n_new = room if max_new_tokens is None else min(room, max(0, max_new_tokens))
         deadline = time.perf_counter() + DECODE_SECONDS
+        if ablations:
+            seq = list(prefix)
+            for _ in range(n_new):
+                if time.perf_counter() > deadline:
+                    return seq, "time"
+                out, _ = self._forward(src, seq, Recorder(capture=False, ablations=ablations))
+                nxt = int(out.logits[0, -1].argmax())
+                if nxt in self.eos_ids:
+                    return seq, "eos"
+                seq.append(nxt)
+            return seq, "limit"
         seq, new, past = list(prefix), list(prefix), None
         encoder_outputs = None
         if self.kind == "encoder-decoder":
@@ -227,7 +248,7 @@ class HFPipeline:
             n_prompt = len(prompt.ids)
             if generated_ids is not None or max_new_tokens:
                 ids, stopped = (list(generated_ids), "") if generated_ids is not None else \
-                    self._greedy(None, prompt.ids, max_new_tokens)
+                    self._greedy(None, prompt.ids, max_new_tokens, ablations)
                 generated = True
                 target = self.tokenizer.encoding(ids, truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
                                                  offsets=list(prompt.offsets) + [(0, 0)] * (len(ids) - n_prompt))
@@ -236,7 +257,7 @@ class HFPipeline:
         elif self.kind == "encoder-decoder":
             if target_text is None:
                 ids, stopped = (list(generated_ids), "") if generated_ids is not None else \
-                    self._greedy(source.ids, [self.decoder_start_id], max_new_tokens)
+                    self._greedy(source.ids, [self.decoder_start_id], max_new_tokens, ablations)
                 generated = True
                 target = self.tokenizer.encoding(ids)
             else:
