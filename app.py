@@ -1,4 +1,4 @@
-"""Entry point: `streamlit run app.py`. Opens on the attention inspector; other pages sit beside it."""
+"""Entry point: `streamlit run app.py`. Opens on the attention inspector; the teaching playground sits beside it."""
 
 from pathlib import Path
 
@@ -20,8 +20,6 @@ configure_once()
 st.set_page_config(page_title="Attention inspector", page_icon=":material/search:", layout="wide")
 
 pages = [st.Page(str(HERE / "pages" / "inspector.py"), title="Attention inspector", icon=":material/search:",
-                 default=True)]
-if (HERE / "pages" / "playground.py").is_file():
-    pages.append(st.Page(str(HERE / "pages" / "playground.py"), title="Teaching playground", icon=":material/school:"))
-
+                 default=True),
+         st.Page(str(HERE / "pages" / "playground.py"), title="Teaching playground", icon=":material/school:")]
 st.navigation(pages).run()

@@ -112,6 +112,19 @@ class RunResult:
         """True when the model ended its output with its end-of-sequence token."""
         return self.stopped == "eos"
 
+    def generated_token_probabilities(self) -> list[float]:
+        """The probability the model gave each token it generated here (and its end-of-sequence token, when it
+        stopped there), from this call's own logits; empty when nothing was generated."""
+        if not self.generated or self.probs is None or self.target is None:
+            return []
+        start = self.n_prompt if self.n_prompt else 1  # first generated position of the decoder input
+        ids = list(self.target.ids[start:])
+        positions = list(range(start - 1, len(self.target.ids) - 1))
+        if self.stopped == "eos" and self.output_ids:
+            ids.append(self.output_ids[-1])
+            positions.append(len(self.target.ids) - 1)
+        return [float(self.probs[p, i]) for p, i in zip(positions, ids, strict=True)]
+
     def tokens_for(self, stack: str) -> list[str]:
         enc = self.source if stack == "encoder" else self.target
         return [] if enc is None else list(enc.tokens)
@@ -174,6 +187,19 @@ class Pipeline:
         prefix = self._pad(prefixes)
         return self.model.greedy(src, prefix, limit, EOS_ID, deadline=time.perf_counter() + DECODE_SECONDS,
                                  ablations=ablations)
+
+    def decode(self, source_text: str, max_new_tokens: int | None = None) -> tuple[list[int], str]:
+        """Greedy decoding of one text -> (decoder input ids, why it stopped: "eos", "limit" or "time")."""
+        if self.config.decoder_only:
+            prefix = self.encode_target(source_text).ids
+            rows, timed_out = self._greedy(None, [prefix], max_new_tokens)
+        else:
+            prefix = [BOS_ID]
+            rows, timed_out = self._greedy([self.encode_source(source_text)], [prefix], max_new_tokens)
+        room = self.config.max_len - len(prefix)
+        limit = len(prefix) + (room if max_new_tokens is None else min(room, max(0, max_new_tokens)))
+        ids = rows[0]
+        return ids, "time" if timed_out else ("limit" if len(ids) >= limit else "eos")
 
     def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
         """Greedy decoding of one text -> the decoder input ids (prefix + output tokens, no [EOS]).

@@ -33,8 +33,9 @@ class Sentence:
 
     @property
     def labels(self) -> list[str]:
-        """Position-prefixed labels, distinct even when a token repeats ("1:the", "4:the")."""
-        return [f"{i + 1}:{t}" for i, t in enumerate(self.tokens)]
+        """Position-prefixed labels, 0-based as in the inspector, distinct even when a token repeats ("0·the",
+        "3·the")."""
+        return [f"{i}·{t}" for i, t in enumerate(self.tokens)]
 
 
 def tokenize(text: str, max_tokens: int = MAX_TOKENS) -> Sentence:

@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from model import teaching  # noqa: E402
+from ui import state  # noqa: E402
 from viz import playground as vp  # noqa: E402
 
 DEFAULT_SENTENCE = "Life is short, eat dessert first"
@@ -68,7 +69,7 @@ def sidebar_controls() -> dict:
 def section_qkv(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, c: dict) -> None:
     labels = sent.labels
     st.header("1. Tokens, embeddings and Q, K, V")
-    st.dataframe(pd.DataFrame([sent.tokens], index=["token"], columns=[str(i + 1) for i in range(len(sent.tokens))]))
+    st.dataframe(pd.DataFrame([sent.tokens], index=["token"], columns=[str(i) for i in range(len(sent.tokens))]))
     st.caption("The sentence is split into words and punctuation; each position gets a random embedding row "
                "(seeded, no training). Labels carry the position so repeated words stay distinct.")
     st.latex(r"Q = X\,W_{query},\quad K = X\,W_{key},\quad V = X\,W_{value}")
@@ -102,7 +103,7 @@ def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, 
     how = "ω / √d_k" if steps.scale else "ω (unscaled)"
     mask_txt = f", masked with triu(diagonal={steps.diagonal})" if steps.mask is not None else ""
     alpha_fig = vp.matrix_figure(steps.weights, f"α = softmax({how}){mask_txt}", labels, labels, "query", "key",
-                                 kind="weights", name="alpha")
+                                 kind="weights", name="alpha", masked=steps.mask)
     v_fig = vp.matrix_figure(steps.V, "V", labels, None, "key", "dim", name="V")
     z_fig = vp.matrix_figure(steps.Z, "Z = α V (context vectors)", labels, None, "query", "dim", name="Z")
     product_row(alpha_fig, v_fig, z_fig, key="pg_chart_z")
@@ -113,17 +114,15 @@ def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, 
 def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -> None:
     T = len(sent.tokens)
     st.header("3. One query, spelled out")
-    if st.session_state.get("pg_query", 0) >= T:  # the sentence got shorter
-        st.session_state["pg_query"] = min(1, T - 1)
-    i = st.selectbox("Query token", options=list(range(T)), index=min(1, T - 1), key="pg_query",
-                     format_func=lambda j: sent.labels[j])
+    state.keep("pg_query", list(range(T)), min(1, T - 1))  # valid whatever was stored (a shorter sentence...)
+    i = st.selectbox("Query token", options=list(range(T)), key="pg_query", format_func=lambda j: sent.labels[j])
     b = teaching.query_breakdown(steps, i)
-    n = i + 1
+    n = i  # positions are 0-based everywhere, as in the inspector
     d_k = steps.d_k
     terms = " + ".join(f"({fmt(a)})({fmt(bb)})" for a, bb in zip(b.q[:6], steps.K[0][:6], strict=True))
     more = r" + \dots" if d_k > 6 else ""
     st.latex(rf"\omega_{{{n},j}} = q_{{{n}}}\cdot k_j")
-    st.latex(rf"\omega_{{{n},1}} = q_{{{n}}}\cdot k_1 = {terms}{more} = {fmt(b.omega[0])}")
+    st.latex(rf"\omega_{{{n},0}} = q_{{{n}}}\cdot k_0 = {terms}{more} = {fmt(b.omega[0])}")
     denom = rf"\sqrt{{{d_k}}}" if steps.scale else "1"
     if T <= 10:
         row = ",\\ ".join(fmt(w) for w in b.weights)
@@ -140,7 +139,7 @@ def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -
                f"{'' if steps.scale else ', here switched off'}), not a softmax of each score on its own; "
                "that is why the weights of a row sum to 1.")
     chart(vp.query_weights_figure(b.weights, sent.labels, sent.labels[i]), "pg_chart_query_bar")
-    z_table = pd.DataFrame(b.weighted_values, index=[f"α_{n},{j + 1} · v_{j + 1}" for j in range(T)],
+    z_table = pd.DataFrame(b.weighted_values, index=[f"α_{n},{j} · v_{j}" for j in range(T)],
                            columns=vp.dim_labels(b.z.size, "dim "))
     z_table.loc[f"sum = z_{n}"] = b.z_sum
     z_table.loc[f"row {n} of Z from attention()"] = b.z
@@ -159,15 +158,16 @@ def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps,
     cols = st.columns(2)
     with cols[0]:
         chart(vp.mask_figure(mc.mask, labels, diagonal), "pg_chart_mask")
-        st.caption("Dark cells are the keys a query may not see; they are filled with −∞ before softmax.")
+        st.caption("Hatched grey cells are the keys a query may not see; they are filled with −∞ before softmax "
+                   "(the same grey as in the inspector).")
     with cols[1]:
         chart(vp.matrix_figure(mc.before, "mask before softmax (−∞)", labels, labels, "query", "key",
-                               kind="weights", name="masked_before"), "pg_chart_mask_before")
+                               kind="weights", name="masked_before", masked=mc.mask), "pg_chart_mask_before")
         st.caption("−∞ becomes exactly 0 after exp, so the remaining weights already sum to 1.")
     cols = st.columns(2)
     with cols[0]:
         chart(vp.matrix_figure(mc.after, "softmax, zero future, renormalise", labels, labels, "query", "key",
-                               kind="weights", name="masked_after"), "pg_chart_mask_after")
+                               kind="weights", name="masked_after", masked=mc.mask), "pg_chart_mask_after")
         st.caption("The other way: softmax over all keys, zero the future, divide each row by its new sum.")
     cols[1].metric("max |before − after|", f"{mc.max_abs_diff:.2e}")
     st.caption("Both ways give the same weights (up to float rounding): exp(−∞) = 0 simply drops the future "
@@ -309,6 +309,11 @@ def main() -> None:
     section_scaling(steps, sent, c)
     section_cross(sent, X, c)
     section_multihead(sent, X, c)
+    st.header("8. Watch attention learn")
+    st.markdown("These matrices are random. To see what training makes of attention, open the **Attention "
+                "inspector**, pick the model **induction** and the **Training** view: a previous-token head and an "
+                "induction head form together around step 500-1000 of training, and the loss on repeated words "
+                "collapses. The **dates** model's snapshots show its cross-attention learning to align digits.")
 
 
 main()

@@ -214,3 +214,28 @@ def test_ablated_generation_differs_and_is_traced(tiny_pipe):
     assert torch.equal(ablated.trace["decoder.0.cross_attn"].context, torch.zeros_like(
         ablated.trace["decoder.0.cross_attn"].context))
     assert base.trace["decoder.0.cross_attn"].ablated is None
+
+
+def test_head_table_covers_every_head_of_every_attention(tiny_pipe):
+    from model.analysis.heads import STAT_DEFINITIONS, head_table
+
+    res = tiny_pipe.run("a b c a b c", "c d e")
+    table = head_table(lambda n: res.trace[n].numpy(), list(res.trace),
+                       {"encoder": res.source.ids, "decoder": res.target.ids},
+                       {"encoder": res.source.special, "decoder": res.target.special}, special_ids=[0, 1, 2, 3])
+    assert len(table) == 3 * 2 and set(STAT_DEFINITIONS) <= set(table.columns)
+    cross = table[table["kind"] == "cross_attn"]
+    assert cross["distance"].isna().all() and cross["prev_token"].isna().all()  # positions of two sequences
+    enc = table[table["attention"] == "encoder.0.self_attn"].iloc[0]
+    w = res.trace["encoder.0.self_attn"].weights[0, 0].numpy()
+    assert enc["max_weight"] == pytest.approx(w.max(-1).mean(), rel=1e-5)
+    assert (table["entropy_norm"].dropna().between(0, 1 + 1e-6)).all()
+
+
+def test_alignment_score_against_a_reference():
+    from model.analysis import alignment_score
+
+    ref = np.array([[[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]]])
+    assert alignment_score(ref, ref)[0] == pytest.approx((0.9 + 0.7) / 2)
+    uniform = np.full((1, 2, 3), 1 / 3)
+    assert alignment_score(uniform, ref)[0] == pytest.approx(1 / 3)

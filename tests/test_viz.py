@@ -41,22 +41,27 @@ def validated(fig) -> go.Figure:
     return go.Figure(fig.to_dict())
 
 
-def test_token_labels_distinct_and_escaped():
+def test_token_labels_distinct_escaped_and_never_read_as_numbers():
     labels = viz.token_labels(SRC)
     assert len(set(labels)) == len(SRC)
-    assert labels[0] != labels[3] and labels[0].endswith("the") and labels[3].endswith("the")
+    assert labels[0] == "0·the" and labels[3] == "3·the"  # position·token: "1·2" never reads as twelve
     assert "<script>" not in "".join(labels) and "&lt;script&gt;" in labels[2]
+    assert viz.token_labels(["[BOS]", "2"], ["2", "0"]) == ["0·[BOS] → 2", "1·2 → 0"]  # what a decoder row produces
+
+
+def reasons_of(rec, head=0):
+    return viz.head_reasons(rec, head)
 
 
 def test_attention_heatmap_axes_hover_values_and_masks(trace):
     rec = trace["decoder.1.self_attn"]
     w = rec.weights[0, 1]
-    pad, cau = viz.head_masks(rec, 4, 4)
-    fig = viz.attention_heatmap(w, TGT, TGT, padding_ok=pad, causal_ok=cau)
+    labels = viz.token_labels(TGT)
+    fig = viz.attention_heatmap(w, labels, labels, reasons=reasons_of(rec, 1))
     validated(fig)
     s = spec(fig)
     hm = s["data"][0]
-    assert hm["x"] == viz.token_labels(TGT) and hm["y"] == viz.token_labels(TGT)
+    assert hm["x"] == labels and hm["y"] == labels
     assert len(set(hm["x"])) == 4  # "a" repeats but the labels stay distinct
     assert "query %{y}" in hm["hovertemplate"] and "key %{x}" in hm["hovertemplate"] and "%{z" in hm["hovertemplate"]
     assert hm["z"]["dtype"] == "f4"
@@ -67,15 +72,16 @@ def test_attention_heatmap_axes_hover_values_and_masks(trace):
     assert np.isfinite(z).all()
     overlay = [t for t in s["data"] if t["type"] == "scatter"]
     assert len(overlay) == 1 and "masked (causal)" in overlay[0]["text"] and overlay[0]["fillpattern"]["shape"]
-    assert hm["zmin"] == 0 and hm["zmax"] == 1  # sequential 0..1 for weights
+    assert overlay[0]["fillcolor"] == viz.MASK_COLOUR  # one grey for every masked cell, in every view
+    assert hm["zmin"] == 0 and hm["zmax"] == 1 and hm["colorscale"] == "Viridis"  # sequential 0..1 for weights
 
 
 def test_padding_mask_is_its_own_overlay(trace):
     rec = trace["decoder.0.cross_attn"]
-    Tq, Tk = rec.weights.shape[2:]
-    pad, cau = viz.head_masks(rec, Tq, Tk)
-    assert cau is None and not pad[:, -1].any()
-    s = spec(viz.attention_heatmap(rec.masked[0, 0], TGT, SRC_PADDED, stage="masked", padding_ok=pad))
+    reasons = reasons_of(rec)
+    assert (reasons[:, -1] == "padding").all() and (reasons[:, :-1] == "").all()
+    s = spec(viz.attention_heatmap(rec.masked[0, 0], viz.token_labels(TGT), viz.token_labels(SRC_PADDED),
+                                   stage="masked", reasons=reasons))
     assert s["data"][0]["zmid"] == 0 and "zmin" not in s["data"][0]  # diverging around 0 for scores
     assert [t["name"] for t in s["data"][1:]] == ["masked (padding)"]
     (z,) = viz.figure_matrices(s)
@@ -83,6 +89,15 @@ def test_padding_mask_is_its_own_overlay(trace):
     np.testing.assert_array_equal(z[:, :-1], rec.masked[0, 0][:, :-1])
     x0 = [x for x in s["data"][1]["x"] if x is not None]
     assert min(x0) == len(SRC_PADDED) - 1.5 and max(x0) == len(SRC_PADDED) - 0.5  # overlay covers the [PAD] column
+
+
+def test_every_mask_reason_gets_its_own_hatch_in_the_same_grey():
+    reasons = np.array([["", "causal", "causal"], ["window", "", "causal"], ["padding", "other", ""]], dtype=object)
+    s = spec(viz.attention_heatmap(np.eye(3), ["a", "b", "c"], ["a", "b", "c"], reasons=reasons))
+    overlays = {t["name"]: t for t in s["data"][1:]}
+    assert set(overlays) == {"masked (causal)", "masked (window)", "masked (padding)", "masked (other)"}
+    assert len({o["fillpattern"]["shape"] for o in overlays.values()}) == 4
+    assert {o["fillcolor"] for o in overlays.values()} == {viz.MASK_COLOUR}
 
 
 def wire_bytes(z: dict) -> int:
@@ -101,7 +116,7 @@ def test_payload_bytes_per_cell():
         causal = np.tril(np.ones((T, T), bool))
         labels = [str(i) for i in range(T)]
         for fig in (viz.attention_heatmap(w, labels, labels),
-                    viz.attention_heatmap(w * causal, labels, labels, causal_ok=causal)):
+                    viz.attention_heatmap(w * causal, labels, labels, reasons=np.where(causal, "", "causal"))):
             z = spec(fig)["data"][0]["z"]
             assert z["dtype"] == dtype
             per_cell = wire_bytes(z) / (T * T)
@@ -120,10 +135,11 @@ def test_quantised_hover_names_the_scale():
 
 def test_stage_panels_follow_the_record(trace):
     rec = trace["decoder.1.self_attn"]
-    panels = viz.stage_panels(rec, 1, TGT, TGT)
+    labels = viz.token_labels(TGT)
+    panels = viz.stage_panels(rec, 1, labels, labels)
     keys = [p.key for p in panels]
-    assert keys == ["X", "Q", "K", "V", "scores", "scaled", "padding_mask", "causal_mask", "masked", "weights",
-                    "context", "concat", "output"]
+    assert keys == ["X", "Q", "K", "V", "scores", "scaled", "mask", "masked", "weights", "context", "concat",
+                    "output"]
     by = {p.key: p for p in panels}
     for key, field in (("Q", rec.q[0, 1]), ("K", rec.k[0, 1]), ("V", rec.v[0, 1]), ("scores", rec.scores[0, 1]),
                        ("scaled", rec.scaled[0, 1]), ("context", rec.context[0, 1]), ("concat", rec.concat[0]),
@@ -138,11 +154,24 @@ def test_stage_panels_follow_the_record(trace):
     assert forbidden.any() and (z[forbidden] == 0).all() and "−∞" in s["data"][1]["text"]
     np.testing.assert_array_equal(z[~forbidden], rec.masked[0, 1][~forbidden])
     assert by["scores"].shape == "(4 x 4)" and "sqrt" in by["scaled"].latex
+    mask = spec(by["mask"].figure)  # the mask panel: white = may attend, hatched grey = forbidden (no red/green)
+    assert mask["data"][0]["colorscale"] == [[0, "#ffffff"], [1, "#ffffff"]]
+    assert mask["data"][1]["fillcolor"] == viz.MASK_COLOUR
 
 
 def test_cross_attention_panels_show_both_inputs(trace):
-    panels = viz.stage_panels(trace["decoder.0.cross_attn"], 0, TGT, SRC_PADDED)
-    assert [p.key for p in panels][:2] == ["X", "X_kv"] and "causal_mask" not in [p.key for p in panels]
+    panels = viz.stage_panels(trace["decoder.0.cross_attn"], 0, viz.token_labels(TGT), viz.token_labels(SRC_PADDED))
+    assert [p.key for p in panels][:2] == ["X", "X_kv"]
+
+
+def test_stage_panels_say_what_a_family_does_not_record(trace):
+    import dataclasses
+
+    rec = dataclasses.replace(trace["encoder.0.self_attn"], query_input=None, key_input=None, output=None)
+    panels = {p.key: p for p in viz.stage_panels(rec, 0, SRC_PADDED, SRC_PADDED, {"q": "after RoPE"})}
+    assert panels["X"].figure is None and "not recorded" in panels["X"].caption
+    assert panels["output"].figure is None and "not recorded" in panels["output"].caption
+    assert "after RoPE" in panels["Q"].caption
 
 
 def test_query_table_uses_captured_numbers(trace):
@@ -152,7 +181,8 @@ def test_query_table_uses_captured_numbers(trace):
     np.testing.assert_array_equal(t["weight"], rec.weights[0, 0, 2])
     np.testing.assert_allclose(t["sum(q*k_j) (display)"], t["score q·k_j"], atol=1e-5)
     assert list(t["masked_by"]) == ["", "", "", "causal"] and not t["may_attend"].iloc[3]
-    figs = viz.query_figures(rec, 0, 2, TGT, TGT)
+    labels = viz.token_labels(TGT)
+    figs = viz.query_figures(rec, 0, 2, labels, labels)
     (ctx,) = viz.figure_matrices(spec(figs["context"]))
     np.testing.assert_array_equal(ctx[0], rec.context[0, 0, 2])
     (av,) = viz.figure_matrices(spec(figs["av"]))
@@ -161,22 +191,88 @@ def test_query_table_uses_captured_numbers(trace):
         validated(f)
 
 
-def test_thumbnail_grid_and_click_mapping(trace):
+def test_thumbnail_grid_click_anywhere_opens_that_head(trace):
     names = ["decoder.0.cross_attn", "decoder.1.cross_attn"]
     w = np.concatenate([trace[n].weights[0] for n in names])  # (L * H, Tq, Tk)
     cells = [(layer, h) for layer in range(2) for h in range(2)]
-    fig = viz.thumbnail_grid(w, TGT, SRC_PADDED, cells=cells, cols=2)
+    fig = viz.thumbnail_grid(w, viz.token_labels(TGT), viz.token_labels(SRC_PADDED), cells=cells, cols=2)
     validated(fig)
     s = spec(fig)
     mats = viz.figure_matrices(s)
     assert len(mats) == 4
     np.testing.assert_array_equal(mats[3], trace["decoder.1.cross_attn"].weights[0, 1])
-    assert s["data"][7]["type"] == "scatter"  # click targets of the 4th thumbnail
-    assert viz.clicked_cell({"selection": {"points": [{"curve_number": 7}]}}, cells) == (1, 1)
-    assert viz.clicked_cell({"selection": {"points": [{"curve_number": 2}]}}, cells) == (0, 1)
+    assert s["layout"]["hoverdistance"] == -1  # a click anywhere goes to the nearest target
+    for n in range(4):  # every cell of every thumbnail is a click target of that thumbnail (short sequences)
+        targets = s["data"][2 * n + 1]
+        assert targets["type"] == "scatter" and {c[0] for c in targets["customdata"]} == {n}
+        assert len(targets["x"]) == w.shape[1] * w.shape[2]
+    assert viz.clicked_cell({"selection": {"points": [{"customdata": [3]}]}}, cells) == (1, 1)
+    assert viz.clicked_cell({"selection": {"points": [{"customdata": [1]}]}}, cells) == (0, 1)
     assert viz.clicked_cell({"selection": {"points": []}}, cells) is None
     assert viz.clicked_cell(None, cells) is None
     assert viz.grid_is_readable(128, 128) and not viz.grid_is_readable(129, 10)
+
+
+def test_overview_mosaic_is_one_png_under_a_byte_per_thumbnail_cell():
+    rng = np.random.default_rng(0)
+    thumbs = []
+    for _ in range(144):  # a 12 x 12 model's heads, max-pooled to 64 x 64 (uint8, 255 = weight 1)
+        x = rng.random((64, 64)) ** 8
+        thumbs.append(np.round(np.tril(x / x.max(-1, keepdims=True)) * 255).astype(np.uint8))
+    cells = [(layer, h) for layer in range(12) for h in range(12)]
+    fig = viz.overview_mosaic(thumbs, cells, cols=12, title="t", note="max-pooled")
+    validated(fig)
+    s = spec(fig)
+    assert [t["type"] for t in s["data"]] == ["image", "scatter"]
+    png = s["layout"]["meta"]["png_bytes"]
+    assert png / (144 * 64 * 64) <= 1.0, png
+    assert len(json.dumps(s)) / (144 * 64 * 64) <= 1.5  # the whole figure, click targets included
+    assert viz.clicked_cell({"selection": {"points": [{"customdata": [13]}]}}, cells) == (1, 1)
+
+
+def test_mosaic_pixels_are_the_thumbnails():
+    import base64
+    import io
+
+    from PIL import Image
+
+    thumbs = [np.array([[255, 0], [0, 255]], np.uint8), np.array([[0.0, np.nan], [1.0, 0.5]], np.float32)]
+    png, W, H = viz.mosaic_png(thumbs, cols=2, tile=(2, 2), gap=1)
+    img = np.asarray(Image.open(io.BytesIO(png)))
+    assert img.shape == (H, W) == (2, 5)
+    np.testing.assert_array_equal(img[:, :2], [[254, 0], [0, 254]])
+    np.testing.assert_array_equal(img[:, 3:], [[0, 255], [254, 127]])  # NaN (masked) -> the grey entry
+    del base64
+
+
+def test_head_view_html_is_safe_and_counts_hidden_lines(trace):
+    rec = trace["decoder.1.self_attn"]
+    w = rec.weights[0]
+    allowed = viz.head_reasons(rec, 0)[None] == ""
+    sel = viz.select_lines(w, [0, 1], 0.2, allowed)
+    assert sel.total == 2 * 10 and sel.hidden == sel.total - len(sel.lines)
+    assert (sel.lines[:, 3] >= 0.2).all()
+    page, height = viz.head_view_html(["<script>alert(1)</script>", "a", "b", "a"], TGT, sel, [0, 1],
+                                      left_title="query", right_title="key")
+    assert "<script>alert(1)" not in page and r"\u003cscript\u003ealert(1)" in page  # escaped JSON data
+    assert page.count("<script>") == 1 and height > 0
+
+
+def test_escaping_in_decoding_titles(trace):
+    fig = viz.cross_row_figure(trace["decoder.1.cross_attn"].weights[0], 2, viz.token_labels(SRC_PADDED),
+                               '<a href="javascript:alert(1)">x</a>', 1)
+    assert "<a" not in json.dumps(spec(fig)) and "&lt;a href" in spec(fig)["layout"]["title"]["text"]
+
+
+def test_csv_neutralises_formulas_and_json_keeps_the_text():
+    import pandas as pd
+
+    df = pd.DataFrame({"query_token": ["=1+1", "+SUM(A1)", "-", "@x", "\tx", "ok"], "weight": [-0.5, 1, 2, 3, 4, 5]})
+    lines = viz.to_csv_bytes(df).decode().splitlines()
+    assert lines[1].startswith("'=1+1") and lines[2].startswith("'+SUM") and lines[3].startswith("'-,")
+    assert lines[4].startswith("'@x") and lines[6] == "ok,5.0"
+    assert lines[1].endswith(",-0.5")  # numbers are untouched
+    assert [r["query_token"] for r in json.loads(viz.to_json_bytes(df))["rows"]][:2] == ["=1+1", "+SUM(A1)"]
 
 
 def test_decoding_rows_and_alternatives(trace):
@@ -184,7 +280,7 @@ def test_decoding_rows_and_alternatives(trace):
     rows = viz.cross_rows(w, 2)
     np.testing.assert_array_equal(rows[:2], w[:, 2])
     np.testing.assert_allclose(rows[2], w[:, 2].mean(0), atol=1e-6)
-    fig = viz.cross_row_figure(w, 2, SRC_PADDED, "a", 1)
+    fig = viz.cross_row_figure(w, 2, viz.token_labels(SRC_PADDED), "a", 1)
     validated(fig)
     assert spec(fig)["data"][0]["y"][-1].startswith("mean of heads")
     probs = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
@@ -204,12 +300,6 @@ def test_tables_and_exports(trace):
     assert data["meta"] == {"source": "x"} and len(data["rows"]) == 16
     assert any(r["masked_score"] is None for r in data["rows"])  # -inf has no JSON form: null
     assert len(viz.selection_table(trace, "decoder.1.self_attn", None, SRC_PADDED, TGT)) == 32
-
-
-def test_record_tokens():
-    assert viz.record_tokens("encoder.0.self_attn", SRC, TGT) == (SRC, SRC)
-    assert viz.record_tokens("decoder.0.self_attn", SRC, TGT) == (TGT, TGT)
-    assert viz.record_tokens("decoder.0.cross_attn", SRC, TGT) == (TGT, SRC)
 
 
 @pytest.mark.parametrize("kind", ["causal", "padding", "both", "scattered"])

@@ -1,28 +1,55 @@
-"""Small multiples: all heads of one layer, and layers x heads for one attention kind; click a thumbnail to open it."""
+"""Small multiples: all heads of one layer, and layers x heads; a click anywhere on a thumbnail opens that head.
+
+Plotly cannot select heatmap cells, so each figure carries one invisible scatter trace of click targets (its
+``customdata`` names the thumbnail) and ``hoverdistance = -1``: a click anywhere picks the nearest target, which
+belongs to the thumbnail under the pointer. Short sequences get one target per cell, whose hover gives the value.
+
+Two renderings: ``thumbnail_grid`` draws exact weights as heatmaps (short sequences, a few heads);
+``overview_mosaic`` draws max-pooled uint8 thumbnails of any number of heads as one palette PNG (well under
+1 byte per thumbnail cell), for 144 heads at T = 1024.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 
-from .heatmap import BACKGROUND, GRID_MAX_TOKENS, WEIGHT_SCALE, figure, token_labels
+from .heatmap import BACKGROUND, GRID_MAX_TOKENS, MASK_COLOUR, WEIGHT_SCALE, esc, figure
+
+PER_CELL_TARGETS = 20_000  # up to this many cells in a grid, every cell is a click target with its value
+COARSE_TARGETS = 6  # otherwise a 6 x 6 lattice of targets per thumbnail
 
 
 def grid_is_readable(n_queries: int, n_keys: int) -> bool:
-    """Grids stay readable and light only for short sequences."""
+    """Exact-weight grids only for short sequences; longer ones use pooled overviews."""
     return max(n_queries, n_keys) <= GRID_MAX_TOKENS
 
 
-def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Sequence[str], *,
+def _cell_name(cell: tuple[int, int], row_names: Sequence[str] | None) -> str:
+    r, c = cell
+    return f"{row_names[r] if row_names else f'layer {r}'}, head {c}"
+
+
+def _targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y") -> dict:
+    return dict(type="scatter", x=centres_x, y=centres_y, mode="markers", xaxis=xaxis, yaxis=yaxis,
+                marker={"size": 18, "opacity": 0.0, "color": "white", "symbol": "square"},
+                customdata=[[int(i)] for i in idx], text=text, hovertemplate="%{text}<extra></extra>",
+                showlegend=False, name="click targets")
+
+
+def thumbnail_grid(weights: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *,
                    cells: Sequence[tuple[int, int]], cols: int, allowed: np.ndarray | None = None,
                    row_names: Sequence[str] | None = None, title: str = "", show_ticks: bool | None = None
                    ) -> go.Figure:
     """(N, Tq, Tk) weights -> a grid of N heatmaps, ``cols`` per row, sharing one 0..1 colour scale.
 
-    ``cells[n]`` names thumbnail n as (layer, head); trace 2n is its heatmap and trace 2n + 1 its click
-    targets (invisible markers: Plotly cannot select heatmap cells); ``layout.meta["cells"]`` maps traces to cells.
+    ``cells[n]`` names thumbnail n as (layer, head); the last trace holds the click targets, whose
+    ``customdata`` is the thumbnail's index (see ``clicked_cell``).
     """
     w = np.asarray(weights, dtype=np.float32)
     N, Tq, Tk = w.shape
@@ -30,7 +57,7 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
     R = -(-N // C)
     if allowed is not None:
         w = np.where(np.broadcast_to(allowed, w.shape), w, np.float32(np.nan)).astype(np.float32)
-    yl, xl = token_labels(q_tokens)[:Tq], token_labels(k_tokens)[:Tk]
+    yl, xl = list(q_labels)[:Tq], list(k_labels)[:Tk]
     show_ticks = (max(Tq, Tk) <= 16 and C <= 4) if show_ticks is None else show_ticks
     cells = list(cells)
     # pixels per row: a label strip above each thumbnail, the thumbnail, room for tick labels below it
@@ -41,59 +68,150 @@ def thumbnail_grid(weights: np.ndarray, q_tokens: Sequence[str], k_tokens: Seque
     width, height = (1 - gap_x * (C - 1)) / C, thumb / plot_h
     data: list[dict] = []
     layout: dict = {}
-    meta_cells, annotations = [], []
-    # click targets: a few points spread over each thumbnail (on existing categories, so the axes stay categorical)
-    ti = np.unique(np.linspace(0, Tq - 1, min(Tq, 4)).round().astype(int))
-    tj = np.unique(np.linspace(0, Tk - 1, min(Tk, 4)).round().astype(int))
-    px = [xl[j] for _ in ti for j in tj]
-    py = [yl[i] for i in ti for _ in tj]
+    annotations = []
+    per_cell = N * Tq * Tk <= PER_CELL_TARGETS
     for idx, cell in enumerate(cells[:N]):
         r, c = divmod(idx, C)
         ax = "" if idx == 0 else str(idx + 1)
-        name = _cell_name(cell, row_names)
+        name = esc(_cell_name(cell, row_names))
         data.append(dict(
-            type="heatmap", z=w[idx], x=xl, y=yl, xaxis=f"x{ax}", yaxis=f"y{ax}", colorscale=WEIGHT_SCALE,
-            zmin=0, zmax=1,
-            showscale=(idx == 0), colorbar={"title": {"text": "weight"}, "thickness": 12}, hoverongaps=False,
-            hovertemplate=f"{name}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.4f}}<extra></extra>"))
-        data.append(dict(
-            type="scatter", x=px, y=py, xaxis=f"x{ax}", yaxis=f"y{ax}", mode="markers", showlegend=False,
-            marker={"size": 28, "opacity": 0.01, "color": "white"},
-            hovertemplate=f"{name}: click to open<extra></extra>"))
-        meta_cells += [list(cell), list(cell)]
+            type="heatmap", z=w[idx], x=list(range(Tk)), y=list(range(Tq)), xaxis=f"x{ax}", yaxis=f"y{ax}",
+            colorscale=WEIGHT_SCALE, zmin=0, zmax=1, showscale=(idx == 0),
+            colorbar={"title": {"text": "weight"}, "thickness": 12}, hoverongaps=False, hoverinfo="skip"))
         x0, y1 = c * (width + gap_x), 1 - (r * row_px + label) / plot_h
-        annotations.append({"text": name, "x": x0 + width / 2, "y": min(1.0, y1), "xref": "paper",
-                            "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 11},
-                            "yshift": 1})
-        layout[f"xaxis{ax}"] = {"domain": [max(0.0, x0), min(1.0, x0 + width)], "type": "category", "showgrid": False,
-                                "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9}, "ticks": "",
-                                "range": [-0.5, Tk - 0.5], "fixedrange": True}
-        layout[f"yaxis{ax}"] = {"domain": [max(0.0, y1 - height), min(1.0, y1)], "type": "category", "showgrid": False,
+        annotations.append({"text": name, "x": x0 + width / 2, "y": min(1.0, y1), "xref": "paper", "yref": "paper",
+                            "yanchor": "bottom", "showarrow": False, "font": {"size": 11}, "yshift": 1})
+        layout[f"xaxis{ax}"] = {"domain": [max(0.0, x0), min(1.0, x0 + width)], "showgrid": False,
+                                "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9},
+                                "ticks": "", "range": [-0.5, Tk - 0.5], "fixedrange": True, "zeroline": False,
+                                "tickmode": "array", "tickvals": list(range(Tk)), "ticktext": xl}
+        layout[f"yaxis{ax}"] = {"domain": [max(0.0, y1 - height), min(1.0, y1)], "showgrid": False,
                                 "showticklabels": show_ticks and c == 0, "anchor": f"x{ax}", "fixedrange": True,
-                                "ticks": "",
-                                "range": [Tq - 0.5, -0.5], "tickfont": {"size": 9}}
+                                "ticks": "", "range": [Tq - 0.5, -0.5], "tickfont": {"size": 9}, "zeroline": False,
+                                "tickmode": "array", "tickvals": list(range(Tq)), "ticktext": yl}
+        if per_cell:
+            qq, kk = np.meshgrid(np.arange(Tq), np.arange(Tk), indexing="ij")
+            vals = w[idx][qq, kk]
+            pts = [(float(kk[i, j]), float(qq[i, j]),
+                    f"{name}<br>query {yl[qq[i, j]]}<br>key {xl[kk[i, j]]}<br>"
+                    + ("masked" if np.isnan(vals[i, j]) else f"weight {vals[i, j]:.4f}") + "<br>click to open")
+                   for i in range(Tq) for j in range(Tk)]
+        else:
+            gy = np.linspace(0, Tq - 1, min(Tq, COARSE_TARGETS))
+            gx = np.linspace(0, Tk - 1, min(Tk, COARSE_TARGETS))
+            pts = [(float(x), float(y), f"{name}: click to open") for y in gy for x in gx]
+        # one trace of targets per thumbnail's axes: customdata carries the thumbnail index
+        data.append(_targets([p[0] for p in pts], [p[1] for p in pts], [idx] * len(pts), [p[2] for p in pts],
+                             f"x{ax}", f"y{ax}"))
     return figure(data, dict(title={"text": title, "x": 0}, height=int((60 if title else 20) + plot_h),
-                             annotations=annotations,
+                             annotations=annotations, hoverdistance=-1,
                              margin={"l": 90 if show_ticks else 10, "r": 10, "t": 50 if title else 10, "b": 10},
-                             plot_bgcolor=BACKGROUND,
-                             meta={"cells": meta_cells}, clickmode="event+select", dragmode=False, **layout))
+                             plot_bgcolor=BACKGROUND, meta={"cells": [list(c) for c in cells[:N]]},
+                             clickmode="event+select", dragmode=False, **layout))
 
 
-def _cell_name(cell: tuple[int, int], row_names: Sequence[str] | None) -> str:
-    r, c = cell
-    return f"{row_names[r] if row_names else f'layer {r}'}, head {c}"
+_PALETTE_CACHE: dict[str, bytes] = {}
+
+
+def _palette() -> bytes:
+    """256 RGB entries: Viridis for weight levels 0..254, the mask grey at 255."""
+    if "v" not in _PALETTE_CACHE:
+        colours = sample_colorscale(WEIGHT_SCALE, [i / 254 for i in range(255)], colortype="tuple")
+        rgb = [tuple(int(round(ch * 255)) for ch in col) for col in colours]
+        grey = tuple(int(MASK_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
+        _PALETTE_CACHE["v"] = bytes(v for col in rgb + [grey] for v in col)
+    return _PALETTE_CACHE["v"]
+
+
+def _levels(thumb: np.ndarray) -> np.ndarray:
+    """A thumbnail -> palette indices: uint8 overviews (255 = weight 1) rescaled to 0..254; float weights in 0..1
+    to 0..254; NaN (masked) to 255."""
+    a = np.asarray(thumb)
+    if a.dtype == np.uint8:
+        return np.round(a.astype(np.float32) * (254 / 255)).astype(np.uint8)
+    f = a.astype(np.float32)
+    out = np.round(np.clip(np.nan_to_num(f, nan=0.0), 0, 1) * 254).astype(np.uint8)
+    out[np.isnan(f)] = 255
+    return out
+
+
+def mosaic_png(thumbs: Sequence[np.ndarray], cols: int, tile: tuple[int, int], gap: int = 4) -> tuple[bytes, int, int]:
+    """Tile thumbnails (nearest-neighbour to ``tile`` pixels) into one palette PNG -> (png, width, height)."""
+    from PIL import Image
+
+    th, tw = tile
+    R = -(-len(thumbs) // cols)
+    W, H = cols * tw + (cols - 1) * gap, R * th + (R - 1) * gap
+    canvas = np.full((H, W), 255, dtype=np.uint8)
+    for n, t in enumerate(thumbs):
+        lv = _levels(t)
+        ry = np.minimum((np.arange(th) * lv.shape[0]) // th, lv.shape[0] - 1)
+        rx = np.minimum((np.arange(tw) * lv.shape[1]) // tw, lv.shape[1] - 1)
+        r, c = divmod(n, cols)
+        canvas[r * (th + gap): r * (th + gap) + th, c * (tw + gap): c * (tw + gap) + tw] = lv[ry][:, rx]
+    img = Image.fromarray(canvas, mode="P")
+    img.putpalette(_palette())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue(), W, H
+
+
+def overview_mosaic(thumbs: Sequence[np.ndarray], cells: Sequence[tuple[int, int]], cols: int, *,
+                    row_names: Sequence[str] | None = None, title: str = "", note: str = "") -> go.Figure:
+    """Many heads' thumbnails as one PNG image (one figure, any number of heads), with click targets and
+    labels. ``note`` states what the thumbnails are (e.g. "max-pooled to 64 x 64")."""
+    cells = list(cells)
+    th = max(int(np.asarray(t).shape[0]) for t in thumbs)
+    tw = max(int(np.asarray(t).shape[1]) for t in thumbs)
+    scale = max(1, 64 // max(th, tw))  # small thumbnails are drawn at least ~64 px
+    tile = (th * scale, tw * scale)
+    gap = 6
+    png, W, H = mosaic_png(thumbs, cols, tile, gap)
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    data = [dict(type="image", source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip", name="thumbnails")]
+    xs, ys, idx, text = [], [], [], []
+    g = np.linspace(0.1, 0.9, COARSE_TARGETS)
+    for n, cell in enumerate(cells[:len(thumbs)]):
+        r, c = divmod(n, cols)
+        name = esc(_cell_name(cell, row_names))
+        for fy in g:
+            for fx in g:
+                xs.append(c * (tile[1] + gap) + fx * tile[1])
+                ys.append(r * (tile[0] + gap) + fy * tile[0])
+                idx.append(n)
+                text.append(f"{name}: click to open")
+    data.append(_targets(xs, ys, idx, text))
+    R = -(-len(thumbs) // cols)
+    row_label_names = [esc(row_names[cells[r * cols][0]]) if row_names else f"layer {cells[r * cols][0]}"
+                       for r in range(R)]
+    annotations = [{"text": f"head {cells[c][1]}", "x": c * (tile[1] + gap) + tile[1] / 2, "y": -2, "xref": "x",
+                    "yref": "y", "yanchor": "bottom", "showarrow": False, "font": {"size": 10}}
+                   for c in range(min(cols, len(cells)))]
+    annotations += [{"text": row_label_names[r], "x": -4, "y": r * (tile[0] + gap) + tile[0] / 2, "xref": "x",
+                     "yref": "y", "xanchor": "right", "showarrow": False, "font": {"size": 10}} for r in range(R)]
+    px_per_unit = min(2.0, 900 / max(W, 1))
+    return figure(data, dict(
+        title={"text": title + (f"<br><sup>{esc(note)}</sup>" if note else ""), "x": 0},
+        height=int(min(1400, max(240, H * px_per_unit + 110))), annotations=annotations, hoverdistance=-1,
+        margin={"l": 70, "r": 10, "t": 80 if note else 50, "b": 10},
+        xaxis={"range": [-0.5, W - 0.5], "visible": False, "fixedrange": True},
+        yaxis={"range": [H - 0.5, -24], "visible": False, "fixedrange": True, "scaleanchor": "x"},
+        plot_bgcolor="white", meta={"cells": [list(c) for c in cells], "png_bytes": len(png)},
+        clickmode="event+select", dragmode=False))
 
 
 def clicked_cell(selection, cells: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
-    """The (layer, head) a click on a ``thumbnail_grid`` selected, from Streamlit's selection state; None if none."""
+    """The (layer, head) a click on a grid or mosaic selected, from Streamlit's selection state; None if none."""
     try:
         points = selection["selection"]["points"]
     except (KeyError, TypeError):
         return None
     if not points:
         return None
-    curve = points[0].get("curve_number")
-    if curve is None or not 0 <= int(curve) // 2 < len(cells):
+    custom = points[0].get("customdata")
+    if isinstance(custom, (list, tuple)) and custom:
+        custom = custom[0]
+    if custom is None or not 0 <= int(custom) < len(cells):
         return None
-    r, c = cells[int(curve) // 2]
+    r, c = cells[int(custom)]
     return int(r), int(c)

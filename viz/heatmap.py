@@ -1,4 +1,9 @@
-"""Attention heatmaps: tokens on both axes, masked cells drawn apart, binary float32 payloads."""
+"""Attention heatmaps: tokens on both axes, masked cells drawn apart, binary float32 payloads.
+
+One visual language everywhere (inspector, analyses and playground): tokens labelled ``position·token``
+(0-based, so "1·2" never reads as twelve), decoder rows ``0·[BOS] → 2`` (what the row produces), softmax
+weights in Viridis 0..1, scores diverging around 0, and masked cells in one grey, hatched, the reason in the hover.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,19 @@ import numpy as np
 import plotly.graph_objects as go
 
 COMPACT_ABOVE = 256  # above this many tokens on an axis, matrices are sent as uint8 (1 byte per cell)
-GRID_MAX_TOKENS = 128  # head grids and model overviews only up to this length (readable, light)
-MASK_COLOURS = {"padding": "#b0b0b0", "causal": "#8c8c8c"}  # greys: outside every colour scale we use
+GRID_MAX_TOKENS = 128  # head grids of exact weights up to this length; longer ones use pooled overviews
+MASK_COLOUR = "#8c8c8c"  # one grey for every masked cell: outside every colour scale used here, colour-blind safe
+MASK_PATTERNS = {"padding": "/", "causal": "\\", "window": "x", "other": "."}  # hatch per reason (first one named)
 BACKGROUND = "#9e9e9e"  # shows through masked (NaN) cells of thumbnails
 WEIGHT_SCALE = "Viridis"  # sequential, 0..1, for softmax weights
 SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked scores
 VALUE_SCALE = "PuOr_r"  # diverging, for activations (X, Q, K, V, context, output)
+DIFF_SCALE = "RdBu_r"  # differences between two runs, centred on 0
 TEMPLATE: dict = {}  # no default Plotly template in the spec (~9 kB of JSON); Streamlit's theme styles the chart
+STAGE_ORDER = ("scores", "scaled", "adjusted", "masked", "weights")  # the order the model computes them
+STAGE_NAMES = {"scores": "scores", "scaled": "scaled scores", "adjusted": "adjusted scores",
+               "masked": "masked scores", "weights": "weights"}
+SEPARATOR = "·"
 
 
 def figure(data: list[dict], layout: dict) -> go.Figure:
@@ -24,20 +35,33 @@ def figure(data: list[dict], layout: dict) -> go.Figure:
     return go.Figure({"data": data, "layout": {"template": TEMPLATE, **layout}}, _validate=False)
 
 
-def token_labels(tokens: Sequence[str]) -> list[str]:
-    """Position-prefixed, HTML-escaped labels ("0 Saturday", "1 ,"...): distinct even when a token repeats."""
-    return [f"{i} {html.escape(str(t), quote=True)}" for i, t in enumerate(tokens)]
+def esc(text) -> str:
+    """Model-derived text for Plotly's HTML subset (titles, ticks, hovers): shown, never interpreted."""
+    return html.escape(str(text), quote=True)
+
+
+def token_labels(tokens: Sequence[str], produces: Sequence[str] | None = None) -> list[str]:
+    """Position-prefixed, HTML-escaped labels ("0·Saturday", "1·,"): distinct even when a token repeats, never
+    read as a number. With ``produces`` (decoder rows): "0·[BOS] → 2", what each position reads and produces."""
+    out = []
+    for i, t in enumerate(tokens):
+        label = f"{i}{SEPARATOR}{esc(t)}"
+        if produces is not None and i < len(produces):
+            label += f" → {esc(produces[i])}"
+        out.append(label)
+    return out
 
 
 def stage_colours(stage: str) -> dict:
     """Colour scale arguments that fit one attention stage (weights: 0..1; scores: diverging around 0)."""
     if stage == "weights":
         return {"colorscale": WEIGHT_SCALE, "zmin": 0.0, "zmax": 1.0}
-    if stage in ("scores", "scaled", "masked"):
+    if stage in ("scores", "scaled", "adjusted", "masked"):
         return {"colorscale": SCORE_SCALE, "zmid": 0.0}
-    if stage == "mask":  # two colours, not a gradient: forbidden / may attend
-        return {"colorscale": [[0, "#d62728"], [0.5, "#d62728"], [0.5, "#2ca02c"], [1, "#2ca02c"]],
-                "zmin": 0, "zmax": 1}
+    if stage == "mask":  # may attend: white; forbidden cells are hatched grey by the mask overlay
+        return {"colorscale": [[0, "#ffffff"], [1, "#ffffff"]], "zmin": 0, "zmax": 1, "showscale": False}
+    if stage == "diff":
+        return {"colorscale": DIFF_SCALE, "zmid": 0.0}
     return {"colorscale": VALUE_SCALE, "zmid": 0.0}
 
 
@@ -99,36 +123,30 @@ def mask_regions(forbidden: np.ndarray) -> tuple[list, list]:
 
 
 def _mask_traces(reasons: dict[str, np.ndarray], value_text: str) -> list[dict]:
-    """Hatched grey fills over masked cells, one trace per reason, with their own hover."""
+    """Hatched grey fills over masked cells, one trace per reason (its own hatch and hover)."""
     traces = []
     for reason, forbidden in reasons.items():
         xs, ys = mask_regions(forbidden)
         if not xs:
             continue
-        colour = MASK_COLOURS.get(reason, "#a0a0a0")
+        shape = MASK_PATTERNS.get(reason.split("+")[0], ".")
         traces.append(dict(
             type="scatter", x=xs, y=ys, xaxis="x2", yaxis="y2", mode="lines", fill="toself",
-            line={"width": 0, "color": colour},
-            fillcolor=colour, fillpattern={"shape": "/", "bgcolor": colour, "fgcolor": "#ffffff", "size": 6},
-            hoveron="fills", name=f"masked ({reason})", text=f"masked ({reason}): {value_text}",
+            line={"width": 0, "color": MASK_COLOUR},
+            fillcolor=MASK_COLOUR, fillpattern={"shape": shape, "bgcolor": MASK_COLOUR, "fgcolor": "#ffffff",
+                                                "size": 6},
+            hoveron="fills", name=f"masked ({reason})", text=f"masked ({esc(reason)}): {value_text}",
             hoverinfo="text", showlegend=False,
         ))
     return traces
 
 
-def mask_reasons(padding_ok: np.ndarray | None, causal_ok: np.ndarray | None, shape: tuple[int, int]
-                 ) -> dict[str, np.ndarray]:
-    """(Tq, Tk) bool 'forbidden' matrices by reason, from broadcastable 'may attend' masks."""
-    out = {}
-    pad = None if padding_ok is None else ~np.broadcast_to(np.asarray(padding_ok, dtype=bool), shape)
-    cau = None if causal_ok is None else ~np.broadcast_to(np.asarray(causal_ok, dtype=bool), shape)
-    if pad is not None and pad.any():
-        out["padding"] = pad
-    if cau is not None:
-        cau = cau & ~pad if pad is not None else cau
-        if cau.any():
-            out["causal"] = cau
-    return out
+def mask_reasons(reason: np.ndarray | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """(Tq, Tk) reason strings ("" = may attend; see model.mask_reason_matrix) -> {reason: forbidden (Tq, Tk)}."""
+    if reason is None:
+        return {}
+    r = np.broadcast_to(np.asarray(reason, dtype=object), shape)
+    return {str(name): r == name for name in sorted(set(r.ravel().tolist()) - {""})}
 
 
 def _tick_step(n: int, max_ticks: int = 40) -> int:
@@ -147,27 +165,25 @@ def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = Tru
     return axis
 
 
-def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Sequence[str], *,
-                      stage: str = "weights", padding_ok: np.ndarray | None = None,
-                      causal_ok: np.ndarray | None = None, title: str = "", value_name: str | None = None,
-                      height: int | None = None) -> go.Figure:
-    """One (Tq, Tk) attention matrix: queries down, keys across; masked cells are hatched grey with their reason."""
+def attention_heatmap(matrix: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *,
+                      stage: str = "weights", reasons: np.ndarray | None = None, title: str = "",
+                      value_name: str | None = None, height: int | None = None) -> go.Figure:
+    """One (Tq, Tk) attention matrix: queries down, keys across (labels from ``token_labels``); masked cells are
+    hatched grey with their reason (``reasons``: (Tq, Tk) strings, "" = may attend)."""
     matrix = np.asarray(matrix)
     Tq, Tk = matrix.shape
-    yl, xl = token_labels(q_tokens)[:Tq], token_labels(k_tokens)[:Tk]
-    reasons = mask_reasons(padding_ok, causal_ok, (Tq, Tk))
+    yl, xl = list(q_labels)[:Tq], list(k_labels)[:Tk]
+    by_reason = mask_reasons(reasons, (Tq, Tk))
     forbidden = np.zeros((Tq, Tk), dtype=bool)
-    for f in reasons.values():
+    for f in by_reason.values():
         forbidden |= f
     # masked cells carry 0 under the hatched overlay (which owns their hover): NaN / -inf would cost ~1.7 extra
     # bytes per masked cell on the wire (their float32 bytes base64-encode to "/", which Plotly escapes as \u002f)
     z, extra = payload(np.where(forbidden, np.float32(0), matrix))
-    value_name = value_name or stage
+    value_name = value_name or STAGE_NAMES.get(stage, stage)
     colours = stage_colours(stage)
     hover = f"query %{{y}}<br>key %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"
     colorbar = {"title": {"text": value_name}, "thickness": 12}
-    if stage == "mask":
-        colorbar.update(tickvals=[0.25, 0.75], ticktext=["forbidden", "may attend"])
     if "quantised" in extra:
         lo, step = extra["quantised"]
         hover = (f"query %{{y}}<br>key %{{x}}<br>{value_name} ≈ {lo:.4g} + %{{z}} × {step:.4g}"
@@ -176,7 +192,7 @@ def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Seq
         colorbar.update(tickvals=[0, 127, 254], ticktext=[f"{lo + i * step:.3g}" for i in (0, 127, 254)])
     value_text = {"weights": "weight 0", "masked": "−∞"}.get(stage, "set to −∞ before the softmax")
     data = [dict(type="heatmap", z=z, x=xl, y=yl, hovertemplate=hover, hoverongaps=False, colorbar=colorbar,
-                 **colours)] + _mask_traces(reasons, value_text)
+                 **colours)] + _mask_traces(by_reason, value_text)
     cell = 22 if max(Tq, Tk) <= 24 else (14 if max(Tq, Tk) <= 64 else 6)
     return figure(data, dict(
         title={"text": title, "x": 0}, height=height or int(min(760, max(320, 190 + cell * Tq))),
@@ -191,7 +207,9 @@ def attention_heatmap(matrix: np.ndarray, q_tokens: Sequence[str], k_tokens: Seq
 def matrix_heatmap(matrix: np.ndarray, row_labels: Sequence[str], *, col_title: str = "dimension",
                    row_title: str = "token", col_labels: Sequence[str] | None = None, stage: str = "values",
                    title: str = "", value_name: str = "value", height: int | None = None) -> go.Figure:
-    """A token x dimension (or any 2-D) matrix: rows = tokens (position-prefixed), columns = dimensions."""
+    """A token x dimension (or any 2-D) matrix: rows = tokens (labels from ``token_labels``), columns = dimensions.
+
+    Wide matrices (d_model 768, 128 dims) stay readable: at most 16 dimension ticks, the hover names each cell."""
     m = np.asarray(matrix, dtype=np.float32)
     if m.ndim == 1:
         m = m[None, :]
@@ -200,8 +218,15 @@ def matrix_heatmap(matrix: np.ndarray, row_labels: Sequence[str], *, col_title: 
     cl = [str(j) for j in range(C)] if col_labels is None else list(col_labels)[:C]
     z, extra = payload(m)
     hover = f"{row_title} %{{y}}<br>{col_title} %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>"
-    data = [dict(type="heatmap", z=z, x=cl, y=rl, hovertemplate=hover, colorbar={"thickness": 12},
-                 **stage_colours(stage))]
+    colours = stage_colours(stage)
+    colorbar = {"thickness": 12}
+    if "quantised" in extra:
+        lo, step = extra["quantised"]
+        hover = (f"{row_title} %{{y}}<br>{col_title} %{{x}}<br>{value_name} ≈ {lo:.4g} + %{{z}} × {step:.4g}"
+                 f" (uint8 quantised)<extra></extra>")
+        colours = {"colorscale": colours["colorscale"], "zmin": 0, "zmax": 254}
+        colorbar.update(tickvals=[0, 127, 254], ticktext=[f"{lo + i * step:.3g}" for i in (0, 127, 254)])
+    data = [dict(type="heatmap", z=z, x=cl, y=rl, hovertemplate=hover, colorbar=colorbar, **colours)]
     return figure(data, dict(
         title={"text": title, "x": 0},
         height=height or int(min(700, max(180, 110 + (22 if R <= 24 else 9) * R))),

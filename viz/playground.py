@@ -13,8 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .heatmap import MASK_COLOUR, MASK_PATTERNS, WEIGHT_SCALE, mask_regions
+
 DIVERGING = "RdBu_r"  # scores and raw matrices: blue < 0 < red, centred on 0
-SEQUENTIAL = "Blues"  # attention weights, fixed 0..1
+SEQUENTIAL = WEIGHT_SCALE  # attention weights, fixed 0..1: Viridis, as in the inspector
 ANNOTATE_MAX_CELLS = 144  # write the value in each cell up to this many cells...
 ANNOTATE_MAX_COLS = 8  # ...and this many columns (wider matrices leave no room for the digits)
 MAX_LABEL_CHARS = 16
@@ -29,8 +31,8 @@ def safe_label(label: str, max_chars: int = MAX_LABEL_CHARS) -> str:
 
 
 def dim_labels(n: int, prefix: str = "") -> list[str]:
-    """Column labels for feature dimensions: 1..n (optionally prefixed)."""
-    return [f"{prefix}{i + 1}" for i in range(n)]
+    """Column labels for feature dimensions: 0..n-1, as in the inspector (optionally prefixed)."""
+    return [f"{prefix}{i}" for i in range(n)]
 
 
 def _check_finite(values: np.ndarray, title: str) -> np.ndarray:
@@ -89,44 +91,59 @@ def _token_axis(labels: Sequence[str], title: str, tickangle: int | None = None)
     return axis
 
 
+def _mask_overlay(masked: np.ndarray, reason: str = "causal") -> go.Scatter:
+    """Masked cells hatched grey, as in the inspector (cell centres at integers, edges at +-0.5)."""
+    xs, ys = mask_regions(np.asarray(masked, dtype=bool))
+    return go.Scatter(x=xs, y=ys, mode="lines", fill="toself", line=dict(width=0, color=MASK_COLOUR),
+                      fillcolor=MASK_COLOUR, fillpattern=dict(shape=MASK_PATTERNS[reason], bgcolor=MASK_COLOUR,
+                                                              fgcolor="#ffffff", size=6),
+                      hoveron="fills", hoverinfo="text", text=f"masked ({reason}): −∞ before the softmax",
+                      showlegend=False, name="masked")
+
+
 def matrix_figure(values: np.ndarray, title: str, row_labels: Sequence[str] | None = None,
                   col_labels: Sequence[str] | None = None, row_title: str = "row", col_title: str = "column",
-                  kind: str = "diverging", name: str | None = None, annotate: bool | None = None) -> go.Figure:
-    """One matrix as a heatmap, shape in the title. kind: "diverging" (centred on 0) or "weights" (0..1)."""
+                  kind: str = "diverging", name: str | None = None, annotate: bool | None = None,
+                  masked: np.ndarray | None = None) -> go.Figure:
+    """One matrix as a heatmap, shape in the title. kind: "diverging" (centred on 0) or "weights" (0..1).
+    ``masked``: bool cells hatched grey on top (the causal mask's -inf cells)."""
     values = _check_finite(values, title)
     n_rows, n_cols = values.shape
     row_labels = list(row_labels) if row_labels is not None else dim_labels(n_rows)
     col_labels = list(col_labels) if col_labels is not None else dim_labels(n_cols)
     trace = _heatmap_trace(values, row_labels, col_labels, kind, name or title, row_title, col_title, annotate)
     fig = go.Figure(trace)
+    if masked is not None and np.asarray(masked).any():
+        fig.add_trace(_mask_overlay(masked))
     fig.update_layout(
         title=dict(text=f"{html.escape(title)}  <span style='font-size:12px'>({n_rows} × {n_cols})</span>",
                    x=0.0, xanchor="left", font=dict(size=14)),
         height=_height(n_rows), margin=dict(l=10, r=30, t=40, b=10),
-        xaxis=_token_axis(col_labels, col_title, tickangle=_tickangle(col_labels)),
-        yaxis={**_token_axis(row_labels, row_title), "autorange": "reversed"},
+        xaxis={**_token_axis(col_labels, col_title, tickangle=_tickangle(col_labels)), "range": [-0.5, n_cols - 0.5]},
+        yaxis={**_token_axis(row_labels, row_title), "range": [n_rows - 0.5, -0.5]},
+        plot_bgcolor="white",
     )
     return fig
 
 
 def mask_figure(mask: np.ndarray, labels: Sequence[str], diagonal: int) -> go.Figure:
-    """The causal mask triu(ones(T, T), diagonal): masked cells dark with "-inf", visible cells white."""
+    """The causal mask triu(ones(T, T), diagonal): masked cells hatched grey (−∞), visible cells white."""
     values = np.asarray(mask, dtype=float)
     n = values.shape[0]
-    text = np.where(values > 0, "−∞", "")
     trace = go.Heatmap(
-        z=values, x=list(range(n)), y=list(range(n)), name="mask", text=text,
-        texttemplate="%{text}" if n <= 16 else None, zmin=0, zmax=1, xgap=1, ygap=1,
-        colorscale=[[0.0, "#f7f7f7"], [0.5, "#f7f7f7"], [0.5, "#444444"], [1.0, "#444444"]],
-        colorbar=dict(tickvals=[0.25, 0.75], ticktext=["visible", "masked (−∞)"], len=0.6),
-        hovertemplate="query: %{y}<br>key: %{x}<br>masked: %{z}<extra></extra>",
+        z=np.zeros_like(values), x=list(range(n)), y=list(range(n)), name="mask", zmin=0, zmax=1, xgap=1, ygap=1,
+        colorscale=[[0.0, "#ffffff"], [1.0, "#ffffff"]], showscale=False,
+        customdata=values, hovertemplate="query: %{y}<br>key: %{x}<br>masked: %{customdata}<extra></extra>",
     )
     fig = go.Figure(trace)
+    if values.any():
+        fig.add_trace(_mask_overlay(values > 0))
     fig.update_layout(
-        title=dict(text=f"mask = triu(ones({n}, {n}), diagonal={diagonal})", x=0.0, font=dict(size=14)),
-        height=_height(n), margin=dict(l=10, r=30, t=40, b=10),
-        xaxis=_token_axis(labels, "key", tickangle=_tickangle(labels)),
-        yaxis={**_token_axis(labels, "query"), "autorange": "reversed"},
+        title=dict(text=f"mask = triu(ones({n}, {n}), diagonal={diagonal}): hatched = −∞", x=0.0,
+                   font=dict(size=14)),
+        height=_height(n), margin=dict(l=10, r=30, t=40, b=10), plot_bgcolor="white",
+        xaxis={**_token_axis(labels, "key", tickangle=_tickangle(labels)), "range": [-0.5, n - 0.5]},
+        yaxis={**_token_axis(labels, "query"), "range": [n - 0.5, -0.5]},
     )
     return fig
 
@@ -182,13 +199,13 @@ def heads_figure(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Se
     matrices = np.asarray(matrices, dtype=float)
     n_heads = matrices.shape[0]
     for h in range(n_heads):
-        _check_finite(matrices[h], f"{name} {h + 1}")
-    fig = make_subplots(rows=1, cols=n_heads, subplot_titles=[f"{name} {h + 1}" for h in range(n_heads)],
+        _check_finite(matrices[h], f"{name} {h}")
+    fig = make_subplots(rows=1, cols=n_heads, subplot_titles=[f"{name} {h}" for h in range(n_heads)],
                         horizontal_spacing=min(0.08, 0.4 / max(n_heads, 1)))
     n_rows, n_cols = matrices.shape[1:]
     annotate = n_heads * n_rows * n_cols <= 2 * ANNOTATE_MAX_CELLS and n_cols <= ANNOTATE_MAX_COLS
     for h in range(n_heads):
-        fig.add_trace(_heatmap_trace(matrices[h], row_labels, col_labels, kind, f"{name} {h + 1}", row_title,
+        fig.add_trace(_heatmap_trace(matrices[h], row_labels, col_labels, kind, f"{name} {h}", row_title,
                                      col_title, annotate, coloraxis="coloraxis"), row=1, col=h + 1)
         fig.update_xaxes(_token_axis(col_labels, col_title, tickangle=_tickangle(col_labels)), row=1, col=h + 1)
         fig.update_yaxes({**_token_axis(row_labels, row_title if h == 0 else ""), "autorange": "reversed",
@@ -204,8 +221,9 @@ def heads_figure(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Se
 def concat_figure(concat: np.ndarray, row_labels: Sequence[str], n_heads: int) -> go.Figure:
     """The heads' outputs side by side (T, H * d_v), with a line between heads."""
     d_v = concat.shape[1] // max(n_heads, 1)
-    cols = [f"h{h + 1}.{i + 1}" for h in range(n_heads) for i in range(d_v)]
-    fig = matrix_figure(concat, "concat(head 1, ..., head n)", row_labels, cols, "query", "head.dimension",
+    cols = [f"h{h}.{i}" for h in range(n_heads) for i in range(d_v)]
+    fig = matrix_figure(concat, f"concat(head 0, ..., head {n_heads - 1})", row_labels, cols, "query",
+                        "head.dimension",
                         name="concat")
     for h in range(1, n_heads):
         fig.add_vline(x=h * d_v - 0.5, line=dict(color="black", width=2))

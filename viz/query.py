@@ -8,48 +8,45 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .heatmap import figure, matrix_heatmap, token_labels
-from .stages import head_masks
+from .heatmap import figure, matrix_heatmap
+from .stages import head_reasons
 
 
 def query_table(rec, head: int, query: int, k_tokens: Sequence[str]) -> pd.DataFrame:
     """One row per key j for query i of one head: the captured score, scaled score, weight, and the
     sum of the elementwise products q_i * k_j (display arithmetic, which should equal the captured score)."""
     q = np.asarray(rec.q)[0, head, query]  # (d_k,)
-    k = np.asarray(rec.k)[0, head]  # (Tk, d_k)
+    k = np.asarray(rec.k)[0, rec.kv_head(head)]  # (Tk, d_k): the key head this query head reads
     Tk = k.shape[0]
-    Tq = np.asarray(rec.q).shape[2]
-    pad, cau = head_masks(rec, Tq, Tk)
-    allowed = np.ones(Tk, dtype=bool)
-    reason = np.array([""] * Tk, dtype=object)
-    if pad is not None:
-        allowed &= pad[query]
-        reason[~pad[query]] = "padding"
-    if cau is not None:
-        allowed &= cau[query]
-        reason[~cau[query] & (reason == "")] = "causal"
-    return pd.DataFrame({
+    reason = head_reasons(rec, head)[query]
+    table = {
         "key_pos": np.arange(Tk),
         "key_token": list(k_tokens)[:Tk],
-        "sum(q*k_j) (display)": (q[None, :] * k).sum(-1),
+        "sum(q*k_j) (display)": (q[None, :].astype(np.float64) * k).sum(-1),
         "score q·k_j": np.asarray(rec.scores)[0, head, query],
         "scaled": np.asarray(rec.scaled)[0, head, query],
+    }
+    if rec.adjusted is not None:
+        table["adjusted"] = np.asarray(rec.adjusted)[0, head, query]
+    table.update({
         "masked": np.asarray(rec.masked)[0, head, query],
         "weight": np.asarray(rec.weights)[0, head, query],
-        "masked_by": reason,
-        "may_attend": allowed,
+        "masked_by": np.asarray(reason, dtype=object),
+        "may_attend": reason == "",
     })
+    return pd.DataFrame(table)
 
 
-def query_figures(rec, head: int, query: int, q_tokens: Sequence[str], k_tokens: Sequence[str]
+def query_figures(rec, head: int, query: int, q_labels: Sequence[str], k_labels: Sequence[str]
                   ) -> dict[str, go.Figure]:
     """Figures for one query: q_i, the keys, q_i * k_j, the weights, alpha_j v_j and the captured context row."""
+    kv = rec.kv_head(head)
     q = np.asarray(rec.q)[0, head, query]
-    k, v = np.asarray(rec.k)[0, head], np.asarray(rec.v)[0, head]
+    k, v = np.asarray(rec.k)[0, kv], np.asarray(rec.v)[0, kv]
     w = np.asarray(rec.weights)[0, head, query]
     ctx = np.asarray(rec.context)[0, head, query]
-    xl = token_labels(k_tokens)[: k.shape[0]]
-    ql = token_labels(q_tokens)[query]
+    xl = list(k_labels)[: k.shape[0]]
+    ql = list(q_labels)[query]
     figs = {
         "q": matrix_heatmap(q[None], [ql], row_title="query", value_name="q", title=f"q of query {ql}"),
         "k": matrix_heatmap(k, xl, row_title="key", value_name="k", title="keys k_j"),

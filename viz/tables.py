@@ -1,4 +1,4 @@
-"""Tables and exports of a trace: long DataFrames, CSV and JSON bytes."""
+"""Tables and exports of a trace: long DataFrames, CSV (spreadsheet-safe) and JSON (exact) bytes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pandas as pd
 
 from model import record_to_dataframe
 
+# A CSV cell that starts with one of these is run as a formula by spreadsheet programs (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_BYTES_PER_ROW = 110  # measured on trace tables: ~80-110 bytes per (attention, head, query, key) row
 
-def selection_table(trace, name: str, head: int | None, src_tokens: Sequence[str], tgt_tokens: Sequence[str]
-                    ) -> pd.DataFrame:
+
+def selection_table(trace, name: str, head: int | None, src_tokens: Sequence[str] | None,
+                    tgt_tokens: Sequence[str] | None) -> pd.DataFrame:
     """The current selection (one attention, one head or all heads) as a long table, one row per (query, key)."""
     df = record_to_dataframe(trace[name], name, src_tokens, tgt_tokens)
     if head is not None:
@@ -20,11 +24,26 @@ def selection_table(trace, name: str, head: int | None, src_tokens: Sequence[str
     return df
 
 
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells starting with = + - @ tab or CR get a leading apostrophe (spreadsheets then show
+    the text instead of running it). Numbers are untouched."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
+
+
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode("utf-8")
+    """CSV for spreadsheets: token text that looks like a formula is neutralised (JSON keeps the exact text)."""
+    return neutralise_formulas(df).to_csv(index=False).encode("utf-8")
 
 
 def to_json_bytes(df: pd.DataFrame, meta: dict | None = None) -> bytes:
-    """{"meta": ..., "rows": [...]}; -inf masked scores become null (JSON has no infinity)."""
+    """{"meta": ..., "rows": [...]} with the exact token text; -inf masked scores become null (JSON has none)."""
     rows = json.loads(df.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))
     return json.dumps({"meta": meta or {}, "rows": rows}, ensure_ascii=False).encode("utf-8")
+
+
+def estimated_csv_bytes(n_rows: int) -> int:
+    return int(n_rows * CSV_BYTES_PER_ROW)

@@ -173,3 +173,45 @@ def head_scores(weights, allowed, *, self_attention: bool, causal: bool, key_ids
         self_share=diagonal_score(weights, allowed) if self_attention else None,
         prev_token=previous_token_score(weights, allowed) if self_attention else None,
         induction=induction)
+
+
+def head_table(get_record, names: Sequence[str], ids: dict[str, Sequence[int]],
+               special: dict[str, Sequence[bool]], special_ids: Sequence[int] = ()):
+    """Every head of every named attention, one row each, with every statistic (NaN where undefined): a DataFrame.
+
+    ``get_record(name)`` gives a NumPy AttentionRecord (batch item 0); ``ids`` / ``special``: per stack
+    ("encoder" / "decoder"), the token ids and special-token flags on that stack's axis.
+    """
+    import pandas as pd
+
+    from ..trace import mask_reason_matrix, parse_name
+
+    rows = []
+    for name in names:
+        rec = get_record(name)
+        stack, layer, kind = parse_name(name)
+        key_stack = "encoder" if kind == "cross_attn" else stack
+        weights = np.asarray(rec.weights)[0]
+        allowed = mask_reason_matrix(rec) == ""
+        causal = rec.causal_mask is not None
+        scores = head_scores(weights, allowed, self_attention=kind == "self_attn", causal=causal,
+                             key_ids=ids.get(key_stack), key_special=special.get(key_stack), special_ids=special_ids)
+        values = scores.as_dict()
+        for h in range(weights.shape[0]):
+            row = {"attention": name, "stack": stack, "layer": layer, "kind": kind, "head": h}
+            for stat in STAT_DEFINITIONS:
+                v = values.get(stat)
+                row[stat] = float(v[h]) if v is not None else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def alignment_score(weights, reference, allowed=None) -> np.ndarray:
+    """(H,) mean over query rows of the weight on the key that ``reference`` (same shape: e.g. the final model's
+    weights on the same input) attends to most in that row: 1 when a snapshot already looks where the trained model
+    looks, about 1/keys for uniform attention."""
+    w, ok, rows = _prepare(weights, allowed)
+    ref = np.where(ok, np.asarray(reference, dtype=np.float64), -np.inf)
+    target = ref.argmax(-1)  # (H, Tq)
+    picked = np.take_along_axis(w, target[..., None], axis=-1)[..., 0]
+    return _row_mean(picked, rows)

@@ -208,9 +208,10 @@ class HFPipeline:
 
     def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
         """Greedy decoding: the decoder input ids (prefix + output). Encoder-only models have no decoder."""
-        return self._decode(source_text, max_new_tokens)[0]
+        return self.decode(source_text, max_new_tokens)[0]
 
-    def _decode(self, source_text: str, max_new_tokens: int | None) -> tuple[list[int], str]:
+    def decode(self, source_text: str, max_new_tokens: int | None = None) -> tuple[list[int], str]:
+        """Greedy decoding -> (decoder input ids, why it stopped: "eos", "limit" or "time")."""
         if self.kind == "encoder-only":
             raise ValueError("an encoder-only model does not generate")
         if self.kind == "decoder-only":

@@ -178,6 +178,16 @@ def _date_coverage() -> list[str]:
 
 
 @dataclass(frozen=True)
+class Story:
+    """What a model trained on a task shows: where to look and what to see there (the app's first sentence)."""
+
+    attention: str  # trace name, e.g. "decoder.1.cross_attn"
+    head: int
+    text: str
+    example: str  # an input that shows it
+
+
+@dataclass(frozen=True)
 class Task:
     """A named generator of training examples and how to tokenize them.
 
@@ -193,6 +203,7 @@ class Task:
     defaults: dict = field(default_factory=dict)  # training defaults (steps, lr, ...) that reach the targets
     arch: str = "encoder-decoder"  # or "decoder-only"
     make_sequence: Callable[[random.Random], RepeatedSequence] | None = None  # decoder-only tasks
+    story: Story | None = None  # what to look at in a model trained on it
 
     def pairs(self, n: int, seed: int) -> list[tuple[str, str]]:
         """``n`` pairs from a generator seeded with ``seed`` (same seed -> same pairs); decoder-only tasks give
@@ -215,6 +226,9 @@ TASKS: dict[str, Task] = {
         make_pair=date_pair, src_kind="word", tgt_kind="char",
         coverage=tuple(_date_coverage()),
         defaults={"steps": 3000},
+        story=Story("decoder.1.cross_attn", 3, "each output digit reads the source token it copies: the year "
+                    "digits read the year, the month digits read the month's name, the day digits read the day",
+                    "Saturday, November 21, 2026"),
     ),
     "reverse": Task(
         name="reverse",
@@ -222,6 +236,8 @@ TASKS: dict[str, Task] = {
         make_pair=reverse_pair, src_kind="word", tgt_kind="word",
         coverage=(" ".join(REVERSE_WORDS),),
         defaults={"steps": 3000},
+        story=Story("decoder.1.cross_attn", 2, "output word i reads source word n − i: the anti-diagonal",
+                    "red fox owl blue cat"),
     ),
     "numbers": Task(
         name="numbers",
@@ -229,6 +245,8 @@ TASKS: dict[str, Task] = {
         make_pair=number_pair, src_kind="word", tgt_kind="char",
         coverage=(" ".join(ONES + TENS[2:] + ("hundred", "thousand", "and", "-")), "0123456789"),
         defaults={"steps": 4000},
+        story=Story("decoder.1.cross_attn", 0, "each output digit reads the number word it comes from (\"twelve\" "
+                    "gives two digits; \"hundred\" and \"and\" give none)", "seven thousand four hundred and twelve"),
     ),
     "induction": Task(
         name="induction",
@@ -240,6 +258,9 @@ TASKS: dict[str, Task] = {
                   "dropout": 0.0, "norm": "pre", "batch_size": 64, "max_len": 48, "eval_every": 100,
                   "schedule": "constant"},
         arch="decoder-only", make_sequence=repeated_sequence,
+        story=Story("decoder.1.self_attn", 1, "an induction head: at each repeated word it looks at the word that "
+                    "followed that word's first occurrence, a stripe one segment back (layer 0's heads look at the "
+                    "previous word)", "red fox blue owl green cat gold bee red fox blue owl green cat gold bee"),
     ),
 }
 

@@ -1,0 +1,130 @@
+"""Above the views: what the model is and what to look for, what it produced and how sure it was, and warnings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from model import RunResult
+
+from . import state
+from .models import story_for
+from .sidebar import ModelPick
+from .text import md
+
+LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
+
+
+def _accuracy_text(meta: dict) -> str:
+    ev = meta.get("eval") or {}
+    if "exact_match" in ev:
+        return f"{100 * ev['exact_match']:.1f}% exact match on {ev.get('n_pairs', 0):,} fresh pairs"
+    if "best_induction_last_layer" in ev:
+        return (f"on {ev.get('n_sequences', 0):,} fresh sequences: loss {ev['loss_first']} on first occurrences vs "
+                f"{ev['loss_repeated']} on repetitions, best induction score {ev['best_induction_last_layer']}")
+    return ""
+
+
+def show_story(pick: ModelPick) -> None:
+    """One sentence: the model's task and accuracy (meta.json) and where its attention tells the story."""
+    meta = pick.pipe.meta
+    story = story_for(meta)
+    name = Path(pick.base).name
+    if story is None:
+        kind = pick.pipe.info.kind
+        st.markdown(f"**{md(name)}** ({md(pick.pipe.info.family)}, {kind}). Pick an attention, layer and head above; "
+                    "rows are queries (what each position reads from), columns are keys.")
+        return
+    stack, layer, kind = story.attention.split(".")
+    where = f"layer {layer} {'cross' if kind == 'cross_attn' else ('masked ' if stack == 'decoder' else '') + 'self'}" \
+            f"-attention, head {story.head}"
+    accuracy = _accuracy_text(meta)
+    step = "" if pick.step is None else f" (this is the model at training step {pick.step})"
+    cols = st.columns([6, 1], vertical_alignment="center")
+    cols[0].markdown(f"**{md(name)} model**: {md(meta.get('description', ''))}"
+                     + (f"; {md(accuracy)}" if accuracy else "") + f"{md(step)}.  \n"
+                     f"**Look at {where}**: {md(story.text)}.")
+    if cols[1].button("Show me", key="show_story", help="Select that attention, layer and head on the map"):
+        from viz import kind_label
+
+        state.set_value("kind", kind_label(story.attention))
+        state.set_value("layer", int(layer))
+        state.set_value("head", story.head)
+        state.set_value("view", "Attention map")
+        st.rerun()
+
+
+def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) -> None:
+    """The output, named for what it is, with its probability; the typed target beside the prediction."""
+    kind = pick.pipe.kind
+    src_n = len(result.source.ids) if result.source is not None else 0
+    if kind == "encoder-only":
+        masks = [i for i, t in enumerate(result.source.tokens) if t in ("[MASK]", "<mask>")]
+        line = f"**Text** ({src_n} tokens)"
+        if masks and result.output_tokens:
+            preds = ", ".join(f"{i}·{md(result.output_tokens[i])}" for i in masks)
+            line += f" → **predicted at the masked positions:** {preds}"
+        st.markdown(line)
+        return
+    if result.generated:
+        probs = result.generated_token_probabilities()
+        p_all = math.prod(probs) if probs else float("nan")
+        what = "generated continuation" if kind == "decoder-only" else "generated output"
+        head = f"**Source** ({src_n} tokens) → " if kind == "encoder-decoder" else \
+            f"**Text** ({result.n_prompt} tokens) + "
+        st.markdown(f"{head}**{what}:** {md(result.output_text) or '(empty)'}  \n"
+                    f"probability of this output: **{p_all:.3f}**" + (
+                        f", least likely token: {min(probs):.3f}" if probs else ""))
+        if probs and min(probs) < LOW_CONFIDENCE:
+            st.warning(f"Low confidence: a generated token had probability {min(probs):.3f} (< {LOW_CONFIDENCE}): "
+                       "the model was unsure here; the alternatives are in the Decoding view.")
+        return
+    if kind == "decoder-only":
+        ids = result.target.ids
+        hits = sum(int(result.output_ids[i] == ids[i + 1]) for i in range(len(ids) - 1))
+        st.markdown(f"**Text** ({len(ids)} tokens, traced as written): the model's next-token prediction is right at "
+                    f"**{hits} of {len(ids) - 1}** positions (the Decoding view shows each).")
+        return
+    # teacher forcing: the typed target and the model's prediction, each named, differences marked
+    typed = list(result.target.tokens[1:])
+    predicted = list(result.output_tokens[: len(typed)])
+    differ = [i for i, (a, b) in enumerate(zip(typed, predicted, strict=False)) if a != b]
+    st.markdown(f"**Source** ({src_n} tokens) · **typed target:** {md(target_typed or '')} · "
+                f"**model's prediction at each position:** {md(result.output_text)}")
+    if typed:
+        table = pd.DataFrame([typed, predicted], index=["typed target", "model predicts"],
+                             columns=[str(i) for i in range(len(typed))])
+        styled = table.style.apply(lambda col: ["background-color: #fde0dd; font-weight: bold" if col.name in
+                                                {str(i) for i in differ} else "" for _ in col], axis=0)
+        st.dataframe(styled, width="stretch")
+        st.caption(f"Position i of the decoder reads the target up to i and predicts the next token. "
+                   f"{len(differ)} of {len(typed)} positions differ" + (
+                       f" (highlighted: {', '.join(str(i) for i in differ[:20])})" if differ else "") + ".")
+
+
+def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bool, estimate: int) -> None:
+    for note in notes:
+        st.warning(note)
+    info = pick.pipe.info
+    for enc, what in ((result.source, "source"), (result.target if not result.generated else None, "target")):
+        if enc is not None and enc.truncated:
+            n = f"at least {enc.n_text_tokens}" if enc.chars_cut else str(enc.n_text_tokens)
+            st.warning(f"The {what} has {n} tokens but the model reads at most {info.max_len} (its special tokens "
+                       "included): the rest was cut off.")
+    if result.generated and result.stopped in ("limit", "time"):
+        untrained = pick.step is not None and pick.step < (pick.pipe.meta.get("steps_trained") or 10**9)
+        if result.stopped == "time":
+            st.warning("Decoding stopped after its time limit: the output is cut there.")
+        elif untrained and pick.pipe.kind == "encoder-decoder":
+            st.warning(f"At training step {pick.step} the model has not yet learned to end its output: it ran to the "
+                       "length limit. That is what an untrained model does; later snapshots stop by themselves.")
+        elif pick.pipe.kind == "encoder-decoder":
+            st.warning(f"The model did not end its output within {len(result.target.ids) - 1} tokens: the output is "
+                       "cut there (raise “Max generated tokens” in the sidebar if the model needs more).")
+    if lazy:
+        st.info(f"This input's full trace would hold {estimate / 2**20:,.0f} MiB, over the capture budget "
+                "(INSPECTOR_MAX_CAPTURE_MB): each attention's inputs are kept and its complete record is computed "
+                "when you open it, bitwise what a full capture holds. Overviews are max-pooled thumbnails.")

@@ -1,0 +1,112 @@
+"""Which models the app offers, opening a typed path safely, and loading each model once per process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from model import load
+from model.checkpoint import stamp as checkpoint_stamp
+from model.paths import PathPolicy, resolve_checkpoint_dir
+from model.training.tasks import TASKS, Story
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "dates"
+MAX_LISTED = 200  # a models directory with thousands of entries lists the first ones only
+FINAL = "final"
+
+
+def shipped_dir() -> Path:
+    return Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def models_dir() -> Path | None:
+    value = os.environ.get("INSPECTOR_MODELS", "").strip()
+    return Path(value) if value else None
+
+
+def path_policy() -> PathPolicy:
+    return PathPolicy.from_env(shipped_dir(), models_dir())
+
+
+def _has_config(path: Path) -> bool:
+    try:
+        return (path / "config.json").is_file()
+    except OSError:
+        return False
+
+
+def _subdirs(parent: Path) -> list[Path]:
+    """Up to MAX_LISTED subdirectories holding a config.json (never stats every file of a huge directory)."""
+    found = []
+    try:
+        with os.scandir(parent) as it:
+            for n, entry in enumerate(it):
+                if n >= 20 * MAX_LISTED or len(found) >= MAX_LISTED:
+                    break
+                try:
+                    if entry.is_dir() and not entry.name.startswith(".") and entry.name != "snapshots":
+                        if _has_config(Path(entry.path)):
+                            found.append(Path(entry.path))
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.name)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str  # shown in the picker
+    path: str
+    group: str  # "shipped" or "models directory"
+
+
+def model_choices() -> list[ModelChoice]:
+    """Shipped checkpoints (the default first), then the models directory's."""
+    shipped = _subdirs(shipped_dir())
+    shipped.sort(key=lambda p: (p.name != DEFAULT_MODEL, p.name))
+    choices = [ModelChoice(p.name, str(p), "shipped") for p in shipped]
+    extra = models_dir()
+    if extra is not None:
+        choices += [ModelChoice(f"{p.name} (models directory)", str(p), "models directory") for p in _subdirs(extra)]
+    return choices
+
+
+def snapshots(path: str) -> list[tuple[int, str]]:
+    """(step, path) of a checkpoint's training snapshots, in step order (none for most models)."""
+    snap_dir = Path(path) / "snapshots"
+    out = []
+    for p in _subdirs(snap_dir):
+        if p.name.startswith("step_") and p.name[5:].isdigit():
+            out.append((int(p.name[5:]), str(p)))
+    return sorted(out)
+
+
+def story_for(meta: dict) -> Story | None:
+    task = TASKS.get(str(meta.get("task", "")))
+    return None if task is None else task.story
+
+
+def example_for(path: str) -> str | None:
+    name = Path(path).name
+    task = TASKS.get(name)
+    return task.story.example if task and task.story else None
+
+
+def open_typed_path(text: str) -> str:
+    """A path typed into the sidebar -> a resolved directory the policy allows (CheckpointError otherwise)."""
+    return str(resolve_checkpoint_dir(text, path_policy()))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def load_pipeline(path: str, device: str, stamp: float):
+    """One pipeline per (path, device, file times), shared by every session and never mutated."""
+    return load(path, device)
+
+
+def pipeline(path: str, device: str):
+    return load_pipeline(path, device, checkpoint_stamp(path))

@@ -1,0 +1,178 @@
+"""The inspector's sidebar: which model (shipped, a snapshot of it, the models directory, or a typed path), the
+device, and the input the model kind takes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from model import CheckpointError, available_devices
+from model.paths import MAX_PATH_CHARS
+
+from . import state
+from .models import FINAL, example_for, model_choices, open_typed_path, path_policy, pipeline, snapshots, story_for
+from .text import md, short
+from .tracing import MAX_GENERATED
+
+MAX_SOURCE_CHARS = int(os.environ.get("INSPECTOR_MAX_SOURCE_CHARS", "20000"))  # enforced by Streamlit on the server
+MAX_TARGET_CHARS = 5000
+DEFAULT_SOURCE = "Saturday, November 21, 2026"
+TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
+
+
+@dataclass(frozen=True)
+class ModelPick:
+    path: str  # the directory loaded (a snapshot's own directory when one is picked)
+    base: str  # the model the snapshots belong to
+    device: str
+    pipe: object
+    step: int | None  # the snapshot's training step; None = the final model
+
+
+@dataclass(frozen=True)
+class Inputs:
+    source: str
+    target: str | None  # None: generate (encoder-decoder), or no target (other kinds)
+    max_new: int  # tokens to generate (encoder-decoder: the cap; decoder-only: how many to add, 0 = none)
+
+
+def apply_story(path: str | None, source: bool = True) -> None:
+    """Callback of the model picker (and a first visit): that model's example input and the view that tells its
+    story."""
+    if path is None:
+        return
+    example = example_for(path)
+    if example and source:
+        st.session_state["source"] = example
+    try:
+        meta = pipeline(path, st.session_state.get("device", "auto")).meta
+    except Exception:  # the sidebar reports a broken model itself
+        return
+    story = story_for(meta)
+    if story is not None:
+        from viz import kind_label
+
+        stack, layer, _ = story.attention.split(".")
+        state.set_value("kind", kind_label(story.attention))
+        state.set_value("layer", int(layer))
+        state.set_value("head", story.head)
+        state.set_value("view", "Attention map")
+
+
+def model_sidebar() -> ModelPick:
+    """Draw the model section; stop the page with a message when no model can be shown."""
+    choices = model_choices()
+    labels = [c.label for c in choices]
+    by_label = {c.label: c.path for c in choices}
+    st.header("Model")
+    state.keep("model", labels, labels[0] if labels else None)
+    choice = st.selectbox("Model", labels, key="model", disabled=not labels,
+                          on_change=lambda: apply_story(by_label.get(st.session_state.get("model"))),
+                          help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS).")
+    policy = path_policy()
+    typed = st.text_input("…or a local checkpoint directory", key="model_path", max_chars=MAX_PATH_CHARS,
+                          placeholder="/path/to/checkpoint",
+                          help="This project's checkpoints or a Hugging Face directory (config.json, "
+                               "model.safetensors, tokenizer.json). Overrides the picker when filled in."
+                               + (" Only directories under the allowed roots open here." if policy.restricted
+                                  else ""))
+    devices = ["auto"] + available_devices()
+    state.keep("device", devices, "auto")
+    device = st.selectbox("Device", devices, key="device")
+
+    if "_first_visit_done" not in st.session_state and choice is not None and not (typed and typed.strip()):
+        st.session_state["_first_visit_done"] = True
+        apply_story(by_label[choice], source="source" not in st.session_state)
+
+    base = None
+    if typed and typed.strip():
+        try:
+            base = open_typed_path(typed)
+        except CheckpointError as e:
+            st.error(f"Could not open that directory: {md(short(e))}")
+    elif choice is not None:
+        base = by_label[choice]
+    if base is None:
+        base = st.session_state.get("good_model")
+        if base is None:
+            st.info("No model to show: put a checkpoint in checkpoints/, or type a checkpoint directory above.")
+            st.stop()
+
+    steps = snapshots(base)
+    step = None
+    path = base
+    if steps:
+        options = [FINAL] + [f"step {s}" for s, _ in steps]
+        state.keep("snapshot", options, FINAL)
+        picked = st.selectbox("Training step", options, key="snapshot",
+                              help="This checkpoint was saved during training too: see its attention at each step "
+                                   "(the Training view shows them all).")
+        if picked != FINAL:
+            step = int(picked.split()[1])
+            path = dict(steps)[step]
+
+    try:
+        pipe = pipeline(path, device)
+        st.session_state["good_model"] = base
+    except CheckpointError as e:
+        previous = st.session_state.get("good_model")
+        st.error(f"Could not load the model: {md(short(e, 600))}" + (
+            f"  \nStill showing {md(Path(previous).name)}." if previous and previous != base else ""))
+        if previous is None or previous == base:
+            st.stop()
+        path, base, step = previous, previous, None
+        pipe = pipeline(path, device)
+    return ModelPick(path=path, base=base, device=device, pipe=pipe, step=step)
+
+
+def model_caption(pick: ModelPick, ran_on: str) -> str:
+    info = pick.pipe.info
+    layers = (f"{info.n_encoder_layers} encoder + {info.n_decoder_layers} decoder layers" if info.has_encoder and
+              info.has_decoder else f"{info.n_encoder_layers or info.n_decoder_layers} layers")
+    heads = f"{info.n_heads} heads" + (f" ({info.n_kv_heads} key/value heads)" if info.n_kv_heads != info.n_heads
+                                       else "")
+    params = f"{info.parameters / 1e6:.1f}M" if info.parameters >= 1e6 else f"{info.parameters / 1e3:.0f}k"
+    name = Path(pick.base).name + ("" if pick.step is None else f" at step {pick.step}")
+    return (f"{md(name)}: {md(info.family)}, {info.kind}, {layers}, {heads}, d_model {info.d_model}, "
+            f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
+
+
+def input_sidebar(pipe) -> Inputs | None:
+    """Draw the input section for the model's kind; None when there is no text yet."""
+    st.header("Input")
+    kind = pipe.kind
+    if "source" not in st.session_state:
+        st.session_state["source"] = DEFAULT_SOURCE
+    label = "Source text" if kind == "encoder-decoder" else "Text"
+    source = st.text_area(label, key="source", height=90, max_chars=MAX_SOURCE_CHARS,
+                          help=f"At most {MAX_SOURCE_CHARS:,} characters; the model reads at most "
+                               f"{pipe.info.max_len} tokens.")
+    target, max_new = None, 0
+    longest = max(1, pipe.info.max_len - 1)
+    if kind == "encoder-decoder":
+        state.keep("target_mode", list(TARGET_MODES), TARGET_MODES[0])
+        mode = st.radio("Target", TARGET_MODES, key="target_mode")
+        if mode == TARGET_MODES[1]:
+            target = st.text_input("Target text (the decoder reads it, shifted right)", key="target",
+                                   max_chars=MAX_TARGET_CHARS)
+        else:
+            value = st.session_state.get("max_new")
+            if not isinstance(value, int) or not 1 <= value <= longest:
+                st.session_state["max_new"] = min(longest, MAX_GENERATED)
+            st.number_input("Max generated tokens", 1, longest, key="max_new",
+                            help="Greedy decoding stops at the end-of-sequence token or after this many tokens.")
+            max_new = int(st.session_state["max_new"])
+    elif kind == "decoder-only":
+        value = st.session_state.get("gen_new")
+        if not isinstance(value, int) or not 0 <= value <= longest:
+            st.session_state["gen_new"] = 0
+        st.number_input("Generate more tokens", 0, longest, key="gen_new",
+                        help="0: trace the text as it is. N: first extend it greedily by up to N tokens, then "
+                             "trace the whole sequence.")
+        max_new = int(st.session_state["gen_new"])
+    if not source or not source.strip():
+        return None
+    return Inputs(source=source, target=target, max_new=max_new)

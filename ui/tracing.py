@@ -1,0 +1,151 @@
+"""Traced calls for the app: decoded once, captured in full when that fits the budget and lazily otherwise, cached
+so that changing kind, layer, head, stage or view never runs the model again."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+import torch
+
+from model import CaptureBudgetError, RunResult
+from model.capture import overview_of
+from model.checkpoint import stamp as checkpoint_stamp
+
+from .models import load_pipeline
+
+MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends stops here)
+MIN_RECORD_CAP = 512 * 2**20  # one complete record may hold up to max(this, the budget), even when lazy
+
+
+def capture_budget() -> int:
+    """INSPECTOR_MAX_CAPTURE_MB (default 256): the most a full capture may hold; above it the call is captured
+    lazily (each attention's inputs; complete records computed on demand, an LRU of them under the budget)."""
+    try:
+        mb = float(os.environ.get("INSPECTOR_MAX_CAPTURE_MB", "256"))
+    except ValueError:
+        mb = 256.0
+    return int(max(mb, 0.0) * 2**20)
+
+
+@dataclass
+class Traced:
+    """One traced call as the app shows it. Shared by every session that asks for the same call (read-only)."""
+
+    result: RunResult
+    device: str
+    lazy: bool  # records computed on demand from saved inputs (bitwise what a full capture holds)
+    estimate_bytes: int  # what a full capture would hold
+    seconds: float  # decoding + tracing time
+    _numpy: dict = field(default_factory=dict, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def has(self, key) -> bool:
+        with self._lock:
+            return key in self._memo
+
+    def memo(self, key, compute):
+        """Something computed once from this call's numbers (a statistics table, a ranking), shared by sessions."""
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._lock:
+            return self._memo.setdefault(key, value)
+
+    @property
+    def trace(self):
+        return self.result.trace
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.result.trace)
+
+    def record(self, name: str):
+        """The record as NumPy (a lazy trace computes it on demand). Cached per name for full traces; for lazy ones
+        the trace's own LRU bounds memory."""
+        if self.lazy:
+            return self.result.trace[name].numpy()
+        with self._lock:
+            rec = self._numpy.get(name)
+        if rec is None:
+            rec = self.result.trace[name].numpy()
+            with self._lock:
+                self._numpy[name] = rec
+        return rec
+
+    def overview(self, name: str) -> np.ndarray:
+        """(H, <= 64, <= 64) uint8 max-pooled weights (from the first pass when lazy)."""
+        return overview_of(self.result.trace, name)
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        return None if self.result.probs is None else self.result.probs.numpy()
+
+
+def ablation_key(ablations: dict | None) -> tuple:
+    """A hashable form of {name: {head: mode}} for cache keys."""
+    if not ablations:
+        return ()
+    return tuple(sorted((n, tuple(sorted((int(h), m) for h, m in heads.items()))) for n, heads in ablations.items()
+                        if heads))
+
+
+def _ablations(key: tuple) -> dict | None:
+    return {n: dict(heads) for n, heads in key} or None
+
+
+@st.cache_resource(max_entries=16, show_spinner="Running the model…")
+def traced_call(path: str, device: str, stamp: float, source: str, target: str | None, max_new: int,
+                ablations: tuple = ()) -> Traced:
+    """Decode (unless a target is typed, or the model is encoder-only), then trace the call."""
+    pipe = load_pipeline(path, device, stamp)
+    abl = _ablations(ablations)
+    started = time.perf_counter()
+    generated, stopped = None, ""
+    if pipe.kind == "encoder-decoder" and target is None:
+        generated, stopped = _decode(pipe, source, max_new, abl)
+    elif pipe.kind == "decoder-only" and max_new > 0:
+        generated, stopped = _decode(pipe, source, max_new, abl)
+    S, T = pipe.lengths(source, target, generated)
+    estimate = pipe.capture_bytes(S, T)
+    budget = capture_budget()
+    largest = max(pipe.capture_bytes(S, T, capture={n}) for n in pipe.info.record_names)
+    if largest > max(budget, MIN_RECORD_CAP):
+        raise CaptureBudgetError(
+            f"One attention of this {max(S, T)}-token input would hold {largest / 2**20:.0f} MiB, over the "
+            f"{max(budget, MIN_RECORD_CAP) / 2**20:.0f} MiB a single record may take: shorten the text.")
+    lazy = estimate > budget
+    result = pipe.run(source, target, generated_ids=generated, lazy=lazy, ablations=abl,
+                      max_lazy_cache_bytes=budget)
+    if generated is not None:
+        result = dataclasses.replace(result, stopped=stopped)
+    return Traced(result=result, device=str(pipe.device), lazy=lazy, estimate_bytes=estimate,
+                  seconds=time.perf_counter() - started)
+
+
+def _decode(pipe, source: str, max_new: int, ablations: dict | None):
+    if ablations:  # decoding under an ablation: the model's own output without those heads
+        res = pipe.run(source, max_new_tokens=max_new, capture=False, ablations=ablations)
+        return list(res.target.ids), res.stopped
+    return pipe.decode(source, max_new)
+
+
+def trace(path: str, device: str, source: str, target: str | None, max_new: int,
+          ablations: dict | None = None) -> tuple[Traced, list[str]]:
+    """The cached traced call; on an accelerator's out-of-memory error, the same on the CPU. -> (traced, notes)."""
+    notes = []
+    stamp = checkpoint_stamp(path)
+    try:
+        return traced_call(path, device, stamp, source, target, max_new, ablation_key(ablations)), notes
+    except torch.OutOfMemoryError:
+        if device == "cpu":
+            raise
+        notes.append(f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
+        return traced_call(path, "cpu", stamp, source, target, max_new, ablation_key(ablations)), notes

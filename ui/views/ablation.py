@@ -1,0 +1,132 @@
+"""Ablation what-if: the same input again with heads zeroed or mean-replaced (passed in the call), what changed,
+and which heads matter most on this input."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import viz
+from model import ABLATION_MODES, parse_name
+from model.analysis import effect_of, rank_heads
+
+from .. import state
+from ..inspector import Context, chart, open_cell
+from ..text import md
+from ..tracing import trace
+
+MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
+             "mean": "the head passes the same vector at every position: its context averaged over this input's "
+                     "positions (in a causal model this mixes later positions into earlier ones)"}
+
+
+def _label(option: str) -> str:
+    name, head = option.rsplit("|", 1)
+    stack, layer, kind = parse_name(name)
+    return f"{viz.kind_label(name)} · layer {layer} · head {head}"
+
+
+def ablation(ctx: Context) -> None:
+    result = ctx.result
+    if result.logits is None:
+        st.info("This model has no output head: an ablation's effect is measured on its predictions.")
+        return
+    options = [f"{n}|{h}" for n in ctx.info.record_names for h in range(ctx.info.n_heads)]
+    chosen = [o for o in st.session_state.get("abl_heads", []) if o in options]
+    if chosen != st.session_state.get("abl_heads"):
+        st.session_state["abl_heads"] = chosen
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        heads = st.multiselect("Heads to ablate (any layers and kinds)", options, key="abl_heads",
+                               format_func=_label, placeholder="pick one or several heads")
+    with c2:
+        state.keep("abl_mode", list(ABLATION_MODES), "zero")
+        mode = st.radio("Ablation", ABLATION_MODES, key="abl_mode", horizontal=True, help=MODE_HELP["mean"])
+    st.caption(f"{mode}: {MODE_HELP[mode]}. The model runs again with the intervention passed in that call (the "
+               "shared model is never changed).")
+    if heads:
+        _what_changed(ctx, heads, mode)
+    st.divider()
+    _which_heads_matter(ctx, mode)
+
+
+def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
+    spec: dict[str, dict[int, str]] = {}
+    for option in heads:
+        name, head = option.rsplit("|", 1)
+        spec.setdefault(name, {})[int(head)] = mode
+    inputs, pick, result = ctx.inputs, ctx.pick, ctx.result
+    with st.spinner("Running the ablated model…"):
+        ablated, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new, spec)
+        after = ctx.traced.memo(("ablated_logits", tuple(sorted(heads)), mode),
+                                lambda: pick.pipe.ablated_logits(result, [spec])[0])
+    eff = effect_of(result.logits, after)
+    stack = "encoder" if ctx.pipe.kind == "encoder-only" else "decoder"
+    before_text, after_text = result.output_text, ablated.result.output_text
+    st.markdown(f"**Output before:** {md(before_text) or '(empty)'}  \n**Output after ablating {len(heads)} "
+                f"head(s):** {md(after_text) or '(empty)'}" + ("  (unchanged)" if before_text == after_text else ""))
+    tokens = [ctx.pipe.id_to_token(int(i)) for i in eff.token_ids]
+    chart(viz.position_effects(tokens, eff.p_before, eff.p_after, eff.kl,
+                               title="the original prediction at each position: before and after (same input)"),
+          "abl_effects")
+    table = pd.DataFrame({"position": np.arange(len(tokens)), "reads": ctx.tokens(stack)[: len(tokens)],
+                          "original prediction": tokens, "p before": eff.p_before, "p after": eff.p_after,
+                          "logit before": eff.logit_before, "logit after": eff.logit_after,
+                          "logit difference": eff.logit_after - eff.logit_before, "KL": eff.kl,
+                          "prediction after": [ctx.pipe.id_to_token(int(i)) for i in eff.argmax_after]})
+    st.dataframe(table.round(4), hide_index=True)
+    st.caption(f"Mean KL(before ‖ after) {eff.kl.mean():.4f} nats; {int(eff.changed.sum())} of {len(tokens)} "
+               "predictions change. Both runs read the same (original) input, so positions line up.")
+    stem = f"{Path(ctx.pick.base).name}_ablation"
+    a, b = st.columns(2)
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_abl")
+    b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode}),
+                      f"{stem}.json", "application/json", key="dl_abl_json")
+    # the ablated run's own trace, next to the original, for the selected attention and head
+    sel = ctx.sel
+    h = max(sel.head, 0)
+    a, b = st.columns(2)
+    for col, traced, what in ((a, ctx.traced, "original"), (b, ablated, "ablated run")):
+        rec = traced.record(sel.name)
+        _, _, ql_run, kl_run = _labels_for(traced, ctx, sel.name)
+        with col:
+            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], ql_run, kl_run, reasons=viz.head_reasons(rec, h),
+                                        title=f"{what}: {sel.kind} layer {sel.layer} head {h}"),
+                  f"abl_map_{what.split()[0]}")
+    st.caption("The ablated run's trace is inspectable like any other: the maps above are its records (a head that "
+               "was ablated still computes its weights; what it passes on is replaced).")
+
+
+def _labels_for(traced, ctx: Context, name: str):
+    stack, _, kind = parse_name(name)
+    res = traced.result
+    toks = res.tokens_for(stack)
+    k_stack = "encoder" if kind == "cross_attn" else stack
+    q_labels = viz.token_labels(toks, res.output_tokens if stack == "decoder" else None)
+    return toks, res.tokens_for(k_stack), q_labels, viz.token_labels(res.tokens_for(k_stack))
+
+
+def _which_heads_matter(ctx: Context, mode: str) -> None:
+    st.markdown("**Which heads matter on this input?** Every head ablated alone (one batched pass per attention); "
+                "ranked by the mean KL between the original and the ablated next-token distributions.")
+    key = ("ranking", mode)
+    if not st.button(f"Rank all {len(ctx.info.record_names) * ctx.info.n_heads} heads", key="rank_heads") and \
+            not ctx.traced.has(key):
+        return
+    with st.spinner("Ablating every head…"):
+        table, seconds = ctx.traced.memo(key, lambda: rank_heads(ctx.pipe, ctx.result, mode))
+    st.caption(f"{len(table)} heads in {seconds:.2f} s.")
+    for name_kind in dict.fromkeys(f"{r.stack}.{r.kind}" for r in table.itertuples()):
+        stack, kind = name_kind.split(".")
+        part = table[(table["stack"] == stack) & (table["kind"] == kind)]
+        label = viz.kind_label(f"{stack}.0.{kind}")
+        fig = viz.head_strip(part, "mean_kl", title=f"{label}: mean KL when ablated alone (click to open)",
+                             hover_columns=["max_kl", "mean_p_drop", "changed_predictions"])
+        cells = [tuple(c) for c in fig.layout.meta["cells"]]
+        chart(fig, f"rank_{name_kind}", on_select=partial(open_cell, f"rank_{name_kind}", cells, label),
+              selection_mode="points", theme=None)
+    st.dataframe(table.round(5), hide_index=True, height=320)

@@ -1,0 +1,162 @@
+"""Comparison: two inputs on one model, or one input on two checkpoints (e.g. a snapshot and the final model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import viz
+from model import CheckpointError, mask_reason_matrix, parse_name
+from model.analysis import align_tokens, head_js_distances, restrict
+
+from .. import state
+from ..inspector import Context, chart
+from ..models import model_choices, open_typed_path, pipeline, snapshots
+from ..sidebar import MAX_SOURCE_CHARS
+from ..text import md, short
+from ..tracing import trace
+
+MODES = ("another input, same model", "same input, another checkpoint")
+
+
+def _other_checkpoints(ctx: Context) -> dict[str, str]:
+    """label -> path: this model's snapshots and final version, then the other listed models."""
+    out = {}
+    for step, path in snapshots(ctx.pick.base):
+        out[f"{Path(ctx.pick.base).name} at step {step}"] = path
+    out[f"{Path(ctx.pick.base).name} (final)"] = ctx.pick.base
+    for c in model_choices():
+        out.setdefault(c.label, c.path)
+    this = (f"{Path(ctx.pick.base).name} at step {ctx.pick.step}" if ctx.pick.step is not None
+            else f"{Path(ctx.pick.base).name} (final)")
+    out.pop(this, None)  # not the checkpoint A already is
+    return out
+
+
+def compare(ctx: Context) -> None:
+    state.keep("cmp_mode", list(MODES), MODES[0])
+    mode = st.radio("Compare with", MODES, key="cmp_mode", horizontal=True)
+    inputs, pick = ctx.inputs, ctx.pick
+    if mode == MODES[0]:
+        other = st.text_area("Input B", key="cmp_source", max_chars=MAX_SOURCE_CHARS, height=70,
+                             placeholder="another text for the same model")
+        if not other or not other.strip():
+            st.info("Type a second input: its attention is compared with this one's, head by head.")
+            return
+        path_b, label_b, source_b = pick.path, "input B", other
+    else:
+        options = _other_checkpoints(ctx)
+        labels = list(options)
+        state.keep("cmp_model", labels, labels[0] if labels else None)
+        choice = st.selectbox("Checkpoint B", labels, key="cmp_model")
+        typed = st.text_input("…or a checkpoint directory for B", key="cmp_path", max_chars=1024)
+        path_b = options.get(choice)
+        if typed and typed.strip():
+            try:
+                path_b = open_typed_path(typed)
+            except CheckpointError as e:
+                st.error(f"Could not open that directory: {md(short(e))}")
+                return
+        if path_b is None:
+            st.info("No other checkpoint to compare with.")
+            return
+        label_b, source_b = Path(path_b).name if not typed else "B", inputs.source
+    try:
+        pipeline(path_b, pick.device)
+        with st.spinner("Tracing B…"):
+            traced_b, _ = trace(path_b, pick.device, source_b, inputs.target, inputs.max_new)
+    except CheckpointError as e:
+        st.error(f"Could not load B: {md(short(e, 500))}")
+        return
+    sel = ctx.sel
+    if sel.name not in traced_b.names:
+        st.warning(f"B has no {sel.name} (another architecture): the heads of attentions both have are compared "
+                   "in the table below.")
+    else:
+        _maps(ctx, traced_b, label_b, max(sel.head, 0))
+    _table(ctx, traced_b)
+
+
+def _axes(result, name: str):
+    stack, _, kind = parse_name(name)
+    k_stack = "encoder" if kind == "cross_attn" else stack
+    return result.tokens_for(stack), result.tokens_for(k_stack)
+
+
+def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
+    sel = ctx.sel
+    rec_a, rec_b = ctx.traced.record(sel.name), traced_b.record(sel.name)
+    if h >= rec_b.n_heads:
+        st.warning(f"B has {rec_b.n_heads} heads: head {h} is not there.")
+        return
+    qa, ka = _axes(ctx.result, sel.name)
+    qb, kb = _axes(traced_b.result, sel.name)
+    a, b = st.columns(2)
+    for col, rec, q, k, res, what in ((a, rec_a, qa, ka, ctx.result, "A (this)"),
+                                      (b, rec_b, qb, kb, traced_b.result, f"B ({label_b})")):
+        produces = res.output_tokens if sel.stack == "decoder" else None
+        with col:
+            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], viz.token_labels(q, produces),
+                                        viz.token_labels(k), reasons=viz.head_reasons(rec, h),
+                                        title=f"{md(what)}: {sel.kind} layer {sel.layer} head {h}"),
+                  f"cmp_{what[0]}")
+    rows, cols = align_tokens(qa, qb), align_tokens(ka, kb)
+    if rows.size == 0 or cols.size == 0:
+        st.info("The two inputs share no tokens in order: there is nothing to align for a difference map.")
+        return
+    allowed_a, allowed_b = mask_reason_matrix(rec_a) == "", mask_reason_matrix(rec_b) == ""
+    wa, oka = restrict(np.asarray(rec_a.weights)[0], rows.a, cols.a, allowed_a)
+    wb, okb = restrict(np.asarray(rec_b.weights)[0], rows.b, cols.b, allowed_b)
+    if rows.identical and cols.identical:
+        wa, wb = np.asarray(rec_a.weights, np.float64)[0], np.asarray(rec_b.weights, np.float64)[0]
+        how = "The token axes match position by position: the difference is of the captured weights."
+    else:
+        how = (f"The inputs differ: {rows.size} query and {cols.size} key positions hold the same tokens in order "
+               "(matched by longest common blocks); the maps are compared on those cells only, each row "
+               "renormalised over the matched keys.")
+    reasons = np.where(oka[h] & okb[h], "", "masked in A or B")
+    q_lab = viz.token_labels([qa[i] for i in rows.a])
+    k_lab = viz.token_labels([ka[j] for j in cols.a])
+    chart(viz.difference_map(wa[h] - wb[h], q_lab, k_lab, reasons=reasons,
+                             title=f"A − B, head {h} (red: A attends more; blue: B attends more)"), "cmp_diff")
+    st.caption(how)
+
+
+def _table(ctx: Context, traced_b) -> None:
+    rows = []
+    for name in ctx.traced.names:
+        if name not in traced_b.names:
+            continue
+        rec_a, rec_b = ctx.traced.record(name), traced_b.record(name)
+        qa, ka = _axes(ctx.result, name)
+        qb, kb = _axes(traced_b.result, name)
+        ar, ac = align_tokens(qa, qb), align_tokens(ka, kb)
+        if ar.size == 0 or ac.size == 0:
+            continue
+        H = min(rec_a.n_heads, rec_b.n_heads)
+        d = head_js_distances(np.asarray(rec_a.weights)[0, :H], np.asarray(rec_b.weights)[0, :H], ar.a, ac.a, ar.b,
+                              ac.b, (mask_reason_matrix(rec_a) == "")[:H], (mask_reason_matrix(rec_b) == "")[:H])
+        stack, layer, kind = parse_name(name)
+        for h in range(H):
+            rows.append({"attention": name, "stack": stack, "layer": layer, "kind": kind, "head": h,
+                         "js_distance": float(d[h]), "aligned_queries": ar.size, "aligned_keys": ac.size})
+    if not rows:
+        st.info("No attention of A and B can be aligned.")
+        return
+    table = pd.DataFrame(rows)
+    sel = ctx.sel
+    part = table[(table["stack"] == sel.stack) & (table["kind"] == sel.trace_kind)]
+    if len(part):
+        chart(viz.head_strip(part, "js_distance", title=f"{sel.kind}: Jensen-Shannon distance between A and B per "
+                                                        "head", zmin=0, zmax=1), "cmp_strip")
+    st.dataframe(table.round(4), hide_index=True, height=300)
+    st.caption("Jensen-Shannon distance (base 2, 0 = the same distribution, 1 = disjoint) between A's and B's "
+               "weight rows, averaged over the aligned query positions.")
+    stem = f"{Path(ctx.pick.base).name}_comparison"
+    a, b = st.columns(2)
+    a.download_button("CSV of the distances", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_cmp")
+    b.download_button("JSON of the distances", viz.to_json_bytes(table, {"source": ctx.inputs.source}),
+                      f"{stem}.json", "application/json", key="dl_cmp_json")

@@ -1,0 +1,68 @@
+"""The selection as a table; CSV (spreadsheet-safe) and JSON (exact) of it and, within a budget, of the trace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import viz
+from model import parse_name
+
+from ..inspector import Context
+
+TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
+
+
+def export_budget() -> int:
+    """INSPECTOR_MAX_EXPORT_MB (default 64): the largest CSV the app builds for one download."""
+    try:
+        return int(float(os.environ.get("INSPECTOR_MAX_EXPORT_MB", "64")) * 2**20)
+    except ValueError:
+        return 64 * 2**20
+
+
+def record_rows(ctx: Context, name: str) -> int:
+    stack, _, kind = parse_name(name)
+    q = len(ctx.tokens(stack))
+    k = len(ctx.tokens("encoder" if kind == "cross_attn" else stack))
+    return ctx.info.n_heads * q * k
+
+
+def export(ctx: Context) -> None:
+    sel = ctx.sel
+    h = None if sel.head < 0 else sel.head
+    src, tgt = ctx.tokens("encoder") or None, ctx.tokens("decoder") or None
+    budget = export_budget()
+    rows = record_rows(ctx, sel.name) // (1 if h is None else ctx.info.n_heads)
+    stem = f"{Path(ctx.pick.base).name}_{sel.name}" + ("" if h is None else f"_head{h}")
+    if viz.estimated_csv_bytes(rows) > budget:
+        st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
+                   f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB): pick one head.")
+        return
+    df = viz.selection_table(ctx.traced.trace if not ctx.traced.lazy else {sel.name: ctx.rec}, sel.name, h, src, tgt)
+    st.dataframe(df.head(TABLE_ROWS_SHOWN), hide_index=True, height=360)
+    if len(df) > TABLE_ROWS_SHOWN:
+        st.caption(f"Showing the first {TABLE_ROWS_SHOWN:,} of {len(df):,} rows; the downloads hold all of them.")
+    meta = {"model": Path(ctx.pick.base).name, "step": ctx.pick.step, "source": ctx.inputs.source,
+            "attention": sel.name, "head": h, "source_tokens": src, "target_tokens": tgt,
+            "output": ctx.result.output_text}
+    a, b, c = st.columns(3)
+    a.download_button("CSV of this selection", viz.to_csv_bytes(df), f"{stem}.csv", "text/csv", key="dl_csv")
+    c.download_button("JSON of this selection", viz.to_json_bytes(df, meta), f"{stem}.json", "application/json",
+                      key="dl_json")
+    total_rows = sum(record_rows(ctx, n) for n in ctx.traced.names)
+    if viz.estimated_csv_bytes(total_rows) <= budget:
+        def whole_trace() -> bytes:  # built only when clicked; one record at a time for a lazy trace
+            frames = [viz.selection_table({n: ctx.traced.record(n)}, n, None, src, tgt) for n in ctx.traced.names]
+            return viz.to_csv_bytes(pd.concat(frames, ignore_index=True))
+
+        b.download_button("CSV of the whole trace", whole_trace, f"{Path(ctx.pick.base).name}_trace.csv", "text/csv",
+                          key="dl_trace", on_click="ignore")
+    else:
+        b.caption(f"The whole trace has {total_rows:,} rows (~{viz.estimated_csv_bytes(total_rows) / 2**20:,.0f} "
+                  f"MB of CSV), over the {budget / 2**20:.0f} MB export budget: export one attention at a time.")
+    st.caption("PNG: the camera icon in any chart's toolbar. In the CSV, text cells that start with = + - @ carry a "
+               "leading apostrophe so that spreadsheets do not run them; the JSON keeps the exact text.")

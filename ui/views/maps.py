@@ -1,0 +1,89 @@
+"""The attention map of one head, the heads of one layer, and every layer and head of one attention kind."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+import viz
+from model import mask_reason_matrix
+
+from ..inspector import Context, chart, open_cell
+
+OVERVIEW_EXACT_MAX = 64  # up to this many tokens per axis the overview shows exact weights, else pooled
+
+
+def attention_map(ctx: Context) -> None:
+    sel = ctx.sel
+    if sel.head < 0:
+        head_grid(ctx, "map_grid")
+        return
+    rec = ctx.rec
+    stage = sel.stage
+    if stage == "adjusted" and rec.adjusted is None:
+        st.caption("This model does not adjust its scaled scores (no bias or softcap): showing the scaled scores.")
+        stage = "scaled"
+    _, _, ql, kl = ctx.axes_for(sel.name)
+    values = np.asarray(getattr(rec, stage))[0, sel.head]
+    masks_applied = stage in ("masked", "weights")
+    exact = "computed on demand from the saved inputs, bitwise the full capture" if ctx.traced.lazy else "captured"
+    fig = viz.attention_heatmap(values, ql, kl, stage=stage, reasons=ctx.reasons(rec, sel.head) if masks_applied
+                                else None, title=f"{sel.kind} attention · layer {sel.layer} · head {sel.head} · "
+                                                 f"{viz.STAGE_NAMES[stage]} {viz.shape_text(values)}")
+    chart(fig, "map")
+    notes = ["Rows are queries, columns are keys; hover a cell for both tokens and the value."]
+    if sel.stack == "decoder":
+        notes.append("A decoder row reads its token and produces the next one (“0·[BOS] → 2”).")
+    if masks_applied:
+        notes.append("Hatched grey cells are masked (the hover says why: padding, causal, window): weight 0.")
+    if rec.kv_groups > 1:
+        notes.append(f"Head {sel.head} reads key/value head {rec.kv_head(sel.head)} (grouped-query attention).")
+    notes.append(f"Every value is the number the model used in this call ({exact}).")
+    st.caption(" ".join(notes))
+
+
+def head_grid(ctx: Context, key: str = "grid") -> None:
+    sel = ctx.sel
+    cells = [(sel.layer, h) for h in range(ctx.info.n_heads)]
+    q, k, ql, kl = ctx.axes_for(sel.name)
+    if viz.grid_is_readable(len(q), len(k)):
+        rec = ctx.rec
+        fig = viz.thumbnail_grid(np.asarray(rec.weights)[0], ql, kl, cells=cells, cols=min(4, len(cells)),
+                                 allowed=mask_reason_matrix(rec) == "",
+                                 row_names=[f"{sel.kind} layer {i}" for i in ctx.layers],
+                                 title=f"{sel.kind} attention, layer {sel.layer}: every head (click one to open it)")
+    else:
+        thumbs = list(ctx.traced.overview(sel.name))
+        fig = viz.overview_mosaic(thumbs, cells, cols=min(8, len(cells)),
+                                  row_names=[f"layer {i}" for i in ctx.layers],
+                                  title=f"{sel.kind} attention, layer {sel.layer}: every head (click one to open it)",
+                                  note=f"{len(q)} x {len(k)} tokens: each thumbnail max-pooled to "
+                                       f"{thumbs[0].shape[0]} x {thumbs[0].shape[1]}; the map you open is exact")
+    chart(fig, key, on_select=partial(open_cell, key, cells, None), selection_mode="points", theme=None)
+
+
+def model_overview(ctx: Context) -> None:
+    sel = ctx.sel
+    names = ctx.names_of_kind()
+    H = ctx.info.n_heads
+    cells = [(i, h) for i in ctx.layers for h in range(H)]
+    q, k, _, _ = ctx.axes_for(sel.name)
+    exact = max(len(q), len(k)) <= OVERVIEW_EXACT_MAX and not ctx.traced.lazy
+    if exact:
+        thumbs = []
+        for n in names:
+            rec = ctx.traced.record(n)
+            w = np.asarray(rec.weights, dtype=np.float32)[0]
+            thumbs += list(np.where(mask_reason_matrix(rec) == "", w, np.nan))
+        note = f"exact weights ({len(q)} x {len(k)}), enlarged; masked cells grey"
+    else:
+        thumbs = [t for n in names for t in ctx.traced.overview(n)]
+        note = (f"{len(q)} x {len(k)} tokens, each thumbnail max-pooled to {thumbs[0].shape[0]} x {thumbs[0].shape[1]} "
+                "(uint8) from the first pass; the map you open is exact")
+    fig = viz.overview_mosaic(thumbs, cells, cols=H, row_names=[f"layer {i}" for i in ctx.layers],
+                              title=f"{sel.kind} attention: {len(names)} layers x {H} heads (click one to open it)",
+                              note=note)
+    chart(fig, "overview", on_select=partial(open_cell, "overview", cells, sel.kind), selection_mode="points",
+          theme=None)

@@ -1,0 +1,50 @@
+"""The Training view's figures: scores and losses over training steps, and one head across steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from .grids import thumbnail_grid
+from .heatmap import esc, figure
+
+HEAD_COLOURS = qualitative.Safe + qualitative.Vivid  # colour-blind-considerate qualitative palette first
+
+
+def score_lines(steps: Sequence[int], series: Mapping[str, Sequence[float]], *, title: str, y_title: str,
+                current_step: int | None = None, chance: float | None = None, y_range: tuple | None = None,
+                highlight: str | None = None) -> go.Figure:
+    """One line per series (e.g. per head) over training steps; a dotted chance level and the current step."""
+    data = []
+    for n, (name, ys) in enumerate(series.items()):
+        width = 3.5 if name == highlight else 1.8
+        data.append(dict(type="scatter", x=list(steps), y=np.asarray(ys, dtype=np.float64), mode="lines+markers",
+                         name=esc(name), line={"color": HEAD_COLOURS[n % len(HEAD_COLOURS)], "width": width},
+                         marker={"size": 5}, hovertemplate=f"{esc(name)}<br>step %{{x}}<br>%{{y:.4f}}<extra></extra>"))
+    shapes = []
+    if current_step is not None:
+        shapes.append({"type": "line", "x0": current_step, "x1": current_step, "yref": "paper", "y0": 0, "y1": 1,
+                       "line": {"color": "#333", "width": 1, "dash": "dot"}})
+    if chance is not None:
+        data.append(dict(type="scatter", x=[min(steps), max(steps)], y=[chance, chance], mode="lines",
+                         name="chance (uniform attention)", line={"color": "grey", "dash": "dot"},
+                         hovertemplate=f"chance {chance:.3f}<extra></extra>"))
+    return figure(data, dict(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title={"text": title, "x": 0},
+                             xaxis={"title": {"text": "training step"}},
+                             yaxis={"title": {"text": y_title}, **({"range": list(y_range)} if y_range else {})},
+                             legend={"orientation": "h", "y": -0.25}, shapes=shapes))
+
+
+def head_across_steps(maps: np.ndarray, steps: Sequence[int], q_labels: Sequence[str], k_labels: Sequence[str],
+                      *, head_name: str, allowed: np.ndarray | None = None, cols: int = 8) -> go.Figure:
+    """(S, Tq, Tk) one head's weights at each snapshot, side by side (click one to jump to that step)."""
+    cells = [(i, 0) for i in range(len(steps))]
+    fig = thumbnail_grid(maps, q_labels, k_labels, cells=cells, cols=cols, allowed=allowed,
+                         row_names=[f"step {s}" for s in steps], title=f"{esc(head_name)} across training",
+                         show_ticks=False)
+    for ann, step in zip(fig.layout.annotations, steps, strict=False):
+        ann.text = f"step {step}"
+    return fig
