@@ -114,8 +114,9 @@ def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, 
 def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -> None:
     T = len(sent.tokens)
     st.header("3. One query, spelled out")
-    state.keep("pg_query", list(range(T)), min(1, T - 1))  # valid whatever was stored (a shorter sentence...)
-    i = st.selectbox("Query token", options=list(range(T)), key="pg_query", format_func=lambda j: sent.labels[j])
+    # always valid, whatever was stored (a shorter sentence, a value of another type)
+    i = state.selectbox("Query token", list(range(T)), key="pg_query", default=min(1, T - 1),
+                        format_func=lambda j: sent.labels[j])
     b = teaching.query_breakdown(steps, i)
     n = i  # positions are 0-based everywhere, as in the inspector
     d_k = steps.d_k

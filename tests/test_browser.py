@@ -6,6 +6,7 @@ With CI=true a missing browser is a failure, not a skip. Screenshots go to artif
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -23,18 +24,28 @@ from tests.e2e_support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DEFAULT_SOURCE = "Saturday, November 21, 2026"  # what pages/inspector.py opens on
+DEFAULT_SOURCE = "Saturday, November 21, 2026"  # what the inspector opens on
 TIMEOUT = 120_000  # ms: a cold start on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
-def page():
+def models_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tests.hf_models import build
+
+    root = tmp_path_factory.mktemp("browser-models")
+    build("gpt2", root / "gpt2")
+    return root
+
+
+@pytest.fixture(scope="module")
+def page(models_dir):
     if not chromium_available():
         if os.environ.get("CI") == "true":
             pytest.fail("Chromium is missing (/usr/bin/chromium): .ci/run must install it")
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
-    with streamlit_server() as url, chromium() as pg:
+    with streamlit_server(env={"INSPECTOR_MODELS": str(models_dir)}) as url, chromium() as pg:
         pg.goto(url)
         try:
             wait_idle(pg, TIMEOUT)
@@ -83,18 +94,36 @@ def choose(page, label, option):
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def expected_weights(pipe, source, name, head):
-    res = pipe.run(source)
-    return res, res.trace.numpy()[name].weights[0, head]
+def selectbox_value(page, label) -> str:
+    """What a Streamlit selectbox shows (its combobox input's value)."""
+    return page.get_by_role("combobox", name=label, exact=True).input_value().strip()
 
 
-def test_first_page_shows_the_models_cross_attention(page, pipe):
+def view(page, name, chart=True):
+    page.get_by_role("radio", name=name, exact=True).click()
+    page.wait_for_timeout(400)
+    if chart:
+        wait_idle(page, TIMEOUT)
+
+
+def type_source(page, text):
+    """Type into the sidebar's text box ("Source text" for an encoder-decoder, "Text" for the other kinds)."""
+    box = page.get_by_role("textbox", name=re.compile(r"^(Source text|Text)$"))
+    box.fill(text)
+    box.press("Control+Enter")  # a text area commits on Ctrl+Enter (or on blur)
+
+
+def test_first_page_shows_the_story_map(page, pipe):
     shot(page, "01-first-page")
     assert exception_boxes(page) == []
     m = first_map(page)
-    res, w = expected_weights(pipe, DEFAULT_SOURCE, "decoder.1.cross_attn", 0)
+    res = pipe.run(DEFAULT_SOURCE)
+    w = res.trace.numpy()["decoder.1.cross_attn"].weights[0, 3]  # the story: layer 1, head 3
     assert (m["rows"], m["cols"]) == (len(res.target.ids), len(res.source.ids)) == w.shape
     np.testing.assert_allclose(np.array(m["z"], dtype=np.float32), w, atol=1e-6)
+    text = page.locator("body").inner_text()
+    assert "Look at layer 1 cross-attention, head 3" in text and "probability of this output" in text
+    assert "Deploy" not in text
 
 
 def test_changing_layer_and_head_updates_the_map(page, pipe):
@@ -102,7 +131,8 @@ def test_changing_layer_and_head_updates_the_map(page, pipe):
     choose(page, "Layer", "0")
     wait_for_map(page, different_from=before)
     choose(page, "Head", "head 2")
-    res, w = expected_weights(pipe, DEFAULT_SOURCE, "decoder.0.cross_attn", 2)
+    res = pipe.run(DEFAULT_SOURCE)
+    w = res.trace.numpy()["decoder.0.cross_attn"].weights[0, 2]
     page.wait_for_timeout(300)
     wait_idle(page, TIMEOUT)
     m = first_map(page)
@@ -113,9 +143,7 @@ def test_changing_layer_and_head_updates_the_map(page, pipe):
 
 def test_typing_a_new_source_updates_the_map(page, pipe):
     text = "3.4.1999"
-    box = page.get_by_label("Source text")
-    box.fill(text)
-    box.press("Control+Enter")  # a text area commits on Ctrl+Enter (or on blur)
+    type_source(page, text)
     res = pipe.run(text)
     wait_for_map(page, rows=len(res.target.ids), cols=len(res.source.ids))
     shot(page, "03-new-source")
@@ -125,23 +153,123 @@ def test_typing_a_new_source_updates_the_map(page, pipe):
     assert exception_boxes(page) == []
 
 
+def test_selectors_agree_with_the_chart_after_the_source_is_cleared(page, pipe):
+    """Issue 14: clear the source, type a new one: the selectors used to jump back to their defaults while the
+    chart kept the old selection."""
+    choose(page, "Stage", "scaled scores")
+    page.wait_for_timeout(300)
+    wait_idle(page, TIMEOUT)
+    type_source(page, "")
+    page.wait_for_function("() => !document.querySelector('.js-plotly-plot')", timeout=TIMEOUT)
+    type_source(page, "Nov 5, 1901")
+    res = pipe.run("Nov 5, 1901")
+    wait_for_map(page, rows=len(res.target.ids), cols=len(res.source.ids))
+    shot(page, "04-selectors-after-clearing")
+    assert (selectbox_value(page, "Layer"), selectbox_value(page, "Head"), selectbox_value(page, "Stage")) == \
+        ("0", "head 2", "scaled scores")
+    title = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
+    assert "layer 0 · head 2 · scaled scores" in title
+    np.testing.assert_allclose(np.array(first_map(page)["z"], dtype=np.float32),
+                               res.trace.numpy()["decoder.0.cross_attn"].scaled[0, 2], atol=1e-5)
+    choose(page, "Stage", "weights")
+    page.wait_for_timeout(300)
+    wait_idle(page, TIMEOUT)
+
+
+def test_clicking_the_centre_of_a_thumbnail_opens_its_head(page):
+    """Issue 14: clicking the centre of a thumbnail did nothing; now the whole thumbnail opens its head."""
+    view(page, "Model overview")
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot image, .js-plotly-plot .layer-above')",
+                           timeout=TIMEOUT)
+    plot = page.locator(".js-plotly-plot").first
+    # the centre of the thumbnail of layer 1, head 1 (second row, second column), in page pixels
+    box = page.evaluate("""() => {
+        const d = document.querySelector('.js-plotly-plot');
+        const t = d._fullData.find(t => t.type === 'scatter');
+        const xs = [], ys = [];
+        t.customdata.forEach((c, i) => { if (c[0] === 5) { xs.push(t.x[i]); ys.push(t.y[i]); } });
+        const cx = xs.reduce((a, b) => a + b) / xs.length, cy = ys.reduce((a, b) => a + b) / ys.length;
+        const xa = d._fullLayout.xaxis, ya = d._fullLayout.yaxis, r = d.getBoundingClientRect();
+        return {x: r.left + xa._offset + xa.l2p(cx), y: r.top + ya._offset + ya.l2p(cy)};
+    }""")
+    shot(page, "05-overview")
+    page.mouse.click(box["x"], box["y"])
+    page.wait_for_function("() => { const b = [...document.querySelectorAll('[role=radio][aria-checked=true]')];"
+                           " return b.some(e => e.innerText.trim() === 'Attention map'); }", timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    shot(page, "06-after-thumbnail-click")
+    assert (selectbox_value(page, "Layer"), selectbox_value(page, "Head")) == ("1", "head 1")
+    assert exception_boxes(page) == []
+    del plot
+
+
+def test_head_view_lines_and_hover_isolation(page):
+    view(page, "Head view", chart=False)
+    frame = page.frame_locator("iframe").first
+    frame.locator("line").first.wait_for(state="attached", timeout=TIMEOUT)
+    n_lines = frame.locator("line").count()
+    assert n_lines > 5
+    frame.locator("text[text-anchor=end]", has_text="0·[BOS]").first.hover()  # the first query token
+    opacities = frame.locator("line").evaluate_all("ls => ls.map(l => [l.dataset.i, l.getAttribute('stroke-opacity')])")
+    faded = [o for i, o in opacities if i != "0"]
+    assert faded and all(float(o) <= 0.02 for o in faded)  # only the hovered token's lines stay
+    shot(page, "07-head-view")
+    assert exception_boxes(page) == []
+
+
+def test_training_view_of_the_induction_model(page):
+    choose(page, "Model", "induction")
+    page.wait_for_timeout(500)
+    wait_idle(page, TIMEOUT)
+    view(page, "Training")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    shot(page, "08-training-view")
+    text = page.locator("body").inner_text()
+    assert "Previous-token heads and induction heads" in text
+    final = first_map(page)["z"]
+    page.locator('[data-testid="stSlider"]').filter(has_text="Snapshot").first.locator(
+        'input[type="range"]').focus()
+    page.keyboard.press("Home")  # the first snapshot: step 0
+    wait_for_map(page, different_from=final)
+    shot(page, "09-training-step0")
+    assert exception_boxes(page) == []
+
+
+def test_a_transformers_model_from_the_models_directory(page):
+    choose(page, "Model", "gpt2 (models directory)")
+    page.wait_for_timeout(500)
+    wait_idle(page, TIMEOUT)
+    view(page, "Attention map")
+    type_source(page, "the cat sat on the mat")
+    page.wait_for_timeout(500)
+    wait_idle(page, TIMEOUT)
+    shot(page, "10-gpt2")
+    text = page.locator("body").inner_text()
+    assert "gpt2" in text and "decoder-only" in text
+    assert exception_boxes(page) == []
+    m = first_map(page)
+    assert m["rows"] == m["cols"] and m["rows"] > 3
+
+
 def test_hostile_source_is_shown_literally(page):
-    box = page.get_by_label("Source text")
-    box.fill('<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> 21 November 2026')
-    box.press("Control+Enter")
+    choose(page, "Model", "dates")
+    page.wait_for_timeout(500)
+    wait_idle(page, TIMEOUT)
+    type_source(page, '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> 21 November 2026')
     page.wait_for_timeout(500)
     wait_idle(page, TIMEOUT)
     assert page.evaluate("() => window.__pwned === undefined")
     assert page.locator("img[src='x']").count() == 0
     assert exception_boxes(page) == []
-    shot(page, "04-hostile-source")
+    shot(page, "11-hostile-source")
 
 
 def test_playground_page_renders(page):
     page.get_by_role("link", name="Teaching playground").click()
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=TIMEOUT)
     wait_idle(page, TIMEOUT)
-    shot(page, "05-playground")
+    shot(page, "12-playground")
     charts = heatmaps(page)
     assert sum(len(c) for c in charts) >= 5
     for chart in charts:

@@ -1,11 +1,14 @@
-"""Hostile input, concurrent sessions and untrusted checkpoints, through the app as users reach it (AppTest)."""
+"""Safe to deploy: hostile input in every text box, hostile paths and checkpoints, injection, budgets, concurrent
+sessions (issue 13). Everything through the app as users reach it (AppTest), or the loaders directly."""
 
 import base64
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +16,12 @@ import pytest
 import streamlit as st
 import streamlit.testing.v1.app_test as app_test
 import torch
+from safetensors.torch import load_file, save_file
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
-from model import Pipeline, load
+from model import CheckpointError, Pipeline, load, load_checkpoint
+from model.paths import PathPolicy, resolve_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -32,8 +37,13 @@ HOSTILE = [
     "**bold** _it_ `code` # heading", "$\\frac{1}{0}$ \\begin{matrix} x \\end{matrix}", "$$\\def\\x{\\x}\\x$$",
     "{{7*7}} ${7*7} %s %d", "' OR 1=1 --", "ÆØÅ æøå ß ĳ ﬁ", "NOVEMBER 21, 2026", "x", "2",
     "漢字かなカナ 2026年11月21日", "\ud7ff\ue000\uffff", "      21      November      2026      ",
-    ",,,,....////----", "0" * 300,
+    ",,,,....////----", "0" * 300, '<a href="javascript:alert(1)">click</a>', "![x](http://example.com/x.png)",
+    "`` ` `` ```", ":red[alert] :material/warning:", "=HYPERLINK(\"http://x\")",
 ]
+# typed into the path boxes: too long, NUL, control characters, relative tricks, markdown
+HOSTILE_PATHS = ["a" * 300, "x" * 5000, "/tmp/\x00evil", "\x07\x1b[31m", "../../../../etc", "~root/.ssh",
+                 "![img](http://x/y.png)", "[link](javascript:alert(1))", "`code`", "/proc/self/environ", "/dev/zero",
+                 "\\\\server\\share", "😀/😀", " "]
 
 
 def test_corpus_is_big_enough():
@@ -51,30 +61,49 @@ def decode(value):
     return value
 
 
+RAW_HTML = ("<script", "<img", "onerror=", "<i>it", "<a ", "<a\"", "javascript:alert(1)\">")
+
+
 def check_charts(at) -> int:
-    """Every chart: numeric arrays finite, no raw HTML in any label or hover text. Returns the chart count."""
+    """Every chart: numeric arrays finite, no raw HTML in any label, title or hover text. Returns the chart count."""
     n = 0
     for el in at.get("plotly_chart"):
         n += 1
         spec = json.loads(el.proto.spec)
         for trace in spec.get("data", []):
+            if trace.get("fill") == "toself":  # mask outlines: None separates polygons
+                continue
             for key in ("z", "x", "y", "customdata"):
                 if key in trace:
                     arr = decode(trace[key])
                     if isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
-                        assert np.isfinite(arr).all(), f"non-finite {key} in {trace.get('type')}"
+                        assert np.isfinite(arr).all() or key == "z", f"non-finite {key} in {trace.get('type')}"
                     elif isinstance(arr, list):
                         flat = np.array(arr, dtype=object).ravel()
                         nums = [v for v in flat if isinstance(v, float)]
                         assert all(np.isfinite(nums)), f"non-finite {key}"
         text = json.dumps(spec)
-        for raw in ("<script", "<img", "onerror=", "<i>it"):
+        for raw in RAW_HTML:
             assert raw not in text, f"raw HTML {raw!r} reached a chart"
     return n
 
 
+def check_markdown(at) -> None:
+    """No page text renders model- or user-derived markup: links, images, code spans, HTML. A backslash-escaped
+    character is shown literally, so escaped markup is fine."""
+    import re
+
+    for el in list(at.markdown) + list(at.error) + list(at.warning) + list(at.info) + list(at.caption):
+        value = re.sub(r"\\.", "_", el.value)  # what markdown will interpret
+        for raw in ("<script", "onerror=", "](javascript", "![", "<a ", "`"):
+            assert raw not in value, (raw, el.value[:200])
+
+
 @pytest.fixture(autouse=True)
-def fresh_caches():
+def fresh_caches(monkeypatch):
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
+    monkeypatch.delenv("INSPECTOR_PUBLIC", raising=False)
+    monkeypatch.delenv("INSPECTOR_ALLOWED_ROOTS", raising=False)
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
@@ -82,8 +111,10 @@ def fresh_caches():
     st.cache_data.clear()
 
 
+# every text box of every page ---------------------------------------------------------------------------------------
+
 @pytest.mark.slow
-def test_hostile_inputs_in_the_inspector():
+def test_hostile_inputs_in_the_inspector_text_boxes():
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     for text in HOSTILE:
@@ -94,21 +125,359 @@ def test_hostile_inputs_in_the_inspector():
             assert check_charts(at) >= 1, text[:40]
         else:
             assert any("source" in i.value.lower() for i in at.info), "empty source: a friendly prompt"
-        for md in at.markdown:  # no page text carries the input's raw HTML
-            assert "<script" not in md.value and "onerror=" not in md.value
+        check_markdown(at)
+    at.session_state["source"] = "21.11.2026"
+    at.session_state["target_mode"] = "type a target (teacher forcing)"
+    for text in HOSTILE[::3]:
+        at.session_state["target"] = text
+        at.run()
+        assert not at.exception, (text[:40], at.exception)
+        check_charts(at)
+        check_markdown(at)
+
+
+@pytest.mark.slow
+def test_hostile_inputs_in_the_compare_boxes():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["view"] = "Compare"
+    at.run()
+    for text in HOSTILE[::2]:
+        at.session_state["cmp_source"] = text
+        at.run()
+        assert not at.exception, (text[:40], at.exception)
+        check_charts(at)
+        check_markdown(at)
+    at.session_state["cmp_mode"] = "same input, another checkpoint"
+    for text in HOSTILE_PATHS:
+        at.session_state["cmp_path"] = text
+        at.run()
+        assert not at.exception, (text[:40], at.exception)
+        check_markdown(at)
+
+
+@pytest.mark.slow
+def test_hostile_strings_in_the_checkpoint_path_box():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    before = at.get("plotly_chart")[0].proto.spec
+    for text in HOSTILE_PATHS + HOSTILE[:20]:
+        at.session_state["model_path"] = text
+        at.run()
+        assert not at.exception, (repr(text[:40]), at.exception)
+        check_markdown(at)
+        if text.strip():
+            assert at.error or at.get("plotly_chart"), repr(text[:40])
+        assert at.get("plotly_chart")[0].proto.spec == before  # the previous model stays on screen
 
 
 @pytest.mark.slow
 def test_hostile_inputs_in_the_playground():
     at = AppTest.from_file(PLAYGROUND, default_timeout=120).run()
     assert not at.exception
-    sentence_key = next(k for k in ("pg_sentence", "pg_text") if k in at.session_state)
     for text in HOSTILE:
-        at.session_state[sentence_key] = text
+        at.session_state["pg_sentence"] = text
+        at.run()
+        assert not at.exception, (text[:40], at.exception)
+        check_charts(at)
+    for text in HOSTILE[::4]:
+        at.session_state["pg_sentence2"] = text
         at.run()
         assert not at.exception, (text[:40], at.exception)
         check_charts(at)
 
+
+def test_every_text_box_has_a_server_side_character_limit():
+    """Streamlit enforces max_chars on the server: a pasted megabyte never reaches the tokenizer."""
+    boxes = {}
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["target_mode"] = "type a target (teacher forcing)"
+    at.run()
+    at.session_state["view"] = "Compare"
+    at.run()
+    at.session_state["cmp_mode"] = "same input, another checkpoint"
+    at.run()
+    for el in list(at.get("text_area")) + list(at.get("text_input")):
+        boxes[el.key] = el.proto.max_chars
+    pg = AppTest.from_file(PLAYGROUND, default_timeout=120).run()
+    for el in list(pg.get("text_area")) + list(pg.get("text_input")):
+        boxes[el.key] = el.proto.max_chars
+    assert {"source", "target", "model_path", "cmp_path", "pg_sentence", "pg_sentence2"} <= set(boxes)
+    assert all(0 < v <= 50_000 for v in boxes.values()), boxes
+
+
+def test_a_huge_source_is_cut_before_the_tokenizer_sees_it(monkeypatch):
+    from model import tokenizer as tok_module
+
+    seen = []
+    original = tok_module.Tokenizer.encode
+
+    def spy(self, text, *a, **k):
+        result = original(self, text, *a, **k)
+        seen.append(len(text))
+        return result
+
+    original_hf = tok_module.call_tokenizer
+    monkeypatch.setattr(tok_module, "call_tokenizer", lambda fn, *a, **k: (
+        seen.append(len(a[0]) if a and isinstance(a[0], str) else 0), original_hf(fn, *a, **k))[1])
+    pipe = load(DATES, "cpu")
+    started = time.perf_counter()
+    enc = pipe.encode_source("21 November 2026 " * 200_000)  # 3.4 MB
+    assert time.perf_counter() - started < 5
+    assert enc.truncated and enc.chars_cut and len(enc.ids) == pipe.config.max_len
+    assert max(seen) <= 1_000 + 256 * pipe.config.max_len
+    del spy
+
+
+# paths --------------------------------------------------------------------------------------------------------------
+
+def test_any_string_in_a_path_box_ends_in_a_message(tmp_path):
+    policy = PathPolicy()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    cases = {"a" * 300: "no such", "a/" * 600: "characters long", "x\x00y": "control characters", "": "empty",
+             str(fifo): "not a directory", str(loop): "symlink loop", str(a_file): "not a directory",
+             "/dev/null": "not a directory", str(tmp_path / "missing"): "no such"}
+    if os.geteuid() != 0:  # root reads any directory
+        cases[str(locked)] = "permission"
+    for text, message in cases.items():
+        with pytest.raises(CheckpointError, match=message):
+            resolve_checkpoint_dir(text, policy)
+    locked.chmod(0o700)
+
+
+def test_a_directory_of_100000_files_is_never_listed(tmp_path, monkeypatch):
+    """Checking a typed directory stats the checkpoint's known file names only."""
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(100_000):
+        os.close(os.open(big / f"f{i}", os.O_CREAT | os.O_WRONLY))
+    from model.checkpoint import stamp
+
+    listed = []
+    real_scandir, real_listdir = os.scandir, os.listdir
+    monkeypatch.setattr(os, "scandir", lambda p=".": (listed.append(str(p)), real_scandir(p))[1])
+    monkeypatch.setattr(os, "listdir", lambda p=".": (listed.append(str(p)), real_listdir(p))[1])
+    started = time.perf_counter()
+    assert stamp(big) == 0.0
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        load(big, "cpu")
+    assert time.perf_counter() - started < 2
+    assert str(big) not in listed
+
+
+def test_public_setup_restricts_paths_and_reveals_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_PUBLIC", "1")
+    policy = PathPolicy.from_env(ROOT / "checkpoints", None)
+    assert policy.restricted and policy.public
+    assert resolve_checkpoint_dir(str(DATES), policy) == DATES.resolve()
+    messages = set()
+    for outside in ("/etc", "/definitely/not/here", str(tmp_path), "/proc/self", str(DATES) + "/../../.."):
+        with pytest.raises(CheckpointError) as e:
+            resolve_checkpoint_dir(outside, policy)
+        messages.add(str(e.value).split(": ", 1)[1])
+    assert messages == {"not an allowed checkpoint directory"}  # the same whether or not the path exists
+    escape = tmp_path / "escape"
+    escape.symlink_to("/etc")  # a symlink inside a root that points out of it is resolved first
+    inside_root = DATES / "escape_link"
+    try:
+        inside_root.symlink_to("/etc")
+        with pytest.raises(CheckpointError, match="not an allowed"):
+            resolve_checkpoint_dir(str(inside_root), policy)
+    finally:
+        inside_root.unlink(missing_ok=True)
+
+
+def test_public_setup_in_the_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_PUBLIC", "1")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for outside in ("/etc", "/nope", str(tmp_path)):
+        at.session_state["model_path"] = outside
+        at.run()
+        assert not at.exception
+        assert "not an allowed checkpoint directory" in at.error[0].value.replace("\\", "")
+        assert "allowed:" not in at.error[0].value  # the roots are not listed to visitors either
+
+
+# hostile checkpoints ------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def copy(tmp_path):
+    dst = tmp_path / "ck"
+    shutil.copytree(DATES, dst, ignore=shutil.ignore_patterns("snapshots"))
+    return dst
+
+
+def edit_json(path: Path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("field, value", [("max_len", 4_000_000), ("d_model", 2**20), ("n_encoder_layers", 100_000),
+                                          ("src_vocab_size", 10**9)])
+def test_huge_sizes_in_config_are_refused_before_anything_is_allocated(copy, field, value):
+    edit_json(copy / "config.json", **{field: value})
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match=rf"config\.json.*{field}"):
+        load_checkpoint(copy)
+    assert time.perf_counter() - started < 2
+
+
+def test_sizes_within_bounds_but_not_the_weights_are_refused_from_the_header(copy):
+    edit_json(copy / "config.json", max_len=60_000)  # the weights hold 32 positions
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*shape mismatch.*positions"):
+        load_checkpoint(copy)
+
+
+def test_deeply_nested_json(copy):
+    (copy / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=r"meta\.json.*nested"):
+        load_checkpoint(copy)
+    (copy / "meta.json").write_text("{}")
+    (copy / "config.json").write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(CheckpointError, match=r"config\.json.*nested"):
+        load_checkpoint(copy)
+
+
+def test_a_5000_digit_integer_in_meta(copy):
+    (copy / "meta.json").write_text('{"steps": ' + "9" * 5000 + "}")
+    with pytest.raises(CheckpointError, match=r"meta\.json.*not valid JSON"):
+        load_checkpoint(copy)
+
+
+def test_float8_weights(copy):
+    state = load_file(str(copy / "model.safetensors"))
+    state = {k: v.to(torch.float8_e4m3fn) for k, v in state.items()}
+    save_file(state, str(copy / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*F8"):
+        load_checkpoint(copy)
+
+
+def test_a_tokenizer_id_beyond_the_vocabulary(copy):
+    spec = json.loads((copy / "target_tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    victim = next(k for k, v in vocab.items() if v == max(vocab.values()))
+    vocab[victim] = 10_000
+    (copy / "target_tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match=r"target_tokenizer\.json"):
+        load_checkpoint(copy)
+
+
+def test_a_tokenizer_that_panics_in_rust(copy):
+    """A tokenizer.json whose truncation stride is not below its max length makes the Rust library panic (a
+    BaseException, which used to blank the page)."""
+    spec = json.loads((copy / "source_tokenizer.json").read_text())
+    spec["truncation"] = {"direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 5}
+    (copy / "source_tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match=r"source_tokenizer\.json.*fails on ordinary text"):
+        load_checkpoint(copy)
+
+
+def test_special_ids_that_disagree_with_the_tokenizer(copy):
+    edit_json(copy / "config.json", pad_id=4)
+    with pytest.raises(CheckpointError, match=r"config\.json.*pad_id=4.*maps \[PAD\] to id 0"):
+        load_checkpoint(copy)
+
+
+def test_markdown_and_html_in_config_values_are_shown_as_text(copy):
+    """Config values echoed in the error used to render markdown images and links."""
+    edit_json(copy / "config.json", activation='![img](http://evil.example/x.png) [link](javascript:alert(1)) <a '
+                                               'href="x">a</a> `code`')
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.session_state["model_path"] = str(copy)
+    at.run()
+    assert not at.exception
+    check_markdown(at)
+    message = at.error[0].value
+    assert "\\!\\[img\\]" in message and "\\`code\\`" in message  # escaped: shown literally
+
+
+def test_an_output_with_a_backtick_cannot_break_out_of_the_header(monkeypatch):
+    from model import RunResult
+
+    original = Pipeline.run
+
+    def sneaky(self, *args, **kwargs):
+        import dataclasses
+
+        res = original(self, *args, **kwargs)
+        return dataclasses.replace(res, output_text="`](javascript:alert(1)) ![x](http://e/x.png) <a href=x>")
+
+    monkeypatch.setattr(Pipeline, "run", sneaky)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    check_markdown(at)
+    del RunResult
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["pickle", "truncated", "mismatched"])
+def test_untrusted_or_broken_checkpoint_in_the_app(tmp_path, damage):
+    bad = tmp_path / "bad"
+    shutil.copytree(DATES, bad, ignore=shutil.ignore_patterns("snapshots"))
+    marker = tmp_path / "code-ran"
+    weights = bad / "model.safetensors"
+    if damage == "pickle":
+        weights.write_bytes(pickle.dumps(_Exploit(str(marker))))
+        torch.save({"x": _Exploit(str(marker))}, bad / "pytorch_model.bin")  # a tempting neighbour
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        cfg = json.loads((bad / "config.json").read_text())
+        cfg["d_ff"] *= 2
+        (bad / "config.json").write_text(json.dumps(cfg))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    first = json.loads(at.get("plotly_chart")[0].proto.spec)
+    at.session_state["model_path"] = str(bad)
+    at.run()
+    assert not at.exception
+    assert at.error, "an error box names the problem"
+    message = at.error[0].value.replace("\\", "")
+    assert ("config.json" in message or "model.safetensors" in message) and str(bad) in message
+    assert not marker.exists(), "the pickle ran"
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"] == first["data"][0]["z"]
+    at.session_state["source"] = "3.4.1999"
+    at.run()
+    assert not at.exception and at.get("plotly_chart")
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# budgets ------------------------------------------------------------------------------------------------------------
+
+def test_the_whole_trace_export_is_bounded(monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MAX_EXPORT_MB", "0.01")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["view"] = "Export"
+    at.run()
+    assert not at.exception
+    text = " ".join(c.value for c in at.caption) + " ".join(w.value for w in at.warning)
+    assert "export budget" in text
+    assert "dl_trace" not in [b.key for b in at.get("download_button")]
+
+
+def test_greedy_decoding_time_is_bounded(monkeypatch):
+    import model.inference as inference
+
+    monkeypatch.setattr(inference, "DECODE_SECONDS", 0.0)
+    pipe = load(DATES, "cpu")
+    res = pipe.run("21 November 2026")
+    assert res.stopped == "time" and res.generated
+
+
+# concurrency --------------------------------------------------------------------------------------------------------
 
 def parameters_digest(pipe: Pipeline) -> str:
     h = hashlib.sha256()
@@ -163,47 +532,19 @@ def test_eight_simultaneous_sessions_get_their_own_results(monkeypatch):
     assert not errors, errors
     assert len(shared) == 1, f"the model was loaded {len(shared)} times instead of once and shared"
     for i, src in enumerate(sources):
-        want = reference.run(src).trace.numpy()["decoder.1.cross_attn"].weights[0, 0]
+        want = reference.run(src).trace.numpy()["decoder.1.cross_attn"].weights[0, 3]  # the story's head
         got = np.asarray(results[i], dtype=np.float32).reshape(want.shape)
         np.testing.assert_allclose(got, want, atol=1e-6, err_msg=f"session {i} ({src!r}) got another's map")
     assert parameters_digest(shared[0]) == digest_before
 
 
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
+# deployment defaults ------------------------------------------------------------------------------------------------
 
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+def test_streamlit_config_defaults():
+    import tomllib
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("damage", ["pickle", "truncated", "mismatched"])
-def test_untrusted_or_broken_checkpoint_in_the_app(tmp_path, damage):
-    bad = tmp_path / "bad"
-    shutil.copytree(DATES, bad, ignore=shutil.ignore_patterns("snapshots"))
-    marker = tmp_path / "code-ran"
-    weights = bad / "model.safetensors"
-    if damage == "pickle":
-        weights.write_bytes(pickle.dumps(_Exploit(str(marker))))
-        torch.save({"x": _Exploit(str(marker))}, bad / "pytorch_model.bin")  # a tempting neighbour
-    elif damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[:1000])
-    else:
-        cfg = json.loads((bad / "config.json").read_text())
-        cfg["d_ff"] *= 2
-        (bad / "config.json").write_text(json.dumps(cfg))
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    first = json.loads(at.get("plotly_chart")[0].proto.spec)
-    at.session_state["model_path"] = str(bad)
-    at.run()
-    assert not at.exception
-    assert at.error, "an error box names the problem"
-    message = at.error[0].value
-    assert ("config.json" in message or "model.safetensors" in message) and str(bad) in message
-    assert not marker.exists(), "the pickle ran"
-    # the app keeps working on the previous model
-    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"] == first["data"][0]["z"]
-    at.session_state["source"] = "3.4.1999"
-    at.run()
-    assert not at.exception and at.get("plotly_chart")
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert ".venv" in config["server"]["folderWatchBlacklist"]
+    assert config["client"]["toolbarMode"] == "viewer"  # no Deploy button

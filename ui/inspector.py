@@ -133,27 +133,24 @@ def selection_row(pick: ModelPick, has_snapshots: bool) -> tuple[Selection, list
     kinds = kinds_of(info)
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
     with c1:
-        state.keep("kind", kinds, kinds[0])
-        kind = st.radio("Attention", kinds, key="kind", horizontal=True)
+        kind = state.radio("Attention", kinds, key="kind", default=kinds[0], horizontal=True)
     stack, trace_kind = viz.KIND_LABELS[kind]
     n_layers = info.n_encoder_layers if stack == "encoder" else info.n_decoder_layers
     layers = list(range(n_layers))
     heads = [-1] + list(range(info.n_heads))
     with c2:
-        state.keep("layer", layers, layers[-1])
-        layer = st.selectbox("Layer", layers, key="layer")
+        layer = state.selectbox("Layer", layers, key="layer", default=layers[-1])
     with c3:
-        state.keep("head", heads, 0)
-        head = st.selectbox("Head", heads, key="head", format_func=lambda h: "all heads" if h < 0 else f"head {h}")
+        head = state.selectbox("Head", heads, key="head", default=0,
+                               format_func=lambda h: "all heads" if h < 0 else f"head {h}")
     stages = [s for s in viz.STAGE_ORDER if s != "adjusted" or info.family in ("t5", "gemma2", "gemma3")]
     with c4:
-        state.keep("stage", stages, "weights")
-        stage = st.selectbox("Stage", stages, key="stage", format_func=lambda s: viz.STAGE_NAMES[s],
-                             help="In the order the model computes them: q·k scores, scaled by 1/√d_k, masked "
+        stage = state.selectbox("Stage", stages, key="stage", default="weights",
+                                format_func=lambda s: viz.STAGE_NAMES[s],
+                                help="In the order the model computes them: q·k scores, scaled by 1/√d_k, masked "
                                   "(−∞ where the mask forbids), softmax weights (0..1).")
     views = views_of(pick, has_snapshots)
-    state.keep("view", views, views[0])
-    view = st.segmented_control("View", views, key="view", required=True)
+    view = state.segmented_control("View", views, key="view", default=views[0], required=True)
     return Selection(kind=kind, stack=stack, trace_kind=trace_kind, layer=layer, head=head, stage=stage,
                      view=view or views[0]), layers
 

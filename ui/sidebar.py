@@ -39,14 +39,19 @@ class Inputs:
     max_new: int  # tokens to generate (encoder-decoder: the cap; decoder-only: how many to add, 0 = none)
 
 
-def apply_story(path: str | None, source: bool = True) -> None:
-    """Callback of the model picker (and a first visit): that model's example input and the view that tells its
-    story."""
+def apply_story(path: str | None, first_visit: bool = False) -> None:
+    """Callback of the model picker: that model's example input and the view that tells its story. On a first
+    visit, only what the visitor has not set yet."""
     if path is None:
         return
+
+    def put(key, value):
+        if not (first_visit and key in st.session_state):
+            state.set_value(key, value)
+
     example = example_for(path)
-    if example and source:
-        st.session_state["source"] = example
+    if example:
+        put("source", example)
     try:
         meta = pipeline(path, st.session_state.get("device", "auto")).meta
     except Exception:  # the sidebar reports a broken model itself
@@ -56,10 +61,10 @@ def apply_story(path: str | None, source: bool = True) -> None:
         from viz import kind_label
 
         stack, layer, _ = story.attention.split(".")
-        state.set_value("kind", kind_label(story.attention))
-        state.set_value("layer", int(layer))
-        state.set_value("head", story.head)
-        state.set_value("view", "Attention map")
+        put("kind", kind_label(story.attention))
+        put("layer", int(layer))
+        put("head", story.head)
+        put("view", "Attention map")
 
 
 def model_sidebar() -> ModelPick:
@@ -68,8 +73,7 @@ def model_sidebar() -> ModelPick:
     labels = [c.label for c in choices]
     by_label = {c.label: c.path for c in choices}
     st.header("Model")
-    state.keep("model", labels, labels[0] if labels else None)
-    choice = st.selectbox("Model", labels, key="model", disabled=not labels,
+    choice = state.selectbox("Model", labels, key="model", default=labels[0] if labels else None, disabled=not labels,
                           on_change=lambda: apply_story(by_label.get(st.session_state.get("model"))),
                           help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS).")
     policy = path_policy()
@@ -80,12 +84,11 @@ def model_sidebar() -> ModelPick:
                                + (" Only directories under the allowed roots open here." if policy.restricted
                                   else ""))
     devices = ["auto"] + available_devices()
-    state.keep("device", devices, "auto")
-    device = st.selectbox("Device", devices, key="device")
+    device = state.selectbox("Device", devices, key="device", default="auto")
 
     if "_first_visit_done" not in st.session_state and choice is not None and not (typed and typed.strip()):
         st.session_state["_first_visit_done"] = True
-        apply_story(by_label[choice], source="source" not in st.session_state)
+        apply_story(by_label[choice], first_visit=True)
 
     base = None
     if typed and typed.strip():
@@ -106,8 +109,7 @@ def model_sidebar() -> ModelPick:
     path = base
     if steps:
         options = [FINAL] + [f"step {s}" for s, _ in steps]
-        state.keep("snapshot", options, FINAL)
-        picked = st.selectbox("Training step", options, key="snapshot",
+        picked = state.selectbox("Training step", options, key="snapshot", default=FINAL,
                               help="This checkpoint was saved during training too: see its attention at each step "
                                    "(the Training view shows them all).")
         if picked != FINAL:
@@ -153,8 +155,7 @@ def input_sidebar(pipe) -> Inputs | None:
     target, max_new = None, 0
     longest = max(1, pipe.info.max_len - 1)
     if kind == "encoder-decoder":
-        state.keep("target_mode", list(TARGET_MODES), TARGET_MODES[0])
-        mode = st.radio("Target", TARGET_MODES, key="target_mode")
+        mode = state.radio("Target", TARGET_MODES, key="target_mode", default=TARGET_MODES[0])
         if mode == TARGET_MODES[1]:
             target = st.text_input("Target text (the decoder reads it, shifted right)", key="target",
                                    max_chars=MAX_TARGET_CHARS)

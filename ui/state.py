@@ -42,3 +42,35 @@ def set_value(key: str, value) -> None:
 def _member(value, options: list) -> bool:
     """``value in options`` without mixing types (a stored "2" is not the option 2)."""
     return any(type(value) is type(o) and value == o for o in options)
+
+
+def _position(value, options: list) -> int:
+    return next(i for i, o in enumerate(options) if type(o) is type(value) and o == value)
+
+
+# Drawing helpers: the kept value is also passed as the widget's default, so a widget the browser mounts again (after
+# a run that did not draw it) shows the value the server uses, not its first option.
+
+def selectbox(label: str, options: Sequence, key: str, default=None, **kwargs):
+    options = list(options)
+    value = keep(key, options, default)
+    return st.selectbox(label, options, index=None if value is None else _position(value, options), key=key,
+                        **kwargs)
+
+
+def radio(label: str, options: Sequence, key: str, default=None, **kwargs):
+    options = list(options)
+    value = keep(key, options, default)
+    return st.radio(label, options, index=None if value is None else _position(value, options), key=key, **kwargs)
+
+
+def select_slider(label: str, options: Sequence, key: str, default=None, **kwargs):
+    options = list(options)
+    value = keep(key, options, default)
+    return st.select_slider(label, options, value=value, key=key, **kwargs)
+
+
+def segmented_control(label: str, options: Sequence, key: str, default=None, **kwargs):
+    options = list(options)
+    value = keep(key, options, default)
+    return st.segmented_control(label, options, default=value, key=key, **kwargs)

@@ -103,13 +103,16 @@ def _ablations(key: tuple) -> dict | None:
 
 @st.cache_resource(max_entries=16, show_spinner="Running the model…")
 def traced_call(path: str, device: str, stamp: float, source: str, target: str | None, max_new: int,
-                ablations: tuple = ()) -> Traced:
-    """Decode (unless a target is typed, or the model is encoder-only), then trace the call."""
+                ablations: tuple = (), decoder_ids: tuple[int, ...] | None = None) -> Traced:
+    """Decode (unless a target is typed, the model is encoder-only, or ``decoder_ids`` are given: another model's
+    output, traced through this one so that two checkpoints share their axes), then trace the call."""
     pipe = load_pipeline(path, device, stamp)
     abl = _ablations(ablations)
     started = time.perf_counter()
     generated, stopped = None, ""
-    if pipe.kind == "encoder-decoder" and target is None:
+    if decoder_ids is not None and pipe.kind != "encoder-only":
+        generated = list(decoder_ids)
+    elif pipe.kind == "encoder-decoder" and target is None:
         generated, stopped = _decode(pipe, source, max_new, abl)
     elif pipe.kind == "decoder-only" and max_new > 0:
         generated, stopped = _decode(pipe, source, max_new, abl)
@@ -137,15 +140,16 @@ def _decode(pipe, source: str, max_new: int, ablations: dict | None):
     return pipe.decode(source, max_new)
 
 
-def trace(path: str, device: str, source: str, target: str | None, max_new: int,
-          ablations: dict | None = None) -> tuple[Traced, list[str]]:
+def trace(path: str, device: str, source: str, target: str | None, max_new: int, ablations: dict | None = None,
+          decoder_ids: tuple[int, ...] | None = None) -> tuple[Traced, list[str]]:
     """The cached traced call; on an accelerator's out-of-memory error, the same on the CPU. -> (traced, notes)."""
     notes = []
     stamp = checkpoint_stamp(path)
+    key = ablation_key(ablations)
     try:
-        return traced_call(path, device, stamp, source, target, max_new, ablation_key(ablations)), notes
+        return traced_call(path, device, stamp, source, target, max_new, key, decoder_ids), notes
     except torch.OutOfMemoryError:
         if device == "cpu":
             raise
         notes.append(f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
-        return traced_call(path, "cpu", stamp, source, target, max_new, ablation_key(ablations)), notes
+        return traced_call(path, "cpu", stamp, source, target, max_new, key, decoder_ids), notes

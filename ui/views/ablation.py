@@ -41,11 +41,11 @@ def ablation(ctx: Context) -> None:
         st.session_state["abl_heads"] = chosen
     c1, c2 = st.columns([3, 1])
     with c1:
-        heads = st.multiselect("Heads to ablate (any layers and kinds)", options, key="abl_heads",
+        heads = st.multiselect("Heads to ablate (any layers and kinds)", options, default=chosen, key="abl_heads",
                                format_func=_label, placeholder="pick one or several heads")
     with c2:
-        state.keep("abl_mode", list(ABLATION_MODES), "zero")
-        mode = st.radio("Ablation", ABLATION_MODES, key="abl_mode", horizontal=True, help=MODE_HELP["mean"])
+        mode = state.radio("Ablation", ABLATION_MODES, key="abl_mode", default="zero", horizontal=True,
+                           help=MODE_HELP["mean"])
     st.caption(f"{mode}: {MODE_HELP[mode]}. The model runs again with the intervention passed in that call (the "
                "shared model is never changed).")
     if heads:

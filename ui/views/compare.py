@@ -37,8 +37,7 @@ def _other_checkpoints(ctx: Context) -> dict[str, str]:
 
 
 def compare(ctx: Context) -> None:
-    state.keep("cmp_mode", list(MODES), MODES[0])
-    mode = st.radio("Compare with", MODES, key="cmp_mode", horizontal=True)
+    mode = state.radio("Compare with", MODES, key="cmp_mode", default=MODES[0], horizontal=True)
     inputs, pick = ctx.inputs, ctx.pick
     if mode == MODES[0]:
         other = st.text_area("Input B", key="cmp_source", max_chars=MAX_SOURCE_CHARS, height=70,
@@ -50,8 +49,7 @@ def compare(ctx: Context) -> None:
     else:
         options = _other_checkpoints(ctx)
         labels = list(options)
-        state.keep("cmp_model", labels, labels[0] if labels else None)
-        choice = st.selectbox("Checkpoint B", labels, key="cmp_model")
+        choice = state.selectbox("Checkpoint B", labels, key="cmp_model", default=labels[0] if labels else None)
         typed = st.text_input("…or a checkpoint directory for B", key="cmp_path", max_chars=1024)
         path_b = options.get(choice)
         if typed and typed.strip():
@@ -64,13 +62,22 @@ def compare(ctx: Context) -> None:
             st.info("No other checkpoint to compare with.")
             return
         label_b, source_b = Path(path_b).name if not typed else "B", inputs.source
+    forced = None
+    if mode == MODES[1] and ctx.result.generated and ctx.result.target is not None:
+        forced = tuple(ctx.result.target.ids)  # B reads A's output: both decoders see the same tokens
     try:
-        pipeline(path_b, pick.device)
+        pipe_b = pipeline(path_b, pick.device)
+        if forced is not None and getattr(pipe_b, "tgt_tokenizer", None) is not None and \
+                getattr(ctx.pipe, "tgt_tokenizer", None) is not None and \
+                pipe_b.tgt_tokenizer.to_str() != ctx.pipe.tgt_tokenizer.to_str():
+            forced = None  # another vocabulary: B decodes on its own
         with st.spinner("Tracing B…"):
-            traced_b, _ = trace(path_b, pick.device, source_b, inputs.target, inputs.max_new)
+            traced_b, _ = trace(path_b, pick.device, source_b, inputs.target, inputs.max_new, decoder_ids=forced)
     except CheckpointError as e:
         st.error(f"Could not load B: {md(short(e, 500))}")
         return
+    if forced is not None:
+        st.caption("B reads A's output on the decoder side (teacher forcing), so both decoders see the same tokens.")
     sel = ctx.sel
     if sel.name not in traced_b.names:
         st.warning(f"B has no {sel.name} (another architecture): the heads of attentions both have are compared "

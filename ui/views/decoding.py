@@ -21,8 +21,7 @@ def decoding(ctx: Context) -> None:
     labels = viz.token_labels(tgt)
     start = max(result.n_prompt - 1, 0) if ctx.pipe.kind == "decoder-only" else 0
     steps = list(range(start, len(tgt)))
-    state.keep("step", steps, steps[0])
-    step = st.select_slider("Decoder position", steps, key="step",
+    step = state.select_slider("Decoder position", steps, key="step", default=steps[0],
                             format_func=lambda t: f"{labels[t]}") if len(steps) > 1 else steps[0]
     produced_id = result.output_ids[step]
     produced = result.output_tokens[step]

@@ -23,8 +23,7 @@ def head_view(ctx: Context) -> None:
     q, k, _, _ = ctx.axes_for(sel.name)
     heads = list(range(ctx.info.n_heads)) if sel.head < 0 else [sel.head]
     default = 0.02 if max(len(q), len(k)) <= 24 else (0.05 if max(len(q), len(k)) <= 64 else 0.1)
-    state.keep("hv_threshold", THRESHOLDS, default)
-    threshold = st.select_slider("Draw lines with weight at least", THRESHOLDS, key="hv_threshold")
+    threshold = state.select_slider("Draw lines with weight at least", THRESHOLDS, key="hv_threshold", default=default)
     weights = np.asarray(rec.weights)[0]
     lines = viz.select_lines(weights, heads, threshold, mask_reason_matrix(rec) == "")
     left, right = (("decoder (queries)", "encoder (keys)") if sel.trace_kind == "cross_attn" else

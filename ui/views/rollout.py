@@ -45,18 +45,16 @@ def rollout_view(ctx: Context) -> None:
         scopes.append(ATTRIBUTION)
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
-        state.keep("ro_scope", scopes, ATTRIBUTION if ATTRIBUTION in scopes else scopes[0])
-        scope = st.radio("Over", scopes, key="ro_scope", horizontal=True)
+        scope = state.radio("Over", scopes, key="ro_scope",
+                            default=ATTRIBUTION if ATTRIBUTION in scopes else scopes[0], horizontal=True)
     fusions = ["mean", "max", "min", "top layer: the selected head"]
     with c2:
-        state.keep("ro_fusion", fusions, "mean")
-        fusion = st.selectbox("Heads", fusions, key="ro_fusion",
+        fusion = state.selectbox("Heads", fusions, key="ro_fusion", default="mean",
                               help="How one layer's heads become one matrix: their mean, max or min (rows "
                                    "renormalised), or the selected head at the top layer over the mean below it.")
     methods = ["rollout", "flow"] if scope != ATTRIBUTION else ["rollout"]
     with c3:
-        state.keep("ro_method", methods, "rollout")
-        method = st.radio("Method", methods, key="ro_method", horizontal=True)
+        method = state.radio("Method", methods, key="ro_method", default="rollout", horizontal=True)
     how = "mean" if fusion.startswith("top") else fusion
     last = max(ctx.sel.head, 0) if fusion.startswith("top") else None
     if ctx.traced.lazy:
@@ -111,8 +109,7 @@ def rollout_view(ctx: Context) -> None:
 
 def _token_picker(labels: list[str]) -> int:
     options = list(range(len(labels)))
-    state.keep("ro_token", options, len(options) - 1)
-    return st.selectbox("Token", options, key="ro_token", format_func=lambda i: labels[i])
+    return state.selectbox("Token", options, key="ro_token", default=len(options) - 1, format_func=lambda i: labels[i])
 
 
 def _strip(ctx, matrix, q_labels, k_labels, value_name, extra: dict | None = None) -> None:

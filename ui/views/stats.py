@@ -37,9 +37,9 @@ def statistics(ctx: Context) -> None:
     with st.spinner("Computing every head's statistics…"):
         table = statistics_table(ctx)
     stats = [s for s in STAT_DEFINITIONS if table[s].notna().any()]
-    state.keep("stat", stats, "entropy_norm" if "entropy_norm" in stats else stats[0])
-    stat = st.selectbox("Statistic on the strip", stats, key="stat",
-                        format_func=lambda s: f"{s}: {STAT_DEFINITIONS[s]}")
+    stat = state.selectbox("Statistic on the strip", stats, key="stat",
+                           default="entropy_norm" if "entropy_norm" in stats else stats[0],
+                           format_func=lambda s: f"{s}: {STAT_DEFINITIONS[s]}")
     sel = ctx.sel
     mine = table[table["attention"].str.endswith(sel.trace_kind) & table["stack"].eq(sel.stack)]
     lo, hi = RANGES.get(stat, (None, None))

@@ -52,8 +52,8 @@ def one_query(ctx: Context) -> None:
     h = max(sel.head, 0)
     q_tokens, k_tokens, ql, kl = ctx.axes_for(sel.name)
     queries = list(range(len(q_tokens)))
-    state.keep("query", queries, min(1, len(queries) - 1))
-    qi = st.selectbox("Query token", queries, key="query", format_func=lambda i: ql[i])
+    qi = state.selectbox("Query token", queries, key="query", default=min(1, len(queries) - 1),
+                         format_func=lambda i: ql[i])
     rec = ctx.rec
     kv = f" (it reads key/value head {rec.kv_head(h)})" if rec.kv_groups > 1 else ""
     scale = "the model's own scale" if ctx.info.family not in ("transformer (this project)",) else \

@@ -141,8 +141,8 @@ def training(ctx: Context) -> None:
         st.info(f"The snapshots have no {name}.")
         return
     steps = series.steps
-    state.keep("train_step", steps, steps[-1])
-    step = st.select_slider("Training step", steps, key="train_step")
+    step = state.select_slider("Snapshot", steps, key="train_step", default=steps[-1],
+                               help="The training step at which this snapshot was saved.")
     s = steps.index(step)
     h = max(sel.head, 0)
     stack = parse_name(name)[0]
@@ -160,9 +160,9 @@ def training(ctx: Context) -> None:
             f"{k}: {v}" for k, v in recorded.items()) or "no figures recorded"))
     ids = series_ids(ctx, stack)
     options = [k for k in SCORES if _applies(k, name, ctx)]
-    state.keep("train_score", options, "induction" if "induction" in options and sel.layer > 0 else options[0])
-    score = st.radio("Score per head over training", options, key="train_score", horizontal=True,
-                     format_func=SCORES.get)
+    default = "induction" if "induction" in options and sel.layer > 0 else options[0]
+    score = state.radio("Score per head over training", options, key="train_score", default=default, horizontal=True,
+                        format_func=SCORES.get)
     values = _scores(series, name, score, ids)
     chart(viz.score_lines(steps, {f"head {j}": values[:, j] for j in range(values.shape[1])},
                           title=f"{SCORES[score]}, {sel.kind} layer {sel.layer}, on this input", y_title=SCORES[score],
