@@ -76,8 +76,8 @@ def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) ->
         head = f"**Source** ({src_n} tokens) → " if kind == "encoder-decoder" else \
             f"**Text** ({result.n_prompt} tokens) + "
         st.markdown(f"{head}**{what}:** {md(result.output_text) or '(empty)'}  \n"
-                    f"probability of this output: **{p_all:.3f}**" + (
-                        f", least likely token: {min(probs):.3f}" if probs else ""))
+                    f"probability of this output: **{p_all:.4f}**" + (
+                        f", least likely token: {min(probs):.4f}" if probs else ""))
         if probs and min(probs) < LOW_CONFIDENCE:
             st.warning(f"Low confidence: a generated token had probability {min(probs):.3f} (< {LOW_CONFIDENCE}): "
                        "the model was unsure here; the alternatives are in the Decoding view.")

@@ -44,7 +44,7 @@ def cross_row_figure(weights: np.ndarray, step: int, key_labels: Sequence[str], 
 
 def alternatives_figure(table: pd.DataFrame) -> go.Figure:
     """Bar chart of the top alternatives."""
-    labels = [f"#{r} {esc(t)}" for r, t in zip(table["rank"], table["token"], strict=True)]
+    labels = [f"#{r}: {esc(t)}" for r, t in zip(table["rank"], table["token"], strict=True)]
     data = [dict(type="bar", x=table["probability"].to_numpy(np.float32), y=labels, orientation="h",
                  marker_color="#21918c", hovertemplate="%{y}<br>p = %{x:.4f}<extra></extra>")]
     return figure(data, dict(height=60 + 30 * len(table), margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -108,7 +108,7 @@ def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
         with col:
             chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], viz.token_labels(q, produces),
                                         viz.token_labels(k), reasons=viz.head_reasons(rec, h),
-                                        title=f"{md(what)}: {sel.kind} layer {sel.layer} head {h}"),
+                                        title=f"{viz.esc(what)}: {sel.kind} layer {sel.layer} head {h}"),
                   f"cmp_{what[0]}")
     rows, cols = align_tokens(qa, qb), align_tokens(ka, kb)
     if rows.size == 0 or cols.size == 0:

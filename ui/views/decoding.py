@@ -28,8 +28,9 @@ def decoding(ctx: Context) -> None:
     p = float(ctx.traced.probs[step, produced_id])
     generated = result.generated and (ctx.pipe.kind != "decoder-only" or step >= result.n_prompt - 1)
     verb = "produced" if generated else "predicts"
-    st.markdown(f"At position {step} the decoder has read {step + 1} tokens (up to **{md(tgt[step])}**) and "
-                f"{verb} **{md(produced)}** with probability **{p:.3f}**.")
+    st.markdown(f"At position {step} the decoder has read {step + 1} token{'s' if step else ''} (up to "
+                f"**{md(tgt[step])}**) and "
+                f"{verb} **{md(produced)}** with probability **{p:.4f}**.")
     info = ctx.info
     a, b = st.columns([1, 2])
     with a:
