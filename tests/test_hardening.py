@@ -550,18 +550,20 @@ def test_streamlit_config_defaults():
     assert config["client"]["toolbarMode"] == "viewer"  # no Deploy button
 
 
-def test_a_checkpoint_directory_named_like_html_is_shown_as_text(tmp_path):
-    evil = tmp_path / '<img src=x onerror="alert(1)"><a href=x>b'
+def test_a_checkpoint_directory_named_like_html_is_shown_as_text(tmp_path, monkeypatch):
+    name = '<img src=x onerror="alert(1)"><a href=x>b'
+    evil = tmp_path / "models" / name
     shutil.copytree(DATES, evil, ignore=shutil.ignore_patterns("snapshots"))
+    monkeypatch.setenv("INSPECTOR_MODELS", str(tmp_path / "models"))
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["view"] = "Compare"
     at.session_state["cmp_mode"] = "same input, another checkpoint"
-    at.session_state["cmp_path"] = str(evil)
+    at.session_state["cmp_model"] = f"{name} (models directory)"  # picked from the list: its name is on charts
     at.run()
     assert not at.exception
     assert check_charts(at) >= 2  # A and B side by side, their difference, the distances
     check_markdown(at)
-    at.session_state["model_path"] = str(evil)  # and as the main model
+    at.session_state["model"] = f"{name} (models directory)"  # and as the main model
     at.run()
     assert not at.exception
     check_charts(at)
