@@ -61,7 +61,7 @@ def decode(value):
     return value
 
 
-RAW_HTML = ("<script", "<img", "onerror=", "<i>it", "<a ", "<a\"", "javascript:alert(1)\">")
+RAW_HTML = ("<script", "<img", "<i>it", "<a ", "<a\"", "<b>b")  # raw tags: escaped text (&lt;img) is fine
 
 
 def check_charts(at) -> int:
