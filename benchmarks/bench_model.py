@@ -1,5 +1,8 @@
 """Forward latency with and without capture, and the memory a capture holds.
 
+Two models: the project's demo-sized encoder-decoder, and a GPT-2-small-shaped transformers model (random weights,
+12 x 12 heads, d_model 768) run through the app's attention function: plain (SDPA), full capture, lazy capture.
+
     python -m benchmarks.bench_model            # prints a table, writes benchmarks/results/model.json
     python -m benchmarks.bench_model --quick    # fewer repeats
 
@@ -71,6 +74,79 @@ def _proc_status_bytes(field: str) -> int:
     return 0
 
 
+def _gpt2_call(pipe, ids, recorder):
+    from model.hf.capture import traced_call
+
+    with traced_call(recorder, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), torch.inference_mode():
+        return pipe.model(input_ids=ids, use_cache=False)
+
+
+def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
+    """Plain / full capture / lazy capture forwards of a GPT-2-small-shaped model, interleaved, medians."""
+    from benchmarks.gpt2small import gpt2_small
+    from model import load
+    from model.capture import Recorder
+
+    pipe = load(gpt2_small(), "cpu")
+    rows = []
+    for T in lengths:
+        ids = torch.randint(10, 300, (1, T), generator=torch.Generator().manual_seed(T))
+        n = max(2, repeats if T <= 128 else repeats // 3)
+        for _ in range(2):  # warm-up: the allocator keeps the buffers of a capture for the next one
+            _gpt2_call(pipe, ids, Recorder(False))
+            _gpt2_call(pipe, ids, Recorder(lazy=True))
+        fast, full, lazy, one = [], [], [], []
+        for _ in range(n):
+            fast.append(time_ms(lambda i=ids: _gpt2_call(pipe, i, Recorder(False))))
+            if T <= 512:
+                full.append(time_ms(lambda i=ids: _gpt2_call(pipe, i, Recorder(True))))
+            rec = Recorder(lazy=True)
+            lazy.append(time_ms(lambda r=rec, i=ids: _gpt2_call(pipe, i, r)))
+            trace = rec.trace(None, ids)
+            one.append(time_ms(lambda t=trace: t["decoder.6.self_attn"]))
+        f = statistics.median(fast)
+        row = {"T": T, "no_capture_ms": round(f, 1), "lazy_ms": round(statistics.median(lazy), 1),
+               "lazy_ratio": round(statistics.median(lazy) / f, 2),
+               "one_record_on_demand_ms": round(statistics.median(one), 1),
+               "lazy_inputs_MiB": round(trace.inputs_nbytes() / 2**20, 1),
+               "full_capture_estimate_MiB": round(pipe.capture_bytes(0, T) / 2**20, 1), "repeats": n}
+        if full:
+            row.update(full_capture_ms=round(statistics.median(full), 1),
+                       full_ratio=round(statistics.median(full) / f, 2))
+        rows.append(row)
+    return rows
+
+
+def _gpt2_memory_child(T: int, mode: str) -> None:
+    from benchmarks.gpt2small import gpt2_small
+    from model import load
+    from model.capture import Recorder
+    from model.trace import trace_nbytes
+
+    pipe = load(gpt2_small(), "cpu")
+    ids = torch.randint(10, 300, (1, T), generator=torch.Generator().manual_seed(T))
+    _gpt2_call(pipe, ids, Recorder(False))
+    base = _proc_status_bytes("VmRSS")
+    rec = Recorder(True) if mode == "full" else Recorder(lazy=True)
+    _gpt2_call(pipe, ids, rec)
+    peak = _proc_status_bytes("VmHWM")
+    held = trace_nbytes(rec.trace(None, ids)) if mode == "full" else rec.trace(None, ids).inputs_nbytes()
+    print(json.dumps({"rss_growth": peak - base, "held": held, "estimate": pipe.capture_bytes(0, T)}))
+
+
+def bench_gpt2_memory(lengths) -> list[dict]:
+    rows = []
+    for T in lengths:
+        for mode in ("full", "lazy"):
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_model", "--gpt2-memory-child", str(T), mode],
+                                 capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append({"T": T, "capture": mode, "held_MiB": round(got["held"] / 2**20, 1),
+                         "full_capture_estimate_MiB": round(got["estimate"] / 2**20, 1),
+                         "peak_rss_growth_MiB": round(got["rss_growth"] / 2**20, 1)})
+    return rows
+
+
 def _peak_rss_child(T: int) -> None:
     """Run in a fresh process: print RSS growth (bytes) of one capture at length T, and the trace size."""
     torch.manual_seed(0)
@@ -115,9 +191,9 @@ def verdicts(latency: list[dict]) -> dict[str, str]:
 
 
 def table(rows: list[dict]) -> str:
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(c for r in rows for c in r))
     lines = [" | ".join(f"{c:>14}" for c in cols)]
-    lines += [" | ".join(f"{r[c]!s:>14}" for c in cols) for r in rows]
+    lines += [" | ".join(f"{r.get(c, '—')!s:>14}" for c in cols) for r in rows]
     return "\n".join(lines)
 
 
@@ -129,10 +205,15 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ATTN_TORCH_THREADS", "1")),
                     help="torch intra-op threads (default: as the app, ATTN_TORCH_THREADS or 1)")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--gpt2-memory-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--skip-gpt2", action="store_true", help="only the demo-sized model")
     args = ap.parse_args(argv)
     settings = configure_cpu(args.threads)  # what the app sets at start-up
     if args.memory_child:
         _peak_rss_child(args.memory_child)
+        return
+    if args.gpt2_memory_child:
+        _gpt2_memory_child(int(args.gpt2_memory_child[0]), args.gpt2_memory_child[1])
         return
     repeats = 8 if args.quick else args.repeats
     latency = bench_latency(args.lengths, repeats)
@@ -143,6 +224,9 @@ def main(argv=None) -> None:
                     "torch": torch.__version__, **settings},
         "config": DEMO, "latency": latency, "capture_memory": memory, "targets": verdicts(latency),
     }
+    if not args.skip_gpt2:
+        result["gpt2_small"] = {"latency": bench_gpt2_small([128, 512, 1024], 9 if not args.quick else 3),
+                                "memory": bench_gpt2_memory([512, 1024])}
     print(f"forward, batch 1, source = target = T tokens, median ms; {settings}")
     print(table(latency))
     print("\nmemory of one capture")
@@ -150,6 +234,16 @@ def main(argv=None) -> None:
     print("\ntargets")
     for k, v in result["targets"].items():
         print(f"  {k}: {v}")
+    if "gpt2_small" in result:
+        print("\nGPT-2-small-shaped (12 x 12 heads, d_model 768), through the app's attention function, median ms")
+        print(table(result["gpt2_small"]["latency"]))
+        worst = max((r["full_ratio"] for r in result["gpt2_small"]["latency"] if "full_ratio" in r and r["T"] <= 512),
+                    default=None)
+        lazy_worst = max(r["lazy_ratio"] for r in result["gpt2_small"]["latency"] if r["T"] <= 512)
+        print(f"  capture / no capture <= 1.5 at T <= 512: full {worst}, lazy {lazy_worst} "
+              f"({'ok' if min(worst or 9, lazy_worst) <= 1.5 else 'MISSED'})")
+        print("\nmemory of one capture (GPT-2-small)")
+        print(table(result["gpt2_small"]["memory"]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "model.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {RESULTS / 'model.json'}")

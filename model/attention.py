@@ -242,8 +242,6 @@ class MultiHeadAttention(nn.Module):
         ``recorder`` (model.capture.Recorder) decides what this call keeps under ``name``; without one,
         ``capture=True`` records this attention alone. ``cache`` reuses keys and values while decoding.
         """
-        from .capture import Recorder  # capture.py builds on this module
-
         q = self._split_heads(self.W_query(query_input))
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v
@@ -258,12 +256,19 @@ class MultiHeadAttention(nn.Module):
         if causal_mask is not None:
             mask = causal_mask if mask is None else mask & causal_mask
         own = recorder is None
-        if own:
-            recorder = Recorder(capture=bool(capture))
-        context = recorder.attend(name, q, k, v, mask, query_input=query_input, key_input=key_input,
-                                  padding_mask=padding_mask, causal_mask=causal_mask, query_valid=query_valid,
-                                  out_proj=self.W_out)
+        if own and not capture:  # nothing to record, nothing to ablate: the fast path, no bookkeeping
+            context = fast_attention(q, k, v, mask)
+        else:
+            if own:
+                from .capture import Recorder  # capture.py builds on this module
+
+                recorder = Recorder(capture=True)
+            context = recorder.attend(name, q, k, v, mask, query_input=query_input, key_input=key_input,
+                                      padding_mask=padding_mask, causal_mask=causal_mask, query_valid=query_valid,
+                                      out_proj=self.W_out, finish_later=True)
         B, Tq, _ = query_input.shape
         concat = context.transpose(1, 2).reshape(B, Tq, self.n_heads * self.d_k)  # (B, Tq, H * d_v)
         output = self.W_out(concat)
-        return output, (recorder.records.get(name) if own else None)
+        if recorder is not None:
+            recorder.finish(name, concat, output)
+        return output, (recorder.records.get(name) if own and capture else None)

@@ -133,7 +133,6 @@ class Recorder:
         self.records: dict[str, AttentionRecord] = {}
         self.inputs: dict[str, AttentionInputs] = {}
         self.overviews: dict[str, np.ndarray] = {}
-        self.order: list[str] = []  # names in the order the model ran them
 
     def wants(self, name: str) -> bool:
         return self.lazy or self.capture_all or name in self.names
@@ -148,13 +147,14 @@ class Recorder:
                padding_mask: torch.Tensor | None = None, causal_mask: torch.Tensor | None = None,
                window_mask: torch.Tensor | None = None, query_valid: torch.Tensor | None = None,
                out_proj: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               fast: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+               fast: Callable[[], torch.Tensor] | None = None, finish_later: bool = False) -> torch.Tensor:
         """Run one attention of the model; returns the context (B, H, Tq, d_v) the model goes on with.
 
         ``fast`` computes the same context without intermediates (SDPA) for attentions nobody asked to record.
+        ``finish_later``: the caller computes the concat and the output itself and hands them to ``finish``
+        (the project's own modules); otherwise the record gets ``out_proj`` applied to its concat.
         """
-        self.order.append(name)
-        ablation = self.ablation_for(name)
+        ablation = self.ablation_for(name) if self.ablations else None
         if not self.wants(name):
             if fast is not None:
                 context = fast()
@@ -167,13 +167,19 @@ class Recorder:
                                  query_input=query_input, key_input=key_input, padding_mask=padding_mask,
                                  causal_mask=causal_mask, window_mask=window_mask, query_valid=query_valid,
                                  ablation=ablation, out_proj=out_proj)
-        record = complete_record(inputs)
+        record = complete_record(inputs, with_output=not (finish_later and not self.lazy))
         if self.lazy:
             self.inputs[name] = inputs
             self.overviews[name] = pooled_overview(record.weights[0])
         else:
             self.records[name] = record
         return record.context
+
+    def finish(self, name: str, concat: torch.Tensor, output: torch.Tensor) -> None:
+        """The concat and the output the module computed from this attention's context (full capture only: a lazy
+        record recomputes them with the module's output projection, bitwise the same)."""
+        if name in self.records:
+            self.records[name] = dataclasses.replace(self.records[name], concat=concat, output=output)
 
     def trace(self, src_ids: torch.Tensor | None = None, tgt_ids: torch.Tensor | None = None,
               max_bytes: int | None = None) -> Trace:
@@ -183,18 +189,20 @@ class Recorder:
         return Trace(self.records, src_ids, tgt_ids)
 
 
-def complete_record(inputs: AttentionInputs) -> AttentionRecord:
-    """The full AttentionRecord of one attention from its inputs: the same ``attention()`` call as the model's."""
+def complete_record(inputs: AttentionInputs, with_output: bool = True) -> AttentionRecord:
+    """The full AttentionRecord of one attention from its inputs: the same ``attention()`` call as the model's.
+    ``with_output=False`` leaves concat and output to the caller (``Recorder.finish``)."""
     rec = attention(inputs.q, inputs.k, inputs.v, inputs.mask, scale=inputs.scale, bias=inputs.bias,
                     softcap=inputs.softcap)
     context, ablated = rec.context, None
     if inputs.ablation is not None:
         context, ablated = ablate(context, inputs.ablation, inputs.query_valid)
-    B, H, Tq, d_v = context.shape
-    concat = context.transpose(1, 2).reshape(B, Tq, H * d_v)  # (B, Tq, H * d_v), as the module reshapes it
-    output = None
-    if inputs.out_proj is not None:
-        output = inputs.out_proj(concat)  # (B, Tq, d_model): the module's own W_o on the same tensor
+    concat = output = None
+    if with_output:
+        B, H, Tq, d_v = context.shape
+        concat = context.transpose(1, 2).reshape(B, Tq, H * d_v)  # (B, Tq, H * d_v), as the module reshapes it
+        if inputs.out_proj is not None:
+            output = inputs.out_proj(concat)  # (B, Tq, d_model): the module's own W_o on the same tensor
     return dataclasses.replace(rec, context=context, query_input=inputs.query_input, key_input=inputs.key_input,
                                padding_mask=inputs.padding_mask, causal_mask=inputs.causal_mask,
                                window_mask=inputs.window_mask, concat=concat, output=output, ablated=ablated)

@@ -102,7 +102,6 @@ class RunResult:
     output_text: str  # generated text, or the teacher-forced predictions decoded
     generated: bool  # True when (part of) the decoder input was generated greedily here
     logits: torch.Tensor | None  # (T, V) logits of that call, on the CPU (None: a model without an output head)
-    probs: torch.Tensor | None  # (T, V) softmax of the logits
     trace: Trace  # every attention record of the call, batch size 1
     n_prompt: int = 0  # decoder-only: how many tokens of ``target`` were given (the rest were generated)
     stopped: str = ""  # why generation ended: "eos", "limit" (length cap) or "time" (decoding time cap); "" if none
@@ -112,10 +111,19 @@ class RunResult:
         """True when the model ended its output with its end-of-sequence token."""
         return self.stopped == "eos"
 
+    @property
+    def probs(self) -> torch.Tensor | None:
+        """(T, V) softmax of the logits, computed when asked (T x V floats: use ``probs_at`` for one position)."""
+        return None if self.logits is None else torch.softmax(self.logits, -1)
+
+    def probs_at(self, position: int) -> torch.Tensor | None:
+        """(V,) the next-token distribution at one position (softmax of that row of the logits)."""
+        return None if self.logits is None else torch.softmax(self.logits[position], -1)
+
     def generated_token_probabilities(self) -> list[float]:
         """The probability the model gave each token it generated here (and its end-of-sequence token, when it
         stopped there), from this call's own logits; empty when nothing was generated."""
-        if not self.generated or self.probs is None or self.target is None:
+        if not self.generated or self.logits is None or self.target is None:
             return []
         start = self.n_prompt if self.n_prompt else 1  # first generated position of the decoder input
         ids = list(self.target.ids[start:])
@@ -123,7 +131,8 @@ class RunResult:
         if self.stopped == "eos" and self.output_ids:
             ids.append(self.output_ids[-1])
             positions.append(len(self.target.ids) - 1)
-        return [float(self.probs[p, i]) for p, i in zip(positions, ids, strict=True)]
+        logp = torch.log_softmax(self.logits[positions], -1)  # only the rows needed
+        return [float(logp[n, i].exp()) for n, i in enumerate(ids)]
 
     def tokens_for(self, stack: str) -> list[str]:
         enc = self.source if stack == "encoder" else self.target
@@ -336,7 +345,7 @@ class Pipeline:
             results.append(RunResult(
                 source=s, target=t, output_ids=out_ids,
                 output_tokens=[self.tgt_tokenizer.id_to_token(j) for j in out_ids], output_text=text,
-                generated=generated, logits=logits, probs=torch.softmax(logits, -1), trace=trace,
+                generated=generated, logits=logits, trace=trace,
                 n_prompt=n_prompt, stopped=stopped))
         return results
 

@@ -170,12 +170,13 @@ class Transformer(nn.Module):
         return names
 
     def _recorder(self, capture: bool | Collection[str], lazy: bool, ablations: Ablations | None) -> Recorder:
-        names = self.record_names()
-        if not isinstance(capture, bool):
-            unknown = sorted(set(capture) - set(names))
-            if unknown:
-                raise ValueError(f"cannot capture {unknown}: this model has {names}")
-        validate_ablations(ablations, names, {n: self.config.n_heads for n in names})
+        if not isinstance(capture, bool) or ablations:  # names to check (skipped on the plain path)
+            names = self.record_names()
+            if not isinstance(capture, bool):
+                unknown = sorted(set(capture) - set(names))
+                if unknown:
+                    raise ValueError(f"cannot capture {unknown}: this model has {names}")
+            validate_ablations(ablations, names, {n: self.config.n_heads for n in names})
         return Recorder(capture, lazy=lazy, ablations=ablations)
 
     def encode(self, src_ids: torch.Tensor, capture: bool | Collection[str] = False, *,
@@ -185,9 +186,10 @@ class Transformer(nn.Module):
             raise ValueError("a decoder-only model has no encoder")
         recorder = recorder if recorder is not None else self._recorder(capture, False, None)
         src_padding = padding_mask(src_ids, self.config.pad_id)
+        src_valid = src_ids != self.config.pad_id  # (B, S) real query positions, for mean ablation
         x = self.src_embed(src_ids)
         for i, layer in enumerate(self.encoder_layers):
-            x = layer(x, src_padding, recorder, i, src_valid=src_ids != self.config.pad_id)
+            x = layer(x, src_padding, recorder, i, src_valid=src_valid)
         return self.encoder_norm(x), src_padding, dict(recorder.records)
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
@@ -197,10 +199,10 @@ class Transformer(nn.Module):
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
+        tgt_valid = tgt_ids != self.config.pad_id
         x = self.tgt_embed(tgt_ids)
         for i, layer in enumerate(self.decoder_layers):
-            x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i,
-                      tgt_valid=tgt_ids != self.config.pad_id)
+            x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i, tgt_valid=tgt_valid)
         records = {n: r for n, r in recorder.records.items() if n.startswith("decoder.")}
         return self.generator(self.decoder_norm(x)), records
 

@@ -284,7 +284,7 @@ def test_decoding_rows_and_alternatives(trace):
     validated(fig)
     assert spec(fig)["data"][0]["y"][-1].startswith("mean of heads")
     probs = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
-    alt = viz.top_alternatives(probs, 0, lambda i: "<x>" if i == 1 else str(i), k=2)
+    alt = viz.top_alternatives(probs[0], lambda i: "<x>" if i == 1 else str(i), k=2)
     assert list(alt["token"]) == ["<x>", "2"] and list(alt["probability"]) == [0.6, 0.3]
     fig = viz.alternatives_figure(alt)
     validated(fig)

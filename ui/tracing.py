@@ -84,9 +84,10 @@ class Traced:
         """(H, <= 64, <= 64) uint8 max-pooled weights (from the first pass when lazy)."""
         return overview_of(self.result.trace, name)
 
-    @property
-    def probs(self) -> np.ndarray | None:
-        return None if self.result.probs is None else self.result.probs.numpy()
+    def probs_at(self, position: int) -> np.ndarray | None:
+        """(V,) this call's next-token distribution at one position."""
+        row = self.result.probs_at(position)
+        return None if row is None else row.numpy()
 
 
 def ablation_key(ablations: dict | None) -> tuple:

@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 from .heatmap import WEIGHT_SCALE, esc, figure
 
 
-def top_alternatives(probs: np.ndarray, step: int, id_to_token, k: int = 5) -> pd.DataFrame:
-    """The k most probable next tokens at decoder position ``step`` (from the call's own probs)."""
-    p = np.asarray(probs)[step]
+def top_alternatives(probs: np.ndarray, id_to_token, k: int = 5) -> pd.DataFrame:
+    """The k most probable next tokens in one position's distribution (V,) (the call's own probabilities)."""
+    p = np.asarray(probs)
     ids = np.argsort(-p, kind="stable")[:k]
     return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": [id_to_token(int(i)) for i in ids],
                          "id": ids, "probability": p[ids]})

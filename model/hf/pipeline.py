@@ -280,9 +280,8 @@ class HFPipeline:
         if logits is not None and logits.dim() == 3 and logits.shape[1] == len(axis.ids):
             logits = logits[0].float().cpu()
             out_ids = logits.argmax(-1).tolist()
-            probs = torch.softmax(logits, -1)
         else:
-            logits = probs = None
+            logits = None
             out_ids = []
         if generated and self.kind == "decoder-only":
             text = self.tokenizer.decode(target.ids[n_prompt:])
@@ -296,7 +295,7 @@ class HFPipeline:
         tgt_ids = None if target is None else self._tensor(target.ids)
         return RunResult(source=source, target=target, output_ids=out_ids,
                          output_tokens=[self.tokenizer.label(i) for i in out_ids], output_text=text,
-                         generated=generated, logits=logits, probs=probs,
+                         generated=generated, logits=logits,
                          trace=recorder.trace(src_ids, tgt_ids, max_lazy_cache_bytes), n_prompt=n_prompt,
                          stopped=stopped)
 

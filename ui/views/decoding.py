@@ -14,7 +14,7 @@ from ..text import md
 
 def decoding(ctx: Context) -> None:
     result = ctx.result
-    if result.probs is None:
+    if result.logits is None:
         st.info("This model has no output head: there are no predictions to follow.")
         return
     tgt = ctx.tokens("decoder")
@@ -25,7 +25,8 @@ def decoding(ctx: Context) -> None:
                             format_func=lambda t: f"{labels[t]}") if len(steps) > 1 else steps[0]
     produced_id = result.output_ids[step]
     produced = result.output_tokens[step]
-    p = float(ctx.traced.probs[step, produced_id])
+    p_row = ctx.traced.probs_at(step)
+    p = float(p_row[produced_id])
     generated = result.generated and (ctx.pipe.kind != "decoder-only" or step >= result.n_prompt - 1)
     verb = "produced" if generated else "predicts"
     st.markdown(f"At position {step} the decoder has read {step + 1} token{'s' if step else ''} (up to "
@@ -34,7 +35,7 @@ def decoding(ctx: Context) -> None:
     info = ctx.info
     a, b = st.columns([1, 2])
     with a:
-        alt = viz.top_alternatives(ctx.traced.probs, step, ctx.pipe.id_to_token)
+        alt = viz.top_alternatives(p_row, ctx.pipe.id_to_token)
         chart(viz.alternatives_figure(alt), "alternatives")
     with b:
         layer = ctx.sel.layer if ctx.sel.stack == "decoder" else info.n_decoder_layers - 1
