@@ -127,26 +127,61 @@ def record_axes(name: str) -> tuple[str, str]:
     return stack, ("encoder" if kind == "cross_attn" else stack)
 
 
+MASK_REASONS = ("padding", "causal", "window")  # the masks a record keeps apart, in the order names join them
+
+
+def _may_attend(mask, batch_index: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """A broadcastable bool "may attend" mask (or None = everything) -> a read-only (H, Tq, Tk) view."""
+    if mask is None:
+        return np.broadcast_to(np.ones((1, 1, 1), dtype=bool), shape)
+    m = _to_numpy(mask)
+    return np.broadcast_to(m[batch_index if m.shape[0] > 1 else 0], shape)
+
+
+def allowed_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
+    """(H, Tq, Tk) bool, True where the model's mask lets the query attend to the key (a broadcast view)."""
+    _, H, Tq, Tk = rec.weights.shape
+    return _may_attend(rec.mask, batch_index, (H, Tq, Tk))
+
+
+def _reason_codes(rec: AttentionRecord, batch_index: int, heads: slice) -> tuple[np.ndarray, np.ndarray]:
+    """-> (codes (h, Tq, Tk) uint8, forbidden (h, Tq, Tk) bool): bit i set where MASK_REASONS[i] forbids a
+    forbidden cell; a forbidden cell with no bit set is forbidden for another reason."""
+    _, H, Tq, Tk = rec.weights.shape
+    shape = (H, Tq, Tk)
+    forbidden = ~_may_attend(rec.mask, batch_index, shape)[heads]
+    codes = np.zeros(forbidden.shape, dtype=np.uint8)
+    for bit, mask in enumerate((rec.padding_mask, rec.causal_mask, rec.window_mask)):
+        if mask is not None:
+            codes |= ((~_may_attend(mask, batch_index, shape)[heads]) & forbidden).astype(np.uint8) << bit
+    return codes, forbidden
+
+
+def _reason_name(code: int) -> str:
+    return "+".join(r for bit, r in enumerate(MASK_REASONS) if code >> bit & 1) or "other"
+
+
+def forbidden_by_reason(rec: AttentionRecord, head: int = 0, batch_index: int = 0) -> dict[str, np.ndarray]:
+    """{reason: (Tq, Tk) bool} for one head: the cells the mask forbids, grouped by why (see
+    ``mask_reason_matrix`` for the names). Empty when the head may attend everywhere. Bit arithmetic on bool
+    arrays: ~10 ms for a 1024 x 1024 head."""
+    H = rec.weights.shape[1]
+    h = min(max(head, 0), H - 1)
+    codes, forbidden = _reason_codes(rec, batch_index, slice(h, h + 1))
+    codes, forbidden = codes[0], forbidden[0]
+    if not forbidden.any():
+        return {}
+    present = np.flatnonzero(np.bincount(codes[forbidden], minlength=1 << len(MASK_REASONS)))
+    return {_reason_name(int(c)): forbidden & (codes == c) for c in present}
+
+
 def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
     """(H, Tq, Tk) strings: why each cell is masked ("padding", "causal", "window", joined by "+" when several
-    apply, "other" when the model's mask forbids a cell none of those explain), "" where the query may attend."""
-    weights = _to_numpy(rec.weights)[batch_index]
-    H, Tq, Tk = weights.shape
-
-    def ok(mask):  # broadcastable bool "may attend" -> (H, Tq, Tk)
-        if mask is None:
-            return np.ones((H, Tq, Tk), dtype=bool)
-        m = _to_numpy(mask)
-        m = m[batch_index if m.shape[0] > 1 else 0]
-        return np.broadcast_to(m, (H, Tq, Tk))
-
-    allowed = ok(rec.mask)
-    reason = np.full((H, Tq, Tk), "", dtype=object)
-    for label, mask in (("padding", rec.padding_mask), ("causal", rec.causal_mask), ("window", rec.window_mask)):
-        hit = ~ok(mask) & ~allowed
-        reason[hit] = np.where(reason[hit] == "", label, reason[hit] + "+" + label)
-    reason[~allowed & (reason == "")] = "other"
-    return reason
+    apply, "other" when the model's mask forbids a cell none of those explain), "" where the query may attend.
+    (An object array: for one head's map use ``forbidden_by_reason``; for "may attend", ``allowed_matrix``.)"""
+    codes, forbidden = _reason_codes(rec, batch_index, slice(None))
+    names = np.array([_reason_name(c) for c in range(1 << len(MASK_REASONS))], dtype=object)
+    return np.where(forbidden, names[codes], "").astype(object)
 
 
 def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,

@@ -264,3 +264,31 @@ def test_property_random_batches(seed, S, T, src_pad, heads):
             assert torch.isfinite(getattr(r, f)).all()
         if name.startswith("encoder") or name.endswith("cross_attn"):
             assert torch.all(r.weights[0, ..., S:] == 0)
+
+
+def test_mask_reasons_per_head_agree_with_the_full_matrix():
+    """forbidden_by_reason (one head, bool arrays) and mask_reason_matrix (strings) name the same cells the same
+    way, including joined reasons, a window mask and a cell the mask forbids for none of the named reasons."""
+    from model import allowed_matrix, forbidden_by_reason, mask_reason_matrix
+    from model.attention import AttentionRecord
+
+    out = make_model()(SRC, TGT, capture=True)
+    rec = out.trace["decoder.0.self_attn"]
+    T = rec.weights.shape[-1]
+    window = torch.ones(1, 1, T, T, dtype=torch.bool).tril(1).triu(-1)  # |i - j| <= 1
+    mask = rec.mask & window
+    mask[..., 0, 0] = False  # forbidden by none of padding / causal / window
+    odd = AttentionRecord(**{**{f: getattr(rec, f) for f in rec.__dataclass_fields__}, "mask": mask,
+                             "window_mask": window})
+    for r in (rec, odd):
+        full = mask_reason_matrix(r, batch_index=0)
+        np.testing.assert_array_equal(allowed_matrix(r), full == "")
+        for h in range(full.shape[0]):
+            per_head = forbidden_by_reason(r, h)
+            rebuilt = np.full(full.shape[1:], "", dtype=object)
+            for why, cells in per_head.items():
+                assert cells.any() and not (rebuilt[cells] != "").any()  # each cell has exactly one reason
+                rebuilt[cells] = why
+            np.testing.assert_array_equal(rebuilt, full[h])
+    names = set(np.unique(mask_reason_matrix(odd)))
+    assert {"other", "window", "causal+window"} <= names and "" in names

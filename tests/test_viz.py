@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import viz
-from model import ModelConfig, Transformer
+from model import ModelConfig, Transformer, allowed_matrix
 from viz.heatmap import payload
 
 SRC = ["the", "cat", "<script>", "the", "[EOS]"]  # repeated token + HTML
@@ -79,7 +79,8 @@ def test_attention_heatmap_axes_hover_values_and_masks(trace):
 def test_padding_mask_is_its_own_overlay(trace):
     rec = trace["decoder.0.cross_attn"]
     reasons = reasons_of(rec)
-    assert (reasons[:, -1] == "padding").all() and (reasons[:, :-1] == "").all()
+    assert list(reasons) == ["padding"]
+    assert reasons["padding"][:, -1].all() and not reasons["padding"][:, :-1].any()
     s = spec(viz.attention_heatmap(rec.masked[0, 0], viz.token_labels(TGT), viz.token_labels(SRC_PADDED),
                                    stage="masked", reasons=reasons))
     assert s["data"][0]["zmid"] == 0 and "zmin" not in s["data"][0]  # diverging around 0 for scores
@@ -248,7 +249,7 @@ def test_mosaic_pixels_are_the_thumbnails():
 def test_head_view_html_is_safe_and_counts_hidden_lines(trace):
     rec = trace["decoder.1.self_attn"]
     w = rec.weights[0]
-    allowed = viz.head_reasons(rec, 0)[None] == ""
+    allowed = allowed_matrix(rec)
     sel = viz.select_lines(w, [0, 1], 0.2, allowed)
     assert sel.total == 2 * 10 and sel.hidden == sel.total - len(sel.lines)
     assert (sel.lines[:, 3] >= 0.2).all()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import streamlit as st
 
 import viz
@@ -90,7 +89,7 @@ class Context:
     def names_of_kind(self) -> list[str]:
         return [record_name(self.sel.stack, i, self.sel.trace_kind) for i in self.layers]
 
-    def reasons(self, rec, head: int) -> np.ndarray:
+    def reasons(self, rec, head: int) -> dict:
         return viz.head_reasons(rec, max(head, 0))
 
 

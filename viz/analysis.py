@@ -53,7 +53,7 @@ def head_strip(table: pd.DataFrame, value: str, *, title: str = "", colorscale: 
 
 
 def matrix_map(matrix: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *, title: str,
-               value_name: str, reasons: np.ndarray | None = None) -> go.Figure:
+               value_name: str, reasons=None) -> go.Figure:
     """A 0..1 token x token matrix (rollout, flow, attribution) drawn like an attention map."""
     return attention_heatmap(np.asarray(matrix, dtype=np.float32), q_labels, k_labels, stage="weights",
                              reasons=reasons, title=title, value_name=value_name)
@@ -75,7 +75,7 @@ def token_strip(values: np.ndarray, labels: Sequence[str], *, title: str, value_
 
 
 def difference_map(diff: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *, title: str,
-                   reasons: np.ndarray | None = None) -> go.Figure:
+                   reasons=None) -> go.Figure:
     """A − B on aligned axes: diverging scale centred on 0, cells masked in either run hatched apart."""
     m = float(np.nanmax(np.abs(diff))) if np.size(diff) else 1.0
     fig = attention_heatmap(np.asarray(diff, dtype=np.float32), q_labels, k_labels, stage="diff",

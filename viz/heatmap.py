@@ -8,7 +8,7 @@ weights in Viridis 0..1, scores diverging around 0, and masked cells in one grey
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -94,10 +94,17 @@ def mask_regions(forbidden: np.ndarray) -> tuple[list, list]:
     Consecutive rows whose forbidden cells form one run ending at the same column (causal and padding masks)
     become a single staircase polygon: O(rows) points instead of one rectangle per row.
     """
-    runs = []  # per row: list of (start, end) column runs, end exclusive
-    for row in np.asarray(forbidden, dtype=bool):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
-        runs.append(list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True)))
+    f = np.asarray(forbidden, dtype=bool)
+    R, C = f.shape
+    padded = np.zeros((R, C + 2), dtype=np.int8)
+    padded[:, 1:-1] = f
+    step = np.diff(padded, axis=1)  # +1 where a run starts, -1 one past where it ends
+    starts_r, starts_c = np.nonzero(step == 1)  # row-major: the k-th start pairs with the k-th end
+    ends_c = np.nonzero(step == -1)[1]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(starts_r, minlength=R))]).tolist()
+    s_list, e_list = starts_c.tolist(), ends_c.tolist()
+    runs = [list(zip(s_list[bounds[r]:bounds[r + 1]], e_list[bounds[r]:bounds[r + 1]], strict=True))
+            for r in range(R)]  # per row: (start, end) column runs, end exclusive
     xs, ys = [], []
     i = 0
     while i < len(runs):
@@ -141,10 +148,14 @@ def _mask_traces(reasons: dict[str, np.ndarray], value_text: str) -> list[dict]:
     return traces
 
 
-def mask_reasons(reason: np.ndarray | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """(Tq, Tk) reason strings ("" = may attend; see model.mask_reason_matrix) -> {reason: forbidden (Tq, Tk)}."""
+def mask_reasons(reason, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """{why masked: forbidden (Tq, Tk) bool} (as ``model.forbidden_by_reason`` gives it), or (Tq, Tk) reason
+    strings ("" = may attend; see ``model.mask_reason_matrix``) -> {why masked: forbidden (Tq, Tk) bool}."""
     if reason is None:
         return {}
+    if isinstance(reason, Mapping):
+        return {str(k): np.broadcast_to(np.asarray(f, dtype=bool), shape) for k, f in reason.items()
+                if np.asarray(f).any()}
     r = np.broadcast_to(np.asarray(reason, dtype=object), shape)
     return {str(name): r == name for name in sorted(set(r.ravel().tolist()) - {""})}
 
@@ -166,10 +177,11 @@ def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = Tru
 
 
 def attention_heatmap(matrix: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *,
-                      stage: str = "weights", reasons: np.ndarray | None = None, title: str = "",
+                      stage: str = "weights", reasons: Mapping | np.ndarray | None = None, title: str = "",
                       value_name: str | None = None, height: int | None = None) -> go.Figure:
     """One (Tq, Tk) attention matrix: queries down, keys across (labels from ``token_labels``); masked cells are
-    hatched grey with their reason (``reasons``: (Tq, Tk) strings, "" = may attend)."""
+    hatched grey with their reason (``reasons``: {why: forbidden (Tq, Tk) bool}, or (Tq, Tk) strings, "" = may
+    attend)."""
     matrix = np.asarray(matrix)
     Tq, Tk = matrix.shape
     yl, xl = list(q_labels)[:Tq], list(k_labels)[:Tk]

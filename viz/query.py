@@ -18,7 +18,9 @@ def query_table(rec, head: int, query: int, k_tokens: Sequence[str]) -> pd.DataF
     q = np.asarray(rec.q)[0, head, query]  # (d_k,)
     k = np.asarray(rec.k)[0, rec.kv_head(head)]  # (Tk, d_k): the key head this query head reads
     Tk = k.shape[0]
-    reason = head_reasons(rec, head)[query]
+    reason = np.full(Tk, "", dtype=object)
+    for why, forbidden in head_reasons(rec, head).items():
+        reason[forbidden[query]] = why
     table = {
         "key_pos": np.arange(Tk),
         "key_token": list(k_tokens)[:Tk],
@@ -31,7 +33,7 @@ def query_table(rec, head: int, query: int, k_tokens: Sequence[str]) -> pd.DataF
     table.update({
         "masked": np.asarray(rec.masked)[0, head, query],
         "weight": np.asarray(rec.weights)[0, head, query],
-        "masked_by": np.asarray(reason, dtype=object),
+        "masked_by": reason,
         "may_attend": reason == "",
     })
     return pd.DataFrame(table)

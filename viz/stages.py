@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from model import mask_reason_matrix
+from model import forbidden_by_reason
 
 from .heatmap import attention_heatmap, matrix_heatmap
 
@@ -50,10 +50,9 @@ class Panel:
         return x is not None and len(x) > WIDE
 
 
-def head_reasons(rec, head: int) -> np.ndarray:
-    """(Tq, Tk) why each cell of one head is masked ("" = may attend), batch item 0."""
-    reasons = mask_reason_matrix(rec)
-    return reasons[min(head, reasons.shape[0] - 1)]
+def head_reasons(rec, head: int) -> dict[str, np.ndarray]:
+    """{why masked: (Tq, Tk) bool} for one head, batch item 0 (empty when nothing is masked)."""
+    return forbidden_by_reason(rec, head)
 
 
 def stage_panels(rec, head: int, q_labels: Sequence[str], k_labels: Sequence[str],
@@ -113,14 +112,13 @@ def stage_panels(rec, head: int, q_labels: Sequence[str], k_labels: Sequence[str
                             "This model adjusts the scaled scores before the mask" + note("adjusted") + ".",
                             shape_text(adjusted), attention_heatmap(adjusted, yl, xl, stage="adjusted",
                                                                     title=f"adjusted {shape_text(adjusted)}")))
-    if (reasons != "").any():
-        kinds = sorted({r for r in np.unique(reasons) if r})
+    if reasons:
         panels.append(Panel(
             "mask", r"\text{mask}_{ij} = [\,\text{query } i \text{ may attend to key } j\,]",
-            "White = may attend; hatched grey = forbidden (" + ", ".join(kinds) + "; hover a cell for the reason).",
-            shape_text(reasons), attention_heatmap(np.ones(reasons.shape, np.float32), yl, xl, stage="mask",
-                                                   reasons=reasons, value_name="may attend",
-                                                   title=f"mask {shape_text(reasons)}")))
+            "White = may attend; hatched grey = forbidden (" + ", ".join(sorted(reasons)) + "; hover a cell for the "
+            "reason).", shape_text(masked), attention_heatmap(np.ones(masked.shape, np.float32), yl, xl, stage="mask",
+                                                               reasons=reasons, value_name="may attend",
+                                                               title=f"mask {shape_text(masked)}")))
     panels += [
         Panel("masked", r"\text{masked}_{ij} = \begin{cases}\text{scaled}_{ij} & \text{mask}_{ij}\\ -\infty &"
                         r" \text{otherwise}\end{cases}",

@@ -184,7 +184,7 @@ def head_table(get_record, names: Sequence[str], ids: dict[str, Sequence[int]],
     """
     import pandas as pd
 
-    from ..trace import mask_reason_matrix, parse_name
+    from ..trace import allowed_matrix, parse_name
 
     rows = []
     for name in names:
@@ -192,7 +192,7 @@ def head_table(get_record, names: Sequence[str], ids: dict[str, Sequence[int]],
         stack, layer, kind = parse_name(name)
         key_stack = "encoder" if kind == "cross_attn" else stack
         weights = np.asarray(rec.weights)[0]
-        allowed = mask_reason_matrix(rec) == ""
+        allowed = allowed_matrix(rec)
         causal = rec.causal_mask is not None
         scores = head_scores(weights, allowed, self_attention=kind == "self_attn", causal=causal,
                              key_ids=ids.get(key_stack), key_special=special.get(key_stack), special_ids=special_ids)

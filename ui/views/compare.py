@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import CheckpointError, mask_reason_matrix, parse_name
+from model import CheckpointError, allowed_matrix, parse_name
 from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
@@ -114,7 +114,7 @@ def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
     if rows.size == 0 or cols.size == 0:
         st.info("The two inputs share no tokens in order: there is nothing to align for a difference map.")
         return
-    allowed_a, allowed_b = mask_reason_matrix(rec_a) == "", mask_reason_matrix(rec_b) == ""
+    allowed_a, allowed_b = allowed_matrix(rec_a), allowed_matrix(rec_b)
     wa, oka = restrict(np.asarray(rec_a.weights)[0], rows.a, cols.a, allowed_a)
     wb, okb = restrict(np.asarray(rec_b.weights)[0], rows.b, cols.b, allowed_b)
     if rows.identical and cols.identical:
@@ -124,7 +124,7 @@ def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
         how = (f"The inputs differ: {rows.size} query and {cols.size} key positions hold the same tokens in order "
                "(matched by longest common blocks); the maps are compared on those cells only, each row "
                "renormalised over the matched keys.")
-    reasons = np.where(oka[h] & okb[h], "", "masked in A or B")
+    reasons = {"masked in A or B": ~(oka[h] & okb[h])}
     q_lab = viz.token_labels([qa[i] for i in rows.a])
     k_lab = viz.token_labels([ka[j] for j in cols.a])
     chart(viz.difference_map(wa[h] - wb[h], q_lab, k_lab, reasons=reasons,
@@ -145,7 +145,7 @@ def _table(ctx: Context, traced_b) -> None:
             continue
         H = min(rec_a.n_heads, rec_b.n_heads)
         d = head_js_distances(np.asarray(rec_a.weights)[0, :H], np.asarray(rec_b.weights)[0, :H], ar.a, ac.a, ar.b,
-                              ac.b, (mask_reason_matrix(rec_a) == "")[:H], (mask_reason_matrix(rec_b) == "")[:H])
+                              ac.b, allowed_matrix(rec_a)[:H], allowed_matrix(rec_b)[:H])
         stack, layer, kind = parse_name(name)
         for h in range(H):
             rows.append({"attention": name, "stack": stack, "layer": layer, "kind": kind, "head": h,

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import mask_reason_matrix
+from model import allowed_matrix
 
 from .. import state
 from ..inspector import Context
@@ -25,7 +25,7 @@ def head_view(ctx: Context) -> None:
     default = 0.02 if max(len(q), len(k)) <= 24 else (0.05 if max(len(q), len(k)) <= 64 else 0.1)
     threshold = state.select_slider("Draw lines with weight at least", THRESHOLDS, key="hv_threshold", default=default)
     weights = np.asarray(rec.weights)[0]
-    lines = viz.select_lines(weights, heads, threshold, mask_reason_matrix(rec) == "")
+    lines = viz.select_lines(weights, heads, threshold, allowed_matrix(rec))
     left, right = (("decoder (queries)", "encoder (keys)") if sel.trace_kind == "cross_attn" else
                    ("query", "key"))
     produces = ctx.result.output_tokens if sel.stack == "decoder" else None

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 import viz
-from model import mask_reason_matrix
+from model import allowed_matrix
 
 from ..inspector import Context, chart, open_cell
 
@@ -35,7 +35,7 @@ def attention_map(ctx: Context) -> None:
     chart(fig, "map")
     notes = ["Rows are queries, columns are keys; hover a cell for both tokens and the value."]
     if sel.stack == "decoder":
-        notes.append("A decoder row reads its token and produces the next one (“0·[BOS] → 2”).")
+        notes.append("A decoder row reads its token and, after the arrow, says what the model predicts next there.")
     if masks_applied:
         notes.append("Hatched grey cells are masked (the hover says why: padding, causal, window): weight 0.")
     if rec.kv_groups > 1:
@@ -51,7 +51,7 @@ def head_grid(ctx: Context, key: str = "grid") -> None:
     if viz.grid_is_readable(len(q), len(k)):
         rec = ctx.rec
         fig = viz.thumbnail_grid(np.asarray(rec.weights)[0], ql, kl, cells=cells, cols=min(4, len(cells)),
-                                 allowed=mask_reason_matrix(rec) == "",
+                                 allowed=allowed_matrix(rec),
                                  row_names=[f"{sel.kind} layer {i}" for i in ctx.layers],
                                  title=f"{sel.kind} attention, layer {sel.layer}: every head (click one to open it)")
     else:
@@ -76,7 +76,7 @@ def model_overview(ctx: Context) -> None:
         for n in names:
             rec = ctx.traced.record(n)
             w = np.asarray(rec.weights, dtype=np.float32)[0]
-            thumbs += list(np.where(mask_reason_matrix(rec) == "", w, np.nan))
+            thumbs += list(np.where(allowed_matrix(rec), w, np.nan))
         note = f"exact weights ({len(q)} x {len(k)}), enlarged; masked cells grey"
     else:
         thumbs = [t for n in names for t in ctx.traced.overview(n)]

@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 import viz
-from model import load, mask_reason_matrix, parse_name
+from model import allowed_matrix, forbidden_by_reason, load, parse_name
 from model.analysis import alignment_score, entropy, induction_score, previous_token_score, uniform_weights
 from model.checkpoint import stamp as checkpoint_stamp
 
@@ -48,6 +48,7 @@ class SnapshotSeries:
     metas: list[dict]
     weights: dict  # name -> (S, H, Tq, Tk) float32
     allowed: dict  # name -> (H, Tq, Tk) bool
+    reasons: dict  # name -> per head {why masked: (Tq, Tk) bool}
     q_tokens: dict  # name -> query tokens
     k_tokens: dict
     produces: list[str]  # the final model's predictions on the decoder axis
@@ -56,7 +57,7 @@ class SnapshotSeries:
 @st.cache_resource(max_entries=4, show_spinner="Tracing this input through every snapshot…")
 def snapshot_series(base: str, device: str, stamp: float, source: str, target: str | None,
                     decoder_ids: tuple[int, ...] | None) -> SnapshotSeries:
-    steps, metas, weights, allowed, q_tok, k_tok = [], [], {}, {}, {}, {}
+    steps, metas, weights, allowed, reasons, q_tok, k_tok = [], [], {}, {}, {}, {}, {}
     produces: list[str] = []
     for step, path in snapshots(base):
         pipe = load(path, device)
@@ -70,13 +71,14 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
             rec = res.trace[name].numpy()
             weights.setdefault(name, []).append(np.asarray(rec.weights, dtype=np.float32)[0])
             if name not in allowed:
-                allowed[name] = mask_reason_matrix(rec) == ""
+                allowed[name] = allowed_matrix(rec)
+                reasons[name] = [forbidden_by_reason(rec, h) for h in range(rec.n_heads)]
                 stack, _, kind = parse_name(name)
                 q_tok[name] = res.tokens_for(stack)
                 k_tok[name] = res.tokens_for("encoder" if kind == "cross_attn" else stack)
         produces = res.output_tokens
     return SnapshotSeries(steps=steps, metas=metas, weights={n: np.stack(w) for n, w in weights.items()},
-                          allowed=allowed, q_tokens=q_tok, k_tokens=k_tok, produces=produces)
+                          allowed=allowed, reasons=reasons, q_tokens=q_tok, k_tokens=k_tok, produces=produces)
 
 
 def _scores(series: SnapshotSeries, name: str, score: str, ids: list[int] | None) -> np.ndarray:
@@ -148,7 +150,7 @@ def training(ctx: Context) -> None:
     stack = parse_name(name)[0]
     q_labels = viz.token_labels(series.q_tokens[name], series.produces if stack == "decoder" else None)
     k_labels = viz.token_labels(series.k_tokens[name])
-    reasons = np.where(series.allowed[name][min(h, series.allowed[name].shape[0] - 1)], "", "masked")
+    reasons = series.reasons[name][min(h, len(series.reasons[name]) - 1)]
     snap_meta = series.metas[s]
     recorded = _recorded(snap_meta)
     left, right = st.columns([3, 2])
