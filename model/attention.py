@@ -124,7 +124,7 @@ def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
               scale: float | None = None, bias: torch.Tensor | None = None,
-              softcap: float | None = None) -> AttentionRecord:
+              softcap: float | None = None, keep_intermediates: bool = True) -> AttentionRecord:
     """softmax(q k^T / sqrt(d_k)) v, returning every intermediate.
 
     q: (B, H, Tq, d_k), k: (B, H_kv, Tk, d_k), v: (B, H_kv, Tk, d_v) (any leading dims work), H a multiple
@@ -132,35 +132,54 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     Generalised for trained models, in the order transformers applies them: ``scale`` multiplies the scores
     instead of dividing by sqrt(d_k); ``softcap`` maps them to softcap * tanh(x / softcap) (Gemma 2);
     ``bias`` is added (T5's relative position bias). The softmax runs in float32 for half-precision inputs.
+    ``keep_intermediates=False`` (a lazy trace's first pass: only the weights and the context are wanted) runs
+    the same operations in place on the scores buffer, so scores, scaled, adjusted and masked are None in the
+    record and the weights and context are bitwise the same (one (B, H, Tq, Tk) buffer instead of four).
     """
     d_k = q.shape[-1]
     groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
     k_rep, v_rep = (repeat_kv(k, groups), repeat_kv(v, groups)) if groups > 1 else (k, v)
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
     scores = q @ k_rep.transpose(-2, -1)  # (B, H, Tq, Tk)
-    scaled = scores / math.sqrt(d_k) if scale is None else scores * scale
-    adjusted = None
-    if softcap is not None:
-        adjusted = torch.tanh(scaled / softcap) * softcap
-    if bias is not None:
-        adjusted = (scaled if adjusted is None else adjusted) + bias
-    logits = scaled if adjusted is None else adjusted
+    if not keep_intermediates:  # the same elementwise operations, in place
+        logits = scores.div_(math.sqrt(d_k)) if scale is None else scores.mul_(scale)
+        if softcap is not None:
+            logits.div_(softcap).tanh_().mul_(softcap)
+        if bias is not None:
+            logits = logits.add_(bias) if _fits(bias, logits) else logits + bias
+        if mask is not None:
+            logits = logits.masked_fill_(~mask, float("-inf")) if _fits(mask, logits) else \
+                torch.where(mask, logits, float("-inf"))
+        scores = scaled = adjusted = masked = None
+    else:
+        scaled = scores / math.sqrt(d_k) if scale is None else scores * scale
+        adjusted = None
+        if softcap is not None:
+            adjusted = torch.tanh(scaled / softcap) * softcap
+        if bias is not None:
+            adjusted = (scaled if adjusted is None else adjusted) + bias
+        logits = scaled if adjusted is None else adjusted
+        masked = logits if mask is None else torch.where(mask, logits, float("-inf"))  # one pass, no copy+fill
+        logits = masked
     if mask is None:
-        masked = logits
         weights = _softmax(logits)
     else:
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
-        masked = torch.where(mask, logits, float("-inf"))  # one pass (masked_fill would copy, then fill)
         row_has_key = mask.any(dim=-1, keepdim=True)
         if bool(row_has_key.all()):
-            weights = _softmax(masked)
+            weights = _softmax(logits)
         else:
             # A query whose keys are all masked would softmax to 0/0 = NaN; give it zero weights
             # instead (and keep the backward pass finite by never feeding softmax an all -inf row).
-            weights = _softmax(masked.masked_fill(~row_has_key, 0.0)).masked_fill(~row_has_key, 0.0)
+            weights = _softmax(logits.masked_fill(~row_has_key, 0.0)).masked_fill(~row_has_key, 0.0)
     context = weights @ v_rep  # (B, H, Tq, d_v)
     return AttentionRecord(q=q, k=k, v=v, scores=scores, scaled=scaled, mask=mask, masked=masked,
                            weights=weights, context=context, bias=bias, adjusted=adjusted)
+
+
+def _fits(other: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether ``other`` broadcasts into ``x``'s shape (an in-place operation keeps ``x``'s shape)."""
+    return torch.broadcast_shapes(other.shape, x.shape) == x.shape
 
 
 def _softmax(x: torch.Tensor) -> torch.Tensor:

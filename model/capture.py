@@ -63,6 +63,14 @@ class AttentionInputs:
                     total += t.untyped_storage().nbytes()
         return total
 
+    def record_bytes(self) -> int:
+        """About what the complete record adds to these inputs: its (B, H, Tq, Tk) matrices (scores, scaled,
+        masked, weights, and adjusted when a bias or softcap applies) and its context, concat and output."""
+        B, H, Tq, d_k = self.q.shape
+        Tk, d_v = self.k.shape[-2], self.v.shape[-1]
+        matrices = 4 + (self.bias is not None or self.softcap is not None)
+        return (matrices * B * H * Tq * Tk + 3 * B * H * Tq * d_v) * self.q.element_size()
+
 
 def validate_ablations(ablations: Ablations | None, names: Collection[str], n_heads: Mapping[str, int]) -> None:
     """A clear ValueError for an unknown attention name, head or mode."""
@@ -167,7 +175,10 @@ class Recorder:
                                  query_input=query_input, key_input=key_input, padding_mask=padding_mask,
                                  causal_mask=causal_mask, window_mask=window_mask, query_valid=query_valid,
                                  ablation=ablation, out_proj=out_proj)
-        record = complete_record(inputs, with_output=not (finish_later and not self.lazy))
+        if self.lazy:  # weights for the overview and the context; the full record comes on demand
+            record = complete_record(inputs, with_output=False, keep_intermediates=False)
+        else:
+            record = complete_record(inputs, with_output=not finish_later)
         if self.lazy:
             self.inputs[name] = inputs
             self.overviews[name] = pooled_overview(record.weights[0])
@@ -189,11 +200,13 @@ class Recorder:
         return Trace(self.records, src_ids, tgt_ids)
 
 
-def complete_record(inputs: AttentionInputs, with_output: bool = True) -> AttentionRecord:
+def complete_record(inputs: AttentionInputs, with_output: bool = True,
+                    keep_intermediates: bool = True) -> AttentionRecord:
     """The full AttentionRecord of one attention from its inputs: the same ``attention()`` call as the model's.
-    ``with_output=False`` leaves concat and output to the caller (``Recorder.finish``)."""
+    ``with_output=False`` leaves concat and output to the caller (``Recorder.finish``);
+    ``keep_intermediates=False`` keeps only the weights and the context (see ``attention``)."""
     rec = attention(inputs.q, inputs.k, inputs.v, inputs.mask, scale=inputs.scale, bias=inputs.bias,
-                    softcap=inputs.softcap)
+                    softcap=inputs.softcap, keep_intermediates=keep_intermediates)
     context, ablated = rec.context, None
     if inputs.ablation is not None:
         context, ablated = ablate(context, inputs.ablation, inputs.query_valid)
@@ -233,6 +246,11 @@ class LazyTrace(Trace):
                 self._cache.move_to_end(name)
                 return self._cache[name]
         inputs = self._inputs[name]  # KeyError for an unknown name, as a Mapping should
+        if self._max_bytes is not None:  # make room first, so that memory peaks at the budget, not above it
+            with self._lock:
+                need = inputs.record_bytes()
+                while self._cache and sum(r.nbytes() for r in self._cache.values()) + need > self._max_bytes:
+                    self._cache.popitem(last=False)
         with torch.inference_mode():
             record = complete_record(inputs)
         with self._lock:
@@ -259,6 +277,11 @@ class LazyTrace(Trace):
     def overview(self, name: str) -> np.ndarray:
         """(H, <= 64, <= 64) uint8 max-pooled weights, kept from the first pass (255 = weight 1)."""
         return self._overviews[name]
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The record cache's budget (it always keeps the last record, even a larger one)."""
+        return self._max_bytes
 
     def inputs_nbytes(self) -> int:
         return sum(i.nbytes() for i in self._inputs.values())

@@ -58,6 +58,10 @@ def test_lazy_trace_keeps_vectors_not_matrices_and_bounds_its_cache():
     assert len(lazy.cached_names()) == 1  # the LRU keeps what fits (at least the last one)
     lazy["encoder.0.self_attn"]
     assert lazy.cached_names() == ["encoder.0.self_attn"]
+    for name in lazy:  # the estimate that makes room before computing is close to what the record adds
+        inputs = lazy._inputs[name]
+        added = lazy[name].nbytes() - inputs.nbytes()
+        assert 0.8 * added <= inputs.record_bytes() <= 1.25 * added, name
 
 
 def test_lazy_overview_is_the_max_pooled_weights():
@@ -212,3 +216,25 @@ def test_recorder_subset_keeps_only_what_was_asked():
     assert rec.wants("decoder.1.cross_attn") and not rec.wants("encoder.0.self_attn")
     out = m(SRC, TGT, capture={"decoder.1.cross_attn"})
     assert list(out.trace) == ["decoder.1.cross_attn"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_without_intermediates_weights_and_context_are_bitwise_the_same(dtype):
+    """The lazy first pass runs attention() in place; what it keeps (weights, context) must be bitwise what the
+    full record holds, for every option: scale, softcap, bias, GQA, a mask with a fully masked row."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 4, 5, 8, generator=g).to(dtype)
+    k, v = torch.randn(2, 2, 6, 8, generator=g).to(dtype), torch.randn(2, 2, 6, 3, generator=g).to(dtype)
+    bias = torch.randn(1, 4, 5, 6, generator=g).to(dtype)
+    mask = torch.rand(2, 1, 5, 6, generator=g) > 0.4
+    mask[0, 0, 2] = False  # a query with no key at all
+    big_bias = torch.randn(2, 4, 5, 6, generator=g).to(dtype)  # more than batch item 0's scores: not in place
+    cases = [((q, k, v), {}), ((q, k, v), {"mask": mask}), ((q, k, v), {"softcap": 1.5}),
+             ((q, k, v), {"scale": 0.3, "softcap": 2.0, "bias": bias, "mask": mask}),
+             ((q[:1], k[:1], v[:1]), {"bias": big_bias, "mask": mask})]
+    for args, kwargs in cases:
+        full = attention(*args, **kwargs)
+        lean = attention(*args, keep_intermediates=False, **kwargs)
+        assert torch.equal(full.weights, lean.weights) and torch.equal(full.context, lean.context), kwargs
+        assert lean.scores is None and lean.masked is None and lean.scaled is None
+        assert not full.weights.isnan().any()
