@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
+from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
@@ -47,9 +47,9 @@ def fresh_caches(monkeypatch, tmp_path):
     """Each test starts with empty Streamlit caches and no shipped checkpoints (unless it asks for them)."""
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(tmp_path / "none"))
     monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
-    st.cache_resource.clear()
+    clear_app_caches()
     yield
-    st.cache_resource.clear()
+    clear_app_caches()
 
 
 def app(path: str | None, **state) -> AppTest:
@@ -396,6 +396,26 @@ def test_over_budget_input_is_captured_lazily_and_bitwise(ckpt, monkeypatch):
     assert "max-pooled" in json.dumps(charts(at)[0]["layout"]["title"])
 
 
+def test_traced_calls_shared_by_sessions_are_bounded_in_bytes(ckpt, monkeypatch):
+    import ui.tracing
+
+    at = app(ckpt)
+    assert_clean(at)
+    held = ui.tracing._TRACED.nbytes
+    assert len(ui.tracing._TRACED) == 1 and held > 0
+    monkeypatch.setenv("INSPECTOR_TRACE_CACHE_MB", str(1.5 * held / 2**20))  # room for one such call, not two
+    for text in ("Monday, 1 May 2000", "Tuesday, 2 May 2000"):
+        at.session_state["source"] = text
+        at.run()
+        assert_clean(at)
+        assert len(ui.tracing._TRACED) == 1  # the older call went; the one on screen stays
+    at.session_state["source"] = "Monday, 1 May 2000"
+    at.run()  # computed again, the same numbers
+    assert_clean(at)
+    np.testing.assert_array_equal(main_matrix(at), load(ckpt, device="cpu").run("Monday, 1 May 2000").trace.numpy()[
+        "decoder.2.cross_attn"].weights[0, 0])
+
+
 def test_input_whose_single_record_is_too_big_is_refused(ckpt, monkeypatch):
     import ui.tracing
 
@@ -458,10 +478,26 @@ def test_teacher_forcing_names_the_target_and_the_prediction(ckpt):
     assert "typed target: 1999-03-22" in header and "model's prediction" in header
     assert "teacher-forced output" not in header
     table = at.dataframe[0].value
-    assert list(table.index) == ["typed target", "model predicts"] and list(table.iloc[0]) == list("1999-03-22")
+    assert list(table.index) == ["typed target", "model predicts", "differs"]
+    assert list(table.iloc[0]) == list("1999-03-22")
     ref = reference(ckpt, "Monday 3 March 1999", "1999-03-22")
-    differ = sum(a != b for a, b in zip(list("1999-03-22"), ref.output_tokens, strict=False))
+    assert list(table.iloc[1]) == ref.output_tokens[:10]
+    marks = [("✗" if a != b else "") for a, b in zip(list("1999-03-22"), ref.output_tokens, strict=False)]
+    assert list(table.iloc[2]) == marks
+    differ = marks.count("✗")
     assert f"{differ} of 10 positions differ" in " ".join(c.value for c in at.caption)
+
+
+def test_a_long_typed_target_is_compared_one_row_per_position(tmp_path):
+    long = make_checkpoint(tmp_path / "long", max_len=64)
+    target = "1999-03-22" * 5  # 50 positions: too many to read side by side
+    at = app(long, source="Monday 3 March 1999", target_mode="type a target (teacher forcing)", target=target)
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["position", "typed target", "model predicts", "differs"] and len(table) == 50
+    ref = reference(long, "Monday 3 March 1999", target)
+    assert list(table["typed target"]) == list(target) and list(table["model predicts"]) == ref.output_tokens[:50]
+    assert (table["differs"] == "✗").sum() == sum(a != b for a, b in zip(target, ref.output_tokens, strict=False))
 
 
 def test_clicking_anywhere_on_a_thumbnail_opens_that_head(ckpt, monkeypatch):

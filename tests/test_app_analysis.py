@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
+from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
@@ -21,9 +21,9 @@ SOURCE = "Saturday, November 21, 2026"
 def env(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
-    st.cache_resource.clear()
+    clear_app_caches()
     yield
-    st.cache_resource.clear()
+    clear_app_caches()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-import streamlit as st
+from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
@@ -31,9 +31,9 @@ def models_dir(tmp_path_factory):
 def env(monkeypatch, models_dir, tmp_path):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(tmp_path / "none"))
     monkeypatch.setenv("INSPECTOR_MODELS", str(models_dir))
-    st.cache_resource.clear()
+    clear_app_caches()
     yield
-    st.cache_resource.clear()
+    clear_app_caches()
 
 
 def open_model(family: str, **state) -> AppTest:

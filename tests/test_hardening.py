@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import streamlit.testing.v1.app_test as app_test
 import torch
+from conftest import clear_app_caches
 from safetensors.torch import load_file, save_file
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
@@ -104,11 +104,9 @@ def fresh_caches(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     monkeypatch.delenv("INSPECTOR_PUBLIC", raising=False)
     monkeypatch.delenv("INSPECTOR_ALLOWED_ROOTS", raising=False)
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    clear_app_caches()
     yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    clear_app_caches()
 
 
 # every text box of every page ---------------------------------------------------------------------------------------

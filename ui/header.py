@@ -16,6 +16,7 @@ from .sidebar import ModelPick
 from .text import md
 
 LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
+WIDE_TABLE_MAX = 40  # teacher-forced comparison: positions side by side up to this many, one row each above
 
 
 def _accuracy_text(meta: dict) -> str:
@@ -95,11 +96,15 @@ def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) ->
     st.markdown(f"**Source** ({src_n} tokens) · **typed target:** {md(target_typed or '')} · "
                 f"**model's prediction at each position:** {md(result.output_text)}")
     if typed:
-        table = pd.DataFrame([typed, predicted], index=["typed target", "model predicts"],
-                             columns=[str(i) for i in range(len(typed))])
-        styled = table.style.apply(lambda col: ["background-color: #fde0dd; font-weight: bold" if col.name in
-                                                {str(i) for i in differ} else "" for _ in col], axis=0)
-        st.dataframe(styled, width="stretch")
+        marks = ["✗" if a != b else "" for a, b in zip(typed, predicted, strict=False)]
+        if len(typed) <= WIDE_TABLE_MAX:  # side by side, one column per position
+            table = pd.DataFrame([typed, predicted, marks], index=["typed target", "model predicts", "differs"],
+                                 columns=[str(i) for i in range(len(typed))])
+            st.dataframe(table, width="stretch")
+        else:  # one row per position (no pandas Styler: it took ~1 s for 511 positions)
+            table = pd.DataFrame({"position": range(len(typed)), "typed target": typed,
+                                  "model predicts": predicted, "differs": marks})
+            st.dataframe(table, width="stretch", hide_index=True, height=240)
         st.caption(f"Position i of the decoder reads the target up to i and predicts the next token. "
                    f"{len(differ)} of {len(typed)} positions differ" + (
                        f" (highlighted: {', '.join(str(i) for i in differ[:20])})" if differ else "") + ".")

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,9 @@ import torch
 from model import CaptureBudgetError, RunResult
 from model.capture import overview_of
 from model.checkpoint import stamp as checkpoint_stamp
+from model.trace import trace_nbytes
 
+from .cache import SharedLRU
 from .models import load_pipeline
 
 MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends stops here)
@@ -30,6 +33,17 @@ def capture_budget() -> int:
         mb = float(os.environ.get("INSPECTOR_MAX_CAPTURE_MB", "256"))
     except ValueError:
         mb = 256.0
+    return int(max(mb, 0.0) * 2**20)
+
+
+def cache_budget() -> int:
+    """INSPECTOR_TRACE_CACHE_MB (default 512): what the traced calls kept for every session may hold together
+    (each counted with its logits, its records or lazy inputs, and the ceiling of its lazy record cache); the least
+    recently used go first."""
+    try:
+        mb = float(os.environ.get("INSPECTOR_TRACE_CACHE_MB", "512"))
+    except ValueError:
+        mb = 512.0
     return int(max(mb, 0.0) * 2**20)
 
 
@@ -84,6 +98,15 @@ class Traced:
         """(H, <= 64, <= 64) uint8 max-pooled weights (from the first pass when lazy)."""
         return overview_of(self.result.trace, name)
 
+    def nbytes(self) -> int:
+        """What this call holds: logits, full records (or a lazy trace's inputs plus its record cache's ceiling)."""
+        logits = self.result.logits
+        held = 0 if logits is None else logits.untyped_storage().nbytes()
+        trace = self.result.trace
+        if self.lazy:
+            return held + trace.inputs_nbytes() + (trace.max_bytes or 0)
+        return held + trace_nbytes(trace)
+
     def probs_at(self, position: int) -> np.ndarray | None:
         """(V,) this call's next-token distribution at one position."""
         row = self.result.probs_at(position)
@@ -102,11 +125,19 @@ def _ablations(key: tuple) -> dict | None:
     return {n: dict(heads) for n, heads in key} or None
 
 
-@st.cache_resource(max_entries=16, show_spinner="Running the model…")
+_TRACED: SharedLRU[Traced] = SharedLRU(cache_budget(), Traced.nbytes)
+
+
+def clear_cache() -> None:
+    _TRACED.clear()
+
+
 def traced_call(path: str, device: str, stamp: float, source: str, target: str | None, max_new: int,
-                ablations: tuple = (), decoder_ids: tuple[int, ...] | None = None) -> Traced:
+                ablations: tuple = (), decoder_ids: tuple[int, ...] | None = None,
+                make_room: Callable[[int], None] = lambda nbytes: None) -> Traced:
     """Decode (unless a target is typed, the model is encoder-only, or ``decoder_ids`` are given: another model's
-    output, traced through this one so that two checkpoints share their axes), then trace the call."""
+    output, traced through this one so that two checkpoints share their axes), then trace the call.
+    ``make_room(bytes)`` is called before tracing with what the trace will hold (the whole cache for a lazy one)."""
     pipe = load_pipeline(path, device, stamp)
     abl = _ablations(ablations)
     started = time.perf_counter()
@@ -126,6 +157,7 @@ def traced_call(path: str, device: str, stamp: float, source: str, target: str |
             f"One attention of this {max(S, T)}-token input would hold {largest / 2**20:.0f} MiB, over the "
             f"{max(budget, MIN_RECORD_CAP) / 2**20:.0f} MiB a single record may take: shorten the text.")
     lazy = estimate > budget
+    make_room(cache_budget() if lazy else estimate)
     result = pipe.run(source, target, generated_ids=generated, lazy=lazy, ablations=abl,
                       max_lazy_cache_bytes=budget)
     if generated is not None:
@@ -147,10 +179,19 @@ def trace(path: str, device: str, source: str, target: str | None, max_new: int,
     notes = []
     stamp = checkpoint_stamp(path)
     key = ablation_key(ablations)
+
+    _TRACED.max_bytes = cache_budget()  # read each time: a deployment may change it without a restart
+
+    def cached(on: str) -> Traced:
+        def compute() -> Traced:
+            with st.spinner("Running the model…"):
+                return traced_call(path, on, stamp, source, target, max_new, key, decoder_ids, _TRACED.make_room)
+        return _TRACED.get((path, on, stamp, source, target, max_new, key, decoder_ids), compute)
+
     try:
-        return traced_call(path, device, stamp, source, target, max_new, key, decoder_ids), notes
+        return cached(device), notes
     except torch.OutOfMemoryError:
         if device == "cpu":
             raise
         notes.append(f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
-        return traced_call(path, "cpu", stamp, source, target, max_new, key, decoder_ids), notes
+        return cached("cpu"), notes
