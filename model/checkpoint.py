@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -147,9 +148,19 @@ def check_config_bounds(config: ModelConfig, file: Path) -> None:
         raise CheckpointError(f"{file}: sizes beyond what this app loads: " + ", ".join(over))
 
 
+class _SkipInit(TorchFunctionMode):
+    """Parameter initialisers do nothing: a model built on the meta device for its shapes has no values to fill,
+    and the initialisers' meta implementations import torch._dynamo (1.2 s of the app's cold start)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs.get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of a model built from ``config``, without allocating it (meta device)."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInit():
         model = Transformer(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
