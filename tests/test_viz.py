@@ -227,8 +227,26 @@ def test_overview_mosaic_is_one_png_under_a_byte_per_thumbnail_cell():
     assert [t["type"] for t in s["data"]] == ["image", "scatter"]
     png = s["layout"]["meta"]["png_bytes"]
     assert png / (144 * 64 * 64) <= 1.0, png
-    assert len(json.dumps(s)) / (144 * 64 * 64) <= 1.5  # the whole figure, click targets included
+    assert len(json.dumps(s)) / (144 * 64 * 64) <= 1.0  # the whole figure, click targets included
     assert viz.clicked_cell({"selection": {"points": [{"customdata": [13]}]}}, cells) == (1, 1)
+    assert len(s["data"][1]["x"]) == 144  # one click target per thumbnail (the nearest takes the click)
+
+
+def test_small_thumbnails_are_scaled_by_the_browser_not_in_the_png():
+    import base64
+    import io
+
+    from PIL import Image
+
+    thumbs = [np.full((16, 16), n, np.uint8) for n in range(12)]
+    cells = [(0, h) for h in range(12)]
+    s = spec(viz.overview_mosaic(thumbs, cells, cols=12))
+    image = s["data"][0]
+    png = base64.b64decode(image["source"].split(",", 1)[1])
+    W, H = Image.open(io.BytesIO(png)).size
+    assert H == 16 and W == 12 * 16 + 11 * 1  # one pixel per thumbnail cell, 1-pixel gaps
+    assert s["layout"]["height"] >= 16 * 4  # drawn at least ~64 px tall
+    assert image.get("zsmooth") in (None, False)  # plotly.js then draws it pixelated
 
 
 def test_mosaic_pixels_are_the_thumbnails():
@@ -241,8 +259,9 @@ def test_mosaic_pixels_are_the_thumbnails():
     png, W, H = viz.mosaic_png(thumbs, cols=2, tile=(2, 2), gap=1)
     img = np.asarray(Image.open(io.BytesIO(png)))
     assert img.shape == (H, W) == (2, 5)
-    np.testing.assert_array_equal(img[:, :2], [[254, 0], [0, 254]])
-    np.testing.assert_array_equal(img[:, 3:], [[0, 255], [254, 127]])  # NaN (masked) -> the grey entry
+    np.testing.assert_array_equal(img[:, :2], [[253, 0], [0, 253]])
+    np.testing.assert_array_equal(img[:, 3:], [[0, 254], [253, 126]])  # NaN (masked) -> the grey entry
+    assert (img[:, 2] == 255).all() and Image.open(io.BytesIO(png)).info["transparency"] == 255  # see-through gap
     del base64
 
 

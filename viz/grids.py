@@ -35,10 +35,10 @@ def _cell_name(cell: tuple[int, int], row_names: Sequence[str] | None) -> str:
     return f"{row_names[r] if row_names else f'layer {r}'}, head {c}"
 
 
-def _targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y") -> dict:
+def _targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y", suffix: str = "") -> dict:
     return dict(type="scatter", x=centres_x, y=centres_y, mode="markers", xaxis=xaxis, yaxis=yaxis,
                 marker={"size": 18, "opacity": 0.0, "color": "white", "symbol": "square"},
-                customdata=[[int(i)] for i in idx], text=text, hovertemplate="%{text}<extra></extra>",
+                customdata=[[int(i)] for i in idx], text=text, hovertemplate=f"%{{text}}{suffix}<extra></extra>",
                 showlegend=False, name="click targets")
 
 
@@ -111,27 +111,29 @@ def thumbnail_grid(weights: np.ndarray, q_labels: Sequence[str], k_labels: Seque
 
 
 _PALETTE_CACHE: dict[str, bytes] = {}
+MASKED, BACKGROUND_INDEX = 254, 255  # palette indices of masked cells and of the gaps between thumbnails
 
 
 def _palette() -> bytes:
-    """256 RGB entries: Viridis for weight levels 0..254, the mask grey at 255."""
+    """256 RGB entries: Viridis for weight levels 0..253, the mask grey at 254, the background (transparent in the
+    PNG) at 255."""
     if "v" not in _PALETTE_CACHE:
-        colours = sample_colorscale(WEIGHT_SCALE, [i / 254 for i in range(255)], colortype="tuple")
+        colours = sample_colorscale(WEIGHT_SCALE, [i / 253 for i in range(254)], colortype="tuple")
         rgb = [tuple(int(round(ch * 255)) for ch in col) for col in colours]
         grey = tuple(int(MASK_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
-        _PALETTE_CACHE["v"] = bytes(v for col in rgb + [grey] for v in col)
+        _PALETTE_CACHE["v"] = bytes(v for col in rgb + [grey, (255, 255, 255)] for v in col)
     return _PALETTE_CACHE["v"]
 
 
 def _levels(thumb: np.ndarray) -> np.ndarray:
-    """A thumbnail -> palette indices: uint8 overviews (255 = weight 1) rescaled to 0..254; float weights in 0..1
-    to 0..254; NaN (masked) to 255."""
+    """A thumbnail -> palette indices: uint8 overviews (255 = weight 1) rescaled to 0..253; float weights in 0..1
+    to 0..253; NaN (masked) to MASKED."""
     a = np.asarray(thumb)
     if a.dtype == np.uint8:
-        return np.round(a.astype(np.float32) * (254 / 255)).astype(np.uint8)
+        return np.round(a.astype(np.float32) * (253 / 255)).astype(np.uint8)
     f = a.astype(np.float32)
-    out = np.round(np.clip(np.nan_to_num(f, nan=0.0), 0, 1) * 254).astype(np.uint8)
-    out[np.isnan(f)] = 255
+    out = np.round(np.clip(np.nan_to_num(f, nan=0.0), 0, 1) * 253).astype(np.uint8)
+    out[np.isnan(f)] = MASKED
     return out
 
 
@@ -142,7 +144,7 @@ def mosaic_png(thumbs: Sequence[np.ndarray], cols: int, tile: tuple[int, int], g
     th, tw = tile
     R = -(-len(thumbs) // cols)
     W, H = cols * tw + (cols - 1) * gap, R * th + (R - 1) * gap
-    canvas = np.full((H, W), 255, dtype=np.uint8)
+    canvas = np.full((H, W), BACKGROUND_INDEX, dtype=np.uint8)
     for n, t in enumerate(thumbs):
         lv = _levels(t)
         ry = np.minimum((np.arange(th) * lv.shape[0]) // th, lv.shape[0] - 1)
@@ -152,7 +154,7 @@ def mosaic_png(thumbs: Sequence[np.ndarray], cols: int, tile: tuple[int, int], g
     img = Image.fromarray(canvas, mode="P")
     img.putpalette(_palette())
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", optimize=True, transparency=BACKGROUND_INDEX)
     return buf.getvalue(), W, H
 
 
@@ -163,39 +165,40 @@ def overview_mosaic(thumbs: Sequence[np.ndarray], cells: Sequence[tuple[int, int
     cells = list(cells)
     th = max(int(np.asarray(t).shape[0]) for t in thumbs)
     tw = max(int(np.asarray(t).shape[1]) for t in thumbs)
-    scale = max(1, 64 // max(th, tw))  # small thumbnails are drawn at least ~64 px
-    tile = (th * scale, tw * scale)
-    gap = 6
-    png, W, H = mosaic_png(thumbs, cols, tile, gap)
+    # One image pixel per thumbnail cell; the browser scales it up (pixelated, no smoothing) so that small
+    # thumbnails are drawn at least ~64 px. Coordinates below are image pixels.
+    scale = max(1, 64 // max(th, tw))
+    gap = max(1, 6 // scale)
+    png, W, H = mosaic_png(thumbs, cols, (th, tw), gap)
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     data = [dict(type="image", source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip", name="thumbnails")]
+    # One click target per thumbnail, at its centre: with hoverdistance -1 the nearest target takes the click,
+    # and on a regular grid of equal tiles the nearest centre is the tile's own, wherever the click lands.
     xs, ys, idx, text = [], [], [], []
-    g = np.linspace(0.1, 0.9, COARSE_TARGETS)
     for n, cell in enumerate(cells[:len(thumbs)]):
         r, c = divmod(n, cols)
-        name = esc(_cell_name(cell, row_names))
-        for fy in g:
-            for fx in g:
-                xs.append(c * (tile[1] + gap) + fx * tile[1])
-                ys.append(r * (tile[0] + gap) + fy * tile[0])
-                idx.append(n)
-                text.append(f"{name}: click to open")
-    data.append(_targets(xs, ys, idx, text))
+        xs.append(c * (tw + gap) + (tw - 1) / 2)
+        ys.append(r * (th + gap) + (th - 1) / 2)
+        idx.append(n)
+        text.append(esc(_cell_name(cell, row_names)))
+    data.append(_targets(xs, ys, idx, text, suffix=": click to open"))
+    px = min(2.0 * scale, 900 / max(W, 1))  # screen pixels per image pixel
     R = -(-len(thumbs) // cols)
     row_label_names = [esc(row_names[cells[r * cols][0]]) if row_names else f"layer {cells[r * cols][0]}"
                        for r in range(R)]
-    annotations = [{"text": f"head {cells[c][1]}", "x": c * (tile[1] + gap) + tile[1] / 2, "y": -2, "xref": "x",
-                    "yref": "y", "yanchor": "bottom", "showarrow": False, "font": {"size": 10}}
+    annotations = [{"text": f"head {cells[c][1]}", "x": c * (tw + gap) + (tw - 1) / 2, "y": -0.5 - 2 / px,
+                    "xref": "x", "yref": "y", "yanchor": "bottom", "showarrow": False, "font": {"size": 10}}
                    for c in range(min(cols, len(cells)))]
-    annotations += [{"text": row_label_names[r], "x": -4, "y": r * (tile[0] + gap) + tile[0] / 2, "xref": "x",
-                     "yref": "y", "xanchor": "right", "showarrow": False, "font": {"size": 10}} for r in range(R)]
-    px_per_unit = min(2.0, 900 / max(W, 1))
+    annotations += [{"text": row_label_names[r], "x": -0.5 - 4 / px, "y": r * (th + gap) + (th - 1) / 2,
+                     "xref": "x", "yref": "y", "xanchor": "right", "showarrow": False, "font": {"size": 10}}
+                    for r in range(R)]
     return figure(data, dict(
         title={"text": title + (f"<br><sup>{esc(note)}</sup>" if note else ""), "x": 0},
-        height=int(min(1400, max(240, H * px_per_unit + 110))), annotations=annotations, hoverdistance=-1,
-        margin={"l": 70, "r": 10, "t": 80 if note else 50, "b": 10},
-        xaxis={"range": [-0.5, W - 0.5], "visible": False, "fixedrange": True},
-        yaxis={"range": [H - 0.5, -24], "visible": False, "fixedrange": True, "scaleanchor": "x"},
+        height=int(min(1400, max(240, H * px + 130))), annotations=annotations, hoverdistance=-1,
+        # the axes' ranges hold the labels' room: plotly.js hides annotations anchored outside the ranges
+        margin={"l": 10, "r": 10, "t": 80 if note else 50, "b": 10},
+        xaxis={"range": [-0.5 - 110 / px, W - 0.5], "visible": False, "fixedrange": True},
+        yaxis={"range": [H - 0.5, -0.5 - 20 / px], "visible": False, "fixedrange": True, "scaleanchor": "x"},
         plot_bgcolor="white", meta={"cells": [list(c) for c in cells], "png_bytes": len(png)},
         clickmode="event+select", dragmode=False))
 
