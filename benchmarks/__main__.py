@@ -1,21 +1,30 @@
 """Every benchmark, one command: `python -m benchmarks` (tables printed, JSON in benchmarks/results/).
 
-    model.json    forward with and without capture (T = 32..1024), memory of one capture (T = 512, 1024)
+    model.json    forward with and without capture (T = 32..1024) on the demo model and a GPT-2-small-shaped one,
+                  memory of one capture against its estimate
     app.json      inspector server time of a layer/head/kind/stage change (AppTest), chart payload bytes per cell
-    browser.json  cold start and source change -> updated heatmap in headless Chromium (T = 32, 128, 512)
+    browser.json  cold start, source change -> updated map, head/layer changes and the server's peak memory, in
+                  headless Chromium, on the demo model, the dates model and the GPT-2-small-shaped one
+    bertviz.json  BertViz's head_view and model_view against this app on the same tensors in the same Chromium
+                  (needs requirements-bench.txt; skipped with a note when BertViz is not installed)
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_browser"]]
+STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_browser"],
+         ["-m", "benchmarks.bench_bertviz"]]
 
 
 def main() -> int:
     failed = []
     for step in STEPS:
+        if step[-1] == "benchmarks.bench_bertviz" and importlib.util.find_spec("bertviz") is None:
+            print("\n=== BertViz comparison skipped: pip install -r requirements-bench.txt", flush=True)
+            continue
         print(f"\n=== python {' '.join(step)}", flush=True)
         if subprocess.run([sys.executable, *step], cwd=ROOT).returncode != 0:
             failed.append(" ".join(step))

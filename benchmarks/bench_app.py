@@ -163,11 +163,11 @@ def synthetic_payloads() -> list[dict]:
         causal = np.tril(np.ones((T, T), bool))
         softmax = np.where(causal, np.exp(logits), 0)
         cases = {"uniform 0..1 (worst case)": (rng.random((T, T)), None),
-                 "causal softmax rows": (softmax / softmax.sum(1, keepdims=True), causal)}
+                 "causal softmax rows": (softmax / softmax.sum(1, keepdims=True), {"causal": ~causal})}
         labels = [f"tok{i}" for i in range(T)]
         for case, (w, mask) in cases.items():
             t = time.perf_counter()
-            fig = viz.attention_heatmap(w.astype(np.float32), labels, labels, causal_ok=mask)
+            fig = viz.attention_heatmap(w.astype(np.float32), labels, labels, reasons=mask)
             text = pio.to_json(fig.to_dict(), validate=False)
             ms = 1000 * (time.perf_counter() - t)
             z = json.loads(text)["data"][0]["z"]

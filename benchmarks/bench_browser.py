@@ -4,7 +4,10 @@
 (d) source change (from the Ctrl+Enter keydown, on the page's clock) -> updated heatmap drawn, at T = 32, 128,
     512 tokens (source and target), on a long-context checkpoint made here (char tokenizer, demo size, max_len
     1024; random weights: the cost of a trace does not depend on what the model learned). Teacher forcing fixes
-    the target length, so T is exact.
+    the target length, so T is exact;
+(g) a GPT-2-small-shaped model (12 x 12 heads, random weights): first map after a new input at T = 128, 512, 1024,
+    head and layer changes (the exact map) at T = 128 and 1024, from the option's click on the page's clock, and
+    the server's peak memory; the same head change on the shipped dates model.
 
     python -m benchmarks.bench_browser     # prints a table, writes benchmarks/results/browser.json
 """
@@ -46,12 +49,14 @@ def text_of(n: int, shift: int) -> str:
     return "".join(ALPHABET[(i * 7 + shift) % 26] for i in range(n))
 
 
-# the first heatmap's shape and its first row (which changes with every new source text)
+# the first heatmap's shape and its last row (which changes with every new text; a causal map's first row does not)
 FINGERPRINT_JS = """() => {
     const d = document.querySelector('.js-plotly-plot');
     const t = d && d._fullData && d._fullData.find(t => t.type === 'heatmap');
     if (!t || !t.z || !t.z.length) return null;
-    return {rows: t.z.length, cols: t.z[0].length, key: Array.from(t.z[0]).join(',')};
+    const last = t.z[t.z.length - 1];
+    const key = t.z.length + 'x' + last.length + ':' + Array.from(last).join(',');
+    return {rows: t.z.length, cols: t.z[0].length, key: key};
 }"""
 
 
@@ -82,7 +87,7 @@ def heatmap_shape_js() -> str:
 
 
 def commit_text(page, label: str, text: str) -> None:
-    box = page.get_by_label(label)
+    box = page.get_by_role("textbox", name=label, exact=True)
     box.fill(text)
     box.press("Control+Enter" if box.evaluate("e => e.tagName") == "TEXTAREA" else "Enter")
 
@@ -115,7 +120,7 @@ def source_change(lengths: list[int], repeats: int) -> list[dict]:
                 wait_idle(page, 120_000)
                 times = []
                 for r in range(repeats):  # a new text each time: nothing cached
-                    box = page.get_by_label("Source text")
+                    box = page.get_by_role("textbox", name="Source text", exact=True)
                     box.fill(text_of(n, r))  # typing is the user's time, not the app's
                     page.evaluate(ARM_JS)
                     box.press("Control+Enter")  # the commit: the clock starts in the page at this keydown
@@ -128,10 +133,104 @@ def source_change(lengths: list[int], repeats: int) -> list[dict]:
     return rows
 
 
+# Start the clock at the click on a selectbox option (the user's choice), stop at the first frame that shows new data.
+ARM_CLICK_JS = f"""() => {{
+    const fingerprint = {FINGERPRINT_JS};
+    const before = fingerprint();
+    window.__bench = {{start: null, end: null}};
+    document.addEventListener('pointerup', e => {{
+        if (e.target.closest('[role=option]') && window.__bench.start === null) {{
+            window.__bench.start = performance.now();
+        }}
+    }}, {{capture: true}});
+    const tick = () => {{
+        const f = fingerprint();
+        if (window.__bench.start !== null && f !== null && (before === null || f.key !== before.key)) {{
+            window.__bench.end = performance.now();
+        }} else {{
+            requestAnimationFrame(tick);
+        }}
+    }};
+    requestAnimationFrame(tick);
+}}"""
+
+
+def timed_choice(page, label: str, option: str) -> float:
+    """ms from the click on ``option`` of the selectbox ``label`` to the redrawn map."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    page.evaluate(ARM_CLICK_JS)
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_function("() => window.__bench.end !== null", timeout=120_000)
+    ms = page.evaluate("() => window.__bench.end - window.__bench.start")
+    wait_idle(page, 120_000)
+    return ms
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of the server process and its children (MiB), from /proc."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            total += int(line.split()[1])
+    return round(total / 1024, 1)
+
+
+def choice_changes(page, n_heads: int, n_layers: int, repeats: int) -> dict:
+    heads = [timed_choice(page, "Head", f"head {(i + 1) % n_heads}") for i in range(repeats)]
+    layers = [timed_choice(page, "Layer", str(i % n_layers)) for i in range(repeats)]
+    return {"head_change_ms": round(statistics.median(heads), 1),
+            "layer_change_ms": round(statistics.median(layers), 1),
+            "head_change_max_ms": round(max(heads), 1), "layer_change_max_ms": round(max(layers), 1)}
+
+
+def gpt2_small_session(lengths: list[int], repeats: int) -> dict:
+    from tokenizers import Tokenizer
+
+    from benchmarks.gpt2small import gpt2_small, text_of_tokens
+
+    path = gpt2_small()
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    rows, changes = [], {}
+    with tempfile.TemporaryDirectory() as empty, streamlit_server(
+            env={"INSPECTOR_CHECKPOINTS": empty, "INSPECTOR_MODELS": str(path.parent)}) as url, chromium() as page:
+        page.goto(url)
+        wait_idle(page, 300_000)
+        for T in lengths:
+            times = []
+            for r in range(repeats if T <= 512 else max(2, repeats // 2)):
+                box = page.get_by_role("textbox", name="Text", exact=True)
+                box.fill(text_of_tokens(tok, T, shift=r + 1))
+                page.evaluate(ARM_JS)
+                box.press("Control+Enter")
+                page.wait_for_function("() => window.__bench.end !== null", timeout=300_000)
+                times.append(page.evaluate("() => window.__bench.end - window.__bench.start"))
+                wait_idle(page, 300_000)
+            rows.append({"T": T, "first_map_median_ms": round(statistics.median(times), 1),
+                         "max_ms": round(max(times), 1), "repeats": len(times), "target_ms": GPT2_FIRST_MAP_MS[T]})
+            if T in (128, 1024):
+                changes[T] = {**choice_changes(page, 12, 12, 3), "target_ms": GPT2_CHANGE_MS[T]}
+        peak = peak_rss_mib(url.pid)
+    return {"first_map": rows, "changes": changes, "server_peak_rss_MiB": peak,
+            "server_peak_target_MiB": 1.5 * 1024}
+
+
+def dates_changes(repeats: int) -> dict:
+    with streamlit_server() as url, chromium() as page:
+        page.goto(url)
+        wait_idle(page, 120_000)
+        return choice_changes(page, 4, 2, repeats)
+
+
+GPT2_FIRST_MAP_MS = {128: 1000.0, 512: 2000.0, 1024: 4000.0}
+GPT2_CHANGE_MS = {128: 150.0, 1024: 400.0}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-gpt2", action="store_true")
     args = ap.parse_args(argv)
     cold = cold_start()
     updates = source_change(args.lengths, args.repeats)
@@ -139,8 +238,10 @@ def main(argv=None) -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
         "cold_start_s": round(cold, 2), "cold_start_target_s": COLD_START_TARGET_S,
-        "source_change": updates,
+        "source_change": updates, "dates_changes": dates_changes(5),
     }
+    if not args.skip_gpt2:
+        result["gpt2_small"] = gpt2_small_session([128, 512, 1024], 3)
     print(f"cold start (launch -> first heatmap): {cold:.1f} s "
           f"({'ok' if cold <= COLD_START_TARGET_S else 'MISSED'}, target {COLD_START_TARGET_S:.0f} s)")
     print("source change -> updated heatmap drawn, teacher forcing, source = target = T tokens")
@@ -149,6 +250,22 @@ def main(argv=None) -> None:
         verdict = "" if r["target_ms"] is None else \
             f"{r['target_ms']:.0f} ms {'ok' if r['median_ms'] <= r['target_ms'] else 'MISSED'}"
         print(f"{r['T']:>6} | {r['median_ms']:>10} | {r['min_ms']:>8} | {r['max_ms']:>8} | {verdict}")
+    d = result["dates_changes"]
+    print(f"dates model, exact map: head change {d['head_change_ms']} ms, layer change {d['layer_change_ms']} ms "
+          f"(median; max {d['head_change_max_ms']} / {d['layer_change_max_ms']})")
+    if "gpt2_small" in result:
+        g = result["gpt2_small"]
+        print("GPT-2-small-shaped (12 x 12 heads): first map after a new input (from the Ctrl+Enter keydown)")
+        for r in g["first_map"]:
+            ok = "ok" if r["first_map_median_ms"] <= r["target_ms"] else "MISSED"
+            print(f"  T = {r['T']:>5}: {r['first_map_median_ms']:>8} ms (max {r['max_ms']}), target "
+                  f"{r['target_ms']:.0f} ms {ok}")
+        for T, c in g["changes"].items():
+            worst = max(c["head_change_ms"], c["layer_change_ms"])
+            print(f"  T = {T:>5}: head change {c['head_change_ms']} ms, layer change {c['layer_change_ms']} ms "
+                  f"(median), target {c['target_ms']:.0f} ms {'ok' if worst <= c['target_ms'] else 'MISSED'}")
+        print(f"  server peak memory: {g['server_peak_rss_MiB']} MiB (target "
+              f"{g['server_peak_target_MiB']:.0f} MiB {'ok' if g['server_peak_rss_MiB'] <= 1536 else 'MISSED'})")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "browser.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS / 'browser.json'}")
