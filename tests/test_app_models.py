@@ -125,3 +125,25 @@ def test_a_directory_with_only_pickled_weights_is_refused_in_the_app(models_dir,
     assert_clean(at)
     assert "pytorch" in at.error[0].value and "safetensors" in at.error[0].value
     assert json.loads(at.get("plotly_chart")[0].proto.spec)  # the previous model stays on screen
+
+
+def test_a_half_precision_model_runs_in_its_dtype_and_says_so(models_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    src = models_dir / "llama"
+    half = tmp_path / "models" / "llama-bf16"
+    type(load(src, "cpu").model).from_pretrained(src).to(torch.bfloat16).save_pretrained(half)
+    shutil.copy(src / "tokenizer.json", half / "tokenizer.json")
+    monkeypatch.setenv("INSPECTOR_MODELS", str(half.parent))
+    clear_app_caches()
+    at = open_model("llama-bf16")
+    assert_clean(at)
+    assert "bfloat16" in " ".join(c.value for c in at.sidebar.caption)
+    assert any("stored in bfloat16" in i.value for i in at.info)
+    res = load(half, "cpu").run("the cat sat on the mat")
+    assert res.trace["decoder.1.self_attn"].weights.dtype == torch.bfloat16
+    layer, head = at.selectbox(key="layer").value, at.selectbox(key="head").value
+    np.testing.assert_array_equal(main_matrix(at),
+                                  res.trace[f"decoder.{layer}.self_attn"].weights[0, head].float().numpy())

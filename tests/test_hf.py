@@ -209,6 +209,31 @@ def test_padded_batch_gives_zero_rows_not_nan(pipes, family):
         assert torch.equal(rec.padding_mask[1, 0, 0], am[1].bool())
 
 
+@pytest.mark.parametrize("family, dtype", [("llama", torch.bfloat16), ("gpt2", torch.float16)])
+def test_half_precision_checkpoints_run_and_record_in_their_dtype(dirs, tmp_path, family, dtype):
+    """A checkpoint stored in bfloat16 / float16 runs in that dtype; its records keep it and equal transformers'
+    eager attention run the same way (softmax in float32, cast back)."""
+    src = dirs[family]
+    ref_model = type(load(src, "cpu").model).from_pretrained(src).to(dtype)
+    half = tmp_path / f"{family}-{dtype}"
+    ref_model.save_pretrained(half)
+    shutil.copy(src / "tokenizer.json", half / "tokenizer.json")
+    pipe = load(half, "cpu")
+    assert pipe.info.dtype == str(dtype).removeprefix("torch.")
+    res = traced(pipe)
+    for rec in res.trace.values():
+        assert rec.weights.dtype == dtype and rec.q.dtype == dtype
+    assert pipe.capture_bytes(len(res.target.ids), len(res.target.ids)) < \
+        load(src, "cpu").capture_bytes(len(res.target.ids), len(res.target.ids))
+    att, logits = eager(pipe, half, res)
+    assert all(a.dtype == dtype for a in att.values())
+    worst = max(float((res.trace[n].weights.float() - a.float()).abs()[rows_with_a_key(res.trace[n])].max())
+                for n, a in att.items())
+    assert worst == 0.0, worst  # the same operations in the same dtype: the same numbers
+    np_weights = res.trace.numpy()[pipe.info.record_names[0]].weights
+    assert str(np_weights.dtype) == ("float32" if dtype == torch.bfloat16 else "float16")  # NumPy has no bfloat16
+
+
 def test_eight_threads_share_one_model(pipes):
     pipe = pipes["gpt2"]
     texts = [f"the cat {'sat ' * i}on the mat" for i in range(8)]

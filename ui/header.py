@@ -114,6 +114,11 @@ def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bo
     for note in notes:
         st.warning(note)
     info = pick.pipe.info
+    if info.dtype in ("bfloat16", "float16"):
+        st.info(f"This model is stored in {info.dtype} and runs in it: every number shown is the {info.dtype} value "
+                "it computed (the softmax in float32, cast back, as transformers does)"
+                + (", shown and exported as float32, which holds each bfloat16 value exactly." if
+                   info.dtype == "bfloat16" else "."))
     for enc, what in ((result.source, "source"), (result.target if not result.generated else None, "target")):
         if enc is not None and enc.truncated:
             n = f"at least {enc.n_text_tokens}" if enc.chars_cut else str(enc.n_text_tokens)
