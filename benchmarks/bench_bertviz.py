@@ -30,6 +30,7 @@ import numpy as np
 import plotly.io as pio
 import torch
 
+from benchmarks.bench_browser import ARM_JS
 from tests.e2e_support import chromium, streamlit_server, wait_idle
 
 RESULTS = Path(__file__).parent / "results"
@@ -113,22 +114,6 @@ def our_payloads(weights, tokens) -> dict:
             "overview_bytes_per_thumbnail_cell": round(ov_bytes / sum(t.size for t in thumbs), 3),
             "overview_bytes_per_attention_value": round(ov_bytes / (len(weights) * weights[0].shape[1] * T ** 2), 4),
             "head_view_bytes": len(html), "head_view_lines": len(lines.lines)}
-
-
-ARM_JS = """() => {
-    const f = () => { const d = document.querySelector('.js-plotly-plot');
-                      const t = d && d._fullData && d._fullData.find(t => t.type === 'heatmap');
-                      return t && t.z ? t.z.length + ':' + Array.from(t.z[t.z.length - 1]).join(',') : null; };
-    const before = f();
-    window.__bench = {start: null, end: null};
-    document.addEventListener('keydown', e => {
-        if (e.key === 'Enter' && e.ctrlKey && window.__bench.start === null) window.__bench.start = performance.now();
-    }, {capture: true});
-    const tick = () => { const now = f();
-        if (window.__bench.start !== null && now !== null && now !== before) window.__bench.end = performance.now();
-        else requestAnimationFrame(tick); };
-    requestAnimationFrame(tick);
-}"""
 
 
 def our_times(texts: dict[int, str]) -> dict:

@@ -60,14 +60,15 @@ FINGERPRINT_JS = """() => {
 }"""
 
 
-# In the page, on the browser's clock: start at the Ctrl+Enter keydown, stop at the first animation frame in
-# which the drawn heatmap holds new data (plotly.js has rendered it).
-ARM_JS = f"""() => {{
+def arm_js(event: str, condition: str) -> str:
+    """Page script: the clock starts at the first ``event`` matching ``condition`` (on the browser's clock) and
+    stops at the first animation frame in which the drawn heatmap holds new data (plotly.js has rendered it)."""
+    return f"""() => {{
     const fingerprint = {FINGERPRINT_JS};
     const before = fingerprint();
     window.__bench = {{start: null, end: null}};
-    document.addEventListener('keydown', e => {{
-        if (e.key === 'Enter' && e.ctrlKey && window.__bench.start === null) window.__bench.start = performance.now();
+    document.addEventListener('{event}', e => {{
+        if (({condition}) && window.__bench.start === null) window.__bench.start = performance.now();
     }}, {{capture: true}});
     const tick = () => {{
         const f = fingerprint();
@@ -79,6 +80,10 @@ ARM_JS = f"""() => {{
     }};
     requestAnimationFrame(tick);
 }}"""
+
+
+ARM_JS = arm_js("keydown", "e.key === 'Enter' && e.ctrlKey")  # from the Ctrl+Enter that commits a text
+ARM_CLICK_JS = arm_js("pointerup", "e.target.closest('[role=option]')")  # from the click on a selectbox option
 
 
 def heatmap_shape_js() -> str:
@@ -131,28 +136,6 @@ def source_change(lengths: list[int], repeats: int) -> list[dict]:
                              "min_ms": round(min(times), 1), "max_ms": round(max(times), 1), "repeats": repeats,
                              "target_ms": TARGETS_MS.get(T)})
     return rows
-
-
-# Start the clock at the click on a selectbox option (the user's choice), stop at the first frame that shows new data.
-ARM_CLICK_JS = f"""() => {{
-    const fingerprint = {FINGERPRINT_JS};
-    const before = fingerprint();
-    window.__bench = {{start: null, end: null}};
-    document.addEventListener('pointerup', e => {{
-        if (e.target.closest('[role=option]') && window.__bench.start === null) {{
-            window.__bench.start = performance.now();
-        }}
-    }}, {{capture: true}});
-    const tick = () => {{
-        const f = fingerprint();
-        if (window.__bench.start !== null && f !== null && (before === null || f.key !== before.key)) {{
-            window.__bench.end = performance.now();
-        }} else {{
-            requestAnimationFrame(tick);
-        }}
-    }};
-    requestAnimationFrame(tick);
-}}"""
 
 
 def timed_choice(page, label: str, option: str) -> float:

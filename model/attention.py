@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +93,22 @@ class AttentionRecord:
 
     def nbytes(self) -> int:
         """Bytes held by the record's tensors (shared storages counted once)."""
-        seen, total = set(), 0
-        for f in dataclasses.fields(self):
-            t = getattr(self, f.name)
-            if isinstance(t, torch.Tensor):
-                key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-                if key not in seen:
-                    seen.add(key)
-                    total += t.untyped_storage().nbytes()
-            elif isinstance(t, np.ndarray):
-                total += t.nbytes
-        return total
+        return held_bytes(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+def held_bytes(values: Iterable) -> int:
+    """Bytes of the tensors (each storage once, however many views share it) and NumPy arrays among ``values``."""
+    seen, total = set(), 0
+    for t in values:
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+            if key not in seen:
+                seen.add(key)
+                total += storage.nbytes()
+        elif isinstance(t, np.ndarray):
+            total += t.nbytes
+    return total
 
 
 def _to_numpy(t):

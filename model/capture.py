@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import AttentionRecord, attention, fast_attention
+from .attention import AttentionRecord, attention, fast_attention, held_bytes
 from .trace import Trace
 
 ABLATION_MODES = ("zero", "mean")  # replace a head's context by 0, or by its mean over the real query positions
@@ -53,15 +53,7 @@ class AttentionInputs:
     out_proj: Callable[[torch.Tensor], torch.Tensor] | None  # the module's output projection (never mutated)
 
     def nbytes(self) -> int:
-        seen, total = set(), 0
-        for f in dataclasses.fields(self):
-            t = getattr(self, f.name)
-            if isinstance(t, torch.Tensor):
-                key = t.untyped_storage().data_ptr()
-                if key not in seen:
-                    seen.add(key)
-                    total += t.untyped_storage().nbytes()
-        return total
+        return held_bytes(getattr(self, f.name) for f in dataclasses.fields(self))
 
     def record_bytes(self) -> int:
         """About what the complete record adds to these inputs: its (B, H, Tq, Tk) matrices (scores, scaled,

@@ -148,7 +148,18 @@ def check_config_bounds(config: ModelConfig, file: Path) -> None:
         raise CheckpointError(f"{file}: sizes beyond what this app loads: " + ", ".join(over))
 
 
-class _SkipInit(TorchFunctionMode):
+def require_directory(path: Path) -> Path:
+    """``path`` if it is a directory, else a CheckpointError (an unreadable path is no directory either)."""
+    try:
+        is_dir = path.is_dir()
+    except OSError:
+        is_dir = False
+    if not is_dir:
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    return path
+
+
+class SkipInit(TorchFunctionMode):
     """Parameter initialisers do nothing: a model built on the meta device for its shapes has no values to fill,
     and the initialisers' meta implementations import torch._dynamo (1.2 s of the app's cold start)."""
 
@@ -160,7 +171,7 @@ class _SkipInit(TorchFunctionMode):
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of a model built from ``config``, without allocating it (meta device)."""
-    with torch.device("meta"), _SkipInit():
+    with torch.device("meta"), SkipInit():
         model = Transformer(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
@@ -200,13 +211,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     Returns (config, model in eval mode on ``device``, source tokenizer, target tokenizer, meta).
     Raises CheckpointError for a missing file, corrupt weights, or weights that do not fit the config.
     """
-    path = Path(path)
-    try:
-        is_dir = path.is_dir()
-    except OSError:
-        is_dir = False
-    if not is_dir:
-        raise CheckpointError(f"{path}: no such checkpoint directory")
+    path = require_directory(Path(path))
 
     config_data = read_json_file(path / CONFIG_FILE)
     try:

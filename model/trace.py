@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .attention import AttentionRecord
+from .attention import AttentionRecord, held_bytes
 
 STACKS = ("encoder", "decoder")
 KINDS = ("self_attn", "cross_attn")
@@ -229,15 +229,4 @@ def estimate_capture_bytes(config, src_len: int, tgt_len: int, batch: int = 1, d
 
 def trace_nbytes(trace: "Trace") -> int:
     """Bytes actually held by a trace's tensors (shared storages counted once)."""
-    seen, total = set(), 0
-    for rec in trace.values():
-        for name in rec.__dataclass_fields__:
-            t = getattr(rec, name)
-            if isinstance(t, torch.Tensor):
-                key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-                if key not in seen:
-                    seen.add(key)
-                    total += t.untyped_storage().nbytes()
-            elif isinstance(t, np.ndarray):
-                total += t.nbytes
-    return total
+    return held_bytes(getattr(rec, name) for rec in trace.values() for name in rec.__dataclass_fields__)

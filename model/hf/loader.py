@@ -17,7 +17,7 @@ import transformers
 from safetensors import safe_open
 from torch import nn
 
-from ..checkpoint import CheckpointError, _is_file, read_json_file
+from ..checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
 from .capture import ATTENTION_NAME, ModuleSpec, register_modules
 from .tokens import TextTokenizer
 
@@ -200,12 +200,7 @@ def max_positions(config, tok_config: dict | None) -> int:
 
 def load_model(path: Path, device: torch.device):
     """-> (model in eval mode, config, tokenizer, kind, ordered record names, dtype, parameter count)."""
-    try:
-        is_dir = path.is_dir()
-    except OSError:
-        is_dir = False
-    if not is_dir:
-        raise CheckpointError(f"{path}: no such checkpoint directory")
+    require_directory(path)
     config_data = read_json_file(path / "config.json")
     if not isinstance(config_data, dict):
         raise CheckpointError(f"{path / 'config.json'}: must be a JSON object")
@@ -232,7 +227,7 @@ def load_model(path: Path, device: torch.device):
     model_type = str(getattr(config, "model_type", "unknown"))
     cls = model_class(config)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), SkipInit():
             shell = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
         n_params = sum(p.numel() for p in shell.parameters())
     except (KeyboardInterrupt, SystemExit):
