@@ -125,6 +125,9 @@ def test_compare_two_inputs_and_a_snapshot(ref):
     diff = [c for c in charts(at) if "A − B" in c["layout"]["title"]["text"]]
     assert diff and diff[0]["data"][0]["zmid"] == 0
     at.radio(key="cmp_mode").set_value("same input, another checkpoint").run()
+    options = at.selectbox(key="cmp_model").options
+    assert "dates (final)" not in options and "dates" not in options  # A itself is no B, under any name
+    assert "dates at step 0" in options and "numbers" in options and len(options) == len(set(options))
     at.selectbox(key="cmp_model").set_value("dates at step 0").run()
     assert_clean(at)
     table = at.dataframe[0].value

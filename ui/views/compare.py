@@ -28,8 +28,10 @@ def _other_checkpoints(ctx: Context) -> dict[str, str]:
     for step, path in snapshots(ctx.pick.base):
         out[f"{Path(ctx.pick.base).name} at step {step}"] = path
     out[f"{Path(ctx.pick.base).name} (final)"] = ctx.pick.base
-    for c in model_choices():
-        out.setdefault(c.label, c.path)
+    listed = {str(Path(p).resolve()) for p in out.values()}
+    for c in model_choices():  # the other models (this one is listed above already, by step)
+        if str(Path(c.path).resolve()) not in listed:
+            out.setdefault(c.label, c.path)
     this = (f"{Path(ctx.pick.base).name} at step {ctx.pick.step}" if ctx.pick.step is not None
             else f"{Path(ctx.pick.base).name} (final)")
     out.pop(this, None)  # not the checkpoint A already is
