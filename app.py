@@ -19,7 +19,9 @@ def configure_once() -> dict:
 configure_once()
 st.set_page_config(page_title="Attention inspector", page_icon=":material/search:", layout="wide")
 
-pages = [st.Page(str(HERE / "pages" / "inspector.py"), title="Attention inspector", icon=":material/search:",
+# The pages live in app_pages/, not pages/: a pages/ folder next to st.navigation turns on Streamlit's older
+# folder-based routing too, and a visitor opening /playground directly got that page without this entry point.
+pages = [st.Page(str(HERE / "app_pages" / "inspector.py"), title="Attention inspector", icon=":material/search:",
                  default=True),
-         st.Page(str(HERE / "pages" / "playground.py"), title="Teaching playground", icon=":material/school:")]
+         st.Page(str(HERE / "app_pages" / "playground.py"), title="Teaching playground", icon=":material/school:")]
 st.navigation(pages).run()

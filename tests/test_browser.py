@@ -276,3 +276,15 @@ def test_playground_page_renders(page):
         for t in chart:
             assert np.isfinite(np.array(t["z"], dtype=np.float64)).all()
     assert exception_boxes(page) == []
+
+
+def test_a_deep_link_to_the_playground_runs_through_the_entry_point(page):
+    """Reported while checking: with the pages in a pages/ folder, opening /playground directly ran that file
+    alone (Streamlit's folder routing): another menu ("app", "inspector", "playground") and no wide layout."""
+    base = page.url.split("/playground")[0].rstrip("/")
+    page.goto(base + "/playground")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Teaching playground" in nav and "Attention inspector" in nav and "app" not in nav.split()
+    assert exception_boxes(page) == []

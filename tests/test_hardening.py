@@ -25,7 +25,7 @@ from model.paths import PathPolicy, resolve_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PLAYGROUND = str(ROOT / "pages" / "playground.py")
+PLAYGROUND = str(ROOT / "app_pages" / "playground.py")
 DATES = ROOT / "checkpoints" / "dates"
 
 HOSTILE = [

@@ -1,4 +1,4 @@
-"""AppTest of pages/playground.py and tests of the pure figures in viz/playground.py."""
+"""AppTest of app_pages/playground.py and tests of the pure figures in viz/playground.py."""
 
 import base64
 import json
@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from viz import playground as vp
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "playground.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "playground.py")
 NUMERIC_KEYS = ("x", "y", "z")
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # standalone `streamlit run pages/inspector.py` / AppTest.from_file
+if str(ROOT) not in sys.path:  # standalone `streamlit run app_pages/inspector.py` / AppTest.from_file
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
