@@ -18,6 +18,8 @@ CORPUS = [
     "line one\nline two\ttabbed",
 ] * 3
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "t5", "bart")
+# beyond the families the app was built for: logit softcapping, other position schemes, local/global layers
+MORE_FAMILIES = ("gemma2", "gemma3", "gpt_neox", "opt", "modernbert")
 
 
 def wordpiece_tokenizer() -> Tokenizer:
@@ -78,6 +80,8 @@ def build(family: str, path: Path, seed: int = 0, **overrides) -> Path:
         tok = sentencepiece_tokenizer(["<unk>", "<s>", "</s>"], "<s> $A")
     elif family == "t5":
         tok = sentencepiece_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>")
+    elif family in MORE_FAMILIES:
+        tok = byte_level_tokenizer(["<|endoftext|>", "<bos>"], None)
     else:
         raise ValueError(f"unknown family {family}")
     V = tok.get_vocab_size() + 3  # a few unused rows, as real checkpoints have
@@ -122,6 +126,8 @@ def build(family: str, path: Path, seed: int = 0, **overrides) -> Path:
                           pad_token_id=tok.token_to_id("<pad>"), eos_token_id=tok.token_to_id("</s>"),
                           decoder_start_token_id=tok.token_to_id("<pad>"), **small)
         model = tf.T5ForConditionalGeneration(cfg)
+    elif family in MORE_FAMILIES:
+        model = _more(tf, family, small)
     else:  # bart
         cfg = tf.BartConfig(d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2,
                             encoder_attention_heads=4, decoder_attention_heads=4, max_position_embeddings=64,
@@ -135,3 +141,25 @@ def build(family: str, path: Path, seed: int = 0, **overrides) -> Path:
     tok.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 64}))
     return path
+
+
+def _more(tf, family: str, small: dict):
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, **small)
+    if family == "gemma2":  # attention logits soft-capped, alternating sliding-window layers
+        return tf.Gemma2ForCausalLM(tf.Gemma2Config(head_dim=8, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
+                                                    sliding_window=4, query_pre_attn_scalar=8, **common))
+    if family == "gemma3":  # QK-norm, local and global layers
+        return tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(head_dim=8, sliding_window=4, query_pre_attn_scalar=8,
+                                                        **common))
+    if family == "gpt_neox":  # partial rotary embeddings, fused QKV
+        return tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                      num_attention_heads=4, max_position_embeddings=64, **small))
+    if family == "opt":  # learned positions with an offset
+        return tf.OPTForCausalLM(tf.OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                                              max_position_embeddings=64, word_embed_proj_dim=32, **small))
+    # modernbert: an encoder with local (windowed) and global layers
+    return tf.ModernBertForMaskedLM(tf.ModernBertConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, local_attention=4,
+        max_position_embeddings=64, pad_token_id=0, eos_token_id=0, bos_token_id=0, cls_token_id=0, sep_token_id=0,
+        **small))

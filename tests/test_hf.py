@@ -14,7 +14,7 @@ import torch
 
 from model import CheckpointError, load
 from model.capture import Recorder
-from tests.hf_models import FAMILIES, build
+from tests.hf_models import FAMILIES, MORE_FAMILIES, build
 
 transformers = pytest.importorskip("transformers")
 
@@ -84,6 +84,21 @@ def test_records_equal_transformers_eager_attention(pipes, dirs, family):
         torch.testing.assert_close(rec.weights.sum(-1)[rows_with_a_key(rec)],
                                    torch.ones_like(rec.weights.sum(-1)[rows_with_a_key(rec)]))
         assert torch.isfinite(rec.weights).all() and torch.isfinite(rec.context).all()
+
+
+@pytest.mark.parametrize("family", MORE_FAMILIES)
+def test_more_families_equal_transformers_eager_attention(tmp_path, family):
+    """Families beyond the ones the app was built for go through the same attention function: the same numbers."""
+    pipe = load(build(family, tmp_path / family), "cpu")
+    res = traced(pipe)
+    att, logits = eager(pipe, tmp_path / family, res)
+    assert compare(res, att, atol=0.0) == 0.0
+    torch.testing.assert_close(res.logits, logits.float(), atol=0, rtol=0)
+    lazy = traced(pipe, lazy=True)
+    for name in res.trace:
+        assert torch.equal(lazy.trace[name].weights, res.trace[name].weights), name
+    if family == "gemma2":  # the softcap is a stage of its own
+        assert all(rec.adjusted is not None for rec in res.trace.values())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
