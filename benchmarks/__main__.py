@@ -2,6 +2,7 @@
 
     model.json    forward with and without capture (T = 32..1024) on the demo model and a GPT-2-small-shaped one,
                   memory of one capture against its estimate
+    analysis.json ranking every head by ablation; rollout and exact flow (shipped models, GPT-2-small-shaped)
     app.json      inspector server time of a layer/head/kind/stage change (AppTest), chart payload bytes per cell
     browser.json  cold start, source change -> updated map, head/layer changes and the server's peak memory, in
                   headless Chromium, on the demo model, the dates model and the GPT-2-small-shaped one
@@ -15,8 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_browser"],
-         ["-m", "benchmarks.bench_bertviz"]]
+STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
+         ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"]]
 
 
 def main() -> int:
