@@ -3,7 +3,8 @@
 BertViz (pip bertviz, a benchmark-only dependency: requirements-bench.txt) puts every layer x head x T x T value
 into one HTML page as JSON text and draws it with d3. That page loads require.js 2.3.6, d3 5.7.0 and jQuery 2.0.0
 from a CDN this machine cannot reach: the same libraries come from npm into benchmarks/.cache/bertviz-js (jQuery
-2.1.0, the closest release on npm) and Playwright serves them in place of the CDN.
+2.1.0, the closest release on npm) and Playwright serves them in place of the CDN; the page itself comes from a
+local HTTP server.
 
 For T = 32, 128, 512 on the GPT-2-small-shaped model (12 x 12 heads, random weights):
   BertViz head_view and model_view: HTML bytes per attention value (page bytes / (L x H x T x T)) and the time from
@@ -18,12 +19,16 @@ For T = 32, 128, 512 on the GPT-2-small-shaped model (12 x 12 heads, random weig
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import platform
 import subprocess
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -65,31 +70,50 @@ def attentions(T: int):
     return weights, list(res.target.tokens), text, res
 
 
+@contextlib.contextmanager
+def served(html: str):
+    """The page from a local HTTP server, as a notebook's browser gets it over the network (Playwright's
+    route.fulfill pushes a body through its driver as one JSON message: a 1 GB page never arrived)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "index.html").write_text(html, encoding="utf-8")
+        handler = functools.partial(QuietHandler, directory=tmp)
+        with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+            finally:
+                server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def bertviz_page(page, html: str, files: dict[str, bytes]) -> dict:
     """Load BertViz's HTML (libraries routed to local copies) and time navigation -> first drawn line."""
     def route(r):
         url = r.request.url
-        if url.startswith("http://bertviz.local/"):
-            return r.fulfill(status=200, content_type="text/html", body=html)
         if "cdnjs" in url:  # the CDN's require.js, d3 and jQuery, from the local npm copies
             key = "require.min.js" if "require" in url else ("d3.min.js" if "/d3/" in url else "jquery.min.js")
             return r.fulfill(status=200, content_type="application/javascript", body=files[key])
         return r.abort()
 
-    page.route("**/*", route)
+    page.route("https://**/*", route)
     started = time.perf_counter()
     try:
-        page.goto("http://bertviz.local/index.html", wait_until="commit", timeout=CAP_S * 1000)
-        left = CAP_S - (time.perf_counter() - started)
-        page.wait_for_function("() => document.querySelectorAll('svg line').length > 0",
-                               timeout=max(1.0, left) * 1000, polling="raf")
-        ms = page.evaluate("() => performance.now()")
+        with served(html) as address:
+            page.goto(address, wait_until="commit", timeout=CAP_S * 1000)
+            left = CAP_S - (time.perf_counter() - started)
+            page.wait_for_function("() => document.querySelectorAll('svg line').length > 0",
+                                   timeout=max(1.0, left) * 1000, polling="raf")
+            ms = page.evaluate("() => performance.now()")
         return {"rendered_ms": round(ms, 1), "ok": True}
     except Exception as e:  # a timeout, or the page crashing under the data: a failure, recorded as such
         return {"rendered_ms": None, "ok": False, "failure": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}",
                 "after_s": round(time.perf_counter() - started, 1)}
     finally:
-        page.unroute("**/*")
+        page.unroute("https://**/*")
 
 
 def our_payloads(weights, tokens) -> dict:
@@ -166,6 +190,7 @@ def main(argv=None) -> None:
                 timing = bertviz_page(page, html, files)
             row[name] = {"html_bytes": len(html), "bytes_per_value": round(len(html) / values, 2),
                          "python_build_s": round(build_s, 2), **timing}
+            print(f"T = {T}, BertViz {name}: {row[name]}", flush=True)
             del html
         rows.append(row)
         del weights
