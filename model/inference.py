@@ -17,6 +17,7 @@ import torch
 from .capture import Ablations
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
+from .runtime import threads_for
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
 from .trace import Trace, parse_name, record_bytes
 from .transformer import Transformer
@@ -322,8 +323,9 @@ class Pipeline:
                     f"{need / 2**20:.0f} MiB of attention records, over the {max_capture_bytes / 2**20:.0f} MiB "
                     f"budget: capture fewer records (one layer or kind at a time) or shorten the text")
         src = None if decoder_only else self._pad([s.ids for s in sources])
-        out = self.model(src, self._pad([t.ids for t in targets]), capture=capture, lazy=lazy, ablations=ablations,
-                         max_lazy_cache_bytes=max_lazy_cache_bytes)
+        with threads_for(2 * self.info.parameters * len(targets) * (S + T), self.device):
+            out = self.model(src, self._pad([t.ids for t in targets]), capture=capture, lazy=lazy,
+                             ablations=ablations, max_lazy_cache_bytes=max_lazy_cache_bytes)
         results = []
         for i, t in enumerate(targets):
             s = None if sources is None else sources[i]
@@ -355,7 +357,9 @@ class Pipeline:
         N = len(ablations)
         tgt = torch.tensor([result.target.ids], device=self.device).expand(N, -1)
         src = None if result.source is None else torch.tensor([result.source.ids], device=self.device).expand(N, -1)
-        return self.model(src, tgt, ablations=list(ablations)).logits.float().cpu()
+        tokens = N * (tgt.shape[1] + (0 if src is None else src.shape[1]))
+        with threads_for(2 * self.info.parameters * tokens, self.device):
+            return self.model(src, tgt, ablations=list(ablations)).logits.float().cpu()
 
     def _encoding_from_ids(self, ids: list[int], prompt: Encoding | None = None) -> Encoding:
         tokens = [self.tgt_tokenizer.id_to_token(i) for i in ids]

@@ -12,6 +12,7 @@ import torch
 from ..capture import Ablations, Recorder, validate_ablations
 from ..checkpoint import CheckpointError
 from ..inference import DECODE_SECONDS, CaptureBudgetError, ModelInfo, RunResult
+from ..runtime import threads_for
 from ..tokenizer import Encoding
 from ..trace import parse_name
 from .capture import traced_call
@@ -137,7 +138,8 @@ class HFPipeline:
                 dec = self._tensor(tgt).expand(batch, -1)
                 valid["decoder"] = torch.ones_like(dec, dtype=torch.bool)
                 kwargs.update(decoder_input_ids=dec)
-        with traced_call(recorder, valid) as call:
+        flops = 2 * self.info.parameters * ids.shape[0] * (len(src or []) + len(tgt or []))
+        with traced_call(recorder, valid) as call, threads_for(flops, self.device):
             out = self.model(**kwargs)
         return out, call
 
