@@ -21,9 +21,9 @@ MMAP_THRESHOLD = 256 * 2**20
 TRIM_THRESHOLD = 512 * 2**20
 # One thread suits the small calls that sessions run side by side (threads of concurrent calls spin against each
 # other), but a forward of a GPT-2-small-sized model at 512-1024 tokens ran 1.66-1.91x faster on two threads than on
-# one here. A forward over this many multiply-adds (about 2 x parameters x tokens) gets more threads.
+# one here. A forward of more operations than this (about 2 x parameters x tokens) gets more threads.
 BIG_CALL_FLOPS = 1e10
-_big_call = threading.Lock()
+_big_call = threading.RLock()
 
 
 def configure_cpu(threads: int | None = None) -> dict:
@@ -56,16 +56,19 @@ def big_call_threads() -> int:
 def threads_for(flops: float, device: torch.device | str = "cpu"):
     """Run the block with more torch threads when it is a big CPU forward (``flops`` >= BIG_CALL_FLOPS).
 
-    torch's thread count is process-wide: big calls take turns (a lock), and a small call that runs meanwhile in
-    another session shares the cores with it, as it would anyway. The count is restored afterwards."""
+    torch's thread count is process-wide: big calls take turns (one at a time, so none sees the count change under
+    it), and a small call that runs meanwhile in another session shares the cores with it, as it would anyway. The
+    count is restored afterwards."""
     n = big_call_threads()
-    if flops < BIG_CALL_FLOPS or torch.device(device).type != "cpu" or n <= torch.get_num_threads():
+    if flops < BIG_CALL_FLOPS or torch.device(device).type != "cpu" or n <= 1:
         yield
         return
     with _big_call:
         before = torch.get_num_threads()
-        torch.set_num_threads(n)
+        if n > before:
+            torch.set_num_threads(n)
         try:
             yield
         finally:
-            torch.set_num_threads(before)
+            if n > before:
+                torch.set_num_threads(before)

@@ -79,3 +79,35 @@ def test_a_big_traced_call_runs_with_more_threads_and_the_same_numbers(tmp_path,
     torch.testing.assert_close(two.logits, one.logits)
     for name in one.trace:
         torch.testing.assert_close(two.trace[name].weights, one.trace[name].weights)
+
+
+def test_big_calls_take_turns_so_none_sees_the_count_change(monkeypatch):
+    import threading
+    import time
+
+    from model.runtime import BIG_CALL_FLOPS, threads_for
+
+    monkeypatch.setenv("ATTN_TORCH_THREADS_BIG", "2")
+    before = torch.get_num_threads()
+    seen, inside = [], []
+    try:
+        torch.set_num_threads(1)
+
+        def big_call():
+            with threads_for(BIG_CALL_FLOPS):
+                inside.append(1)
+                assert len(inside) == 1  # alone
+                first = torch.get_num_threads()
+                time.sleep(0.05)
+                seen.append((first, torch.get_num_threads()))
+                inside.pop()
+
+        threads = [threading.Thread(target=big_call) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == [(2, 2)] * 4
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
