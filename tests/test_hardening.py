@@ -544,7 +544,7 @@ def test_streamlit_config_defaults():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "localhost"
     assert config["browser"]["gatherUsageStats"] is False
-    assert ".venv" in config["server"]["folderWatchBlacklist"]
+    assert config["server"]["fileWatcherType"] == "none"  # nothing watched, .venv included
     assert config["client"]["toolbarMode"] == "viewer"  # no Deploy button
 
 
