@@ -1,5 +1,6 @@
 """Entry point: `streamlit run app.py`. Opens on the attention inspector; the teaching playground sits beside it."""
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -11,8 +12,10 @@ HERE = Path(__file__).resolve().parent
 
 @st.cache_resource
 def configure_once() -> dict:
-    """Once per server process: torch threads (ATTN_TORCH_THREADS, default 1: small models, sessions side by
-    side, threads of concurrent calls would spin against each other) and the allocator (model/runtime.py)."""
+    """Once per server process: never reach a model hub (transformers is imported later, when a model in the
+    Hugging Face layout is opened); torch threads, the allocator and the worker lanes (model/runtime.py)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        os.environ.setdefault(name, "1")
     return configure_cpu()
 
 

@@ -30,7 +30,7 @@ with st.sidebar:
     caption = st.empty()
 
 if inputs is None:
-    what = "a source sentence" if pick.pipe.kind == "encoder-decoder" else "a text"
+    what = "a source sentence" if pick.pipe.arch == "encoder-decoder" else "a text"
     example = example_for(pick.base)
     st.info(f"Type {what} in the sidebar" + (f" (for this model, e.g. “{md(example)}”)." if example else "."))
     st.stop()

@@ -101,9 +101,10 @@ def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, 
     st.caption("Each score ω_ij is the dot product of query i with key j: how well token i's question matches "
                "token j's label. Red is positive, blue negative.")
     how = "ω / √d_k" if steps.scale else "ω (unscaled)"
-    mask_txt = f", masked with triu(diagonal={steps.diagonal})" if steps.mask is not None else ""
+    mask_txt = f", masked with triu(diagonal={steps.diagonal})" if steps.allowed is not None else ""
     alpha_fig = vp.matrix_figure(steps.weights, f"α = softmax({how}){mask_txt}", labels, labels, "query", "key",
-                                 kind="weights", name="alpha", masked=steps.mask)
+                                 kind="weights", name="alpha",
+                                 masked=None if steps.allowed is None else ~steps.allowed)
     v_fig = vp.matrix_figure(steps.V, "V", labels, None, "key", "dim", name="V")
     z_fig = vp.matrix_figure(steps.Z, "Z = α V (context vectors)", labels, None, "query", "dim", name="Z")
     product_row(alpha_fig, v_fig, z_fig, key="pg_chart_z")
@@ -158,17 +159,17 @@ def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps,
     mc = teaching.compare_masking(steps.Q, steps.K, steps.V, diagonal, steps.scale)
     cols = st.columns(2)
     with cols[0]:
-        chart(vp.mask_figure(mc.mask, labels, diagonal), "pg_chart_mask")
+        chart(vp.mask_figure(mc.allowed, labels, diagonal), "pg_chart_mask")
         st.caption("Hatched grey cells are the keys a query may not see; they are filled with −∞ before softmax "
                    "(the same grey as in the inspector).")
     with cols[1]:
         chart(vp.matrix_figure(mc.before, "mask before softmax (−∞)", labels, labels, "query", "key",
-                               kind="weights", name="masked_before", masked=mc.mask), "pg_chart_mask_before")
+                               kind="weights", name="masked_before", masked=~mc.allowed), "pg_chart_mask_before")
         st.caption("−∞ becomes exactly 0 after exp, so the remaining weights already sum to 1.")
     cols = st.columns(2)
     with cols[0]:
         chart(vp.matrix_figure(mc.after, "softmax, zero future, renormalise", labels, labels, "query", "key",
-                               kind="weights", name="masked_after", masked=mc.mask), "pg_chart_mask_after")
+                               kind="weights", name="masked_after", masked=~mc.allowed), "pg_chart_mask_after")
         st.caption("The other way: softmax over all keys, zero the future, divide each row by its new sum.")
     cols[1].metric("max |before − after|", f"{mc.max_abs_diff:.2e}")
     st.caption("Both ways give the same weights (up to float rounding): exp(−∞) = 0 simply drops the future "

@@ -67,7 +67,7 @@ def main() -> None:
     pipe = load(gpath, "cpu")
     tok = Tokenizer.from_file(str(gpath / "tokenizer.json"))
     for T in (32, 128):
-        res = pipe.run(text_of_tokens(tok, T), lazy=T > 64)
+        res = pipe.run(text_of_tokens(tok, T), mode="lazy" if T > 64 else "full")
         rankings.append(ranking_row(f"GPT-2-small-shaped, T = {T}", pipe, res))
     for T in (32, 64):
         w = self_weights(pipe.run(text_of_tokens(tok, T)), "decoder")

@@ -65,7 +65,7 @@ def attentions(T: int):
     path = gpt2_small()
     text = text_of_tokens(Tokenizer.from_file(str(path / "tokenizer.json")), T)
     pipe = load(path, "cpu")
-    res = pipe.run(text, lazy=True)
+    res = pipe.run(text, mode="lazy")
     weights = tuple(res.trace[n].weights.clone() for n in pipe.info.record_names)
     return weights, list(res.target.tokens), text, res
 
@@ -119,7 +119,7 @@ def bertviz_page(page, html: str, files: dict[str, bytes]) -> dict:
 def our_payloads(weights, tokens) -> dict:
     """Bytes this app ships: one exact map, the 144-head overview, the head view (all heads of one layer)."""
     import viz
-    from model.capture import pooled_overview
+    from model.trace import overview_factor, pool_weights, thumbnails
 
     T = len(tokens)
     labels = viz.token_labels(tokens)
@@ -127,7 +127,7 @@ def our_payloads(weights, tokens) -> dict:
     w = weights[0][0, 0].numpy()
     fig = viz.attention_heatmap(w, labels, labels, reasons=np.where(causal, "", "causal"))
     map_bytes = len(pio.to_json(fig.to_dict(), validate=False).replace("/", "\\u002f"))
-    thumbs = [t for layer in weights for t in pooled_overview(layer[0])]
+    thumbs = [t for layer in weights for t in thumbnails(pool_weights(layer[0], overview_factor(T, T))[0])]
     cells = [(layer, h) for layer in range(len(weights)) for h in range(weights[0].shape[1])]
     overview = viz.overview_mosaic(thumbs, cells, cols=weights[0].shape[1], title="overview")
     ov_bytes = len(pio.to_json(overview.to_dict(), validate=False))

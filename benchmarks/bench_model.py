@@ -26,7 +26,7 @@ import torch
 
 from model import ModelConfig, Transformer
 from model.runtime import configure_cpu
-from model.trace import estimate_capture_bytes, trace_nbytes
+from model.trace import RecordShape
 
 RESULTS = Path(__file__).parent / "results"
 # demo-sized: the shipped models' width and depth class (d_model 128, 4 heads, 2 + 2 layers)
@@ -77,14 +77,15 @@ def _proc_status_bytes(field: str) -> int:
 def _gpt2_call(pipe, ids, recorder):
     from model.hf.capture import traced_call
 
-    with traced_call(recorder, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), torch.inference_mode():
+    with traced_call(recorder, pipe.specs, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), \
+            torch.inference_mode():
         return pipe.model(input_ids=ids, use_cache=False)
 
 
 def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
     """Plain / full capture / lazy capture forwards of a GPT-2-small-shaped model, interleaved, medians."""
     from benchmarks.gpt2small import gpt2_small
-    from model import load
+    from model import estimate_bytes, load
     from model.capture import Recorder
 
     pipe = load(gpt2_small(), "cpu")
@@ -94,13 +95,13 @@ def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
         n = max(2, repeats if T <= 128 else repeats // 3)
         for _ in range(2):  # warm-up: the allocator keeps the buffers of a capture for the next one
             _gpt2_call(pipe, ids, Recorder(False))
-            _gpt2_call(pipe, ids, Recorder(lazy=True))
+            _gpt2_call(pipe, ids, Recorder(True, lazy=True))
         fast, full, lazy, one = [], [], [], []
         for _ in range(n):
             fast.append(time_ms(lambda i=ids: _gpt2_call(pipe, i, Recorder(False))))
             if T <= 512:
                 full.append(time_ms(lambda i=ids: _gpt2_call(pipe, i, Recorder(True))))
-            rec = Recorder(lazy=True)
+            rec = Recorder(True, lazy=True)
             lazy.append(time_ms(lambda r=rec, i=ids: _gpt2_call(pipe, i, r)))
             trace = rec.trace(None, ids)
             one.append(time_ms(lambda t=trace: t["decoder.6.self_attn"]))
@@ -109,7 +110,7 @@ def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
                "lazy_ratio": round(statistics.median(lazy) / f, 2),
                "one_record_on_demand_ms": round(statistics.median(one), 1),
                "lazy_inputs_MiB": round(trace.inputs_nbytes() / 2**20, 1),
-               "full_capture_estimate_MiB": round(pipe.capture_bytes(0, T) / 2**20, 1), "repeats": n}
+               "full_capture_estimate_MiB": round(estimate_bytes(pipe, 0, T) / 2**20, 1), "repeats": n}
         if full:
             row.update(full_capture_ms=round(statistics.median(full), 1),
                        full_ratio=round(statistics.median(full) / f, 2))
@@ -119,19 +120,18 @@ def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
 
 def _gpt2_memory_child(T: int, mode: str) -> None:
     from benchmarks.gpt2small import gpt2_small
-    from model import load
+    from model import estimate_bytes, load
     from model.capture import Recorder
-    from model.trace import trace_nbytes
 
     pipe = load(gpt2_small(), "cpu")
     ids = torch.randint(10, 300, (1, T), generator=torch.Generator().manual_seed(T))
     _gpt2_call(pipe, ids, Recorder(False))
     base = _proc_status_bytes("VmRSS")
-    rec = Recorder(True) if mode == "full" else Recorder(lazy=True)
+    rec = Recorder(True) if mode == "full" else Recorder(True, lazy=True)
     _gpt2_call(pipe, ids, rec)
     peak = _proc_status_bytes("VmHWM")
-    held = trace_nbytes(rec.trace(None, ids)) if mode == "full" else rec.trace(None, ids).inputs_nbytes()
-    print(json.dumps({"rss_growth": peak - base, "held": held, "estimate": pipe.capture_bytes(0, T)}))
+    held = rec.trace(None, ids).nbytes() if mode == "full" else rec.trace(None, ids).inputs_nbytes()
+    print(json.dumps({"rss_growth": peak - base, "held": held, "estimate": estimate_bytes(pipe, 0, T)}))
 
 
 def bench_gpt2_memory(lengths) -> list[dict]:
@@ -157,7 +157,15 @@ def _peak_rss_child(T: int) -> None:
         base = _proc_status_bytes("VmRSS")
         trace = model(src, tgt, capture=True).trace
         peak = _proc_status_bytes("VmHWM")  # this process's high-water mark (ru_maxrss inherits the parent's)
-    print(json.dumps({"rss_growth": peak - base, "trace_bytes": trace_nbytes(trace)}))
+    print(json.dumps({"rss_growth": peak - base, "trace_bytes": trace.nbytes()}))
+
+
+def _demo_estimate(cfg: ModelConfig, T: int) -> int:
+    """What a full capture of the demo model at source = target = T holds (the shapes' estimate)."""
+    d, H = cfg.d_model, cfg.n_heads
+    shape = RecordShape(batch=1, n_heads=H, n_kv_heads=H, tq=T, tk=T, d_k=d // H, d_v=d // H, d_query_in=d,
+                        d_key_in=d, d_out=d, adjusted=False, element_size=4)
+    return shape.record_bytes() * (cfg.n_encoder_layers + 2 * cfg.n_decoder_layers)
 
 
 def bench_memory(lengths) -> list[dict]:
@@ -167,7 +175,7 @@ def bench_memory(lengths) -> list[dict]:
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_model", "--memory-child", str(T)],
                              capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
         got = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append({"T": T, "estimated_MiB": round(estimate_capture_bytes(cfg, T, T) / 2**20, 1),
+        rows.append({"T": T, "estimated_MiB": round(_demo_estimate(cfg, T) / 2**20, 1),
                      "trace_MiB": round(got["trace_bytes"] / 2**20, 1),
                      "peak_rss_growth_MiB": round(got["rss_growth"] / 2**20, 1)})
     return rows

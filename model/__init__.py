@@ -1,49 +1,40 @@
-"""Attention that records every stage: the project's own transformer, transformers models, and their traces."""
+"""Attention that records every stage: the project's own transformer, transformers models, and their traces.
 
-from .attention import (
-                        AttentionRecord,
-                        KVCache,
-                        MultiHeadAttention,
-                        attention,
-                        causal_mask,
-                        fast_attention,
-                        padding_mask,
-                        repeat_kv,
-                        subsequent_mask,
-)
-from .capture import ABLATION_MODES, LazyTrace, Recorder
+The contract is model.api (Backend, ModelInfo, RunResult); the one traced call is model.call (``run``); traces are
+model.trace (FullTrace) and model.lazy (LazyTrace); names are model.names (RecordName).
+"""
+
+from .api import ARCHS, Backend, CaptureBudgetError, ModelInfo, RunResult
+from .attention import AttentionRecord, attention, causal_mask, fast_attention, padding_mask, repeat_kv, subsequent_mask
+from .call import Budget, decode, estimate_bytes, generate, intervened_outputs, run, run_batch
+from .capture import Recorder
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .inference import (
-                        CaptureBudgetError,
-                        ModelInfo,
-                        Pipeline,
-                        RunResult,
-                        available_devices,
-                        axes,
-                        is_hf_directory,
-                        load,
-                        resolve_device,
-)
+from .inference import available_devices, is_hf_directory, load, resolve_device
+from .interventions import ABLATION_MODES, Interventions
+from .lazy import LazyTrace, RecordTooLarge
+from .names import KINDS, RecordName
+from .pipeline import Pipeline
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoding, Tokenizer, TokenizerError
 from .trace import (
-                        Trace,
-                        allowed_matrix,
-                        forbidden_by_reason,
-                        mask_reason_matrix,
-                        parse_name,
-                        record_axes,
-                        record_name,
-                        record_to_dataframe,
+    FullTrace,
+    Trace,
+    Window,
+    allowed_matrix,
+    forbidden_by_reason,
+    mask_reason_matrix,
+    record_name,
+    record_to_dataframe,
 )
-from .transformer import ModelOutput, Transformer
+from .transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
 
 __all__ = [
-    "ABLATION_MODES", "AttentionRecord", "BOS_ID", "CaptureBudgetError", "CheckpointError", "EOS_ID", "Encoding",
-    "KVCache", "LazyTrace", "ModelConfig", "ModelInfo", "ModelOutput", "MultiHeadAttention", "PAD_ID", "Pipeline",
-    "Recorder", "RunResult", "SPECIAL_TOKENS", "Tokenizer", "TokenizerError", "Trace", "Transformer", "UNK_ID",
-    "allowed_matrix", "attention", "available_devices", "axes", "causal_mask", "fast_attention",
-    "forbidden_by_reason", "is_hf_directory", "load", "load_checkpoint", "mask_reason_matrix", "padding_mask",
-    "parse_name", "record_axes", "record_name",
-    "record_to_dataframe", "repeat_kv", "resolve_device", "save_checkpoint", "subsequent_mask",
+    "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Backend", "Budget", "CaptureBudgetError",
+    "CheckpointError", "EOS_ID", "Encoding", "FullTrace", "Interventions", "KINDS", "KVCache", "LazyTrace",
+    "ModelConfig", "ModelInfo", "ModelOutput", "MultiHeadAttention", "PAD_ID", "Pipeline", "RecordName",
+    "RecordTooLarge", "Recorder", "RunResult", "SPECIAL_TOKENS", "Tokenizer", "TokenizerError", "Trace",
+    "Transformer", "UNK_ID", "Window", "allowed_matrix", "attention", "available_devices", "causal_mask", "decode",
+    "estimate_bytes", "fast_attention", "forbidden_by_reason", "generate", "intervened_outputs", "is_hf_directory",
+    "load", "load_checkpoint", "mask_reason_matrix", "padding_mask", "record_name", "record_to_dataframe",
+    "repeat_kv", "resolve_device", "run", "run_batch", "save_checkpoint", "subsequent_mask",
 ]

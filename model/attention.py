@@ -1,4 +1,4 @@
-"""Scaled dot-product attention as one pure function, and multi-head attention built on it.
+"""Scaled dot-product attention as one pure function that returns every intermediate.
 
 Mask convention everywhere: a bool tensor, True = this query may attend to this key
 (the convention of ``F.scaled_dot_product_attention``).
@@ -15,10 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-# Fields that hold (B, H, Tq, Tk) matrices: one value per (query, key) pair.
-PAIR_FIELDS = ("scores", "scaled", "masked", "weights")
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,8 @@ class AttentionRecord:
     adjusted: Any = None  # (B, H, Tq, Tk) scaled after softcap and/or + bias: what the mask is applied to
     window_mask: Any = None  # bool (1, 1, Tq, Tk): True = key inside the sliding window; None if no window
     ablated: Any = None  # bool (H,) or (B, H): True where the call replaced that head's context (ablation)
+    knocked_out: Any = None  # bool (B, H, Tq, Tk): cells the call removed from the mask (knockouts); None if none
+    row_max: Any = None  # (B, H, Tq, 1) each row's largest softmax input (kept by a lazy first pass only)
 
     @property
     def n_heads(self) -> int:
@@ -130,7 +128,8 @@ def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
               scale: float | None = None, bias: torch.Tensor | None = None,
-              softcap: float | None = None, keep_intermediates: bool = True) -> AttentionRecord:
+              softcap: float | None = None, keep_intermediates: bool = True,
+              log_normalizer: torch.Tensor | None = None) -> AttentionRecord:
     """softmax(q k^T / sqrt(d_k)) v, returning every intermediate.
 
     q: (B, H, Tq, d_k), k: (B, H_kv, Tk, d_k), v: (B, H_kv, Tk, d_v) (any leading dims work), H a multiple
@@ -141,6 +140,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     ``keep_intermediates=False`` (a lazy trace's first pass: only the weights and the context are wanted) runs
     the same operations in place on the scores buffer, so scores, scaled, adjusted and masked are None in the
     record and the weights and context are bitwise the same (one (B, H, Tq, Tk) buffer instead of four).
+    ``log_normalizer`` (..., Tq, 1): each row's log-sum-exp over *all* its keys, kept from an earlier pass; the
+    weights are then exp(masked - log_normalizer), so that ``k`` may hold only some of the keys (a window of
+    columns). Those weights agree with the row's own softmax to float rounding, not bitwise.
     """
     d_k = q.shape[-1]
     groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
@@ -158,6 +160,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
             logits = logits.masked_fill_(~mask, float("-inf")) if _fits(mask, logits) else \
                 torch.where(mask, logits, float("-inf"))
         scores = scaled = adjusted = masked = None
+        row_max = logits.amax(-1, keepdim=True)  # for the row's log-sum-exp: lse = max - log(max weight)
     else:
         scaled = scores / math.sqrt(d_k) if scale is None else scores * scale
         adjusted = None
@@ -168,7 +171,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         logits = scaled if adjusted is None else adjusted
         masked = logits if mask is None else torch.where(mask, logits, float("-inf"))  # one pass, no copy+fill
         logits = masked
-    if mask is None:
+        row_max = None
+    if log_normalizer is not None:
+        # a slice of columns, normalised by the whole row; a row with no allowed key has -inf and weight 0
+        lse = log_normalizer.to(torch.float32)
+        weights = torch.exp(logits.float() - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse)))
+        weights = torch.where(torch.isfinite(lse), weights, torch.zeros_like(weights)).to(logits.dtype)
+    elif mask is None:
         weights = _softmax(logits)
     else:
         row_has_key = mask.any(dim=-1, keepdim=True)
@@ -180,7 +189,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
             weights = _softmax(logits.masked_fill(~row_has_key, 0.0)).masked_fill(~row_has_key, 0.0)
     context = weights @ v_rep  # (B, H, Tq, d_v)
     return AttentionRecord(q=q, k=k, v=v, scores=scores, scaled=scaled, mask=mask, masked=masked,
-                           weights=weights, context=context, bias=bias, adjusted=adjusted)
+                           weights=weights, context=context, bias=bias, adjusted=adjusted, row_max=row_max)
 
 
 def _fits(other: torch.Tensor, x: torch.Tensor) -> bool:
@@ -211,89 +220,14 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 
 def subsequent_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """triu(ones(T, T), diagonal=1) as bool (T, T): True marks the strictly-future keys.
+    """bool (T, T), True = may attend: key j is not after query i (``~torch.triu(ones(T, T), diagonal=1)``).
 
-    diagonal=1 keeps the diagonal out of the mask: a token always sees itself.
+    diagonal=1 keeps the diagonal out of the forbidden part: a token always sees itself. The same convention as
+    every mask here (and ``F.scaled_dot_product_attention``): True = may attend.
     """
-    return torch.triu(torch.ones(size, size, dtype=torch.bool, device=device), diagonal=1)
+    return ~torch.triu(torch.ones(size, size, dtype=torch.bool, device=device), diagonal=1)
 
 
 def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """bool (1, 1, T, T): True = may attend (the key is not in the future)."""
-    return ~subsequent_mask(size, device)[None, None]
-
-
-class KVCache:
-    """Keys and values of one attention module during one incremental decoding run (a per-call object, never
-    stored on the module). ``static``: computed once from a fixed input (cross-attention over the encoder
-    output); otherwise each step's keys are appended (decoder self-attention)."""
-
-    def __init__(self, static: bool):
-        self.static = static
-        self.k: torch.Tensor | None = None  # (B, H, T_seen, d_k)
-        self.v: torch.Tensor | None = None
-
-
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate query/key/value/output projections.
-
-    The key/value input may be narrower or wider than the query input (``d_kv_in``);
-    only the projected query and key widths (d_k) must agree.
-    """
-
-    def __init__(self, d_model: int, n_heads: int, d_kv_in: int | None = None, bias: bool = True):
-        super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.n_heads = n_heads
-        self.d_k = d_model // n_heads
-        d_kv_in = d_model if d_kv_in is None else d_kv_in
-        self.W_query = nn.Linear(d_model, d_model, bias=bias)
-        self.W_key = nn.Linear(d_kv_in, d_model, bias=bias)
-        self.W_value = nn.Linear(d_kv_in, d_model, bias=bias)
-        self.W_out = nn.Linear(d_model, d_model, bias=bias)
-
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, self.d_k).transpose(1, 2)  # (B, H, T, d_k)
-
-    def forward(self, query_input: torch.Tensor, key_input: torch.Tensor,
-                padding_mask: torch.Tensor | None = None, causal_mask: torch.Tensor | None = None,
-                capture: bool = False, *, recorder=None, name: str = "attention",
-                query_valid: torch.Tensor | None = None, cache: KVCache | None = None
-                ) -> tuple[torch.Tensor, AttentionRecord | None]:
-        """query_input (B, Tq, d_model), key_input (B, Tk, d_kv_in) -> (output (B, Tq, d_model), record or None).
-
-        ``recorder`` (model.capture.Recorder) decides what this call keeps under ``name``; without one,
-        ``capture=True`` records this attention alone. ``cache`` reuses keys and values while decoding.
-        """
-        q = self._split_heads(self.W_query(query_input))
-        if cache is not None and cache.static and cache.k is not None:
-            k, v = cache.k, cache.v
-        else:
-            k = self._split_heads(self.W_key(key_input))
-            v = self._split_heads(self.W_value(key_input))
-            if cache is not None:
-                if not cache.static and cache.k is not None:
-                    k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
-                cache.k, cache.v = k, v
-        mask = padding_mask
-        if causal_mask is not None:
-            mask = causal_mask if mask is None else mask & causal_mask
-        own = recorder is None
-        if own and not capture:  # nothing to record, nothing to ablate: the fast path, no bookkeeping
-            context = fast_attention(q, k, v, mask)
-        else:
-            if own:
-                from .capture import Recorder  # capture.py builds on this module
-
-                recorder = Recorder(capture=True)
-            context = recorder.attend(name, q, k, v, mask, query_input=query_input, key_input=key_input,
-                                      padding_mask=padding_mask, causal_mask=causal_mask, query_valid=query_valid,
-                                      out_proj=self.W_out, finish_later=True)
-        B, Tq, _ = query_input.shape
-        concat = context.transpose(1, 2).reshape(B, Tq, self.n_heads * self.d_k)  # (B, Tq, H * d_v)
-        output = self.W_out(concat)
-        if recorder is not None:
-            recorder.finish(name, concat, output)
-        return output, (recorder.records.get(name) if own and capture else None)
+    """bool (1, 1, T, T): ``subsequent_mask`` broadcastable over batch and heads."""
+    return subsequent_mask(size, device)[None, None]

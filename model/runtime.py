@@ -1,12 +1,29 @@
-"""Process-wide CPU settings for serving traced calls, applied once at start-up (app.py, benchmarks)."""
+"""Where model computations run: process-wide CPU settings, and worker lanes with a fixed torch thread count.
+
+torch's intra-op thread count belongs to the OS thread that sets it (OpenMP), and changing it while other calls
+run races with them. So it is never changed during a call: every forward and every recomputation of a trace runs
+on a worker thread of one of two lanes, whose count was set once when the worker started:
+
+- the small lane: several workers of one thread each (small calls that sessions run side by side: the threads of
+  concurrent calls would spin against each other);
+- the big lane: workers that use every core, for forwards of more than BIG_CALL_FLOPS (a GPT-2-small-sized forward
+  at 512-1024 tokens ran 1.66-1.91x faster on two threads than on one here).
+
+A lazy trace recomputes its records on the lane its call ran on, so a record computed later runs with the same
+thread count as the first pass (same summation order, the same bits). A computation already on a worker runs
+inline (no worker waits for another).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import os
+import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
 
 import torch
 
@@ -19,56 +36,124 @@ M_MMAP_THRESHOLD = -3
 # 1.1x and 1.35x (see benchmarks/bench_model.py). Freed memory up to TRIM is kept for the next call.
 MMAP_THRESHOLD = 256 * 2**20
 TRIM_THRESHOLD = 512 * 2**20
-# One thread suits the small calls that sessions run side by side (threads of concurrent calls spin against each
-# other), but a forward of a GPT-2-small-sized model at 512-1024 tokens ran 1.66-1.91x faster on two threads than on
-# one here. A forward of more operations than this (about 2 x parameters x tokens) gets more threads.
-BIG_CALL_FLOPS = 1e10
-_big_call = threading.RLock()
+BIG_CALL_FLOPS = 1e10  # a forward of more operations than this (about 2 x parameters x tokens) takes the big lane
+
+T = TypeVar("T")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "") or default))
+    except ValueError:
+        return default
+
+
+def small_threads() -> int:
+    """$ATTN_TORCH_THREADS, default 1: torch threads of each small-lane worker."""
+    return _env_int("ATTN_TORCH_THREADS", 1)
+
+
+def big_threads() -> int:
+    """$ATTN_TORCH_THREADS_BIG, default every core: torch threads of each big-lane worker."""
+    return _env_int("ATTN_TORCH_THREADS_BIG", os.cpu_count() or 1)
+
+
+def tune_malloc() -> bool:
+    """On glibc, malloc thresholds that keep trace-sized buffers in the heap. Returns whether they were set."""
+    name = ctypes.util.find_library("c")
+    if not (name and "libc.so" in name):  # glibc (Linux); elsewhere the platform's allocator is left alone
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
+            bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
 
 
 def configure_cpu(threads: int | None = None) -> dict:
-    """torch intra-op threads (default: $ATTN_TORCH_THREADS or 1) and, on glibc, malloc thresholds that
-    keep trace-sized buffers in the heap. Returns what was set."""
-    n = threads if threads is not None else int(os.environ.get("ATTN_TORCH_THREADS", "1"))
-    n = max(1, n)
+    """Once per process at start-up: the calling thread's torch threads (default $ATTN_TORCH_THREADS or 1), the
+    allocator, and both lanes started (so that their threads exist before any call). Returns what was set."""
+    n = max(1, threads if threads is not None else small_threads())
+    lanes()  # workers first: a new OS thread starts with the count last set anywhere
     torch.set_num_threads(n)
-    tuned = False
-    name = ctypes.util.find_library("c")
-    if name and "libc.so" in name:  # glibc (Linux); elsewhere the platform's allocator is left alone
-        try:
-            libc = ctypes.CDLL(name)
-            tuned = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-                bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        except (OSError, AttributeError):
-            tuned = False
-    return {"torch_threads": n, "malloc_tuned": tuned}
+    return {"torch_threads": n, "malloc_tuned": tune_malloc(), "small_lane": LANES["small"].describe(),
+            "big_lane": LANES["big"].describe()}
 
 
-def big_call_threads() -> int:
-    """Threads for a big forward: $ATTN_TORCH_THREADS_BIG, default every core (1 turns the switch off)."""
-    try:
-        return max(1, int(os.environ.get("ATTN_TORCH_THREADS_BIG", "") or (os.cpu_count() or 1)))
-    except ValueError:
-        return 1
+_worker = threading.local()
 
 
-@contextlib.contextmanager
-def threads_for(flops: float, device: torch.device | str = "cpu"):
-    """Run the block with more torch threads when it is a big CPU forward (``flops`` >= BIG_CALL_FLOPS).
+class Lane:
+    """Worker threads, each with a torch thread count set once when it starts. ``run(fn)`` runs ``fn`` on one
+    of them and returns its result (or raises its exception) in the calling thread."""
 
-    torch's thread count is process-wide: big calls take turns (one at a time, so none sees the count change under
-    it), and a small call that runs meanwhile in another session shares the cores with it, as it would anyway. The
-    count is restored afterwards."""
-    n = big_call_threads()
-    if flops < BIG_CALL_FLOPS or torch.device(device).type != "cpu" or n <= 1:
-        yield
-        return
-    with _big_call:
-        before = torch.get_num_threads()
-        if n > before:
-            torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            if n > before:
-                torch.set_num_threads(before)
+    def __init__(self, name: str, workers: int, threads: int):
+        self.name, self.workers, self.threads = name, workers, threads
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        started = []
+        for i in range(workers):
+            ready = threading.Event()
+            threading.Thread(target=self._serve, args=(ready,), name=f"attn-{name}-{i}", daemon=True).start()
+            started.append(ready)
+        for ready in started:
+            ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        # torch initialises a thread's OpenMP count lazily, at its first parallel call, from the count set last
+        # anywhere: trigger that first, then set this thread's own, once, for its life
+        torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        _worker.lane = self
+        ready.set()
+        while True:
+            fn, future = self._tasks.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # handed to the caller, whatever it is
+                future.set_exception(e)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        if getattr(_worker, "lane", None) is not None:  # already on a worker: run here (no worker waits on another)
+            return fn()
+        future: Future = Future()
+        self._tasks.put((fn, future))
+        return future.result()
+
+    def describe(self) -> str:
+        return f"{self.workers} worker(s) x {self.threads} torch thread(s)"
+
+
+LANES: dict[str, Lane] = {}
+_lanes_lock = threading.Lock()
+
+
+def lanes() -> dict[str, Lane]:
+    """The two lanes, started on first use ($ATTN_WORKERS small workers, default 4; $ATTN_BIG_WORKERS big ones,
+    default 2, so that two sessions' big calls do not wait for each other). The calling thread's count is left as
+    it was."""
+    with _lanes_lock:
+        if not LANES:
+            before = torch.get_num_threads()
+            LANES["big"] = Lane("big", _env_int("ATTN_BIG_WORKERS", 2), big_threads())
+            LANES["small"] = Lane("small", _env_int("ATTN_WORKERS", 4), small_threads())
+            torch.set_num_threads(before)  # new threads inherit the count set last: this thread's
+    return LANES
+
+
+def lane_for(flops: float, device: torch.device | str = "cpu") -> Lane:
+    """The big lane for a CPU forward of at least BIG_CALL_FLOPS operations, else the small one."""
+    all_lanes = lanes()
+    big = flops >= BIG_CALL_FLOPS and torch.device(device).type == "cpu" and all_lanes["big"].threads > 1
+    return all_lanes["big" if big else "small"]
+
+
+def on_worker() -> Lane | None:
+    """The lane the calling thread serves, or None (a session's or the main thread)."""
+    return getattr(_worker, "lane", None)
+
+
+__all__ = ["BIG_CALL_FLOPS", "LANES", "Lane", "big_threads", "configure_cpu", "lane_for", "lanes", "on_worker",
+           "small_threads", "tune_malloc"]

@@ -65,17 +65,17 @@ def projection(seed: int, name: str, d_in: int, d_out: int) -> torch.Tensor:
     return seeded_matrix(seed, f"{name}:{d_in}x{d_out}", d_in, d_out, std=1.0 / math.sqrt(d_in))
 
 
-def future_mask(size: int, diagonal: int = 1) -> torch.Tensor:
-    """torch.triu(ones(T, T), diagonal) as bool: True = masked (filled with -inf before softmax)."""
-    return torch.triu(torch.ones(size, size), diagonal=diagonal).bool()
+def causal_allowed(size: int, diagonal: int = 1) -> torch.Tensor:
+    """bool (T, T), True = may attend: ``~torch.triu(ones(T, T), diagonal)``. The tutorial's triu marks the future
+    (the cells filled with -inf); attention() takes the convention of every mask here, True = may attend."""
+    return ~torch.triu(torch.ones(size, size), diagonal=diagonal).bool()
 
 
-def run_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+def run_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None,
                   scale: bool = True) -> AttentionRecord:
-    """model.attention.attention, with scaling switchable: scale=False feeds q * sqrt(d_k) so that
-    the softmax sees q k^T unscaled (the record's ``scaled`` field is then omega itself)."""
-    q_in = q if scale else q * math.sqrt(q.shape[-1])
-    return attention(q_in, k, v, mask)
+    """model.attention.attention, with scaling switchable: scale=False passes ``scale=1.0`` so that the softmax
+    sees q k^T unscaled (the record's ``scaled`` field is then omega itself)."""
+    return attention(q, k, v, allowed, scale=None if scale else 1.0)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class SelfAttentionSteps:
     V: np.ndarray  # (T, d_v)
     omega: np.ndarray  # (T, T) = Q K^T, unscaled attention scores
     logits: np.ndarray  # (T, T) what the softmax sees before masking: omega / sqrt(d_k), or omega if scale=False
-    mask: np.ndarray | None  # (T, T) bool, True = masked (future); None when not causal
+    allowed: np.ndarray | None  # (T, T) bool, True = may attend (False: the future); None when not causal
     weights: np.ndarray  # (T, T) alpha, rows sum to 1 (0 for a fully masked row)
     Z: np.ndarray  # (T, d_v) = alpha V, the context vectors
     scale: bool  # True when the scores were divided by sqrt(d_k)
@@ -110,13 +110,12 @@ def self_attention(X: torch.Tensor, d_k: int, d_v: int, seed: int, causal: bool 
     W_key = projection(seed, "W_key", d_in, d_k)
     W_value = projection(seed, "W_value", d_in, d_v)
     Q, K, V = X @ W_query, X @ W_key, X @ W_value  # (T, d_k), (T, d_k), (T, d_v)
-    mask = future_mask(X.shape[0], diagonal) if causal else None
-    rec = run_attention(Q, K, V, None if mask is None else ~mask, scale=scale).numpy()
-    omega = rec.scores if scale else rec.scaled
+    allowed = causal_allowed(X.shape[0], diagonal) if causal else None
+    rec = run_attention(Q, K, V, allowed, scale=scale).numpy()
     return SelfAttentionSteps(
         X=X.numpy(), W_query=W_query.numpy(), W_key=W_key.numpy(), W_value=W_value.numpy(),
-        Q=Q.numpy(), K=K.numpy(), V=V.numpy(), omega=omega, logits=rec.scaled,
-        mask=None if mask is None else mask.numpy(), weights=rec.weights, Z=rec.context,
+        Q=Q.numpy(), K=K.numpy(), V=V.numpy(), omega=rec.scores, logits=rec.scaled,
+        allowed=None if allowed is None else allowed.numpy(), weights=rec.weights, Z=rec.context,
         scale=scale, diagonal=diagonal)
 
 
@@ -142,7 +141,7 @@ class QueryBreakdown:
 def query_breakdown(steps: SelfAttentionSteps, index: int) -> QueryBreakdown:
     """Slice one query's numbers out of the steps (nothing recomputed except the check sum)."""
     T = steps.X.shape[0]
-    visible = np.ones(T, bool) if steps.mask is None else ~steps.mask[index]
+    visible = np.ones(T, bool) if steps.allowed is None else steps.allowed[index]
     weighted = steps.weights[index][:, None] * steps.V
     return QueryBreakdown(index=index, q=steps.Q[index], omega=steps.omega[index], logits=steps.logits[index],
                           visible=visible, weights=steps.weights[index], weighted_values=weighted,
@@ -153,7 +152,7 @@ def query_breakdown(steps: SelfAttentionSteps, index: int) -> QueryBreakdown:
 class MaskComparison:
     """Masking before softmax (-inf) vs after softmax (zero the future, renormalise), plus the naive bug."""
 
-    mask: np.ndarray  # (T, T) bool, True = masked
+    allowed: np.ndarray  # (T, T) bool, True = may attend (the tutorial's triu marks the rest)
     before: np.ndarray  # (T, T) weights from attention() with the mask (fully masked rows -> 0)
     after: np.ndarray  # (T, T) softmax without mask, future zeroed, rows renormalised (0/0 -> 0)
     max_abs_diff: float  # max |before - after|
@@ -166,18 +165,18 @@ def compare_masking(Q: np.ndarray, K: np.ndarray, V: np.ndarray, diagonal: int =
                     scale: bool = True) -> MaskComparison:
     """Both ways of causal masking with mask = triu(ones(T, T), diagonal), through attention()."""
     q, k, v = (torch.as_tensor(a) for a in (Q, K, V))
-    mask = future_mask(q.shape[0], diagonal)
-    masked_rec = run_attention(q, k, v, ~mask, scale=scale)
+    allowed = causal_allowed(q.shape[0], diagonal)
+    masked_rec = run_attention(q, k, v, allowed, scale=scale)
     plain = run_attention(q, k, v, None, scale=scale).weights
-    kept = plain.masked_fill(mask, 0.0)
+    kept = plain.masked_fill(~allowed, 0.0)
     sums = kept.sum(dim=-1, keepdim=True)
     after = torch.where(sums > 0, kept / sums.clamp_min(1e-30), torch.zeros_like(kept))
     before = masked_rec.weights
     # what a plain softmax makes of a row that is all -inf: exp(-inf) / sum = 0 / 0 = NaN
     naive = torch.softmax(masked_rec.masked, dim=-1).numpy()
     nan_rows = [int(i) for i in np.where(np.isnan(naive).any(axis=1))[0]]
-    empty_rows = [int(i) for i in np.where(mask.numpy().all(axis=1))[0]]
-    return MaskComparison(mask=mask.numpy(), before=before.numpy(), after=after.numpy(),
+    empty_rows = [int(i) for i in np.where(~allowed.numpy().any(axis=1))[0]]
+    return MaskComparison(allowed=allowed.numpy(), before=before.numpy(), after=after.numpy(),
                           max_abs_diff=float((before - after).abs().max()) if before.numel() else 0.0,
                           naive=naive, nan_rows=nan_rows, empty_rows=empty_rows)
 
@@ -239,7 +238,7 @@ def cross_attention(X1: torch.Tensor, X2: torch.Tensor, d_k: int, d_v: int, seed
     rec = run_attention(Q, K, V, scale=scale).numpy()
     return CrossAttentionSteps(X1=X1.numpy(), X2=X2.numpy(), W_query=W_query.numpy(), W_key=W_key.numpy(),
                                W_value=W_value.numpy(), Q=Q.numpy(), K=K.numpy(), V=V.numpy(),
-                               omega=rec.scores if scale else rec.scaled, weights=rec.weights, Z=rec.context)
+                               omega=rec.scores, weights=rec.weights, Z=rec.context)
 
 
 @dataclass(frozen=True)
@@ -264,8 +263,8 @@ def multi_head(X: torch.Tensor, n_heads: int, d_k: int, d_v: int, seed: int, cau
     W_key = torch.stack([projection(seed, f"W_key.h{h}", d_model, d_k) for h in range(n_heads)])
     W_value = torch.stack([projection(seed, f"W_value.h{h}", d_model, d_v) for h in range(n_heads)])
     q, k, v = X @ W_query, X @ W_key, X @ W_value  # (H, T, d_k), (H, T, d_k), (H, T, d_v)
-    mask = ~future_mask(T, diagonal) if causal else None
-    rec = run_attention(q[None], k[None], v[None], mask, scale=scale)
+    allowed = causal_allowed(T, diagonal) if causal else None
+    rec = run_attention(q[None], k[None], v[None], allowed, scale=scale)
     heads = rec.context[0]  # (H, T, d_v)
     concat = heads.transpose(0, 1).reshape(T, n_heads * d_v)  # (T, H * d_v)
     W_out = projection(seed, "W_out", n_heads * d_v, d_model)

@@ -1,96 +1,355 @@
-"""The trace: a read-only mapping from attention names to the records of one forward call."""
+"""The trace of one call: a read-only mapping from attention names to records, and the questions it answers.
+
+``Trace`` is the contract; ``FullTrace`` holds every record, ``model.lazy.LazyTrace`` recomputes what is asked
+from what the call kept. Both answer every method alike: ``trace[name]`` (the complete record), ``layers``,
+``window`` (one head's values for a range of rows and columns, any stage), ``row`` (one query over every key),
+``overview`` (pooled uint8 maps of every head), ``row_stats`` (per-row statistics), ``item``, ``to_dataframe``,
+``numpy`` and ``to``. Where a lazy trace must compute, the method's docstring says so.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from .attention import AttentionRecord, held_bytes
+from .names import RecordName
+from .rowstats import KeyFacts, RowStats, collect, row_statistics
 
-STACKS = ("encoder", "decoder")
-KINDS = ("self_attn", "cross_attn")
+STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
+MASK_REASONS = ("padding", "causal", "window", "knocked out")  # kept apart by a record; the order names join them
+OVERVIEW_MAX = 512  # overviews are pooled to at most this many rows and columns
+THUMBNAIL_MAX = 64  # thumbnails (head grid, model overview) at most this many
 
 
-def record_name(stack: str, layer: int, kind: str) -> str:
+def record_name(stack: str, layer: int, sublayer: str) -> str:
     """The trace key of one attention, e.g. ``decoder.1.cross_attn``."""
-    return f"{stack}.{layer}.{kind}"
+    return str(RecordName(stack, int(layer), sublayer))
 
 
-def parse_name(name: str) -> tuple[str, int, str]:
-    """``"decoder.1.cross_attn"`` -> ``("decoder", 1, "cross_attn")``."""
-    stack, layer, kind = name.split(".")
-    return stack, int(layer), kind
+@dataclass(frozen=True)
+class RecordShape:
+    """The sizes of one record, known before it is computed."""
+
+    batch: int
+    n_heads: int
+    n_kv_heads: int
+    tq: int
+    tk: int
+    d_k: int
+    d_v: int
+    d_query_in: int  # width of the query projection's input
+    d_key_in: int
+    d_out: int  # width of the output projection's output
+    adjusted: bool  # the record has an ``adjusted`` stage (a bias or a softcap)
+    element_size: int  # bytes per value (4 for float32, 2 for half precision)
+
+    def matrix_bytes(self) -> int:
+        """One (B, H, Tq, Tk) matrix."""
+        return self.batch * self.n_heads * self.tq * self.tk * self.element_size
+
+    def record_bytes(self) -> int:
+        """About what a complete record holds: its (B, H, Tq, Tk) matrices (scores, scaled, masked, weights, and
+        adjusted when it has one), the vectors (q, k, v, inputs, context, concat, output) and the bool masks."""
+        matrices = (4 + self.adjusted) * self.matrix_bytes()
+        vectors = self.batch * (self.tq * (self.n_heads * self.d_k + self.d_query_in + 2 * self.n_heads * self.d_v
+                                           + self.d_out) + self.tk * (self.n_kv_heads * (self.d_k + self.d_v)
+                                                                      + self.d_key_in)) * self.element_size
+        return matrices + vectors + self.batch * self.tq * self.tk  # + the masks, one byte a cell
+
+
+def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
+    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis."""
+    return max(1, math.ceil(max(tq, tk) / size))
+
+
+def _quantise(x: torch.Tensor) -> np.ndarray:
+    return torch.round(x.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+
+
+def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, R, Tk) weights -> (max, mean) pooled over factor x factor blocks, (H, ceil(R/f), ceil(Tk/f)) uint8
+    (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
+    w = weights.float()[None]
+    if factor == 1:
+        q = _quantise(w[0])
+        return q, q
+    mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
+    mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
+    return _quantise(mx), _quantise(mean)
+
+
+def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
+    """(H, r, c) uint8 max overview -> (H, <= size, <= size) uint8, max-pooled further (adaptive)."""
+    H, r, c = overview.shape
+    if r <= size and c <= size:
+        return overview
+    t = torch.from_numpy(np.ascontiguousarray(overview)).float()[None]
+    return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
+
+
+@dataclass(frozen=True)
+class Window:
+    """One head's values of one stage over a range of query rows and key columns, as the call computed them.
+
+    ``values`` (rows, cols) float32 (float16/bfloat16 models: their values, held as float32); ``reasons``
+    {reason: (rows, cols) bool} for the cells the mask forbids (weight 0), as in ``forbidden_by_reason``.
+    """
+
+    name: str
+    head: int
+    stage: str
+    rows: range
+    cols: range
+    values: np.ndarray
+    reasons: dict[str, np.ndarray]
+    exact: bool  # bitwise what the full record holds (False: normalised by the kept row log-sum-exp, to ~1e-7)
+
+
+@dataclass(frozen=True)
+class QueryRow:
+    """One query's weights over every key, and its strongest keys."""
+
+    name: str
+    head: int
+    query: int
+    weights: np.ndarray  # (Tk,) float32
+    allowed: np.ndarray  # (Tk,) bool
+    top_keys: np.ndarray  # (k,) key positions, strongest first
+    top_weights: np.ndarray  # (k,)
+
+
+def _top(weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = min(k, weights.shape[0])
+    idx = np.argpartition(-weights, k - 1)[:k] if k < weights.shape[0] else np.arange(weights.shape[0])
+    idx = idx[np.argsort(-weights[idx], kind="stable")]
+    return idx, weights[idx]
 
 
 class Trace(Mapping):
-    """Read-only mapping ``encoder.{i}.self_attn`` / ``decoder.{i}.self_attn`` / ``decoder.{i}.cross_attn``
-    -> AttentionRecord, plus the ids the call saw (``src_ids`` (B, S), ``tgt_ids`` (B, T)).
-
-    ``model.capture.LazyTrace`` is the same mapping with each record computed on demand."""
+    """Read-only mapping ``encoder.{i}.self_attn`` / ``decoder.{i}.self_attn`` / ``decoder.{i}.cross_attn`` ->
+    AttentionRecord, plus the ids the call saw (``src_ids`` (B, S), ``tgt_ids`` (B, T)). See the module docstring
+    for the methods every trace answers."""
 
     lazy = False
 
-    def __init__(self, records: Mapping[str, AttentionRecord], src_ids=None, tgt_ids=None):
-        self._records = MappingProxyType(dict(records))
+    def __init__(self, names: Sequence[str], src_ids=None, tgt_ids=None, key_facts=None):
+        self._names = tuple(names)
         self.src_ids = src_ids
         self.tgt_ids = tgt_ids
+        # per stack, per batch item: what the statistics need to know about that stack's tokens
+        self.key_facts: dict[str, list[KeyFacts]] = dict(key_facts or {})
+
+    # ---- the mapping ------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._names)})"
+
+    def __getitem__(self, name: str) -> AttentionRecord:
+        raise NotImplementedError
+
+    def layers(self, stack: str, sublayer: str) -> list[str]:
+        """Names of one stack and sub-layer in layer order, e.g. every ``decoder.*.cross_attn``."""
+        picked = [RecordName.parse(n) for n in self._names]
+        return [str(n) for n in sorted(picked, key=lambda n: n.layer) if n.stack == stack and n.sublayer == sublayer]
+
+    def shape(self, name: str) -> RecordShape:
+        raise NotImplementedError
+
+    # ---- questions -------------------------------------------------------------------------------------------
+    def window(self, name: str, head: int, rows: range | slice, cols: range | slice, stage: str = "weights",
+               batch_index: int = 0) -> Window:
+        raise NotImplementedError
+
+    def row(self, name: str, head: int, query: int, top: int = 10, batch_index: int = 0) -> QueryRow:
+        """One query's weights over every key (a lazy trace computes that row only)."""
+        shape = self.shape(name)
+        win = self.window(name, head, range(query, query + 1), range(shape.tk), "weights", batch_index)
+        weights = win.values[0]
+        allowed = ~np.any([m[0] for m in win.reasons.values()], axis=0) if win.reasons else \
+            np.ones(shape.tk, dtype=bool)
+        top_keys, top_weights = _top(np.where(allowed, weights, -np.inf), top)
+        ok = np.isfinite(top_weights)
+        return QueryRow(name=name, head=head, query=query, weights=weights, allowed=allowed,
+                        top_keys=top_keys[ok], top_weights=top_weights[ok])
+
+    def overview(self, name: str, how: str = "max", batch_index: int = 0) -> np.ndarray:
+        """(H, r, c) uint8 weights pooled over ``overview_pool(name)``-sized square blocks (255 = weight 1);
+        ``how`` = "max" or "mean"."""
+        raise NotImplementedError
+
+    def overview_pool(self, name: str) -> int:
+        shape = self.shape(name)
+        return overview_factor(shape.tq, shape.tk)
+
+    def thumbnails(self, name: str, batch_index: int = 0) -> np.ndarray:
+        """(H, <= 64, <= 64) uint8: the max overview pooled further."""
+        return thumbnails(self.overview(name, "max", batch_index))
+
+    def row_stats(self, name: str) -> RowStats:
+        raise NotImplementedError
+
+    def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "Trace":
+        raise NotImplementedError
+
+    def nbytes(self) -> int:
+        raise NotImplementedError
+
+    # ---- whole records -----------------------------------------------------------------------------------------
+    def numpy(self) -> "FullTrace":
+        """A FullTrace with every tensor as a NumPy array on the CPU (a lazy trace computes every record)."""
+        return self._map(_to_numpy)
+
+    def to(self, device: str | torch.device) -> "FullTrace":
+        """A FullTrace on ``device`` (a lazy trace computes every record)."""
+        return self._map(lambda t: t.to(device))
+
+    def _map(self, fn) -> "FullTrace":
+        ids = [None if x is None else fn(x) for x in (self.src_ids, self.tgt_ids)]
+        return FullTrace({n: self[n].map(fn) for n in self._names}, *ids, key_facts=self.key_facts)
+
+    def to_dataframe(self, src_tokens: Sequence[str] | None = None, tgt_tokens: Sequence[str] | None = None,
+                     names: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
+        """Long table, one row per (attention, head, query, key) of one batch element (a lazy trace computes each
+        record in turn).
+
+        Columns: stack, layer, sublayer, kind, head, query_pos, query_token, key_pos, key_token, score, scaled,
+        masked_score, weight, masked (True = the mask forbids this key), mask_reason ("padding", "causal",
+        "window", "knocked out", combinations joined by "+", "other", or "").
+        """
+        frames = [record_to_dataframe(self[n], n, src_tokens, tgt_tokens, batch_index)
+                  for n in (names if names is not None else self._names)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class FullTrace(Trace):
+    """Every record of the call, held in full."""
+
+    def __init__(self, records: Mapping[str, AttentionRecord], src_ids=None, tgt_ids=None, key_facts=None):
+        super().__init__(list(records), src_ids, tgt_ids, key_facts)
+        self._records = MappingProxyType(dict(records))
+        self._stats: dict[str, RowStats] = {}
 
     def __getitem__(self, name: str) -> AttentionRecord:
         return self._records[name]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._records)
+    def shape(self, name: str) -> RecordShape:
+        return shape_of(self._records[name])
 
-    def __len__(self) -> int:
-        return len(self._records)
+    def window(self, name: str, head: int, rows: range | slice, cols: range | slice, stage: str = "weights",
+               batch_index: int = 0) -> Window:
+        """Sliced from the record: the numbers the call computed."""
+        rec = self._records[name]
+        rows, cols = _as_range(rows, rec.weights.shape[2]), _as_range(cols, rec.weights.shape[3])
+        h = _head(head, rec.n_heads)
+        values = _stage_values(rec, stage)
+        block = _to_numpy(values[batch_index, h, rows.start:rows.stop, cols.start:cols.stop])
+        reasons = forbidden_by_reason(rec, h, batch_index, rows, cols)
+        return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=np.asarray(block, np.float32),
+                      reasons=reasons, exact=True)
 
-    def __repr__(self) -> str:
-        return f"Trace({list(self._records)})"
+    def overview(self, name: str, how: str = "max", batch_index: int = 0) -> np.ndarray:
+        w = self._records[name].weights
+        w = torch.as_tensor(np.asarray(w)) if not isinstance(w, torch.Tensor) else w
+        mx, mean = pool_weights(w[batch_index], self.overview_pool(name))
+        return mx if how == "max" else mean
 
-    def layers(self, stack: str, kind: str) -> list[str]:
-        """Names of one stack/kind in layer order, e.g. all ``decoder.*.cross_attn``."""
-        return [n for n in self._records if parse_name(n)[0] == stack and parse_name(n)[2] == kind]
+    def row_stats(self, name: str) -> RowStats:
+        """Computed once from the record, with the function the first pass of a lazy trace uses."""
+        if name not in self._stats:
+            self._stats[name] = record_row_stats(self._records[name], name, self.key_facts)
+        return self._stats[name]
 
-    def _map(self, fn) -> "Trace":
-        ids = [None if x is None else fn(x) for x in (self.src_ids, self.tgt_ids)]
-        return Trace({n: r.map(fn) for n, r in self._records.items()}, *ids)
-
-    def to(self, device: str | torch.device) -> "Trace":
-        return self._map(lambda t: t.to(device))
-
-    def numpy(self) -> "Trace":
-        """A copy with every tensor as a NumPy array on the CPU, ready for plotting."""
-        return self._map(_to_numpy)
-
-    def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "Trace":
+    def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "FullTrace":
         """One batch element, cut to its real lengths (drops the padding added for batching)."""
         S = src_len if src_len is not None else (None if self.src_ids is None else self.src_ids.shape[1])
         T = tgt_len if tgt_len is not None else (None if self.tgt_ids is None else self.tgt_ids.shape[1])
         records = {}
         for name, rec in self._records.items():
-            q_axis, k_axis = record_axes(name)
-            tq = S if q_axis == "encoder" else T
-            tk = S if k_axis == "encoder" else T
+            n = RecordName.parse(name)
+            tq = S if n.query_stack == "encoder" else T
+            tk = S if n.key_stack == "encoder" else T
             records[name] = _slice_record(rec, index, tq, tk)
         src = None if self.src_ids is None else self.src_ids[index:index + 1, :S]
         tgt = None if self.tgt_ids is None else self.tgt_ids[index:index + 1, :T]
-        return Trace(records, src, tgt)
+        facts = {s: [f[index if len(f) > 1 else 0]] for s, f in self.key_facts.items()}
+        return FullTrace(records, src, tgt, key_facts=facts)
 
-    def to_dataframe(self, src_tokens: Sequence[str] | None = None, tgt_tokens: Sequence[str] | None = None,
-                     names: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
-        """Long table, one row per (attention, head, query, key) of one batch element.
+    def nbytes(self) -> int:
+        """Bytes held by the records' tensors (shared storages counted once)."""
+        return held_bytes(getattr(rec, f) for rec in self._records.values() for f in rec.__dataclass_fields__)
 
-        Columns: stack, layer, kind, head, query_pos, query_token, key_pos, key_token,
-        score, scaled, masked_score, weight, masked (True = the mask forbids this key),
-        mask_reason ("padding", "causal", "window", combinations joined by "+", "other", or "").
-        """
-        frames = [record_to_dataframe(self._records[n], n, src_tokens, tgt_tokens, batch_index)
-                  for n in (names if names is not None else self._records)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+def record_row_stats(rec: AttentionRecord, name: str, key_facts: Mapping[str, list[KeyFacts]]) -> RowStats:
+    """RowStats of a complete record (every row in one block)."""
+    w = rec.weights if isinstance(rec.weights, torch.Tensor) else torch.as_tensor(np.asarray(rec.weights))
+    B, H, Tq, Tk = w.shape
+    n = RecordName.parse(name)
+    mask = None if rec.mask is None else torch.as_tensor(np.asarray(rec.mask)) if not isinstance(
+        rec.mask, torch.Tensor) else rec.mask
+    q_positions = torch.arange(Tq) + (Tk - Tq if not n.is_cross else 0)
+    masked = rec.masked if rec.masked is not None else None
+    logits_max = None
+    if masked is not None:
+        masked = masked if isinstance(masked, torch.Tensor) else torch.as_tensor(np.asarray(masked))
+        logits_max = masked.float().amax(-1, keepdim=True)
+    valid = torch.ones(B, Tq, dtype=torch.bool)
+    if rec.padding_mask is not None and not n.is_cross and n.query_stack == n.key_stack:
+        pm = torch.as_tensor(np.asarray(rec.padding_mask)) if not isinstance(rec.padding_mask, torch.Tensor) else \
+            rec.padding_mask
+        valid = pm.reshape(pm.shape[0], -1)[:, -Tq:].expand(B, Tq).clone()
+    stats = row_statistics(w, mask, q_positions, self_attention=not n.is_cross, logits_max=logits_max,
+                           keys=key_facts.get(n.key_stack), query_valid=valid)
+    return collect([stats], valid, q_positions, not n.is_cross)
+
+
+def shape_of(rec: AttentionRecord) -> RecordShape:
+    B, H, Tq, d_k = rec.q.shape
+    Tk, d_v = rec.k.shape[-2], rec.v.shape[-1]
+    qi = rec.query_input.shape[-1] if rec.query_input is not None else 0
+    ki = rec.key_input.shape[-1] if rec.key_input is not None else 0
+    out = rec.output.shape[-1] if rec.output is not None else H * d_v
+    size = rec.weights.element_size() if isinstance(rec.weights, torch.Tensor) else np.asarray(rec.weights).itemsize
+    return RecordShape(batch=B, n_heads=H, n_kv_heads=rec.k.shape[1], tq=Tq, tk=Tk, d_k=d_k, d_v=d_v, d_query_in=qi,
+                       d_key_in=ki, d_out=out, adjusted=rec.adjusted is not None, element_size=size)
+
+
+def _as_range(r: range | slice, n: int) -> range:
+    if isinstance(r, slice):
+        start, stop, _ = r.indices(n)
+        return range(start, max(start, stop))
+    start, stop = max(0, r.start), min(n, r.stop)
+    return range(start, max(start, stop))
+
+
+def _head(head: int, n_heads: int) -> int:
+    if not 0 <= int(head) < n_heads:
+        raise IndexError(f"head {head} is not one of this record's {n_heads} heads (0..{n_heads - 1})")
+    return int(head)
+
+
+def _stage_values(rec: AttentionRecord, stage: str):
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    values = getattr(rec, stage)
+    if values is None and stage == "adjusted":
+        values = rec.scaled  # nothing adjusted the scaled scores
+    return values
 
 
 def _to_numpy(x):
@@ -121,84 +380,99 @@ def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRe
     return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
 
 
-def record_axes(name: str) -> tuple[str, str]:
-    """Which stack's tokens are on the query and key axes: ("encoder" | "decoder", "encoder" | "decoder")."""
-    stack, _, kind = parse_name(name)
-    return stack, ("encoder" if kind == "cross_attn" else stack)
-
-
-MASK_REASONS = ("padding", "causal", "window")  # the masks a record keeps apart, in the order names join them
-
-
-def _may_attend(mask, batch_index: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """A broadcastable bool "may attend" mask (or None = everything) -> a read-only (H, Tq, Tk) view."""
-    if mask is None:
-        return np.broadcast_to(np.ones((1, 1, 1), dtype=bool), shape)
+def _mask_view(mask, batch_index: int, rows: range, cols: range):
+    """A broadcastable bool mask -> (h|1, rows|1, cols|1) NumPy view of one batch element's rows and columns."""
     m = _to_numpy(mask)
-    return np.broadcast_to(m[batch_index if m.shape[0] > 1 else 0], shape)
+    m = m[batch_index if m.shape[0] > 1 else 0]
+    r = slice(rows.start, rows.stop) if m.shape[1] > 1 else slice(None)
+    c = slice(cols.start, cols.stop) if m.shape[2] > 1 else slice(None)
+    return m[:, r, c]
 
 
 def allowed_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
     """(H, Tq, Tk) bool, True where the model's mask lets the query attend to the key (a broadcast view)."""
     _, H, Tq, Tk = rec.weights.shape
-    return _may_attend(rec.mask, batch_index, (H, Tq, Tk))
+    if rec.mask is None:
+        return np.broadcast_to(np.ones((1, 1, 1), dtype=bool), (H, Tq, Tk))
+    return np.broadcast_to(_mask_view(rec.mask, batch_index, range(Tq), range(Tk)), (H, Tq, Tk))
 
 
-def _reason_codes(rec: AttentionRecord, batch_index: int, heads: slice) -> tuple[np.ndarray, np.ndarray]:
-    """-> (codes (h, Tq, Tk) uint8, forbidden (h, Tq, Tk) bool): bit i set where MASK_REASONS[i] forbids a
-    forbidden cell; a forbidden cell with no bit set is forbidden for another reason."""
-    _, H, Tq, Tk = rec.weights.shape
-    shape = (H, Tq, Tk)
-    forbidden = ~_may_attend(rec.mask, batch_index, shape)[heads]
+def _reason_codes(mask, padding, causal, window, knocked, n_heads: int, batch_index: int, heads: slice,
+                  rows: range, cols: range) -> tuple[np.ndarray, np.ndarray]:
+    """-> (codes (h, r, c) uint8, forbidden (h, r, c) bool): bit i set where MASK_REASONS[i] forbids a forbidden
+    cell; a forbidden cell with no bit set is forbidden for another reason. The masks are broadcastable
+    (B|1, H|1, Tq|1, Tk) bool, True = may attend, except ``knocked``: True = knocked out."""
+    shape = (n_heads, len(rows), len(cols))
+
+    def view(m):
+        return np.broadcast_to(_mask_view(m, batch_index, rows, cols), shape)[heads]
+
+    forbidden = ~view(mask) if mask is not None else np.zeros(shape, dtype=bool)[heads]
+    knocked_view = None if knocked is None else view(knocked)
+    if knocked_view is not None:
+        forbidden = forbidden | knocked_view
     codes = np.zeros(forbidden.shape, dtype=np.uint8)
-    for bit, mask in enumerate((rec.padding_mask, rec.causal_mask, rec.window_mask)):
-        if mask is not None:
-            codes |= ((~_may_attend(mask, batch_index, shape)[heads]) & forbidden).astype(np.uint8) << bit
+    for bit, m in enumerate((padding, causal, window)):
+        if m is not None:
+            codes |= (~view(m) & forbidden).astype(np.uint8) << bit
+    if knocked_view is not None:
+        codes |= (knocked_view & forbidden).astype(np.uint8) << 3
     return codes, forbidden
 
 
-def _reason_name(code: int) -> str:
+def _record_codes(rec: AttentionRecord, batch_index: int, heads: slice, rows: range, cols: range):
+    return _reason_codes(rec.mask, rec.padding_mask, rec.causal_mask, rec.window_mask, rec.knocked_out,
+                         rec.weights.shape[1], batch_index, heads, rows, cols)
+
+
+def reason_name(code: int) -> str:
     return "+".join(r for bit, r in enumerate(MASK_REASONS) if code >> bit & 1) or "other"
 
 
-def forbidden_by_reason(rec: AttentionRecord, head: int = 0, batch_index: int = 0) -> dict[str, np.ndarray]:
-    """{reason: (Tq, Tk) bool} for one head: the cells the mask forbids, grouped by why (see
-    ``mask_reason_matrix`` for the names). Empty when the head may attend everywhere. Bit arithmetic on bool
-    arrays: ~10 ms for a 1024 x 1024 head."""
-    H = rec.weights.shape[1]
-    h = min(max(head, 0), H - 1)
-    codes, forbidden = _reason_codes(rec, batch_index, slice(h, h + 1))
-    codes, forbidden = codes[0], forbidden[0]
+def reasons_from_codes(codes: np.ndarray, forbidden: np.ndarray) -> dict[str, np.ndarray]:
+    """(r, c) codes and forbidden cells -> {reason: (r, c) bool}."""
     if not forbidden.any():
         return {}
     present = np.flatnonzero(np.bincount(codes[forbidden], minlength=1 << len(MASK_REASONS)))
-    return {_reason_name(int(c)): forbidden & (codes == c) for c in present}
+    return {reason_name(int(c)): forbidden & (codes == c) for c in present}
+
+
+def forbidden_by_reason(rec: AttentionRecord, head: int = 0, batch_index: int = 0, rows: range | None = None,
+                        cols: range | None = None) -> dict[str, np.ndarray]:
+    """{reason: (rows, cols) bool} for one head: the cells the mask forbids, grouped by why (reasons from
+    MASK_REASONS joined by "+" when several apply, "other" when none explains the cell). Empty when the head may
+    attend everywhere. Bit arithmetic on bool arrays: ~10 ms for a 1024 x 1024 head."""
+    _, H, Tq, Tk = rec.weights.shape
+    h = min(max(head, 0), H - 1)
+    rows = range(Tq) if rows is None else rows
+    cols = range(Tk) if cols is None else cols
+    codes, forbidden = _record_codes(rec, batch_index, slice(h, h + 1), rows, cols)
+    return reasons_from_codes(codes[0], forbidden[0])
 
 
 def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
-    """(H, Tq, Tk) strings: why each cell is masked ("padding", "causal", "window", joined by "+" when several
-    apply, "other" when the model's mask forbids a cell none of those explain), "" where the query may attend.
+    """(H, Tq, Tk) strings: why each cell is masked (see ``forbidden_by_reason``), "" where the query may attend.
     (An object array: for one head's map use ``forbidden_by_reason``; for "may attend", ``allowed_matrix``.)"""
-    codes, forbidden = _reason_codes(rec, batch_index, slice(None))
-    names = np.array([_reason_name(c) for c in range(1 << len(MASK_REASONS))], dtype=object)
+    _, H, Tq, Tk = rec.weights.shape
+    codes, forbidden = _record_codes(rec, batch_index, slice(None), range(Tq), range(Tk))
+    names = np.array([reason_name(c) for c in range(1 << len(MASK_REASONS))], dtype=object)
     return np.where(forbidden, names[codes], "").astype(object)
 
 
 def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,
                         tgt_tokens: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
     """Long DataFrame of one record (see ``Trace.to_dataframe`` for the columns)."""
-    stack, layer, kind = parse_name(name)
+    n = RecordName.parse(name)
     weights = _to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
     H, Tq, Tk = weights.shape
-    q_axis, k_axis = record_axes(name)
-    q_tokens = src_tokens if q_axis == "encoder" else tgt_tokens
-    k_tokens = src_tokens if k_axis == "encoder" else tgt_tokens
+    q_tokens = src_tokens if n.query_stack == "encoder" else tgt_tokens
+    k_tokens = src_tokens if n.key_stack == "encoder" else tgt_tokens
     q_tokens = list(q_tokens)[:Tq] if q_tokens is not None else [str(i) for i in range(Tq)]
     k_tokens = list(k_tokens)[:Tk] if k_tokens is not None else [str(i) for i in range(Tk)]
     reason = mask_reason_matrix(rec, batch_index)
     head, qpos, kpos = np.meshgrid(np.arange(H), np.arange(Tq), np.arange(Tk), indexing="ij")
     return pd.DataFrame({
-        "stack": stack, "layer": layer, "kind": kind,
+        "stack": n.stack, "layer": n.layer, "sublayer": n.sublayer, "kind": n.kind,
         "head": head.ravel(),
         "query_pos": qpos.ravel(), "query_token": np.asarray(q_tokens, dtype=object)[qpos.ravel()],
         "key_pos": kpos.ravel(), "key_token": np.asarray(k_tokens, dtype=object)[kpos.ravel()],
@@ -211,22 +485,7 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
     })
 
 
-def record_bytes(config, tq: int, tk: int, batch: int = 1, dtype_bytes: int = 4) -> int:
-    """Upper bound on one record's bytes: query_input, q, context, concat, output (Tq x d_model),
-    key_input, k, v (Tk x d_model), four (H, Tq, Tk) matrices (scores, scaled, masked, weights), bool masks."""
-    d, H = config.d_model, config.n_heads
-    vectors = tq * d * 5 + tk * d * 3
-    matrices = 4 * H * tq * tk
-    return batch * ((vectors + matrices) * dtype_bytes + tq * tk + tk)
-
-
-def estimate_capture_bytes(config, src_len: int, tgt_len: int, batch: int = 1, dtype_bytes: int = 4) -> int:
-    """Bytes a capture=True forward keeps in its trace, from the shapes alone (before running it)."""
-    return (config.n_encoder_layers * record_bytes(config, src_len, src_len, batch, dtype_bytes)
-            + config.n_decoder_layers * (record_bytes(config, tgt_len, tgt_len, batch, dtype_bytes)
-                                         + record_bytes(config, tgt_len, src_len, batch, dtype_bytes)))
-
-
-def trace_nbytes(trace: "Trace") -> int:
-    """Bytes actually held by a trace's tensors (shared storages counted once)."""
-    return held_bytes(getattr(rec, name) for rec in trace.values() for name in rec.__dataclass_fields__)
+__all__ = ["FullTrace", "MASK_REASONS", "OVERVIEW_MAX", "QueryRow", "RecordShape", "STAGES", "THUMBNAIL_MAX",
+           "Trace", "Window", "allowed_matrix", "forbidden_by_reason", "mask_reason_matrix", "overview_factor",
+           "pool_weights", "reason_name", "reasons_from_codes", "record_name", "record_row_stats",
+           "record_to_dataframe", "shape_of", "thumbnails"]

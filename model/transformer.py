@@ -10,10 +10,81 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
-from .capture import Ablations, Recorder, validate_ablations
+from .attention import causal_mask, fast_attention, padding_mask
+from .capture import Recorder
 from .config import ModelConfig
+from .interventions import Ablations, Interventions, Knockouts, validate
 from .trace import Trace, record_name
+
+
+class KVCache:
+    """Keys and values of one attention module during one incremental decoding run (a per-call object, never
+    stored on the module). ``static``: computed once from a fixed input (cross-attention over the encoder
+    output); otherwise each step's keys are appended (decoder self-attention)."""
+
+    def __init__(self, static: bool):
+        self.static = static
+        self.k: torch.Tensor | None = None  # (B, H, T_seen, d_k)
+        self.v: torch.Tensor | None = None
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query/key/value/output projections.
+
+    The key/value input may be narrower or wider than the query input (``d_kv_in``);
+    only the projected query and key widths (d_k) must agree.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_kv_in: int | None = None, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.d_k = d_model // n_heads
+        d_kv_in = d_model if d_kv_in is None else d_kv_in
+        self.W_query = nn.Linear(d_model, d_model, bias=bias)
+        self.W_key = nn.Linear(d_kv_in, d_model, bias=bias)
+        self.W_value = nn.Linear(d_kv_in, d_model, bias=bias)
+        self.W_out = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, self.d_k).transpose(1, 2)  # (B, H, T, d_k)
+
+    def forward(self, query_input: torch.Tensor, key_input: torch.Tensor,
+                padding_mask: torch.Tensor | None = None, causal_mask: torch.Tensor | None = None, *,
+                recorder: Recorder | None = None, name: str = "attention", query_valid: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """query_input (B, Tq, d_model), key_input (B, Tk, d_kv_in) -> output (B, Tq, d_model).
+
+        ``recorder`` (model.capture.Recorder) decides what this call keeps under ``name`` and what it changes;
+        without one, the fast path (SDPA, nothing kept). ``cache`` reuses keys and values while decoding.
+        """
+        q = self._split_heads(self.W_query(query_input))
+        if cache is not None and cache.static and cache.k is not None:
+            k, v = cache.k, cache.v
+        else:
+            k = self._split_heads(self.W_key(key_input))
+            v = self._split_heads(self.W_value(key_input))
+            if cache is not None:
+                if not cache.static and cache.k is not None:
+                    k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
+                cache.k, cache.v = k, v
+        mask = padding_mask
+        if causal_mask is not None:
+            mask = causal_mask if mask is None else mask & causal_mask
+        if recorder is None:  # nothing to record, nothing to change: the fast path, no bookkeeping
+            context = fast_attention(q, k, v, mask)
+        else:
+            context = recorder.attend(name, q, k, v, mask, query_input=query_input, key_input=key_input,
+                                      padding_mask=padding_mask, causal_mask=causal_mask, query_valid=query_valid,
+                                      out_proj=self.W_out, finish_later=True)
+        B, Tq, _ = query_input.shape
+        concat = context.transpose(1, 2).reshape(B, Tq, self.n_heads * self.d_k)  # (B, Tq, H * d_v)
+        output = self.W_out(concat)
+        if recorder is not None:
+            recorder.finish(name, concat, output)
+        return output
 
 
 class FeedForward(nn.Module):
@@ -56,7 +127,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x, src_padding, recorder: Recorder, index: int, src_valid=None):
         x = self.sublayers[0](x, lambda h: self.self_attn(
             h, h, src_padding, None, recorder=recorder, name=record_name("encoder", index, "self_attn"),
-            query_valid=src_valid)[0])
+            query_valid=src_valid))
         if self.feed_forward is not None:
             x = self.sublayers[1](x, self.feed_forward)
         return x
@@ -78,12 +149,12 @@ class DecoderLayer(nn.Module):
         """``cache``: (self-attention cache, cross-attention cache) while decoding one token at a time."""
         x = self.sublayers[0](x, lambda h: self.self_attn(
             h, h, tgt_padding, tgt_causal, recorder=recorder, name=record_name("decoder", index, "self_attn"),
-            query_valid=tgt_valid, cache=None if cache is None else cache[0])[0])
+            query_valid=tgt_valid, cache=None if cache is None else cache[0]))
         if self.cross_attn is not None:
             # queries from the decoder, keys and values from the final encoder output
             x = self.sublayers[1](x, lambda h: self.cross_attn(
                 h, memory, src_padding, None, recorder=recorder, name=record_name("decoder", index, "cross_attn"),
-                query_valid=tgt_valid, cache=None if cache is None else cache[1])[0])
+                query_valid=tgt_valid, cache=None if cache is None else cache[1]))
         if self.feed_forward is not None:
             x = self.sublayers[-1](x, self.feed_forward)
         return x
@@ -169,86 +240,101 @@ class Transformer(nn.Module):
                 names.append(record_name("decoder", i, "cross_attn"))
         return names
 
-    def _recorder(self, capture: bool | Collection[str], lazy: bool, ablations: Ablations | None) -> Recorder:
-        if not isinstance(capture, bool) or ablations:  # names to check (skipped on the plain path)
-            names = self.record_names()
-            if not isinstance(capture, bool):
-                unknown = sorted(set(capture) - set(names))
-                if unknown:
-                    raise ValueError(f"cannot capture {unknown}: this model has {names}")
-            validate_ablations(ablations, names, {n: self.config.n_heads for n in names})
-        return Recorder(capture, lazy=lazy, ablations=ablations)
+    def recorder(self, capture: bool | Collection[str] = False, *, lazy: bool = False,
+                 ablations: Ablations | None = None, knockouts: Knockouts | None = None,
+                 hidden_states: bool = False) -> Recorder:
+        """A Recorder for one call of this model, its names and heads checked."""
+        names = self.record_names()
+        if not isinstance(capture, bool):
+            unknown = sorted(set(capture) - set(names))
+            if unknown:
+                raise ValueError(f"cannot capture {unknown}: this model has {names}")
+        interventions = Interventions.of(ablations, knockouts)
+        validate(interventions, names, self.config.n_heads)
+        return Recorder(capture, lazy=lazy, interventions=interventions, hidden_states=hidden_states)
 
-    def encode(self, src_ids: torch.Tensor, capture: bool | Collection[str] = False, *,
-               recorder: Recorder | None = None):
-        """(B, S) ids -> (memory (B, S, d_model), src padding mask (B, 1, 1, S), records)."""
+    def encode(self, src_ids: torch.Tensor, recorder: Recorder | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) ids -> (memory (B, S, d_model), src padding mask (B, 1, 1, S))."""
         if self.config.decoder_only:
             raise ValueError("a decoder-only model has no encoder")
-        recorder = recorder if recorder is not None else self._recorder(capture, False, None)
         src_padding = padding_mask(src_ids, self.config.pad_id)
         src_valid = src_ids != self.config.pad_id  # (B, S) real query positions, for mean ablation
         x = self.src_embed(src_ids)
+        if recorder is not None:
+            recorder.record_hidden("encoder", x)
         for i, layer in enumerate(self.encoder_layers):
             x = layer(x, src_padding, recorder, i, src_valid=src_valid)
-        return self.encoder_norm(x), src_padding, dict(recorder.records)
+            if recorder is not None:
+                recorder.record_hidden("encoder", x)
+        return self.encoder_norm(x), src_padding
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
-               capture: bool | Collection[str] = False, *, recorder: Recorder | None = None):
-        """(B, T) decoder input ids (starting with [BOS]) -> (logits (B, T, V), records)."""
-        recorder = recorder if recorder is not None else self._recorder(capture, False, None)
+               recorder: Recorder | None = None) -> torch.Tensor:
+        """(B, T) decoder input ids (starting with [BOS]) -> logits (B, T, V)."""
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
         tgt_valid = tgt_ids != self.config.pad_id
         x = self.tgt_embed(tgt_ids)
+        if recorder is not None:
+            recorder.record_hidden("decoder", x)
         for i, layer in enumerate(self.decoder_layers):
             x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i, tgt_valid=tgt_valid)
-        records = {n: r for n, r in recorder.records.items() if n.startswith("decoder.")}
-        return self.generator(self.decoder_norm(x)), records
+            if recorder is not None:
+                recorder.record_hidden("decoder", x)
+        return self.unembed(x)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's residual stream (..., d_model) -> logits (..., V): final norm (pre-LN) and generator."""
+        return self.generator(self.decoder_norm(x))
+
+    def run(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recorder | None) -> torch.Tensor:
+        """One forward under ``recorder`` (None: the fast path, nothing kept or changed) -> logits (B, T, V)."""
+        if self.config.decoder_only:
+            memory = src_padding = None
+        else:
+            if src_ids is None:
+                raise ValueError("an encoder-decoder model needs src_ids")
+            memory, src_padding = self.encode(src_ids, recorder)
+        return self.decode(tgt_ids, memory, src_padding, recorder)
 
     def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, capture: bool | Collection[str] = False,
-                *, lazy: bool = False, ablations: Ablations | None = None,
+                *, lazy: bool = False, ablations: Ablations | None = None, knockouts: Knockouts | None = None,
                 max_lazy_cache_bytes: int | None = None) -> ModelOutput:
         """src_ids (B, S) (None for decoder-only), tgt_ids (B, T) -> ModelOutput(logits (B, T, V), trace or None).
 
         Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
         ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"}) records
         only those. ``lazy``: keep each attention's inputs and recompute its record on demand (LazyTrace).
-        ``ablations``: {name: {head: "zero" | "mean"}} (or one such dict per batch element) replaces those heads'
-        contexts in this call only.
+        ``ablations`` / ``knockouts`` (model.interventions; or one dict per batch element) change those heads in
+        this call only.
         """
-        recorder = self._recorder(capture, lazy, ablations)
-        if self.config.decoder_only:
-            memory = src_padding = None
-        else:
-            if src_ids is None:
-                raise ValueError("an encoder-decoder model needs src_ids")
-            memory, src_padding, _ = self.encode(src_ids, recorder=recorder)
-        logits, _ = self.decode(tgt_ids, memory, src_padding, recorder=recorder)
+        capture = True if lazy and capture is False else capture  # lazy: every attention, kept as inputs
+        plain = capture is False and not ablations and not knockouts
+        recorder = None if plain else self.recorder(capture, lazy=lazy, ablations=ablations, knockouts=knockouts)
+        logits = self.run(src_ids, tgt_ids, recorder)
         keep = capture is not False or lazy
-        return ModelOutput(logits=logits, trace=recorder.trace(src_ids, tgt_ids, max_lazy_cache_bytes)
+        return ModelOutput(logits=logits, trace=recorder.trace(src_ids, tgt_ids, max_bytes=max_lazy_cache_bytes)
                            if keep else None)
 
     @torch.inference_mode()
     def greedy(self, src_ids: torch.Tensor | None, prefix: torch.Tensor, limit: int,
-               stop_id: int | None, deadline: float | None = None,
-               ablations: Ablations | None = None) -> tuple[list[list[int]], bool]:
+               stop_id: int | None, deadline: float | None = None) -> tuple[list[list[int]], bool]:
         """Greedy decoding with a key/value cache: each step runs the decoder on one new token.
 
         prefix (B, P) decoder input ids to start from ([BOS], or a decoder-only prompt); stops when every row has
         produced ``stop_id``, the sequence reaches ``limit`` tokens, or ``time.perf_counter()`` passes
         ``deadline``. Returns (each row's ids, prefix included and the stop token excluded; True if cut by time).
-        With ``ablations`` every step runs the whole prefix again (a mean over positions needs all of them).
+        (Decoding under interventions is ``model.call.decode``: it runs the whole prefix at each step.)
         """
-        if ablations:
-            return self._greedy_rerun(src_ids, prefix, limit, stop_id, deadline, ablations)
         cfg = self.config
         B = prefix.shape[0]
         memory = src_padding = None
         if not cfg.decoder_only:
-            memory, src_padding, _ = self.encode(src_ids)
+            memory, src_padding = self.encode(src_ids)
         caches = [(KVCache(static=False), KVCache(static=True)) for _ in self.decoder_layers]
-        recorder = Recorder(capture=False)
+        recorder = None
         seq = prefix
         limit = max(limit, prefix.shape[1])
         done = torch.zeros(B, dtype=torch.bool, device=prefix.device)
@@ -266,7 +352,7 @@ class Transformer(nn.Module):
             pad = padding_mask(seq, cfg.pad_id)
             for i, layer in enumerate(self.decoder_layers):
                 x = layer(x, memory, src_padding, pad, causal, recorder, i, cache=caches[i])
-            nxt = self.generator(self.decoder_norm(x[:, -1:]))[:, -1].argmax(-1)
+            nxt = self.unembed(x[:, -1:])[:, -1].argmax(-1)
             if stop_id is not None:
                 finished_now = ~done & (nxt == stop_id)
                 lengths[finished_now] = seq.shape[1]
@@ -277,20 +363,6 @@ class Transformer(nn.Module):
             new = torch.where(done, cfg.pad_id, nxt)[:, None]
             seq = torch.cat([seq, new], dim=1)
         return [seq[i, : int(lengths[i])].tolist() for i in range(B)], timed_out
-
-    def _greedy_rerun(self, src_ids, prefix, limit, stop_id, deadline, ablations):
-        """Greedy decoding without a cache (batch size 1): the whole prefix through the model at each step."""
-        if prefix.shape[0] != 1:
-            raise ValueError("ablated decoding runs one sequence at a time")
-        seq = prefix
-        while seq.shape[1] < limit:
-            if deadline is not None and time.perf_counter() > deadline:
-                return [seq[0].tolist()], True
-            nxt = int(self(src_ids, seq, ablations=ablations).logits[0, -1].argmax())
-            if stop_id is not None and nxt == stop_id:
-                break
-            seq = torch.cat([seq, torch.tensor([[nxt]], device=seq.device)], dim=1)
-        return [seq[0].tolist()], False
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

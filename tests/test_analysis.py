@@ -220,11 +220,9 @@ def test_head_table_covers_every_head_of_every_attention(tiny_pipe):
     from model.analysis.heads import STAT_DEFINITIONS, head_table
 
     res = tiny_pipe.run("a b c a b c", "c d e")
-    table = head_table(lambda n: res.trace[n].numpy(), list(res.trace),
-                       {"encoder": res.source.ids, "decoder": res.target.ids},
-                       {"encoder": res.source.special, "decoder": res.target.special}, special_ids=[0, 1, 2, 3])
+    table = head_table(res.trace)
     assert len(table) == 3 * 2 and set(STAT_DEFINITIONS) <= set(table.columns)
-    cross = table[table["kind"] == "cross_attn"]
+    cross = table[table["kind"] == "cross"]
     assert cross["distance"].isna().all() and cross["prev_token"].isna().all()  # positions of two sequences
     enc = table[table["attention"] == "encoder.0.self_attn"].iloc[0]
     w = res.trace["encoder.0.self_attn"].weights[0, 0].numpy()

@@ -1,6 +1,7 @@
 """The inspector through Streamlit's AppTest: first screen, controls, every view, bad input, budgets, no needless
 model runs, and the first-use bugs of issue 14."""
 
+import base64
 import json
 import os
 import time
@@ -13,7 +14,18 @@ from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
-from model import ModelConfig, Pipeline, Tokenizer, Transformer, load, save_checkpoint
+from model import (
+    ModelConfig,
+    Pipeline,
+    Tokenizer,
+    Transformer,
+    allowed_matrix,
+    estimate_bytes,
+    intervened_outputs,
+    load,
+    save_checkpoint,
+)
+from model.analysis import align_tokens, effect_of, head_js_distances, source_attribution
 from ui.inspector import VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +62,13 @@ def fresh_caches(monkeypatch, tmp_path):
     clear_app_caches()
     yield
     clear_app_caches()
+
+
+def plotly_array(value) -> np.ndarray:
+    """A Plotly array as sent: a list, or a base64 typed array {"dtype", "bdata"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value, dtype=float)
 
 
 def app(path: str | None, **state) -> AppTest:
@@ -204,12 +223,33 @@ def test_every_view_renders_from_the_trace(ckpt, view):
         np.testing.assert_array_equal(rows[:2], ref["decoder.2.cross_attn"].weights[0, :, 3])
     elif view == "Statistics":
         assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 8 * 2  # 2 + 3 x 2 attentions, 2 heads
-    elif view == "Rollout":
-        assert len(specs) == 2
-    elif view == "Ablation":
-        assert at.multiselect(key="abl_heads") is not None
-    elif view == "Compare":
+    elif view == "Rollout":  # the default: the encoder-decoder's source attribution, from model.analysis
+        S, _ = source_attribution(*[[ref[f"{stack}.{i}.{sub}"].weights[0] for i in range(n)] for stack, sub, n in
+                                    (("encoder", "self_attn", 2), ("decoder", "self_attn", 3),
+                                     ("decoder", "cross_attn", 3))], "mean")
+        np.testing.assert_allclose(viz.figure_matrices(specs[0])[0], S.astype(np.float32), atol=1e-6)
+    elif view == "Ablation":  # ablate one head: the chart's "after" is a direct ablated call's probability
+        at.multiselect(key="abl_heads").set_value(["decoder.2.cross_attn|1"]).run()
+        assert_clean(at)
+        pipe, res = load(ckpt, "cpu"), reference(ckpt)
+        after = intervened_outputs(pipe, res, [{"ablations": {"decoder.2.cross_attn": {1: "zero"}}}])[0]
+        eff = effect_of(res.logits, after)
+        np.testing.assert_allclose(plotly_array(charts(at)[0]["data"][1]["y"]), eff.p_after, atol=1e-6)
+    elif view == "Compare":  # input B: the distance table is head_js_distances of the two traces
         assert any("second input" in i.value for i in at.info)
+        at.text_area(key="cmp_source").input("Monday 3 March 1999").run()
+        assert_clean(at)
+        a, b = reference(ckpt), reference(ckpt, "Monday 3 March 1999")
+        table = at.dataframe[-1].value
+        name = "decoder.2.cross_attn"
+        qa, ka = a.axes(name)
+        qb, kb = b.axes(name)
+        ar, ac = align_tokens(qa, qb), align_tokens(ka, kb)
+        ra, rb = a.trace.numpy()[name], b.trace.numpy()[name]
+        want = head_js_distances(ra.weights[0], rb.weights[0], ar.a, ac.a, ar.b, ac.b, allowed_matrix(ra),
+                                 allowed_matrix(rb))
+        got = table[table["attention"] == name].sort_values("head")["js_distance"].to_numpy()
+        np.testing.assert_allclose(got, np.round(want, 4), atol=1e-4)
     elif view == "Export":
         df = at.dataframe[0].value
         assert set(df["head"]) == {0} and len(df) == ref["decoder.2.cross_attn"].weights[0, 0].size
@@ -222,13 +262,13 @@ def test_training_view_is_offered_only_with_snapshots(ckpt):
 
 def test_layer_head_view_changes_do_not_rerun_the_model(ckpt, monkeypatch):
     calls = []
-    original = Pipeline.run
+    original = Pipeline.forward
 
-    def counting(self, *args, **kwargs):
+    def counting(self, *args, **kwargs):  # the traced forward of each call (decoding runs greedy_batch)
         calls.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "run", counting)
+    monkeypatch.setattr(Pipeline, "forward", counting)
     at = app(ckpt)
     assert len(calls) == 1
     at.selectbox(key="layer").set_value(0).run()
@@ -331,7 +371,7 @@ def test_broken_checkpoint_on_first_load_is_an_error_box(tmp_path):
 
 
 def test_out_of_memory_falls_back_to_cpu(ckpt, monkeypatch):
-    original = Pipeline.run
+    original = Pipeline.forward
     state = {"failed": False}
 
     def oom_once(self, *args, **kwargs):
@@ -340,7 +380,7 @@ def test_out_of_memory_falls_back_to_cpu(ckpt, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "run", oom_once)
+    monkeypatch.setattr(Pipeline, "forward", oom_once)
     at = app(ckpt, device="auto")
     assert_clean(at)
     assert state["failed"]
@@ -372,15 +412,15 @@ def test_over_budget_input_is_captured_lazily_and_bitwise(ckpt, monkeypatch):
     pipe = load(ckpt, device="cpu")
     ref = reference(ckpt)
     S, T = len(ref.source.ids), len(ref.target.ids)
-    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", str(pipe.capture_bytes(S, T) / 2 / 2**20))
+    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", str(estimate_bytes(pipe, S, T) / 2 / 2**20))
     runs = []
-    original = Pipeline.run
+    original = Pipeline.forward
 
-    def recording(self, *args, **kwargs):
-        runs.append(kwargs.get("lazy"))
-        return original(self, *args, **kwargs)
+    def recording(self, src, tgt, recorder, **kwargs):
+        runs.append(recorder.lazy)
+        return original(self, src, tgt, recorder, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "run", recording)
+    monkeypatch.setattr(Pipeline, "forward", recording)
     at = app(ckpt)
     assert_clean(at)
     assert runs == [True] and any("computed when you open it" in i.value for i in at.info)
@@ -423,8 +463,7 @@ def test_input_whose_single_record_is_too_big_is_refused(ckpt, monkeypatch):
     monkeypatch.setattr(ui.tracing, "MIN_RECORD_CAP", 100)
     at = app(ckpt)
     assert not at.exception
-    assert at.error and "shorten the text" in at.error[0].value
-    assert not at.get("plotly_chart")
+    assert at.error and "one record may take" in at.error[0].value
 
 
 def test_generation_cap_and_its_warning(ckpt):
@@ -519,8 +558,8 @@ def test_clicking_anywhere_on_a_thumbnail_opens_that_head(ckpt, monkeypatch):
     # a click (Streamlit's selection state) opens that head on the attention map (the browser test clicks for real)
     import types
 
-    import ui.inspector as inspector_module
     import ui.state as state_module
+    import ui.views.common as inspector_module
 
     fake = types.SimpleNamespace(session_state={"overview": {"selection": {"points": [{"customdata": [3]}]}}})
     monkeypatch.setattr(inspector_module, "st", fake)

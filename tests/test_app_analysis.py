@@ -8,7 +8,7 @@ from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
-from model import load, mask_reason_matrix
+from model import intervened_outputs, load, mask_reason_matrix
 from model.analysis import effect_of, flow, rank_heads, rollout, source_attribution
 from tests.test_app import APP, assert_clean, charts
 
@@ -90,7 +90,7 @@ def test_ablation_view_runs_the_intervention_in_the_call(ref):
     assert_clean(at)
     pipe = load(DATES, "cpu")
     spec = {"decoder.1.cross_attn": {3: "zero", 0: "zero"}}
-    after = pipe.ablated_logits(ref, [spec])[0]
+    after = intervened_outputs(pipe, ref, [{"ablations": spec}])[0]
     eff = effect_of(ref.logits, after)
     chart = charts(at)[0]
     p_after = array(chart["data"][1]["y"])

@@ -8,8 +8,7 @@ import pytest
 from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
-import viz
-from model import load
+from model import RecordName, load
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, main_matrix
 from ui.inspector import VIEWS
@@ -69,11 +68,11 @@ def test_the_map_is_the_models_own_attention(models_dir, family):
     assert_clean(at)
     pipe = load(models_dir / family, "cpu")
     kind = at.radio(key="kind").value
-    stack, trace_kind = viz.KIND_LABELS[kind]
     layer, head = at.selectbox(key="layer").value, at.selectbox(key="head").value
-    res = pipe.run("the cat sat on the mat", max_new_tokens=None) if pipe.kind != "encoder-decoder" else \
+    res = pipe.run("the cat sat on the mat", max_new_tokens=None) if pipe.arch != "encoder-decoder" else \
         pipe.run("the cat sat on the mat", max_new_tokens=at.session_state["max_new"])
-    np.testing.assert_array_equal(main_matrix(at), res.trace[f"{stack}.{layer}.{trace_kind}"].weights[0, head].numpy())
+    name = str(RecordName.of_kind(kind, layer))
+    np.testing.assert_array_equal(main_matrix(at), res.trace[name].weights[0, head].numpy())
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert", "t5"])

@@ -8,13 +8,20 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model import MultiHeadAttention, attention, causal_mask, fast_attention, padding_mask, subsequent_mask
+from model import MultiHeadAttention, Recorder, attention, causal_mask, fast_attention, padding_mask, subsequent_mask
 
 
 def rand_qkv(B=2, H=3, Tq=5, Tk=7, d_k=4, d_v=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, H, Tq, d_k, generator=g), torch.randn(B, H, Tk, d_k, generator=g),
             torch.randn(B, H, Tk, d_v, generator=g))
+
+
+def recorded(module, *args, **kwargs):
+    """One module call with a recorder: (output, its record)."""
+    recorder = Recorder()
+    out = module(*args, recorder=recorder, name="attention", **kwargs)
+    return out, recorder.records["attention"]
 
 
 def test_matches_sdpa_without_mask():
@@ -67,11 +74,11 @@ def test_causal_hand_computation():
     assert torch.equal(rec.masked[0, 0].tril(), rec.scaled[0, 0].tril())
 
 
-def test_subsequent_mask_is_strictly_above_diagonal():
-    m = subsequent_mask(4)
-    assert torch.equal(m, torch.triu(torch.ones(4, 4), diagonal=1).bool())
-    assert not m.diagonal().any()  # a token always sees itself
-    assert torch.equal(causal_mask(4)[0, 0], ~m)
+def test_subsequent_mask_allows_the_past_and_the_token_itself():
+    m = subsequent_mask(4)  # True = may attend, as every mask here
+    assert torch.equal(m, ~torch.triu(torch.ones(4, 4), diagonal=1).bool())  # the future is triu(diagonal=1)
+    assert m.diagonal().all()  # a token always sees itself
+    assert torch.equal(causal_mask(4)[0, 0], m)
 
 
 def test_fully_masked_row_is_zero_not_nan():
@@ -124,14 +131,13 @@ def test_multihead_matches_torch_multihead_attention(d_kv_in):
     x = torch.randn(B, Tq, d_model)
     mem = torch.randn(B, Tk, d_kv_in)
     ids = torch.tensor([[3] * Tk, [3] * (Tk - 2) + [0, 0]])
-    out, rec = ours(x, mem, padding_mask=padding_mask(ids, 0), capture=True)
+    out, rec = recorded(ours, x, mem, padding_mask=padding_mask(ids, 0))
     ref_out, ref_w = ref(x, mem, mem, key_padding_mask=(ids == 0), average_attn_weights=False)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec.weights, ref_w, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec.output, out)
     # fast path agrees too
-    fast_out, no_rec = ours(x, mem, padding_mask=padding_mask(ids, 0))
-    assert no_rec is None
+    fast_out = ours(x, mem, padding_mask=padding_mask(ids, 0))  # no recorder: SDPA, nothing kept
     torch.testing.assert_close(fast_out, out, atol=1e-5, rtol=1e-5)
 
 
@@ -145,15 +151,15 @@ def test_multihead_with_causal_matches_torch():
         ref.out_proj.weight.copy_(ours.W_out.weight)
         ref.out_proj.bias.copy_(ours.W_out.bias)
     x = torch.randn(1, 5, 8)
-    out, rec = ours(x, x, causal_mask=causal_mask(5), capture=True)
-    ref_out, ref_w = ref(x, x, x, attn_mask=subsequent_mask(5), average_attn_weights=False)
+    out, rec = recorded(ours, x, x, causal_mask=causal_mask(5))
+    ref_out, ref_w = ref(x, x, x, attn_mask=~subsequent_mask(5), average_attn_weights=False)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec.weights, ref_w, atol=1e-5, rtol=1e-5)
 
 
 def test_cross_attention_between_different_widths_and_lengths():
     mha = MultiHeadAttention(12, 3, d_kv_in=5)
-    out, rec = mha(torch.randn(2, 6, 12), torch.randn(2, 4, 5), capture=True)
+    out, rec = recorded(mha, torch.randn(2, 6, 12), torch.randn(2, 4, 5))
     assert out.shape == (2, 6, 12)
     assert rec.weights.shape == (2, 3, 6, 4)
     assert rec.q.shape == (2, 3, 6, 4) and rec.k.shape == (2, 3, 4, 4) and rec.v.shape == (2, 3, 4, 4)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from model import ModelConfig, Recorder, Transformer, attention, repeat_kv
-from model.capture import ablate, overview_of, pooled_overview
+from model.interventions import ablate
+from model.trace import pool_weights, thumbnails
 
 SRC = torch.tensor([[5, 6, 7, 8, 2, 0, 0], [9, 10, 11, 12, 13, 14, 2]])
 TGT = torch.tensor([[1, 4, 5, 6, 0], [1, 7, 8, 9, 10]])
@@ -51,38 +52,46 @@ def test_lazy_trace_keeps_vectors_not_matrices_and_bounds_its_cache():
         full = m(src, tgt, capture=True).trace
         one = full["decoder.1.cross_attn"].nbytes()
         lazy = m(src, tgt, lazy=True, max_lazy_cache_bytes=int(one * 1.5)).trace
-    from model.trace import trace_nbytes
-    assert lazy.inputs_nbytes() < trace_nbytes(full) / 2
+    assert lazy.inputs_nbytes() < full.nbytes() / 2
     for name in lazy:
         lazy[name]
     assert len(lazy.cached_names()) == 1  # the LRU keeps what fits (at least the last one)
     lazy["encoder.0.self_attn"]
     assert lazy.cached_names() == ["encoder.0.self_attn"]
     for name in lazy:  # the estimate that makes room before computing is close to what the record adds
-        inputs = lazy._inputs[name]
+        inputs = lazy.inputs_of(name)
         added = lazy[name].nbytes() - inputs.nbytes()
         assert 0.8 * added <= inputs.record_bytes() <= 1.25 * added, name
 
 
-def test_lazy_overview_is_the_max_pooled_weights():
+def test_lazy_overview_is_the_pooled_weights():
     m = make_model()
     src, tgt = torch.randint(3, 20, (1, 37)), torch.randint(3, 15, (1, 9))
     with torch.inference_mode():
         full = m(src, tgt, capture=True).trace
         lazy = m(src, tgt, lazy=True).trace
     for name in full:
-        ov = lazy.overview(name)
         w = full[name].weights[0]
-        assert ov.dtype == np.uint8 and ov.shape == (4, min(w.shape[1], 64), min(w.shape[2], 64))
-        np.testing.assert_array_equal(ov, np.round(w.numpy().clip(0, 1) * 255).astype(np.uint8))
-        np.testing.assert_array_equal(overview_of(full, name), ov)
+        for how in ("max", "mean"):  # one cell per pixel at this length: both are the quantised weights
+            ov = lazy.overview(name, how)
+            assert ov.dtype == np.uint8 and ov.shape == tuple(w.shape)
+            np.testing.assert_array_equal(ov, np.round(w.numpy().clip(0, 1) * 255).astype(np.uint8))
+            np.testing.assert_array_equal(full.overview(name, how), ov)
+        np.testing.assert_array_equal(lazy.thumbnails(name), full.thumbnails(name))
+        assert lazy.thumbnails(name).shape == (4, min(w.shape[1], 64), min(w.shape[2], 64))
 
 
-def test_pooled_overview_keeps_a_single_strong_key():
+def test_pooled_overviews_keep_a_single_strong_key_and_the_mean():
     w = torch.zeros(1, 200, 200)
     w[0, 150, 7] = 1.0
-    ov = pooled_overview(w, size=64)
-    assert ov.shape == (1, 64, 64) and ov.max() == 255 and (ov == 255).sum() == 1
+    mx, mean = pool_weights(w, 4)
+    assert mx.shape == (1, 50, 50) and mx.max() == 255 and (mx == 255).sum() == 1 and mx[0, 37, 1] == 255
+    assert mean[0, 37, 1] == round(255 / 16) and mean.sum() == mean[0, 37, 1]
+    t = thumbnails(mx)
+    assert t.shape == (1, 50, 50)
+    t = thumbnails(np.asarray(pool_weights(torch.zeros(1, 300, 300).index_put_(
+        (torch.tensor([0]), torch.tensor([150]), torch.tensor([7])), torch.tensor(1.0)), 1)[0]))
+    assert t.shape == (1, 64, 64) and t.max() == 255 and (t == 255).sum() == 1
 
 
 def test_zero_ablation_changes_exactly_that_head_and_what_follows():

@@ -13,11 +13,13 @@ from model import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
+    Budget,
     CaptureBudgetError,
     CheckpointError,
     ModelConfig,
     Tokenizer,
     Transformer,
+    estimate_bytes,
     load,
     load_checkpoint,
     resolve_device,
@@ -240,7 +242,7 @@ def test_load_and_run(checkpoint):
     S, T = len(res.source.ids), len(res.target.ids)
     assert res.trace["decoder.0.cross_attn"].weights.shape == (1, 2, T, S)
     assert res.logits.shape == (T, pipe.config.tgt_vocab_size)
-    torch.testing.assert_close(res.probs.sum(-1), torch.ones(T))
+    torch.testing.assert_close(torch.stack([res.probs_at(i) for i in range(T)]).sum(-1), torch.ones(T))
     # the greedy choices are the argmax of the traced call's logits at every step
     assert res.output_ids[:-1] == res.target.ids[1:]
 
@@ -315,18 +317,21 @@ def test_selective_capture_records_only_the_named_attention(checkpoint):
 def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
     pipe = load(checkpoint, device="cpu")
     S, T = len(pipe.encode_source("21 November 2026").ids), len(pipe.encode_target("2026-11-21").ids)
-    need_all = pipe.capture_bytes(S, T)
-    need_one = pipe.capture_bytes(S, T, capture={"decoder.0.cross_attn"})
+    need_all = estimate_bytes(pipe, S, T)
+    need_one = estimate_bytes(pipe, S, T, capture={"decoder.0.cross_attn"})
     assert 0 < need_one < need_all
     res = pipe.run("21 November 2026", "2026-11-21")
-    from model.trace import trace_nbytes
-    assert trace_nbytes(res.trace) <= need_all  # the estimate is an upper bound
-    assert trace_nbytes(res.trace) >= 0.8 * need_all  # and a tight one
+    assert res.estimate_bytes == need_all and res.mode == "full"
+    assert res.trace.nbytes() <= need_all  # the estimate is an upper bound
+    assert res.trace.nbytes() >= 0.8 * need_all  # and a tight one
     calls = []
-    monkeypatch.setattr(pipe.model, "forward", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(pipe.model, "run", lambda *a, **k: calls.append(1))
     with pytest.raises(CaptureBudgetError, match="MiB"):
-        pipe.run("21 November 2026", "2026-11-21", max_capture_bytes=need_all - 1)
+        pipe.run("21 November 2026", "2026-11-21", mode="full", budget=Budget(full_bytes=need_all - 1))
     assert calls == []  # refused before the traced forward
+    monkeypatch.undo()
+    lazy = pipe.run("21 November 2026", "2026-11-21", budget=Budget(full_bytes=need_all - 1))
+    assert lazy.mode == "lazy" and lazy.trace.lazy  # "auto": over the budget, captured lazily
 
 
 def test_generation_that_hits_the_limit_says_so(checkpoint):
@@ -353,5 +358,5 @@ def test_greedy_ids_then_run_equals_run(checkpoint):
     assert a.target.ids == b.target.ids and a.output_text == b.output_text and b.generated
     for name in a.trace:
         assert torch.equal(a.trace[name].weights, b.trace[name].weights)
-    with pytest.raises(ValueError, match="BOS"):
+    with pytest.raises(ValueError, match="decoder start"):
         pipe.run("21 November 2026", generated_ids=[5, 6])

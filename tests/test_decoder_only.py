@@ -59,10 +59,10 @@ def _full_rerun_greedy(model: Transformer, src, limit):
     """Greedy decoding the slow way: the whole prefix through the decoder at every step (the reference)."""
     memory = src_padding = None
     if src is not None:
-        memory, src_padding, _ = model.encode(src)
+        memory, src_padding = model.encode(src)
     tgt = torch.full((1, 1), BOS_ID, dtype=torch.long)
     while tgt.shape[1] < limit:
-        logits, _ = model.decode(tgt, memory, src_padding)
+        logits = model.decode(tgt, memory, src_padding)
         nxt = int(logits[0, -1].argmax())
         if nxt == EOS_ID:
             break
@@ -102,7 +102,7 @@ def test_decoder_only_checkpoint_round_trip_and_pipeline(tmp_path):
     path = save_checkpoint(tmp_path / "dec", Transformer(cfg).eval(), tok, tok, {"task": "test"})
     assert (path / "tokenizer.json").is_file() and not (path / "source_tokenizer.json").exists()
     pipe = load(path, "cpu")
-    assert isinstance(pipe, Pipeline) and pipe.kind == "decoder-only" and not pipe.info.has_cross
+    assert isinstance(pipe, Pipeline) and pipe.arch == "decoder-only" and not pipe.info.has_cross
     res = pipe.run("cat dog owl cat dog")
     assert res.source is None and res.target.tokens == ["[BOS]", "cat", "dog", "owl", "cat", "dog"]
     assert list(res.trace) == ["decoder.0.self_attn", "decoder.1.self_attn"]

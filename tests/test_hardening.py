@@ -467,9 +467,9 @@ def test_the_whole_trace_export_is_bounded(monkeypatch):
 
 
 def test_greedy_decoding_time_is_bounded(monkeypatch):
-    import model.inference as inference
+    import model.call as call
 
-    monkeypatch.setattr(inference, "DECODE_SECONDS", 0.0)
+    monkeypatch.setattr(call, "DECODE_SECONDS", 0.0)
     pipe = load(DATES, "cpu")
     res = pipe.run("21 November 2026")
     assert res.stopped == "time" and res.generated

@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from model import CheckpointError, load
+from model import CheckpointError, estimate_bytes, load
 from model.capture import Recorder
 from tests.hf_models import FAMILIES, MORE_FAMILIES, build
 
@@ -34,7 +34,7 @@ def pipes(dirs):
 
 
 def traced(pipe, **kwargs):
-    return pipe.run(TEXT, TARGET if pipe.kind == "encoder-decoder" else None, **kwargs)
+    return pipe.run(TEXT, TARGET if pipe.arch == "encoder-decoder" else None, **kwargs)
 
 
 def eager(pipe, path, res):
@@ -43,12 +43,12 @@ def eager(pipe, path, res):
     src = None if res.source is None else torch.tensor([res.source.ids])
     tgt = None if res.target is None else torch.tensor([res.target.ids])
     with torch.no_grad():
-        if pipe.kind == "encoder-decoder":
+        if pipe.arch == "encoder-decoder":
             out = ref(input_ids=src, decoder_input_ids=tgt, output_attentions=True)
             att = {**{f"encoder.{i}.self_attn": a for i, a in enumerate(out.encoder_attentions)},
                    **{f"decoder.{i}.self_attn": a for i, a in enumerate(out.decoder_attentions)},
                    **{f"decoder.{i}.cross_attn": a for i, a in enumerate(out.cross_attentions)}}
-        elif pipe.kind == "decoder-only":
+        elif pipe.arch == "decoder-only":
             out = ref(input_ids=tgt, output_attentions=True)
             att = {f"decoder.{i}.self_attn": a for i, a in enumerate(out.attentions)}
         else:
@@ -94,7 +94,7 @@ def test_more_families_equal_transformers_eager_attention(tmp_path, family):
     att, logits = eager(pipe, tmp_path / family, res)
     assert compare(res, att, atol=0.0) == 0.0
     torch.testing.assert_close(res.logits, logits.float(), atol=0, rtol=0)
-    lazy = traced(pipe, lazy=True)
+    lazy = traced(pipe, mode="lazy")
     for name in res.trace:
         assert torch.equal(lazy.trace[name].weights, res.trace[name].weights), name
     if family == "gemma2":  # the softcap is a stage of its own
@@ -105,14 +105,14 @@ def test_more_families_equal_transformers_eager_attention(tmp_path, family):
 def test_captured_and_uncaptured_calls_agree(pipes, family):
     pipe = pipes[family]
     a, b = traced(pipe), traced(pipe, capture=False)
-    assert len(b.trace) == 0
+    assert b.trace is None and b.mode == "none"
     torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lazy_records_are_bitwise_the_full_capture(pipes, family):
     pipe = pipes[family]
-    full, lazy = traced(pipe), traced(pipe, lazy=True)
+    full, lazy = traced(pipe), traced(pipe, mode="lazy")
     assert lazy.trace.lazy and list(lazy.trace) == list(full.trace) == list(pipe.info.record_names)
     for name in full.trace:
         a, b = full.trace[name], lazy.trace[name]
@@ -128,14 +128,9 @@ def test_stage_inputs_and_outputs_are_the_modules_own_tensors(pipes, dirs, famil
     res = traced(pipe)
     # a private copy of the model with hooks (never the shared one): what did each module really see and make?
     copy = load(dirs[family], "cpu")
-    from model.hf.capture import _SPECS
-
     seen = {}
     hooks = []
-    for module in copy.model.modules():
-        spec = _SPECS.get(module)
-        if spec is None:
-            continue
+    for module, spec in copy.specs.items():
         hooks.append(module.register_forward_pre_hook(
             lambda m, args, kwargs, n=spec.name: seen.__setitem__(n + ":in", kwargs.get("hidden_states", args[0]
                                                                                          if args else None)),
@@ -160,7 +155,7 @@ def test_stage_inputs_and_outputs_are_the_modules_own_tensors(pipes, dirs, famil
 
 
 def test_model_info_per_family(pipes):
-    kinds = {f: p.kind for f, p in pipes.items()}
+    kinds = {f: p.arch for f, p in pipes.items()}
     assert kinds == {"bert": "encoder-only", "roberta": "encoder-only", "distilbert": "encoder-only",
                      "gpt2": "decoder-only", "llama": "decoder-only", "mistral": "decoder-only",
                      "qwen2": "decoder-only", "qwen3": "decoder-only", "t5": "encoder-decoder",
@@ -214,12 +209,12 @@ def test_padded_batch_gives_zero_rows_not_nan(pipes, family):
     ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 7, 8, 9]])
     am = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
     recorder = Recorder(True)
-    with traced_call(recorder, {"decoder": am.bool(), "encoder": am.bool()}), torch.inference_mode():
+    with traced_call(recorder, pipe.specs, {"decoder": am.bool(), "encoder": am.bool()}), torch.inference_mode():
         pipe.model(input_ids=ids, attention_mask=am)
     for name, rec in recorder.records.items():
         assert torch.isfinite(rec.weights).all() and torch.isfinite(rec.context).all(), name
         assert torch.all(rec.weights[1][..., [0, 1]] == 0), name  # padded keys get nothing
-        if pipe.kind == "decoder-only":
+        if pipe.arch == "decoder-only":
             assert torch.all(rec.weights[1, :, 0] == 0)  # the first pad query has no key at all
         assert torch.equal(rec.padding_mask[1, 0, 0], am[1].bool())
 
@@ -238,8 +233,8 @@ def test_half_precision_checkpoints_run_and_record_in_their_dtype(dirs, tmp_path
     res = traced(pipe)
     for rec in res.trace.values():
         assert rec.weights.dtype == dtype and rec.q.dtype == dtype
-    assert pipe.capture_bytes(len(res.target.ids), len(res.target.ids)) < \
-        load(src, "cpu").capture_bytes(len(res.target.ids), len(res.target.ids))
+    T = len(res.target.ids)
+    assert estimate_bytes(pipe, T, T) < estimate_bytes(load(src, "cpu"), T, T)
     att, logits = eager(pipe, half, res)
     assert all(a.dtype == dtype for a in att.values())
     worst = max(float((res.trace[n].weights.float() - a.float()).abs()[rows_with_a_key(res.trace[n])].max())

@@ -62,7 +62,7 @@ def test_induction_model_grows_its_heads_and_copies_from_context():
 
     path = ROOT / "checkpoints" / "induction"
     pipe = load(path, device="cpu")
-    assert pipe.kind == "decoder-only" and pipe.config.d_ff == 0 and pipe.meta["task"] == "induction"
+    assert pipe.arch == "decoder-only" and pipe.config.d_ff == 0 and pipe.meta["task"] == "induction"
     fresh = get_task("induction").sequences(300, seed=FRESH_SEED)
     final = induction_report(pipe.model, pipe.tgt_tokenizer, fresh)
     assert final["best_induction_last_layer"] >= 0.7 and final["best_prev_token_first_layer"] >= 0.7

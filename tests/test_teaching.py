@@ -82,10 +82,11 @@ def test_run_attention_is_the_model_attention():
     assert torch.equal(a.weights, b.weights) and torch.equal(a.context, b.context)
 
 
-def test_future_mask_is_the_tutorials_triu():
-    assert torch.equal(teaching.future_mask(5), subsequent_mask(5))
-    assert teaching.future_mask(4, diagonal=0).diagonal().all()
-    assert not teaching.future_mask(4, diagonal=1).diagonal().any()
+def test_causal_mask_is_the_complement_of_the_tutorials_triu():
+    assert torch.equal(teaching.causal_allowed(5), subsequent_mask(5))  # True = may attend, as everywhere
+    assert torch.equal(~teaching.causal_allowed(5), torch.triu(torch.ones(5, 5), diagonal=1).bool())
+    assert not teaching.causal_allowed(4, diagonal=0).diagonal().any()  # diagonal=0 hides the token itself
+    assert teaching.causal_allowed(4, diagonal=1).diagonal().all()
 
 
 @pytest.mark.parametrize("T", [1, 2, 7])

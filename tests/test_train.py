@@ -138,7 +138,7 @@ def test_induction_task_trains_a_decoder_only_checkpoint_with_scores(tmp_path):
     meta = train(TrainArgs(out=str(tmp_path / "ind"), task="induction", steps=6, eval_every=3, n_valid=8, n_eval=8,
                            snapshots=[0, 3], progress=False, batch_size=8))
     pipe = load(tmp_path / "ind", device="cpu")
-    assert pipe.kind == "decoder-only" and pipe.config.d_ff == 0 and pipe.config.norm == "pre"
+    assert pipe.arch == "decoder-only" and pipe.config.d_ff == 0 and pipe.config.norm == "pre"
     ev = meta["eval"]
     assert {"loss_first", "loss_repeated", "induction", "prev_token", "chance"} <= set(ev)
     assert len(ev["induction"]) == pipe.config.n_decoder_layers and len(ev["induction"][0]) == pipe.config.n_heads
@@ -155,7 +155,7 @@ def test_decoder_only_on_your_own_texts(tmp_path):
     meta = train(TrainArgs(out=str(tmp_path / "lm"), data=str(path), arch="decoder-only", steps=4, eval_every=2,
                            batch_size=8, d_model=16, n_heads=2, layers=1, d_ff=0, progress=False))
     pipe = load(tmp_path / "lm", device="cpu")
-    assert pipe.kind == "decoder-only" and meta["arch"] == "decoder-only" and "valid_loss" in meta
+    assert pipe.arch == "decoder-only" and meta["arch"] == "decoder-only" and "valid_loss" in meta
     assert pipe.run("the a sat").target.tokens == ["[BOS]", "the", "a", "sat"]
 
 

@@ -210,16 +210,16 @@ def test_trace_numpy_dataframe_and_item():
     tgt_tokens = ["[BOS]", "x", "y", "z", "[PAD]"]
     df = out.trace.to_dataframe(src_tokens, tgt_tokens)
     assert len(df) == sum(r.weights[0].numel() for r in out.trace.values())
-    for col in ("stack", "layer", "kind", "head", "query_pos", "query_token", "key_pos", "key_token",
+    for col in ("stack", "layer", "sublayer", "kind", "head", "query_pos", "query_token", "key_pos", "key_token",
                 "score", "scaled", "weight", "masked"):
         assert col in df.columns
-    cross = df[(df["stack"] == "decoder") & (df["layer"] == 1) & (df["kind"] == "cross_attn")]
+    cross = df[(df["stack"] == "decoder") & (df["layer"] == 1) & (df["sublayer"] == "cross_attn")]
     w = out.trace["decoder.1.cross_attn"].weights[0]
     row = cross[(cross["head"] == 2) & (cross["query_pos"] == 3) & (cross["key_pos"] == 1)]
     assert row["weight"].item() == pytest.approx(w[2, 3, 1].item())
     assert row["query_token"].item() == "z" and row["key_token"].item() == "b"
     assert set(cross[cross["key_pos"] >= 5].mask_reason) == {"padding"}
-    dself = df[(df["stack"] == "decoder") & (df["layer"] == 0) & (df["kind"] == "self_attn")]
+    dself = df[(df["stack"] == "decoder") & (df["layer"] == 0) & (df["sublayer"] == "self_attn")]
     assert set(dself[dself["key_pos"] > dself["query_pos"]].mask_reason) <= {"causal", "padding+causal"}
     # TGT[0][4] is [PAD]: key 4 is masked for every query, the future for the rest
     assert (dself["masked"] == ((dself["key_pos"] > dself["query_pos"]) | (dself["key_pos"] == 4))).all()

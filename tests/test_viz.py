@@ -315,7 +315,7 @@ def test_tables_and_exports(trace):
     df = viz.selection_table(trace, "decoder.1.self_attn", 1, SRC_PADDED, TGT)
     assert len(df) == 16 and set(df["head"]) == {1}
     assert df["masked"].sum() == 6 and set(df.loc[df["masked"], "mask_reason"]) == {"causal"}
-    assert viz.to_csv_bytes(df).decode().splitlines()[0].startswith("stack,layer,kind,head")
+    assert viz.to_csv_bytes(df).decode().splitlines()[0].startswith("stack,layer,sublayer,kind,head")
     data = json.loads(viz.to_json_bytes(df, {"source": "x"}))
     assert data["meta"] == {"source": "x"} and len(data["rows"]) == 16
     assert any(r["masked_score"] is None for r in data["rows"])  # -inf has no JSON form: null

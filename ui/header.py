@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from model import RunResult
+from model import RecordName, RunResult
 
 from . import state
 from .models import story_for
@@ -35,12 +35,12 @@ def show_story(pick: ModelPick) -> None:
     story = story_for(meta)
     name = Path(pick.base).name
     if story is None:
-        kind = pick.pipe.info.kind
+        kind = pick.pipe.arch
         st.markdown(f"**{md(name)}** ({md(pick.pipe.info.family)}, {kind}). Pick an attention, layer and head above; "
                     "rows are queries (what each position reads from), columns are keys.")
         return
-    stack, layer, kind = story.attention.split(".")
-    where = f"layer {layer} {'cross' if kind == 'cross_attn' else ('masked ' if stack == 'decoder' else '') + 'self'}" \
+    n = RecordName.parse(story.attention)
+    where = f"layer {n.layer} {'cross' if n.is_cross else ('masked ' if n.stack == 'decoder' else '') + 'self'}" \
             f"-attention, head {story.head}"
     accuracy = _accuracy_text(meta)
     step = "" if pick.step is None else f" (this is the model at training step {pick.step})"
@@ -49,10 +49,8 @@ def show_story(pick: ModelPick) -> None:
                      + (f"; {md(accuracy)}" if accuracy else "") + f"{md(step)}.  \n"
                      f"**Look at {where}**: {md(story.text)}.")
     if cols[1].button("Show me", key="show_story", help="Select that attention, layer and head on the map"):
-        from viz import kind_label
-
-        state.set_value("kind", kind_label(story.attention))
-        state.set_value("layer", int(layer))
+        state.set_value("kind", n.kind)
+        state.set_value("layer", n.layer)
         state.set_value("head", story.head)
         state.set_value("view", "Attention map")
         st.rerun()
@@ -60,7 +58,7 @@ def show_story(pick: ModelPick) -> None:
 
 def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) -> None:
     """The output, named for what it is, with its probability; the typed target beside the prediction."""
-    kind = pick.pipe.kind
+    kind = pick.pipe.arch
     src_n = len(result.source.ids) if result.source is not None else 0
     if kind == "encoder-only":
         masks = [i for i, t in enumerate(result.source.tokens) if t in ("[MASK]", "<mask>")]
@@ -128,10 +126,10 @@ def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bo
         untrained = pick.step is not None and pick.step < (pick.pipe.meta.get("steps_trained") or 10**9)
         if result.stopped == "time":
             st.warning("Decoding stopped after its time limit: the output is cut there.")
-        elif untrained and pick.pipe.kind == "encoder-decoder":
+        elif untrained and pick.pipe.arch == "encoder-decoder":
             st.warning(f"At training step {pick.step} the model has not yet learned to end its output: it ran to the "
                        "length limit. That is what an untrained model does; later snapshots stop by themselves.")
-        elif pick.pipe.kind == "encoder-decoder":
+        elif pick.pipe.arch == "encoder-decoder":
             st.warning(f"The model did not end its output within {len(result.target.ids) - 1} tokens: the output is "
                        "cut there (raise “Max generated tokens” in the sidebar if the model needs more).")
     if lazy:

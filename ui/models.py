@@ -62,17 +62,16 @@ def _subdirs(parent: Path) -> list[Path]:
 class ModelChoice:
     label: str  # shown in the picker
     path: str
-    group: str  # "shipped" or "models directory"
 
 
 def model_choices() -> list[ModelChoice]:
     """Shipped checkpoints (the default first), then the models directory's."""
     shipped = _subdirs(shipped_dir())
     shipped.sort(key=lambda p: (p.name != DEFAULT_MODEL, p.name))
-    choices = [ModelChoice(p.name, str(p), "shipped") for p in shipped]
+    choices = [ModelChoice(p.name, str(p)) for p in shipped]
     extra = models_dir()
     if extra is not None:
-        choices += [ModelChoice(f"{p.name} (models directory)", str(p), "models directory") for p in _subdirs(extra)]
+        choices += [ModelChoice(f"{p.name} (models directory)", str(p)) for p in _subdirs(extra)]
     return choices
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from model import CheckpointError, available_devices
+from model import CheckpointError, RecordName, available_devices
 from model.paths import MAX_PATH_CHARS
 
 from . import state
@@ -58,11 +58,9 @@ def apply_story(path: str | None, first_visit: bool = False) -> None:
         return
     story = story_for(meta)
     if story is not None:
-        from viz import kind_label
-
-        stack, layer, _ = story.attention.split(".")
-        put("kind", kind_label(story.attention))
-        put("layer", int(layer))
+        n = RecordName.parse(story.attention)
+        put("kind", n.kind)
+        put("layer", n.layer)
         put("head", story.head)
         put("view", "Attention map")
 
@@ -138,14 +136,14 @@ def model_caption(pick: ModelPick, ran_on: str) -> str:
                                        else "")
     params = f"{info.parameters / 1e6:.1f}M" if info.parameters >= 1e6 else f"{info.parameters / 1e3:.0f}k"
     name = Path(pick.base).name + ("" if pick.step is None else f" at step {pick.step}")
-    return (f"{md(name)}: {md(info.family)}, {info.kind}, {layers}, {heads}, d_model {info.d_model}, "
+    return (f"{md(name)}: {md(info.family)}, {info.arch}, {layers}, {heads}, d_model {info.d_model}, "
             f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
 
 
 def input_sidebar(pipe) -> Inputs | None:
     """Draw the input section for the model's kind; None when there is no text yet."""
     st.header("Input")
-    kind = pipe.kind
+    kind = pipe.arch
     if "source" not in st.session_state:
         st.session_state["source"] = DEFAULT_SOURCE
     label = "Source text" if kind == "encoder-decoder" else "Text"

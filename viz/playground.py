@@ -126,9 +126,10 @@ def matrix_figure(values: np.ndarray, title: str, row_labels: Sequence[str] | No
     return fig
 
 
-def mask_figure(mask: np.ndarray, labels: Sequence[str], diagonal: int) -> go.Figure:
-    """The causal mask triu(ones(T, T), diagonal): masked cells hatched grey (−∞), visible cells white."""
-    values = np.asarray(mask, dtype=float)
+def mask_figure(allowed: np.ndarray, labels: Sequence[str], diagonal: int) -> go.Figure:
+    """The causal mask: ``allowed`` = ~triu(ones(T, T), diagonal) (True = may attend); the triu cells, masked,
+    hatched grey (−∞), visible cells white."""
+    values = (~np.asarray(allowed, dtype=bool)).astype(float)
     n = values.shape[0]
     trace = go.Heatmap(
         z=np.zeros_like(values), x=list(range(n)), y=list(range(n)), name="mask", zmin=0, zmax=1, xgap=1, ygap=1,

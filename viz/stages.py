@@ -12,18 +12,7 @@ from model import forbidden_by_reason
 
 from .heatmap import attention_heatmap, matrix_heatmap
 
-KIND_LABELS = {  # UI name -> (stack, trace kind)
-    "cross": ("decoder", "cross_attn"),
-    "encoder self": ("encoder", "self_attn"),
-    "decoder masked self": ("decoder", "self_attn"),
-}
 WIDE = 48  # panels with more columns than this get the full width
-
-
-def kind_label(name: str) -> str:
-    """"decoder.1.cross_attn" -> "cross"."""
-    stack, _, kind = name.split(".")
-    return next(label for label, (s, k) in KIND_LABELS.items() if s == stack and k == kind)
 
 
 def shape_text(a) -> str:

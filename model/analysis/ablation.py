@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..trace import parse_name
+from ..call import intervened_outputs
+from ..names import RecordName
 
 LOGITS_BUDGET_BYTES = 256 * 2**20  # batched ablation runs are chunked so their logits stay under this
 
@@ -63,11 +64,11 @@ def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None)
         heads = list(range(pipe.info.n_heads))
         for start in range(0, len(heads), per_chunk):
             chunk = heads[start: start + per_chunk]
-            logits = pipe.ablated_logits(result, [{name: {h: mode}} for h in chunk])  # (N, T, V)
+            logits = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, V)
+            n = RecordName.parse(name)
             for h, after in zip(chunk, logits, strict=True):
                 eff = effect_of(result.logits, after)
-                stack, layer, kind = parse_name(name)
-                rows.append({"attention": name, "stack": stack, "layer": layer, "kind": kind, "head": h,
+                rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
                              "mean_kl": float(eff.kl.mean()), "max_kl": float(eff.kl.max()),
                              "mean_p_drop": float((eff.p_before - eff.p_after).mean()),
                              "changed_predictions": int(eff.changed.sum())})

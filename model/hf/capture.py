@@ -6,16 +6,19 @@ sliding window, True = may attend). A model loaded with ``attn_implementation=AT
 ``inspector_attention`` for every attention; during a traced call (``traced_call``) that function **is** the
 model's attention, so every recorded number is the number the model used. Outside a traced call it hands over
 to transformers' own SDPA function.
+
+What the function needs besides its arguments comes from the per-call context: the backend's module specs
+(which attention a module is), which positions are real tokens, and the projections' inputs, handed over by a
+forward pre-hook that each attention module got once at load (it writes into the current call's context only).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import sys
-import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,6 +28,7 @@ from transformers.masking_utils import sdpa_mask
 
 from ..attention import attention
 from ..capture import Recorder
+from ..names import RecordName
 
 ATTENTION_NAME = "attention_inspector"
 
@@ -34,6 +38,7 @@ BOOKKEEPING = {"position_ids", "use_cache", "cache_position", "output_attentions
                "return_dict", "is_causal", "sliding_window", "position_bias", "softcap", "cu_seq_lens_q",
                "cu_seq_lens_k", "max_length_q", "max_length_k", "deterministic", "output_router_logits",
                "target_dtype"}
+KEY_INPUTS = ("key_value_states", "encoder_hidden_states")  # where a cross-attention module takes its keys' input
 
 
 @dataclass(frozen=True)
@@ -42,36 +47,31 @@ class ModuleSpec:
 
     name: str  # trace name, e.g. "decoder.3.self_attn"
     model_type: str  # for error messages
-    query_var: str  # the forward's local variable holding the projections' input
-    key_var: str | None  # for cross-attention: the local holding the keys' and values' input
     out_proj: Callable[[torch.Tensor], torch.Tensor] | None  # the output projection W_o (None: not recorded)
-    causal: bool
-
-
-# attention module -> its spec; weak keys, so a model that is dropped takes its entries with it
-_SPECS: weakref.WeakKeyDictionary[nn.Module, ModuleSpec] = weakref.WeakKeyDictionary()
+    key_input: str | None  # cross-attention: the forward argument holding the keys' and values' input
 
 
 @dataclass
 class CallContext:
-    """One traced call: its recorder and which positions of each stack are real tokens."""
+    """One call into a transformers model: its recorder (None: a probe), which attention each module is, which
+    positions of each stack are real tokens, and what the modules' pre-hooks handed over."""
 
-    recorder: Recorder
+    recorder: Recorder | None
+    specs: Mapping[nn.Module, ModuleSpec]
     valid: dict[str, torch.Tensor]  # "encoder" / "decoder" -> bool (B, T): True = a real token, not padding
-    calls: list[str]  # names of the attentions that ran, in order (to check coverage)
+    inputs: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = field(default_factory=dict)
+    seen: list[nn.Module] = field(default_factory=list)  # modules that called the attention function, in order
 
 
 _CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_traced_call", default=None)
 
 
-def register_modules(specs: dict[nn.Module, ModuleSpec]) -> None:
-    _SPECS.update(specs)
-
-
 @contextlib.contextmanager
-def traced_call(recorder: Recorder, valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
-    """Within this block (in this thread or task only), attention calls are recorded by ``recorder``."""
-    context = CallContext(recorder=recorder, valid=valid, calls=[])
+def traced_call(recorder: Recorder | None, specs: Mapping[nn.Module, ModuleSpec],
+                valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
+    """Within this block (in this thread or task only), attention calls are recorded by ``recorder`` (None: only
+    which modules call the attention function is noted, for the load-time probe)."""
+    context = CallContext(recorder=recorder, specs=specs, valid=valid)
     token = _CALL.set(context)
     try:
         yield context
@@ -79,19 +79,32 @@ def traced_call(recorder: Recorder, valid: dict[str, torch.Tensor]) -> Iterator[
         _CALL.reset(token)
 
 
-def _module_locals(module: nn.Module) -> dict:
-    """The local variables of ``module.forward`` (the frame that called the attention function).
+def input_hook(key_input: str | None) -> Callable:
+    """A forward pre-hook (with kwargs) handing the module's hidden states (and its keys' input) to the current
+    call, if any: what the module's projections are applied to, not a recomputation."""
+    def hook(module: nn.Module, args: tuple, kwargs: dict):
+        call = _CALL.get()
+        if call is None or call.recorder is None:
+            return None
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        keys = None
+        if key_input is not None:
+            keys = kwargs.get(key_input)
+            if keys is None and len(args) > 1:
+                try:
+                    keys = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments.get(key_input)
+                except TypeError:
+                    keys = None
+        call.inputs[id(module)] = (hidden if isinstance(hidden, torch.Tensor) else None,
+                                   keys if isinstance(keys, torch.Tensor) else None)
+        return None
+    return hook
 
-    This reads the very tensors the module's projections were applied to: nothing is recomputed.
-    """
-    frame = sys._getframe(2)
-    for _ in range(6):
-        if frame is None:
-            return {}
-        if frame.f_locals.get("self") is module:
-            return frame.f_locals
-        frame = frame.f_back
-    return {}
+
+def key_input_name(module: nn.Module) -> str | None:
+    """The forward argument of a cross-attention module that holds the keys' input (from its signature)."""
+    params = inspect.signature(module.forward).parameters
+    return next((p for p in KEY_INPUTS if p in params), None)
 
 
 def _tensor_or_none(x, B: int, T: int) -> torch.Tensor | None:
@@ -104,8 +117,10 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
     """The attention function registered in transformers: query (B, H, Tq, d), key/value (B, H_kv, Tk, d)
     -> (output (B, Tq, H, d_v), None)."""
     call = _CALL.get()
-    spec = _SPECS.get(module)
-    if call is None or spec is None:
+    spec = None if call is None else call.specs.get(module)
+    if call is not None and call.recorder is None:
+        call.seen.append(module)
+    if call is None or call.recorder is None or spec is None:
         if kwargs.get("softcap") is not None:  # SDPA cannot softcap: compute it exactly, unrecorded
             rec = attention(query, key, value, _bool_mask(attention_mask, query, key, module, kwargs),
                             scale=scaling, softcap=kwargs["softcap"], bias=kwargs.get("position_bias"))
@@ -130,19 +145,18 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         if bool(extra.ne(0).any()):  # an additive mask that also carries a bias (ALiBi-style)
             bias = extra if bias is None else bias + extra
 
-    stack = spec.name.split(".")[0]
-    key_stack = "encoder" if spec.name.endswith("cross_attn") else stack
-    key_valid = call.valid.get(key_stack)
+    name = RecordName.parse(spec.name)
+    key_valid = call.valid.get(name.key_stack)
     padding = None if key_valid is None or key_valid.shape[1] != Tk else key_valid[:, None, None, :]
     q_pos = torch.arange(Tq, device=query.device)[:, None] + (Tk - Tq)  # lower-right aligned, as with a cache
     k_pos = torch.arange(Tk, device=query.device)[None, :]
     causal = (k_pos <= q_pos)[None, None] if _is_causal(module, kwargs) else None
     window = kwargs.get("sliding_window")
     window_ok = (k_pos > q_pos - int(window))[None, None] if isinstance(window, int) and window > 0 else None
-    frame = _module_locals(module)
-    query_input = _tensor_or_none(frame.get(spec.query_var), B, Tq)
-    key_input = query_input if spec.key_var is None else _tensor_or_none(frame.get(spec.key_var), B, Tk)
-    query_valid = call.valid.get(stack)
+    hidden, keys = call.inputs.get(id(module), (None, None))
+    query_input = _tensor_or_none(hidden, B, Tq)
+    key_input = query_input if not name.is_cross else _tensor_or_none(keys, B, Tk)
+    query_valid = call.valid.get(name.query_stack)
     if query_valid is not None and query_valid.shape[1] != Tq:
         query_valid = None
 
@@ -151,7 +165,6 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
                                         **kwargs)
         return out.transpose(1, 2)
 
-    call.calls.append(spec.name)
     context = call.recorder.attend(
         spec.name, query, key, value, mask, scale=scale, bias=bias, softcap=kwargs.get("softcap"),
         query_input=query_input, key_input=key_input, padding_mask=padding, causal_mask=causal,
@@ -189,3 +202,6 @@ def full_boolean_mask(*args, **kwargs):
 
 AttentionInterface.register(ATTENTION_NAME, inspector_attention)
 AttentionMaskInterface.register(ATTENTION_NAME, full_boolean_mask)
+
+__all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "full_boolean_mask", "input_hook", "inspector_attention",
+           "key_input_name", "traced_call"]

@@ -7,18 +7,15 @@ sizes are checked from config.json and the safetensors headers before any weight
 
 from __future__ import annotations
 
-import inspect
 import math
-import re
 from pathlib import Path
 
 import torch
 import transformers
 from safetensors import safe_open
-from torch import nn
 
 from ..checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
-from .capture import ATTENTION_NAME, ModuleSpec, register_modules
+from .capture import ATTENTION_NAME
 from .tokens import TextTokenizer
 
 WEIGHTS = "model.safetensors"
@@ -32,18 +29,6 @@ SIZE_FIELDS = ("hidden_size", "n_embd", "d_model", "dim", "num_hidden_layers", "
                "n_positions", "num_key_value_heads", "head_dim", "d_kv")
 SIZE_LIMIT = 4_000_000  # any one of these fields above this is refused (vocabularies of 256k are real)
 DEFAULT_MAX_LEN = 2048  # for models without a position limit (T5's relative positions)
-CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")
-OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin", "dense")
-FAMILY_NOTES = {
-    "llama": {"q": "after the rotary position embedding (RoPE)", "k": "after RoPE"},
-    "mistral": {"q": "after RoPE", "k": "after RoPE"},
-    "qwen2": {"q": "after RoPE", "k": "after RoPE"},
-    "qwen3": {"q": "after per-head RMS norm (QK-norm) and RoPE", "k": "after QK-norm and RoPE"},
-    "gemma2": {"q": "after RoPE", "k": "after RoPE", "adjusted": "softcap · tanh(scaled / softcap)"},
-    "t5": {"scaled": "T5 does not scale: scaled = scores", "adjusted": "scores + relative position bias"},
-    "bert": {"output": "the dense layer of BertSelfOutput, before its residual and LayerNorm"},
-    "roberta": {"output": "the dense layer of RobertaSelfOutput, before its residual and LayerNorm"},
-}
 
 
 def _count(shape) -> int:
@@ -120,69 +105,6 @@ def check_sizes(config_data: dict, file: Path) -> None:
         raise CheckpointError(f"{file}: sizes beyond what this app loads: {', '.join(over)}")
 
 
-def _calls_attention_interface(cls: type) -> bool:
-    try:
-        src = inspect.getsource(cls.forward)
-    except (OSError, TypeError):
-        return False
-    return "ALL_ATTENTION_FUNCTIONS" in src or "attention_interface" in src
-
-
-def name_attention_modules(model: nn.Module, kind: str, model_type: str) -> dict[nn.Module, ModuleSpec]:
-    """Name every attention module in the project's scheme (``encoder.{i}.self_attn``, ``decoder.{i}.self_attn``,
-    ``decoder.{i}.cross_attn``) from its path in the model."""
-    parents = {}
-    for module in model.modules():
-        for child_name, child in module.named_children():
-            parents[id(child)] = (module, child_name)
-    specs: dict[nn.Module, ModuleSpec] = {}
-    checked: dict[type, bool] = {}
-    for path, module in model.named_modules():
-        cls = type(module)
-        if cls not in checked:
-            checked[cls] = _calls_attention_interface(cls)
-        if not checked[cls]:
-            continue
-        numbers = re.findall(r"\.(\d+)(?:\.|$)", "." + path)
-        if not numbers:
-            continue
-        layer = int(numbers[0])  # the block index (T5's blocks hold numbered sub-layers: block.3.layer.0)
-        parts = path.split(".")
-        cross = any(p in CROSS_NAMES for p in parts) or bool(getattr(module, "is_cross_attention", False))
-        if kind == "encoder-decoder":
-            stack = "decoder" if any("decoder" in p.lower() for p in parts) else "encoder"
-        else:
-            stack = "decoder" if kind == "decoder-only" else "encoder"
-        name = f"{stack}.{layer}.{'cross_attn' if cross else 'self_attn'}"
-        if any(s.name == name for s in specs.values()):
-            raise NotImplementedError(f"{model_type}: two attention modules map to {name} ({path}); this "
-                                      f"architecture is not supported")
-        parent = parents.get(id(module), (None, None))[0]
-        out_proj = next((getattr(module, a) for a in OUT_PROJ_NAMES if isinstance(getattr(module, a, None), nn.Module)
-                         and a != "dense"), None)
-        if out_proj is None and parent is not None:  # BERT-style: the output dense layer sits beside it
-            out = getattr(parent, "output", None)
-            out_proj = getattr(out, "dense", None) if isinstance(getattr(out, "dense", None), nn.Module) else None
-        key_var = None
-        if cross:
-            params = inspect.signature(cls.forward).parameters
-            key_var = "key_value_states" if "key_value_states" in params else "encoder_hidden_states"
-        specs[module] = ModuleSpec(name=name, model_type=model_type, query_var="hidden_states", key_var=key_var,
-                                   out_proj=out_proj, causal=bool(getattr(module, "is_causal", False)) and not cross)
-    if not specs:
-        raise NotImplementedError(f"{model_type}: no attention module calls transformers' attention interface; "
-                                  "this architecture cannot be traced")
-    return specs
-
-
-def order_names(names: list[str]) -> list[str]:
-    """Forward order: encoder layers, then each decoder layer's self- and cross-attention."""
-    def key(n):
-        stack, layer, kind = n.split(".")
-        return (stack != "encoder", int(layer), kind != "self_attn")
-    return sorted(names, key=key)
-
-
 def max_positions(config, tok_config: dict | None) -> int:
     for field in ("max_position_embeddings", "n_positions", "max_seq_len"):
         v = getattr(config, field, None)
@@ -199,7 +121,9 @@ def max_positions(config, tok_config: dict | None) -> int:
 
 
 def load_model(path: Path, device: torch.device):
-    """-> (model in eval mode, config, tokenizer, kind, ordered record names, dtype, parameter count)."""
+    """-> (model in eval mode, config, tokenizer, dtype, parameter count, max length)."""
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     require_directory(path)
     config_data = read_json_file(path / "config.json")
     if not isinstance(config_data, dict):
@@ -224,7 +148,6 @@ def load_model(path: Path, device: torch.device):
     except BaseException as e:
         raise CheckpointError(f"{path / 'config.json'}: transformers cannot read it ({type(e).__name__}: "
                               f"{str(e)[:300]})") from None
-    model_type = str(getattr(config, "model_type", "unknown"))
     cls = model_class(config)
     try:
         with torch.device("meta"), SkipInit():
@@ -280,12 +203,4 @@ def load_model(path: Path, device: torch.device):
         raise CheckpointError(f"{path / 'tokenizer.json'}: maps a token to id {tokenizer.max_id}, outside the model's "
                               f"{vocab}-token vocabulary")
 
-    if getattr(config, "is_encoder_decoder", False):
-        kind = "encoder-decoder"
-    else:
-        probe = name_attention_modules(model, "encoder-only", model_type)
-        kind = "decoder-only" if any(getattr(m, "is_causal", False) for m in probe) else "encoder-only"
-    specs = name_attention_modules(model, kind, model_type)
-    register_modules(specs)
-    names = order_names([s.name for s in specs.values()])
-    return model, config, tokenizer, kind, names, dtype, n_params, max_len
+    return model, config, tokenizer, dtype, n_params, max_len

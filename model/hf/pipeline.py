@@ -1,46 +1,54 @@
-"""HFPipeline: a transformers model behind the same interface as the project's own Pipeline."""
+"""HFPipeline: a transformers model behind the backend contract (model.api.Backend)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..capture import Ablations, Recorder, validate_ablations
+from ..api import Backend, ForwardOutput, ModelInfo
+from ..call import CallMethods
+from ..capture import Recorder
 from ..checkpoint import CheckpointError
-from ..inference import DECODE_SECONDS, CaptureBudgetError, ModelInfo, RunResult
-from ..runtime import threads_for
+from ..names import RecordName
 from ..tokenizer import Encoding
-from ..trace import parse_name
-from .capture import traced_call
-from .loader import FAMILY_NOTES, load_model
+from ..trace import RecordShape
+from .capture import ModuleSpec, input_hook, traced_call
+from .families import family, name_modules, ordered
+from .loader import load_model
 from .tokens import TextTokenizer
 
-
-def hf_record_bytes(info: ModelInfo, tq: int, tk: int, extra_matrices: int = 0, dtype_bytes: int = 4) -> int:
-    """Upper bound on one record's bytes: vectors (inputs, q, k, v, context, concat, output) and the (H, Tq, Tk)
-    matrices (scores, scaled, masked, weights, plus adjusted/bias for models that have them)."""
-    H, Hkv, d, dk = info.n_heads, info.n_kv_heads, info.d_model, info.d_k
-    vectors = tq * d * 3 + tk * d + H * tq * dk * 2 + 2 * Hkv * tk * dk
-    return (vectors + (4 + extra_matrices) * H * tq * tk) * dtype_bytes + tq * tk
+PROBE_TEXT = "Hello world"
 
 
-class HFPipeline:
+def _attr(obj, path: str | None):
+    for part in (path or "").split("."):
+        if not part:
+            continue
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+class HFPipeline(CallMethods, Backend):
     """A model in the Hugging Face layout, run by transformers with every attention computed by ``attention()``."""
 
     def __init__(self, path: str | Path, device: torch.device):
         path = Path(path)
         try:
-            model, config, tokenizer, kind, names, dtype, n_params, max_len = load_model(path, device)
+            model, config, tokenizer, dtype, n_params, max_len = load_model(path, device)
         except NotImplementedError as e:  # an architecture this app cannot trace exactly
             raise CheckpointError(f"{path}: {e}") from None
-        self.model, self.hf_config, self.tokenizer = model, config, tokenizer
+        self.model, self.tokenizer = model, tokenizer
+        self._config = config
         self.path = str(path)
-        self.kind = kind
-        self.meta: dict[str, Any] = {"task": f"{config.model_type} ({kind})", "family": config.model_type}
+        model_type = str(config.model_type)
+        self.family = family(model_type)
         text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
         n_heads = int(getattr(text_cfg, "num_attention_heads", 0) or getattr(text_cfg, "num_heads", 0)
                       or getattr(text_cfg, "n_head", 0) or getattr(text_cfg, "n_heads", 0))
@@ -48,38 +56,54 @@ class HFPipeline:
                       or getattr(text_cfg, "n_embd", 0) or getattr(text_cfg, "dim", 0))
         n_kv = int(getattr(text_cfg, "num_key_value_heads", None) or n_heads)
         d_k = int(getattr(text_cfg, "head_dim", None) or getattr(text_cfg, "d_kv", None) or d_model // max(n_heads, 1))
-        n_enc = len({n.split(".")[1] for n in names if n.startswith("encoder.")})
-        n_dec = len({n.split(".")[1] for n in names if n.startswith("decoder.")})
-        self.info = ModelInfo(kind=kind, family=str(config.model_type), n_encoder_layers=n_enc, n_decoder_layers=n_dec,
-                              n_heads=n_heads, n_kv_heads=n_kv, d_model=d_model, d_k=d_k, max_len=max_len,
-                              dtype=str(dtype).removeprefix("torch."), parameters=n_params, record_names=tuple(names),
-                              notes=FAMILY_NOTES.get(str(config.model_type), {}))
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
         eos = eos if eos is not None else getattr(config, "eos_token_id", None)
-        self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
+        self.eos_ids = frozenset(int(e) for e in (eos if isinstance(eos, (list, tuple)) else
+                                                  ([] if eos is None else [eos])))
+        pad = getattr(config, "pad_token_id", None)
+        self.pad_id = int(pad) if isinstance(pad, int) and pad >= 0 else 0
         start = getattr(config, "decoder_start_token_id", None)
         if start is None and gen is not None:
             start = getattr(gen, "decoder_start_token_id", None)
         self.decoder_start_id = start
-        if kind == "encoder-decoder" and start is None:
-            raise CheckpointError(f"{path / 'config.json'}: an encoder-decoder model needs decoder_start_token_id")
+        arch = "encoder-decoder" if getattr(config, "is_encoder_decoder", False) else None
+        vocab = int(model.get_input_embeddings().weight.shape[0])
+        if arch == "encoder-decoder":
+            if start is None:
+                raise CheckpointError(f"{path / 'config.json'}: an encoder-decoder model needs decoder_start_token_id")
+            if not isinstance(start, int) or not 0 <= start < vocab:
+                raise CheckpointError(f"{path / 'config.json'}: decoder_start_token_id = {start!r} is outside the "
+                                      f"model's {vocab}-token vocabulary")
         try:
-            self._check_coverage()
+            seen = self._probe(arch)
+            if arch is None:
+                arch = "decoder-only" if any(getattr(m, "is_causal", False) for m in seen) else "encoder-only"
+            self.specs: dict[nn.Module, ModuleSpec] = name_modules(model, seen, arch, model_type)
         except NotImplementedError as e:
             raise CheckpointError(f"{path}: {e}") from None
+        for module, spec in self.specs.items():  # once, at load: hand each call the projections' inputs
+            module.register_forward_pre_hook(input_hook(spec.key_input), with_kwargs=True)
+        names = ordered(self.specs)
+        n_enc = len({RecordName.parse(n).layer for n in names if n.startswith("encoder.")})
+        n_dec = len({RecordName.parse(n).layer for n in names if n.startswith("decoder.")})
+        has_head = bool(getattr(model, "get_output_embeddings", lambda: None)() is not None)
+        self.info = ModelInfo(arch=arch, family=model_type, n_encoder_layers=n_enc, n_decoder_layers=n_dec,
+                              n_heads=n_heads, n_kv_heads=n_kv, d_model=d_model, d_k=d_k, max_len=max_len,
+                              dtype=str(dtype).removeprefix("torch."), parameters=n_params, record_names=tuple(names),
+                              notes=dict(self.family.notes) if self.family else {}, has_head=has_head,
+                              vocab_size=vocab)
+        self.meta: dict[str, Any] = {"task": f"{model_type} ({arch})", "family": model_type,
+                                     "name_or_path": str(getattr(config, "_name_or_path", "") or "")}
+        try:
+            self._check_coverage()
+        except NotImplementedError as e:  # an argument the function does not compute (attention sinks...)
+            raise CheckpointError(f"{path}: {e}") from None
 
-    # ---- shared interface ---------------------------------------------------------------------------------------
+    # ---- the contract -------------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def config(self):
-        return self.info
-
-    def id_to_token(self, i: int) -> str:
-        return self.tokenizer.label(i)
 
     def encode_source(self, text: str) -> Encoding:
         """The encoder's input (encoder-only and encoder-decoder models), with the model's special tokens."""
@@ -88,7 +112,7 @@ class HFPipeline:
     def encode_target(self, text: str) -> Encoding:
         """The decoder's input: the text itself for a decoder-only model; for an encoder-decoder model the target
         shifted right ([decoder start] + target tokens, without the final end-of-sequence token)."""
-        if self.kind == "decoder-only":
+        if self.arch == "decoder-only":
             return self.tokenizer.encode(text)
         enc = self.tokenizer.encode(text, max_len=self.info.max_len)
         ids = list(enc.ids)
@@ -97,104 +121,85 @@ class HFPipeline:
         return self.tokenizer.encoding([self.decoder_start_id] + ids[: self.info.max_len - 1],
                                        truncated=enc.truncated, n_text_tokens=enc.n_text_tokens)
 
-    def lengths(self, source_text: str | None, target_text: str | None,
-                generated_ids: list[int] | None = None) -> tuple[int, int]:
-        if self.kind == "decoder-only":
-            return 0, len(generated_ids) if generated_ids is not None else len(self.encode_target(source_text).ids)
-        S = len(self.encode_source(source_text).ids)
-        if self.kind == "encoder-only":
-            return S, 0
-        T = len(generated_ids) if generated_ids is not None else (
-            len(self.encode_target(target_text).ids) if target_text is not None else 1)
-        return S, T
+    def decoder_start(self) -> list[int]:
+        return [int(self.decoder_start_id)]
 
-    def capture_bytes(self, src_len: int, tgt_len: int, batch: int = 1,
-                      capture: bool | Collection[str] = True) -> int:
-        names = self.info.record_names if capture is True else (() if capture is False else capture)
-        shapes = {("encoder", "self_attn"): (src_len, src_len), ("decoder", "self_attn"): (tgt_len, tgt_len),
-                  ("decoder", "cross_attn"): (tgt_len, src_len)}
-        extra = 2 if self.info.family in ("t5", "gemma2") else 0
-        size = 2 if self.info.dtype in ("float16", "bfloat16") else 4
-        return batch * sum(hf_record_bytes(self.info, *shapes[parse_name(n)[0], parse_name(n)[2]], extra, size)
-                           for n in names)
+    def encoding_from_ids(self, ids: list[int], prompt: Encoding | None = None) -> Encoding:
+        if prompt is None:
+            return self.tokenizer.encoding(ids)
+        return self.tokenizer.encoding(ids, truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
+                                       offsets=list(prompt.offsets) + [(0, 0)] * (len(ids) - len(prompt.ids)))
 
-    # ---- running ------------------------------------------------------------------------------------------------
-    def _tensor(self, ids: list[int]) -> torch.Tensor:
-        return torch.tensor([ids], dtype=torch.long, device=self.device)
+    def token_label(self, token_id: int) -> str:
+        return self.tokenizer.label(token_id)
 
-    @torch.inference_mode()
-    def _forward(self, src: list[int] | None, tgt: list[int] | None, recorder: Recorder, batch: int = 1):
-        """One forward of the (batch-repeated) input within a traced call."""
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def record_shape(self, name: str, src_len: int, tgt_len: int, batch: int = 1) -> RecordShape:
+        n = RecordName.parse(name)
+        tq = src_len if n.query_stack == "encoder" else tgt_len
+        tk = src_len if n.key_stack == "encoder" else tgt_len
+        info = self.info
+        size = 2 if info.dtype in ("float16", "bfloat16") else 4
+        return RecordShape(batch=batch, n_heads=info.n_heads, n_kv_heads=info.n_kv_heads, tq=tq, tk=tk,
+                           d_k=info.d_k, d_v=info.d_k, d_query_in=info.d_model, d_key_in=info.d_model,
+                           d_out=info.d_model, adjusted="adjusted" in info.stages, element_size=size)
+
+    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None) -> ForwardOutput:
         valid, kwargs = {}, {"use_cache": False, "return_dict": True}
-        if self.kind == "decoder-only":
-            ids = self._tensor(tgt).expand(batch, -1)
-            valid["decoder"] = torch.ones_like(ids, dtype=torch.bool)
-            kwargs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
+        want_hidden = recorder is not None and recorder.keep_hidden
+        if self.arch == "decoder-only":
+            tgt_valid = torch.ones_like(tgt, dtype=torch.bool) if tgt_valid is None else tgt_valid
+            valid["decoder"] = tgt_valid
+            kwargs.update(input_ids=tgt, attention_mask=tgt_valid.long())
         else:
-            ids = self._tensor(src).expand(batch, -1)
-            valid["encoder"] = torch.ones_like(ids, dtype=torch.bool)
-            kwargs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
-            if self.kind == "encoder-decoder":
-                dec = self._tensor(tgt).expand(batch, -1)
-                valid["decoder"] = torch.ones_like(dec, dtype=torch.bool)
-                kwargs.update(decoder_input_ids=dec)
-        flops = 2 * self.info.parameters * ids.shape[0] * (len(src or []) + len(tgt or []))
-        with traced_call(recorder, valid) as call, threads_for(flops, self.device):
+            src_valid = torch.ones_like(src, dtype=torch.bool) if src_valid is None else src_valid
+            valid["encoder"] = src_valid
+            kwargs.update(input_ids=src, attention_mask=src_valid.long())
+            if self.arch == "encoder-decoder":
+                tgt_valid = torch.ones_like(tgt, dtype=torch.bool) if tgt_valid is None else tgt_valid
+                valid["decoder"] = tgt_valid
+                kwargs.update(decoder_input_ids=tgt, decoder_attention_mask=tgt_valid.long())
+        if want_hidden:
+            kwargs["output_hidden_states"] = True
+        with traced_call(recorder if recorder is not None else Recorder(capture=False), self.specs, valid):
             out = self.model(**kwargs)
-        return out, call
-
-    def _check_coverage(self) -> None:
-        """A first traced call on a short text: every named attention must run exactly once through the function."""
-        src = self.encode_source("Hello world").ids if self.kind != "decoder-only" else None
-        tgt = None
-        if self.kind == "decoder-only":
-            tgt = self.encode_target("Hello world").ids
-        elif self.kind == "encoder-decoder":
-            tgt = [self.decoder_start_id]
-        _, call = self._forward(src, tgt, Recorder(capture=False))
-        if sorted(call.calls) != sorted(self.info.record_names):
-            raise CheckpointError(
-                f"{self.path}: {self.info.family} computes attention outside transformers' attention interface "
-                f"(ran {sorted(set(call.calls))}, expected {list(self.info.record_names)}); it cannot be traced")
-
-    @torch.inference_mode()
-    def ablated_logits(self, result: RunResult, ablations: list[dict]) -> torch.Tensor:
-        """(N, T, V) logits of ``result``'s input run N times in one batch, item n with ``ablations[n]``."""
-        out, _ = self._forward(None if result.source is None else result.source.ids,
-                               None if result.target is None else result.target.ids,
-                               Recorder(capture=False, ablations=list(ablations)), batch=len(ablations))
-        return out.logits.float().cpu()
+        if want_hidden:
+            for stack, field_name in (("encoder", "encoder_hidden_states"), ("decoder", "decoder_hidden_states")):
+                states = getattr(out, field_name, None)
+                if states is not None:
+                    for h in states:
+                        recorder.record_hidden(stack, h)
+            states = getattr(out, "hidden_states", None)
+            if states is not None and self.arch != "encoder-decoder":
+                for h in states:
+                    recorder.record_hidden(self.info.output_stack, h)
+        logits = getattr(out, "logits", None)
+        if logits is not None and logits.dim() == 3:
+            return ForwardOutput(logits=logits)
+        last = getattr(out, "last_hidden_state", None)
+        return ForwardOutput(logits=None, last_hidden=last)
 
     @torch.inference_mode()
-    def _greedy(self, src: list[int] | None, prefix: list[int], max_new_tokens: int | None,
-                ablations=None) -> tuple[list[int], str]:
-        """Greedy decoding with transformers' own key/value cache (nothing recorded); with ``ablations``, the whole
-        prefix runs again at each step (a mean over positions needs all of them).
+    def greedy_batch(self, src_ids, prefixes, n_new, deadline):
+        """transformers' own key/value cache, nothing recorded; one sequence at a time."""
+        out = []
+        for i, prefix in enumerate(prefixes):
+            src = None if src_ids is None else src_ids[i]
+            out.append(self._greedy_one(src, list(prefix), n_new, deadline))
+        return out
 
-        Returns (prefix + generated ids, the end-of-sequence token excluded; why it stopped: eos/limit/time)."""
-        room = self.info.max_len - len(prefix)
-        n_new = room if max_new_tokens is None else min(room, max(0, max_new_tokens))
-        deadline = time.perf_counter() + DECODE_SECONDS
-        if ablations:
-            seq = list(prefix)
-            for _ in range(n_new):
-                if time.perf_counter() > deadline:
-                    return seq, "time"
-                out, _ = self._forward(src, seq, Recorder(capture=False, ablations=ablations))
-                nxt = int(out.logits[0, -1].argmax())
-                if nxt in self.eos_ids:
-                    return seq, "eos"
-                seq.append(nxt)
-            return seq, "limit"
+    def _greedy_one(self, src, prefix, n_new, deadline):
         seq, new, past = list(prefix), list(prefix), None
         encoder_outputs = None
-        if self.kind == "encoder-decoder":
+        if self.arch == "encoder-decoder":
             encoder_outputs = self.model.get_encoder()(input_ids=self._tensor(src),
                                                        attention_mask=torch.ones(1, len(src), device=self.device))
         for _ in range(n_new):
             if time.perf_counter() > deadline:
                 return seq, "time"
-            if self.kind == "encoder-decoder":
+            if self.arch == "encoder-decoder":
                 out = self.model(encoder_outputs=encoder_outputs, decoder_input_ids=self._tensor(new),
                                  attention_mask=torch.ones(1, len(src), device=self.device), past_key_values=past,
                                  use_cache=True, return_dict=True)
@@ -208,98 +213,82 @@ class HFPipeline:
             new = [nxt]
         return seq, "limit"
 
-    def greedy(self, source_text: str, max_new_tokens: int | None = None) -> list[int]:
-        """Greedy decoding: the decoder input ids (prefix + output). Encoder-only models have no decoder."""
-        return self.decode(source_text, max_new_tokens)[0]
-
-    def decode(self, source_text: str, max_new_tokens: int | None = None) -> tuple[list[int], str]:
-        """Greedy decoding -> (decoder input ids, why it stopped: "eos", "limit" or "time")."""
-        if self.kind == "encoder-only":
-            raise ValueError("an encoder-only model does not generate")
-        if self.kind == "decoder-only":
-            return self._greedy(None, self.encode_target(source_text).ids, max_new_tokens)
-        return self._greedy(self.encode_source(source_text).ids, [self.decoder_start_id], max_new_tokens)
-
-    def generate(self, source_text: str | list[str], max_new_tokens: int | None = None) -> str | list[str]:
-        texts = [source_text] if isinstance(source_text, str) else list(source_text)
-        outs = []
-        for text in texts:
-            ids = self.greedy(text, max_new_tokens)
-            start = len(self.encode_target(text).ids) if self.kind == "decoder-only" else 1
-            outs.append(self.tokenizer.decode(ids[start:]))
-        return outs[0] if isinstance(source_text, str) else outs
-
-    def run(self, source_text: str, target_text: str | None = None, max_new_tokens: int | None = None,
-            capture: bool | Collection[str] = True, max_capture_bytes: int | None = None,
-            generated_ids: list[int] | None = None, *, lazy: bool = False, ablations: Ablations | None = None,
-            max_lazy_cache_bytes: int | None = None) -> RunResult:
-        """Trace one call (see Pipeline.run). Encoder-only: ``source_text`` is the text, ``result.source`` its
-        tokens and ``result.logits`` the model's head over them (e.g. masked-LM logits). Decoder-only: the text is
-        the decoder's input (``result.target``), extended greedily first when ``max_new_tokens`` is given."""
-        names = self.info.record_names
-        if not isinstance(capture, bool):
-            unknown = sorted(set(capture) - set(names))
-            if unknown:
-                raise ValueError(f"cannot capture {unknown}: this model has {list(names)}")
-        validate_ablations(ablations, names, {n: self.info.n_heads for n in names})
-        source = target = None
-        generated, stopped, n_prompt = False, "", 0
-        if self.kind != "decoder-only":
-            source = self.encode_source(source_text)
-        if self.kind == "decoder-only":
-            prompt = self.encode_target(source_text)
-            n_prompt = len(prompt.ids)
-            if generated_ids is not None or max_new_tokens:
-                ids, stopped = (list(generated_ids), "") if generated_ids is not None else \
-                    self._greedy(None, prompt.ids, max_new_tokens, ablations)
-                generated = True
-                target = self.tokenizer.encoding(ids, truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
-                                                 offsets=list(prompt.offsets) + [(0, 0)] * (len(ids) - n_prompt))
-            else:
-                target = prompt
-        elif self.kind == "encoder-decoder":
-            if target_text is None:
-                ids, stopped = (list(generated_ids), "") if generated_ids is not None else \
-                    self._greedy(source.ids, [self.decoder_start_id], max_new_tokens, ablations)
-                generated = True
-                target = self.tokenizer.encoding(ids)
-            else:
-                target = self.encode_target(target_text)
-        S = 0 if source is None else len(source.ids)
-        T = 0 if target is None else len(target.ids)
-        if max_capture_bytes is not None and not lazy:
-            need = self.capture_bytes(S, T, 1, capture)
-            if need > max_capture_bytes:
-                raise CaptureBudgetError(
-                    f"tracing ({S} source, {T} target) tokens would hold about {need / 2**20:.0f} MiB of attention "
-                    f"records, over the {max_capture_bytes / 2**20:.0f} MiB budget: capture fewer records or "
-                    f"shorten the text")
-        recorder = Recorder(capture, lazy=lazy, ablations=ablations)
-        out, _ = self._forward(None if source is None else source.ids, None if target is None else target.ids,
-                               recorder)
-        logits = getattr(out, "logits", None)
-        axis = target if self.kind != "encoder-only" else source
-        if logits is not None and logits.dim() == 3 and logits.shape[1] == len(axis.ids):
-            logits = logits[0].float().cpu()
-            out_ids = logits.argmax(-1).tolist()
+    def unembed(self, stack: str, hidden: torch.Tensor) -> torch.Tensor:
+        """The family's final norm (declared in model.hf.families) and output head on a residual stream."""
+        fam = self.family
+        if fam is None or fam.head is None or stack not in fam.final_norm:
+            raise NotImplementedError(f"{self.info.family}: the logit lens does not know this family's final norm "
+                                      "and output head")
+        x = hidden.to(self.device, dtype=next(self.model.parameters()).dtype)
+        norm = _attr(self.model, fam.final_norm[stack])
+        if fam.final_norm[stack] is not None and norm is None:
+            raise NotImplementedError(f"{self.info.family}: no {fam.final_norm[stack]} in this model")
+        if norm is not None:
+            x = norm(x)
+        if fam.head_scale and getattr(self._config, "tie_word_embeddings", False):
+            x = x * (self.info.d_model ** -0.5)
+        if fam.head == "distilbert_head":
+            m = self.model
+            x = m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(x))))
+        elif fam.head == "modernbert_head":
+            x = self.model.decoder(self.model.head(x))
         else:
-            logits = None
-            out_ids = []
-        if generated and self.kind == "decoder-only":
-            text = self.tokenizer.decode(target.ids[n_prompt:])
-        elif generated:
-            text = self.tokenizer.decode(target.ids[1:])
-        else:
-            text = self.tokenizer.decode(out_ids)
-        if generated and not stopped:  # traced from given ids: did the model end there?
-            stopped = "eos" if out_ids and out_ids[-1] in self.eos_ids else "limit"
-        src_ids = None if source is None else self._tensor(source.ids)
-        tgt_ids = None if target is None else self._tensor(target.ids)
-        return RunResult(source=source, target=target, output_ids=out_ids,
-                         output_tokens=[self.tokenizer.label(i) for i in out_ids], output_text=text,
-                         generated=generated, logits=logits,
-                         trace=recorder.trace(src_ids, tgt_ids, max_lazy_cache_bytes), n_prompt=n_prompt,
-                         stopped=stopped)
+            head = _attr(self.model, fam.head)
+            if head is None:
+                raise NotImplementedError(f"{self.info.family}: this model has no output head ({fam.head})")
+            x = head(x)
+        if fam.logits_bias:
+            bias = _attr(self.model, fam.logits_bias)
+            if bias is not None:
+                x = x + bias
+        if fam.softcap:
+            cap = getattr(self._config.get_text_config() if hasattr(self._config, "get_text_config") else
+                          self._config, fam.softcap, None)
+            if cap:
+                x = torch.tanh(x / cap) * cap
+        return x
+
+    def same_vocabulary(self, other: Backend) -> bool:
+        return isinstance(other, HFPipeline) and other.tokenizer.hf.to_str() == self.tokenizer.hf.to_str() and \
+            other.decoder_start_id == self.decoder_start_id
+
+    # ---- loading ------------------------------------------------------------------------------------------------
+    def _tensor(self, ids: list[int]) -> torch.Tensor:
+        return torch.tensor([ids], dtype=torch.long, device=self.device)
+
+    def _probe_ids(self, arch: str | None) -> tuple[list[int] | None, list[int] | None]:
+        if arch == "encoder-decoder":
+            return self.tokenizer.encode(PROBE_TEXT).ids, [int(self.decoder_start_id)]
+        ids = self.tokenizer.encode(PROBE_TEXT).ids
+        return ids, None
+
+    @torch.inference_mode()
+    def _probe(self, arch: str | None) -> list[nn.Module]:
+        """One forward on a short text with no recorder: which modules call the attention function."""
+        src, tgt = self._probe_ids(arch)
+        kwargs = {"input_ids": self._tensor(src), "use_cache": False, "return_dict": True}
+        if tgt is not None:
+            kwargs["decoder_input_ids"] = self._tensor(tgt)
+        with traced_call(None, {}, {}) as call:
+            self.model(**kwargs)
+        return list(call.seen)
+
+    def _check_coverage(self) -> None:
+        """A traced call on a short text: every named attention runs exactly once through the function; the
+        stages its records have (an ``adjusted`` one where a bias or softcap applies)."""
+        src, tgt = self._probe_ids(self.arch)
+        if self.arch == "decoder-only":
+            src, tgt = None, src
+        recorder = Recorder(capture=True)
+        with torch.inference_mode():
+            self.forward(None if src is None else self._tensor(src), None if tgt is None else self._tensor(tgt),
+                         recorder)
+        if sorted(recorder.calls) != sorted(self.info.record_names):
+            raise CheckpointError(
+                f"{self.path}: {self.info.family} computes attention outside transformers' attention interface "
+                f"(ran {sorted(set(recorder.calls))}, expected {list(self.info.record_names)}); it cannot be traced")
+        if any(r.adjusted is not None for r in recorder.records.values()):
+            self.info = dataclasses.replace(self.info, stages=("scores", "scaled", "adjusted", "masked", "weights"))
 
 
 def load_hf(path: str | Path, device: torch.device) -> HFPipeline:

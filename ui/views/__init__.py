@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from model import CaptureBudgetError
+from model import CaptureBudgetError, RecordTooLarge
 
-from ..inspector import Context
 from .ablation import ablation
+from .common import Context
 from .compare import compare
 from .decoding import decoding
 from .export import export
@@ -28,5 +28,5 @@ VIEW_FUNCTIONS = {
 def render(ctx: Context) -> None:
     try:
         VIEW_FUNCTIONS[ctx.sel.view](ctx)
-    except CaptureBudgetError as e:
+    except (CaptureBudgetError, RecordTooLarge) as e:
         st.error(str(e))

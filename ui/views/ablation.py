@@ -11,13 +11,14 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import ABLATION_MODES, parse_name
+from model import ABLATION_MODES, RecordName
 from model.analysis import effect_of, rank_heads
+from model.call import intervened_outputs
 
 from .. import state
-from ..inspector import Context, chart, open_cell
 from ..text import md
 from ..tracing import trace
+from .common import Context, chart, open_cell
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "
@@ -26,8 +27,8 @@ MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
 
 def _label(option: str) -> str:
     name, head = option.rsplit("|", 1)
-    stack, layer, kind = parse_name(name)
-    return f"{viz.kind_label(name)} · layer {layer} · head {head}"
+    n = RecordName.parse(name)
+    return f"{n.kind} · layer {n.layer} · head {head}"
 
 
 def ablation(ctx: Context) -> None:
@@ -63,13 +64,13 @@ def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
     with st.spinner("Running the ablated model…"):
         ablated, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new, spec)
         after = ctx.traced.memo(("ablated_logits", tuple(sorted(heads)), mode),
-                                lambda: pick.pipe.ablated_logits(result, [spec])[0])
+                                lambda: intervened_outputs(pick.pipe, result, [{"ablations": spec}])[0])
     eff = effect_of(result.logits, after)
-    stack = "encoder" if ctx.pipe.kind == "encoder-only" else "decoder"
+    stack = ctx.info.output_stack
     before_text, after_text = result.output_text, ablated.result.output_text
     st.markdown(f"**Output before:** {md(before_text) or '(empty)'}  \n**Output after ablating {len(heads)} "
                 f"head(s):** {md(after_text) or '(empty)'}" + ("  (unchanged)" if before_text == after_text else ""))
-    tokens = [ctx.pipe.id_to_token(int(i)) for i in eff.token_ids]
+    tokens = [ctx.pipe.token_label(int(i)) for i in eff.token_ids]
     chart(viz.position_effects(tokens, eff.p_before, eff.p_after, eff.kl,
                                title="the original prediction at each position: before and after (same input)"),
           "abl_effects")
@@ -77,7 +78,7 @@ def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
                           "original prediction": tokens, "p before": eff.p_before, "p after": eff.p_after,
                           "logit before": eff.logit_before, "logit after": eff.logit_after,
                           "logit difference": eff.logit_after - eff.logit_before, "KL": eff.kl,
-                          "prediction after": [ctx.pipe.id_to_token(int(i)) for i in eff.argmax_after]})
+                          "prediction after": [ctx.pipe.token_label(int(i)) for i in eff.argmax_after]})
     st.dataframe(table.round(4), hide_index=True)
     st.caption(f"Mean KL(before ‖ after) {eff.kl.mean():.4f} nats; {int(eff.changed.sum())} of {len(tokens)} "
                "predictions change. Both runs read the same (original) input, so positions line up.")
@@ -102,12 +103,11 @@ def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
 
 
 def _labels_for(traced, ctx: Context, name: str):
-    stack, _, kind = parse_name(name)
+    n = RecordName.parse(name)
     res = traced.result
-    toks = res.tokens_for(stack)
-    k_stack = "encoder" if kind == "cross_attn" else stack
-    q_labels = viz.token_labels(toks, res.output_tokens if stack == "decoder" else None)
-    return toks, res.tokens_for(k_stack), q_labels, viz.token_labels(res.tokens_for(k_stack))
+    toks = res.tokens_for(n.query_stack)
+    q_labels = viz.token_labels(toks, res.output_tokens if n.query_stack == "decoder" else None)
+    return toks, res.tokens_for(n.key_stack), q_labels, viz.token_labels(res.tokens_for(n.key_stack))
 
 
 def _which_heads_matter(ctx: Context, mode: str) -> None:
@@ -120,10 +120,9 @@ def _which_heads_matter(ctx: Context, mode: str) -> None:
     with st.spinner("Ablating every head…"):
         table, seconds = ctx.traced.memo(key, lambda: rank_heads(ctx.pipe, ctx.result, mode))
     st.caption(f"{len(table)} heads in {seconds:.2f} s.")
-    for name_kind in dict.fromkeys(f"{r.stack}.{r.kind}" for r in table.itertuples()):
-        stack, kind = name_kind.split(".")
-        part = table[(table["stack"] == stack) & (table["kind"] == kind)]
-        label = viz.kind_label(f"{stack}.0.{kind}")
+    for label in dict.fromkeys(table["kind"]):
+        name_kind = label.replace(" ", "_")
+        part = table[table["kind"] == label]
         fig = viz.head_strip(part, "mean_kl", title=f"{label}: mean KL when ablated alone (click to open)",
                              hover_columns=["max_kl", "mean_p_drop", "changed_predictions"])
         cells = [tuple(c) for c in fig.layout.meta["cells"]]

@@ -9,15 +9,15 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import CheckpointError, allowed_matrix, parse_name
+from model import CheckpointError, RecordName, allowed_matrix
 from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
-from ..inspector import Context, chart
 from ..models import model_choices, open_typed_path, pipeline, snapshots
 from ..sidebar import MAX_SOURCE_CHARS
 from ..text import md, short
 from ..tracing import trace
+from .common import Context, chart
 
 MODES = ("another input, same model", "same input, another checkpoint")
 
@@ -69,10 +69,8 @@ def compare(ctx: Context) -> None:
         forced = tuple(ctx.result.target.ids)  # B reads A's output: both decoders see the same tokens
     try:
         pipe_b = pipeline(path_b, pick.device)
-        if forced is not None and getattr(pipe_b, "tgt_tokenizer", None) is not None and \
-                getattr(ctx.pipe, "tgt_tokenizer", None) is not None and \
-                pipe_b.tgt_tokenizer.to_str() != ctx.pipe.tgt_tokenizer.to_str():
-            forced = None  # another vocabulary: B decodes on its own
+        if forced is not None and not pipe_b.same_vocabulary(ctx.pipe):
+            forced = None  # another vocabulary (or another kind of model): B decodes on its own
         with st.spinner("Tracing B…"):
             traced_b, _ = trace(path_b, pick.device, source_b, inputs.target, inputs.max_new, decoder_ids=forced)
     except CheckpointError as e:
@@ -90,9 +88,7 @@ def compare(ctx: Context) -> None:
 
 
 def _axes(result, name: str):
-    stack, _, kind = parse_name(name)
-    k_stack = "encoder" if kind == "cross_attn" else stack
-    return result.tokens_for(stack), result.tokens_for(k_stack)
+    return result.axes(name)
 
 
 def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
@@ -148,16 +144,16 @@ def _table(ctx: Context, traced_b) -> None:
         H = min(rec_a.n_heads, rec_b.n_heads)
         d = head_js_distances(np.asarray(rec_a.weights)[0, :H], np.asarray(rec_b.weights)[0, :H], ar.a, ac.a, ar.b,
                               ac.b, allowed_matrix(rec_a)[:H], allowed_matrix(rec_b)[:H])
-        stack, layer, kind = parse_name(name)
+        n = RecordName.parse(name)
         for h in range(H):
-            rows.append({"attention": name, "stack": stack, "layer": layer, "kind": kind, "head": h,
+            rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
                          "js_distance": float(d[h]), "aligned_queries": ar.size, "aligned_keys": ac.size})
     if not rows:
         st.info("No attention of A and B can be aligned.")
         return
     table = pd.DataFrame(rows)
     sel = ctx.sel
-    part = table[(table["stack"] == sel.stack) & (table["kind"] == sel.trace_kind)]
+    part = table[table["kind"] == sel.kind]
     if len(part):
         chart(viz.head_strip(part, "js_distance", title=f"{sel.kind}: Jensen-Shannon distance between A and B per "
                                                         "head", zmin=0, zmax=1), "cmp_strip")

@@ -8,8 +8,8 @@ import streamlit as st
 import viz
 
 from .. import state
-from ..inspector import Context, chart
 from ..text import md
+from .common import Context, chart
 
 
 def decoding(ctx: Context) -> None:
@@ -19,7 +19,7 @@ def decoding(ctx: Context) -> None:
         return
     tgt = ctx.tokens("decoder")
     labels = viz.token_labels(tgt)
-    start = max(result.n_prompt - 1, 0) if ctx.pipe.kind == "decoder-only" else 0
+    start = max(result.n_prompt - 1, 0) if ctx.pipe.arch == "decoder-only" else 0
     steps = list(range(start, len(tgt)))
     step = state.select_slider("Decoder position", steps, key="step", default=steps[0],
                             format_func=lambda t: f"{labels[t]}") if len(steps) > 1 else steps[0]
@@ -27,7 +27,7 @@ def decoding(ctx: Context) -> None:
     produced = result.output_tokens[step]
     p_row = ctx.traced.probs_at(step)
     p = float(p_row[produced_id])
-    generated = result.generated and (ctx.pipe.kind != "decoder-only" or step >= result.n_prompt - 1)
+    generated = result.generated and (ctx.pipe.arch != "decoder-only" or step >= result.n_prompt - 1)
     verb = "produced" if generated else "predicts"
     st.markdown(f"At position {step} the decoder has read {step + 1} token{'s' if step else ''} (up to "
                 f"**{md(tgt[step])}**) and "
@@ -35,7 +35,7 @@ def decoding(ctx: Context) -> None:
     info = ctx.info
     a, b = st.columns([1, 2])
     with a:
-        alt = viz.top_alternatives(p_row, ctx.pipe.id_to_token)
+        alt = viz.top_alternatives(p_row, ctx.pipe.token_label)
         chart(viz.alternatives_figure(alt), "alternatives")
     with b:
         layer = ctx.sel.layer if ctx.sel.stack == "decoder" else info.n_decoder_layers - 1

@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import parse_name
+from model import RecordName
 
-from ..inspector import Context
+from .common import Context
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 
@@ -25,9 +25,9 @@ def export_budget() -> int:
 
 
 def record_rows(ctx: Context, name: str) -> int:
-    stack, _, kind = parse_name(name)
-    q = len(ctx.tokens(stack))
-    k = len(ctx.tokens("encoder" if kind == "cross_attn" else stack))
+    n = RecordName.parse(name)
+    q = len(ctx.tokens(n.query_stack))
+    k = len(ctx.tokens(n.key_stack))
     return ctx.info.n_heads * q * k
 
 

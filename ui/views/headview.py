@@ -12,7 +12,7 @@ import viz
 from model import allowed_matrix
 
 from .. import state
-from ..inspector import Context
+from .common import Context
 
 THRESHOLDS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
 
@@ -26,7 +26,7 @@ def head_view(ctx: Context) -> None:
     threshold = state.select_slider("Draw lines with weight at least", THRESHOLDS, key="hv_threshold", default=default)
     weights = np.asarray(rec.weights)[0]
     lines = viz.select_lines(weights, heads, threshold, allowed_matrix(rec))
-    left, right = (("decoder (queries)", "encoder (keys)") if sel.trace_kind == "cross_attn" else
+    left, right = (("decoder (queries)", "encoder (keys)") if sel.record.is_cross else
                    ("query", "key"))
     produces = ctx.result.output_tokens if sel.stack == "decoder" else None
     q_text = [t + (f" → {produces[i]}" if produces and i < len(produces) else "") for i, t in enumerate(q)]

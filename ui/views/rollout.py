@@ -14,7 +14,7 @@ from model import record_name
 from model.analysis import flow, flow_matrix_affordable, flow_row_affordable, rollout, source_attribution
 
 from .. import state
-from ..inspector import Context, chart
+from .common import Context, chart
 
 ATTRIBUTION = "source attribution (through cross-attention)"
 COMPOSITION = ("Each layer's attention is averaged with the identity for the residual connection (0.5 I + 0.5 A, "
@@ -29,9 +29,9 @@ ATTRIBUTION_TEXT = ("Composed exactly so: each decoder position starts as itself
                     "decoder's own inputs.")
 
 
-def _weights(ctx: Context, stack: str, kind: str) -> list[np.ndarray]:
+def _weights(ctx: Context, stack: str, sublayer: str) -> list[np.ndarray]:
     n = ctx.info.n_encoder_layers if stack == "encoder" else ctx.info.n_decoder_layers
-    return [np.asarray(ctx.traced.record(record_name(stack, i, kind)).weights)[0] for i in range(n)]
+    return [np.asarray(ctx.traced.record(record_name(stack, i, sublayer)).weights)[0] for i in range(n)]
 
 
 def rollout_view(ctx: Context) -> None:

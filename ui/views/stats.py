@@ -12,28 +12,19 @@ from model.analysis import STAT_DEFINITIONS
 from model.analysis.heads import head_table
 
 from .. import state
-from ..inspector import Context, chart, open_cell
+from .common import Context, chart, open_cell
 
 RANGES = {"entropy_norm": (0, 1), "max_weight": (0, 1), "first_share": (0, 1), "sep_share": (0, 1),
           "self_share": (0, 1), "prev_token": (0, 1), "induction": (0, 1)}
 
 
 def statistics_table(ctx: Context):
-    """Every head's statistics for this call, computed once per call (a lazy trace computes every record once)."""
-    result = ctx.result
-    ids = {s: (e.ids if e is not None else None) for s, e in (("encoder", result.source), ("decoder", result.target))}
-    special = {s: (e.special if e is not None else None)
-               for s, e in (("encoder", result.source), ("decoder", result.target))}
-    special_ids = sorted({i for e in (result.source, result.target) if e is not None
-                          for i, sp in zip(e.ids, e.special or [], strict=False) if sp})
-    return ctx.traced.memo("head_table", lambda: head_table(ctx.traced.record, ctx.traced.names, ids, special,
-                                                            special_ids))
+    """Every head's statistics for this call, from the trace's row statistics (a lazy trace's first pass: no record
+    is computed), once per call."""
+    return ctx.traced.memo("head_table", lambda: head_table(ctx.traced.trace))
 
 
 def statistics(ctx: Context) -> None:
-    if ctx.traced.lazy:
-        st.caption(f"This input is captured lazily: the statistics compute every attention's record once "
-                   f"({len(ctx.traced.names)} records), then keep only the table.")
     with st.spinner("Computing every head's statistics…"):
         table = statistics_table(ctx)
     stats = [s for s in STAT_DEFINITIONS if table[s].notna().any()]
@@ -41,7 +32,7 @@ def statistics(ctx: Context) -> None:
                            default="entropy_norm" if "entropy_norm" in stats else stats[0],
                            format_func=lambda s: f"{s}: {STAT_DEFINITIONS[s]}")
     sel = ctx.sel
-    mine = table[table["attention"].str.endswith(sel.trace_kind) & table["stack"].eq(sel.stack)]
+    mine = table[table["kind"] == sel.kind]
     lo, hi = RANGES.get(stat, (None, None))
     fig = viz.head_strip(mine, stat, title=f"{sel.kind} attention: {stat} per head (click a cell to open it)",
                          zmin=lo, zmax=hi, hover_columns=[s for s in stats if s != stat][:5],

@@ -7,7 +7,7 @@ import streamlit as st
 import viz
 
 from .. import state
-from ..inspector import Context, chart
+from .common import Context, chart
 
 
 def step_by_step(ctx: Context) -> None:

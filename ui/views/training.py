@@ -15,14 +15,14 @@ import numpy as np
 import streamlit as st
 
 import viz
-from model import allowed_matrix, forbidden_by_reason, load, parse_name
+from model import RecordName, allowed_matrix, forbidden_by_reason, load
 from model.analysis import alignment_score, entropy, induction_score, previous_token_score, uniform_weights
 from model.checkpoint import stamp as checkpoint_stamp
 
 from .. import state
-from ..inspector import Context, chart
 from ..models import snapshots
 from ..tracing import capture_budget
+from .common import Context, chart
 
 SCORES = {"prev_token": "previous-token score", "induction": "induction score", "alignment":
           "alignment with the final model", "entropy_norm": "normalised entropy"}
@@ -61,7 +61,7 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
     produces: list[str] = []
     for step, path in snapshots(base):
         pipe = load(path, device)
-        if pipe.kind == "encoder-decoder" and target is None:
+        if pipe.arch == "encoder-decoder" and target is None:
             res = pipe.run(source, generated_ids=list(decoder_ids))
         else:
             res = pipe.run(source, target)
@@ -73,9 +73,7 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
             if name not in allowed:
                 allowed[name] = allowed_matrix(rec)
                 reasons[name] = [forbidden_by_reason(rec, h) for h in range(rec.n_heads)]
-                stack, _, kind = parse_name(name)
-                q_tok[name] = res.tokens_for(stack)
-                k_tok[name] = res.tokens_for("encoder" if kind == "cross_attn" else stack)
+                q_tok[name], k_tok[name] = res.axes(name)
         produces = res.output_tokens
     return SnapshotSeries(steps=steps, metas=metas, weights={n: np.stack(w) for n, w in weights.items()},
                           allowed=allowed, reasons=reasons, q_tokens=q_tok, k_tokens=k_tok, produces=produces)
@@ -126,7 +124,7 @@ def training(ctx: Context) -> None:
     else:
         st.caption(GENERIC_TEXT)
     final_ids = None
-    if ctx.pipe.kind == "encoder-decoder" and ctx.inputs.target is None:
+    if ctx.pipe.arch == "encoder-decoder" and ctx.inputs.target is None:
         from ..tracing import trace
 
         final, _ = trace(base, ctx.pick.device, ctx.inputs.source, None, ctx.inputs.max_new)
@@ -147,7 +145,7 @@ def training(ctx: Context) -> None:
                                help="The training step at which this snapshot was saved.")
     s = steps.index(step)
     h = max(sel.head, 0)
-    stack = parse_name(name)[0]
+    stack = RecordName.parse(name).stack
     q_labels = viz.token_labels(series.q_tokens[name], series.produces if stack == "decoder" else None)
     k_labels = viz.token_labels(series.k_tokens[name])
     reasons = series.reasons[name][min(h, len(series.reasons[name]) - 1)]
@@ -197,11 +195,11 @@ def series_ids(ctx: Context, stack: str) -> list[int] | None:
 
 
 def _applies(score: str, name: str, ctx: Context) -> bool:
-    stack, _, kind = parse_name(name)
+    n = RecordName.parse(name)
     if score in ("prev_token", "induction"):
-        return kind == "self_attn" and stack == "decoder"
+        return n.kind == "decoder masked self"
     if score == "alignment":
-        return kind == "cross_attn"
+        return n.is_cross
     return True
 
 

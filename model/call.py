@@ -1,0 +1,365 @@
+"""The one traced call, for every backend: tokenize once, decode, choose full or lazy capture from one estimate,
+run once (on a worker lane), return a finished RunResult. Interventions (ablations, knockouts, patches), hidden
+states for the logit lens and padded batches of a corpus are options of this call, written here once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .api import Backend, CaptureBudgetError, RunResult
+from .capture import Recorder
+from .interventions import Ablations, Interventions, Knockouts, validate
+from .names import RecordName
+from .rowstats import KeyFacts, induction_targets
+from .runtime import Lane, lane_for
+from .tokenizer import Encoding
+
+DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so
+INDUCTION_OCCURRENCES = 64  # induction targets: at most this many earlier occurrences of a token
+MODES = ("auto", "full", "lazy", "none")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Memory limits of one call (None: no limit)."""
+
+    full_bytes: int | None = None  # a full capture above this is taken lazily ("auto"), or refused ("full")
+    record_bytes: int | None = None  # a lazy trace refuses to compute one complete record above this
+    cache_bytes: int | None = None  # a lazy trace's LRU of complete records
+
+
+def capture_names(model: Backend, capture: bool | Collection[str]) -> list[str]:
+    """The record names a call captures; ValueError for a name the model does not have."""
+    names = list(model.info.record_names)
+    if capture is True:
+        return names
+    if capture is False:
+        return []
+    unknown = sorted(set(capture) - set(names))
+    if unknown:
+        raise ValueError(f"cannot capture {unknown}: this model has {names}")
+    return [n for n in names if n in set(capture)]
+
+
+def estimate_bytes(model: Backend, src_len: int, tgt_len: int, batch: int = 1,
+                   capture: bool | Collection[str] = True) -> int:
+    """What a full capture of these records would hold, from the shapes alone (before running it)."""
+    return sum(model.record_shape(n, src_len, tgt_len, batch).record_bytes() for n in capture_names(model, capture))
+
+
+def largest_record_bytes(model: Backend, src_len: int, tgt_len: int) -> int:
+    """The largest complete record a call on these lengths has (what opening one attention in full takes)."""
+    return max((model.record_shape(n, src_len, tgt_len).record_bytes() for n in model.info.record_names), default=0)
+
+
+def _room(model: Backend, prefix_len: int, max_new_tokens: int | None) -> int:
+    room = max(0, model.info.max_len - prefix_len)
+    return room if max_new_tokens is None else min(room, max(0, int(max_new_tokens)))
+
+
+def _flops(model: Backend, tokens: int) -> float:
+    return 2.0 * model.info.parameters * tokens
+
+
+def _pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
+    valid = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows], device=device)
+    return ids, valid
+
+
+def forward(model: Backend, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
+            lane: Lane | None = None):
+    """One padded forward on a lane (by its size) -> (ForwardOutput, lane)."""
+    src = src_valid = tgt = tgt_valid = None
+    if sources is not None:
+        src, src_valid = _pad(sources, model.pad_id, model.device)
+    if targets is not None:
+        tgt, tgt_valid = _pad(targets, model.pad_id, model.device)
+    tokens = sum(len(r) for r in (sources or [])) + sum(len(r) for r in (targets or []))
+    lane = lane or lane_for(_flops(model, tokens), model.device)
+
+    def run():
+        with torch.inference_mode():
+            return model.forward(src, tgt, recorder, src_valid=src_valid, tgt_valid=tgt_valid)
+    return lane.run(run), lane, src, tgt
+
+
+def decode(model: Backend, source: Encoding | None, prefix: list[int], max_new_tokens: int | None, *,
+           interventions: Interventions | None = None) -> tuple[list[int], str]:
+    """Greedy decoding of one input -> (decoder input ids: prefix + generated, no end token; why it stopped:
+    "eos", "limit" or "time"). Under interventions the whole prefix runs again at each step (a mean ablation needs
+    every position), so the output is the intervened model's own."""
+    n_new = _room(model, len(prefix), max_new_tokens)
+    deadline = time.perf_counter() + DECODE_SECONDS
+    src_ids = None if source is None else list(source.ids)
+    if not interventions:
+        tokens = len(prefix) + n_new + (len(src_ids) if src_ids else 0)
+        lane = lane_for(_flops(model, tokens), model.device)
+
+        def run():
+            with torch.inference_mode():
+                return model.greedy_batch(None if src_ids is None else [src_ids], [list(prefix)], n_new, deadline)[0]
+        return lane.run(run)
+    seq = list(prefix)
+    for _ in range(n_new):
+        if time.perf_counter() > deadline:
+            return seq, "time"
+        out, _, _, _ = forward(model, None if src_ids is None else [src_ids], [seq],
+                               Recorder(capture=False, interventions=interventions))
+        nxt = int(out.logits[0, -1].argmax())
+        if nxt in model.eos_ids:
+            return seq, "eos"
+        seq.append(nxt)
+    return seq, "limit"
+
+
+def generate(model: Backend, texts: str | Sequence[str], max_new_tokens: int | None = None) -> str | list[str]:
+    """Greedy output text of one text or of several (decoded as one padded batch where the backend can)."""
+    items = [texts] if isinstance(texts, str) else list(texts)
+    if not items:
+        return []
+    if model.arch == "encoder-only":
+        raise ValueError("an encoder-only model does not generate")
+    deadline = time.perf_counter() + DECODE_SECONDS
+    if model.arch == "decoder-only":
+        prompts = [model.encode_target(t).ids for t in items]
+        srcs = None
+    else:
+        srcs = [model.encode_source(t).ids for t in items]
+        prompts = [model.decoder_start() for _ in items]
+    n_new = min(_room(model, len(p), max_new_tokens) for p in prompts)
+    tokens = sum(len(p) + n_new for p in prompts) + sum(len(s) for s in (srcs or []))
+    lane = lane_for(_flops(model, tokens), model.device)
+
+    def run():
+        with torch.inference_mode():
+            return model.greedy_batch(srcs, prompts, n_new, deadline)
+    rows = lane.run(run)
+    outs = [model.decode_text(ids[len(p):]) for (ids, _), p in zip(rows, prompts, strict=True)]
+    return outs[0] if isinstance(texts, str) else outs
+
+
+def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens: int | None = None,
+        generated_ids: list[int] | None = None, capture: bool | Collection[str] = True, mode: str = "auto",
+        budget: Budget = Budget(), ablations: Ablations | None = None, knockouts: Knockouts | None = None,
+        hidden_states: bool = False, keep_contexts: bool = False) -> RunResult:
+    """Trace one call.
+
+    Encoder-decoder: ``text`` is the source; generate greedily when ``target`` is None (up to ``max_new_tokens``),
+    else teacher-force it. Decoder-only: ``text`` is the text; with ``max_new_tokens`` it is first extended greedily
+    and the whole sequence traced. Encoder-only: ``text`` is the text. ``generated_ids``: a decoder input decoded
+    before (by this model or one with the same vocabulary), traced without decoding again.
+    ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
+    ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
+    model.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
+    """
+    return run_batch(model, [text], None if target is None else [target], max_new_tokens=max_new_tokens,
+                     generated_ids=None if generated_ids is None else [generated_ids], capture=capture, mode=mode,
+                     budget=budget, ablations=ablations, knockouts=knockouts, hidden_states=hidden_states,
+                     keep_contexts=keep_contexts)[0]
+
+
+def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | None = None, *,
+              max_new_tokens: int | None = None, generated_ids: Sequence[list[int]] | None = None,
+              capture: bool | Collection[str] = True, mode: str = "auto", budget: Budget = Budget(),
+              ablations: Ablations | None = None, knockouts: Knockouts | None = None, hidden_states: bool = False,
+              keep_contexts: bool = False, overviews: bool = True) -> list[RunResult]:
+    """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths (a lazy
+    one keeps its first pass: statistics and overviews per item). ``overviews=False`` skips the pooled maps (the
+    corpus atlas needs only the statistics)."""
+    started = time.perf_counter()
+    texts = list(texts)
+    if not texts:
+        return []
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    arch = model.arch
+    names = capture_names(model, capture)
+    interventions = Interventions.of(ablations, knockouts)
+    validate(interventions, model.info.record_names, model.info.n_heads)
+    if interventions and len(interventions.ablations) > 1 and len(interventions.ablations) != len(texts):
+        raise ValueError("give one ablation per text, or one for all")
+    if targets is not None and len(targets) != len(texts):
+        raise ValueError("need one target text per source text")
+    if generated_ids is not None and len(generated_ids) != len(texts):
+        raise ValueError("need one generated id list per text")
+
+    # 1. tokenize once
+    sources = [model.encode_source(t) for t in texts] if arch != "decoder-only" else None
+    prompts = [model.encode_target(t) for t in texts] if arch == "decoder-only" else None
+    # 2. the decoder's input: given, typed or decoded
+    decoder: list[Encoding] | None = None
+    generated, stopped = False, [""] * len(texts)
+    if arch == "decoder-only":
+        if generated_ids is not None or max_new_tokens:
+            generated = True
+            rows = []
+            for i, p in enumerate(prompts):
+                if generated_ids is not None:
+                    rows.append(_checked_ids(model, generated_ids[i], p.ids))
+                else:
+                    ids, stopped[i] = decode(model, None, p.ids, max_new_tokens, interventions=interventions)
+                    rows.append(ids)
+            decoder = [model.encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
+        else:
+            decoder = prompts
+    elif arch == "encoder-decoder":
+        if targets is None:
+            generated = True
+            rows = []
+            for i, s in enumerate(sources):
+                if generated_ids is not None:
+                    rows.append(_checked_ids(model, generated_ids[i], model.decoder_start()))
+                else:
+                    ids, stopped[i] = decode(model, s, model.decoder_start(), max_new_tokens,
+                                             interventions=interventions)
+                    rows.append(ids)
+            decoder = [model.encoding_from_ids(r) for r in rows]
+        else:
+            decoder = [model.encode_target(t) for t in targets]
+    # 3. one estimate, one choice
+    S = max((len(s.ids) for s in sources), default=0) if sources else 0
+    T = max((len(d.ids) for d in decoder), default=0) if decoder else 0
+    estimate = estimate_bytes(model, S, T, len(texts), names)
+    if not names:
+        chosen = "none"
+    elif mode == "auto":
+        chosen = "full" if budget.full_bytes is None or estimate <= budget.full_bytes else "lazy"
+    else:
+        chosen = mode
+    if chosen == "full" and budget.full_bytes is not None and estimate > budget.full_bytes and mode == "full":
+        raise CaptureBudgetError(
+            f"tracing {len(texts)} x ({S} source, {T} target) tokens would hold about {estimate / 2**20:,.0f} MiB of "
+            f"attention records, over the {budget.full_bytes / 2**20:,.0f} MiB budget: capture lazily, capture "
+            f"fewer records or shorten the text")
+    # 4. what the statistics need to know about the tokens
+    key_facts = {}
+    if sources is not None:
+        key_facts["encoder"] = [KeyFacts(special=s.special) for s in sources]
+    if decoder is not None:
+        key_facts["decoder"] = [KeyFacts(special=d.special, induction=induction_targets(
+            d.ids, ignore=[i for i, sp in zip(d.ids, d.special or [], strict=False) if sp],
+            most=INDUCTION_OCCURRENCES)) for d in decoder]
+    # 5. run once
+    recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
+                        hidden_states=hidden_states, key_facts=key_facts, overviews=overviews,
+                        keep_contexts=keep_contexts)
+    out, lane, src, tgt = forward(model, None if sources is None else [s.ids for s in sources],
+                                  None if decoder is None else [d.ids for d in decoder], recorder)
+    trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
+                                                         max_record_bytes=budget.record_bytes)
+    seconds = time.perf_counter() - started
+    # 6. one finished result per text
+    results = []
+    for i in range(len(texts)):
+        s = None if sources is None else sources[i]
+        d = None if decoder is None else decoder[i]
+        axis = d if arch != "encoder-only" else s
+        n = len(axis.ids)
+        logits = None if out.logits is None else out.logits[i, :n].float().cpu()
+        out_ids = [] if logits is None else logits.argmax(-1).tolist()
+        n_prompt = len(prompts[i].ids) if arch == "decoder-only" else 0
+        if generated and arch == "decoder-only":
+            text = model.decode_text(d.ids[n_prompt:])
+        elif generated:
+            text = model.decode_text(d.ids[1:])
+        else:
+            text = model.decode_text(out_ids)
+        why = stopped[i]
+        if generated and not why:  # traced from given ids: did the model end there?
+            why = "eos" if out_ids and out_ids[-1] in model.eos_ids else "limit"
+        item_trace = trace
+        if trace is not None and len(texts) > 1:
+            item_trace = trace.item(i, None if s is None else len(s.ids), None if d is None else len(d.ids))
+        hidden = None
+        if recorder.hidden:
+            hidden = {stack: torch.stack([h[i, :(len(s.ids) if stack == "encoder" else len(d.ids))]
+                                          for h in layers]).float().cpu()
+                      for stack, layers in recorder.hidden.items()}
+        final = None if out.last_hidden is None else out.last_hidden[i, :n].float().cpu()
+        contexts = None
+        if keep_contexts:
+            contexts = {}
+            for name, c in recorder.contexts.items():
+                rn = RecordName.parse(name)
+                contexts[name] = c[i, :, :(len(s.ids) if rn.query_stack == "encoder" else len(d.ids))].cpu()
+        results.append(RunResult(
+            source=s, target=d, output_ids=out_ids, output_tokens=[model.token_label(j) for j in out_ids],
+            output_text=text, generated=generated, logits=logits, trace=item_trace, n_prompt=n_prompt, stopped=why,
+            mode=chosen, estimate_bytes=estimate, seconds=seconds, hidden=hidden, final_hidden=final,
+            contexts=contexts))
+    return results
+
+
+def _checked_ids(model: Backend, ids: list[int], prefix: list[int]) -> list[int]:
+    """A given decoder input: it must start like one of this model's and fit its length."""
+    ids = [int(i) for i in ids]
+    if ids[:len(prefix)] != list(prefix) or len(ids) > model.info.max_len:
+        raise ValueError(f"the given decoder ids must start with this model's decoder start {prefix} and fit its "
+                         f"{model.info.max_len} positions")
+    vocab = model.info.vocab_size
+    if vocab and any(not 0 <= i < vocab for i in ids):
+        raise ValueError(f"the given decoder ids must lie in this model's vocabulary (0..{vocab - 1})")
+    return ids
+
+
+def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interventions | dict]) -> torch.Tensor:
+    """``result``'s input run once per spec in one padded batch, item n under ``specs[n]`` (Interventions, or
+    {"ablations": ..., "knockouts": ...}) -> (N, T, V) logits on the CPU, or the (N, T, d) last hidden states
+    of a model without an output head."""
+    N = len(specs)
+    items = [s if isinstance(s, Interventions) else Interventions.of(s.get("ablations"), s.get("knockouts"))
+             for s in specs]
+    for it in items:
+        validate(it, model.info.record_names, model.info.n_heads)
+    ablations = tuple(it.ablations[0] if it.ablations else {} for it in items)
+    knockouts = tuple(it.knockouts[0] if it.knockouts else {} for it in items)
+    batch = Interventions(ablations=ablations if any(ablations) else (),
+                          knockouts=knockouts if any(knockouts) else ())
+    src = None if result.source is None else [list(result.source.ids)] * N
+    tgt = None if result.target is None else [list(result.target.ids)] * N
+    out, _, _, _ = forward(model, src, tgt, Recorder(capture=False, interventions=batch))
+    values = out.logits if out.logits is not None else out.last_hidden
+    return values.float().cpu()
+
+
+def axis_of(name: str, result: RunResult) -> tuple[list[str], list[str]]:
+    """(query tokens, key tokens) of one record of ``result``."""
+    return result.axes(str(RecordName.parse(name)))
+
+
+class CallMethods:
+    """The call's API on a backend: ``pipe.run(...)``, ``pipe.generate(...)``, ``pipe.decode(...)`` (the functions
+    of this module, bound)."""
+
+    def run(self, text: str, target: str | None = None, **options) -> RunResult:
+        return run(self, text, target, **options)
+
+    def run_batch(self, texts: Sequence[str], targets: Sequence[str] | None = None, **options) -> list[RunResult]:
+        return run_batch(self, texts, targets, **options)
+
+    def generate(self, texts: str | Sequence[str], max_new_tokens: int | None = None) -> str | list[str]:
+        return generate(self, texts, max_new_tokens)
+
+    def decode(self, text: str, max_new_tokens: int | None = None) -> tuple[list[int], str]:
+        """Greedy decoding of one text -> (decoder input ids, why it stopped)."""
+        if self.arch == "encoder-only":
+            raise ValueError("an encoder-only model does not generate")
+        if self.arch == "decoder-only":
+            return decode(self, None, self.encode_target(text).ids, max_new_tokens)
+        return decode(self, self.encode_source(text), self.decoder_start(), max_new_tokens)
+
+    def greedy(self, text: str, max_new_tokens: int | None = None) -> list[int]:
+        """Greedy decoding of one text -> the decoder input ids (prefix + output, no end token); pass them to
+        ``run(..., generated_ids=...)`` to trace them."""
+        return self.decode(text, max_new_tokens)[0]
+
+
+__all__ = ["Budget", "CallMethods", "DECODE_SECONDS", "MODES", "axis_of", "capture_names", "decode", "estimate_bytes",
+           "forward", "generate", "intervened_outputs", "largest_record_bytes", "run", "run_batch"]

@@ -1,0 +1,112 @@
+"""The project's own transformer behind the backend contract (model.api.Backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .api import Backend, ForwardOutput, ModelInfo
+from .call import CallMethods
+from .capture import Recorder
+from .config import ModelConfig
+from .names import RecordName
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
+from .trace import RecordShape
+from .transformer import Transformer
+
+
+class Pipeline(CallMethods, Backend):
+    """A loaded checkpoint of this project: config, tokenizers, model (eval, frozen) and meta, on one device."""
+
+    pad_id = PAD_ID
+    eos_ids = frozenset({EOS_ID})
+
+    def __init__(self, config: ModelConfig, model: Transformer, src_tokenizer: Tokenizer,
+                 tgt_tokenizer: Tokenizer, meta: dict[str, Any] | None = None, path: str | None = None):
+        self.config, self.model = config, model
+        self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
+        self.meta = meta or {}
+        self.path = path
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.info = ModelInfo(
+            arch=config.arch, family="transformer (this project)", n_encoder_layers=config.n_encoder_layers,
+            n_decoder_layers=config.n_decoder_layers, n_heads=config.n_heads, n_kv_heads=config.n_heads,
+            d_model=config.d_model, d_k=config.d_k, max_len=config.max_len, dtype=dtype,
+            parameters=model.num_parameters(), record_names=tuple(model.record_names()),
+            vocab_size=config.tgt_vocab_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def encode_source(self, text: str) -> Encoding:
+        """Source text -> tokens + [EOS], truncated to max_len (``.truncated`` tells)."""
+        return self.src_tokenizer.encode(text, max_len=self.config.max_len, eos=True)
+
+    def encode_target(self, text: str) -> Encoding:
+        """Target text -> [BOS] + tokens (the decoder input), truncated to max_len."""
+        return self.tgt_tokenizer.encode(text, max_len=self.config.max_len, bos=True)
+
+    def decoder_start(self) -> list[int]:
+        return [BOS_ID]
+
+    def encoding_from_ids(self, ids: list[int], prompt: Encoding | None = None) -> Encoding:
+        tokens = [self.tgt_tokenizer.id_to_token(i) for i in ids]
+        special = [i < 4 for i in ids]
+        if prompt is not None:
+            return Encoding(ids=list(ids), tokens=tokens, offsets=list(prompt.offsets) + [(0, 0)] * (
+                len(ids) - len(prompt.ids)), truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
+                special=special)
+        return Encoding(ids=list(ids), tokens=tokens, offsets=[(0, 0)] * len(ids), truncated=False,
+                        n_text_tokens=len(ids) - 1, special=special)
+
+    def token_label(self, token_id: int) -> str:
+        return self.tgt_tokenizer.id_to_token(token_id)
+
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tgt_tokenizer.decode(ids)
+
+    def record_shape(self, name: str, src_len: int, tgt_len: int, batch: int = 1) -> RecordShape:
+        n = RecordName.parse(name)
+        tq = src_len if n.query_stack == "encoder" else tgt_len
+        tk = src_len if n.key_stack == "encoder" else tgt_len
+        d, H = self.config.d_model, self.config.n_heads
+        size = 2 if self.info.dtype in ("float16", "bfloat16") else 4
+        return RecordShape(batch=batch, n_heads=H, n_kv_heads=H, tq=tq, tk=tk, d_k=d // H, d_v=d // H,
+                           d_query_in=d, d_key_in=d, d_out=d, adjusted=False, element_size=size)
+
+    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None) -> ForwardOutput:
+        # padding comes from pad_id: the batch is padded with it (src_valid / tgt_valid agree)
+        return ForwardOutput(logits=self.model.run(src, tgt, recorder))
+
+    def greedy_batch(self, src_ids, prefixes, n_new, deadline):
+        """Batched greedy decoding with the model's key/value cache (prefixes of one length)."""
+        if len({len(p) for p in prefixes}) > 1:
+            return [self.greedy_batch(None if src_ids is None else [s], [p], n_new, deadline)[0]
+                    for s, p in zip(src_ids or [None] * len(prefixes), prefixes, strict=True)]
+        src = None if src_ids is None else _pad(src_ids, self.device)
+        prefix = _pad(prefixes, self.device)
+        limit = prefix.shape[1] + n_new
+        rows, timed_out = self.model.greedy(src, prefix, limit, EOS_ID, deadline=deadline)
+        out = []
+        for ids in rows:
+            why = "time" if timed_out and len(ids) < limit else ("limit" if len(ids) >= limit else "eos")
+            out.append((ids, why))
+        return out
+
+    def unembed(self, stack: str, hidden: torch.Tensor) -> torch.Tensor:
+        if stack != "decoder":
+            raise ValueError("this model's output head reads the decoder")
+        return self.model.unembed(hidden.to(self.device))
+
+    def same_vocabulary(self, other: Backend) -> bool:
+        return isinstance(other, Pipeline) and other.tgt_tokenizer.to_str() == self.tgt_tokenizer.to_str()
+
+
+def _pad(rows: list[list[int]], device) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
+
+
+__all__ = ["Pipeline"]
