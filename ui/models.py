@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from model import load
+from model.checkpoint import check_files_allowed
 from model.checkpoint import stamp as checkpoint_stamp
 from model.paths import PathPolicy, resolve_checkpoint_dir
 from model.training.tasks import TASKS, Story
@@ -39,8 +40,19 @@ def _has_config(path: Path) -> bool:
         return False
 
 
-def _subdirs(parent: Path) -> list[Path]:
-    """Up to MAX_LISTED subdirectories holding a config.json (never stats every file of a huge directory)."""
+def _inside(path: Path, policy: PathPolicy | None) -> bool:
+    """True when ``path``, symlinks resolved, is inside the policy's allowed roots (or the policy is open)."""
+    if policy is None or not policy.restricted:
+        return True
+    try:
+        return policy.allows(path.resolve(strict=True))
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _subdirs(parent: Path, policy: PathPolicy | None = None) -> list[Path]:
+    """Up to MAX_LISTED subdirectories holding a config.json (never stats every file of a huge directory); with a
+    restricted policy, only those that resolve inside its roots (a symlink out of them is not offered)."""
     found = []
     try:
         with os.scandir(parent) as it:
@@ -49,7 +61,7 @@ def _subdirs(parent: Path) -> list[Path]:
                     break
                 try:
                     if entry.is_dir() and not entry.name.startswith(".") and entry.name != "snapshots":
-                        if _has_config(Path(entry.path)):
+                        if _has_config(Path(entry.path)) and _inside(Path(entry.path), policy):
                             found.append(Path(entry.path))
                 except OSError:
                     continue
@@ -67,12 +79,14 @@ class ModelChoice:
 
 def model_choices() -> list[ModelChoice]:
     """Shipped checkpoints (the default first), then the models directory's."""
-    shipped = _subdirs(shipped_dir())
+    policy = path_policy()
+    shipped = _subdirs(shipped_dir(), policy)
     shipped.sort(key=lambda p: (p.name != DEFAULT_MODEL, p.name))
     choices = [ModelChoice(p.name, str(p), "shipped") for p in shipped]
     extra = models_dir()
     if extra is not None:
-        choices += [ModelChoice(f"{p.name} (models directory)", str(p), "models directory") for p in _subdirs(extra)]
+        choices += [ModelChoice(f"{p.name} (models directory)", str(p), "models directory")
+                    for p in _subdirs(extra, policy)]
     return choices
 
 
@@ -80,7 +94,7 @@ def snapshots(path: str) -> list[tuple[int, str]]:
     """(step, path) of a checkpoint's training snapshots, in step order (none for most models)."""
     snap_dir = Path(path) / "snapshots"
     out = []
-    for p in _subdirs(snap_dir):
+    for p in _subdirs(snap_dir, path_policy()):
         if p.name.startswith("step_") and p.name[5:].isdigit():
             out.append((int(p.name[5:]), str(p)))
     return sorted(out)
@@ -105,6 +119,9 @@ def open_typed_path(text: str) -> str:
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def load_pipeline(path: str, device: str, stamp: float):
     """One pipeline per (path, device, file times), shared by every session and never mutated."""
+    policy = path_policy()
+    if policy.restricted:  # every file it opens resolves inside the allowed roots (until load() takes policy=)
+        check_files_allowed(path, policy)
     return load(path, device)
 
 
