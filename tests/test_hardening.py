@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from model import CheckpointError, Pipeline, load, load_checkpoint
 from model.paths import PathPolicy, resolve_checkpoint_dir
+from tests.hostile import forbid, public_policy, sparse_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -570,33 +571,6 @@ def test_a_checkpoint_directory_named_like_html_is_shown_as_text(tmp_path, monke
 
 # round 3 (issue 23): sizes against a memory budget, every file read capped, regexes, symlinks, bidi -------------------
 
-def sparse_safetensors(file: Path, shapes: dict[str, tuple[int, ...]], dtype: str = "F32") -> int:
-    """A safetensors file whose header claims these shapes, its data a hole (no disk, no memory); -> data bytes."""
-    import math
-    import struct
-
-    width = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}[dtype]
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        n = math.prod(shape) * width
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    header["__metadata__"] = {"format": "pt"}
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(file, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        f.truncate(8 + len(raw) + offset)
-    return offset
-
-
-def forbid(monkeypatch, target, name: str) -> None:
-    """Make ``target.name`` fail the test if it runs: the refusal must come before it."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"{name} ran: the check came after the allocation it should prevent")
-    monkeypatch.setattr(target, name, refuse)
-
-
 def test_the_model_memory_budget_defaults_to_half_the_available_memory(monkeypatch):
     from model import budget
 
@@ -701,10 +675,6 @@ def test_an_added_token_of_a_million_characters_is_refused(copy):
     (copy / "target_tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(CheckpointError, match=r"target_tokenizer\.json: an added token of 1,000,000 characters"):
         load_checkpoint(copy)
-
-
-def public_policy(*roots: Path) -> PathPolicy:
-    return PathPolicy(roots=tuple(r.resolve() for r in roots), public=True)
 
 
 @pytest.mark.parametrize("name", ["config.json", "meta.json", "source_tokenizer.json", "model.safetensors"])
