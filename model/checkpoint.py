@@ -10,16 +10,31 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
+from .budget import check_model_bytes
 from .config import ModelConfig
+from .files import (  # noqa: F401 (re-exported: loaders and tests import them from here)
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_TOKENIZER_BYTES,
+    CheckpointError,
+    checked_path,
+    is_file,
+    read_json_file,
+    require_directory,
+)
 from .tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
+from .tokenizer_file import read_tokenizer_file
 from .transformer import Transformer
+
+if TYPE_CHECKING:
+    from .paths import PathPolicy
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -29,19 +44,17 @@ SOURCE_TOKENIZER_FILE = "source_tokenizer.json"  # when they differ
 TARGET_TOKENIZER_FILE = "target_tokenizer.json"
 KNOWN_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE, SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE)
 
-MAX_JSON_BYTES = 4 * 2**20  # config.json / meta.json
-MAX_TOKENIZER_BYTES = 64 * 2**20
-MAX_JSON_DEPTH = 64
 # The most a config may ask for: far above any model this app can show, far below what exhausts a server.
 LIMITS = {"d_model": 16_384, "n_heads": 256, "n_encoder_layers": 256, "n_decoder_layers": 256, "d_ff": 65_536,
           "max_len": 65_536, "src_vocab_size": 1_000_000, "tgt_vocab_size": 1_000_000}
 MAX_PARAMETERS = 2_000_000_000
 WEIGHT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+DTYPE_BYTES = {"F64": 8, "F32": 4, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 PROBE_TEXTS = ("21 November 2026", "Hello, world! 123", "😀 ünïcödé \t\n", "a" * 300)
 
 
-class CheckpointError(Exception):
-    """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
+_is_file = is_file  # the name loaders used before model.files
 
 
 def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
@@ -63,76 +76,12 @@ def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokeniz
     return path
 
 
-def _is_file(file: Path) -> bool:
+def _read_tokenizer(file: Path, policy: PathPolicy | None = None) -> Tokenizer:
+    hf = read_tokenizer_file(file, policy)  # bounded, checked for catastrophic regexes
     try:
-        return file.is_file()
-    except OSError:  # too long a name, a symlink loop, no permission...
-        return False
-
-
-def read_json_file(file: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file that may be hostile: size-bounded, depth-bounded, no huge integers; CheckpointError."""
-    file = Path(file)
-    if not _is_file(file):
-        raise CheckpointError(f"{file}: file is missing")
-    try:
-        size = file.stat().st_size
-        if size > max_bytes:
-            raise CheckpointError(f"{file}: {size / 2**20:.1f} MiB is too large for this file "
-                                  f"(at most {max_bytes / 2**20:.0f} MiB)")
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file}: cannot be read as UTF-8 text ({type(e).__name__})") from None
-    if _nesting(text) > MAX_JSON_DEPTH:
-        raise CheckpointError(f"{file}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except (json.JSONDecodeError, ValueError, RecursionError) as e:
-        # ValueError: an integer over Python's digit limit; parse_constant: NaN / Infinity
-        raise CheckpointError(f"{file}: not valid JSON ({str(e)[:200]})") from None
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _nesting(text: str) -> int:
-    """Deepest bracket nesting outside strings (a cheap scan, so that json.loads never recurses too deep)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def _read_tokenizer(file: Path) -> Tokenizer:
-    if not _is_file(file):
-        raise CheckpointError(f"{file}: file is missing")
-    try:
-        if file.stat().st_size > MAX_TOKENIZER_BYTES:
-            raise CheckpointError(f"{file}: larger than {MAX_TOKENIZER_BYTES / 2**20:.0f} MiB")
-        if _nesting(file.read_text(encoding="utf-8")) > MAX_JSON_DEPTH:
-            raise CheckpointError(f"{file}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        tok = Tokenizer.from_file(file)
-    except CheckpointError:
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # the Rust side raises plain Exceptions, and panics (BaseException) on some input
-        raise CheckpointError(f"{file}: not a valid tokenizer ({type(e).__name__}: {str(e)[:200]})") from None
+        tok = Tokenizer(hf)
+    except ValueError as e:
+        raise CheckpointError(f"{file}: not a valid tokenizer ({e})") from None
     try:
         for text in PROBE_TEXTS:  # a tokenizer that fails on ordinary text fails here, not at the first input
             tok.encode(text)
@@ -146,17 +95,6 @@ def check_config_bounds(config: ModelConfig, file: Path) -> None:
     over = [f"{k}={getattr(config, k)} (at most {v})" for k, v in LIMITS.items() if getattr(config, k) > v]
     if over:
         raise CheckpointError(f"{file}: sizes beyond what this app loads: " + ", ".join(over))
-
-
-def require_directory(path: Path) -> Path:
-    """``path`` if it is a directory, else a CheckpointError (an unreadable path is no directory either)."""
-    try:
-        is_dir = path.is_dir()
-    except OSError:
-        is_dir = False
-    if not is_dir:
-        raise CheckpointError(f"{path}: no such checkpoint directory")
-    return path
 
 
 class SkipInit(TorchFunctionMode):
@@ -176,10 +114,14 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]]) -> None:
-    """Compare the safetensors header (names, shapes, dtypes) with the config, reading no tensor data."""
+def check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]],
+                         real_file: Path | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Compare the safetensors header (names, shapes, dtypes) with the config, reading no tensor data.
+
+    Returns name -> (shape, dtype) as the header states them. ``real_file``: the checked path to open (by default
+    ``weights_file`` itself)."""
     try:
-        with safe_open(str(weights_file), framework="pt", device="cpu") as f:
+        with safe_open(str(real_file or weights_file), framework="pt", device="cpu") as f:
             found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -199,21 +141,34 @@ def check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]
         problems.append("shape mismatch " + "; ".join(wrong[:5]))
     if problems:
         raise CheckpointError(f"{weights_file}: weights do not match {CONFIG_FILE}: " + "; ".join(problems))
-    bad_dtype = sorted({d for _, d in found.values() if d not in WEIGHT_DTYPES})
-    if bad_dtype:
-        raise CheckpointError(f"{weights_file}: weights stored as {', '.join(bad_dtype)}; this app reads "
-                              f"{', '.join(WEIGHT_DTYPES)} only")
+    bad_dtype = sorted((k, d) for k, (_, d) in found.items() if d not in WEIGHT_DTYPES)
+    if bad_dtype:  # int64 or bool weights would be cast to float without a word
+        shown = ", ".join(f"{k} as {d}" for k, d in bad_dtype[:5]) + (" ..." if len(bad_dtype) > 5 else "")
+        raise CheckpointError(f"{weights_file}: weights stored as {', '.join(sorted({d for _, d in bad_dtype}))} "
+                              f"({shown}); this app reads {', '.join(WEIGHT_DTYPES)} only")
+    return found
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+def loading_bytes(found: dict[str, tuple[tuple[int, ...], str]]) -> int:
+    """Peak bytes of loading these weights: the stored tensors, the float32 model, and a float32 copy of each
+    tensor stored in another dtype."""
+    stored = sum(math.prod(s) * DTYPE_BYTES.get(d, 8) for s, d in found.values())
+    model = sum(math.prod(s) * 4 for s, _ in found.values())
+    converted = sum(math.prod(s) * 4 for s, d in found.values() if d != "F32")
+    return stored + model + converted
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", policy: PathPolicy | None = None):
     """Read and validate a checkpoint directory.
 
     Returns (config, model in eval mode on ``device``, source tokenizer, target tokenizer, meta).
-    Raises CheckpointError for a missing file, corrupt weights, or weights that do not fit the config.
+    Raises CheckpointError for a missing file, corrupt weights, weights that do not fit the config or the memory
+    budget (INSPECTOR_MAX_MODEL_MB). ``policy``: every file is opened only if its real path is inside the policy's
+    allowed roots (None: any path, for library use).
     """
     path = require_directory(Path(path))
 
-    config_data = read_json_file(path / CONFIG_FILE)
+    config_data = read_json_file(path / CONFIG_FILE, policy=policy)
     try:
         config = ModelConfig.from_dict(config_data)
     except (ValueError, TypeError) as e:
@@ -221,11 +176,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     check_config_bounds(config, path / CONFIG_FILE)
 
     if _is_file(path / TOKENIZER_FILE):
-        src_tok = tgt_tok = _read_tokenizer(path / TOKENIZER_FILE)
+        src_tok = tgt_tok = _read_tokenizer(path / TOKENIZER_FILE, policy)
         tok_files = (path / TOKENIZER_FILE, path / TOKENIZER_FILE)
     elif _is_file(path / SOURCE_TOKENIZER_FILE) or _is_file(path / TARGET_TOKENIZER_FILE):
-        src_tok = _read_tokenizer(path / SOURCE_TOKENIZER_FILE)
-        tgt_tok = _read_tokenizer(path / TARGET_TOKENIZER_FILE)
+        src_tok = _read_tokenizer(path / SOURCE_TOKENIZER_FILE, policy)
+        tgt_tok = _read_tokenizer(path / TARGET_TOKENIZER_FILE, policy)
         tok_files = (path / SOURCE_TOKENIZER_FILE, path / TARGET_TOKENIZER_FILE)
     else:
         raise CheckpointError(f"{path / TOKENIZER_FILE}: file is missing (nor are there "
@@ -245,21 +200,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
                 raise CheckpointError(f"{path / CONFIG_FILE}: {field_name}={getattr(config, field_name)} but "
                                       f"{file.name} maps {token} to id {tok.hf.token_to_id(token)}")
 
-    meta = read_json_file(path / META_FILE)
+    meta = read_json_file(path / META_FILE, policy=policy)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path / META_FILE}: must be a JSON object")
 
     weights_file = path / WEIGHTS_FILE
-    if not _is_file(weights_file):
-        raise CheckpointError(f"{weights_file}: file is missing")
+    real_weights = checked_path(weights_file, policy)
     expected = expected_shapes(config)
     n_params = sum(math.prod(s) for s in expected.values())
     if n_params > MAX_PARAMETERS:
         raise CheckpointError(f"{path / CONFIG_FILE}: {n_params:,} parameters, over this app's "
                               f"{MAX_PARAMETERS:,}")
-    check_weights_header(weights_file, expected)
+    check_model_bytes(n_params * 4, path / CONFIG_FILE, f"{n_params:,} float32 parameters")
+    found = check_weights_header(weights_file, expected, real_weights)
+    check_model_bytes(loading_bytes(found), weights_file, f"{n_params:,} parameters (stored, then as float32)")
     try:
-        state = load_file(str(weights_file), device="cpu")  # safetensors: a header and raw bytes, no code
+        state = load_file(str(real_weights), device="cpu")  # safetensors: a header and raw bytes, no code
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
@@ -276,7 +232,26 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 def checkpoint_files(path: str | Path) -> list[Path]:
     """The files a checkpoint directory may hold that loading reads (never a listing of the directory)."""
     path = Path(path)
-    return [path / name for name in KNOWN_FILES + ("model.safetensors.index.json", "tokenizer_config.json")]
+    return [path / name for name in KNOWN_FILES + ("model.safetensors.index.json", "tokenizer_config.json",
+                                                   "generation_config.json")]
+
+
+def check_files_allowed(path: str | Path, policy: PathPolicy) -> None:
+    """Every file loading may open (the known names, and the shards an index names) resolves inside the policy's
+    allowed roots; CheckpointError naming the first that does not. The loaders check each file again where they
+    open it (``policy=``); this is for callers that cannot pass the policy through."""
+    path = Path(path)
+    files = checkpoint_files(path)
+    index = path / "model.safetensors.index.json"
+    if is_file(index):
+        weight_map = read_json_file(index, policy=policy)
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if isinstance(weight_map, dict):
+            files += [path / str(n) for n in sorted({str(v) for v in weight_map.values()})
+                      if "/" not in str(n) and "\\" not in str(n)]
+    for file in files:
+        if is_file(file) or file.is_symlink():
+            checked_path(file, policy)
 
 
 def stamp(path: str | Path) -> float:

@@ -8,11 +8,15 @@ transformers (model.hf). ``load`` picks the right one from the directory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .checkpoint import load_checkpoint, read_json_file
 from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from .paths import PathPolicy
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -46,28 +50,29 @@ def available_devices() -> list[str]:
     return out
 
 
-def is_hf_directory(path: str | Path) -> bool:
+def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
     """A Hugging Face layout directory: its config.json names a ``model_type`` (ours never does)."""
     config = Path(path) / "config.json"
     try:
-        data = read_json_file(config)
+        data = read_json_file(config, policy=policy)
     except Exception:
         return False
     return isinstance(data, dict) and "model_type" in data
 
 
-def load(path: str | Path, device: str | torch.device = "auto"):
+def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None):
     """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
 
     This project's checkpoints give a ``Pipeline``; a Hugging Face directory (config.json with a model_type,
     model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
+    ``policy`` (model.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
     dev = resolve_device(device)
-    if is_hf_directory(path):
+    if is_hf_directory(path, policy):
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
 
-        return load_hf(path, device=dev)
-    config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev)
+        return load_hf(path, device=dev, policy=policy)
+    config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev, policy=policy)
     return Pipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
 

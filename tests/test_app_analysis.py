@@ -95,7 +95,7 @@ def test_ablation_view_runs_the_intervention_in_the_call(ref):
     chart = charts(at)[0]
     p_after = array(chart["data"][1]["y"])
     np.testing.assert_allclose(p_after, eff.p_after, atol=1e-6)
-    text = " ".join(m.value for m in at.markdown).replace("\\", "")
+    text = " ".join(m.value for m in at.markdown).replace("\\", "").replace("\u2068", "").replace("\u2069", "")
     assert "Output before:** 2026-11-21" in text and "Output after ablating 2 head(s)" in text
     ablated = pipe.run(SOURCE, ablations=spec)
     assert ablated.output_text.replace("-", "") in text.replace("-", "")

@@ -231,6 +231,18 @@ def test_non_finite_weights(checkpoint):
         load_checkpoint(checkpoint)
 
 
+@pytest.mark.parametrize("dtype, stored", [(torch.int64, "I64"), (torch.bool, "BOOL")])
+def test_integer_or_bool_weights_are_refused_naming_the_tensor(checkpoint, dtype, stored):
+    """Issue 23: int64 or bool weights must be refused by name, never cast to float32 silently."""
+    f = checkpoint / "model.safetensors"
+    state = load_file(str(f))
+    state["generator.weight"] = (state["generator.weight"] * 100).to(dtype)
+    save_file(state, str(f))
+    with pytest.raises(CheckpointError, match=rf"model\.safetensors: weights stored as {stored} \(generator\.weight "
+                                              rf"as {stored}\); this app reads F32, F16, BF16 only"):
+        load_checkpoint(checkpoint)
+
+
 # inference API -------------------------------------------------------------------------------------------
 
 def test_load_and_run(checkpoint):

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from model import CheckpointError, Pipeline, load, load_checkpoint
 from model.paths import PathPolicy, resolve_checkpoint_dir
+from tests.hostile import forbid, public_policy, sparse_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -566,3 +567,210 @@ def test_a_checkpoint_directory_named_like_html_is_shown_as_text(tmp_path, monke
     assert not at.exception
     check_charts(at)
     check_markdown(at)
+
+
+# round 3 (issue 23): sizes against a memory budget, every file read capped, regexes, symlinks, bidi -------------------
+
+def test_the_model_memory_budget_defaults_to_half_the_available_memory(monkeypatch):
+    from model import budget
+
+    monkeypatch.delenv("INSPECTOR_MAX_MODEL_MB", raising=False)
+    assert budget._available_bytes() > 0  # /proc/meminfo on Linux
+    monkeypatch.setattr(budget, "_available_bytes", lambda: 10 * 2**30)
+    assert budget.max_model_bytes() == 5 * 2**30
+    monkeypatch.setattr(budget, "_available_bytes", lambda: None)
+    assert budget.max_model_bytes() == budget.FALLBACK_MB * 2**20
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_MB", "512")
+    assert budget.max_model_bytes() == 512 * 2**20
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_MB", "lots")  # not a number: the default
+    assert budget.max_model_bytes() == budget.FALLBACK_MB * 2**20
+
+
+@pytest.mark.parametrize("budget_mb, file, what", [(4096, "config.json", "float32 parameters need 6.0"),
+                                                   (8192, "model.safetensors", "stored, then as float32")])
+def test_a_sparse_checkpoint_claiming_1_6e9_parameters_is_refused_by_the_memory_budget(copy, monkeypatch, budget_mb,
+                                                                                       file, what):
+    """Under the parameter cap (2e9) and every size limit; it used to be read in full (over 12 GB)."""
+    import math
+
+    import model.checkpoint as checkpoint
+    from model import ModelConfig
+
+    edit_json(copy / "config.json", d_model=4096, n_heads=32, n_encoder_layers=4, n_decoder_layers=3, d_ff=16384)
+    shapes = checkpoint.expected_shapes(ModelConfig.from_dict(json.loads((copy / "config.json").read_text())))
+    n_params = sum(math.prod(s) for s in shapes.values())
+    assert 1.6e9 < n_params < checkpoint.MAX_PARAMETERS
+    sparse_safetensors(copy / "model.safetensors", shapes)
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_MB", str(budget_mb))
+    forbid(monkeypatch, checkpoint, "load_file")
+    with pytest.raises(CheckpointError, match=rf"{file}: .*{what}.*GiB, over this server's model memory budget of "
+                                              rf"{budget_mb / 1024:.2f} GiB"):
+        load_checkpoint(copy)
+
+
+@pytest.mark.parametrize("name", ["config.json", "meta.json"])
+def test_every_json_file_is_read_with_a_byte_cap(copy, monkeypatch, name):
+    """A 200-MB JSON file is refused from its size, before a byte of it is read."""
+    import model.files as files
+
+    with open(copy / name, "r+b") as f:
+        f.truncate(200 * 2**20)  # a sparse file: no disk used
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(files.os, "read", lambda fd, n: (data := real_read(fd, n), reads.append(len(data)))[0])
+    with pytest.raises(CheckpointError, match=rf"{name}: 200\.0 MiB is too large for this file \(at most 4 MiB\)"):
+        load_checkpoint(copy)
+    assert sum(reads) < 5 * 2**20  # the files before it, never this one
+
+
+HOSTILE_PATTERNS = [r"(q+)+$", r"(a|a)*", r"(a*)*", r"(.*a){12}", r"(a|ab)+$", r"(\s|\n)+$", r"(a?){25}a{25}",
+                    r"(?:\d{1,3})+x", r"([a-z]+)*!", r"(\w|\d)+$", r"(?:x+x+)+y"]
+STANDARD_PATTERNS = {
+    "gpt2": r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+    "llama3/qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                    r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "o200k": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+             r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+             r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+             r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "t5 spaces": r" {2,}", "this project's char tokenizer": r"[\s\S]", "crlf runs": r"(?:\r?\n)+",
+    "bloom": r" ?[^(\s|[.,!?…。，、।۔،])]+", "alternatives": r"(?:[a-z]|[0-9])+", "digits": r"\p{N}{1,3}",
+}
+
+
+@pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
+def test_the_regex_check_refuses_patterns_that_backtrack_catastrophically(pattern):
+    from model.regex_check import backtracking_risk
+
+    assert backtracking_risk(pattern)
+
+
+@pytest.mark.parametrize("name", sorted(STANDARD_PATTERNS))
+def test_the_regex_check_passes_the_standard_pre_tokenizer_patterns(name):
+    from model.regex_check import backtracking_risk
+
+    assert backtracking_risk(STANDARD_PATTERNS[name]) is None
+
+
+@pytest.mark.parametrize("part", ["normalizer", "pre_tokenizer"])
+def test_a_tokenizer_with_a_backtracking_regex_is_refused_at_load(copy, part):
+    """Issue 23: a Replace normalizer or a Split pre-tokenizer with (q+)+$ held every session for 8-14 s on 960
+    characters. Refused at load, naming the file and the pattern; nested sequences are walked too."""
+    spec = json.loads((copy / "source_tokenizer.json").read_text())
+    hostile = {"type": "Replace", "pattern": {"Regex": "(q+)+$"}, "content": "q"} if part == "normalizer" else \
+        {"type": "Split", "pattern": {"Regex": "(q+)+$"}, "behavior": "Isolated", "invert": False}
+    kind = "normalizers" if part == "normalizer" else "pretokenizers"
+    inner = spec.get(part)
+    spec[part] = {"type": "Sequence", kind: [hostile] + ([inner] if inner else [])}
+    (copy / "source_tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match=r"source_tokenizer\.json: the " + part + r".*regex '\(q\+\)\+\$' can "
+                                              r"take exponential time.*repetition inside a repetition"):
+        load_checkpoint(copy)
+
+
+def test_an_added_token_of_a_million_characters_is_refused(copy):
+    spec = json.loads((copy / "target_tokenizer.json").read_text())
+    spec["added_tokens"].append({"id": len(spec["model"]["vocab"]), "content": "x" * 1_000_000, "single_word": False,
+                                 "lstrip": False, "rstrip": False, "normalized": False, "special": False})
+    (copy / "target_tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match=r"target_tokenizer\.json: an added token of 1,000,000 characters"):
+        load_checkpoint(copy)
+
+
+@pytest.mark.parametrize("name", ["config.json", "meta.json", "source_tokenizer.json", "model.safetensors"])
+def test_a_checkpoint_file_that_links_out_of_the_roots_is_never_opened(tmp_path, name):
+    """Issue 23: only the typed folder was checked; a config.json or a weights file linking to /etc was opened."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    ck = root / "ck"
+    shutil.copytree(DATES, ck, ignore=shutil.ignore_patterns("snapshots"))
+    outside.mkdir()
+    shutil.move(ck / name, outside / name)
+    (ck / name).symlink_to(outside / name)
+    assert load_checkpoint(ck)[4] is not None  # library use (no policy): a symlink is followed
+    with pytest.raises(CheckpointError, match=rf"{name}: links outside the allowed checkpoint directories"):
+        load_checkpoint(ck, policy=public_policy(root))
+    load_checkpoint(ck, policy=public_policy(root, outside))  # a link to another allowed root is fine
+
+
+def test_the_app_refuses_a_checkpoint_whose_files_link_out_of_the_roots(tmp_path, monkeypatch):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    ck = root / "ck"
+    shutil.copytree(DATES, ck, ignore=shutil.ignore_patterns("snapshots"))
+    outside.mkdir()
+    (outside / "config.json").write_text((ck / "config.json").read_text())
+    (ck / "config.json").unlink()
+    (ck / "config.json").symlink_to(outside / "config.json")
+    monkeypatch.setenv("INSPECTOR_PUBLIC", "1")
+    monkeypatch.setenv("INSPECTOR_ALLOWED_ROOTS", f"{root}{os.pathsep}{ROOT / 'checkpoints'}")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.session_state["model_path"] = str(ck)
+    at.run()
+    assert not at.exception
+    assert "links outside the allowed checkpoint directories" in at.error[0].value.replace("\\", "")
+    assert at.get("plotly_chart")  # the previous model stays
+
+
+def test_snapshots_and_models_that_link_out_of_the_roots_are_not_offered(tmp_path, monkeypatch):
+    """Issue 23: a snapshots/step_* folder linking outside was offered under "Training step" and loaded."""
+    from ui.models import model_choices, snapshots
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    ck = root / "ck"
+    shutil.copytree(DATES, ck, ignore=shutil.ignore_patterns("step_00100", "step_00250", "step_00500"))
+    shutil.copytree(DATES / "snapshots" / "step_00100", outside / "step_00100")
+    shutil.copytree(DATES, outside / "model", ignore=shutil.ignore_patterns("snapshots"))
+    (ck / "snapshots" / "step_00100").symlink_to(outside / "step_00100")
+    (root / "linked_model").symlink_to(outside / "model")
+    monkeypatch.setenv("INSPECTOR_MODELS", str(root))
+    assert [s for s, _ in snapshots(str(ck))] == [0, 100, 750]  # local use: links are followed
+    assert "linked_model (models directory)" in [c.label for c in model_choices()]
+    monkeypatch.setenv("INSPECTOR_PUBLIC", "1")
+    monkeypatch.setenv("INSPECTOR_ALLOWED_ROOTS", f"{root}{os.pathsep}{ROOT / 'checkpoints'}")
+    assert [s for s, _ in snapshots(str(ck))] == [0, 750]
+    labels = [c.label for c in model_choices()]
+    assert "ck (models directory)" in labels and "linked_model (models directory)" not in labels
+
+
+def bidi_isolated(text: str) -> bool:
+    """True when every bidi override or embedding in ``text`` sits inside a FIRST STRONG ISOLATE ... POP
+    DIRECTIONAL ISOLATE pair, so that it cannot reorder the text around it."""
+    depth = 0
+    for ch in text:
+        if ch in "\u2066\u2067\u2068":
+            depth += 1
+        elif ch == "\u2069":
+            if depth == 0:
+                return False
+            depth -= 1
+        elif ch in "\u202a\u202b\u202d\u202e" and depth == 0:
+            return False
+    return depth == 0
+
+
+def test_md_isolates_model_and_user_text():
+    from ui.text import md
+
+    assert md("") == ""
+    assert md("\u202eevil") == "\u2068\u202eevil\u2069"
+    assert md("a\u2069\u202eb") == "\u2068a\u202eb\u2069"  # a stray PDI cannot close the isolate early
+    assert bidi_isolated("x " + md("\u2067\u202e" * 3) + " y")
+
+
+def test_a_right_to_left_override_cannot_reverse_the_page(tmp_path, monkeypatch):
+    """Issue 23: a U+202E typed into a box reversed the sidebar's text after it."""
+    name = "\u202eevil\u202c model"
+    shutil.copytree(DATES, tmp_path / "models" / name, ignore=shutil.ignore_patterns("snapshots"))
+    monkeypatch.setenv("INSPECTOR_MODELS", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["target_mode"] = "type a target (teacher forcing)"
+    at.session_state["target"] = "\u202e2026-11-21"
+    at.session_state["model"] = f"{name} (models directory)"
+    at.run()
+    assert not at.exception
+    at.session_state["model_path"] = "/no/such/\u202edir"
+    at.run()
+    assert not at.exception
+    shown = [el.value for el in list(at.markdown) + list(at.error) + list(at.caption) + list(at.sidebar.caption)]
+    assert any("\u202e" in s for s in shown) and any("2026" in s and "\u202e" in s for s in shown)
+    for value in shown:
+        assert bidi_isolated(value), repr(value[:200])

@@ -6,8 +6,11 @@ downloaded); the reference is the same checkpoint loaded by transformers with at
 
 import dataclasses
 import json
+import math
+import os
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ import torch
 from model import CheckpointError, estimate_bytes, load
 from model.capture import Recorder
 from tests.hf_models import FAMILIES, MORE_FAMILIES, build
+from tests.hostile import forbid, public_policy, sparse_safetensors
 
 transformers = pytest.importorskip("transformers")
 
@@ -397,3 +401,205 @@ def test_attention_sinks_are_refused_not_silently_ignored(tmp_path):
     tok.save(str(tmp_path / "oss" / "tokenizer.json"))
     with pytest.raises(CheckpointError, match="gpt_oss.*s_aux"):
         load(tmp_path / "oss", "cpu")
+
+
+# round 3 (issue 23): sizes before building, every file capped, special ids, dtypes, symlinks --------------------------
+
+
+def family_copy(dirs, tmp_path, family: str) -> Path:
+    path = tmp_path / family
+    shutil.copytree(dirs[family], path)
+    return path
+
+
+def edit_config(path: Path, name: str = "config.json", **changes) -> dict:
+    data = json.loads((path / name).read_text())
+    data.update(changes)
+    (path / name).write_text(json.dumps(data))
+    return data
+
+
+class NoBuild:
+    """Stands in for the meta-device build of the model shell: the refusal must come before it."""
+
+    def __enter__(self):
+        raise AssertionError("the model shell was built: the check came too late")
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("layers, message", [(200_000, r"num_hidden_layers=200000 \(at most 1,024\)"),
+                                             (1_000, r"num_hidden_layers=1,000 layers, but the weights hold only "
+                                                     r"\d+ tensors")])
+def test_a_llama_config_with_absurd_layers_is_refused_before_anything_is_built(dirs, tmp_path, monkeypatch, layers,
+                                                                               message):
+    """Issue 23: num_hidden_layers = 200,000 passed the checks and was still building after 120 s at 4.5 GB."""
+    import model.hf.loader as loader
+
+    path = family_copy(dirs, tmp_path, "llama")
+    edit_config(path, num_hidden_layers=layers)
+    monkeypatch.setattr(loader, "SkipInit", NoBuild)
+    with pytest.raises(CheckpointError, match=r"config\.json: .*" + message):
+        load(path, "cpu")
+
+
+@pytest.mark.parametrize("nested, field", [
+    ({"encoder": {"num_hidden_layers": 10**7}}, r"encoder\.num_hidden_layers=10000000"),
+    ({"text_config": {"hidden_size": 10**8}}, r"text_config\.hidden_size=100000000"),
+    ({"vision_config": {"encoder": {"num_attention_heads": 50_000}}}, r"vision_config\.encoder\.num_attention_heads"),
+])
+def test_sizes_in_nested_configs_are_checked(dirs, tmp_path, monkeypatch, nested, field):
+    """Issue 23: an encoder-decoder config with encoder.num_hidden_layers = 10^7 passed (nested configs unchecked)."""
+    import model.hf.loader as loader
+
+    path = family_copy(dirs, tmp_path, "bert")
+    bert = json.loads((path / "config.json").read_text())
+    if "encoder" in nested:  # a real encoder-decoder config: two BERTs, the encoder's size absurd
+        config = {"model_type": "encoder-decoder", "is_encoder_decoder": True, "architectures": ["EncoderDecoderModel"],
+                  "encoder": {**bert, **nested["encoder"]}, "decoder": {**bert, "is_decoder": True,
+                                                                        "add_cross_attention": True}}
+        (path / "config.json").write_text(json.dumps(config))
+    else:
+        edit_config(path, **nested)
+    monkeypatch.setattr(loader, "SkipInit", NoBuild)
+    with pytest.raises(CheckpointError, match=r"config\.json: sizes beyond what this app loads: .*" + field):
+        load(path, "cpu")
+
+
+def test_6e9_float32_parameters_in_gpt2_shape_are_refused_by_the_memory_budget(dirs, tmp_path, monkeypatch):
+    """Issue 23: a sparse file claiming 6e9 float32 parameters (24 GB) passed the 8e9 parameter cap."""
+    path = family_copy(dirs, tmp_path, "gpt2")
+    config = edit_config(path, n_embd=4096, n_layer=30, n_head=32)
+    with torch.device("meta"):
+        shell = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config))
+    shapes = {k: tuple(v.shape) for k, v in shell.state_dict().items() if k != "lm_head.weight"}  # tied
+    assert 6e9 < sum(math.prod(s) for s in shapes.values()) < 8e9
+    sparse_safetensors(path / "model.safetensors", shapes)
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_MB", "16384")
+    forbid(monkeypatch, transformers.GPT2LMHeadModel, "from_pretrained")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: the stored weights \(6,0\d\d,\d{3},\d{3} values\) "
+                                              r"need 22\.\d\d GiB, over this server's model memory budget of 16\.00"):
+        load(path, "cpu")
+
+
+@pytest.mark.parametrize("name, mb, cap", [("tokenizer.json", 300, 64), ("generation_config.json", 200, 4),
+                                           ("tokenizer_config.json", 10, 4), ("config.json", 10, 4)])
+def test_every_file_of_a_transformers_directory_is_read_with_a_byte_cap(dirs, tmp_path, monkeypatch, name, mb, cap):
+    """Issue 23: a 300-MB tokenizer.json took 6 GB in 16 s (HF tokenizers had no cap); a 200-MB
+    generation_config.json was read whole by transformers."""
+    import model.files as files
+
+    path = family_copy(dirs, tmp_path, "t5")
+    with open(path / name, "r+b") as f:
+        f.truncate(mb * 2**20)  # sparse: the real file, then a hole
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(files.os, "read", lambda fd, n: (data := real_read(fd, n), reads.append(len(data)))[0])
+    with pytest.raises(CheckpointError, match=rf"{name}: {mb}\.0 MiB is too large for this file \(at most {cap} MiB\)"):
+        load(path, "cpu")
+    assert sum(reads) < 5 * 2**20
+
+
+def test_an_hf_tokenizer_with_a_backtracking_regex_is_refused_at_load(dirs, tmp_path):
+    """Issue 23: (q+)+$ in a Replace normalizer froze /_stcore/health for 16.4 s on 960 characters."""
+    from tokenizers import Regex, Tokenizer, normalizers
+
+    path = family_copy(dirs, tmp_path, "gpt2")
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex("(q+)+$"), "q")])
+    tok.save(str(path / "tokenizer.json"))
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: the normalizer\.normalizers\[1\] \(Replace\) regex "
+                                              r"'\(q\+\)\+\$' can take exponential time"):
+        load(path, "cpu")
+
+
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json"])
+@pytest.mark.parametrize("value", [10**9, -7])
+def test_a_t5_decoder_start_token_outside_the_vocabulary_is_refused_at_load(dirs, tmp_path, name, value):
+    """Issue 23: decoder_start_token_id = 10^9 or -7 loaded, then raised IndexError on the first run."""
+    path = family_copy(dirs, tmp_path, "t5")
+    edit_config(path, name, decoder_start_token_id=value)
+    with pytest.raises(CheckpointError, match=rf"{name}: decoder_start_token_id={value} is not a token id of the "
+                                              r"model's \d+-token vocabulary"):
+        load(path, "cpu")
+
+
+def test_a_post_processor_adding_100_special_tokens_is_refused_at_load(dirs, tmp_path):
+    """Issue 23: 100 trailing special tokens (the model reads 64) loaded, then raised IndexError at run time."""
+    from tokenizers import Tokenizer, processors
+
+    path = family_copy(dirs, tmp_path, "gpt2")
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(single="$A" + " <|endoftext|>" * 100,
+                                                       special_tokens=[("<|endoftext|>", eos)])
+    tok.save(str(path / "tokenizer.json"))
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: its post-processor adds 100 special tokens to every "
+                                              r"input, but the model reads at most 64 tokens"):
+        load(path, "cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool])
+def test_integer_or_bool_weights_are_refused_not_cast_silently(dirs, tmp_path, dtype):
+    """Issue 23: an int64 or bool weight was cast to float32 without a word."""
+    from safetensors.torch import load_file, save_file
+
+    path = family_copy(dirs, tmp_path, "gpt2")
+    state = load_file(str(path / "model.safetensors"))
+    name = "transformer.h.0.attn.c_attn.weight"
+    state[name] = (state[name] * 100).to(dtype)
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    stored = {torch.int64: "I64", torch.bool: "BOOL"}[dtype]
+    with pytest.raises(CheckpointError, match=rf"model\.safetensors: tensor '{name}' is stored as {stored}, but the "
+                                              r"model's .*c_attn\.weight is floating point"):
+        load(path, "cpu")
+
+
+def test_integer_buffers_the_model_has_are_not_refused(dirs, tmp_path):
+    """Old checkpoints store position_ids (int64) beside the weights: a buffer the model holds as int64 too."""
+    from safetensors.torch import load_file, save_file
+
+    path = family_copy(dirs, tmp_path, "bert")
+    state = load_file(str(path / "model.safetensors"))
+    state["bert.embeddings.position_ids"] = torch.arange(64)[None]
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    assert load(path, "cpu").model.config.model_type == "bert"
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                  "model.safetensors", "shard"])
+def test_a_file_that_links_out_of_the_roots_is_never_opened(dirs, tmp_path, name):
+    """Issue 23: config.json, tokenizer.json, tokenizer_config.json, a shard or generation_config.json linking out of
+    the allowed roots was opened in public mode (strace). Each is checked where it is opened."""
+    from model.hf.loader import load_model
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    path = root / "t5"
+    shutil.copytree(dirs["t5"], path)
+    outside.mkdir()
+    if name == "shard":  # the same model in three shards, one of them linking out
+        model = transformers.T5ForConditionalGeneration.from_pretrained(str(dirs["t5"]))
+        (path / "model.safetensors").unlink()
+        model.save_pretrained(str(path), max_shard_size="80KB")
+        name = sorted(p.name for p in path.glob("model-*.safetensors"))[1]
+    shutil.move(path / name, outside / name)
+    (path / name).symlink_to(outside / name)
+    assert load_model(path, torch.device("cpu"))[0].config.is_encoder_decoder  # library use: links are followed
+    with pytest.raises(CheckpointError, match=rf"{name}: links outside the allowed checkpoint directories"):
+        load_model(path, torch.device("cpu"), policy=public_policy(root))
+    assert load_model(path, torch.device("cpu"), policy=public_policy(root, outside))[0].config.is_encoder_decoder
+
+
+def test_links_inside_the_roots_are_followed(dirs, tmp_path):
+    """The Hugging Face cache keeps files in blobs/ and links them from snapshots/: inside the roots, fine."""
+    from model.hf.loader import load_model
+
+    root = tmp_path / "root"
+    path, blobs = root / "snapshots" / "abc", root / "blobs"
+    shutil.copytree(dirs["gpt2"], path)
+    blobs.mkdir()
+    for f in list(path.iterdir()):
+        shutil.move(f, blobs / f.name)
+        f.symlink_to(Path("../../blobs") / f.name)
+    assert load_model(path, torch.device("cpu"), policy=public_policy(root))[0].config.model_type == "gpt2"

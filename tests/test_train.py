@@ -1,6 +1,7 @@
 """The training command: tiny runs that learn, are deterministic, and fail clearly on bad --data files."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 from model import load
 from model.training import TrainArgs, TrainError, noam_lr, read_pairs, train
 from model.training.cli import main
+from tests.hostile import forbid
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(steps=40, batch_size=16, d_model=16, n_heads=2, layers=1, d_ff=32, eval_every=20, n_valid=20,
@@ -240,3 +242,237 @@ def test_interrupting_training_leaves_the_previous_checkpoint_intact(tmp_path, m
     err = capsys.readouterr().err
     partial = [p for p in tmp_path.iterdir() if p.name.startswith(".d.partial-")]
     assert len(partial) == 1 and str(partial[0]) in err and "untouched" in err
+
+
+# round 3 (issue 23): never lose a checkpoint, an error line for what the machine refuses ------------------------------
+
+SMALL = ["--steps", "2", "--eval-every", "2", "--n-valid", "5", "--n-eval", "5", "--d-model", "16", "--n-heads", "2",
+         "--layers", "1", "--d-ff", "16", "--batch-size", "8", "--quiet"]
+
+
+def files_of(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+
+
+def test_a_checkpoint_trained_on_other_data_is_not_replaced_without_overwrite(tmp_path, capsys):
+    """Issue 23: only the task name was compared, so any --data run replaced any other."""
+    a = write(tmp_path / "a.tsv", "\n".join(GOOD_LINES) + "\n")
+    b = write(tmp_path / "b.tsv", "\n".join(GOOD_LINES[::-1]) + "\n")  # other data, same size
+    out = tmp_path / "mine"
+    assert main(["--data", str(a), "--out", str(out)] + SMALL) == 0
+    before = files_of(out)
+    capsys.readouterr()
+    assert main(["--data", str(b), "--out", str(out)] + SMALL) == 2
+    err = capsys.readouterr().err
+    assert "holds a checkpoint trained on other data" in err and "--overwrite" in err and "Traceback" not in err
+    assert files_of(out) == before
+    assert main(["--data", str(a), "--out", str(out)] + SMALL) == 0  # the same data again: retrained in place
+    assert main(["--data", str(b), "--out", str(out), "--overwrite"] + SMALL) == 0
+    assert json.loads((out / "meta.json").read_text())["data"] == str(b)
+
+
+def test_a_checkpoint_of_another_architecture_is_not_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["--task", "dates", "--out", str(out)] + SMALL) == 0
+    before = files_of(out)
+    capsys.readouterr()
+    two_layers = SMALL[:SMALL.index("--layers") + 1] + ["2"] + SMALL[SMALL.index("--layers") + 2:]
+    assert main(["--task", "dates", "--out", str(out)] + two_layers) == 2
+    err = capsys.readouterr().err
+    assert "another architecture (n_encoder_layers 1 -> 2, n_decoder_layers 1 -> 2)" in err
+    assert files_of(out) == before
+
+
+def test_an_interrupt_between_the_two_renames_keeps_a_checkpoint_in_place(tmp_path, monkeypatch, capsys):
+    """Issue 23: a KeyboardInterrupt between the two renames of the commit left no --out at all."""
+    import model.training.output as output
+
+    out = tmp_path / "d"
+    tiny_run(out, steps=2, eval_every=2)
+    before = files_of(out)
+    real_replace, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # after --out was moved aside, before the new checkpoint is moved in
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(out, steps=3, eval_every=3)
+    monkeypatch.setattr(output.os, "replace", real_replace)
+    assert files_of(out) == before  # the previous checkpoint back in place
+    err = capsys.readouterr().err
+    staging = Path(calls[1][0])
+    assert f"is as it was; this run's checkpoint is in {staging}" in err and (staging / "model.safetensors").is_file()
+
+
+def test_ctrl_c_during_the_swap_waits_until_the_swap_is_done(tmp_path, monkeypatch, capsys):
+    import signal
+
+    import model.training.output as output
+
+    out = tmp_path / "d"
+    tiny_run(out, steps=2, eval_every=2)
+    real_replace, calls = os.replace, []
+
+    def with_ctrl_c(src, dst):
+        calls.append(src)
+        real_replace(src, dst)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT, between the two renames
+
+    monkeypatch.setattr(output.os, "replace", with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(out, steps=3, eval_every=3)
+    assert len(calls) == 2 and load(out, "cpu").meta["steps_trained"] == 3  # the new one, whole
+    assert "interrupted while saving" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".d.*"))
+
+
+def test_an_out_lost_between_the_renames_is_restored_at_the_next_start(tmp_path, capsys):
+    """A run killed (SIGKILL, power) between the two renames leaves --out in a hidden .old-* folder: the next run
+    puts it back and says so."""
+    out = tmp_path / "d"
+    tiny_run(out, steps=2, eval_every=2)
+    before = files_of(out)
+    lost = tmp_path / ".d.old-123-456"
+    os.replace(out, lost)
+    capsys.readouterr()
+    assert main(["--task", "reverse", "--out", str(out)] + SMALL) == 2  # another task: refused, once restored
+    err = capsys.readouterr().err
+    assert f"restored {out} from {lost}" in err and "holds a checkpoint of task 'dates'" in err
+    assert files_of(out) == before and not lost.exists()
+
+
+def test_staging_folders_of_interrupted_runs_are_cleaned(tmp_path, capsys):
+    """Issue 23: 10 interrupted runs left 15 MB of staging folders, never removed."""
+    out = tmp_path / "d"
+    stale = [tmp_path / f".d.partial-20260101-00000{i}-{999_990 + i}" for i in range(3)]  # no such processes
+    for s in stale:
+        (s / "snapshots").mkdir(parents=True)
+        (s / "model.safetensors").write_bytes(b"\0" * 100_000)
+    alive = tmp_path / f".d.partial-20260101-000009-{os.getppid()}"  # a run still going
+    alive.mkdir()
+    tiny_run(out, steps=2, eval_every=2)
+    err = capsys.readouterr().err
+    assert "removed 3 staging folder(s) of interrupted runs" in err and "0.3 MB" in err
+    assert not any(s.exists() for s in stale) and alive.exists()
+
+
+@pytest.mark.parametrize("where", ["read-only", "proc", "proc-child"])
+def test_an_out_that_cannot_be_written_is_an_error_line(tmp_path, monkeypatch, capsys, where):
+    """Issue 23: a read-only --out and /proc as --out ended in tracebacks."""
+    import model.training.loop as loop
+
+    forbid(monkeypatch, loop, "_run")  # refused before any training
+    if where == "read-only":
+        def read_only(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+        monkeypatch.setattr(Path, "mkdir", read_only)  # root ignores chmod: the file system says no instead
+        out = str(tmp_path / "ro" / "d")
+    else:
+        out = "/proc" if where == "proc" else "/proc/inspector-test"
+    assert main(["--task", "dates", "--out", out, "--overwrite"] + SMALL) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "Traceback" not in err
+    assert ("mount point" if where == "proc" else "cannot write beside it") in err
+
+
+def test_a_full_disk_is_an_error_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import model.training.loop as loop
+
+    out = tmp_path / "d"
+    assert main(["--task", "dates", "--out", str(out)] + SMALL) == 0
+    before = files_of(out)
+    capsys.readouterr()
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(path) / "model.safetensors"))
+
+    monkeypatch.setattr(loop, "save_checkpoint", full)
+    assert main(["--task", "dates", "--out", str(out)] + SMALL) == 2
+    err = capsys.readouterr().err
+    error = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert error[0].startswith("error: No space left on device writing ") and f"{out} is untouched" in error[0]
+    assert files_of(out) == before and not list(tmp_path.glob(".d.partial-*"))
+
+
+@pytest.mark.parametrize("error", [MemoryError(), torch.OutOfMemoryError("CUDA out of memory"),
+                                   RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")])
+def test_out_of_memory_is_an_error_line(tmp_path, monkeypatch, capsys, error):
+    import model.training.loop as loop
+
+    def no_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(loop, "Transformer", no_memory)
+    assert main(["--task", "dates", "--out", str(tmp_path / "d")] + SMALL) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and "Traceback" not in err
+
+
+def test_a_model_over_the_memory_budget_is_refused_before_it_is_built(tmp_path, monkeypatch, capsys):
+    import model.training.loop as loop
+
+    forbid(monkeypatch, loop, "Transformer")
+    monkeypatch.setenv("INSPECTOR_MAX_MODEL_MB", "64")
+    assert main(["--task", "dates", "--out", str(tmp_path / "d"), "--d-model", "1024", "--layers", "2",
+                 "--d-ff", "4096", "--steps", "1", "--quiet"]) == 2
+    assert "needs about" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inside", ["dot", "parent", "data"])
+def test_an_out_holding_the_current_directory_or_the_data_is_refused_before_training(tmp_path, monkeypatch, capsys,
+                                                                                     inside):
+    """Issue 23: --out . inside a checkpoint trained fully, then failed with EBUSY."""
+    import model.training.loop as loop
+
+    out = tmp_path / "d"
+    tiny_run(out, steps=2, eval_every=2)
+    forbid(monkeypatch, loop, "_run")
+    if inside == "data":
+        data = write(out / "pairs.tsv", "\n".join(GOOD_LINES) + "\n")
+        args = ["--data", str(data), "--out", str(out), "--overwrite"]
+        expected = "holds the --data file"
+    else:
+        (out / "sub").mkdir()
+        monkeypatch.chdir(out if inside == "dot" else out / "sub")
+        args = ["--task", "dates", "--out", "." if inside == "dot" else str(out)]
+        expected = "contains the current directory"
+    assert main(args + SMALL) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_a_symlinked_out_stays_a_symlink(tmp_path):
+    """Issue 23: a symlinked --out was replaced by a real folder; its target is what gets replaced."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    tiny_run(real, steps=2, eval_every=2)
+    link.symlink_to(real)
+    tiny_run(link, steps=3, eval_every=3)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert load(real, "cpu").meta["steps_trained"] == 3
+    assert not list(tmp_path.glob(".link.*")) and not list(tmp_path.glob(".real.*"))
+
+
+@pytest.mark.parametrize("char, name", [("\u2028", "U+2028 LINE SEPARATOR"), ("\x85", "U+0085 NEXT LINE (NEL)"),
+                                        ("\x0c", "U+000C FORM FEED"), ("\u2029", "U+2029 PARAGRAPH SEPARATOR")])
+def test_a_unicode_line_break_inside_a_line_is_named(tmp_path, capsys, char, name):
+    """Issue 23: a U+2028, NEL or form feed in a data line was reported as "found no tab"."""
+    lines = GOOD_LINES[:11] + [f"x p{char}q\tp x"] + GOOD_LINES[11:]
+    path = write(tmp_path / "breaks.tsv", "\n".join(lines) + "\n")
+    assert main(["--data", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"breaks.tsv:12: line 12 contains {name} at character 4" in err and "no tab" not in err
+
+
+def test_carriage_returns_still_end_lines(tmp_path):
+    path = tmp_path / "crlf.tsv"
+    path.write_bytes("\r\n".join(GOOD_LINES).encode() + b"\r\n")
+    assert read_pairs(path) == [tuple(line.split("\t")) for line in GOOD_LINES]
+    path.write_bytes("\r".join(GOOD_LINES).encode())  # old Mac line ends
+    assert len(read_pairs(path)) == len(GOOD_LINES)

@@ -39,8 +39,19 @@ def _has_config(path: Path) -> bool:
         return False
 
 
-def _subdirs(parent: Path) -> list[Path]:
-    """Up to MAX_LISTED subdirectories holding a config.json (never stats every file of a huge directory)."""
+def _inside(path: Path, policy: PathPolicy | None) -> bool:
+    """True when ``path``, symlinks resolved, is inside the policy's allowed roots (or the policy is open)."""
+    if policy is None or not policy.restricted:
+        return True
+    try:
+        return policy.allows(path.resolve(strict=True))
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _subdirs(parent: Path, policy: PathPolicy | None = None) -> list[Path]:
+    """Up to MAX_LISTED subdirectories holding a config.json (never stats every file of a huge directory); with a
+    restricted policy, only those that resolve inside its roots (a symlink out of them is not offered)."""
     found = []
     try:
         with os.scandir(parent) as it:
@@ -49,7 +60,7 @@ def _subdirs(parent: Path) -> list[Path]:
                     break
                 try:
                     if entry.is_dir() and not entry.name.startswith(".") and entry.name != "snapshots":
-                        if _has_config(Path(entry.path)):
+                        if _has_config(Path(entry.path)) and _inside(Path(entry.path), policy):
                             found.append(Path(entry.path))
                 except OSError:
                     continue
@@ -66,12 +77,13 @@ class ModelChoice:
 
 def model_choices() -> list[ModelChoice]:
     """Shipped checkpoints (the default first), then the models directory's."""
-    shipped = _subdirs(shipped_dir())
+    policy = path_policy()
+    shipped = _subdirs(shipped_dir(), policy)
     shipped.sort(key=lambda p: (p.name != DEFAULT_MODEL, p.name))
     choices = [ModelChoice(p.name, str(p)) for p in shipped]
     extra = models_dir()
     if extra is not None:
-        choices += [ModelChoice(f"{p.name} (models directory)", str(p)) for p in _subdirs(extra)]
+        choices += [ModelChoice(f"{p.name} (models directory)", str(p)) for p in _subdirs(extra, policy)]
     return choices
 
 
@@ -79,7 +91,7 @@ def snapshots(path: str) -> list[tuple[int, str]]:
     """(step, path) of a checkpoint's training snapshots, in step order (none for most models)."""
     snap_dir = Path(path) / "snapshots"
     out = []
-    for p in _subdirs(snap_dir):
+    for p in _subdirs(snap_dir, path_policy()):
         if p.name.startswith("step_") and p.name[5:].isdigit():
             out.append((int(p.name[5:]), str(p)))
     return sorted(out)
@@ -104,7 +116,7 @@ def open_typed_path(text: str) -> str:
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def load_pipeline(path: str, device: str, stamp: float):
     """One pipeline per (path, device, file times), shared by every session and never mutated."""
-    return load(path, device)
+    return load(path, device, policy=path_policy())
 
 
 def pipeline(path: str, device: str):

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:=\"'&")
+FSI, PDI = "\u2068", "\u2069"  # FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE
+ISOLATE_CONTROLS = dict.fromkeys(map(ord, "\u2066\u2067\u2068\u2069"))  # LRI, RLI, FSI, PDI: removed inside
+
+
+def isolate(text: str) -> str:
+    """``text`` as a bidi isolate: a U+202E (RIGHT-TO-LEFT OVERRIDE) or an Arabic name inside it cannot reorder the
+    page's text around it. Isolate marks of its own are dropped, so it cannot close the isolate early."""
+    s = str(text).translate(ISOLATE_CONTROLS)
+    return f"{FSI}{s}{PDI}" if s else ""
 
 
 def md(text) -> str:
-    """Escape every markdown (and Streamlit: ``:red[...]``, ``:emoji:``, ``$math$``) special character, and keep
-    the text on one line: a checkpoint path, a config value or a model's output cannot add links, images, code spans
-    or formatting to the page."""
+    """Escape every markdown (and Streamlit: ``:red[...]``, ``:emoji:``, ``$math$``) special character, keep the
+    text on one line and isolate its direction: a checkpoint path, a config value or a model's output cannot add
+    links, images, code spans or formatting to the page, nor reverse the text beside it."""
     s = str(text).replace("\r", " ").replace("\n", " ")
-    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in s)
+    return isolate("".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in s))
 
 
 def short(text: str, limit: int = 300) -> str:

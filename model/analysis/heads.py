@@ -27,7 +27,7 @@ def _statistics(weights, allowed=None, *, self_attention: bool = True, ids: Sequ
     H, Tq, Tk = w.shape
     ok = None
     if allowed is not None:
-        ok = torch.as_tensor(np.ascontiguousarray(np.broadcast_to(np.asarray(allowed, bool), (H, Tq, Tk))))[None]
+        ok = torch.from_numpy(np.array(np.broadcast_to(np.asarray(allowed, bool), (H, Tq, Tk))))[None]
         w = torch.where(ok[0], w, torch.zeros((), dtype=w.dtype))
     qp = torch.arange(Tq)
     facts = KeyFacts(special=special, induction=None if ids is None else induction_targets(list(ids)[:Tq], ignore))

@@ -9,25 +9,37 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import transformers
 from safetensors import safe_open
 
+from ..budget import check_model_bytes
 from ..checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
+from ..files import checked_path
+from ..tokenizer_file import read_tokenizer_file
 from .capture import ATTENTION_NAME
+from .limits import (
+    check_added_special_tokens,
+    check_files_inside,
+    check_shapes_before_building,
+    check_sizes,
+    check_special_ids,
+    check_weight_dtypes,
+    read_generation_config,
+    stored_bytes,
+)
 from .tokens import TextTokenizer
+
+if TYPE_CHECKING:
+    from ..paths import PathPolicy
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 MAX_PARAMETERS = 8_000_000_000  # fp32 on a 24-GB machine is about 6e9; the header check refuses more
 HEADER_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-SIZE_FIELDS = ("hidden_size", "n_embd", "d_model", "dim", "num_hidden_layers", "n_layer", "num_layers",
-               "encoder_layers", "decoder_layers", "num_decoder_layers", "n_layers", "num_attention_heads", "n_head",
-               "num_heads", "intermediate_size", "d_ff", "hidden_dim", "vocab_size", "max_position_embeddings",
-               "n_positions", "num_key_value_heads", "head_dim", "d_kv")
-SIZE_LIMIT = 4_000_000  # any one of these fields above this is refused (vocabularies of 256k are real)
 DEFAULT_MAX_LEN = 2048  # for models without a position limit (T5's relative positions)
 
 
@@ -35,12 +47,12 @@ def _count(shape) -> int:
     return math.prod(int(s) for s in shape)
 
 
-def weights_files(path: Path) -> list[Path]:
+def weights_files(path: Path, policy: PathPolicy | None = None) -> list[Path]:
     """The safetensors files of a directory (one, or the shards an index names); CheckpointError otherwise."""
     if _is_file(path / WEIGHTS):
         return [path / WEIGHTS]
     if _is_file(path / INDEX):
-        index = read_json_file(path / INDEX)
+        index = read_json_file(path / INDEX, policy=policy)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{path / INDEX}: has no weight_map")
@@ -58,12 +70,13 @@ def weights_files(path: Path) -> list[Path]:
     raise CheckpointError(f"{path / WEIGHTS}: file is missing")
 
 
-def read_headers(files: list[Path]) -> dict[str, tuple[tuple[int, ...], str]]:
+def read_headers(files: list[Path], policy: PathPolicy | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
     """name -> (shape, dtype) from the safetensors headers, reading no tensor data."""
     found = {}
     for file in files:
+        real = checked_path(file, policy)
         try:
-            with safe_open(str(file), framework="pt", device="cpu") as f:
+            with safe_open(str(real), framework="pt", device="cpu") as f:
                 for k in f.keys():
                     s = f.get_slice(k)
                     found[k] = (tuple(s.get_shape()), s.get_dtype())
@@ -98,11 +111,6 @@ def model_class(config) -> type:
     return transformers.AutoModel
 
 
-def check_sizes(config_data: dict, file: Path) -> None:
-    over = [f"{k}={config_data[k]}" for k in SIZE_FIELDS
-            if isinstance(config_data.get(k), int) and not 0 <= config_data[k] <= SIZE_LIMIT]
-    if over:
-        raise CheckpointError(f"{file}: sizes beyond what this app loads: {', '.join(over)}")
 
 
 def max_positions(config, tok_config: dict | None) -> int:
@@ -120,20 +128,22 @@ def max_positions(config, tok_config: dict | None) -> int:
     return int(limit)
 
 
-def load_model(path: Path, device: torch.device):
-    """-> (model in eval mode, config, tokenizer, dtype, parameter count, max length)."""
+def load_model(path: Path, device: torch.device, policy: PathPolicy | None = None):
+    """-> (model in eval mode, config, tokenizer, dtype, parameter count, max length).
+
+    ``policy``: every file is opened only if its real path is inside the policy's allowed roots (None: any path)."""
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     require_directory(path)
-    config_data = read_json_file(path / "config.json")
+    config_data = read_json_file(path / "config.json", policy=policy)
     if not isinstance(config_data, dict):
         raise CheckpointError(f"{path / 'config.json'}: must be a JSON object")
     check_sizes(config_data, path / "config.json")
-    files = weights_files(path)
+    files = weights_files(path, policy)
     if not _is_file(path / "tokenizer.json"):
         raise CheckpointError(f"{path / 'tokenizer.json'}: file is missing (this app reads the fast-tokenizer file; "
                               "AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes it)")
-    headers = read_headers(files)
+    headers = read_headers(files, policy)
     try:
         dtype = stored_dtype(headers)
     except CheckpointError as e:
@@ -141,8 +151,12 @@ def load_model(path: Path, device: torch.device):
     n_stored = sum(_count(s) for s, _ in headers.values())
     if n_stored > MAX_PARAMETERS:
         raise CheckpointError(f"{files[0]}: {n_stored:,} stored values, over this app's {MAX_PARAMETERS:,}")
-    try:
-        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    check_model_bytes(stored_bytes(headers), files[0], f"the stored weights ({n_stored:,} values)")
+    check_shapes_before_building(config_data, headers, dtype.itemsize, path / "config.json")
+    generation = read_generation_config(path, policy)  # capped here; transformers gets the object, not the file
+    try:  # the checked real file, not the directory: transformers opens what was checked
+        config = transformers.AutoConfig.from_pretrained(str(checked_path(path / "config.json", policy)),
+                                                         local_files_only=True, trust_remote_code=False)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
@@ -153,6 +167,8 @@ def load_model(path: Path, device: torch.device):
         with torch.device("meta"), SkipInit():
             shell = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
         n_params = sum(p.numel() for p in shell.parameters())
+        is_float = {k: t.is_floating_point() for k, t in [*shell.named_parameters(), *shell.named_buffers()]}
+        vocab_rows = shell.get_input_embeddings().weight.shape[0]
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
@@ -161,10 +177,16 @@ def load_model(path: Path, device: torch.device):
     del shell
     if n_params > MAX_PARAMETERS:
         raise CheckpointError(f"{path / 'config.json'}: {n_params:,} parameters, over this app's {MAX_PARAMETERS:,}")
+    check_model_bytes(n_params * dtype.itemsize, path / "config.json", f"{n_params:,} parameters in {dtype}")
+    check_weight_dtypes(headers, is_float, files[0])
+    check_special_ids(config_data, generation, vocab_rows, path)
+    check_files_inside(files, policy)  # transformers opens these itself, just below
     try:
         model, info = cls.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-            attn_implementation=ATTENTION_NAME, dtype=dtype, output_loading_info=True)
+            attn_implementation=ATTENTION_NAME, dtype=dtype, output_loading_info=True, config=config,
+            generation_config=(transformers.GenerationConfig.from_dict(generation) if generation is not None
+                               else transformers.GenerationConfig.from_model_config(config)))
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
@@ -185,11 +207,12 @@ def load_model(path: Path, device: torch.device):
 
     tok_config = None
     if _is_file(path / "tokenizer_config.json"):
-        tok_config = read_json_file(path / "tokenizer_config.json")
+        tok_config = read_json_file(path / "tokenizer_config.json", policy=policy)
         tok_config = tok_config if isinstance(tok_config, dict) else None
     max_len = max_positions(config, tok_config)
     try:
-        tokenizer = TextTokenizer.from_file(path / "tokenizer.json", max_len)
+        tokenizer = TextTokenizer(read_tokenizer_file(path / "tokenizer.json", policy), max_len)
+        check_added_special_tokens(tokenizer, max_len, path / "tokenizer.json")
         tokenizer.encode("Hello, world! 123 😀")  # a tokenizer that fails on ordinary text fails here
     except CheckpointError:
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from .capture import ModuleSpec, input_hook, traced_call
 from .families import family, name_modules, ordered
 from .loader import load_model
 from .tokens import TextTokenizer
+
+if TYPE_CHECKING:
+    from ..paths import PathPolicy
 
 PROBE_TEXT = "Hello world"
 
@@ -38,10 +41,10 @@ def _attr(obj, path: str | None):
 class HFPipeline(CallMethods, Backend):
     """A model in the Hugging Face layout, run by transformers with every attention computed by ``attention()``."""
 
-    def __init__(self, path: str | Path, device: torch.device):
+    def __init__(self, path: str | Path, device: torch.device, policy: PathPolicy | None = None):
         path = Path(path)
         try:
-            model, config, tokenizer, dtype, n_params, max_len = load_model(path, device)
+            model, config, tokenizer, dtype, n_params, max_len = load_model(path, device, policy)
         except NotImplementedError as e:  # an architecture this app cannot trace exactly
             raise CheckpointError(f"{path}: {e}") from None
         self.model, self.tokenizer = model, tokenizer
@@ -291,9 +294,9 @@ class HFPipeline(CallMethods, Backend):
             self.info = dataclasses.replace(self.info, stages=("scores", "scaled", "adjusted", "masked", "weights"))
 
 
-def load_hf(path: str | Path, device: torch.device) -> HFPipeline:
+def load_hf(path: str | Path, device: torch.device, policy: PathPolicy | None = None) -> HFPipeline:
     """Open a Hugging Face layout directory (offline, safetensors only, no remote code)."""
-    return HFPipeline(path, device)
+    return HFPipeline(path, device, policy)
 
 
 __all__ = ["HFPipeline", "TextTokenizer", "load_hf"]

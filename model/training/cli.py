@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # what the machine refused outside training itself
+        print(f"error: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     ev = meta.get("eval", {})

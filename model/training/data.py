@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -14,22 +16,53 @@ from .tasks import Task
 MIN_PAIRS = 10  # a --data file with fewer examples than this is refused
 MAX_LINE_CHARS = 2_000  # a longer source, target or text is refused (it would ask for a huge max_len)
 MAX_DATA_BYTES = 512 * 2**20
+NEWLINES = re.compile(r"\r\n|\r|\n")
+# what str.splitlines() also breaks lines at: in a data line they are reported, never silently split on
+OTHER_LINE_BREAKS = {"\x0b": "U+000B LINE TABULATION (vertical tab)", "\x0c": "U+000C FORM FEED",
+                     "\x1c": "U+001C FILE SEPARATOR", "\x1d": "U+001D GROUP SEPARATOR",
+                     "\x1e": "U+001E RECORD SEPARATOR", "\x85": "U+0085 NEXT LINE (NEL)",
+                     "\u2028": "U+2028 LINE SEPARATOR", "\u2029": "U+2029 PARAGRAPH SEPARATOR"}
 
 
 class TrainError(Exception):
     """A user mistake in the training inputs (bad TSV, too little data...); the CLI prints it, no traceback."""
 
 
-def _read_lines(path: Path) -> list[str]:
+def _check_data_file(path: Path) -> None:
     if not path.is_file():
         raise TrainError(f"{path}: no such file")
     if path.stat().st_size > MAX_DATA_BYTES:
         raise TrainError(f"{path}: larger than {MAX_DATA_BYTES // 2**20} MiB")
+
+
+def data_digest(path: str | Path) -> str:
+    """SHA-256 of a --data file (recorded in meta.json: a checkpoint trained on other data is not replaced)."""
+    path = Path(path)
+    _check_data_file(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines split at \\n, \\r\\n or \\r only; any other line break in a line is reported with its name."""
+    _check_data_file(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a UTF-8 byte-order mark is not part of the first source
     except UnicodeDecodeError as e:
         raise TrainError(f"{path}: not UTF-8 text ({e})") from None
-    return text.splitlines()
+    lines = NEWLINES.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    for lineno, line in enumerate(lines, 1):
+        for ch, name in OTHER_LINE_BREAKS.items():
+            col = line.find(ch)
+            if col >= 0:
+                raise TrainError(f"{path}:{lineno}: line {lineno} contains {name} at character {col + 1}, which "
+                                 "some tools read as a line break; replace it by a space or a newline")
+    return lines
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import META_FILE, WEIGHTS_FILE, save_checkpoint
+from ..budget import max_model_bytes
+from ..checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
 from ..config import ModelConfig
 from ..inference import Pipeline, load, resolve_device
 from ..tokenizer import PAD_ID, TOKENIZER_KINDS, Tokenizer
@@ -32,6 +33,7 @@ from ..transformer import Transformer
 from .data import (
                    PairSource,
                    TrainError,
+                   data_digest,
                    exact_match,
                    make_batch,
                    make_text_batch,
@@ -49,6 +51,7 @@ MAX_AUTO_LEN = 1_024  # the longest max_len chosen from the data (a longer one m
 DEFAULTS = dict(batch_size=128, lr=1e-3, warmup=200, d_model=128, n_heads=4, layers=2, d_ff=256, dropout=0.1,
                 eval_every=250, norm="post", schedule="noam")
 SCHEDULES = ("noam", "constant")
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two moments
 
 
 @dataclass
@@ -165,24 +168,49 @@ def _train(args: TrainArgs) -> dict[str, Any]:
         raise TrainError(str(e)) from None
     if hp["steps"] < 1:
         raise TrainError(f"--steps must be >= 1, got {hp['steps']}")
-    output = StagedOutput(args.out, args.task or "custom", overwrite=args.overwrite)
+    data_sha256 = data_digest(args.data) if args.data is not None else None
+    arch = {"arch": hp["arch"], "d_model": hp["d_model"], "n_heads": hp["n_heads"],
+            "n_encoder_layers": 0 if decoder_only else hp["layers"], "n_decoder_layers": hp["layers"],
+            "d_ff": hp["d_ff"], "norm": hp["norm"]}
+    output = StagedOutput(args.out, args.task or "custom", overwrite=args.overwrite, data_sha256=data_sha256,
+                          arch=arch, data=args.data)
     out = output.staging
     try:
-        meta = _run(args, task, hp, decoder_only, device, out)
+        meta = _run(args, task, hp, decoder_only, device, out, data_sha256)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is untouched; this run's partial output (best checkpoint so far and "
-              f"snapshots) is in {out}", file=sys.stderr)
+              f"snapshots) is in {out} (removed by the next run into {args.out})", file=sys.stderr)
         raise
-    except BaseException:
+    except BaseException as e:
         import shutil
 
         shutil.rmtree(out, ignore_errors=True)
+        problem = _system_problem(e)
+        if problem:
+            raise TrainError(f"{problem}; {args.out} is untouched") from None
         raise
-    output.commit()
+    try:
+        output.commit()
+    except OSError as e:
+        raise TrainError(f"cannot put the checkpoint in place at {args.out} ({e.strerror or e}); it is in "
+                         f"{out}") from None
     return meta
 
 
-def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, device, out: Path) -> dict[str, Any]:
+def _system_problem(e: BaseException) -> str | None:
+    """A message for what the machine refused (memory, disk, permissions), None for anything else."""
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or (
+            isinstance(e, RuntimeError) and "can't allocate memory" in str(e)):
+        return ("out of memory: the model or a batch does not fit this machine (try a smaller --d-model, --layers, "
+                "--d-ff or --batch-size)")
+    if isinstance(e, OSError):
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"{e.strerror or type(e).__name__}{where}"
+    return None
+
+
+def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, device, out: Path,
+         data_sha256: str | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     sequences_valid = None
@@ -221,6 +249,12 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
                          n_encoder_layers=0 if decoder_only else hp["layers"], n_decoder_layers=hp["layers"],
                          d_ff=hp["d_ff"], dropout=hp["dropout"], max_len=max_len, norm=hp["norm"],
                          arch=hp["arch"])
+    n_expected = sum(math.prod(s) for s in expected_shapes(config).values())
+    if n_expected * TRAINING_BYTES_PER_PARAMETER > max_model_bytes():
+        raise TrainError(f"a model of {n_expected:,} parameters needs about "
+                         f"{n_expected * TRAINING_BYTES_PER_PARAMETER / 2**30:.1f} GiB to train (weights, gradients, "
+                         f"Adam), over the memory budget of {max_model_bytes() / 2**30:.1f} GiB "
+                         "(INSPECTOR_MAX_MODEL_MB); try a smaller --d-model, --layers or --d-ff")
     model = Transformer(config).to(device)
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam(model.parameters(), lr=hp["lr"], betas=(0.9, 0.98), eps=1e-9)
@@ -228,7 +262,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: shape(s + 1, 1.0, hp["warmup"]))
 
     base_meta = {
-        "task": args.task or "custom", "data": args.data, "arch": hp["arch"],
+        "task": args.task or "custom", "data": args.data, "data_sha256": data_sha256, "arch": hp["arch"],
         "description": task.description if task else f"{'texts' if decoder_only else 'pairs'} from {args.data}",
         "seed": args.seed, "device": str(device), "parameters": n_params,
         "src_tokenizer": src_kind, "tgt_tokenizer": tgt_kind, "config_summary": _config_summary(config),
