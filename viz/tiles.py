@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-EXACT_MAX = 256  # a view of at most this many cells per axis gets exact, per-cell detail (and token ticks)
+EXACT_MAX = 256  # a view of at most this many cells per axis is labelled token by token
 HELD_SIDE = 512  # every head's overview tile has at most this many blocks per axis (held in the page)
 HEAD_SIDE = 1024  # the selected head's overview tile: at most this many blocks per axis
-DETAIL_SIDE = 512  # a pooled detail tile: at most this many blocks per axis
+DETAIL_SIDE = 512  # a detail tile: at most this many cells (exact) or blocks (pooled) per axis
 REASON_BITS = {"causal": 1, "padding": 2, "window": 4, "knocked out": 8, "other": 128}  # uint8 bits per cell
 COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
 MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
@@ -228,8 +228,9 @@ def detail_payload(values: np.ndarray, r0: int, c0: int, pool: int, *, head: int
 def detail_window(view: Mapping | None, n_rows: int, n_cols: int) -> dict:
     """What detail to compute for a reported view: {r0, r1, c0, c1, pool}, end exclusive, clamped to the map.
 
-    Up to ``EXACT_MAX`` cells per axis: every cell (pool 1). Larger: blocks of a power-of-two pool (at most
-    ``DETAIL_SIDE`` per axis), the window widened to the block grid, so that blocks line up with the overview's.
+    Up to ``DETAIL_SIDE`` cells per axis: every cell (pool 1; the page labels tokens from ``EXACT_MAX`` down).
+    Larger: blocks of the smallest power-of-two pool that fits ``DETAIL_SIDE`` per axis, the window widened to the
+    block grid, so that blocks line up with the overview's.
     """
     if not view:
         view = {"r0": 0, "r1": n_rows, "c0": 0, "c1": n_cols}
@@ -237,9 +238,9 @@ def detail_window(view: Mapping | None, n_rows: int, n_cols: int) -> dict:
     c0 = min(max(0, int(view["c0"])), n_cols - 1)
     r1 = min(max(r0 + 1, int(view["r1"])), n_rows)
     c1 = min(max(c0 + 1, int(view["c1"])), n_cols)
-    if r1 - r0 <= EXACT_MAX and c1 - c0 <= EXACT_MAX:
-        return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": 1}
     pool = pool_factor(r1 - r0, c1 - c0, DETAIL_SIDE)
+    if pool == 1:
+        return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": 1}
     r0, c0 = r0 // pool * pool, c0 // pool * pool
     r1, c1 = min(n_rows, -(-r1 // pool) * pool), min(n_cols, -(-c1 // pool) * pool)
     return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": pool}

@@ -215,7 +215,7 @@ class AttentionCanvas {
     c.addEventListener("pointermove", (e) => this.onMove(e));
     c.addEventListener("pointerup", (e) => this.onUp(e));
     c.addEventListener("pointercancel", () => { this.drag = null; this.drawOverlay(); });
-    c.addEventListener("pointerleave", () => { this.hover = null; this.tip.hidden = true; this.drawOverlay(); });
+    c.addEventListener("pointerleave", () => this.hideTip());
     this.resize = new ResizeObserver(() => { if (this.ov && this.layout()) this.draw("resize"); });
     this.resize.observe(root);
   }
@@ -599,7 +599,8 @@ class AttentionCanvas {
     const note = this.poolNote(layers);
     this.drawText(note);
     this.drawGrid();
-    this.drawOverlay();
+    if (this.pointer && !this.drag && !this.tip.hidden) this.showTip(this.pointer.x, this.pointer.y); // new cell
+    else this.drawOverlay();
     const tRender = performance.now() - tStart;
     this.canvas.dataset.pool = String(note.pool);
     this.canvas.dataset.head = String(this.head);
@@ -884,6 +885,7 @@ class AttentionCanvas {
     const r = clamp(Math.floor(cell.r), 0, this.ov.n_rows - 1);
     const c = clamp(Math.floor(cell.c), 0, this.ov.n_cols - 1);
     this.hover = { r, c };
+    this.stat.hover = { r, c };
     const lines = this.describe(r, c);
     this.tip.replaceChildren(...lines.map((s, i) => {
       const div = document.createElement("div");
@@ -895,6 +897,14 @@ class AttentionCanvas {
     const left = x + 14 + this.tip.offsetWidth > this.W ? Math.max(0, x - 14 - this.tip.offsetWidth) : x + 14;
     this.tip.style.left = `${left}px`;
     this.tip.style.top = `${y + 16}px`;
+    this.drawOverlay();
+  }
+
+  hideTip() {
+    this.hover = null;
+    this.pointer = null;
+    this.stat.hover = null;
+    this.tip.hidden = true;
     this.drawOverlay();
   }
 
@@ -954,7 +964,6 @@ class AttentionCanvas {
     this.draw("head", t0);
     this.reported.head = h;
     this.setState("head", h);
-    if (this.hover) this.tip.hidden = true;
   }
 
   setMode(mode) {
@@ -991,6 +1000,7 @@ class AttentionCanvas {
     const dy = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
     const f = clamp(Math.exp(dy * 0.002), 0.5, 2);
     const cell = this.toCell(x, y);
+    this.pointer = { x, y };
     this.zoom(f, cell.r, cell.c, "wheel", e.timeStamp);
   }
 
@@ -1022,8 +1032,10 @@ class AttentionCanvas {
       this.tip.hidden = true;
       return;
     }
-    if (this.inMap(x, y)) this.showTip(x, y);
-    else if (this.hover) { this.hover = null; this.tip.hidden = true; this.drawOverlay(); }
+    if (this.inMap(x, y)) {
+      this.pointer = { x, y };
+      this.showTip(x, y);
+    } else if (this.hover) this.hideTip();
   }
 
   onUp(e) {
