@@ -24,14 +24,20 @@ pad = int(qp.get("pad", 0))
 produces = qp.get("produces", "0") == "1"
 
 
+# every cached function takes the whole configuration: sessions with other query parameters share the server
+CONFIG = (T, Tk, H, stage, causal, pad, produces)
+
+
 @st.cache_resource(max_entries=4)
-def synthetic(layer: int) -> Synthetic:
+def synthetic(config: tuple, layer: int) -> Synthetic:
+    T, Tk, H, stage, causal, pad, _ = config
     return Synthetic(T, Tk, H, layer, causal=causal, pad=pad, stage=stage)
 
 
 @st.cache_resource(max_entries=4)
-def overview(layer: int) -> dict:
-    syn = synthetic(layer)
+def overview(config: tuple, layer: int) -> dict:
+    T, Tk, H, stage, _, _, produces = config
+    syn = synthetic(config, layer)
     pool = tiles.pool_factor(T, Tk, tiles.HELD_SIDE)
     held = [syn.overview_tile(h, pool) for h in range(H)]
     lo, hi, cmap = syn.range
@@ -43,31 +49,44 @@ def overview(layer: int) -> dict:
 
 
 @st.cache_resource(max_entries=64)
-def head_tile(layer: int, head: int) -> dict | None:
+def head_tile(config: tuple, layer: int, head: int) -> dict | None:
+    T, Tk = config[:2]
     pool = tiles.pool_factor(T, Tk, tiles.HEAD_SIDE)
-    if pool == overview(layer)["pool"]:
+    if pool == overview(config, layer)["pool"]:
         return None
-    tile, codes = synthetic(layer).overview_tile(head, pool)
-    return tiles.head_payload(tile, pool, head, overview(layer)["id"], reasons=codes)
+    tile, codes = synthetic(config, layer).overview_tile(head, pool)
+    return tiles.head_payload(tile, pool, head, overview(config, layer)["id"], reasons=codes)
 
 
 @st.cache_resource(max_entries=64)
-def detail(layer: int, head: int, view_json: str) -> dict:
+def detail(config: tuple, layer: int, head: int, view_json: str) -> dict:
+    T, Tk = config[:2]
     view = json.loads(view_json)
     window = tiles.detail_window(view, T, Tk)
-    values, argmax, codes = synthetic(layer).pooled(head, window)
+    values, argmax, codes = synthetic(config, layer).pooled(head, window)
     return tiles.detail_payload(values, window["r0"], window["c0"], window["pool"], head=head,
-                                overview_id=overview(layer)["id"], argmax=argmax if window["pool"] > 1 else None,
-                                reason_codes=codes, view=view or window)
+                                overview_id=overview(config, layer)["id"],
+                                argmax=argmax if window["pool"] > 1 else None, reason_codes=codes, view=view or window)
+
+
+# the head has two sources, as in the app: a widget in Python and the page's own head buttons; both write
+# head_choice in their callbacks (which run before the script), and the map is drawn for head_choice
+def head_from_python() -> None:
+    st.session_state.head_choice = st.session_state.python_head
+
+
+def head_from_page() -> None:
+    st.session_state.head_choice = st.session_state.map["head"]
 
 
 layer = st.radio("layer", list(range(L)), horizontal=True, key="layer")
+st.radio("head (chosen in Python)", list(range(H)), horizontal=True, key="python_head", on_change=head_from_python)
 state = dict(st.session_state.get("map") or {})
-head = state.get("head") if isinstance(state.get("head"), int) else 0
+head = st.session_state.get("head_choice", 0)
 t = time.perf_counter()
-payload = {"overview": overview(layer), "head": head_tile(layer, head),
-           "detail": detail(layer, head, json.dumps(state.get("view"), sort_keys=True))}
+payload = {"overview": overview(CONFIG, layer), "head": head_tile(CONFIG, layer, head),
+           "detail": detail(CONFIG, layer, head, json.dumps(state.get("view"), sort_keys=True))}
 built_ms = (time.perf_counter() - t) * 1e3
-result = attention_canvas(payload, key="map")
+result = attention_canvas(payload, key="map", on_head_change=head_from_page)
 st.code(json.dumps({"state": {k: result.get(k) for k in ("view", "head", "query", "selection")},
                     "layer": layer, "built_ms": round(built_ms, 1)}), language="json")

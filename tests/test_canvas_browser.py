@@ -360,7 +360,7 @@ def test_head_change_at_large_t_and_layer_change(large):
     first = s["overview"]
     large.evaluate("() => document.addEventListener('pointerdown', e => { window.__layerClick = e.timeStamp; },"
                    " {capture: true, once: true})")
-    large.locator('[data-testid="stRadio"]').get_by_text("1", exact=True).click()
+    large.locator('[data-testid="stRadio"]').first.get_by_text("1", exact=True).click()
     large.wait_for_function("(id) => window.__attnCanvasStats.map.history.some(r => r.cause === 'overview'"
                             " && r.overview !== id)", arg=first, timeout=30_000)
     rec = next(r for r in reversed(stats(large)["history"]) if r["cause"] == "overview")
@@ -371,3 +371,70 @@ def test_head_change_at_large_t_and_layer_change(large):
     v1 = syn1.pooled(3, {"r0": 0, "r1": 4096, "c0": 0, "c1": 4096, "pool": 8})[0]
     assert not np.array_equal(tiles.quantize(v1, 0, 1), q)
     shot(large, "4096-layer1-head3")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_python_can_choose_the_head_and_the_page_follows(small):
+    """A head chosen by a Python widget (not the page's buttons) is drawn and reported back as the page's state."""
+    syn = Synthetic(64, n_heads=4, causal=True)
+    before = stats(small)["head"]
+    target = (before + 1) % 4
+    small.locator('[data-testid="stRadio"]').nth(1).get_by_text(str(target), exact=True).click()
+    small.wait_for_function("(h) => window.__attnCanvasStats.map.head === h", arg=target, timeout=30_000)
+    assert wait_state(small, lambda s: s["head"] == target)["head"] == target
+    assert small.locator(f"button[data-head='{target}']").get_attribute("aria-pressed") == "true"
+    assert colour_matches(small, 40, 20, syn.full[target, 40, 20])
+    # and the page's own button still wins afterwards
+    other = (target + 1) % 4
+    small.locator(f"button[data-head='{other}']").click()
+    assert wait_state(small, lambda s: s["head"] == other)["head"] == other
+    small.wait_for_function("(h) => { const d = window.__attnCanvasStats.map.detail; return d && d.head === h; }",
+                            arg=other, timeout=30_000)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_buttons_drag_pan_and_box_zoom(large):
+    large.locator("canvas.attn-map").focus()
+    large.keyboard.press("0")
+    large.locator("button[data-act='in']").click()
+    large.locator("button[data-act='in']").click()
+    v = stats(large)["view"]
+    span = 4096 / 1.5 ** 2
+    assert v["r1"] - v["r0"] == pytest.approx(span) and v["c1"] - v["c0"] == pytest.approx(span)
+    large.locator("button[data-act='left']").click()  # an eighth of the view to the left
+    assert stats(large)["view"]["c0"] == pytest.approx(v["c0"] - span / 8)
+    v = stats(large)["view"]
+    m = stats(large)["mapRect"]
+    a = large.evaluate("() => window.__attnCanvasStats.map.cellToClient(2000, 2000)")
+    large.mouse.move(a["x"], a["y"])
+    large.mouse.down()
+    large.mouse.move(a["x"] + 60, a["y"] + 30, steps=4)  # drag the map right and down: the view goes left and up
+    large.mouse.up()
+    after = stats(large)["view"]
+    assert after["c0"] == pytest.approx(v["c0"] - 60 / m["w"] * span, abs=span / m["w"])
+    assert after["r0"] == pytest.approx(v["r0"] - 30 / m["h"] * span, abs=span / m["h"])
+    drags = [r for r in stats(large)["history"] if r["cause"] == "drag"]
+    assert drags and max(r["ms"] for r in drags) <= 200
+    a = large.evaluate("() => window.__attnCanvasStats.map.cellToClient(1500, 1700)")
+    b = large.evaluate("() => window.__attnCanvasStats.map.cellToClient(1600, 1900)")
+    large.keyboard.down("Shift")
+    large.mouse.move(a["x"], a["y"])
+    large.mouse.down()
+    large.mouse.move(b["x"], b["y"], steps=5)
+    large.mouse.up()
+    large.keyboard.up("Shift")
+    assert stats(large)["view"] == {"r0": 1500, "r1": 1601, "c0": 1700, "c1": 1901}
+    want = {"r0": 1500, "r1": 1601, "c0": 1700, "c1": 1901}
+    assert wait_state(large, lambda s: s["view"] == want)["view"] == want
+    large.wait_for_function("() => { const d = window.__attnCanvasStats.map.detail;"
+                            " return d && d.view.r0 === 1500 && d.view.c1 === 1901 && d.pool === 1; }")
+    assert stats(large)["note"] == "exact"
+    shot(large, "4096-box-zoomed")
+    large.locator("button[data-mode='row']").click()
+    p = large.evaluate("() => window.__attnCanvasStats.map.cellToClient(1550, 1800)")
+    large.mouse.click(p["x"], p["y"])
+    assert wait_state(large, lambda s: s["selection"] == {"kind": "row", "row": 1550})
+    large.locator("button[data-mode='view']").click()
+    large.keyboard.press("0")

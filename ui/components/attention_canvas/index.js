@@ -247,7 +247,10 @@ class AttentionCanvas {
     ov.exactMax = ov.exact_max || EXACT_MAX_DEFAULT;
     this.ov = ov;
     this.fitCache.clear();
-    if (!old || old.n_rows !== ov.n_rows || old.n_cols !== ov.n_cols) this.view = this.fullView();
+    if (!old || old.n_rows !== ov.n_rows || old.n_cols !== ov.n_cols) {
+      this.view = this.fullView();
+      if (old) this.viewTimer = setTimeout(() => this.reportView(), VIEW_REPORT_MS); // Python's view was the old map's
+    }
     if (this.head === null || this.head >= H) this.head = clamp(ov.head || 0, 0, H - 1);
     this.headTiles = new Map([...this.headTiles].filter(([k]) => k.startsWith(ov.id + ":")));
     this.details = this.details.filter((d) => d.overview === ov.id);
@@ -391,7 +394,7 @@ class AttentionCanvas {
     const ov = this.ov;
     const W = Math.max(240, Math.floor(this.root.clientWidth || 600));
     const dpr = window.devicePixelRatio || 1;
-    const TOP = 54;
+    const TOP = 60;
     const CBW = 92;
     const availW = Math.max(60, W - this.LW - CBW);
     const maxH = clamp((window.innerHeight || 900) - 360, 220, 680);
@@ -489,8 +492,13 @@ class AttentionCanvas {
     for (const t of layers) if (this.covers(t)) best = t;
     best = best || layers[0];
     const perPx = Math.max((v.r1 - v.r0) / this.dev.H, (v.c1 - v.c0) / this.dev.W);
-    const eff = perPx > best.pool ? best.pool * Math.ceil(perPx / best.pool - 1e-9) : best.pool;
-    return { pool: eff, exact: eff === 1, text: eff === 1 ? "exact" : `max over ${eff} × ${eff} blocks` };
+    if (perPx > best.pool * 1.0001) { // the screen pools several of the tile's cells or blocks into one pixel
+      const n = Math.round(perPx);
+      return { pool: best.pool * Math.ceil(perPx / best.pool - 1e-9), exact: false,
+        text: `max over ${n} × ${n} cells per pixel` };
+    }
+    return { pool: best.pool, exact: best.pool === 1,
+      text: best.pool === 1 ? "exact" : `max over ${best.pool} × ${best.pool} blocks` };
   }
 
   render(layers) {
@@ -650,7 +658,7 @@ class AttentionCanvas {
     // axis names in the free corners
     ctx.font = this.font(11, 600);
     ctx.textAlign = "right";
-    ctx.fillText("query ↓", m.x - 4, m.y - 6);
+    ctx.fillText("query ↓", m.x - 4, m.y - 9);
     ctx.textAlign = "left";
     ctx.fillText("key →", 4, m.y + m.h + 14);
 
