@@ -316,8 +316,14 @@ class AttentionCanvas {
         changed = true;
       }
     }
-    if (this.selection === null && seen.selection) this.selection = seen.selection;
-    if (this.query === null && typeof seen.query === "number") this.query = seen.query;
+    if (this.selection === null && seen.selection) {
+      this.selection = seen.selection;
+      changed = true;
+    }
+    if (this.query === null && typeof seen.query === "number") {
+      this.query = seen.query;
+      changed = true;
+    }
     return changed;
   }
 
@@ -523,8 +529,8 @@ class AttentionCanvas {
           const mid = lo + cells / 2;
           if (mid < t0 || mid >= t0 + count * pool) continue;
           if (cells <= pool) { first[x] = Math.floor((mid - t0) / pool); len[x] = 1; continue; }
-          const i0 = clamp(Math.floor((lo - t0) / pool), 0, count - 1);
-          const i1 = clamp(Math.ceil((lo + cells - t0) / pool), i0 + 1, count);
+          const i0 = clamp(Math.floor((lo - t0) / pool + 1e-9), 0, count - 1); // no neighbour by rounding
+          const i1 = clamp(Math.ceil((lo + cells - t0) / pool - 1e-9), i0 + 1, count);
           first[x] = i0;
           len[x] = i1 - i0;
         }
