@@ -19,8 +19,8 @@ const KIND_OF = new Uint8Array(256).map((_, bits) => {
   return i < 0 ? 0 : i + 1;
 });
 
-// Plotly's Viridis stops and ColorBrewer's RdBu (reversed: blue below 0, red above), evenly spaced as in
-// plotly.colors; interpolated linearly in RGB to 256 entries, as Plotly does between stops.
+// Viridis (matplotlib, CC0) and ColorBrewer RdBu (Apache-2.0, see NOTICE.md; reversed: blue below 0, red above),
+// evenly spaced stops as in plotly.colors, interpolated linearly in RGB to 256 entries as Plotly does.
 const STOPS = {
   viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
     "#fde725"],
