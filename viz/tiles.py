@@ -149,8 +149,7 @@ def labels_blob(tokens: Sequence[str]) -> np.ndarray:
 
 def labels_from_blob(blob: np.ndarray) -> list[str]:
     """Inverse of ``labels_blob`` (as the page reads it)."""
-    text = np.asarray(blob, dtype=np.uint8).tobytes().decode("utf-8")
-    return text.split("\n") if text or len(blob) else [""]
+    return np.asarray(blob, dtype=np.uint8).tobytes().decode("utf-8").split("\n")
 
 
 def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row_labels: Sequence[str],
