@@ -110,7 +110,7 @@ def zoom_and_pan(page, t: int, steps: int) -> dict:
 
 
 def layer_changes(page, repeats: int) -> tuple[list[float], float]:
-    radio = page.locator('[data-testid="stRadio"]')
+    radio = page.locator('[data-testid="stRadio"]').first
     out, cold = [], None
     for i in range(repeats + 1):
         current = json.loads(page.locator('[data-testid="stCode"]').first.inner_text())["layer"]
