@@ -1,0 +1,54 @@
+"""The attention map on a <canvas> (Streamlit components v2): this wrapper mounts the parts viz.tiles builds; the
+JavaScript and CSS live in attention_canvas/.
+
+Each part is its own element, so a rerun re-sends only the part that changed (Streamlit's message cache replaces
+an unchanged element by its hash): the overview once per attention, the head tile once per head, the detail per view,
+and a few bytes that echo the state Python saw (a fresh page takes its head and view from them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import streamlit as st
+
+from viz import tiles
+
+_DIR = Path(__file__).with_name("attention_canvas")
+STATE_KEYS = ("view", "head", "query", "selection")  # what the page reports (component state)
+
+_mount = st.components.v2.component(
+    "attention_canvas",
+    js=(_DIR / "index.js").read_text(encoding="utf-8"),
+    css=(_DIR / "style.css").read_text(encoding="utf-8"),
+)
+
+
+def _noop() -> None:
+    """State keys only exist with a callback; the ones the caller did not ask for get this one."""
+
+
+def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | None = None,
+                     on_head_change: Callable | None = None, on_query_change: Callable | None = None,
+                     on_selection_change: Callable | None = None):
+    """Draw ``payload`` ({"overview": viz.tiles.overview_payload(...), "head": head_payload(...) or None,
+    "detail": detail_payload(...) or None}) and return the page's state: ``view`` ({r0, r1, c0, c1}, cells, end
+    exclusive), ``head``, ``query`` (the clicked row) and ``selection`` (None until the page reports them)."""
+    overview = payload["overview"]
+    seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
+    callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
+                 "on_query_change": on_query_change, "on_selection_change": on_selection_change}
+    detail = payload.get("detail")
+    focus = detail or payload.get("head") or {}
+    sync = {"part": "sync", "key": key, "overview": overview["id"], "head": focus.get("head"),
+            "view": focus.get("view"), "seen": seen}  # tiny: a fresh page adopts Python's head and view from it
+    with st.container(gap=None):
+        result = _mount(key=key, data=tiles.pack({**overview, "key": key}), default=dict.fromkeys(STATE_KEYS),
+                        **{name: cb or _noop for name, cb in callbacks.items()})
+        if payload.get("head") is not None:
+            _mount(key=f"{key}.head", data=tiles.pack({**payload["head"], "key": key}))
+        if detail is not None:
+            _mount(key=f"{key}.detail", data=tiles.pack({**detail, "key": key}))
+        _mount(key=f"{key}.sync", data=tiles.pack(sync))
+    return result

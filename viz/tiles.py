@@ -1,0 +1,353 @@
+"""Attention maps as tiles for the canvas component: pooled uint8 overviews, exact or pooled detail, binary parts.
+
+Pure functions, numpy in, dicts and bytes out; ``ui/components/attention_canvas`` draws what they build. A map is
+sent in up to three parts, each its own element so that Streamlit re-sends only the part that changed:
+
+- ``overview_payload``: one attention (one layer, one stage), every head's tile as uint8 (255 = ``hi``),
+  max-pooled over ``pool`` x ``pool`` blocks, the token labels once per axis. A head change is drawn from it.
+- ``head_payload``: the selected head's finer overview tile (when the held tiles are pooled).
+- ``detail_payload``: the cells of the view the page reported: float32 values (exact when ``pool`` is 1, else block
+  maxima with the argmax cell of each block), so that the hover is exact at every zoom.
+
+Masked cells carry reason bits (``REASON_BITS``); a pooled block is masked only when all its cells are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+EXACT_MAX = 256  # a view of at most this many cells per axis is labelled token by token
+HELD_SIDE = 512  # every head's overview tile has at most this many blocks per axis (held in the page)
+HEAD_SIDE = 1024  # the selected head's overview tile: at most this many blocks per axis
+DETAIL_SIDE = 512  # a detail tile: at most this many cells (exact) or blocks (pooled) per axis
+REASON_BITS = {"causal": 1, "padding": 2, "window": 4, "knocked out": 8, "other": 128}  # uint8 bits per cell
+COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
+MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
+_DTYPES = {"uint8": "u1", "uint16": "u2", "uint32": "u4", "float32": "f4"}
+_SHOWN = str.maketrans({"\n": "↵", "\r": "␍", "\t": "⇥"})  # labels are one line each on the wire and on screen
+
+
+def pool_factor(n_rows: int, n_cols: int, side: int) -> int:
+    """The smallest power of two f such that ceil(n / f) <= side on both axes (1: every cell its own pixel)."""
+    n = max(int(n_rows), int(n_cols), 1)
+    return 1 << max(0, math.ceil(math.log2(n / side))) if n > side else 1
+
+
+def _blocks(a: np.ndarray, factor: int, fill) -> np.ndarray:
+    """(R, C) -> (ceil(R/f), ceil(C/f), f*f): each block's cells in row-major order, edges padded with ``fill``."""
+    R, C = a.shape
+    Rb, Cb = -(-R // factor), -(-C // factor)
+    padded = np.full((Rb * factor, Cb * factor), fill, dtype=a.dtype)
+    padded[:R, :C] = a
+    return padded.reshape(Rb, factor, Cb, factor).transpose(0, 2, 1, 3).reshape(Rb, Cb, factor * factor)
+
+
+def pool_max(values: np.ndarray, factor: int, masked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Max over ``factor`` x ``factor`` blocks (edge blocks partial) and where it is: (pooled float32, argmax).
+
+    ``argmax`` is the flat index inside the block (``dr * factor + dc``, the first maximum), uint16 up to factor 256.
+    Cells where ``masked`` is True take no part; a block with every cell masked gets NaN and argmax 0.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"pool_max takes a (rows, cols) matrix, got shape {v.shape}")
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"pool factor must be >= 1, got {factor}")
+    if masked is not None:
+        v = np.where(np.asarray(masked, dtype=bool), np.float32(np.nan), v)
+    # NaN (masked or padding) sorts below everything: argmax over a copy with NaN -> -inf; a block of only NaN
+    # (or only -inf) reports its first cell
+    blocks = _blocks(v, factor, np.float32(np.nan))
+    empty = np.isnan(blocks).all(axis=2)
+    where = np.argmax(np.where(np.isnan(blocks), np.float32(-np.inf), blocks), axis=2)
+    pooled = np.take_along_axis(blocks, where[..., None], axis=2)[..., 0]
+    pooled[empty] = np.nan
+    where[empty] = 0
+    return pooled.astype(np.float32), where.astype(np.uint16 if factor <= 256 else np.uint32)
+
+
+def argmax_cell(argmax: np.ndarray, factor: int, r0: int = 0, c0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, col) cells that ``pool_max``'s argmax points at, for a pooled tile whose first cell is (r0, c0)."""
+    a = np.asarray(argmax, dtype=np.int64)
+    rows = r0 + np.arange(a.shape[0])[:, None] * factor + a // factor
+    cols = c0 + np.arange(a.shape[1])[None, :] * factor + a % factor
+    return rows, cols
+
+
+def pool_reasons(codes: np.ndarray, factor: int) -> np.ndarray:
+    """Reason bits per block: the OR of its cells' bits where every cell of the block is masked, else 0."""
+    c = np.asarray(codes, dtype=np.uint8)
+    if factor == 1:
+        return c.copy()
+    blocks = _blocks(c, factor, np.uint8(0))
+    R, C = c.shape
+    real = _blocks(np.ones((R, C), dtype=bool), factor, False)  # padding cells of edge blocks are not cells
+    all_masked = ((blocks != 0) | ~real).all(axis=2)
+    return np.where(all_masked, np.bitwise_or.reduce(blocks, axis=2), 0).astype(np.uint8)
+
+
+def quantize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float -> uint8 colour index: 0 = ``lo``, 255 = ``hi`` (clipped); NaN -> 0 (its cell is drawn masked)."""
+    v = np.asarray(values, dtype=np.float32)
+    span = float(hi) - float(lo)
+    if not span > 0:
+        return np.zeros(v.shape, dtype=np.uint8)
+    scaled = (v - np.float32(lo)) * np.float32(255.0 / span)
+    return np.clip(np.rint(np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)), 0, 255).astype(np.uint8)
+
+
+def dequantize(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """uint8 colour index -> the value at the centre of its bin (within (hi - lo) / 510 of the original)."""
+    return (np.float32(lo) + np.asarray(q, dtype=np.float32) * np.float32((hi - lo) / 255.0)).astype(np.float32)
+
+
+def reason_codes(reasons, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 reason bits per cell (0 = may attend) from {reason: masked bool} or (R, C) strings ("" = may attend,
+    "padding+causal" for several); unknown reasons get the "other" bit."""
+    out = np.zeros(shape, dtype=np.uint8)
+    if reasons is None:
+        return out
+    if isinstance(reasons, Mapping):
+        for name, masked in reasons.items():
+            for part in str(name).split("+"):
+                bit = REASON_BITS.get(part.strip(), REASON_BITS["other"])
+                out |= np.where(np.broadcast_to(np.asarray(masked, dtype=bool), shape), np.uint8(bit), np.uint8(0))
+        return out
+    r = np.broadcast_to(np.asarray(reasons, dtype=object), shape)
+    for name in set(r.ravel().tolist()) - {""}:
+        out |= np.where(r == name, reason_codes({name: True}, (1, 1))[0, 0], np.uint8(0))
+    return out
+
+
+def legend() -> dict[str, str]:
+    """Reason bit -> what the hover says ("masked: causal")."""
+    return {str(bit): name for name, bit in REASON_BITS.items()}
+
+
+def value_range(stage: str, values: np.ndarray | None = None) -> tuple[float, float, str]:
+    """(lo, hi, colormap) for a stage: weights 0..1 in Viridis; other stages symmetric around 0, diverging."""
+    if stage == "weights":
+        return 0.0, 1.0, "viridis"
+    finite = np.asarray(values, dtype=np.float32) if values is not None else np.zeros(0, np.float32)
+    finite = finite[np.isfinite(finite)]
+    m = float(np.abs(finite).max()) if finite.size else 1.0
+    return -(m or 1.0), (m or 1.0), "rdbu_r"
+
+
+def labels_blob(tokens: Sequence[str]) -> np.ndarray:
+    """Tokens as one uint8 buffer, UTF-8, newline-separated (a newline inside a token is shown as ↵); the page
+    prefixes each with its position ("3·the"), so positions cost nothing on the wire."""
+    return np.frombuffer("\n".join(str(t).translate(_SHOWN) for t in tokens).encode("utf-8"), dtype=np.uint8)
+
+
+def labels_from_blob(blob: np.ndarray) -> list[str]:
+    """Inverse of ``labels_blob`` (as the page reads it)."""
+    return np.asarray(blob, dtype=np.uint8).tobytes().decode("utf-8").split("\n")
+
+
+def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row_labels: Sequence[str],
+                     col_labels: Sequence[str] | None = None, *, reasons: np.ndarray | None = None,
+                     produces: Sequence[str] | None = None, lo: float = 0.0, hi: float = 1.0,
+                     colormap: str = "viridis", value_name: str = "weight", title: str = "",
+                     heads: Sequence[str] | None = None, head: int = 0, overview_id: str | None = None) -> dict:
+    """The overview part: every head's uint8 tile ((H, ceil(n_rows/pool), ceil(n_cols/pool)), 255 = ``hi``),
+    labels once per axis (``col_labels`` None: the same tokens as the rows), optional reason bits ((r, c) for every
+    head, or (H, r, c)), value range, colormap and title. ``head``: the head a fresh page shows first."""
+    t = np.ascontiguousarray(tiles, dtype=np.uint8)
+    if t.ndim == 2:
+        t = t[None]
+    H, r, c = t.shape
+    if (r, c) != (-(-n_rows // pool), -(-n_cols // pool)):
+        raise ValueError(f"tiles of {r} x {c} do not pool {n_rows} x {n_cols} cells by {pool}")
+    if len(row_labels) != n_rows or (col_labels is not None and len(col_labels) != n_cols):
+        raise ValueError(f"{len(row_labels)} row / {n_cols if col_labels is None else len(col_labels)} column labels "
+                         f"for a {n_rows} x {n_cols} map")
+    if col_labels is None and n_cols != n_rows:
+        raise ValueError("col_labels may only be left out when rows and columns are the same tokens")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"colormap {colormap!r}: one of {COLORMAPS}")
+    part = {"part": "overview", "n_rows": int(n_rows), "n_cols": int(n_cols), "n_heads": H, "pool": int(pool),
+            "tiles": t, "lo": float(lo), "hi": float(hi), "colormap": colormap, "value_name": value_name,
+            "title": title, "heads": [str(h) for h in (heads if heads is not None else range(H))], "head": int(head),
+            "rows": labels_blob(row_labels), "legend": legend(), "exact_max": EXACT_MAX}
+    if col_labels is not None:
+        part["cols"] = labels_blob(col_labels)
+    if produces is not None:
+        part["produces"] = labels_blob(produces)
+    if reasons is not None:
+        rc = np.ascontiguousarray(reasons, dtype=np.uint8)
+        if rc.shape[-2:] != (r, c) or rc.ndim not in (2, 3) or (rc.ndim == 3 and rc.shape[0] != H):
+            raise ValueError(f"reasons of shape {rc.shape} for tiles of shape {t.shape}")
+        if rc.any():
+            part["reasons"] = rc
+    part["id"] = overview_id or _digest(part)
+    return part
+
+
+def head_payload(tile: np.ndarray, pool: int, head: int, overview_id: str, reasons: np.ndarray | None = None) -> dict:
+    """The selected head's finer overview tile (uint8, 255 = the overview's ``hi``), drawn over the held one."""
+    t = np.ascontiguousarray(tile, dtype=np.uint8)
+    part = {"part": "head", "overview": overview_id, "head": int(head), "tile": _tile(t, 0, 0, pool)}
+    if reasons is not None and np.any(reasons):
+        part["tile"]["reasons"] = np.ascontiguousarray(reasons, dtype=np.uint8)
+    return part
+
+
+def detail_payload(values: np.ndarray, r0: int, c0: int, pool: int, *, head: int, overview_id: str,
+                   argmax: np.ndarray | None = None, reason_codes: np.ndarray | None = None,
+                   view: Mapping | None = None) -> dict:
+    """A detail tile whose first cell is (r0, c0): float32 values (``pool`` 1: exact cells; else block maxima and,
+    in ``argmax``, where each maximum is, as ``pool_max`` gives it), reason bits per cell or block, and the view it
+    was computed for ({r0, r1, c0, c1})."""
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    if pool > 1 and argmax is None:
+        raise ValueError("a pooled detail tile needs the argmax of each block (pool_max gives it)")
+    tile = _tile(None, r0, c0, pool, shape=v.shape)
+    tile["values"] = v
+    if argmax is not None:
+        a = np.ascontiguousarray(argmax)
+        if a.shape != v.shape:
+            raise ValueError(f"argmax of shape {a.shape} for values of shape {v.shape}")
+        tile["argmax"] = a.astype(np.uint16 if pool <= 256 else np.uint32)
+    if reason_codes is not None and np.any(reason_codes):
+        tile["reasons"] = np.ascontiguousarray(reason_codes, dtype=np.uint8)
+    part = {"part": "detail", "overview": overview_id, "head": int(head), "tile": tile}
+    if view is not None:
+        part["view"] = {k: int(view[k]) for k in ("r0", "r1", "c0", "c1")}
+    return part
+
+
+def detail_window(view: Mapping | None, n_rows: int, n_cols: int) -> dict:
+    """What detail to compute for a reported view: {r0, r1, c0, c1, pool}, end exclusive, clamped to the map.
+
+    Up to ``DETAIL_SIDE`` cells per axis: every cell (pool 1; the page labels tokens from ``EXACT_MAX`` down).
+    Larger: blocks of the smallest power-of-two pool that fits ``DETAIL_SIDE`` per axis, the window widened to the
+    block grid, so that blocks line up with the overview's.
+    """
+    if not view:
+        view = {"r0": 0, "r1": n_rows, "c0": 0, "c1": n_cols}
+    r0 = min(max(0, int(view["r0"])), n_rows - 1)
+    c0 = min(max(0, int(view["c0"])), n_cols - 1)
+    r1 = min(max(r0 + 1, int(view["r1"])), n_rows)
+    c1 = min(max(c0 + 1, int(view["c1"])), n_cols)
+    pool = pool_factor(r1 - r0, c1 - c0, DETAIL_SIDE)
+    if pool == 1:
+        return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": 1}
+    r0, c0 = r0 // pool * pool, c0 // pool * pool
+    r1, c1 = min(n_rows, -(-r1 // pool) * pool), min(n_cols, -(-c1 // pool) * pool)
+    return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": pool}
+
+
+def window_detail(values: np.ndarray, window: Mapping, *, head: int, overview_id: str,
+                  codes: np.ndarray | None = None, view: Mapping | None = None) -> dict:
+    """The detail part for ``window`` (from ``detail_window``) from its exact cells ``values`` (and reason bits
+    ``codes``), pooled when the window asks for it."""
+    pool = int(window["pool"])
+    v = np.asarray(values, dtype=np.float32)
+    masked = None if codes is None else np.asarray(codes) != 0
+    if pool == 1:
+        return detail_payload(v, window["r0"], window["c0"], 1, head=head, overview_id=overview_id,
+                              reason_codes=codes, view=view or window)
+    pooled, argmax = pool_max(v, pool, masked)
+    return detail_payload(pooled, window["r0"], window["c0"], pool, head=head, overview_id=overview_id, argmax=argmax,
+                          reason_codes=None if codes is None else pool_reasons(codes, pool), view=view or window)
+
+
+def overview_tiles(values: np.ndarray, pool: int, lo: float, hi: float,
+                   codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, R, C) exact values (and (R, C) or (H, R, C) reason bits) -> (uint8 tiles, pooled reason bits or None)."""
+    v = np.asarray(values, dtype=np.float32)
+    masked = None if codes is None else np.broadcast_to(np.asarray(codes) != 0, v.shape)
+    tiles = np.stack([quantize(pool_max(v[h], pool, None if masked is None else masked[h])[0], lo, hi)
+                      for h in range(v.shape[0])])
+    if codes is None or not np.any(codes):
+        return tiles, None
+    c = np.asarray(codes, dtype=np.uint8)
+    pooled = pool_reasons(c, pool) if c.ndim == 2 else np.stack([pool_reasons(x, pool) for x in c])
+    return tiles, pooled
+
+
+def _tile(q: np.ndarray | None, r0: int, c0: int, pool: int, shape: tuple[int, int] | None = None) -> dict:
+    rows, cols = q.shape if q is not None else shape
+    tile = {"r0": int(r0), "c0": int(c0), "pool": int(pool), "rows": int(rows), "cols": int(cols)}
+    if q is not None:
+        tile["q"] = q
+    return tile
+
+
+def _digest(part: dict) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for key in sorted(part):
+        value = part[key]
+        h.update(key.encode())
+        h.update(value.tobytes() if isinstance(value, np.ndarray) else json.dumps(value, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def pack(part: Mapping) -> bytes:
+    """A part as bytes: b"ATC1", uint32 header length (little-endian), the JSON header, then every array's bytes,
+    8-byte aligned; in the header an array is {"$": index, "dtype": "u1" | "u2" | "u4" | "f4", "shape": [...]}."""
+    buffers: list[bytes] = []
+    spans: list[list[int]] = []
+
+    def walk(x):
+        if isinstance(x, np.ndarray):
+            dt = _DTYPES.get(x.dtype.name)
+            if dt is None:
+                raise TypeError(f"arrays go to the page as {sorted(_DTYPES)}, not {x.dtype}")
+            buffers.append(np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<"), copy=False).tobytes())
+            spans.append([0, len(buffers[-1])])
+            return {"$": len(buffers) - 1, "dtype": dt, "shape": list(x.shape)}
+        if isinstance(x, Mapping):
+            return {str(k): walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    header = walk(part)
+    offset = 0
+    for span in spans:  # offsets relative to the start of the buffer section
+        span[0] = offset
+        offset += -(-span[1] // 8) * 8
+    header["$buffers"] = spans
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    start = -(-(8 + len(head)) // 8) * 8
+    out = bytearray(start + offset)
+    out[:8] = MAGIC + struct.pack("<I", len(head))
+    out[8:8 + len(head)] = head
+    for buf, (off, n) in zip(buffers, spans, strict=True):
+        out[start + off:start + off + n] = buf
+    return bytes(out)
+
+
+def unpack(data: bytes) -> dict:
+    """Inverse of ``pack`` (what the page decodes), for tests."""
+    if data[:4] != MAGIC:
+        raise ValueError("not an attention-canvas part")
+    n = struct.unpack("<I", data[4:8])[0]
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    start = -(-(8 + n) // 8) * 8
+    spans = header.pop("$buffers")
+    inverse = {v: k for k, v in _DTYPES.items()}
+
+    def walk(x):
+        if isinstance(x, dict) and "$" in x and "dtype" in x:
+            off, size = spans[x["$"]]
+            return np.frombuffer(data, dtype=np.dtype(inverse[x["dtype"]]).newbyteorder("<"), count=size //
+                                 np.dtype(inverse[x["dtype"]]).itemsize, offset=start + off).reshape(x["shape"])
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(header)
