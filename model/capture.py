@@ -15,7 +15,18 @@ import torch
 
 from .attention import AttentionRecord, attention, fast_attention
 from .interventions import Interventions, ablate, knocked_cells
-from .lazy import AttentionInputs, FirstPass, LazyTrace, choose_block_rows, complete_record, first_pass
+from .lazy import (
+                   FAST_ABOVE,
+                   AttentionInputs,
+                   FirstPass,
+                   LazyTrace,
+                   can_run_fast,
+                   choose_block_rows,
+                   complete_record,
+                   exact_first_pass,
+                   fast_first_pass,
+)
+from .masks import MaskSpec
 from .names import RecordName
 from .rowstats import KeyFacts
 from .runtime import Lane
@@ -34,7 +45,7 @@ class Recorder:
     def __init__(self, capture: bool | Collection[str] = True, *, lazy: bool = False,
                  interventions: Interventions | None = None, hidden_states: bool = False,
                  key_facts: Mapping[str, list[KeyFacts]] | None = None, overviews: bool = True,
-                 keep_contexts: bool = False):
+                 keep_contexts: bool = False, fast_above: int = FAST_ABOVE):
         self.capture_all = capture is True
         self.names = frozenset() if isinstance(capture, bool) else frozenset(capture)
         self.lazy = lazy
@@ -43,6 +54,7 @@ class Recorder:
         self.key_facts = dict(key_facts or {})
         self.overviews = overviews
         self.keep_contexts = keep_contexts
+        self.fast_above = fast_above  # a lazy first pass over more query rows runs the model's fast path
         self.contexts: dict[str, torch.Tensor] = {}  # name -> (B, H, Tq, d_v) the context each attention passed on
         self.records: dict[str, AttentionRecord] = {}
         self.inputs: dict[str, AttentionInputs] = {}
@@ -58,54 +70,57 @@ class Recorder:
         if self.keep_hidden:
             self.hidden.setdefault(stack, []).append(x)
 
-    def attend(self, name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, *,
+    def attend(self, name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masks: MaskSpec, *,
                scale: float | None = None, bias: torch.Tensor | None = None, softcap: float | None = None,
                query_input: torch.Tensor | None = None, key_input: torch.Tensor | None = None,
-               padding_mask: torch.Tensor | None = None, causal_mask: torch.Tensor | None = None,
-               window_mask: torch.Tensor | None = None, query_valid: torch.Tensor | None = None,
-               out_proj: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               query_valid: torch.Tensor | None = None, out_proj: Callable[[torch.Tensor], torch.Tensor] | None = None,
                fast: Callable[[], torch.Tensor] | None = None, finish_later: bool = False) -> torch.Tensor:
         """Run one attention of the model; returns the context (B, H, Tq, d_v) the model goes on with.
 
-        ``fast`` computes the same context without intermediates (SDPA) for attentions nobody asked to record.
-        ``finish_later``: the caller computes the concat and the output itself and hands them to ``finish``
-        (the project's own modules); otherwise the record gets ``out_proj`` applied to its concat.
+        ``masks`` describes the mask (model.masks). ``fast`` computes the same context without intermediates (the
+        model's SDPA) for attentions nobody asked to record. ``finish_later``: the caller computes the concat and
+        the output itself and hands them to ``finish`` (the project's own modules); otherwise the record gets
+        ``out_proj`` applied to its concat.
         """
         self.calls.append(name)
-        context = self._attend(name, q, k, v, mask, scale=scale, bias=bias, softcap=softcap, query_input=query_input,
-                               key_input=key_input, padding_mask=padding_mask, causal_mask=causal_mask,
-                               window_mask=window_mask, query_valid=query_valid, out_proj=out_proj, fast=fast,
-                               finish_later=finish_later)
+        context = self._attend(name, q, k, v, masks, scale=scale, bias=bias, softcap=softcap,
+                               query_input=query_input, key_input=key_input, query_valid=query_valid,
+                               out_proj=out_proj, fast=fast, finish_later=finish_later)
         if self.keep_contexts:
             self.contexts[name] = context
         return context
 
-    def _attend(self, name, q, k, v, mask, *, scale, bias, softcap, query_input, key_input, padding_mask,
-                causal_mask, window_mask, query_valid, out_proj, fast, finish_later) -> torch.Tensor:
+    def _attend(self, name, q, k, v, masks: MaskSpec, *, scale, bias, softcap, query_input, key_input,
+                query_valid, out_proj, fast, finish_later) -> torch.Tensor:
         ablation = self.interventions.ablation_for(name)
         knockouts = self.interventions.knockouts_for(name)
         if not self.wants(name) and knockouts is None:
             if fast is not None:
                 context = fast()
-            elif scale is None and bias is None and softcap is None and q.shape[1] == k.shape[1]:
-                context = fast_attention(q, k, v, mask)
             else:
-                context = attention(q, k, v, mask, scale=scale, bias=bias, softcap=softcap).context
+                mask = masks.allowed(range(masks.tq), range(masks.tk), q.device)
+                if scale is None and bias is None and softcap is None and q.shape[1] == k.shape[1]:
+                    context = fast_attention(q, k, v, mask)
+                else:
+                    context = attention(q, k, v, mask, scale=scale, bias=bias, softcap=softcap).context
             return context if ablation is None else ablate(context, ablation, query_valid)[0]
         B, H, Tq, _ = q.shape
         Tk = k.shape[2]
         knocked = {} if knockouts is None else knocked_cells(knockouts, B, Tq, Tk)
         factor = overview_factor(Tq, Tk)
         inputs = AttentionInputs(
-            name=name, q=q, k=k, v=v, mask=mask, scale=scale, bias=bias, softcap=softcap, query_input=query_input,
-            key_input=key_input, padding_mask=padding_mask, causal_mask=causal_mask, window_mask=window_mask,
-            query_valid=query_valid, ablation=ablation, knocked=knocked, out_proj=out_proj,
+            name=name, q=q, k=k, v=v, masks=masks, scale=scale, bias=bias, softcap=softcap, query_input=query_input,
+            key_input=key_input, query_valid=query_valid, ablation=ablation, knocked=knocked, out_proj=out_proj,
             block_rows=choose_block_rows(B, H, Tq, Tk, factor) if self.lazy else Tq)
         if not self.wants(name):  # knocked out but not recorded: the context only
             return complete_record(inputs, with_output=False).context
         if self.lazy:
             key_stack = RecordName.parse(name).key_stack
-            context, fp = first_pass(inputs, self.key_facts.get(key_stack), overviews=self.overviews)
+            if Tq > self.fast_above and can_run_fast(inputs):
+                context, fp = fast_first_pass(inputs, overviews=self.overviews)
+                inputs = dataclasses.replace(inputs, context=context)
+            else:
+                context, fp = exact_first_pass(inputs, self.key_facts.get(key_stack), overviews=self.overviews)
             self.inputs[name] = inputs
             self.passes[name] = fp
             return context

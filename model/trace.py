@@ -397,21 +397,20 @@ def allowed_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
     return np.broadcast_to(_mask_view(rec.mask, batch_index, range(Tq), range(Tk)), (H, Tq, Tk))
 
 
-def _reason_codes(mask, padding, causal, window, knocked, n_heads: int, batch_index: int, heads: slice,
-                  rows: range, cols: range) -> tuple[np.ndarray, np.ndarray]:
-    """-> (codes (h, r, c) uint8, forbidden (h, r, c) bool): bit i set where MASK_REASONS[i] forbids a forbidden
-    cell; a forbidden cell with no bit set is forbidden for another reason. The masks are broadcastable
-    (B|1, H|1, Tq|1, Tk) bool, True = may attend, except ``knocked``: True = knocked out."""
-    shape = (n_heads, len(rows), len(cols))
-
+def reason_codes(allowed, padding, causal, window, knocked, batch_index: int, shape: tuple[int, int, int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of one block, each broadcastable (B|1, h|1, r|1, c|1) (True = may attend; ``knocked``: True = knocked
+    out) -> (codes (h, r, c) uint8, forbidden (h, r, c) bool): bit i set where MASK_REASONS[i] forbids a forbidden
+    cell; a forbidden cell with no bit set is forbidden for another reason."""
     def view(m):
-        return np.broadcast_to(_mask_view(m, batch_index, rows, cols), shape)[heads]
+        m = _to_numpy(m)
+        return np.broadcast_to(m[batch_index if m.shape[0] > 1 else 0], shape)
 
-    forbidden = ~view(mask) if mask is not None else np.zeros(shape, dtype=bool)[heads]
+    forbidden = ~view(allowed) if allowed is not None else np.zeros(shape, dtype=bool)
     knocked_view = None if knocked is None else view(knocked)
     if knocked_view is not None:
         forbidden = forbidden | knocked_view
-    codes = np.zeros(forbidden.shape, dtype=np.uint8)
+    codes = np.zeros(shape, dtype=np.uint8)
     for bit, m in enumerate((padding, causal, window)):
         if m is not None:
             codes |= (~view(m) & forbidden).astype(np.uint8) << bit
@@ -420,9 +419,21 @@ def _reason_codes(mask, padding, causal, window, knocked, n_heads: int, batch_in
     return codes, forbidden
 
 
+def _block(t, heads: slice, rows: range, cols: range):
+    """The (B|1, h|1, r|1, c|1) block of a broadcastable (B|1, H|1, Tq|1, Tk|1) tensor."""
+    if t is None:
+        return None
+    t = t[:, heads] if t.shape[1] > 1 else t
+    t = t[:, :, rows.start:rows.stop] if t.shape[2] > 1 else t
+    return t[..., cols.start:cols.stop] if t.shape[3] > 1 else t
+
+
 def _record_codes(rec: AttentionRecord, batch_index: int, heads: slice, rows: range, cols: range):
-    return _reason_codes(rec.mask, rec.padding_mask, rec.causal_mask, rec.window_mask, rec.knocked_out,
-                         rec.weights.shape[1], batch_index, heads, rows, cols)
+    H = rec.weights.shape[1]
+    h = len(range(H)[heads])
+    parts = [_block(m, heads, rows, cols) for m in (rec.mask, rec.padding_mask, rec.causal_mask, rec.window_mask,
+                                                     rec.knocked_out)]
+    return reason_codes(*parts, batch_index, (h, len(rows), len(cols)))
 
 
 def reason_name(code: int) -> str:

@@ -14,6 +14,7 @@ from .attention import causal_mask, fast_attention, padding_mask
 from .capture import Recorder
 from .config import ModelConfig
 from .interventions import Ablations, Interventions, Knockouts, validate
+from .masks import describe
 from .trace import Trace, record_name
 
 
@@ -70,15 +71,18 @@ class MultiHeadAttention(nn.Module):
                 if not cache.static and cache.k is not None:
                     k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
                 cache.k, cache.v = k, v
-        mask = padding_mask
-        if causal_mask is not None:
-            mask = causal_mask if mask is None else mask & causal_mask
         if recorder is None:  # nothing to record, nothing to change: the fast path, no bookkeeping
+            mask = padding_mask
+            if causal_mask is not None:
+                mask = causal_mask if mask is None else mask & causal_mask
             context = fast_attention(q, k, v, mask)
         else:
-            context = recorder.attend(name, q, k, v, mask, query_input=query_input, key_input=key_input,
-                                      padding_mask=padding_mask, causal_mask=causal_mask, query_valid=query_valid,
-                                      out_proj=self.W_out, finish_later=True)
+            # this model's causal mask is always the lower-right aligned one (causal_mask(T), sliced as with a cache)
+            masks = describe(None, q.shape[2], k.shape[2],
+                             padding=None if padding_mask is None else padding_mask[:, 0, 0, :],
+                             causal=causal_mask is not None)
+            context = recorder.attend(name, q, k, v, masks, query_input=query_input, key_input=key_input,
+                                      query_valid=query_valid, out_proj=self.W_out, finish_later=True)
         B, Tq, _ = query_input.shape
         concat = context.transpose(1, 2).reshape(B, Tq, self.n_heads * self.d_k)  # (B, Tq, H * d_v)
         output = self.W_out(concat)

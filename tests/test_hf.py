@@ -274,11 +274,12 @@ def test_eight_threads_share_one_model(pipes):
 def test_negative_control_a_broken_mask_fails_the_comparison(pipes, dirs, monkeypatch):
     """If the mask function lost the causal part, the comparison with eager must fail: it is not vacuous."""
     from transformers import AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
 
-    from model.hf.capture import ATTENTION_NAME, full_boolean_mask
+    from model.hf.capture import ATTENTION_NAME
 
     def no_causality(*args, **kwargs):
-        mask = full_boolean_mask(*args, **kwargs)
+        mask = sdpa_mask(*args, **{**kwargs, "allow_is_causal_skip": False})
         return torch.ones_like(mask)
 
     pipe = pipes["llama"]

@@ -28,6 +28,7 @@ from transformers.masking_utils import sdpa_mask
 
 from ..attention import attention
 from ..capture import Recorder
+from ..masks import MaskSpec, describe
 from ..names import RecordName
 
 ATTENTION_NAME = "attention_inspector"
@@ -122,8 +123,12 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         call.seen.append(module)
     if call is None or call.recorder is None or spec is None:
         if kwargs.get("softcap") is not None:  # SDPA cannot softcap: compute it exactly, unrecorded
-            rec = attention(query, key, value, _bool_mask(attention_mask, query, key, module, kwargs),
-                            scale=scaling, softcap=kwargs["softcap"], bias=kwargs.get("position_bias"))
+            mask = _bool_mask(attention_mask)
+            if mask is None and _is_causal(module, kwargs) and query.shape[2] > 1:
+                Tq, Tk = query.shape[2], key.shape[2]
+                mask = MaskSpec(tq=Tq, tk=Tk, causal=True).allowed(range(Tq), range(Tk), query.device)
+            rec = attention(query, key, value, mask, scale=scaling, softcap=kwargs["softcap"],
+                            bias=kwargs.get("position_bias"))
             return rec.context.transpose(1, 2).contiguous(), None
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
@@ -137,7 +142,7 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
     B, _, Tq, d_k = query.shape
     Tk = key.shape[2]
     scale = scaling if scaling is not None else d_k ** -0.5  # transformers' eager default
-    mask = _bool_mask(attention_mask, query, key, module, kwargs)
+    mask = _bool_mask(attention_mask)
     bias = kwargs.get("position_bias")
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         extra = torch.where(mask, attention_mask, torch.zeros((), dtype=attention_mask.dtype,
@@ -147,12 +152,13 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
 
     name = RecordName.parse(spec.name)
     key_valid = call.valid.get(name.key_stack)
-    padding = None if key_valid is None or key_valid.shape[1] != Tk else key_valid[:, None, None, :]
-    q_pos = torch.arange(Tq, device=query.device)[:, None] + (Tk - Tq)  # lower-right aligned, as with a cache
-    k_pos = torch.arange(Tk, device=query.device)[None, :]
-    causal = (k_pos <= q_pos)[None, None] if _is_causal(module, kwargs) else None
+    padding = None if key_valid is None or key_valid.shape[1] != Tk else key_valid
     window = kwargs.get("sliding_window")
-    window_ok = (k_pos > q_pos - int(window))[None, None] if isinstance(window, int) and window > 0 else None
+    window = int(window) if isinstance(window, int) and window > 0 else None
+    causal = _is_causal(module, kwargs) and not name.is_cross
+    # the mask as facts (padding, causal, window); the model's own mask, checked against them, is kept only when
+    # it says more (a T x T tensor at long inputs is what this avoids)
+    masks = describe(mask, Tq, Tk, padding=padding, causal=causal and (Tq > 1 or Tk > 1), window=window)
     hidden, keys = call.inputs.get(id(module), (None, None))
     query_input = _tensor_or_none(hidden, B, Tq)
     key_input = query_input if not name.is_cross else _tensor_or_none(keys, B, Tk)
@@ -166,9 +172,8 @@ def inspector_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         return out.transpose(1, 2)
 
     context = call.recorder.attend(
-        spec.name, query, key, value, mask, scale=scale, bias=bias, softcap=kwargs.get("softcap"),
-        query_input=query_input, key_input=key_input, padding_mask=padding, causal_mask=causal,
-        window_mask=window_ok, query_valid=query_valid, out_proj=spec.out_proj,
+        spec.name, query, key, value, masks, scale=scale, bias=bias, softcap=kwargs.get("softcap"),
+        query_input=query_input, key_input=key_input, query_valid=query_valid, out_proj=spec.out_proj,
         fast=None if kwargs.get("softcap") is not None else fast)
     return context.transpose(1, 2).contiguous(), None  # (B, Tq, H, d_v), as transformers' functions return it
 
@@ -178,30 +183,24 @@ def _is_causal(module: nn.Module, kwargs: dict) -> bool:
     return bool(getattr(module, "is_causal", False) if flag is None else flag)
 
 
-def _bool_mask(attention_mask, query, key, module, kwargs) -> torch.Tensor | None:
-    """The mask as bool (True = may attend). None from the model means no mask, except for a causal module,
-    where SDPA would apply its own causal mask: build that one."""
+def _bool_mask(attention_mask) -> torch.Tensor | None:
+    """The model's mask as bool (True = may attend); None when the model passed none (a plain causal or a full
+    attention: the facts describe it)."""
     if attention_mask is None:
-        if _is_causal(module, kwargs) and query.shape[2] > 1:
-            Tq, Tk = query.shape[2], key.shape[2]
-            q_pos = torch.arange(Tq, device=query.device)[:, None] + (Tk - Tq)
-            return (torch.arange(Tk, device=query.device)[None, :] <= q_pos)[None, None]
         return None
     if attention_mask.dtype == torch.bool:
         return attention_mask
     return attention_mask > torch.finfo(attention_mask.dtype).min / 2  # additive float mask: 0 allowed, min forbidden
 
 
-def full_boolean_mask(*args, **kwargs):
-    """transformers' SDPA mask function, never skipping materialisation: every attention receives the full boolean
-    mask (padding, causal, sliding window), so nothing is left to SDPA's implicit ``is_causal``."""
-    kwargs["allow_is_causal_skip"] = False
-    kwargs["allow_is_bidirectional_skip"] = False
+def mask_function(*args, **kwargs):
+    """transformers' SDPA mask function: a boolean mask where one is needed (padding, a sliding window), none for a
+    plain causal or full attention (which the attention function then describes from the module)."""
     return sdpa_mask(*args, **kwargs)
 
 
 AttentionInterface.register(ATTENTION_NAME, inspector_attention)
-AttentionMaskInterface.register(ATTENTION_NAME, full_boolean_mask)
+AttentionMaskInterface.register(ATTENTION_NAME, mask_function)
 
-__all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "full_boolean_mask", "input_hook", "inspector_attention",
+__all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "mask_function", "input_hook", "inspector_attention",
            "key_input_name", "traced_call"]
