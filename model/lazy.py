@@ -321,34 +321,74 @@ def _scaled(inputs: AttentionInputs, q: torch.Tensor, k: torch.Tensor) -> torch.
     return x.div_(math.sqrt(q.shape[-1])) if inputs.scale is None else x.mul_(inputs.scale)
 
 
+def _block_max(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
+    """The max over consecutive blocks of ``factor`` along ``dim`` (the last block may be shorter)."""
+    n = x.shape[dim]
+    whole = n // factor * factor
+    parts = []
+    if whole:
+        head = x.narrow(dim, 0, whole)
+        shape = list(head.shape)
+        shape[dim:dim + 1] = [whole // factor, factor]
+        parts.append(head.reshape(shape).amax(dim + 1))
+    if whole < n:
+        parts.append(x.narrow(dim, whole, n - whole).amax(dim, keepdim=True))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def overview_rows(batch: int, n_heads: int, tk: int, factor: int) -> int:
+    """Rows per block of the overview pass: (B, H, rows, Tk) float32 scores under $ATTN_BLOCK_MB / 4 (small blocks
+    stay in the cache: measured fastest here), a multiple of the pooling factor."""
+    rows = max(factor, (block_bytes() // 4) // max(1, batch * n_heads * tk * 4))
+    return max(factor, rows // factor * factor)
+
+
 def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.ndarray, int]:
     """The max-pooled overview (B, H, r, c) uint8 from the scaled scores and each row's log-sum-exp: a block of rows
-    at a time, only the keys those rows may see (the future of a causal row is never computed)."""
-    B, H, Tq, _ = inputs.q.shape
-    Tk = inputs.k.shape[2]
+    at a time, only the keys those rows may see (the future of a causal row is never computed). A picture in
+    1/255 steps: the scores are scaled before the product (q * scale) k^T, which rounds differently from
+    attention()'s (q k^T) * scale by ~1e-7."""
+    B, H, Tq, d_k = inputs.q.shape
+    H_kv, Tk = inputs.k.shape[1], inputs.k.shape[2]
+    groups = H // H_kv
     factor = overview_factor(Tq, Tk)
     r_out, c_out = _overview_shape(Tq, Tk, factor)
     out = torch.zeros(B, H, r_out, c_out, dtype=torch.uint8)
-    groups = H // inputs.k.shape[1]
-    for rows in inputs.blocks():
-        keys = inputs.masks.key_range(rows)
+    scale = inputs.scale if inputs.scale is not None else 1.0 / math.sqrt(d_k)
+    q = inputs.q * scale
+    lse = lse.to(q.device)
+    step = overview_rows(B, H, Tk, factor)
+    masks = inputs.masks
+    for r0 in range(0, Tq, step):
+        rows = range(r0, min(Tq, r0 + step))
+        keys = masks.key_range(rows)
         c0 = keys.start // factor * factor
         keys = range(c0, min(Tk, -(-keys.stop // factor) * factor))
         if not len(keys):
             continue
-        k = repeat_kv(inputs.k[:, :, keys.start:keys.stop], groups)
-        x = _scaled(inputs, inputs.q[:, :, rows.start:rows.stop], k)  # (B, H, r, K)
-        allowed = inputs.masks.allowed(rows, keys, x.device)
-        if allowed is not None:
-            x.masked_fill_(~allowed, float("-inf"))
-        R, K = x.shape[2], x.shape[3]
-        pooled = F.max_pool2d(x.view(B * H, 1, R, K), (1, factor), (1, factor), ceil_mode=True)  # key blocks
-        w = torch.exp(pooled.view(B, H, R, -1) - lse[:, :, rows.start:rows.stop, None])
+        R, K = len(rows), len(keys)
+        # grouped-query heads read their key head without copying it: (B, H_kv, groups * R, d) @ (B, H_kv, d, K)
+        qb = q[:, :, rows.start:rows.stop].reshape(B, H_kv, groups * R, d_k)
+        x = (qb @ inputs.k[:, :, keys.start:keys.stop].transpose(-2, -1)).view(B, H, R, K)
+        if masks.other is not None or masks.padding is not None:
+            allowed = masks.allowed(rows, keys, x.device)
+            if allowed is not None:
+                x.masked_fill_(~allowed, float("-inf"))
+        else:  # causal and window cells lie in a band: fill only the columns that may hold one
+            band = [range(max(keys.start, keys.stop - R), keys.stop)] if masks.causal else []
+            if masks.window is not None:
+                band.append(range(keys.start, min(keys.stop, keys.start + R + masks.window)))
+            for cols in band:
+                allowed = masks.allowed(rows, cols, x.device)
+                if allowed is not None:
+                    x[..., cols.start - keys.start:cols.stop - keys.start].masked_fill_(~allowed, float("-inf"))
+        pooled = _block_max(x, factor, dim=3)  # (B, H, R, K / factor): each row's largest score per key block
+        del x
+        w = torch.exp(pooled - lse[:, :, rows.start:rows.stop, None])
         w = torch.nan_to_num(w, nan=0.0)  # rows with no key: -inf - -inf
-        w = F.max_pool2d(w.view(B * H, 1, R, -1), (factor, 1), (factor, 1), ceil_mode=True).view(B, H, -1,
-                                                                                                 w.shape[-1])
-        r0 = rows.start // factor
-        out[:, :, r0:r0 + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = \
+        w = _block_max(w, factor, dim=2)  # (B, H, R / factor, K / factor)
+        rb = r0 // factor
+        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = \
             torch.round(w.float().clamp(0, 1) * 255).to(torch.uint8).cpu()
     return out.numpy(), factor
 
