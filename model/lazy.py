@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .attention import AttentionRecord, attention, held_bytes, repeat_kv
 from .interventions import ablate, knockout_block
