@@ -174,9 +174,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         row_max = None
     if log_normalizer is not None:
         # a slice of columns, normalised by the whole row; a row with no allowed key has -inf and weight 0
-        lse = log_normalizer.to(torch.float32)
-        weights = torch.exp(logits.float() - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse)))
-        weights = torch.where(torch.isfinite(lse), weights, torch.zeros_like(weights)).to(logits.dtype)
+        # in float64: x - lse in float32 would lose ~1e-7 of |x| (large logits), more than the softmax's own rounding
+        lse = log_normalizer.to(torch.float64)
+        finite = torch.isfinite(lse)
+        weights = torch.exp(logits.double() - torch.where(finite, lse, torch.zeros_like(lse)))
+        weights = torch.where(finite, weights, torch.zeros_like(weights)).to(logits.dtype)
     elif mask is None:
         weights = _softmax(logits)
     else:

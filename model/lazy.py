@@ -44,6 +44,7 @@ from .trace import (
                     _as_range,
                     _head,
                     _to_numpy,
+                    block_max,
                     overview_factor,
                     pool_weights,
                     reason_codes,
@@ -473,6 +474,7 @@ class LazyTrace(Trace):
         self._lane = lane
         self._lock = threading.Lock()
         self._stats_locks: dict[str, threading.Lock] = {n: threading.Lock() for n in inputs}
+        self._stage_overviews: dict[tuple[str, str], np.ndarray] = {}
         self.materialized = 0  # complete records computed (for tests and benchmarks)
         self.windows_computed = 0
         self.statistics_passes = 0
@@ -557,6 +559,37 @@ class LazyTrace(Trace):
         return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=block, reasons=reasons,
                       exact=self._passes[name].exact)
 
+    def columns(self, name: str, cols: range, rows: range | None = None, batch_index: int = 0) -> np.ndarray:
+        """Every head's weights on some key columns, computed by attention() on those columns only, each row
+        normalised by its log-sum-exp from the first pass (to float rounding the row's own softmax)."""
+        inputs = self._inputs[name]
+        shape = inputs.shape
+        rows = range(shape.tq) if rows is None else _as_range(rows, shape.tq)
+        cols = _as_range(cols, shape.tk)
+        lse = self._passes[name].lse.to(inputs.q.device)
+        H = shape.n_heads
+        groups = H // shape.n_kv_heads
+        step = max(1, block_bytes() // max(1, H * len(cols) * 4 * 3))
+
+        def compute():
+            out = []
+            for r0 in range(rows.start, rows.stop, step):
+                blk = range(r0, min(rows.stop, r0 + step))
+                k = repeat_kv(inputs.k[batch_index:batch_index + 1, :, cols.start:cols.stop], groups)
+                v = repeat_kv(inputs.v[batch_index:batch_index + 1, :, cols.start:cols.stop], groups)
+                mask, _ = block_mask(inputs, blk, range(H), cols)
+                if mask is not None:
+                    mask = mask[batch_index:batch_index + 1] if mask.shape[0] > 1 else mask
+                bias = inputs.bias
+                if bias is not None:
+                    bias = _rows(bias, blk)[..., cols.start:cols.stop]
+                rec = attention(inputs.q[batch_index:batch_index + 1, :, blk.start:blk.stop], k, v, mask,
+                                scale=inputs.scale, bias=bias, softcap=inputs.softcap,
+                                log_normalizer=lse[batch_index:batch_index + 1, :, blk.start:blk.stop, None])
+                out.append(rec.weights[0].float().cpu())
+            return torch.cat(out, dim=1).numpy() if out else np.zeros((H, 0, len(cols)), np.float32)
+        return self._compute(compute)
+
     def reasons(self, name: str, head: int, rows: range, cols: range, batch_index: int = 0) -> dict[str, np.ndarray]:
         """{reason: (rows, cols) bool} of one head's forbidden cells, from the mask's facts (nothing computed)."""
         inputs = self._inputs[name]
@@ -599,6 +632,35 @@ class LazyTrace(Trace):
     def overview_pool(self, name: str) -> int:
         return self._passes[name].factor
 
+    def stage_overview(self, name: str, stage: str, batch_index: int = 0) -> np.ndarray:
+        """Computed a block of rows at a time by attention() (every head), once per stage; the weights' max
+        overview of the first pass answers without a pass when asked for "weights"."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        key = (name, stage)
+        with self._lock:
+            if key in self._stage_overviews:
+                return self._stage_overviews[key][batch_index]
+        inputs = self._inputs[name]
+        f = self._passes[name].factor
+
+        def compute():
+            parts = []
+            for rows in inputs.blocks():
+                rec = block_attention(inputs, rows)
+                vals = rec.scaled if stage == "adjusted" and rec.adjusted is None else getattr(rec, stage)
+                parts.append(torch.stack([block_max(vals[b], f) for b in range(vals.shape[0])]))
+                del rec
+            return torch.cat(parts, dim=2).cpu().numpy()
+        values = self._compute(compute)
+        with self._lock:
+            self._stage_overviews[key] = values
+        return values[batch_index]
+
+    def block_reasons(self, name: str, batch_index: int = 0) -> dict[str, np.ndarray]:
+        """From the mask's facts (nothing computed)."""
+        return self._inputs[name].masks.block_reasons(self._passes[name].factor, batch_index)
+
     def lse(self, name: str) -> torch.Tensor:
         """(B, H, Tq) each row's log-sum-exp, from the first pass."""
         return self._passes[name].lse
@@ -639,6 +701,8 @@ class LazyTrace(Trace):
             kept += fp.lse.numel() * 4 + fp.overview_max.nbytes
             kept += 0 if fp.stats is None else fp.stats.nbytes()
             kept += 0 if fp.overview_mean is None else fp.overview_mean.nbytes
+        with self._lock:
+            kept += sum(v.nbytes for v in self._stage_overviews.values())
         return kept
 
     def nbytes(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -103,6 +104,27 @@ class MaskSpec:
             other = other[b:b + 1 if other.shape[0] > 1 else None][:, :, :tq if other.shape[2] > 1 else None, :tk]
         return MaskSpec(tq=tq, tk=tk, padding=None if self.padding is None else self.padding[b:b + 1, :tk],
                         causal=self.causal, window=self.window, other=other)
+
+    def block_reasons(self, factor: int, batch_index: int = 0) -> dict[str, np.ndarray]:
+        """{reason: (ceil(Tq/f), ceil(Tk/f)) bool}: the f x f blocks every cell of which that reason forbids (what
+        an overview can say about a block; the model's own ``other`` mask is not summarised)."""
+        rb, cb = -(-self.tq // factor), -(-self.tk // factor)
+        q_min = np.arange(rb) * factor + self.offset
+        q_max = np.minimum((np.arange(rb) + 1) * factor, self.tq) - 1 + self.offset
+        k_min = np.arange(cb) * factor
+        k_max = np.minimum((np.arange(cb) + 1) * factor, self.tk) - 1
+        out = {}
+        if self.causal:
+            out["causal"] = k_min[None, :] > q_max[:, None]
+        if self.window is not None:
+            out["window"] = k_max[None, :] <= q_min[:, None] - self.window
+        if self.padding is not None:
+            pad = ~self.padding[batch_index if self.padding.shape[0] > 1 else 0].cpu().numpy()
+            full = np.zeros(cb * factor, dtype=bool)
+            full[:self.tk] = pad
+            full[self.tk:] = True
+            out["padding"] = np.broadcast_to(full.reshape(cb, factor).all(-1)[None, :], (rb, cb))
+        return {r: m for r, m in out.items() if m.any()}
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.padding, self.other) if t is not None)

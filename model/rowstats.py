@@ -138,8 +138,8 @@ def row_statistics(weights: torch.Tensor, allowed: torch.Tensor | None, q_positi
     out["max_weight"] = max_weight
     out["entropy"] = -torch.special.xlogy(w, w).sum(-1)
     if logits_max is not None:  # softmax: max weight = exp(max - lse)
-        with torch.no_grad():
-            lse = logits_max[..., 0].float() - torch.log(max_weight.float())
+        with torch.no_grad():  # in float64: rows with large logits (|x| ~ 50) lose 3e-6 to float32 rounding here
+            lse = logits_max[..., 0].double() - torch.log(max_weight.double())
         out["lse"] = torch.where(n_keys > 0, lse, torch.full_like(lse, float("-inf")))
     out["first"] = w[..., 0]
     key_idx = torch.arange(Tk, device=w.device)

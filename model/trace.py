@@ -66,8 +66,10 @@ class RecordShape:
 
 
 def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
-    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis."""
-    return max(1, math.ceil(max(tq, tk) / size))
+    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis; a
+    power of two, so that the blocks of coarser and finer views nest."""
+    n = max(tq, tk, 1)
+    return 1 << max(0, math.ceil(math.log2(n / size))) if n > size else 1
 
 
 def _quantise(x: torch.Tensor) -> np.ndarray:
@@ -84,6 +86,13 @@ def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.nda
     mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
     mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
     return _quantise(mx), _quantise(mean)
+
+
+def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
+    """(H, R, C) -> (H, ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial)."""
+    if factor == 1:
+        return values.float()
+    return F.max_pool2d(values.float()[None], factor, factor, ceil_mode=True)[0]
 
 
 def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
@@ -188,6 +197,11 @@ class Trace(Mapping):
         return QueryRow(name=name, head=head, query=query, weights=weights, allowed=allowed,
                         top_keys=top_keys[ok], top_weights=top_weights[ok])
 
+    def columns(self, name: str, cols: range, rows: range | None = None, batch_index: int = 0) -> np.ndarray:
+        """(H, rows, cols) float32 weights of every head on some key columns (a lazy trace computes only those
+        columns, normalised by each row's kept log-sum-exp: equal to the row's softmax to float rounding)."""
+        raise NotImplementedError
+
     def overview(self, name: str, how: str = "max", batch_index: int = 0) -> np.ndarray:
         """(H, r, c) uint8 weights pooled over ``overview_pool(name)``-sized square blocks (255 = weight 1);
         ``how`` = "max" or "mean"."""
@@ -202,6 +216,15 @@ class Trace(Mapping):
         return thumbnails(self.overview(name, "max", batch_index))
 
     def row_stats(self, name: str) -> RowStats:
+        raise NotImplementedError
+
+    def stage_overview(self, name: str, stage: str, batch_index: int = 0) -> np.ndarray:
+        """(H, r, c) float32: each ``overview_pool``-sized block's largest value of one stage, exact (the weights'
+        overview is ``overview``). A lazy trace computes it a block of rows at a time, once per stage."""
+        raise NotImplementedError
+
+    def block_reasons(self, name: str, batch_index: int = 0) -> dict[str, np.ndarray]:
+        """{reason: (r, c) bool}: the overview blocks every cell of which that reason forbids."""
         raise NotImplementedError
 
     def item(self, index: int, src_len: int | None = None, tgt_len: int | None = None) -> "Trace":
@@ -263,11 +286,35 @@ class FullTrace(Trace):
         return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=np.asarray(block, np.float32),
                       reasons=reasons, exact=True)
 
+    def columns(self, name: str, cols: range, rows: range | None = None, batch_index: int = 0) -> np.ndarray:
+        w = self._records[name].weights
+        rows = range(w.shape[2]) if rows is None else rows
+        return np.asarray(_to_numpy(w[batch_index, :, rows.start:rows.stop, cols.start:cols.stop]), np.float32)
+
     def overview(self, name: str, how: str = "max", batch_index: int = 0) -> np.ndarray:
         w = self._records[name].weights
         w = torch.as_tensor(np.asarray(w)) if not isinstance(w, torch.Tensor) else w
         mx, mean = pool_weights(w[batch_index], self.overview_pool(name))
         return mx if how == "max" else mean
+
+    def stage_overview(self, name: str, stage: str, batch_index: int = 0) -> np.ndarray:
+        rec = self._records[name]
+        values = _stage_values(rec, stage)
+        values = torch.as_tensor(np.asarray(values)) if not isinstance(values, torch.Tensor) else values
+        return block_max(values[batch_index].float(), self.overview_pool(name)).numpy()
+
+    def block_reasons(self, name: str, batch_index: int = 0) -> dict[str, np.ndarray]:
+        f = self.overview_pool(name)
+        per_reason: dict[str, np.ndarray] = {}
+        for reason, cells in forbidden_by_reason(self._records[name], 0, batch_index).items():
+            for part in reason.split("+"):
+                per_reason[part] = per_reason.get(part, np.zeros_like(cells)) | cells
+        out = {}
+        for reason, cells in per_reason.items():  # every cell of the block: the minimum over it
+            full = -block_max(-torch.from_numpy(cells.astype(np.float32))[None], f)[0].numpy() > 0
+            if full.any():
+                out[reason] = full
+        return out
 
     def row_stats(self, name: str) -> RowStats:
         """Computed once from the record, with the function the first pass of a lazy trace uses."""
@@ -497,6 +544,6 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
 
 
 __all__ = ["FullTrace", "MASK_REASONS", "OVERVIEW_MAX", "QueryRow", "RecordShape", "STAGES", "THUMBNAIL_MAX",
-           "Trace", "Window", "allowed_matrix", "forbidden_by_reason", "mask_reason_matrix", "overview_factor",
-           "pool_weights", "reason_name", "reasons_from_codes", "record_name", "record_row_stats",
+           "Trace", "Window", "allowed_matrix", "block_max", "forbidden_by_reason", "mask_reason_matrix",
+           "overview_factor", "pool_weights", "reason_name", "reasons_from_codes", "record_name", "record_row_stats",
            "record_to_dataframe", "shape_of", "thumbnails"]

@@ -428,7 +428,7 @@ def test_over_budget_input_is_captured_lazily_and_bitwise(ckpt, monkeypatch):
     monkeypatch.setattr(Pipeline, "forward", recording)
     at = app(ckpt)
     assert_clean(at)
-    assert runs == [True] and any("computed when you open it" in i.value for i in at.info)
+    assert runs == [True] and any("computed when you open them" in i.value for i in at.info)
     np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
     at.session_state["layer"] = 0  # another layer: one attention computed on demand, no new model run
     at.run()
@@ -461,14 +461,18 @@ def test_traced_calls_shared_by_sessions_are_bounded_in_bytes(ckpt, monkeypatch)
         "decoder.2.cross_attn"].weights[0, 0])
 
 
-def test_input_whose_single_record_is_too_big_is_refused(ckpt, monkeypatch):
+def test_input_whose_single_record_is_too_big_is_drawn_from_windows(ckpt, monkeypatch):
     import ui.tracing
 
     monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", "0.0001")
     monkeypatch.setattr(ui.tracing, "MIN_RECORD_CAP", 100)
     at = app(ckpt)
-    assert not at.exception
-    assert at.error and "one record may take" in at.error[0].value
+    assert_clean(at)  # no refusal: the map is drawn from windows, as at any length
+    assert not at.error and any("the whole map is exact" in c.value for c in at.caption)
+    at.session_state["view"] = "Step by step"  # a view that needs the complete record says so and offers the map
+    at.run()
+    assert any("too much to compute at once" in w.value for w in at.warning)
+    assert at.button(key="needs_record_map") is not None
 
 
 def test_generation_cap_and_its_warning(ckpt):

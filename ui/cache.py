@@ -24,6 +24,8 @@ def value_bytes(value, _depth: int = 0) -> int:
         return value.untyped_storage().nbytes()
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, (bytes, bytearray, str)):
+        return len(value)
     if isinstance(value, (pd.DataFrame, pd.Series)):
         return int(value.memory_usage(deep=False).sum()) if isinstance(value, pd.DataFrame) else \
             int(value.memory_usage(deep=False))

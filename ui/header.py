@@ -133,6 +133,11 @@ def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bo
             st.warning(f"The model did not end its output within {len(result.target.ids) - 1} tokens: the output is "
                        "cut there (raise “Max generated tokens” in the sidebar if the model needs more).")
     if lazy:
+        exact = getattr(result.trace, "exact", True)
+        how = ("the first pass ran attention() itself, so what is computed later is bitwise what the call computed"
+               if exact else "the model ran its fast path (flash attention) and each row's log-sum-exp was kept; "
+               "maps are computed by attention() from the same q and k and agree with it to float rounding (~1e-7)")
         st.info(f"This input's full trace would hold {estimate / 2**20:,.0f} MiB, over the capture budget "
-                "(INSPECTOR_MAX_CAPTURE_MB): each attention's inputs are kept and its complete record is computed "
-                "when you open it, bitwise what a full capture holds. Overviews are max-pooled thumbnails.")
+                "(INSPECTOR_MAX_CAPTURE_MB): the call kept each attention's q, k, v, context and a pooled overview "
+                "of every head, never a T × T matrix; windows, rows and records are computed when you open them "
+                f"({how}).")

@@ -17,7 +17,10 @@ from .models import FINAL, example_for, model_choices, open_typed_path, path_pol
 from .text import md, short
 from .tracing import MAX_GENERATED
 
-MAX_SOURCE_CHARS = int(os.environ.get("INSPECTOR_MAX_SOURCE_CHARS", "20000"))  # enforced by Streamlit on the server
+MAX_SOURCE_CHARS = int(os.environ.get("INSPECTOR_MAX_SOURCE_CHARS", "300000"))  # the deployment's cap (server-side)
+MAX_TOKENS = 32_768  # the longest input the app traces
+CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
+MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused
 MAX_TARGET_CHARS = 5000
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
 TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
@@ -140,6 +143,19 @@ def model_caption(pick: ModelPick, ran_on: str) -> str:
             f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
 
 
+def source_chars(pipe) -> int:
+    """The text box's character limit: enough for the model's longest input (up to MAX_TOKENS tokens), within the
+    deployment's cap."""
+    return min(MAX_SOURCE_CHARS, CHARS_PER_TOKEN * min(pipe.info.max_len, MAX_TOKENS) + 1000)
+
+
+def uploaded_text(data: bytes, max_chars: int) -> str:
+    """An uploaded .txt as text: UTF-8 (a byte-order mark dropped, undecodable bytes replaced), NUL bytes dropped,
+    cut to the box's limit."""
+    text = data.decode("utf-8-sig", errors="replace").replace("\x00", "")
+    return text[:max_chars]
+
+
 def input_sidebar(pipe) -> Inputs | None:
     """Draw the input section for the model's kind; None when there is no text yet."""
     st.header("Input")
@@ -147,9 +163,16 @@ def input_sidebar(pipe) -> Inputs | None:
     if "source" not in st.session_state:
         st.session_state["source"] = DEFAULT_SOURCE
     label = "Source text" if kind == "encoder-decoder" else "Text"
-    source = st.text_area(label, key="source", height=90, max_chars=MAX_SOURCE_CHARS,
-                          help=f"At most {MAX_SOURCE_CHARS:,} characters; the model reads at most "
-                               f"{pipe.info.max_len} tokens.")
+    tokens = min(pipe.info.max_len, MAX_TOKENS)
+    max_chars = source_chars(pipe)
+    uploaded = st.file_uploader("…or a .txt file", type=["txt"], key="source_file", max_upload_size=MAX_UPLOAD_MB,
+                                help=f"A long document (UTF-8, at most {MAX_UPLOAD_MB} MB): it replaces the text.")
+    if uploaded is not None and st.session_state.get("_source_file_id") != uploaded.file_id:
+        st.session_state["_source_file_id"] = uploaded.file_id
+        st.session_state["source"] = uploaded_text(uploaded.getvalue(), max_chars)
+    source = st.text_area(label, key="source", height=90, max_chars=max_chars,
+                          help=f"At most {max_chars:,} characters; the model reads at most {tokens:,} tokens "
+                               "(the header says where a longer text is cut).")
     target, max_new = None, 0
     longest = max(1, pipe.info.max_len - 1)
     if kind == "encoder-decoder":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +58,7 @@ class Traced:
     device: str
     _numpy: dict = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
+    _recent: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -74,6 +76,21 @@ class Traced:
     def has(self, key) -> bool:
         with self._lock:
             return key in self._memo
+
+    def recent(self, key, compute, keep: int):
+        """Like ``memo``, for values asked for often and soon stale (a map's detail per view): only the ``keep``
+        most recent of ``key[0]``'s kind are kept."""
+        with self._lock:
+            bucket = self._recent.setdefault(key[0], OrderedDict())
+            if key in bucket:
+                bucket.move_to_end(key)
+                return bucket[key]
+        value = compute()
+        with self._lock:
+            bucket[key] = value
+            while len(bucket) > keep:
+                bucket.popitem(last=False)
+        return value
 
     def memo(self, key, compute):
         """Something computed once from this call's numbers (a statistics table, a ranking), shared by sessions
@@ -106,6 +123,13 @@ class Traced:
                 self._numpy[name] = rec
         return rec
 
+    def record_fits(self, name: str) -> bool:
+        """Whether the complete record of ``name`` may be computed (a lazy trace refuses one over its budget)."""
+        trace = self.result.trace
+        if not self.lazy or trace.max_record_bytes is None:
+            return True
+        return trace.inputs_of(name).record_bytes() <= trace.max_record_bytes
+
     def overview(self, name: str) -> np.ndarray:
         """(H, <= 64, <= 64) uint8 max-pooled thumbnails (from the first pass when lazy)."""
         return self.result.trace.thumbnails(name)
@@ -120,7 +144,8 @@ class Traced:
             held += trace.nbytes()
         with self._lock:
             numpy_copies = sum(value_bytes(r) for r in self._numpy.values())
-            memos = sum(value_bytes(v) for v in self._memo.values())
+            memos = sum(value_bytes(v) for v in self._memo.values()) + \
+                sum(value_bytes(v) for bucket in self._recent.values() for v in bucket.values())
         return held + numpy_copies + memos
 
     def probs_at(self, position: int) -> np.ndarray | None:

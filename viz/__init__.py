@@ -21,7 +21,7 @@ from .heatmap import (
     stage_colours,
     token_labels,
 )
-from .query import query_figures, query_table
+from .query import query_figures, query_strip, query_table
 from .stages import Panel, head_reasons, shape_text, stage_panels
 from .tables import estimated_csv_bytes, neutralise_formulas, selection_table, to_csv_bytes, to_json_bytes
 from .training import head_across_steps, score_lines
@@ -32,7 +32,7 @@ __all__ = [
     "decode_quantised", "difference_map", "esc", "estimated_csv_bytes", "figure_matrices", "grid_is_readable",
     "head_across_steps", "head_reasons", "head_strip", "head_view_html", "mask_reasons",
     "matrix_heatmap", "matrix_map", "mosaic_png", "neutralise_formulas", "overview_mosaic", "payload",
-    "position_effects", "query_figures", "query_table", "score_lines", "select_lines", "selection_table",
+    "position_effects", "query_figures", "query_strip", "query_table", "score_lines", "select_lines", "selection_table",
     "shape_text", "stage_colours", "stage_panels", "to_csv_bytes", "to_json_bytes", "token_labels", "token_strip",
     "thumbnail_grid", "top_alternatives",
 ]

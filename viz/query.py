@@ -66,3 +66,18 @@ def query_figures(rec, head: int, query: int, q_labels: Sequence[str], k_labels:
         title={"text": "softmax weights α_j (captured)", "x": 0},
         xaxis={"type": "category", "title": {"text": "key"}}, yaxis={"range": [0, 1], "title": {"text": "weight"}}))
     return figs
+
+
+def query_strip(weights: np.ndarray, allowed: np.ndarray, k_tokens: Sequence[str], *, title: str) -> go.Figure:
+    """One query's weights over every key as a line over key positions (any length: numeric axis, the token in the
+    hover), masked keys left out."""
+    w = np.where(np.asarray(allowed, bool), np.asarray(weights, dtype=np.float32), np.nan)
+    toks = np.asarray([str(t) for t in list(k_tokens)[: len(w)]], dtype=object)
+    x = np.arange(len(w))
+    data = [dict(type="scattergl" if len(w) > 2000 else "scatter", mode="lines", x=x, y=w, customdata=toks,
+                 line={"color": "#440154", "width": 1}, fill="tozeroy", fillcolor="rgba(68,1,84,0.25)",
+                 hovertemplate="key %{x}·%{customdata}<br>weight %{y:.4f}<extra></extra>")]
+    top = float(np.nanmax(w)) if np.isfinite(w).any() else 1.0
+    return figure(data, dict(height=240, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title={"text": title, "x": 0},
+                             xaxis={"title": {"text": "key position"}, "range": [-0.5, len(w) - 0.5]},
+                             yaxis={"range": [0, max(top * 1.05, 1e-6)], "title": {"text": "weight"}}))

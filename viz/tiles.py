@@ -260,6 +260,33 @@ def window_detail(values: np.ndarray, window: Mapping, *, head: int, overview_id
                           reason_codes=None if codes is None else pool_reasons(codes, pool), view=view or window)
 
 
+DETAIL_BAND_CELLS = 1 << 22  # a pooled detail is computed a band of rows at a time, at most this many cells
+
+
+def trace_detail(trace, name: str, head: int, window: Mapping, stage: str = "weights", *, overview_id: str,
+                 view: Mapping | None = None, batch_index: int = 0) -> dict:
+    """The detail part for ``window`` (from ``detail_window``) straight from a trace (model.trace.Trace): exact
+    cells from ``trace.window``; for a pooled window, the block maxima computed a band of rows at a time, so that
+    a whole 32k x 32k head is never held."""
+    r0, r1, c0, c1, pool = (int(window[k]) for k in ("r0", "r1", "c0", "c1", "pool"))
+    cols = range(c0, c1)
+    if pool == 1:
+        win = trace.window(name, head, range(r0, r1), cols, stage, batch_index)
+        return window_detail(win.values, window, head=head, overview_id=overview_id,
+                             codes=reason_codes(win.reasons, win.values.shape), view=view)
+    band = pool * max(1, DETAIL_BAND_CELLS // max(1, pool * len(cols)))
+    values, argmax, codes = [], [], []
+    for a in range(r0, r1, band):
+        win = trace.window(name, head, range(a, min(r1, a + band)), cols, stage, batch_index)
+        cell_codes = reason_codes(win.reasons, win.values.shape)
+        pooled, where = pool_max(win.values, pool, cell_codes != 0)
+        values.append(pooled)
+        argmax.append(where)
+        codes.append(pool_reasons(cell_codes, pool))
+    return detail_payload(np.concatenate(values), r0, c0, pool, head=head, overview_id=overview_id,
+                          argmax=np.concatenate(argmax), reason_codes=np.concatenate(codes), view=view or window)
+
+
 def overview_tiles(values: np.ndarray, pool: int, lo: float, hi: float,
                    codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(H, R, C) exact values (and (R, C) or (H, R, C) reason bits) -> (uint8 tiles, pooled reason bits or None)."""

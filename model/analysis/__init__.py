@@ -13,6 +13,7 @@ from .heads import (
                     previous_token_score,
                     uniform_weights,
 )
+from .needle import needle_table, span_mass
 from .rollout import (
                     HEAD_FUSIONS,
                     flow,
@@ -25,8 +26,7 @@ from .rollout import (
 )
 
 __all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores", "align_tokens",
-           "alignment_score",
-           "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable", "fuse_heads",
-           "head_js_distances", "head_scores", "induction_score", "induction_targets", "js_distance_rows",
-           "previous_token_score", "rank_heads", "residual_attention", "restrict", "rollout", "source_attribution",
-           "uniform_weights"]
+           "alignment_score", "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable",
+           "fuse_heads", "head_js_distances", "head_scores", "induction_score", "induction_targets",
+           "js_distance_rows", "needle_table", "previous_token_score", "rank_heads", "residual_attention", "restrict",
+           "rollout", "source_attribution", "span_mass", "uniform_weights"]

@@ -10,6 +10,7 @@ import streamlit as st
 import viz
 from model import allowed_matrix
 
+from . import canvas
 from .common import Context, chart, open_cell
 
 OVERVIEW_EXACT_MAX = 64  # up to this many tokens per axis the overview shows exact weights, else pooled
@@ -19,6 +20,21 @@ def attention_map(ctx: Context) -> None:
     sel = ctx.sel
     if sel.head < 0:
         head_grid(ctx, "map_grid")
+        return
+    stage = sel.stage
+    if stage == "adjusted" and "adjusted" not in ctx.info.stages:
+        stage = "scaled"
+    if canvas.wants_canvas(ctx, sel.name) or not ctx.traced.record_fits(sel.name):
+        canvas.canvas_map(ctx, stage)
+        left, right = st.columns([3, 2])
+        with right:
+            canvas.find_in_text(ctx)
+        with left:
+            query = st.session_state.get("map_query")
+            if isinstance(query, int):
+                canvas.query_strip(ctx, query)
+            else:
+                st.caption("Click a row of the map for its query strip: that query's weight on every key.")
         return
     rec = ctx.rec
     stage = sel.stage

@@ -307,7 +307,14 @@ class AttentionCanvas {
       }
       changed = true;
     }
-    if (!this.touched && p.view && p.overview === this.ov.id) {
+    if (p.goto && p.goto.nonce !== this.gotoNonce && p.overview === this.ov.id) {
+      // Python asked to show a region ("find in text"): jump there even after the user moved the view
+      this.gotoNonce = p.goto.nonce;
+      this.view = this.clampView({ r0: p.goto.r0, r1: p.goto.r1, c0: p.goto.c0, c1: p.goto.c1 });
+      this.touched = true;
+      this.reportView();
+      changed = true;
+    } else if (!this.touched && p.view && p.overview === this.ov.id) {
       const v = p.view;
       const full = this.fullView();
       if (v.r1 - v.r0 < full.r1 || v.c1 - v.c0 < full.c1) {
