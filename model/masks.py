@@ -124,6 +124,20 @@ class MaskSpec:
             full[:self.tk] = pad
             full[self.tk:] = True
             out["padding"] = np.broadcast_to(full.reshape(cb, factor).all(-1)[None, :], (rb, cb))
+        if self.other is not None:  # cells the model's own mask forbids for no reason above
+            forbidden = ~self.other[batch_index if self.other.shape[0] > 1 else 0, 0].cpu()
+            forbidden = torch.broadcast_to(forbidden, (self.tq, self.tk))
+            explained = None
+            for part in (self.padding_view(range(self.tk)), self.causal_view(range(self.tq), range(self.tk)),
+                         self.window_view(range(self.tq), range(self.tk))):
+                if part is not None:
+                    p = part[batch_index if part.shape[0] > 1 else 0, 0].cpu()
+                    explained = ~p if explained is None else explained | ~p
+            unexplained = forbidden if explained is None else forbidden & ~explained
+            pad = (-self.tq) % factor, (-self.tk) % factor
+            grid = torch.nn.functional.pad(unexplained.float(), (0, pad[1], 0, pad[0]), value=1.0)
+            blocks = grid.reshape(rb, factor, cb, factor).amin((1, 3)) > 0
+            out["other"] = blocks.numpy()
         return {r: m for r, m in out.items() if m.any()}
 
     def nbytes(self) -> int:
