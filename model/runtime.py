@@ -108,12 +108,12 @@ class Lane:
         ready.set()
         while True:
             fn, future = self._tasks.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as e:  # handed to the caller, whatever it is
-                future.set_exception(e)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as e:  # handed to the caller, whatever it is
+                    future.set_exception(e)
+            del fn, future  # the result (logits, a trace) belongs to the caller: keep nothing until the next task
 
     def run(self, fn: Callable[[], T]) -> T:
         if getattr(_worker, "lane", None) is not None:  # already on a worker: run here (no worker waits on another)
