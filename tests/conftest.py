@@ -12,8 +12,10 @@ def clear_app_caches() -> None:
     """Empty every cache the app shares between sessions (Streamlit's and the traced calls')."""
     import streamlit as st
 
+    from ui.models import clear_models
     from ui.tracing import clear_cache
 
     st.cache_resource.clear()
     st.cache_data.clear()
     clear_cache()
+    clear_models()

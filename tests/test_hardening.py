@@ -8,7 +8,6 @@ import os
 import pickle
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -218,9 +217,7 @@ def test_a_huge_source_is_cut_before_the_tokenizer_sees_it(monkeypatch):
     monkeypatch.setattr(tok_module, "call_tokenizer", lambda fn, *a, **k: (
         seen.append(len(a[0]) if a and isinstance(a[0], str) else 0), original_hf(fn, *a, **k))[1])
     pipe = load(DATES, "cpu")
-    started = time.perf_counter()
     enc = pipe.encode_source("21 November 2026 " * 200_000)  # 3.4 MB
-    assert time.perf_counter() - started < 5
     assert enc.truncated and enc.chars_cut and len(enc.ids) == pipe.config.max_len
     assert max(seen) <= 1_000 + 256 * pipe.config.max_len
     del spy
@@ -262,12 +259,15 @@ def test_a_directory_of_100000_files_is_never_listed(tmp_path, monkeypatch):
     real_scandir, real_listdir = os.scandir, os.listdir
     monkeypatch.setattr(os, "scandir", lambda p=".": (listed.append(str(p)), real_scandir(p))[1])
     monkeypatch.setattr(os, "listdir", lambda p=".": (listed.append(str(p)), real_listdir(p))[1])
-    started = time.perf_counter()
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: (stats.append(str(p)), real_stat(p, *a, **k))[1])
     assert stamp(big) == 0.0
     with pytest.raises(CheckpointError, match=r"config\.json"):
         load(big, "cpu")
-    assert time.perf_counter() - started < 2
-    assert str(big) not in listed
+    monkeypatch.setattr(os, "stat", real_stat)
+    assert str(big) not in listed  # never listed
+    assert len(stats) < 100  # a few stats of known file names, never one per file of the 100,000
 
 
 def test_public_setup_restricts_paths_and_reveals_nothing(tmp_path, monkeypatch):
@@ -320,12 +320,14 @@ def edit_json(path: Path, **changes):
 
 @pytest.mark.parametrize("field, value", [("max_len", 4_000_000), ("d_model", 2**20), ("n_encoder_layers", 100_000),
                                           ("src_vocab_size", 10**9)])
-def test_huge_sizes_in_config_are_refused_before_anything_is_allocated(copy, field, value):
+def test_huge_sizes_in_config_are_refused_before_anything_is_allocated(copy, field, value, monkeypatch):
+    import model.checkpoint as checkpoint
+
     edit_json(copy / "config.json", **{field: value})
-    started = time.perf_counter()
+    forbid(monkeypatch, checkpoint, "Transformer")  # no model is built, no weight is read, before the refusal
+    forbid(monkeypatch, checkpoint, "load_file")
     with pytest.raises(CheckpointError, match=rf"config\.json.*{field}"):
         load_checkpoint(copy)
-    assert time.perf_counter() - started < 2
 
 
 def test_sizes_within_bounds_but_not_the_weights_are_refused_from_the_header(copy):

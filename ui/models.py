@@ -13,6 +13,8 @@ from model.checkpoint import stamp as checkpoint_stamp
 from model.paths import PathPolicy, resolve_checkpoint_dir
 from model.training.tasks import TASKS, Story
 
+from .cache import SharedLRU
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "dates"
 MAX_LISTED = 200  # a models directory with thousands of entries lists the first ones only
@@ -113,10 +115,40 @@ def open_typed_path(text: str) -> str:
     return str(resolve_checkpoint_dir(text, path_policy()))
 
 
-@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def model_cache_budget() -> int:
+    """INSPECTOR_MODEL_CACHE_MB (default 4096): what the loaded models shared by every session may hold together
+    (their parameters and buffers); the least recently used go first (the one in use always stays)."""
+    try:
+        mb = float(os.environ.get("INSPECTOR_MODEL_CACHE_MB", "4096"))
+    except ValueError:
+        mb = 4096.0
+    return int(max(mb, 0.0) * 2**20)
+
+
+def pipeline_bytes(pipe) -> int:
+    """The bytes a loaded model holds (parameters and buffers)."""
+    module = getattr(pipe, "model", None)
+    if module is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+
+
+_MODELS: SharedLRU = SharedLRU(model_cache_budget(), pipeline_bytes)
+
+
+def clear_models() -> None:
+    _MODELS.clear()
+
+
 def load_pipeline(path: str, device: str, stamp: float):
-    """One pipeline per (path, device, file times), shared by every session and never mutated."""
-    return load(path, device, policy=path_policy())
+    """One pipeline per (path, device, file times), shared by every session and never mutated; at most
+    INSPECTOR_MODEL_CACHE_MB of them (by their weights' bytes), not a number of entries."""
+    _MODELS.max_bytes = model_cache_budget()
+
+    def compute():
+        with st.spinner("Loading the model…"):
+            return load(path, device, policy=path_policy())
+    return _MODELS.get((path, device, stamp), compute)
 
 
 def pipeline(path: str, device: str):

@@ -55,12 +55,19 @@ def export(ctx: Context) -> None:
                       key="dl_json")
     total_rows = sum(record_rows(ctx, n) for n in ctx.traced.names)
     if viz.estimated_csv_bytes(total_rows) <= budget:
-        def whole_trace() -> bytes:  # built only when clicked; one record at a time for a lazy trace
-            frames = [viz.selection_table({n: ctx.traced.record(n)}, n, None, src, tgt) for n in ctx.traced.names]
-            return viz.to_csv_bytes(pd.concat(frames, ignore_index=True))
+        # built once when asked, kept with the traced call (and counted in its budget), then an ordinary download:
+        # a deferred one's file was not held for its session, and other sessions' clean-ups deleted it
+        key = ("whole_trace_csv",)
+        if ctx.traced.has(key) or b.button("Prepare the whole trace as CSV", key="prep_trace"):
+            def whole_trace() -> bytes:  # one record at a time for a lazy trace
+                frames = [viz.selection_table({n: ctx.traced.record(n)}, n, None, src, tgt)
+                          for n in ctx.traced.names]
+                return viz.to_csv_bytes(pd.concat(frames, ignore_index=True))
 
-        b.download_button("CSV of the whole trace", whole_trace, f"{Path(ctx.pick.base).name}_trace.csv", "text/csv",
-                          key="dl_trace", on_click="ignore")
+            with st.spinner("Building the whole trace's CSV…"):
+                data = ctx.traced.memo(key, whole_trace)
+            b.download_button(f"CSV of the whole trace ({len(data) / 2**20:,.1f} MB)", data,
+                              f"{Path(ctx.pick.base).name}_trace.csv", "text/csv", key="dl_trace", on_click="ignore")
     else:
         b.caption(f"The whole trace has {total_rows:,} rows (~{viz.estimated_csv_bytes(total_rows) / 2**20:,.0f} "
                   f"MB of CSV), over the {budget / 2**20:.0f} MB export budget: export one attention at a time.")
