@@ -66,8 +66,8 @@ def long_checkpoint(path: Path, max_len: int = 320) -> tuple[str, str, str]:
     """A random-weight checkpoint that accepts ~300 tokens, and a source/target of that length."""
     torch.manual_seed(0)
     words = [f"w{i}" for i in range(50)]
-    src = Tokenizer.train([" ".join(words)], kind="word")
-    tgt = Tokenizer.train(["abcdefghij"], kind="char")
+    src = Tokenizer.train([" ".join(words)], level="word")
+    tgt = Tokenizer.train(["abcdefghij"], level="char")
     cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=64, n_heads=4,
                       n_encoder_layers=2, n_decoder_layers=2, d_ff=128, max_len=max_len)
     save_checkpoint(path, Transformer(cfg).eval(), src, tgt, {"task": "bench-long"})
@@ -76,8 +76,8 @@ def long_checkpoint(path: Path, max_len: int = 320) -> tuple[str, str, str]:
 
 def fixture_checkpoint(path: Path) -> str:
     torch.manual_seed(0)
-    src = Tokenizer.train(["Saturday, November 21, 2026"], kind="word")
-    tgt = Tokenizer.train(["2026-11-21"], kind="char")
+    src = Tokenizer.train(["Saturday, November 21, 2026"], level="word")
+    tgt = Tokenizer.train(["2026-11-21"], level="char")
     cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=128, n_heads=4,
                       n_encoder_layers=2, n_decoder_layers=2, d_ff=256, max_len=32)
     save_checkpoint(path, Transformer(cfg).eval(), src, tgt, {"task": "bench"})

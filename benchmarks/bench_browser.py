@@ -35,7 +35,7 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
 
 def make_long_checkpoint(root: Path) -> Path:
-    tok = Tokenizer.train([ALPHABET + " "], kind="char")
+    tok = Tokenizer.train([ALPHABET + " "], level="char")
     torch.manual_seed(0)
     cfg = ModelConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, d_model=128, n_heads=4,
                       n_encoder_layers=2, n_decoder_layers=2, d_ff=512, dropout=0.0, max_len=1024)

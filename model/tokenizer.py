@@ -11,7 +11,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0, 1, 2, 3 in every tokenizer
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
-TOKENIZER_KINDS = ("word", "char")
+TOKEN_LEVELS = ("word", "char")
 
 
 class TokenizerError(ValueError):
@@ -61,7 +61,7 @@ class Tokenizer:
         self.hf = hf
 
     @classmethod
-    def train(cls, texts: Iterable[str], kind: str = "word", vocab_size: int = 10_000,
+    def train(cls, texts: Iterable[str], level: str = "word", vocab_size: int = 10_000,
               min_frequency: int = 1) -> "Tokenizer":
         """Train on an iterator of texts.
 
@@ -69,10 +69,10 @@ class Tokenizer:
         (`21 November 2026` -> 2 1 November 2 0 2 6); decodes by joining with spaces.
         "char": every character (spaces too) is a token; decodes by concatenation.
         """
-        if kind not in TOKENIZER_KINDS:
-            raise ValueError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
+        if level not in TOKEN_LEVELS:
+            raise ValueError(f"tokenizer level must be one of {TOKEN_LEVELS}, got {level!r}")
         hf = HFTokenizer(models.WordLevel(unk_token="[UNK]"))
-        if kind == "word":
+        if level == "word":
             hf.pre_tokenizer = pre_tokenizers.Sequence(
                 [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
         else:

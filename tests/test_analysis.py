@@ -188,7 +188,7 @@ def test_effect_of_identical_runs_is_nothing():
 
 @pytest.fixture(scope="module")
 def tiny_pipe():
-    tok = Tokenizer.train(["a b c d e f g"], kind="word")
+    tok = Tokenizer.train(["a b c d e f g"], level="word")
     torch.manual_seed(0)
     cfg = ModelConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, d_model=16, n_heads=2,
                       n_encoder_layers=1, n_decoder_layers=1, d_ff=16, dropout=0.0, max_len=16)

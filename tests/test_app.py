@@ -36,8 +36,8 @@ SOURCE = "Saturday, November 21, 2026"
 def make_checkpoint(path: Path, n_decoder_layers: int = 3, max_len: int = 24, seed: int = 0) -> str:
     """A tiny random-weight checkpoint shaped like the dates model (word source, char target)."""
     torch.manual_seed(seed)
-    src = Tokenizer.train(["Saturday, 21 November 2026", "Monday 3 March 1999", "the cat"], kind="word")
-    tgt = Tokenizer.train(["2026-11-21", "1999-03-03"], kind="char")
+    src = Tokenizer.train(["Saturday, 21 November 2026", "Monday 3 March 1999", "the cat"], level="word")
+    tgt = Tokenizer.train(["2026-11-21", "1999-03-03"], level="char")
     cfg = ModelConfig(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, d_model=16, n_heads=2,
                       n_encoder_layers=2, n_decoder_layers=n_decoder_layers, d_ff=32, max_len=max_len)
     save_checkpoint(path, Transformer(cfg).eval(), src, tgt, {"task": "test"})

@@ -32,7 +32,7 @@ ISO = ["2026-11-21", "1999-02-01", "1950-03-03"]
 
 @pytest.fixture(scope="module")
 def tokenizers():
-    return Tokenizer.train(WORDS, kind="word"), Tokenizer.train(ISO, kind="char")
+    return Tokenizer.train(WORDS, level="word"), Tokenizer.train(ISO, level="char")
 
 
 @pytest.fixture()
@@ -95,9 +95,9 @@ def test_tokenizer_save_load(tmp_path, tokenizers):
     assert again.encode("November 21, 2026").ids == src_tok.encode("November 21, 2026").ids
 
 
-def test_tokenizer_kind_is_validated():
-    with pytest.raises(ValueError, match="kind"):
-        Tokenizer.train(["x"], kind="bpe-ish")
+def test_tokenizer_level_is_validated():
+    with pytest.raises(ValueError, match="level"):
+        Tokenizer.train(["x"], level="bpe-ish")
 
 
 # checkpoints ---------------------------------------------------------------------------------------------

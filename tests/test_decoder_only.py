@@ -95,7 +95,7 @@ def test_greedy_stops_at_its_deadline():
 
 
 def test_decoder_only_checkpoint_round_trip_and_pipeline(tmp_path):
-    tok = Tokenizer.train(["cat dog owl fox red blue green"], kind="word")
+    tok = Tokenizer.train(["cat dog owl fox red blue green"], level="word")
     torch.manual_seed(0)
     cfg = ModelConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, d_model=16, n_heads=2,
                       n_encoder_layers=0, n_decoder_layers=2, d_ff=0, dropout=0.0, max_len=24, arch="decoder-only")

@@ -156,8 +156,8 @@ def test_same_seed_same_pairs_different_seed_different_pairs(name):
 def test_coverage_lets_tokenizers_encode_every_generated_pair(name):
     """Tokenizers trained on the coverage texts alone know every token the generator emits: no [UNK]."""
     task = get_task(name)
-    src_tok = Tokenizer.train(task.coverage, kind=task.src_kind)
-    tgt_tok = Tokenizer.train(task.coverage, kind=task.tgt_kind)
+    src_tok = Tokenizer.train(task.coverage, level=task.src_level)
+    tgt_tok = Tokenizer.train(task.coverage, level=task.tgt_level)
     for src, tgt in task.pairs(2000, seed=9):
         assert "[UNK]" not in src_tok.encode(src).tokens, src
         assert "[UNK]" not in tgt_tok.encode(tgt).tokens, tgt
@@ -165,7 +165,7 @@ def test_coverage_lets_tokenizers_encode_every_generated_pair(name):
 
 def test_char_tokenizer_trains_and_round_trips():
     """Regression: the char pre-tokenizer regex used an option Oniguruma rejects ("(?s)")."""
-    tok = Tokenizer.train(["2026-11-21", "a b\nc"], kind="char")
+    tok = Tokenizer.train(["2026-11-21", "a b\nc"], level="char")
     enc = tok.encode("2026-11-21")
     assert enc.tokens == list("2026-11-21")
     assert tok.decode(enc.ids) == "2026-11-21"

@@ -13,7 +13,7 @@ import math
 import sys
 
 from ..config import ARCHS, NORM_PLACEMENTS
-from ..tokenizer import TOKENIZER_KINDS
+from ..tokenizer import TOKEN_LEVELS
 from .data import TrainError
 from .loop import DEFAULTS, SCHEDULES, TrainArgs, train
 from .tasks import TASKS
@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=_float(0.0, 1.0), default=None)
     p.add_argument("--norm", choices=NORM_PLACEMENTS, default=None, help="LayerNorm after (paper) or before")
     p.add_argument("--max-len", type=_int(4, 65_536), default=None, help="default: from the data")
-    p.add_argument("--src-kind", choices=TOKENIZER_KINDS, default="word", help="source tokenizer (--data)")
-    p.add_argument("--tgt-kind", choices=TOKENIZER_KINDS, default="char", help="target tokenizer (--data)")
+    p.add_argument("--src-level", choices=TOKEN_LEVELS, default="word", help="source tokenizer (--data)")
+    p.add_argument("--tgt-level", choices=TOKEN_LEVELS, default="char", help="target tokenizer (--data)")
     p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {DEFAULTS['eval_every']}")
     p.add_argument("--n-valid", type=_int(1, 100_000), default=500, help="held-out validation examples")
     p.add_argument("--n-eval", type=_int(1, 1_000_000), default=1000, help="fresh examples scored at the end")
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = TrainArgs(out=ns.out, task=ns.task, data=ns.data, steps=ns.steps, batch_size=ns.batch_size, lr=ns.lr,
                      warmup=ns.warmup, clip=ns.clip, label_smoothing=ns.label_smoothing, device=ns.device,
                      threads=ns.threads, seed=ns.seed, d_model=ns.d_model, n_heads=ns.n_heads, layers=ns.layers,
-                     d_ff=ns.d_ff, dropout=ns.dropout, max_len=ns.max_len, src_kind=ns.src_kind,
-                     tgt_kind=ns.tgt_kind, eval_every=ns.eval_every, n_valid=ns.n_valid, n_eval=ns.n_eval,
+                     d_ff=ns.d_ff, dropout=ns.dropout, max_len=ns.max_len, src_level=ns.src_level,
+                     tgt_level=ns.tgt_level, eval_every=ns.eval_every, n_valid=ns.n_valid, n_eval=ns.n_eval,
                      stop_at=ns.stop_at, snapshots=snapshots, progress=not ns.quiet, arch=ns.arch, norm=ns.norm,
                      schedule=ns.schedule, overwrite=ns.overwrite)
     try:

@@ -28,7 +28,7 @@ from ..budget import max_model_bytes
 from ..checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
 from ..config import ModelConfig
 from ..inference import Pipeline, load, resolve_device
-from ..tokenizer import PAD_ID, TOKENIZER_KINDS, Tokenizer
+from ..tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
 from ..transformer import Transformer
 from .data import (
                    PairSource,
@@ -76,8 +76,8 @@ class TrainArgs:
     d_ff: int | None = None  # 0 = attention-only
     dropout: float | None = None
     max_len: int | None = None  # None: from the data (longest sequence + margin)
-    src_kind: str = "word"  # tokenizer kinds for --data (tasks bring their own)
-    tgt_kind: str = "char"
+    src_level: str = "word"  # tokenizer levels ("word" or "char") for --data (tasks bring their own)
+    tgt_level: str = "char"
     eval_every: int | None = None
     n_valid: int = 500
     n_eval: int = 1000  # fresh examples scored at the end (generated tasks only)
@@ -157,9 +157,9 @@ def _train(args: TrainArgs) -> dict[str, Any]:
     decoder_only = hp["arch"] == "decoder-only"
     if hp["d_model"] % hp["n_heads"]:
         raise TrainError(f"--d-model ({hp['d_model']}) must be divisible by --n-heads ({hp['n_heads']})")
-    for kind in (args.src_kind, args.tgt_kind):
-        if kind not in TOKENIZER_KINDS:
-            raise TrainError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
+    for level in (args.src_level, args.tgt_level):
+        if level not in TOKEN_LEVELS:
+            raise TrainError(f"tokenizer level must be one of {TOKEN_LEVELS}, got {level!r}")
     if decoder_only and args.stop_at is not None:
         raise TrainError("--stop-at applies to the exact match of encoder-decoder tasks")
     try:
@@ -215,7 +215,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
     started = time.perf_counter()
     sequences_valid = None
     if task is not None:
-        src_kind, tgt_kind = task.src_kind, task.tgt_kind
+        src_level, tgt_level = task.src_level, task.tgt_level
         valid = task.pairs(args.n_valid, args.seed + VALID_SEED_OFFSET)
         if decoder_only:
             sequences_valid = task.sequences(args.n_valid, args.seed + VALID_SEED_OFFSET)
@@ -225,7 +225,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
         tgt_texts = list(task.coverage) + [t for _, t in sample]
         source = PairSource(args.seed, task=task)
     else:
-        src_kind, tgt_kind = args.src_kind, (args.src_kind if decoder_only else args.tgt_kind)
+        src_level, tgt_level = args.src_level, (args.src_level if decoder_only else args.tgt_level)
         pairs = [(t, "") for t in read_texts(args.data)] if decoder_only else read_pairs(args.data)
         shuffled = pairs[:]
         random.Random(args.seed).shuffle(shuffled)
@@ -235,8 +235,8 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
         sample = pairs
         source = PairSource(args.seed, pairs=train_pairs)
 
-    src_tok = Tokenizer.train(src_texts, kind=src_kind)
-    tgt_tok = src_tok if decoder_only else Tokenizer.train(tgt_texts, kind=tgt_kind)
+    src_tok = Tokenizer.train(src_texts, level=src_level)
+    tgt_tok = src_tok if decoder_only else Tokenizer.train(tgt_texts, level=tgt_level)
     longest = max(max(len(src_tok.encode(s).ids), len(tgt_tok.encode(t).ids)) for s, t in sample + valid)
     max_len = hp["max_len"] or max(32, longest + 8)
     if max_len < longest + 2:
@@ -265,7 +265,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
         "task": args.task or "custom", "data": args.data, "data_sha256": data_sha256, "arch": hp["arch"],
         "description": task.description if task else f"{'texts' if decoder_only else 'pairs'} from {args.data}",
         "seed": args.seed, "device": str(device), "parameters": n_params,
-        "src_tokenizer": src_kind, "tgt_tokenizer": tgt_kind, "config_summary": _config_summary(config),
+        "src_tokenizer": src_level, "tgt_tokenizer": tgt_level, "config_summary": _config_summary(config),
         "training": {"batch_size": hp["batch_size"], "lr": hp["lr"], "warmup": hp["warmup"], "clip": args.clip,
                      "label_smoothing": args.label_smoothing, "schedule": hp["schedule"],
                      "optimizer": f"Adam(0.9, 0.98, 1e-9), {hp['schedule']} schedule"},

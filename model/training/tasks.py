@@ -197,8 +197,8 @@ class Task:
     name: str
     description: str  # one line, shown in the app and the checkpoint meta
     make_pair: Callable[[random.Random], tuple[str, str]] | None
-    src_kind: str  # Tokenizer kind of the source ("word" or "char")
-    tgt_kind: str  # Tokenizer kind of the target
+    src_level: str  # tokenizer level of the source ("word" or "char")
+    tgt_level: str  # tokenizer level of the target
     coverage: tuple[str, ...] = field(default=())  # texts that together hold every token the generator can emit
     defaults: dict = field(default_factory=dict)  # training defaults (steps, lr, ...) that reach the targets
     arch: str = "encoder-decoder"  # or "decoder-only"
@@ -223,7 +223,7 @@ TASKS: dict[str, Task] = {
     "dates": Task(
         name="dates",
         description="a date as people write it -> ISO YYYY-MM-DD (1900-2099)",
-        make_pair=date_pair, src_kind="word", tgt_kind="char",
+        make_pair=date_pair, src_level="word", tgt_level="char",
         coverage=tuple(_date_coverage()),
         defaults={"steps": 3000},
         story=Story("decoder.1.cross_attn", 3, "each output digit reads the source token it copies: the year "
@@ -233,7 +233,7 @@ TASKS: dict[str, Task] = {
     "reverse": Task(
         name="reverse",
         description="a sequence of 3-9 words -> the same words reversed (the anti-diagonal)",
-        make_pair=reverse_pair, src_kind="word", tgt_kind="word",
+        make_pair=reverse_pair, src_level="word", tgt_level="word",
         coverage=(" ".join(REVERSE_WORDS),),
         defaults={"steps": 3000},
         story=Story("decoder.1.cross_attn", 2, "output word i reads source word n − i: the anti-diagonal",
@@ -242,7 +242,7 @@ TASKS: dict[str, Task] = {
     "numbers": Task(
         name="numbers",
         description="English number words 0-999,999 -> digits (many words to one digit)",
-        make_pair=number_pair, src_kind="word", tgt_kind="char",
+        make_pair=number_pair, src_level="word", tgt_level="char",
         coverage=(" ".join(ONES + TENS[2:] + ("hundred", "thousand", "and", "-")), "0123456789"),
         defaults={"steps": 4000},
         story=Story("decoder.1.cross_attn", 0, "each output digit reads the number word it comes from (\"twelve\" "
@@ -252,7 +252,7 @@ TASKS: dict[str, Task] = {
         name="induction",
         description="random words, then the same words again: the repetition is predictable only by copying "
                     "from context (induction heads)",
-        make_pair=None, src_kind="word", tgt_kind="word",
+        make_pair=None, src_level="word", tgt_level="word",
         coverage=(" ".join(INDUCTION_WORDS),),
         defaults={"steps": 3000, "lr": 3e-3, "warmup": 100, "d_model": 64, "n_heads": 4, "layers": 2, "d_ff": 0,
                   "dropout": 0.0, "norm": "pre", "batch_size": 64, "max_len": 48, "eval_every": 100,
