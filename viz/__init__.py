@@ -23,7 +23,14 @@ from .heatmap import (
 )
 from .query import query_figures, query_strip, query_table
 from .stages import Panel, head_reasons, shape_text, stage_panels
-from .tables import estimated_csv_bytes, neutralise_formulas, selection_table, to_csv_bytes, to_json_bytes
+from .tables import (
+    estimated_csv_bytes,
+    neutralise_formulas,
+    selection_table,
+    to_csv_bytes,
+    to_json_bytes,
+    window_table,
+)
 from .training import head_across_steps, score_lines
 
 __all__ = [
@@ -34,5 +41,5 @@ __all__ = [
     "matrix_heatmap", "matrix_map", "mosaic_png", "neutralise_formulas", "overview_mosaic", "payload",
     "position_effects", "query_figures", "query_strip", "query_table", "score_lines", "select_lines", "selection_table",
     "shape_text", "stage_colours", "stage_panels", "to_csv_bytes", "to_json_bytes", "token_labels", "token_strip",
-    "thumbnail_grid", "top_alternatives",
+    "thumbnail_grid", "top_alternatives", "window_table",
 ]

@@ -24,6 +24,25 @@ def selection_table(trace, name: str, head: int | None, src_tokens: Sequence[str
     return df
 
 
+def window_table(trace, name: str, head: int, rows: range, cols: range, q_tokens: Sequence[str],
+                 k_tokens: Sequence[str]) -> pd.DataFrame:
+    """One head's window of one attention (every stage the trace answers for it) as a long table, one row per
+    (query, key): what a long input exports instead of a whole record."""
+    stages = {stage: trace.window(name, head, rows, cols, stage) for stage in ("scores", "scaled", "masked",
+                                                                               "weights")}
+    w = stages["weights"]
+    reason = np.full(w.values.shape, "", dtype=object)
+    for why, cells in w.reasons.items():
+        reason[cells] = why
+    qp, kp = np.meshgrid(np.arange(rows.start, rows.stop), np.arange(cols.start, cols.stop), indexing="ij")
+    qt, kt = np.asarray(list(q_tokens), dtype=object), np.asarray(list(k_tokens), dtype=object)
+    return pd.DataFrame({"attention": name, "head": head, "query_pos": qp.ravel(), "query_token": qt[qp.ravel()],
+                         "key_pos": kp.ravel(), "key_token": kt[kp.ravel()],
+                         "score": stages["scores"].values.ravel(), "scaled": stages["scaled"].values.ravel(),
+                         "masked_score": stages["masked"].values.ravel(), "weight": w.values.ravel(),
+                         "masked": (reason != "").ravel(), "mask_reason": reason.ravel()})
+
+
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     """A copy whose text cells starting with = + - @ tab or CR get a leading apostrophe (spreadsheets then show
     the text instead of running it). Numbers are untouched."""

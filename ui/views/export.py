@@ -38,9 +38,11 @@ def export(ctx: Context) -> None:
     budget = export_budget()
     rows = record_rows(ctx, sel.name) // (1 if h is None else ctx.info.n_heads)
     stem = f"{Path(ctx.pick.base).name}_{sel.name}" + ("" if h is None else f"_head{h}")
-    if viz.estimated_csv_bytes(rows) > budget:
+    if viz.estimated_csv_bytes(rows) > budget or not ctx.traced.record_fits(sel.name):
         st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
-                   f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB): pick one head.")
+                   f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB) or the record "
+                   "budget: below is the window the Attention map shows (or its top-left corner), every stage.")
+        export_window(ctx, max(sel.head, 0), stem)
         return
     df = viz.selection_table(ctx.traced.trace if not ctx.traced.lazy else {sel.name: ctx.rec}, sel.name, h, src, tgt)
     st.dataframe(df.head(TABLE_ROWS_SHOWN), hide_index=True, height=360)
@@ -73,3 +75,25 @@ def export(ctx: Context) -> None:
                   f"MB of CSV), over the {budget / 2**20:.0f} MB export budget: export one attention at a time.")
     st.caption("PNG: the camera icon in any chart's toolbar. In the CSV, text cells that start with = + - @ carry a "
                "leading apostrophe so that spreadsheets do not run them; the JSON keeps the exact text.")
+
+
+def export_window(ctx: Context, head: int, stem: str) -> None:
+    """The map's current view (at most 512 x 512 cells) of one head as a table and its downloads."""
+    sel = ctx.sel
+    view = (st.session_state.get("map") or {}).get("view") or {}
+    shape = ctx.traced.trace.shape(sel.name)
+    r0, c0 = int(view.get("r0", 0)), int(view.get("c0", 0))
+    rows = range(max(0, r0), min(shape.tq, max(r0 + 1, int(view.get("r1", 512))), max(0, r0) + 512))
+    cols = range(max(0, c0), min(shape.tk, max(c0 + 1, int(view.get("c1", 512))), max(0, c0) + 512))
+    n = RecordName.parse(sel.name)
+    df = ctx.traced.recent(("window_table", sel.name, head, rows.start, rows.stop, cols.start, cols.stop),
+                           lambda: viz.window_table(ctx.traced.trace, sel.name, head, rows, cols,
+                                                    ctx.tokens(n.query_stack), ctx.tokens(n.key_stack)), 4)
+    st.dataframe(df.head(TABLE_ROWS_SHOWN), hide_index=True, height=320)
+    stem = f"{stem}_head{head}_q{rows.start}-{rows.stop - 1}_k{cols.start}-{cols.stop - 1}"
+    meta = {"model": Path(ctx.pick.base).name, "attention": sel.name, "head": head,
+            "queries": [rows.start, rows.stop - 1], "keys": [cols.start, cols.stop - 1]}
+    a, b = st.columns(2)
+    a.download_button("CSV of this window", viz.to_csv_bytes(df), f"{stem}.csv", "text/csv", key="dl_win_csv")
+    b.download_button("JSON of this window", viz.to_json_bytes(df, meta), f"{stem}.json", "application/json",
+                      key="dl_win_json")
