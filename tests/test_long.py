@@ -2,6 +2,7 @@
 1, causal and window cells are zero, and lazy, windowed and column answers agree."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,40 @@ def test_a_long_input_is_traced_lazily_by_the_app_budget(long_runs):
     with pytest.raises(ValueError, match="one record may take"):
         res.trace["decoder.0.self_attn"]  # a complete record over the budget is refused; windows answer
     assert res.trace.window("decoder.0.self_attn", 0, range(0, 8), range(0, 8)).values.shape == (8, 8)
+
+
+@pytest.mark.parametrize("view", ["Attention map", "Head grid", "Model overview", "Head view", "Step by step",
+                                  "One query", "Decoding", "Statistics", "Rollout", "Needle", "Ablation", "Export"])
+def test_every_view_at_2000_tokens(long_runs, view, tmp_path, monkeypatch):
+    """At a length where the app captures lazily (fast first pass) and no complete record fits: every view either
+    works from windows, rows and the first pass, or says what it needs and offers the map; never a traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import clear_app_caches
+
+    pipe, _ = long_runs["llama"]
+    import ui.tracing
+
+    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", "64")
+    monkeypatch.setattr(ui.tracing, "MIN_RECORD_CAP", 16 * 2**20)  # no complete record of this length fits
+    clear_app_caches()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300)
+    at.session_state["model_path"] = pipe.path
+    at.session_state["source"] = long_text(pipe, 2000)
+    at.session_state["view"] = view
+    at.session_state["needle_text"] = "the"
+    at.run()
+    assert not at.exception, at.exception
+    if view in ("Head view", "Step by step", "One query", "Rollout"):
+        assert any("too much to compute at once" in w.value for w in at.warning), view
+    if view == "Statistics":
+        table = at.dataframe[0].value
+        assert len(table) == 2 * 4 and table[[c for c in table.columns if "entropy" in c.lower()][0]].notna().all()
+    if view == "Export":
+        df = at.dataframe[0].value
+        trace = run(pipe, long_text(pipe, 2000), budget=__import__("ui.tracing", fromlist=["budget"]).budget()).trace
+        win = trace.window("decoder.1.self_attn", 0, range(0, 512), range(0, 512))
+        np.testing.assert_array_equal(df["weight"].to_numpy(np.float32), win.values.ravel()[: len(df)])
+        assert at.get("download_button")
+    if view == "Needle":
+        assert len(at.dataframe[0].value) == 8
