@@ -522,6 +522,22 @@ def test_eight_simultaneous_sessions_get_their_own_results(monkeypatch):
     # first visitor before the eight arrive together.
     shared_cache = ScriptCache()
     monkeypatch.setattr(app_test, "ScriptCache", lambda: shared_cache)
+    # AppTest installs a mock Runtime singleton for each run and removes it when the run ends: with eight runs at
+    # once, the first to end removed it under the others ("Runtime hasn't been created"). Keep the last one.
+    import streamlit.runtime as st_runtime
+    from streamlit.runtime import Runtime
+
+    last = {}
+
+    def instance():
+        if Runtime._instance is not None:
+            last["runtime"] = Runtime._instance
+        if "runtime" not in last:
+            raise RuntimeError("Runtime hasn't been created!")
+        return last["runtime"]
+
+    monkeypatch.setattr(Runtime, "instance", staticmethod(instance))
+    monkeypatch.setattr(st_runtime, "get_instance", instance)
     warm = AppTest.from_file(APP, default_timeout=180)
     warm.session_state["device"] = "cpu"
     warm.run()
