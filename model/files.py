@@ -12,19 +12,15 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .paths import PathPolicy
+from .errors import CheckpointError
+from .paths import PathPolicy
 
 MAX_JSON_BYTES = 4 * 2**20  # config.json, meta.json, generation_config.json, tokenizer_config.json, index files
 MAX_TOKENIZER_BYTES = 64 * 2**20  # tokenizer.json (Gemma's is 33 MB)
 MAX_JSON_DEPTH = 64
 OUTSIDE_ROOTS = "links outside the allowed checkpoint directories"
-
-
-class CheckpointError(Exception):
-    """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
 
 
 def is_file(file: Path) -> bool:

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError
+from .errors import CheckpointError
 
 MAX_PATH_CHARS = 1024  # longer strings are refused before touching the file system
 OUTSIDE = "not an allowed checkpoint directory"

@@ -26,10 +26,10 @@ def pipes(tmp_path_factory):
 
 
 def traced(pipe, **kwargs):
-    text = "Saturday, November 21, 2026" if pipe.info.family.startswith("transformer") and \
-        pipe.arch == "encoder-decoder" else TEXT
-    return run(pipe, text, TARGET if pipe.arch == "encoder-decoder" and not pipe.info.family.startswith(
-        "transformer") else None, **kwargs)
+    own = pipe.info.family.startswith("transformer")
+    seq2seq = pipe.arch == "encoder-decoder"
+    text = "Saturday, November 21, 2026" if own and seq2seq else TEXT
+    return run(pipe, text, TARGET if seq2seq and not own else None, **kwargs)
 
 
 def same(a, b, exact=True):
