@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from model import teaching  # noqa: E402
-from ui import state  # noqa: E402
+from ui import boot, state  # noqa: E402
 from viz import playground as vp  # noqa: E402
 
 DEFAULT_SENTENCE = "Life is short, eat dessert first"
@@ -288,6 +288,7 @@ def section_multihead(sent: teaching.Sentence, X, c: dict) -> None:
 
 def main() -> None:
     st.title("Attention playground")
+    boot.configure_once()
     st.caption("Self-attention step by step with small seeded random matrices (no trained model), after "
                "Sebastian Raschka's \"Understanding and coding self-attention\". Every control updates at once; "
                "every weight shown comes from the model's own attention() function.")

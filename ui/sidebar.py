@@ -12,7 +12,7 @@ import streamlit as st
 from model import CheckpointError, RecordName, available_devices
 from model.paths import MAX_PATH_CHARS
 
-from . import state
+from . import boot, state
 from .models import FINAL, example_for, model_choices, open_typed_path, path_policy, pipeline, snapshots, story_for
 from .text import md, short
 from .tracing import MAX_GENERATED
@@ -100,7 +100,7 @@ def model_sidebar() -> ModelPick:
         base = st.session_state.get("good_model")
         if base is None:
             st.info("No model to show: put a checkpoint in checkpoints/, or type a checkpoint directory above.")
-            st.stop()
+            boot.stop()
 
     steps = snapshots(base)
     step = None
@@ -122,7 +122,7 @@ def model_sidebar() -> ModelPick:
         st.error(f"Could not load the model: {md(short(e, 600))}" + (
             f"  \nStill showing {md(Path(previous).name)}." if previous and previous != base else ""))
         if previous is None or previous == base:
-            st.stop()
+            boot.stop()
         path, base, step = previous, previous, None
         pipe = pipeline(path, device)
     return ModelPick(path=path, base=base, device=device, pipe=pipe, step=step)
