@@ -20,6 +20,7 @@ from ui import boot  # noqa: E402
 st.title("Attention inspector")  # painted before torch is imported: a cold start shows the page at once
 with boot.first_load():  # a line saying what is loading, until the traced call is ready
     from model import CaptureBudgetError, CheckpointError, TokenizerError
+    from ui import links
     from ui.header import show_output, show_story, show_warnings
     from ui.inspector import inspector
     from ui.models import example_for, snapshots
@@ -27,10 +28,13 @@ with boot.first_load():  # a line saying what is loading, until the traced call 
     from ui.text import md, short
     from ui.tracing import trace
 
+    links.read_link()  # a session's first run: the link's model, text and view
     with st.sidebar:
         pick = model_sidebar()
         inputs = input_sidebar(pick.pipe)
         caption = st.empty()
+        links.session_uploader()
+    links.show_notes()
 
     if inputs is None:
         what = "a source sentence" if pick.pipe.arch == "encoder-decoder" else "a text"

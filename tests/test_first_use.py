@@ -1,0 +1,184 @@
+"""First use, round 3 (issue 22, and issue 23's items 3 and 6) through Streamlit's AppTest: links that reopen a
+view and saved sessions, the sidebar's model name, the head grid, the ranking's colour scale, the Training view,
+rollout, the comparison's labels, statistics, ablation without an output head and the smaller findings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import clear_app_caches
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+SHIPPED = ROOT / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch):
+    """Shipped checkpoints, no models directory, local use, empty caches."""
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(SHIPPED))
+    for name in ("INSPECTOR_MODELS", "INSPECTOR_PUBLIC", "INSPECTOR_ALLOWED_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    clear_app_caches()
+    yield
+    clear_app_caches()
+
+
+def run(query: dict | None = None, state: dict | None = None, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def unescaped(text: str) -> str:
+    """Markdown text as a reader sees it (ui.text.md escapes every special character with a backslash)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def warnings_text(at) -> str:
+    return unescaped(" ".join(w.value for w in at.warning))
+
+
+def selection(at) -> dict:
+    s = at.session_state
+    return {k: s[k] for k in ("kind", "layer", "head", "stage", "view")}
+
+
+# links that reopen a view --------------------------------------------------------------------------------------------
+
+def test_a_link_opens_that_view():
+    at = run({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "2", "stage": "scores",
+              "view": "head-grid", "text": "cat dog owl cat dog owl"})
+    clean(at)
+    assert at.session_state["model"] == "induction"
+    assert at.session_state["source"] == "cat dog owl cat dog owl"
+    assert selection(at) == {"kind": "decoder masked self", "layer": 1, "head": 2, "stage": "scores",
+                             "view": "Head grid"}
+    assert warnings_text(at) == ""
+    assert "every head" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_changing_a_selector_updates_the_link():
+    at = run()
+    clean(at)
+    assert at.query_params["model"] == "dates" and at.query_params["view"] == "attention-map"
+    assert at.query_params["text"] == "Saturday, November 21, 2026"
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="head").set_value(-1).run()
+    clean(at)
+    assert at.query_params["layer"] == "0" and at.query_params["head"] == "all"
+
+
+def test_copy_link_gives_the_url_of_the_view():
+    at = run({"model": "dates", "layer": "0", "head": "1", "view": "step-by-step"})
+    clean(at)
+    codes = [c.value for c in at.code]
+    link = next(c for c in codes if "view=step-by-step" in c)
+    assert "model=dates" in link and "layer=0" in link and "head=1" in link
+    # the link reopens the same view in a new session
+    query = dict(pair.split("=", 1) for pair in link.split("?", 1)[1].split("&"))
+    from urllib.parse import unquote_plus
+    again = run({k: unquote_plus(v) for k, v in query.items()})
+    clean(again)
+    assert selection(again) == selection(at)
+
+
+@pytest.mark.parametrize("query, words", [
+    ({"view": "nonsense"}, "view “nonsense” is not offered"),
+    ({"layer": "99"}, "layer 99 does not exist"),
+    ({"head": "-5"}, "head -5 does not exist"),
+    ({"head": "1e9"}, "is not a number"),
+    ({"layer": "1; DROP TABLE"}, "is not a number"),
+    ({"kind": "sideways"}, "attention kind “sideways”"),
+    ({"stage": "<script>alert(1)</script>"}, "is not one of"),
+    ({"text": "x" * 100_000}, "100,000 characters long"),
+    ({"text": "bad\x00text\x1b[31m"}, "control characters"),
+    ({"model": "../../../../etc"}, "cannot be opened"),
+    ({"model": "/etc"}, "cannot be opened"),
+    ({"model": "no such model"}, "cannot be opened"),
+    ({"model": "m\x00"}, "control characters"),
+])
+def test_hostile_query_params_end_in_a_message_and_a_safe_default(query, words):
+    at = run(query)
+    clean(at)
+    assert words in warnings_text(at)
+    assert at.session_state["model"] == "dates"
+    assert at.session_state["kind"] in ("cross", "encoder self", "decoder masked self")
+    assert charts(at), "the default view is still drawn"
+
+
+def test_a_public_server_never_opens_a_path_from_a_link(monkeypatch, tmp_path):
+    monkeypatch.setenv("INSPECTOR_PUBLIC", "1")
+    at = run({"model": str(SHIPPED / "reverse")})
+    clean(at)
+    assert "lists no model called" in warnings_text(at)
+    assert at.session_state["model"] == "dates" and not at.session_state["model_path"]
+
+
+def test_a_long_input_is_left_out_of_the_link_and_saved_as_a_session():
+    long_text = "Saturday, November 21, 2026 " * 60  # 1,680 characters
+    at = run(state={"source": long_text})
+    clean(at)
+    assert "text" not in at.query_params
+    captions = " ".join(c.value for c in at.caption)
+    assert "a link holds at most 1,500" in captions
+
+
+def test_a_saved_session_reopens_model_inputs_and_view():
+    from types import SimpleNamespace
+
+    from ui.links import session_bytes
+
+    sel = SimpleNamespace(kind="encoder self", layer=0, head=2, stage="scaled", view="One query")
+    data = session_bytes(str(SHIPPED / "reverse"), {"source": "red fox owl " * 200, "target": None,
+                                                    "target_mode": "generate greedily", "max_new": 12, "gen_new": 0},
+                         sel)
+    doc = json.loads(data)
+    assert doc["model"] == "reverse" and "/" not in json.dumps(doc["model"])
+    at = run()
+    at.sidebar.file_uploader(key="session_file").upload("s.json", data, "application/json")
+    at.run()
+    clean(at)
+    assert at.session_state["model"] == "reverse"
+    assert at.session_state["source"] == "red fox owl " * 200
+    assert selection(at) == {"kind": "encoder self", "layer": 0, "head": 2, "stage": "scaled", "view": "One query"}
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\x80\x81 not utf-8", "not JSON text"),
+    (b"[1, 2, 3]", "not a saved session"),
+    (json.dumps({"format": "attention-inspector session", "version": 1, "model": "dates", "inputs": {},
+                 "selection": {}}).encode(), "must hold exactly"),
+    (json.dumps({"format": "attention-inspector session", "version": 1, "model": "dates", "inputs": {
+        "source": "x", "target": None, "target_mode": None, "max_new": 1, "gen_new": 0}, "selection": {},
+        "pickle": "gASV"}).encode(), "fields a saved session does not have: pickle"),
+    (json.dumps({"format": "attention-inspector session", "version": 1, "model": "dates", "inputs": {
+        "source": "x" * 30_000, "target": None, "target_mode": None, "max_new": 1, "gen_new": 0},
+        "selection": {}}).encode(), "30,000 characters long"),
+    (b"[" * 150_000 + b"]" * 150_000, "bytes (at most 262,144)"),
+    (b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),
+])
+def test_a_bad_session_file_is_refused_with_a_message(data, words):
+    at = run()
+    at.sidebar.file_uploader(key="session_file").upload("s.json", data, "application/json")
+    at.run()
+    clean(at)
+    assert words in warnings_text(at)
+    assert at.session_state["model"] == "dates"
+    assert np.isfinite(len(charts(at)))
