@@ -182,3 +182,53 @@ def test_a_bad_session_file_is_refused_with_a_message(data, words):
     assert words in warnings_text(at)
     assert at.session_state["model"] == "dates"
     assert np.isfinite(len(charts(at)))
+
+
+# the head grid (2) ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dates_run():
+    from model import load
+
+    return load(str(SHIPPED / "dates"), "cpu").run("Saturday, November 21, 2026", max_new_tokens=31)
+
+
+@pytest.mark.parametrize("stage", ["scores", "scaled", "masked", "weights"])
+def test_the_head_grid_draws_the_selected_stage_on_its_own_scale(stage, dates_run):
+    import viz
+
+    at = run({"model": "dates", "kind": "decoder-masked-self", "layer": "1", "head": "all", "stage": stage,
+              "view": "head-grid"})
+    clean(at)
+    spec = charts(at)[0]
+    heatmaps = [t for t in spec["data"] if t["type"] == "heatmap"]
+    mats = viz.figure_matrices(spec)
+    from model import allowed_matrix
+
+    rec = dates_run.trace["decoder.1.self_attn"].numpy()
+    expected = np.asarray(getattr(rec, stage), dtype=np.float32)[0]
+    for h, m in enumerate(mats):
+        finite = np.isfinite(expected[h])
+        if stage in ("masked", "weights"):
+            finite &= allowed_matrix(rec)[h]
+        np.testing.assert_array_equal(m[finite], expected[h][finite])
+        assert np.isnan(m[~finite]).all()
+    if stage == "weights":
+        assert {(t["colorscale"], t["zmin"], t["zmax"]) for t in heatmaps} == {("Viridis", 0.0, 1.0)}
+    else:
+        top = float(np.nanmax(np.abs(np.where(np.isfinite(expected), expected, np.nan))))
+        assert {t["colorscale"] for t in heatmaps} == {"RdBu_r"}
+        for t in heatmaps:  # one symmetric scale around 0 for every head
+            assert t["zmid"] == 0 and t["zmin"] == pytest.approx(-top, rel=1e-6) and t["zmax"] == pytest.approx(top)
+    assert viz.STAGE_NAMES[stage] in spec["layout"]["title"]["text"]
+    assert [a["text"] for a in spec["layout"]["annotations"]] == [f"head {h}" for h in range(4)]
+
+
+def test_head_grid_thumbnails_keep_square_cells_and_axes_on_the_induction_model():
+    at = run({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "all", "view": "head-grid"})
+    clean(at)
+    layout = charts(at)[0]["layout"]
+    for n in ("", "2", "3", "4"):
+        assert layout[f"yaxis{n}"]["scaleanchor"] == f"x{n}"  # square cells whatever the width
+        assert layout[f"xaxis{n}"]["showticklabels"]
+    assert layout["yaxis"]["showticklabels"]

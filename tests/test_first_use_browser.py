@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -87,3 +88,73 @@ def test_no_request_leaves_this_machine():
     outside = [r for r in requests if not r.startswith((url, "data:", "blob:"))]
     assert outside == []
     assert icon.startswith((url, "data:")), icon
+
+
+# one server for the rest -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def page(server):
+    with chromium(VIEWPORT) as pg:
+        yield pg
+
+
+def open_link(page, server, **params):
+    page.goto(f"{server}/?{urlencode(params)}")
+    wait_idle(page, TIMEOUT)
+    page.wait_for_timeout(300)
+
+
+# JavaScript: per panel of the first grid figure on the page, the box of its title and of its drawn plot area
+GRID_BOXES_JS = """
+() => {
+    const div = Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .find(d => d.layout && d.layout.meta && d.layout.meta.cells);
+    const box = e => { const r = e.getBoundingClientRect(); return {l: r.left, r: r.right, t: r.top, b: r.bottom}; };
+    const titles = Array.from(div.querySelectorAll('.annotation')).map(a => box(a.querySelector('.annotation-text')));
+    const panels = titles.map((_, i) => {
+        const name = i === 0 ? 'xy' : `x${i + 1}y${i + 1}`;
+        return box(div.querySelector(`.draglayer .${name} .nsewdrag`));
+    });
+    return {titles, panels};
+}
+"""
+
+
+def test_head_grid_titles_sit_on_their_panels_without_overlapping(page, server):
+    open_link(page, server, model="dates", kind="decoder-masked-self", layer="1", head="all", stage="weights",
+              view="head-grid")
+    assert exception_boxes(page) == []
+    b = page.evaluate(GRID_BOXES_JS)
+    titles, panels = b["titles"], b["panels"]
+    assert len(titles) == len(panels) == 4
+    for i, (t, p) in enumerate(zip(titles, panels, strict=True)):
+        centre = (t["l"] + t["r"]) / 2
+        assert p["l"] <= centre <= p["r"], f"title {i} is not over its panel"
+        assert t["l"] >= p["l"] - 4 and t["r"] <= p["r"] + 4, f"title {i} is wider than its panel"
+        assert -2 <= p["t"] - t["b"] <= 24, f"title {i} does not sit on its panel"
+    for i in range(len(titles)):
+        for j in range(i + 1, len(titles)):
+            a, c = titles[i], titles[j]
+            assert a["r"] <= c["l"] or c["r"] <= a["l"] or a["b"] <= c["t"] or c["b"] <= a["t"], \
+                f"titles {i} and {j} overlap"
+    page.locator(".js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "first-use-grid-dates.png"))
+
+
+def test_head_grid_on_the_induction_model_keeps_square_cells_and_axes(page, server):
+    open_link(page, server, model="induction", kind="decoder-masked-self", layer="1", head="all", view="head-grid")
+    b = page.evaluate(GRID_BOXES_JS)
+    T = 17  # the induction model's example: 16 words and [BOS]
+    for p in b["panels"]:
+        w, h = p["r"] - p["l"], p["b"] - p["t"]
+        assert w > 80 and abs(w / h - 1) < 0.1, f"a {w:.0f} x {h:.0f} px panel for a {T} x {T} map"
+    ticks = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .find(d => d.layout && d.layout.meta && d.layout.meta.cells)
+        .querySelectorAll('.xtick text, .ytick text').length""")
+    assert ticks >= 8, "no axes on the thumbnails"
+    page.locator(".js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "first-use-grid-induction.png"))

@@ -42,9 +42,6 @@ def head_across_steps(maps: np.ndarray, steps: Sequence[int], q_labels: Sequence
                       *, head_name: str, allowed: np.ndarray | None = None, cols: int = 8) -> go.Figure:
     """(S, Tq, Tk) one head's weights at each snapshot, side by side (click one to jump to that step)."""
     cells = [(i, 0) for i in range(len(steps))]
-    fig = thumbnail_grid(maps, q_labels, k_labels, cells=cells, cols=cols, allowed=allowed,
-                         row_names=[f"step {s}" for s in steps], title=f"{esc(head_name)} across training",
-                         show_ticks=False)
-    for ann, step in zip(fig.layout.annotations, steps, strict=False):
-        ann.text = f"step {step}"
-    return fig
+    return thumbnail_grid(maps, q_labels, k_labels, cells=cells, cols=cols, allowed=allowed,
+                          row_names=[f"step {s}" for s in steps], title=f"{esc(head_name)} across training",
+                          show_ticks=False, panel_titles=[f"step {s}" for s in steps])
