@@ -232,3 +232,31 @@ def test_head_grid_thumbnails_keep_square_cells_and_axes_on_the_induction_model(
         assert layout[f"yaxis{n}"]["scaleanchor"] == f"x{n}"  # square cells whatever the width
         assert layout[f"xaxis{n}"]["showticklabels"]
     assert layout["yaxis"]["showticklabels"]
+
+
+# "Rank all heads" (3) and the KL axis (10) ---------------------------------------------------------------------------
+
+def test_rank_all_heads_draws_every_kind_on_one_stated_scale():
+    at = run({"model": "dates", "view": "ablation"})
+    at.button(key="rank_heads").click().run()
+    clean(at)
+    strips = [c for c in charts(at) if "mean KL when ablated alone" in c["layout"]["title"]["text"]]
+    assert len(strips) == 3  # decoder masked self, cross, encoder self
+    table = at.dataframe[-1].value
+    top = float(table["mean_kl"].max())
+    for spec in strips:
+        heat = spec["data"][0]
+        assert heat["zmin"] == 0 and heat["zmax"] == pytest.approx(top)
+        assert f"0-{top:.3g} nats" in spec["layout"]["title"]["text"]
+    # the encoder's strongest head is far weaker than the strongest head overall: it no longer glows as bright
+    enc = table[table["kind"] == "encoder self"]["mean_kl"].max()
+    assert enc < 0.1 * top
+
+
+def test_the_kl_axis_has_round_ticks_of_its_own():
+    import viz
+
+    fig = viz.position_effects(["a", "b"], np.array([0.9, 0.8]), np.array([0.89, 0.7]), np.array([0.004, 0.0081]),
+                               title="t")
+    y2 = fig.to_plotly_json()["layout"]["yaxis2"]
+    assert y2["tickmode"] == "auto" and y2["tickformat"] == "~g"  # plotly.js syncs an overlaying axis by default

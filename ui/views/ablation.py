@@ -119,12 +119,19 @@ def _which_heads_matter(ctx: Context, mode: str) -> None:
         return
     with st.spinner("Ablating every head…"):
         table, seconds = ctx.traced.memo(key, lambda: rank_heads(ctx.pipe, ctx.result, mode))
-    st.caption(f"{len(table)} heads in {seconds:.2f} s.")
+    top = float(table["mean_kl"].max()) if len(table) else 0.0
+    top = top if top > 0 else 1e-6
+    st.caption(f"{len(table)} heads in {seconds:.2f} s. One colour scale for every attention kind: mean KL from 0 "
+               f"to {top:.3g} nats (the largest effect of any head), so heads of different kinds compare by colour.")
     for label in dict.fromkeys(table["kind"]):
         name_kind = label.replace(" ", "_")
         part = table[table["kind"] == label]
-        fig = viz.head_strip(part, "mean_kl", title=f"{label}: mean KL when ablated alone (click to open)",
-                             hover_columns=["max_kl", "mean_p_drop", "changed_predictions"])
+        fig = viz.head_strip(part, "mean_kl", title=f"{label}: mean KL when ablated alone (scale 0-{top:.3g} nats, "
+                                                    "shared by every kind; click to open)",
+                             zmin=0.0, zmax=top, value_title="mean KL (nats)",
+                             hover_columns=["max_kl", "mean_p_drop", "changed_predictions"],
+                             names={"max_kl": "max KL", "mean_p_drop": "mean drop in p",
+                                    "changed_predictions": "changed predictions"})
         cells = [tuple(c) for c in fig.layout.meta["cells"]]
         chart(fig, f"rank_{name_kind}", on_select=partial(open_cell, f"rank_{name_kind}", cells, label),
               selection_mode="points", theme=None)
