@@ -260,3 +260,52 @@ def test_the_kl_axis_has_round_ticks_of_its_own():
                                title="t")
     y2 = fig.to_plotly_json()["layout"]["yaxis2"]
     assert y2["tickmode"] == "auto" and y2["tickformat"] == "~g"  # plotly.js syncs an overlaying axis by default
+
+
+# the sidebar says what is open (4) -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def packaged_bert(tmp_path_factory):
+    """A Hugging Face directory packaged the way many are: .../MiniLM-demo/model/."""
+    pytest.importorskip("transformers")
+    from tests.hf_models import build
+
+    return build("bert", tmp_path_factory.mktemp("hf") / "MiniLM-demo" / "model")
+
+
+def sidebar_text(at) -> str:
+    return unescaped(" ".join(c.value for c in at.sidebar.caption))
+
+
+def test_a_typed_directory_is_what_the_model_box_shows(packaged_bert):
+    at = run(state={"model_path": str(packaged_bert)})
+    clean(at)
+    box = at.sidebar.selectbox(key="model")
+    assert box.value == "↳ typed directory"
+    assert box.format_func(box.value) == "MiniLM-demo/model (typed directory)"
+    assert "dates" not in box.format_func(box.value)
+    assert sidebar_text(at).startswith("MiniLM-demo/model: bert")
+    story = unescaped(" ".join(m.value for m in at.markdown))
+    assert "MiniLM-demo/model" in story and "**model**" not in story
+    # picking a listed model again clears the box and opens it
+    box.set_value("reverse").run()
+    clean(at)
+    assert at.session_state["model_path"] == "" and sidebar_text(at).startswith("reverse:")
+
+
+def test_config_name_or_path_names_a_generic_directory(packaged_bert, tmp_path):
+    import shutil
+
+    from ui.models import model_name
+
+    copy = tmp_path / "model"
+    shutil.copytree(packaged_bert, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    (copy / "config.json").write_text(json.dumps(config))
+    assert model_name(str(copy)) == "sentence-transformers/all-MiniLM-L6-v2"
+    config["_name_or_path"] = "/home/someone/exports/all-MiniLM-L6-v2/model"
+    (copy / "config.json").write_text(json.dumps(config))
+    assert model_name(str(copy)) == "all-MiniLM-L6-v2"
+    assert model_name(str(SHIPPED / "dates")) == "dates"
+    assert model_name(str(SHIPPED / "dates" / "snapshots" / "step_00250")) == "dates/step_00250"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +10,7 @@ import streamlit as st
 from model import RecordName, RunResult
 
 from . import state
-from .models import story_for
+from .models import model_name, story_for
 from .sidebar import ModelPick
 from .text import md
 
@@ -33,7 +32,7 @@ def show_story(pick: ModelPick) -> None:
     """One sentence: the model's task and accuracy (meta.json) and where its attention tells the story."""
     meta = pick.pipe.meta
     story = story_for(meta)
-    name = Path(pick.base).name
+    name = model_name(pick.base)
     if story is None:
         kind = pick.pipe.arch
         st.markdown(f"**{md(name)}** ({md(pick.pipe.info.family)}, {kind}). Pick an attention, layer and head above; "
