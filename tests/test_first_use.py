@@ -42,6 +42,15 @@ def clean(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def plotly_values(value) -> np.ndarray:
+    """A Plotly array as sent: a list, or a base64 typed array {"dtype", "bdata"}."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value, dtype=float)
+
+
 def charts(at) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
@@ -309,3 +318,88 @@ def test_config_name_or_path_names_a_generic_directory(packaged_bert, tmp_path):
     assert model_name(str(copy)) == "all-MiniLM-L6-v2"
     assert model_name(str(SHIPPED / "dates")) == "dates"
     assert model_name(str(SHIPPED / "dates" / "snapshots" / "step_00250")) == "dates/step_00250"
+
+
+# the Training view (5) and hostile meta.json figures (issue 23: 3, 6) ------------------------------------------------
+
+def test_similarity_to_the_final_model_is_one_for_itself_and_matches_a_direct_computation():
+    from scipy.spatial.distance import jensenshannon
+
+    from model.analysis import similarity_to_reference, uniform_weights
+
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(5), size=(2, 4))  # (H, Tq, Tk)
+    other = rng.dirichlet(np.ones(5), size=(2, 4))
+    assert np.array_equal(similarity_to_reference(ref, ref), np.ones(2))  # exactly 1, not about 1
+    direct = 1 - np.array([np.mean([jensenshannon(other[h, i], ref[h, i], base=2) for i in range(4)])
+                           for h in range(2)])
+    np.testing.assert_allclose(similarity_to_reference(other, ref), direct, atol=1e-12)
+    causal = np.tril(np.ones((4, 5), bool), k=1)[None].repeat(2, 0)
+    peaked = np.where(causal, 1e-9, 0.0)
+    peaked[:, np.arange(4), np.arange(4)] = 1.0
+    assert similarity_to_reference(uniform_weights(causal), peaked / peaked.sum(-1, keepdims=True), causal).max() < 1
+
+
+def test_training_view_scores_similarity_to_the_final_model_and_names_every_series():
+    at = run({"model": "dates", "view": "training", "kind": "cross", "layer": "1", "head": "3"})
+    clean(at)
+    assert at.radio(key="train_score").value == "similarity"
+    specs = {c["layout"]["title"]["text"]: c for c in charts(at)}
+    scores = next(c for t, c in specs.items() if t.startswith("similarity to the final model"))
+    star = next(t for t in scores["data"] if t["name"].startswith("final model"))
+    assert star["y"] == [1.0]
+    heads = [plotly_values(t["y"]) for t in scores["data"] if t["name"].startswith("head")]
+    assert len(heads) == 4 and all(((0 <= v) & (v <= 1)).all() for v in heads)
+    assert all(v[-1] > 0.95 for v in heads)  # the last snapshot (float16) is nearly the final model
+    assert "Jensen-Shannon" in " ".join(c.value for c in at.caption)
+    recorded = next(c for t, c in specs.items() if t.startswith("recorded at each snapshot"))
+    assert all(t["showlegend"] and t["name"] for t in recorded["data"])
+    assert recorded["data"][0]["name"] == "valid exact match"
+
+
+def test_training_view_keeps_losses_and_scores_on_axes_of_their_own():
+    at = run({"model": "induction", "view": "training", "kind": "decoder-masked-self", "layer": "1", "head": "1"})
+    clean(at)
+    recorded = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("recorded at each snapshot"))
+    axis = {t["name"]: t["yaxis"] for t in recorded["data"]}
+    assert {axis[n] for n in ("train loss", "valid loss", "loss on repetitions")} == {"y"}
+    assert {axis[n] for n in ("best induction score", "best previous-token score")} == {"y2"}
+    assert recorded["layout"]["yaxis"]["title"]["text"] == "loss (nats)"
+    assert recorded["layout"]["yaxis2"]["title"]["text"] == "score (0..1)"
+
+
+@pytest.fixture()
+def hostile_induction(tmp_path):
+    """The induction checkpoint with two snapshots, its meta.json figures replaced by text, links and images."""
+    import shutil
+
+    base = tmp_path / "induction"
+    shutil.copytree(SHIPPED / "induction", base, ignore=shutil.ignore_patterns("snapshots"))
+    for step in ("step_00000", "step_03000"):
+        shutil.copytree(SHIPPED / "induction" / "snapshots" / step, base / "snapshots" / step)
+        meta = json.loads((base / "snapshots" / step / "meta.json").read_text())
+        meta["train_loss"] = "![tracker](http://evil.example/pixel.png)"
+        meta["induction"]["loss_repeated"] = "[click me](http://evil.example)"
+        (base / "snapshots" / step / "meta.json").write_text(json.dumps(meta))
+    meta = json.loads((base / "meta.json").read_text())
+    meta["eval"]["induction"] = "![x](http://evil.example/x.png)"
+    meta["eval"]["chance"] = {"induction": "[link](http://evil.example)", "prev_token": "<img src=x onerror=alert(1)>"}
+    meta["eval"]["loss_repeated"] = "**bold**"
+    meta["eval"]["best_induction_last_layer"] = "9e999"
+    (base / "meta.json").write_text(json.dumps(meta))
+    return base
+
+
+def test_hostile_meta_figures_are_never_formatted_or_rendered(hostile_induction):
+    at = run({"view": "training", "kind": "decoder-masked-self", "layer": "1"},
+             state={"model_path": str(hostile_induction)})
+    clean(at)  # no "Unknown format code 'f'"
+    shown = [m.value for m in list(at.markdown) + list(at.caption)]
+    for text in shown:
+        assert not re.search(r"(?<!\\)\]\((?!\s)", text), f"a live link or image: {text[:200]}"
+        assert "<img" not in text
+    everything = " ".join(shown)
+    assert "does not hold its evaluation figures as numbers" in everything
+    assert "(not a number)" in everything and "tracker" in unescaped(everything)  # shown as text, said to be text
+    recorded = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("recorded at each snapshot"))
+    assert "train loss" not in {t["name"] for t in recorded["data"]}  # text is not plotted as a number

@@ -1,7 +1,7 @@
 """Analyses computed from captured attention: per-head statistics, rollout and flow, ablation, comparison."""
 
 from .ablation import AblationEffect, effect_of, rank_heads
-from .compare import Alignment, align_tokens, head_js_distances, js_distance_rows, restrict
+from .compare import Alignment, align_tokens, head_js_distances, js_distance_rows, restrict, similarity_to_reference
 from .heads import (
                     STAT_DEFINITIONS,
                     HeadScores,
@@ -28,5 +28,6 @@ __all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "H
            "alignment_score",
            "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable", "fuse_heads",
            "head_js_distances", "head_scores", "induction_score", "induction_targets", "js_distance_rows",
-           "previous_token_score", "rank_heads", "residual_attention", "restrict", "rollout", "source_attribution",
+           "previous_token_score", "rank_heads", "residual_attention", "restrict", "rollout", "similarity_to_reference",
+           "source_attribution",
            "uniform_weights"]
