@@ -403,3 +403,35 @@ def test_hostile_meta_figures_are_never_formatted_or_rendered(hostile_induction)
     assert "(not a number)" in everything and "tracker" in unescaped(everything)  # shown as text, said to be text
     recorded = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("recorded at each snapshot"))
     assert "train loss" not in {t["name"] for t in recorded["data"]}  # text is not plotted as a number
+
+
+# rollout (6) -------------------------------------------------------------------------------------------------------
+
+def test_rollout_scales_colours_to_the_data_and_opens_on_an_informative_token():
+    import viz
+    from model.analysis import most_focused_row
+
+    at = run({"model": "dates", "view": "rollout"})
+    clean(at)
+    matrix, strip = charts(at)[:2]
+    S = viz.figure_matrices(matrix)[0]
+    top = float(np.nanmax(S))
+    assert top < 0.3  # the dates model's shares stay low: a 0..1 scale washed them out
+    heat = matrix["data"][0]
+    assert heat["zmin"] == 0 and heat["zmax"] == pytest.approx(top, rel=1e-6)
+    assert f"colour scale 0 to {top:.3g}" in matrix["layout"]["title"]["text"]
+    token = at.selectbox(key="ro_token").value
+    labels = [at.selectbox(key="ro_token").format_func(i) for i in range(S.shape[0])]
+    assert "[EOS]" not in labels[token] and "[BOS]" not in labels[token].split("→")[0]
+    assert token == most_focused_row(S, [True] + [False] * (S.shape[0] - 1))
+    bars = plotly_values(strip["data"][0]["y"])
+    assert strip["layout"]["yaxis"]["range"][1] == pytest.approx(1.1 * bars.max(), rel=1e-5)
+
+
+def test_most_focused_row_skips_special_and_flat_rows():
+    from model.analysis import most_focused_row
+
+    m = np.array([[0.9, 0.1, 0.0], [0.4, 0.3, 0.3], [0.2, 0.7, 0.1], [0.34, 0.33, 0.33]])
+    assert most_focused_row(m) == 0
+    assert most_focused_row(m, [True, False, False, False]) == 2
+    assert most_focused_row(np.zeros((2, 3))) == 0

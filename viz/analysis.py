@@ -57,11 +57,26 @@ def head_strip(table: pd.DataFrame, value: str, *, title: str = "", colorscale: 
         plot_bgcolor="#9e9e9e", hoverdistance=-1, meta={"cells": cells}, clickmode="event+select", dragmode=False))
 
 
+def data_top(values: np.ndarray) -> float:
+    """The largest finite value (the top of a colour scale fitted to the data), at least a tiny positive number."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return max(float(v.max()) if v.size else 1.0, 1e-9)
+
+
 def matrix_map(matrix: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *, title: str,
                value_name: str, reasons=None) -> go.Figure:
-    """A 0..1 token x token matrix (rollout, flow, attribution) drawn like an attention map."""
-    return attention_heatmap(np.asarray(matrix, dtype=np.float32), q_labels, k_labels, stage="weights",
-                             reasons=reasons, title=title, value_name=value_name)
+    """A non-negative token x token matrix (rollout, flow, attribution) drawn like an attention map, its colour
+    scale fitted to the data (0 to its largest value, said in the title): values that stay below 0.3 are not washed
+    out on a 0..1 scale."""
+    m = np.asarray(matrix, dtype=np.float32)
+    top = data_top(m)
+    fig = attention_heatmap(m, q_labels, k_labels, stage="weights", reasons=reasons,
+                            title=f"{title}<br><sup>colour scale 0 to {top:.3g}, the largest value here</sup>",
+                            value_name=value_name)
+    fig.data[0].update(zmin=0.0, zmax=top)
+    fig.layout.margin.t = 70
+    return fig
 
 
 def token_strip(values: np.ndarray, labels: Sequence[str], *, title: str, value_name: str,
@@ -75,8 +90,7 @@ def token_strip(values: np.ndarray, labels: Sequence[str], *, title: str, value_
                  hovertemplate=f"%{{x}}<br>{esc(value_name)} %{{y:.4f}}<extra></extra>")]
     return figure(data, dict(height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title={"text": title, "x": 0},
                              xaxis={"type": "category", "title": {"text": "input token"}},
-                             yaxis={"range": [0, max(1.0, float(v.max(initial=0)) * 1.05)],
-                                    "title": {"text": esc(value_name)}}))
+                             yaxis={"range": [0, data_top(v) * 1.1], "title": {"text": esc(value_name)}}))
 
 
 def difference_map(diff: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *, title: str,

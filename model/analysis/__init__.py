@@ -19,6 +19,7 @@ from .rollout import (
                     flow_matrix_affordable,
                     flow_row_affordable,
                     fuse_heads,
+                    most_focused_row,
                     residual_attention,
                     rollout,
                     source_attribution,
@@ -28,6 +29,7 @@ __all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "H
            "alignment_score",
            "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable", "fuse_heads",
            "head_js_distances", "head_scores", "induction_score", "induction_targets", "js_distance_rows",
+           "most_focused_row",
            "previous_token_score", "rank_heads", "residual_attention", "restrict", "rollout", "similarity_to_reference",
            "source_attribution",
            "uniform_weights"]
