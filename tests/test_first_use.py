@@ -435,3 +435,40 @@ def test_most_focused_row_skips_special_and_flat_rows():
     assert most_focused_row(m) == 0
     assert most_focused_row(m, [True, False, False, False]) == 2
     assert most_focused_row(np.zeros((2, 3))) == 0
+
+
+# compare (7; issue 23: 3) ------------------------------------------------------------------------------------------
+
+def test_the_difference_map_labels_cells_with_both_runs_positions():
+    import viz
+
+    at = run({"model": "dates", "view": "compare", "kind": "encoder-self", "layer": "1", "head": "0"})
+    at.text_area(key="cmp_source").input("Sunday, November 22, 2026").run()
+    clean(at)
+    diff = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("A − B"))
+    a = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("A (this)"))
+    b = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("B (input B)"))
+    ticks = diff["data"][0]["x"]
+    a_ticks, b_ticks = a["data"][0]["x"], b["data"][0]["x"]
+    assert ticks[0].startswith("A1 / B1")  # "Saturday" / "Sunday" differ: the first matched token is ","
+    for label in ticks:  # every label names a cell of both maps, and the token there
+        where, token = label.split("·", 1)
+        ia, ib = (int(p.strip()[1:]) for p in where.split("/"))
+        assert a_ticks[ia] == f"{ia}·{token}" and b_ticks[ib] == f"{ib}·{token}"
+    assert len(viz.figure_matrices(diff)[0]) == len(ticks)
+
+
+def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(tmp_path):
+    pytest.importorskip("transformers")
+    from tests.hf_models import build
+
+    t5 = build("t5", tmp_path / "t5")
+    at = run({"view": "compare", "kind": "cross", "layer": "1", "head": "0"},
+             state={"model_path": str(t5), "source": "the cat sat on the mat"})
+    at.radio(key="cmp_mode").set_value("same input, another checkpoint").run()
+    at.selectbox(key="cmp_model").set_value("dates").run()
+    clean(at)  # never "the given decoder ids must start with this model's decoder start"
+    text = warnings_text(at) + " " + unescaped(" ".join(m.value for m in list(at.info) + list(at.caption)))
+    assert "decoder ids" not in text
+    assert charts(at), "both maps of the comparison"
+    assert "B decodes its own output" in text
