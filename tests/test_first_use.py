@@ -472,3 +472,37 @@ def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(
     assert "decoder ids" not in text
     assert charts(at), "both maps of the comparison"
     assert "B decodes its own output" in text
+
+
+# statistics (8) ----------------------------------------------------------------------------------------------------
+
+def test_statistics_columns_have_human_names_with_definitions_in_their_help():
+    from model.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
+
+    at = run({"model": "dates", "view": "statistics"})
+    clean(at)
+    frame = at.dataframe[0]
+    config = json.loads(frame.proto.columns)
+    shown = [c for c in frame.value.columns if c in STAT_DEFINITIONS]
+    assert shown
+    for column in shown:
+        assert config[column]["label"] == HUMAN_NAMES[column]
+        assert config[column]["help"] == STAT_DEFINITIONS[column]
+    assert "entropy_norm" not in charts(at)[0]["layout"]["title"]["text"]
+    assert at.selectbox(key="stat").format_func("entropy_norm") == "entropy, normalised"
+
+
+@pytest.mark.parametrize("model, text, expected", [
+    ("induction", None, "induction"),  # its example repeats: induction scores have values
+    ("induction", "cat dog owl fox bee", "prev_token"),  # nothing repeats: previous-token is the decoder-only one
+    ("dates", None, "entropy_norm"),
+])
+def test_the_default_statistic_fits_the_model_and_comes_first(model, text, expected):
+    query = {"model": model, "view": "statistics"}
+    if text:
+        query["text"] = text
+    at = run(query)
+    clean(at)
+    assert at.selectbox(key="stat").value == expected
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[:5] == ["attention", "kind", "layer", "head", expected]
