@@ -506,3 +506,73 @@ def test_the_default_statistic_fits_the_model_and_comes_first(model, text, expec
     assert at.selectbox(key="stat").value == expected
     columns = list(at.dataframe[0].value.columns)
     assert columns[:5] == ["attention", "kind", "layer", "head", expected]
+
+
+# ablation without an output head (9) ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bare_bert(tmp_path_factory):
+    """A BertModel (no prediction head), as a packaged MiniLM is."""
+    pytest.importorskip("transformers")
+    import torch
+    import transformers as tf
+
+    from tests.hf_models import wordpiece_tokenizer
+
+    path = tmp_path_factory.mktemp("bare") / "minilm"
+    path.mkdir()
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    cfg = tf.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=64, vocab_size=tok.get_vocab_size() + 3)
+    tf.BertModel(cfg).eval().save_pretrained(path, safe_serialization=True)
+    tok.save(str(path / "tokenizer.json"))
+    return path
+
+
+def test_hidden_effect_of_matches_a_direct_computation():
+    import torch
+
+    from model.analysis import hidden_effect_of
+
+    g = torch.Generator().manual_seed(0)
+    before, after = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    eff = hidden_effect_of(before, after)
+    b, a = before.double().numpy(), after.double().numpy()
+    np.testing.assert_allclose(eff.cosine, (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1))
+    np.testing.assert_allclose(eff.change, np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1))
+    same = hidden_effect_of(before, before.clone())
+    np.testing.assert_allclose(same.cosine, 1.0)
+    assert (same.change == 0).all()
+
+
+def test_rank_heads_without_an_output_head_uses_the_final_hidden_states(bare_bert):
+    from model import load
+    from model.analysis import hidden_effect_of, rank_heads
+    from model.call import intervened_outputs
+
+    pipe = load(str(bare_bert), "cpu")
+    assert not pipe.info.has_head
+    result = pipe.run("the cat sat on the mat")
+    table, _ = rank_heads(pipe, result)
+    assert len(table) == 2 * 4 and table["mean_change"].is_monotonic_decreasing
+    top = table.iloc[0]
+    after = intervened_outputs(pipe, result, [{"ablations": {top["attention"]: {int(top["head"]): "zero"}}}])[0]
+    assert top["mean_change"] == pytest.approx(hidden_effect_of(result.final_hidden, after).change.mean())
+
+
+def test_ablation_view_measures_a_model_without_an_output_head_on_its_hidden_states(bare_bert):
+    at = run({"view": "ablation", "kind": "encoder-self", "layer": "1", "head": "0"},
+             state={"model_path": str(bare_bert), "source": "the cat sat on the mat"})
+    clean(at)
+    assert "has no output head" in " ".join(c.value for c in at.caption)
+    at.multiselect(key="abl_heads").set_value(["encoder.1.self_attn|0", "encoder.1.self_attn|1"]).run()
+    clean(at)
+    effects = next(c for c in charts(at) if "final hidden state" in c["layout"]["title"]["text"])
+    assert {t["name"] for t in effects["data"]} == {"|Δh| / |h| (relative change)", "cosine(h before, h after)"}
+    table = at.dataframe[0].value
+    assert list(table.columns)[:4] == ["position", "token", "relative change", "cosine"]
+    assert (table["relative change"] > 0).any() and (table["cosine"] <= 1 + 1e-9).all()
+    at.button(key="rank_heads").click().run()
+    clean(at)
+    assert any("mean relative change when ablated alone" in c["layout"]["title"]["text"] for c in charts(at))

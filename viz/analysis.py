@@ -123,3 +123,23 @@ def position_effects(tokens: Sequence[str], p_before: np.ndarray, p_after: np.nd
                                      "rangemode": "tozero", "showgrid": False, "tickmode": "auto", "nticks": 6,
                                      "tickformat": "~g"}))
 
+
+
+def hidden_effects(tokens: Sequence[str], change: np.ndarray, cosine: np.ndarray, *, title: str) -> go.Figure:
+    """Per position of a model without an output head: the relative change of its final hidden state under an
+    ablation (bars) and the cosine between the states before and after (line, right axis)."""
+    xl = [f"{i}·{esc(t)}" for i, t in enumerate(tokens)]
+    data = [dict(type="bar", x=xl, y=np.asarray(change, np.float32), name="|Δh| / |h| (relative change)",
+                 marker_color="#3b528b", hovertemplate="%{x}<br>relative change %{y:.4f}<extra></extra>"),
+            dict(type="scatter", x=xl, y=np.asarray(cosine, np.float32), name="cosine(h before, h after)",
+                 yaxis="y2", mode="lines+markers", line={"color": "#d95f02"},
+                 hovertemplate="%{x}<br>cosine %{y:.4f}<extra></extra>")]
+    low = float(np.min(cosine)) if np.size(cosine) else 0.0
+    return figure(data, dict(height=340, margin={"l": 10, "r": 10, "t": 50, "b": 10}, title={"text": title, "x": 0},
+                             legend={"orientation": "h", "y": -0.3},
+                             xaxis={"type": "category", "title": {"text": "position"}},
+                             yaxis={"title": {"text": "relative change of the hidden state"}, "rangemode": "tozero",
+                                    "tickformat": "~g"},
+                             yaxis2={"overlaying": "y", "side": "right", "title": {"text": "cosine"},
+                                     "range": [min(low, 0.9) - 0.02, 1.005], "showgrid": False, "tickmode": "auto",
+                                     "nticks": 6, "tickformat": "~g"}))

@@ -1,6 +1,6 @@
 """Analyses computed from captured attention: per-head statistics, rollout and flow, ablation, comparison."""
 
-from .ablation import AblationEffect, effect_of, rank_heads
+from .ablation import AblationEffect, HiddenEffect, effect_of, hidden_effect_of, rank_heads, rank_heads_by_hidden
 from .compare import Alignment, align_tokens, head_js_distances, js_distance_rows, restrict, similarity_to_reference
 from .heads import (
                     STAT_DEFINITIONS,
@@ -25,7 +25,8 @@ from .rollout import (
                     source_attribution,
 )
 
-__all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores", "align_tokens",
+__all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores", "HiddenEffect",
+           "align_tokens", "hidden_effect_of", "rank_heads_by_hidden",
            "alignment_score",
            "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable", "fuse_heads",
            "head_js_distances", "head_scores", "induction_score", "induction_targets", "js_distance_rows",
