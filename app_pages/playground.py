@@ -146,8 +146,9 @@ def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -
     z_table.loc[f"sum = z_{n}"] = b.z_sum
     z_table.loc[f"row {n} of Z from attention()"] = b.z
     st.dataframe(z_table.style.format("{:.4f}"))
+    agree = "exactly" if b.max_abs_diff == 0 else f"up to {b.max_abs_diff:.1e} (float rounding)"
     st.caption(f"z_{n} is the α-weighted sum of the value vectors. Summed here by hand it matches the row from "
-               f"attention() up to {b.max_abs_diff:.1e}.")
+               f"attention() {agree}.")
 
 
 def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, c: dict) -> None:

@@ -576,3 +576,43 @@ def test_ablation_view_measures_a_model_without_an_output_head_on_its_hidden_sta
     at.button(key="rank_heads").click().run()
     clean(at)
     assert any("mean relative change when ablated alone" in c["layout"]["title"]["text"] for c in charts(at))
+
+
+# smaller findings (10) -----------------------------------------------------------------------------------------------
+
+def test_the_one_query_table_shows_every_row_with_four_decimals():
+    at = run({"model": "dates", "view": "one-query", "kind": "cross", "layer": "1", "head": "3"})
+    clean(at)
+    frame = at.dataframe[0]
+    assert len(frame.value) == 11  # one row per key (the browser test checks that all 11 are in view)
+    config = json.loads(frame.proto.columns)
+    floats = [c for c in frame.value.columns if frame.value[c].dtype.kind == "f"]
+    assert floats and all(config[c]["type_config"]["format"] == "%.4f" for c in floats)
+
+
+def test_the_one_query_table_height_fits_every_row():
+    from ui.views.common import ROW_PX, table_height
+
+    assert table_height(11) >= ROW_PX * 12  # the header and all 11 rows (the default height showed 10)
+    assert table_height(500) == table_height(30)  # long tables scroll
+
+
+def test_the_playground_says_exactly_when_the_sums_agree_to_the_bit():
+    at = AppTest.from_file(str(ROOT / "app_pages" / "playground.py"), default_timeout=60).run()
+    clean(at)
+    text = " ".join(c.value for c in at.caption)
+    assert "up to 0.0e+00" not in text
+    assert "matches the row from attention() exactly" in text or "(float rounding)" in text
+
+
+def test_the_reverse_story_names_the_source_word_the_model_reads():
+    from model import load
+    from model.training.tasks import TASKS
+
+    story = TASKS["reverse"].story
+    res = load(str(SHIPPED / "reverse"), "cpu").run(story.example)
+    w = res.trace[story.attention].numpy().weights[0, story.head]
+    n = len(story.example.split())
+    assert res.source.tokens[:n] == story.example.split()
+    assert [int(w[i].argmax()) for i in range(n)] == [n - 1 - i for i in range(n)]  # row i (writes word i) reads n-1-i
+    assert "n − 1 − i" in story.text and "n − i:" not in story.text

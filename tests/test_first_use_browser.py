@@ -158,3 +158,13 @@ def test_head_grid_on_the_induction_model_keeps_square_cells_and_axes(page, serv
         .querySelectorAll('.xtick text, .ytick text').length""")
     assert ticks >= 8, "no axes on the thumbnails"
     page.locator(".js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "first-use-grid-induction.png"))
+
+
+def test_the_one_query_table_shows_its_last_row_without_scrolling(page, server):
+    open_link(page, server, model="dates", kind="cross", layer="1", head="3", view="one-query")
+    frame = page.locator('[data-testid="stDataFrame"]').first
+    frame.scroll_into_view_if_needed()
+    box = frame.bounding_box()
+    rows = 11  # the dates example's source tokens
+    assert box["height"] >= 35 * (rows + 1), f"{box['height']:.0f} px for a header and {rows} rows of 35 px"
+    frame.screenshot(path=str(ARTIFACTS / "first-use-one-query-table.png"))
