@@ -38,6 +38,29 @@ def run(query: dict | None = None, state: dict | None = None, timeout: float = 1
     return at.run()
 
 
+VIEW_NAMES = {"head-grid": "Head grid", "ablation": "Ablation", "training": "Training", "rollout": "Rollout",
+              "compare": "Compare", "statistics": "Statistics", "one-query": "One query"}
+KIND_NAMES = {"cross": "cross", "encoder-self": "encoder self", "decoder-masked-self": "decoder masked self"}
+
+
+def as_state(sel: dict) -> dict:
+    """Link-style selection -> the session state the sidebar and selectors read (so that the tests of findings 2-10
+    do not depend on links)."""
+    out = {}
+    for key, value in sel.items():
+        if key == "view":
+            out["view"] = VIEW_NAMES[value]
+        elif key == "kind":
+            out["kind"] = KIND_NAMES[value]
+        elif key in ("layer", "head"):
+            out[key] = -1 if value == "all" else int(value)
+        elif key == "text":
+            out["source"] = value
+        else:
+            out[key] = value
+    return out
+
+
 def clean(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -206,8 +229,8 @@ def dates_run():
 def test_the_head_grid_draws_the_selected_stage_on_its_own_scale(stage, dates_run):
     import viz
 
-    at = run({"model": "dates", "kind": "decoder-masked-self", "layer": "1", "head": "all", "stage": stage,
-              "view": "head-grid"})
+    at = run(state=as_state({"model": "dates", "kind": "decoder-masked-self", "layer": "1", "head": "all",
+                             "stage": stage, "view": "head-grid"}))
     clean(at)
     spec = charts(at)[0]
     heatmaps = [t for t in spec["data"] if t["type"] == "heatmap"]
@@ -234,7 +257,8 @@ def test_the_head_grid_draws_the_selected_stage_on_its_own_scale(stage, dates_ru
 
 
 def test_head_grid_thumbnails_keep_square_cells_and_axes_on_the_induction_model():
-    at = run({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "all", "view": "head-grid"})
+    at = run(state=as_state({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "all",
+                             "view": "head-grid"}))
     clean(at)
     layout = charts(at)[0]["layout"]
     for n in ("", "2", "3", "4"):
@@ -246,7 +270,7 @@ def test_head_grid_thumbnails_keep_square_cells_and_axes_on_the_induction_model(
 # "Rank all heads" (3) and the KL axis (10) ---------------------------------------------------------------------------
 
 def test_rank_all_heads_draws_every_kind_on_one_stated_scale():
-    at = run({"model": "dates", "view": "ablation"})
+    at = run(state=as_state({"model": "dates", "view": "ablation"}))
     at.button(key="rank_heads").click().run()
     clean(at)
     strips = [c for c in charts(at) if "mean KL when ablated alone" in c["layout"]["title"]["text"]]
@@ -341,7 +365,7 @@ def test_similarity_to_the_final_model_is_one_for_itself_and_matches_a_direct_co
 
 
 def test_training_view_scores_similarity_to_the_final_model_and_names_every_series():
-    at = run({"model": "dates", "view": "training", "kind": "cross", "layer": "1", "head": "3"})
+    at = run(state=as_state({"model": "dates", "view": "training", "kind": "cross", "layer": "1", "head": "3"}))
     clean(at)
     assert at.radio(key="train_score").value == "similarity"
     specs = {c["layout"]["title"]["text"]: c for c in charts(at)}
@@ -358,7 +382,8 @@ def test_training_view_scores_similarity_to_the_final_model_and_names_every_seri
 
 
 def test_training_view_keeps_losses_and_scores_on_axes_of_their_own():
-    at = run({"model": "induction", "view": "training", "kind": "decoder-masked-self", "layer": "1", "head": "1"})
+    at = run(state=as_state({"model": "induction", "view": "training", "kind": "decoder-masked-self", "layer": "1",
+                             "head": "1"}))
     clean(at)
     recorded = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("recorded at each snapshot"))
     axis = {t["name"]: t["yaxis"] for t in recorded["data"]}
@@ -391,8 +416,8 @@ def hostile_induction(tmp_path):
 
 
 def test_hostile_meta_figures_are_never_formatted_or_rendered(hostile_induction):
-    at = run({"view": "training", "kind": "decoder-masked-self", "layer": "1"},
-             state={"model_path": str(hostile_induction)})
+    at = run(state={**as_state({"view": "training", "kind": "decoder-masked-self", "layer": "1"}),
+             "model_path": str(hostile_induction)})
     clean(at)  # no "Unknown format code 'f'"
     shown = [m.value for m in list(at.markdown) + list(at.caption)]
     for text in shown:
@@ -411,7 +436,7 @@ def test_rollout_scales_colours_to_the_data_and_opens_on_an_informative_token():
     import viz
     from model.analysis import most_focused_row
 
-    at = run({"model": "dates", "view": "rollout"})
+    at = run(state=as_state({"model": "dates", "view": "rollout"}))
     clean(at)
     matrix, strip = charts(at)[:2]
     S = viz.figure_matrices(matrix)[0]
@@ -442,7 +467,7 @@ def test_most_focused_row_skips_special_and_flat_rows():
 def test_the_difference_map_labels_cells_with_both_runs_positions():
     import viz
 
-    at = run({"model": "dates", "view": "compare", "kind": "encoder-self", "layer": "1", "head": "0"})
+    at = run(state=as_state({"model": "dates", "view": "compare", "kind": "encoder-self", "layer": "1", "head": "0"}))
     at.text_area(key="cmp_source").input("Sunday, November 22, 2026").run()
     clean(at)
     diff = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("A − B"))
@@ -463,8 +488,8 @@ def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(
     from tests.hf_models import build
 
     t5 = build("t5", tmp_path / "t5")
-    at = run({"view": "compare", "kind": "cross", "layer": "1", "head": "0"},
-             state={"model_path": str(t5), "source": "the cat sat on the mat"})
+    at = run(state={**as_state({"view": "compare", "kind": "cross", "layer": "1", "head": "0"}),
+             "model_path": str(t5), "source": "the cat sat on the mat"})
     at.radio(key="cmp_mode").set_value("same input, another checkpoint").run()
     at.selectbox(key="cmp_model").set_value("dates").run()
     clean(at)  # never "the given decoder ids must start with this model's decoder start"
@@ -479,7 +504,7 @@ def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(
 def test_statistics_columns_have_human_names_with_definitions_in_their_help():
     from model.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
 
-    at = run({"model": "dates", "view": "statistics"})
+    at = run(state=as_state({"model": "dates", "view": "statistics"}))
     clean(at)
     frame = at.dataframe[0]
     config = json.loads(frame.proto.columns)
@@ -501,7 +526,7 @@ def test_the_default_statistic_fits_the_model_and_comes_first(model, text, expec
     query = {"model": model, "view": "statistics"}
     if text:
         query["text"] = text
-    at = run(query)
+    at = run(state=as_state(query))
     clean(at)
     assert at.selectbox(key="stat").value == expected
     columns = list(at.dataframe[0].value.columns)
@@ -562,8 +587,8 @@ def test_rank_heads_without_an_output_head_uses_the_final_hidden_states(bare_ber
 
 
 def test_ablation_view_measures_a_model_without_an_output_head_on_its_hidden_states(bare_bert):
-    at = run({"view": "ablation", "kind": "encoder-self", "layer": "1", "head": "0"},
-             state={"model_path": str(bare_bert), "source": "the cat sat on the mat"})
+    at = run(state={**as_state({"view": "ablation", "kind": "encoder-self", "layer": "1", "head": "0"}),
+             "model_path": str(bare_bert), "source": "the cat sat on the mat"})
     clean(at)
     assert "has no output head" in " ".join(c.value for c in at.caption)
     at.multiselect(key="abl_heads").set_value(["encoder.1.self_attn|0", "encoder.1.self_attn|1"]).run()
@@ -581,7 +606,7 @@ def test_ablation_view_measures_a_model_without_an_output_head_on_its_hidden_sta
 # smaller findings (10) -----------------------------------------------------------------------------------------------
 
 def test_the_one_query_table_shows_every_row_with_four_decimals():
-    at = run({"model": "dates", "view": "one-query", "kind": "cross", "layer": "1", "head": "3"})
+    at = run(state=as_state({"model": "dates", "view": "one-query", "kind": "cross", "layer": "1", "head": "3"}))
     clean(at)
     frame = at.dataframe[0]
     assert len(frame.value) == 11  # one row per key (the browser test checks that all 11 are in view)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -110,6 +111,35 @@ def open_link(page, server, **params):
     page.wait_for_timeout(300)
 
 
+def settle(page):
+    page.wait_for_timeout(500)
+    page.wait_for_function("""() => {
+        const s = document.querySelector('[data-testid="stStatusWidget"]');
+        return !(s && /Running|Stop/.test(s.innerText)) &&
+            !document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]');
+    }""", timeout=TIMEOUT)
+
+
+def open_by_clicks(page, server, model=None, kind=None, head=None, view=None):
+    """Open a view the way a visitor does (not through a link): the model, attention kind, head and view."""
+    page.goto(server)
+    wait_idle(page, TIMEOUT)
+    for label, option in (("Model", model), ("Head", head)):
+        if option is None:
+            continue
+        if label == "Head" and kind is not None:
+            group = page.locator('[data-testid="stRadio"]').filter(has_text="Attention").first
+            group.get_by_text(kind, exact=True).click()
+            settle(page)
+            kind = None
+        page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        settle(page)
+    if view is not None:
+        page.get_by_role("radio", name=view, exact=True).click()
+        settle(page)
+
+
 # JavaScript: per panel of the first grid figure on the page, the box of its title and of its drawn plot area
 GRID_BOXES_JS = """
 () => {
@@ -127,8 +157,7 @@ GRID_BOXES_JS = """
 
 
 def test_head_grid_titles_sit_on_their_panels_without_overlapping(page, server):
-    open_link(page, server, model="dates", kind="decoder-masked-self", layer="1", head="all", stage="weights",
-              view="head-grid")
+    open_by_clicks(page, server, kind="decoder masked self", head="all heads", view="Head grid")
     assert exception_boxes(page) == []
     b = page.evaluate(GRID_BOXES_JS)
     titles, panels = b["titles"], b["panels"]
@@ -147,7 +176,7 @@ def test_head_grid_titles_sit_on_their_panels_without_overlapping(page, server):
 
 
 def test_head_grid_on_the_induction_model_keeps_square_cells_and_axes(page, server):
-    open_link(page, server, model="induction", kind="decoder-masked-self", layer="1", head="all", view="head-grid")
+    open_by_clicks(page, server, model="induction", head="all heads", view="Head grid")  # layer 1: its story
     b = page.evaluate(GRID_BOXES_JS)
     T = 17  # the induction model's example: 16 words and [BOS]
     for p in b["panels"]:
@@ -161,10 +190,58 @@ def test_head_grid_on_the_induction_model_keeps_square_cells_and_axes(page, serv
 
 
 def test_the_one_query_table_shows_its_last_row_without_scrolling(page, server):
-    open_link(page, server, model="dates", kind="cross", layer="1", head="3", view="one-query")
+    open_by_clicks(page, server, view="One query")  # the dates model's story: cross, layer 1, head 3
     frame = page.locator('[data-testid="stDataFrame"]').first
     frame.scroll_into_view_if_needed()
     box = frame.bounding_box()
     rows = 11  # the dates example's source tokens
     assert box["height"] >= 35 * (rows + 1), f"{box['height']:.0f} px for a header and {rows} rows of 35 px"
     frame.screenshot(path=str(ARTIFACTS / "first-use-one-query-table.png"))
+
+
+# the README's pictures -----------------------------------------------------------------------------------------------
+
+README_SHOTS = {  # file -> (link parameters, which chart to scroll into view: None = the top of the page)
+    "first-screen.png": ({}, None),
+    "head-grid-induction.png": ({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "all",
+                                 "view": "head-grid"}, 0),
+    "training-induction.png": ({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "1",
+                                "view": "training"}, 0),
+}
+MAX_SHOT_BYTES = 300_000
+
+
+def optimised_png(raw: bytes, target: Path) -> None:
+    """A screenshot as a 256-colour palette PNG (a third of the bytes; the app's flat colours survive)."""
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(raw)).convert("RGB")
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(target, optimize=True)
+
+
+@pytest.mark.parametrize("name", list(README_SHOTS))
+def test_readme_screenshots(page, server, name):
+    """UPDATE_SCREENSHOTS=1 makes docs/images/<name> from the running app; otherwise the file must exist, be a
+    1400 x 900 PNG and stay small."""
+    from PIL import Image
+
+    target = SCREENSHOTS / name
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        params, chart = README_SHOTS[name]
+        open_link(page, server, **params)
+        assert exception_boxes(page) == []
+        if chart is not None:
+            plot = page.locator(".js-plotly-plot").nth(chart)
+            plot.evaluate("""e => { e.scrollIntoView({block: 'start'});
+                const main = document.querySelector('[data-testid="stMain"]');
+                if (main) main.scrollBy(0, -110); }""")  # the chart's title below Streamlit's header
+            page.wait_for_timeout(600)
+        page.mouse.move(5, 890)  # no hover label in the picture
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        optimised_png(page.screenshot(), target)
+    assert target.is_file(), f"{target} is missing: run with UPDATE_SCREENSHOTS=1"
+    assert target.stat().st_size < MAX_SHOT_BYTES
+    with Image.open(target) as img:
+        assert img.size == VIEWPORT
