@@ -245,3 +245,17 @@ def test_readme_screenshots(page, server, name):
     assert target.stat().st_size < MAX_SHOT_BYTES
     with Image.open(target) as img:
         assert img.size == VIEWPORT
+
+
+def test_changing_a_selector_updates_the_address_and_the_address_reopens_the_view(page, server):
+    open_by_clicks(page, server, head="head 1", view="Step by step")
+    page.wait_for_function("() => location.search.includes('head=1') && location.search.includes('step-by-step')",
+                           timeout=TIMEOUT)
+    address = page.url
+    assert "model=dates" in address and "layer=1" in address
+    other = page.context.new_page()  # a new tab: a new session, with that address
+    other.goto(address)
+    wait_idle(other, TIMEOUT)
+    assert other.get_by_role("radio", name="Step by step", exact=True).is_checked()
+    assert other.get_by_role("combobox", name="Head", exact=True).input_value().strip() == "head 1"
+    other.close()
