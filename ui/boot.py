@@ -83,10 +83,13 @@ def _warm() -> None:
 @contextlib.asynccontextmanager
 async def warm_up(_app) -> AsyncIterator[None]:
     """Lifespan of the server (app.py's st.App): start the heavy imports when the server starts, in a thread, while
-    the browser loads Streamlit's page (about 1.3 s here), instead of after the first visitor connects."""
-    thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
-    _WARMING.append(thread)
-    thread.start()
+    the browser loads Streamlit's page (about 1.3 s here), instead of after the first visitor connects. Measured
+    here (benchmarks/bench_first_use.py): the first map about 1 s sooner, the first paint about 0.4 s later (the
+    two cores are shared). INSPECTOR_WARM_UP=0 turns it off."""
+    if os.environ.get("INSPECTOR_WARM_UP", "1").strip() != "0":  # 0: import on the first visit instead
+        thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
+        _WARMING.append(thread)
+        thread.start()
     yield
 
 
