@@ -349,7 +349,8 @@ def test_config_name_or_path_names_a_generic_directory(packaged_bert, tmp_path):
 def test_similarity_to_the_final_model_is_one_for_itself_and_matches_a_direct_computation():
     from scipy.spatial.distance import jensenshannon
 
-    from model.analysis import similarity_to_reference, uniform_weights
+    from model.analysis import uniform_weights
+    from model.analysis.compare import similarity_to_reference
 
     rng = np.random.default_rng(0)
     ref = rng.dirichlet(np.ones(5), size=(2, 4))  # (H, Tq, Tk)
@@ -434,7 +435,7 @@ def test_hostile_meta_figures_are_never_formatted_or_rendered(hostile_induction)
 
 def test_rollout_scales_colours_to_the_data_and_opens_on_an_informative_token():
     import viz
-    from model.analysis import most_focused_row
+    from model.analysis.rollout import most_focused_row
 
     at = run(state=as_state({"model": "dates", "view": "rollout"}))
     clean(at)
@@ -454,7 +455,7 @@ def test_rollout_scales_colours_to_the_data_and_opens_on_an_informative_token():
 
 
 def test_most_focused_row_skips_special_and_flat_rows():
-    from model.analysis import most_focused_row
+    from model.analysis.rollout import most_focused_row
 
     m = np.array([[0.9, 0.1, 0.0], [0.4, 0.3, 0.3], [0.2, 0.7, 0.1], [0.34, 0.33, 0.33]])
     assert most_focused_row(m) == 0
@@ -558,7 +559,7 @@ def bare_bert(tmp_path_factory):
 def test_hidden_effect_of_matches_a_direct_computation():
     import torch
 
-    from model.analysis import hidden_effect_of
+    from model.analysis.ablation import hidden_effect_of
 
     g = torch.Generator().manual_seed(0)
     before, after = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
@@ -573,7 +574,8 @@ def test_hidden_effect_of_matches_a_direct_computation():
 
 def test_rank_heads_without_an_output_head_uses_the_final_hidden_states(bare_bert):
     from model import load
-    from model.analysis import hidden_effect_of, rank_heads
+    from model.analysis import rank_heads
+    from model.analysis.ablation import hidden_effect_of
     from model.call import intervened_outputs
 
     pipe = load(str(bare_bert), "cpu")

@@ -1,15 +1,7 @@
 """Pure plotting and data shaping for the attention inspector: arrays, records and tables in, Plotly figures,
 HTML or DataFrames out (no Streamlit here)."""
 
-from .analysis import (
-    data_top,
-    difference_map,
-    head_strip,
-    hidden_effects,
-    matrix_map,
-    position_effects,
-    token_strip,
-)
+from .analysis import difference_map, head_strip, matrix_map, position_effects, token_strip
 from .decoding import alternatives_figure, cross_row_figure, cross_rows, top_alternatives
 from .grids import clicked_cell, grid_is_readable, mosaic_png, overview_mosaic, thumbnail_grid
 from .headview import HeadViewLines, head_view_html, select_lines
@@ -32,14 +24,14 @@ from .heatmap import (
 from .query import query_figures, query_table
 from .stages import Panel, head_reasons, shape_text, stage_panels
 from .tables import estimated_csv_bytes, neutralise_formulas, selection_table, to_csv_bytes, to_json_bytes
-from .training import head_across_steps, metric_panels, score_lines
+from .training import head_across_steps, score_lines
 
 __all__ = [
-    "COMPACT_ABOVE", "GRID_MAX_TOKENS", "data_top", "MASK_COLOUR", "STAGE_NAMES", "STAGE_ORDER", "HeadViewLines",
+    "COMPACT_ABOVE", "GRID_MAX_TOKENS", "MASK_COLOUR", "STAGE_NAMES", "STAGE_ORDER", "HeadViewLines",
     "Panel", "alternatives_figure", "attention_heatmap", "clicked_cell", "cross_row_figure", "cross_rows",
     "decode_quantised", "difference_map", "esc", "estimated_csv_bytes", "figure_matrices", "grid_is_readable",
-    "head_across_steps", "head_reasons", "head_strip", "hidden_effects", "head_view_html", "mask_reasons",
-    "matrix_heatmap", "matrix_map", "metric_panels", "mosaic_png", "neutralise_formulas", "overview_mosaic", "payload",
+    "head_across_steps", "head_reasons", "head_strip", "head_view_html", "mask_reasons",
+    "matrix_heatmap", "matrix_map", "mosaic_png", "neutralise_formulas", "overview_mosaic", "payload",
     "position_effects", "query_figures", "query_table", "score_lines", "select_lines", "selection_table",
     "shape_text", "stage_colours", "stage_panels", "to_csv_bytes", "to_json_bytes", "token_labels", "token_strip",
     "thumbnail_grid", "top_alternatives",

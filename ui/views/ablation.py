@@ -12,8 +12,10 @@ import streamlit as st
 
 import viz
 from model import ABLATION_MODES, RecordName
-from model.analysis import effect_of, hidden_effect_of, rank_heads
+from model.analysis import effect_of, rank_heads
+from model.analysis.ablation import hidden_effect_of
 from model.call import intervened_outputs
+from viz.analysis import hidden_effects
 
 from .. import state
 from ..text import md
@@ -86,7 +88,7 @@ def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
     """The effect on a model without an output head: its final hidden states before and after."""
     stack = ctx.info.output_stack
     tokens = ctx.tokens(stack)[: len(eff.change)]
-    chart(viz.hidden_effects(tokens, eff.change, eff.cosine,
+    chart(hidden_effects(tokens, eff.change, eff.cosine,
                              title=f"the final hidden state at each position after ablating {len(heads)} head(s)"),
           "abl_effects")
     table = pd.DataFrame({"position": np.arange(len(tokens)), "token": tokens, "relative change": eff.change,

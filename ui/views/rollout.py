@@ -11,14 +11,9 @@ import streamlit as st
 
 import viz
 from model import record_name
-from model.analysis import (
-    flow,
-    flow_matrix_affordable,
-    flow_row_affordable,
-    most_focused_row,
-    rollout,
-    source_attribution,
-)
+from model.analysis import flow, flow_matrix_affordable, flow_row_affordable, rollout, source_attribution
+from model.analysis.rollout import most_focused_row
+from viz.analysis import data_top
 
 from .. import state
 from .common import Context, chart
@@ -133,8 +128,8 @@ def _strip(ctx, matrix, q_labels, k_labels, value_name, extra: dict | None = Non
     row = np.asarray(matrix[token], dtype=np.float64)
     chart(viz.token_strip(row, k_labels, title=f"{value_name} of {q_labels[token]} over the input",
                           value_name=value_name), "ro_strip")
-    st.caption(f"Bar heights from 0 to {viz.data_top(row) * 1.1:.3g} (this row's largest value is "
-               f"{viz.data_top(row):.3g})." + ("  " + "; ".join(f"{k}: {float(v[token]):.3f}"
+    st.caption(f"Bar heights from 0 to {data_top(row) * 1.1:.3g} (this row's largest value is "
+               f"{data_top(row):.3g})." + ("  " + "; ".join(f"{k}: {float(v[token]):.3f}"
                                                               for k, v in extra.items()) if extra else ""))
 
 

@@ -16,8 +16,10 @@ import streamlit as st
 
 import viz
 from model import RecordName, allowed_matrix, forbidden_by_reason, load
-from model.analysis import entropy, induction_score, previous_token_score, similarity_to_reference, uniform_weights
+from model.analysis import entropy, induction_score, previous_token_score, uniform_weights
+from model.analysis.compare import similarity_to_reference
 from model.checkpoint import stamp as checkpoint_stamp
+from viz.training import metric_panels
 
 from .. import state
 from ..models import snapshots
@@ -192,7 +194,7 @@ def training(ctx: Context) -> None:
     losses = {k: v for k, v in metrics.items() if k in LOSSES}
     scores = {k: v for k, v in metrics.items() if k not in LOSSES}
     if metrics:
-        chart(viz.metric_panels(steps, losses, scores, current_step=step,
+        chart(metric_panels(steps, losses, scores, current_step=step,
                                 title="recorded at each snapshot (held-out data): losses and scores apart"),
               "train_metrics")
     fig = viz.head_across_steps(series.weights[name][:, h], steps, q_labels, k_labels,
