@@ -13,9 +13,14 @@ import pytest
 from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
+from ui.links import session_limit
+from ui.sidebar import MAX_SOURCE_CHARS, MAX_TARGET_CHARS
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 SHIPPED = ROOT / "checkpoints"
+MAX_SOURCE = MAX_SOURCE_CHARS  # the sidebar's cap, and a saved session's
+SESSION_LIMIT = session_limit(MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +84,9 @@ def charts(at) -> list[dict]:
 
 
 def unescaped(text: str) -> str:
-    """Markdown text as a reader sees it (ui.text.md escapes every special character with a backslash)."""
-    return re.sub(r"\\(.)", r"\1", text)
+    """Markdown text as a reader sees it (ui.text.md escapes every special character with a backslash, and may wrap
+    model text in Unicode isolates)."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u2068", "").replace("\u2069", "")
 
 
 def warnings_text(at) -> str:
@@ -201,9 +207,9 @@ def test_a_saved_session_reopens_model_inputs_and_view():
         "source": "x", "target": None, "target_mode": None, "max_new": 1, "gen_new": 0}, "selection": {},
         "pickle": "gASV"}).encode(), "fields a saved session does not have: pickle"),
     (json.dumps({"format": "attention-inspector session", "version": 1, "model": "dates", "inputs": {
-        "source": "x" * 30_000, "target": None, "target_mode": None, "max_new": 1, "gen_new": 0},
-        "selection": {}}).encode(), "30,000 characters long"),
-    (b"[" * 150_000 + b"]" * 150_000, "bytes (at most 262,144)"),
+        "source": "x" * (MAX_SOURCE + 1), "target": None, "target_mode": None, "max_new": 1, "gen_new": 0},
+        "selection": {}}).encode(), f"{MAX_SOURCE + 1:,} characters long"),
+    (b" " * (SESSION_LIMIT + 1), f"bytes (at most {SESSION_LIMIT:,})"),
     (b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),
 ])
 def test_a_bad_session_file_is_refused_with_a_message(data, words):

@@ -9,8 +9,8 @@ control characters or a path outside the allowed roots end in a message and a sa
 
 A model is named by its directory name when it is listed (shipped, or in the models directory); a typed directory
 goes into a link only when the server is not public (``INSPECTOR_PUBLIC``), and it is opened again through the same
-path policy as the sidebar's box. Session files are JSON (never pickle), at most SESSION_MAX_BYTES, with a fixed
-schema; anything else in them is refused.
+path policy as the sidebar's box. Session files are JSON (never pickle), no larger than the longest inputs the sidebar
+takes need (``session_limit``), with a fixed schema; anything else in them is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .models import model_choices, open_typed_path, path_policy, pipeline
 from .text import md, short
 
 LINK_TEXT_MAX = 1500  # longer inputs go into a saved session instead
-SESSION_MAX_BYTES = 256 * 1024
+SESSION_MIN_BYTES = 256 * 1024  # a session file may always be this large (and larger when the inputs may be)
 SESSION_FORMAT = "attention-inspector session"
 SESSION_VERSION = 1
 PARAMS = ("model", "text", "kind", "layer", "head", "stage", "view")
@@ -258,10 +258,16 @@ def session_bytes(base: str, inputs: dict, sel) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
 
 
+def session_limit(max_source: int, max_target: int) -> int:
+    """The largest session file read: room for the longest inputs (4 UTF-8 bytes a character) and the rest."""
+    return max(SESSION_MIN_BYTES, 4 * (max_source + max_target) + 16 * 1024)
+
+
 def parse_session(data: bytes, max_source: int, max_target: int, target_modes: Sequence[str]) -> dict:
     """A session file -> {"model", "inputs", "selection"}, checked strictly; LinkError naming what is wrong."""
-    if len(data) > SESSION_MAX_BYTES:
-        raise LinkError(f"the file is {len(data):,} bytes (at most {SESSION_MAX_BYTES:,})")
+    limit = session_limit(max_source, max_target)
+    if len(data) > limit:
+        raise LinkError(f"the file is {len(data):,} bytes (at most {limit:,})")
     try:
         doc = json.loads(data.decode("utf-8"))
     except RecursionError:
@@ -344,9 +350,9 @@ def session_uploader() -> None:
         f = st.session_state.get(SESSION_KEY)
         if f is None:
             return
-        if getattr(f, "size", 0) > SESSION_MAX_BYTES:
-            _keep_note(f"the saved session was not opened: the file is {f.size:,} bytes (at most "
-                       f"{SESSION_MAX_BYTES:,})")
+        limit = session_limit(MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
+        if getattr(f, "size", 0) > limit:
+            _keep_note(f"the saved session was not opened: the file is {f.size:,} bytes (at most {limit:,})")
             return
         open_session(f.getvalue(), MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES)
 
