@@ -1,30 +1,32 @@
-"""Entry point: `streamlit run app.py`. Opens on the attention inspector; the teaching playground sits beside it."""
+"""Entry point: `streamlit run app.py`. Opens on the attention inspector; the teaching playground sits beside it.
 
-import os
+This file is read twice. The server imports it and finds ``app`` (an ``st.App``): its start-up hook begins
+importing torch and the app's modules while the browser loads the page (ui/boot.py). Each visit then runs it as
+the page script (the ``else`` branch): set the page up and hand over to the pages, which paint their title
+before they import anything heavy, so a cold start shows the page at once.
+"""
+
 from pathlib import Path
 
 import streamlit as st
-
-from model.runtime import configure_cpu
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 HERE = Path(__file__).resolve().parent
 
+if get_script_run_ctx(suppress_warning=True) is None:  # imported by the server, not run for a visitor
+    from ui.boot import warm_up
 
-@st.cache_resource
-def configure_once() -> dict:
-    """Once per server process: never reach a model hub (transformers is imported later, when a model in the
-    Hugging Face layout is opened); torch threads, the allocator and the worker lanes (model/runtime.py)."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(name, "1")
-    return configure_cpu()
+    app = st.App(__file__, lifespan=warm_up)
+else:
+    from ui.boot import page_icon
 
-
-configure_once()
-st.set_page_config(page_title="Attention inspector", page_icon=":material/search:", layout="wide")
-
-# The pages live in app_pages/, not pages/: a pages/ folder next to st.navigation turns on Streamlit's older
-# folder-based routing too, and a visitor opening /playground directly got that page without this entry point.
-pages = [st.Page(str(HERE / "app_pages" / "inspector.py"), title="Attention inspector", icon=":material/search:",
-                 default=True),
-         st.Page(str(HERE / "app_pages" / "playground.py"), title="Teaching playground", icon=":material/school:")]
-st.navigation(pages).run()
+    st.set_page_config(page_title="Attention inspector", page_icon=page_icon(), layout="wide")
+    # The pages live in app_pages/, not pages/: a pages/ folder next to st.navigation turns on Streamlit's older
+    # folder-based routing too, and a visitor opening /playground directly got that page without this entry point.
+    # Menu icons are drawn with the font Streamlit serves itself; the page icon is a local image (a ":material/:"
+    # page icon makes the browser fetch an SVG from fonts.gstatic.com).
+    pages = [st.Page(str(HERE / "app_pages" / "inspector.py"), title="Attention inspector",
+                     icon=":material/search:", default=True),
+             st.Page(str(HERE / "app_pages" / "playground.py"), title="Teaching playground",
+                     icon=":material/school:")]
+    st.navigation(pages).run()

@@ -15,34 +15,41 @@ if str(ROOT) not in sys.path:  # standalone `streamlit run app_pages/inspector.p
 
 import streamlit as st  # noqa: E402
 
-from model import CaptureBudgetError, CheckpointError, TokenizerError  # noqa: E402
-from ui.header import show_output, show_story, show_warnings  # noqa: E402
-from ui.inspector import inspector  # noqa: E402
-from ui.models import example_for, snapshots  # noqa: E402
-from ui.sidebar import input_sidebar, model_caption, model_sidebar  # noqa: E402
-from ui.text import md, short  # noqa: E402
-from ui.tracing import trace  # noqa: E402
+from ui import boot  # noqa: E402
 
-st.title("Attention inspector")
-with st.sidebar:
-    pick = model_sidebar()
-    inputs = input_sidebar(pick.pipe)
-    caption = st.empty()
+st.title("Attention inspector")  # painted before torch is imported: a cold start shows the page at once
+with boot.first_load():  # a line saying what is loading, until the traced call is ready
+    from model import CaptureBudgetError, CheckpointError, TokenizerError
+    from ui import links
+    from ui.header import show_output, show_story, show_warnings
+    from ui.inspector import inspector
+    from ui.models import example_for, snapshots
+    from ui.sidebar import input_sidebar, model_caption, model_sidebar
+    from ui.text import md, short
+    from ui.tracing import trace
 
-if inputs is None:
-    what = "a source sentence" if pick.pipe.arch == "encoder-decoder" else "a text"
-    example = example_for(pick.base)
-    st.info(f"Type {what} in the sidebar" + (f" (for this model, e.g. “{md(example)}”)." if example else "."))
-    st.stop()
+    links.read_link()  # a session's first run: the link's model, text and view
+    with st.sidebar:
+        pick = model_sidebar()
+        inputs = input_sidebar(pick.pipe)
+        caption = st.empty()
+        links.session_uploader()
+    links.show_notes()
 
-try:
-    traced, notes = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new)
-except (CaptureBudgetError, TokenizerError) as e:
-    st.error(md(short(e, 600)))
-    st.stop()
-except CheckpointError as e:
-    st.error(f"Could not run the model: {md(short(e, 600))}")
-    st.stop()
+    if inputs is None:
+        what = "a source sentence" if pick.pipe.arch == "encoder-decoder" else "a text"
+        example = example_for(pick.base)
+        st.info(f"Type {what} in the sidebar" + (f" (for this model, e.g. “{md(example)}”)." if example else "."))
+        boot.stop()
+
+    try:
+        traced, notes = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new)
+    except (CaptureBudgetError, TokenizerError) as e:
+        st.error(md(short(e, 600)))
+        boot.stop()
+    except CheckpointError as e:
+        st.error(f"Could not run the model: {md(short(e, 600))}")
+        boot.stop()
 caption.caption(model_caption(pick, traced.device))
 show_story(pick)
 show_output(pick, traced.result, inputs.target)

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from model import teaching  # noqa: E402
-from ui import state  # noqa: E402
+from ui import boot, state  # noqa: E402
 from viz import playground as vp  # noqa: E402
 
 DEFAULT_SENTENCE = "Life is short, eat dessert first"
@@ -146,8 +146,9 @@ def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -
     z_table.loc[f"sum = z_{n}"] = b.z_sum
     z_table.loc[f"row {n} of Z from attention()"] = b.z
     st.dataframe(z_table.style.format("{:.4f}"))
+    agree = "exactly" if b.max_abs_diff == 0 else f"up to {b.max_abs_diff:.1e} (float rounding)"
     st.caption(f"z_{n} is the α-weighted sum of the value vectors. Summed here by hand it matches the row from "
-               f"attention() up to {b.max_abs_diff:.1e}.")
+               f"attention() {agree}.")
 
 
 def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, c: dict) -> None:
@@ -288,6 +289,7 @@ def section_multihead(sent: teaching.Sentence, X, c: dict) -> None:
 
 def main() -> None:
     st.title("Attention playground")
+    boot.configure_once()
     st.caption("Self-attention step by step with small seeded random matrices (no trained model), after "
                "Sebastian Raschka's \"Understanding and coding self-attention\". Every control updates at once; "
                "every weight shown comes from the model's own attention() function.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +10,7 @@ import streamlit as st
 from model import RecordName, RunResult
 
 from . import state
-from .models import story_for
+from .models import model_name, story_for
 from .sidebar import ModelPick
 from .text import md
 
@@ -19,13 +18,21 @@ LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
 WIDE_TABLE_MAX = 40  # teacher-forced comparison: positions side by side up to this many, one row each above
 
 
+def _num(value) -> float | None:
+    """A meta.json figure as a number (None for text, lists, bools, NaN: a checkpoint's figures are not trusted)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def _accuracy_text(meta: dict) -> str:
-    ev = meta.get("eval") or {}
-    if "exact_match" in ev:
-        return f"{100 * ev['exact_match']:.1f}% exact match on {ev.get('n_pairs', 0):,} fresh pairs"
-    if "best_induction_last_layer" in ev:
-        return (f"on {ev.get('n_sequences', 0):,} fresh sequences: loss {ev['loss_first']} on first occurrences vs "
-                f"{ev['loss_repeated']} on repetitions, best induction score {ev['best_induction_last_layer']}")
+    ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
+    n_pairs, n_seq = _num(ev.get("n_pairs")) or 0, _num(ev.get("n_sequences")) or 0
+    if _num(ev.get("exact_match")) is not None:
+        return f"{100 * _num(ev['exact_match']):.1f}% exact match on {n_pairs:,.0f} fresh pairs"
+    first, rep, best = (_num(ev.get(k)) for k in ("loss_first", "loss_repeated", "best_induction_last_layer"))
+    if None not in (first, rep, best):
+        return (f"on {n_seq:,.0f} fresh sequences: loss {first:.4g} on first occurrences vs {rep:.4g} on "
+                f"repetitions, best induction score {best:.4g}")
     return ""
 
 
@@ -33,7 +40,7 @@ def show_story(pick: ModelPick) -> None:
     """One sentence: the model's task and accuracy (meta.json) and where its attention tells the story."""
     meta = pick.pipe.meta
     story = story_for(meta)
-    name = Path(pick.base).name
+    name = model_name(pick.base)
     if story is None:
         kind = pick.pipe.arch
         st.markdown(f"**{md(name)}** ({md(pick.pipe.info.family)}, {kind}). Pick an attention, layer and head above; "

@@ -153,3 +153,38 @@ def load_pipeline(path: str, device: str, stamp: float):
 
 def pipeline(path: str, device: str):
     return load_pipeline(path, device, checkpoint_stamp(path))
+
+
+GENERIC_DIRS = {"model", "models", "checkpoint", "checkpoints", "ckpt", "hf", "final", "best", "output", "outputs",
+                "weights", "snapshot", "snapshots", "latest", "export", "exported", "pretrained", "saved_model",
+                "transformers", "huggingface", "main", "default", "files", "data"}
+
+
+def _generic(name: str) -> bool:
+    n = name.strip().lower()
+    return not n or n in GENERIC_DIRS or n.startswith(("step_", "checkpoint-")) or n in (".", "..")
+
+
+def model_name(path: str) -> str:
+    """A name a person recognises for the model at ``path``: its directory's name; for a directory with a generic
+    name ("model", "checkpoint", "step_1000"...), config.json's ``_name_or_path`` when it names a model, else the
+    nearest parent with a real name."""
+    p = Path(path)
+    if not _generic(p.name):
+        return p.name
+    try:
+        from model.checkpoint import read_json_file
+
+        config = read_json_file(p / "config.json")
+    except Exception:  # no config.json, unreadable, hostile: the path's names will do
+        config = None
+    named = config.get("_name_or_path") if isinstance(config, dict) else None
+    if isinstance(named, str) and 0 < len(named) <= 200:
+        parts = [q for q in named.replace("\\", "/").split("/") if q and not _generic(q)]
+        if parts:
+            # a hub id ("sentence-transformers/all-MiniLM-L6-v2") as it is; a local path by its last real name
+            return named if named.count("/") == 1 and not named.startswith(("/", ".", "~")) else parts[-1]
+    for parent in list(p.parents)[:3]:
+        if not _generic(parent.name):
+            return f"{parent.name}/{p.name}"
+    return p.name

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
 from model import CheckpointError, RecordName, available_devices
 from model.paths import MAX_PATH_CHARS
 
-from . import state
-from .models import FINAL, example_for, model_choices, open_typed_path, path_policy, pipeline, snapshots, story_for
+from . import boot, state
+from .models import (
+    FINAL,
+    example_for,
+    model_choices,
+    model_name,
+    open_typed_path,
+    path_policy,
+    pipeline,
+    snapshots,
+    story_for,
+)
 from .text import md, short
 from .tracing import MAX_GENERATED
 
@@ -24,6 +33,7 @@ MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused
 MAX_TARGET_CHARS = 5000
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
 TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
+TYPED = "↳ typed directory"  # the picker's option while a typed directory is open
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,36 @@ def model_sidebar() -> ModelPick:
     labels = [c.label for c in choices]
     by_label = {c.label: c.path for c in choices}
     st.header("Model")
-    choice = state.selectbox("Model", labels, key="model", default=labels[0] if labels else None, disabled=not labels,
-                          on_change=lambda: apply_story(by_label.get(st.session_state.get("model"))),
-                          help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS).")
+    # a typed directory overrides the picker: the picker says so (its first option names it) instead of showing
+    # the listed model it no longer opens; picking a listed model clears the box
+    typed_now = str(st.session_state.get("model_path") or "").strip()
+    typed_base, typed_error = None, None
+    if typed_now:
+        try:
+            typed_base = open_typed_path(typed_now)
+        except CheckpointError as e:
+            typed_error = e
+    if typed_base is not None:
+        if st.session_state.get("model") in labels:
+            st.session_state["_listed_model"] = st.session_state["model"]
+        state.set_value("model", TYPED)
+    elif st.session_state.get("model") == TYPED:
+        state.set_value("model", st.session_state.get("_listed_model") or (labels[0] if labels else None))
+    options = ([TYPED] if typed_base is not None else []) + labels
+
+    def picked() -> None:
+        value = st.session_state.get("model")
+        if value != TYPED:
+            st.session_state["model_path"] = ""
+            apply_story(by_label.get(value))
+
+    choice = state.selectbox("Model", options, key="model", default=options[0] if options else None,
+                             disabled=not options, on_change=picked,
+                             format_func=lambda o: f"{model_name(typed_base)} (typed directory)" if o == TYPED else o,
+                             help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS); a directory "
+                                  "typed below comes first while it is open.")
+    if choice == TYPED:
+        choice = None
     policy = path_policy()
     typed = st.text_input("…or a local checkpoint directory", key="model_path", max_chars=MAX_PATH_CHARS,
                           placeholder="/path/to/checkpoint",
@@ -93,17 +130,17 @@ def model_sidebar() -> ModelPick:
 
     base = None
     if typed and typed.strip():
-        try:
-            base = open_typed_path(typed)
-        except CheckpointError as e:
-            st.error(f"Could not open that directory: {md(short(e))}")
+        if typed_error is not None:
+            st.error(f"Could not open that directory: {md(short(typed_error))}")
+        else:
+            base = str(typed_base)
     elif choice is not None:
         base = by_label[choice]
     if base is None:
         base = st.session_state.get("good_model")
         if base is None:
             st.info("No model to show: put a checkpoint in checkpoints/, or type a checkpoint directory above.")
-            st.stop()
+            boot.stop()
 
     steps = snapshots(base)
     step = None
@@ -123,9 +160,9 @@ def model_sidebar() -> ModelPick:
     except CheckpointError as e:
         previous = st.session_state.get("good_model")
         st.error(f"Could not load the model: {md(short(e, 600))}" + (
-            f"  \nStill showing {md(Path(previous).name)}." if previous and previous != base else ""))
+            f"  \nStill showing {md(model_name(previous))}." if previous and previous != base else ""))
         if previous is None or previous == base:
-            st.stop()
+            boot.stop()
         path, base, step = previous, previous, None
         pipe = pipeline(path, device)
     return ModelPick(path=path, base=base, device=device, pipe=pipe, step=step)
@@ -138,7 +175,7 @@ def model_caption(pick: ModelPick, ran_on: str) -> str:
     heads = f"{info.n_heads} heads" + (f" ({info.n_kv_heads} key/value heads)" if info.n_kv_heads != info.n_heads
                                        else "")
     params = f"{info.parameters / 1e6:.1f}M" if info.parameters >= 1e6 else f"{info.parameters / 1e3:.0f}k"
-    name = Path(pick.base).name + ("" if pick.step is None else f" at step {pick.step}")
+    name = model_name(pick.base) + ("" if pick.step is None else f" at step {pick.step}")
     return (f"{md(name)}: {md(info.family)}, {info.arch}, {layers}, {heads}, d_model {info.d_model}, "
             f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
 

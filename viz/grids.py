@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from .heatmap import BACKGROUND, GRID_MAX_TOKENS, MASK_COLOUR, WEIGHT_SCALE, esc, figure
+from .heatmap import BACKGROUND, GRID_MAX_TOKENS, MASK_COLOUR, SCORE_SCALE, STAGE_NAMES, WEIGHT_SCALE, esc, figure
 
 PER_CELL_TARGETS = 20_000  # up to this many cells in a grid, every cell is a click target with its value
 COARSE_TARGETS = 6  # otherwise a 6 x 6 lattice of targets per thumbnail
@@ -42,30 +42,61 @@ def _targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y", suffix: str 
                 showlegend=False, name="click targets")
 
 
-def thumbnail_grid(weights: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *,
-                   cells: Sequence[tuple[int, int]], cols: int, allowed: np.ndarray | None = None,
-                   row_names: Sequence[str] | None = None, title: str = "", show_ticks: bool | None = None
-                   ) -> go.Figure:
-    """(N, Tq, Tk) weights -> a grid of N heatmaps, ``cols`` per row, sharing one 0..1 colour scale.
+def _thumb_ticks(labels: Sequence[str], most: int) -> tuple[list[int], list[str]]:
+    """At most ``most`` evenly spaced tick positions and their labels (cut to 12 characters)."""
+    n = len(labels)
+    step = max(1, -(-n // most))
+    idx = list(range(0, n, step))
+    return idx, [lab if len(lab) <= 12 else lab[:11] + "…" for lab in (labels[i] for i in idx)]
 
-    ``cells[n]`` names thumbnail n as (layer, head); the last trace holds the click targets, whose
-    ``customdata`` is the thumbnail's index (see ``clicked_cell``).
+
+def grid_colours(values: np.ndarray, stage: str) -> dict:
+    """One colour scale for every thumbnail of a grid: weights Viridis 0..1; any score stage diverging around 0,
+    symmetric over the finite values of all the thumbnails together."""
+    if stage == "weights":
+        return {"colorscale": WEIGHT_SCALE, "zmin": 0.0, "zmax": 1.0}
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    m = float(np.abs(finite).max()) if finite.size else 1.0
+    m = m if m > 0 else 1.0
+    return {"colorscale": SCORE_SCALE, "zmin": -m, "zmax": m, "zmid": 0.0}
+
+
+def thumbnail_grid(values: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], *,
+                   cells: Sequence[tuple[int, int]], cols: int, allowed: np.ndarray | None = None,
+                   row_names: Sequence[str] | None = None, title: str = "", show_ticks: bool | None = None,
+                   stage: str = "weights", value_name: str | None = None,
+                   panel_titles: Sequence[str] | None = None) -> go.Figure:
+    """(N, Tq, Tk) one stage of N heads -> a grid of N heatmaps, ``cols`` per row, on one colour scale (weights
+    0..1; scores diverging, symmetric over every thumbnail). Cells stay square (each panel's y axis is anchored to
+    its x axis); tick labels are thinned to a dozen per axis. Masked cells (``allowed`` False) are grey.
+
+    ``cells[n]`` names thumbnail n as (layer, head); its title is ``panel_titles[n]`` (default "head h"), centred
+    on its panel; the hover names it in full (``row_names``). The last trace of each panel holds its click targets,
+    whose ``customdata`` is the thumbnail's index (see ``clicked_cell``).
     """
-    w = np.asarray(weights, dtype=np.float32)
+    w = np.asarray(values, dtype=np.float32)
     N, Tq, Tk = w.shape
     C = max(1, min(cols, N))
     R = -(-N // C)
     if allowed is not None:
         w = np.where(np.broadcast_to(allowed, w.shape), w, np.float32(np.nan)).astype(np.float32)
+    w = np.where(np.isfinite(w), w, np.float32(np.nan))  # -inf (masked scores) is drawn as masked
+    value_name = value_name or STAGE_NAMES.get(stage, stage)
+    colours = grid_colours(w, stage)
     yl, xl = list(q_labels)[:Tq], list(k_labels)[:Tk]
-    show_ticks = (max(Tq, Tk) <= 16 and C <= 4) if show_ticks is None else show_ticks
+    show_ticks = (max(Tq, Tk) <= GRID_MAX_TOKENS) if show_ticks is None else show_ticks
     cells = list(cells)
-    # pixels per row: a label strip above each thumbnail, the thumbnail, room for tick labels below it
-    label, thumb, below = 20, (230 if show_ticks else 90), (70 if show_ticks else 6)
+    titles = list(panel_titles) if panel_titles is not None else [f"head {c[1]}" for c in cells]
+    # pixels per row of panels: the title strip, the panel (its width decides: cells stay square), tick labels below
+    label, thumb, below = 22, (190 if C <= 4 else 130) if show_ticks else (110 if C <= 4 else 80), \
+        (64 if show_ticks else 6)
     row_px = label + thumb + below
     plot_h = R * row_px
-    gap_x = 0.03
+    gap_x = 0.035 if show_ticks else 0.02
     width, height = (1 - gap_x * (C - 1)) / C, thumb / plot_h
+    xt, xtt = _thumb_ticks(xl, 12)
+    yt, ytt = _thumb_ticks(yl, 12)
     data: list[dict] = []
     layout: dict = {}
     annotations = []
@@ -76,25 +107,33 @@ def thumbnail_grid(weights: np.ndarray, q_labels: Sequence[str], k_labels: Seque
         name = esc(_cell_name(cell, row_names))
         data.append(dict(
             type="heatmap", z=w[idx], x=list(range(Tk)), y=list(range(Tq)), xaxis=f"x{ax}", yaxis=f"y{ax}",
-            colorscale=WEIGHT_SCALE, zmin=0, zmax=1, showscale=(idx == 0),
-            colorbar={"title": {"text": "weight"}, "thickness": 12}, hoverongaps=False, hoverinfo="skip"))
+            showscale=(idx == 0), colorbar={"title": {"text": esc(value_name)}, "thickness": 12, "len": min(
+                1.0, max(0.3, 300 / max(plot_h, 1))), "y": 1, "yanchor": "top"},
+            hoverongaps=False, hoverinfo="skip", **colours))
         x0, y1 = c * (width + gap_x), 1 - (r * row_px + label) / plot_h
-        annotations.append({"text": name, "x": x0 + width / 2, "y": min(1.0, y1), "xref": "paper", "yref": "paper",
-                            "yanchor": "bottom", "showarrow": False, "font": {"size": 11}, "yshift": 1})
+        annotations.append({"text": esc(titles[idx]) if idx < len(titles) else "", "x": x0 + width / 2,
+                            "y": min(1.0, y1), "xref": "paper", "yref": "paper", "xanchor": "center",
+                            "yanchor": "bottom", "showarrow": False, "font": {"size": 12}, "yshift": 2})
+        # square cells: the y axis keeps the x axis's scale and the panel sticks to the top of its box, under its
+        # title (a wide box centres the panel, and the title with it)
         layout[f"xaxis{ax}"] = {"domain": [max(0.0, x0), min(1.0, x0 + width)], "showgrid": False,
                                 "showticklabels": show_ticks, "anchor": f"y{ax}", "tickfont": {"size": 9},
                                 "ticks": "", "range": [-0.5, Tk - 0.5], "fixedrange": True, "zeroline": False,
-                                "tickmode": "array", "tickvals": list(range(Tk)), "ticktext": xl}
+                                "tickmode": "array", "tickvals": xt, "ticktext": xtt, "tickangle": -90,
+                                "constrain": "domain", "constraintoward": "center"}
         layout[f"yaxis{ax}"] = {"domain": [max(0.0, y1 - height), min(1.0, y1)], "showgrid": False,
                                 "showticklabels": show_ticks and c == 0, "anchor": f"x{ax}", "fixedrange": True,
                                 "ticks": "", "range": [Tq - 0.5, -0.5], "tickfont": {"size": 9}, "zeroline": False,
-                                "tickmode": "array", "tickvals": list(range(Tq)), "ticktext": yl}
+                                "tickmode": "array", "tickvals": yt, "ticktext": ytt,
+                                "scaleanchor": f"x{ax}", "scaleratio": 1, "constrain": "domain",
+                                "constraintoward": "top"}
         if per_cell:
             qq, kk = np.meshgrid(np.arange(Tq), np.arange(Tk), indexing="ij")
             vals = w[idx][qq, kk]
             pts = [(float(kk[i, j]), float(qq[i, j]),
                     f"{name}<br>query {yl[qq[i, j]]}<br>key {xl[kk[i, j]]}<br>"
-                    + ("masked" if np.isnan(vals[i, j]) else f"weight {vals[i, j]:.4f}") + "<br>click to open")
+                    + ("masked" if np.isnan(vals[i, j]) else f"{esc(value_name)} {vals[i, j]:.4f}")
+                    + "<br>click to open")
                    for i in range(Tq) for j in range(Tk)]
         else:
             gy = np.linspace(0, Tq - 1, min(Tq, COARSE_TARGETS))
@@ -106,7 +145,7 @@ def thumbnail_grid(weights: np.ndarray, q_labels: Sequence[str], k_labels: Seque
     return figure(data, dict(title={"text": title, "x": 0}, height=int((60 if title else 20) + plot_h),
                              annotations=annotations, hoverdistance=-1,
                              margin={"l": 90 if show_ticks else 10, "r": 10, "t": 50 if title else 10, "b": 10},
-                             plot_bgcolor=BACKGROUND, meta={"cells": [list(c) for c in cells[:N]]},
+                             plot_bgcolor=BACKGROUND, meta={"cells": [list(c) for c in cells[:N]], "stage": stage},
                              clickmode="event+select", dragmode=False, **layout))
 
 

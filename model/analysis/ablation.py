@@ -1,7 +1,9 @@
 """What a head contributes: the same input run again with heads ablated (passed in the call), and the difference.
 
 The original token at a position is the one the original run predicted there (its argmax). Effects per position:
-its probability and logit before and after, and KL(before || after) of the whole next-token distribution.
+its probability and logit before and after, and KL(before || after) of the whole next-token distribution. A model
+without an output head (a bare encoder such as BertModel) predicts no tokens: there the effect is measured on its
+final hidden states, per position the cosine between the vector before and after and the size of the change.
 """
 
 from __future__ import annotations
@@ -50,11 +52,40 @@ def effect_of(logits_before: torch.Tensor, logits_after: torch.Tensor) -> Ablati
                           kl=kl.numpy(), argmax_after=la.argmax(-1).numpy())
 
 
+@dataclass(frozen=True)
+class HiddenEffect:
+    """Per position of a model without an output head: how its final hidden state changed under an ablation."""
+
+    cosine: np.ndarray  # (T,) cos(h_before, h_after): 1 = the same direction
+    norm_before: np.ndarray  # (T,) |h_before|
+    norm_after: np.ndarray  # (T,) |h_after|
+    change: np.ndarray  # (T,) |h_after − h_before| / |h_before|: the size of the change, relative
+
+    @property
+    def changed_most(self) -> int:
+        """The position whose hidden state moved the most (relative change)."""
+        return int(np.argmax(self.change)) if self.change.size else 0
+
+
+def hidden_effect_of(hidden_before: torch.Tensor, hidden_after: torch.Tensor) -> HiddenEffect:
+    """(T, d) final hidden states of the original and the ablated run on the same input -> HiddenEffect."""
+    hb, ha = hidden_before.double(), hidden_after.double()
+    nb, na = hb.norm(dim=-1), ha.norm(dim=-1)
+    tiny = torch.finfo(torch.float64).tiny
+    cosine = (hb * ha).sum(-1) / (nb * na).clamp_min(tiny)
+    change = (ha - hb).norm(dim=-1) / nb.clamp_min(tiny)
+    return HiddenEffect(cosine=cosine.clamp(-1, 1).numpy(), norm_before=nb.numpy(), norm_after=na.numpy(),
+                        change=change.numpy())
+
+
 def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None) -> tuple[pd.DataFrame, float]:
     """Ablate every head alone on ``result``'s input (one batched pass per attention, chunked to a memory budget)
-    and rank by the mean KL over positions. Returns (table sorted by effect, seconds)."""
+    and rank by the mean KL over positions; for a model without an output head, by the mean relative change of
+    its final hidden states (``rank_heads_by_hidden``). Returns (table sorted by effect, seconds)."""
     if result.logits is None:
-        raise ValueError("this model has no output head: ablation effects are measured on its predictions")
+        if result.final_hidden is None:
+            raise ValueError("this call kept neither logits nor final hidden states: nothing to measure")
+        return rank_heads_by_hidden(pipe, result, mode, names)
     started = time.perf_counter()
     names = list(names or pipe.info.record_names)
     T, V = result.logits.shape
@@ -73,5 +104,30 @@ def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None)
                              "mean_p_drop": float((eff.p_before - eff.p_after).mean()),
                              "changed_predictions": int(eff.changed.sum())})
     table = pd.DataFrame(rows).sort_values("mean_kl", ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table, time.perf_counter() - started
+
+
+def rank_heads_by_hidden(pipe, result, mode: str = "zero", names: list[str] | None = None
+                         ) -> tuple[pd.DataFrame, float]:
+    """``rank_heads`` for a model without an output head: each head ablated alone, ranked by the mean over
+    positions of |h_after − h_before| / |h_before| of the final hidden states (with the mean and lowest cosine)."""
+    started = time.perf_counter()
+    names = list(names or pipe.info.record_names)
+    T, d = result.final_hidden.shape
+    per_chunk = max(1, int(LOGITS_BUDGET_BYTES // max(T * d * 4 * 3, 1)))
+    rows = []
+    for name in names:
+        heads = list(range(pipe.info.n_heads))
+        n = RecordName.parse(name)
+        for start in range(0, len(heads), per_chunk):
+            chunk = heads[start: start + per_chunk]
+            hidden = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, d)
+            for h, after in zip(chunk, hidden, strict=True):
+                eff = hidden_effect_of(result.final_hidden, after)
+                rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
+                             "mean_change": float(eff.change.mean()), "max_change": float(eff.change.max()),
+                             "mean_cosine": float(eff.cosine.mean()), "min_cosine": float(eff.cosine.min())})
+    table = pd.DataFrame(rows).sort_values("mean_change", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table, time.perf_counter() - started

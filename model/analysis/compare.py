@@ -70,3 +70,13 @@ def head_js_distances(weights_a, weights_b, rows_a, cols_a, rows_b, cols_b, allo
     use = (wa.sum(-1) > 0) & (wb.sum(-1) > 0)
     with np.errstate(invalid="ignore"):
         return np.where(use.any(-1), np.where(use, d, 0.0).sum(-1) / np.maximum(use.sum(-1), 1), np.nan)
+
+
+def similarity_to_reference(weights, reference, allowed=None) -> np.ndarray:
+    """(H,) 1 − the mean Jensen-Shannon distance (base 2) between each query row of ``weights`` (H, Tq, Tk) and
+    the same row of ``reference`` (e.g. the final model's weights on the same input), over the rows with an allowed
+    key: exactly 1 for the reference itself, 0 when every row's weight lies on keys the reference row gives none."""
+    w = np.asarray(weights, np.float64)
+    _, Tq, Tk = w.shape
+    q, k = np.arange(Tq), np.arange(Tk)
+    return 1.0 - head_js_distances(w, reference, q, k, q, k, allowed, allowed)

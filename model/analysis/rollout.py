@@ -127,3 +127,18 @@ def flow_matrix_affordable(n_layers: int, T: int) -> bool:
 
 def flow_row_affordable(n_layers: int, T: int) -> bool:
     return n_layers * T ** 3 <= FLOW_ROW_MAX_COST
+
+
+def most_focused_row(matrix: np.ndarray, exclude: Sequence[bool] | None = None) -> int:
+    """The row of a (Tq, Tk) rollout, flow or attribution matrix whose mass is most concentrated (the largest share
+    of its total on one key), skipping rows marked in ``exclude`` (special tokens) and empty rows: the row a reader
+    learns most from, where a flat one (an [EOS] row often is) shows little. 0 when every row is excluded."""
+    m = np.asarray(matrix, dtype=np.float64)
+    total = m.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        focus = np.where(total > 0, m.max(-1) / np.where(total > 0, total, 1.0), -np.inf)
+    if exclude is not None:
+        skip = np.zeros(len(focus), bool)
+        skip[: len(exclude)] = np.asarray(list(exclude), bool)[: len(focus)]
+        focus = np.where(skip, -np.inf, focus)
+    return int(np.argmax(focus)) if np.isfinite(focus).any() else 0

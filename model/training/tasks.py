@@ -236,7 +236,8 @@ TASKS: dict[str, Task] = {
         make_pair=reverse_pair, src_level="word", tgt_level="word",
         coverage=(" ".join(REVERSE_WORDS),),
         defaults={"steps": 3000},
-        story=Story("decoder.1.cross_attn", 2, "output word i reads source word n − i: the anti-diagonal",
+        story=Story("decoder.1.cross_attn", 2, "the decoder row that writes output word i reads source word "
+                    "n − 1 − i (positions from 0, n source words): the anti-diagonal",
                     "red fox owl blue cat"),
     ),
     "numbers": Task(

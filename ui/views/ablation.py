@@ -13,7 +13,9 @@ import streamlit as st
 import viz
 from model import ABLATION_MODES, RecordName
 from model.analysis import effect_of, rank_heads
+from model.analysis.ablation import hidden_effect_of
 from model.call import intervened_outputs
+from viz.analysis import hidden_effects
 
 from .. import state
 from ..text import md
@@ -31,11 +33,21 @@ def _label(option: str) -> str:
     return f"{n.kind} · layer {n.layer} · head {head}"
 
 
+HIDDEN_TEXT = ("This model has no output head (it predicts no tokens), so an ablation's effect is measured on its "
+               "final hidden states: per position, the size of the change relative to the original vector, "
+               "|h_after − h_before| / |h_before| (0 = unchanged), and the cosine between the two (1 = the same "
+               "direction).")
+
+
 def ablation(ctx: Context) -> None:
     result = ctx.result
-    if result.logits is None:
-        st.info("This model has no output head: an ablation's effect is measured on its predictions.")
+    hidden = result.logits is None
+    if hidden and result.final_hidden is None:
+        st.info("This call kept neither the model's predictions nor its final hidden states: there is nothing to "
+                "measure an ablation on.")
         return
+    if hidden:
+        st.caption(HIDDEN_TEXT)
     options = [f"{n}|{h}" for n in ctx.info.record_names for h in range(ctx.info.n_heads)]
     chosen = [o for o in st.session_state.get("abl_heads", []) if o in options]
     if chosen != st.session_state.get("abl_heads"):
@@ -63,9 +75,41 @@ def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
     inputs, pick, result = ctx.inputs, ctx.pick, ctx.result
     with st.spinner("Running the ablated model…"):
         ablated, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new, spec)
-        after = ctx.traced.memo(("ablated_logits", tuple(sorted(heads)), mode),
+        after = ctx.traced.memo(("ablated_outputs", tuple(sorted(heads)), mode),
                                 lambda: intervened_outputs(pick.pipe, result, [{"ablations": spec}])[0])
-    eff = effect_of(result.logits, after)
+    if result.logits is None:
+        _hidden_changed(ctx, heads, mode, hidden_effect_of(result.final_hidden, after))
+    else:
+        _predictions_changed(ctx, heads, mode, ablated, effect_of(result.logits, after))
+    _maps(ctx, ablated)
+
+
+def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
+    """The effect on a model without an output head: its final hidden states before and after."""
+    stack = ctx.info.output_stack
+    tokens = ctx.tokens(stack)[: len(eff.change)]
+    chart(hidden_effects(tokens, eff.change, eff.cosine,
+                             title=f"the final hidden state at each position after ablating {len(heads)} head(s)"),
+          "abl_effects")
+    table = pd.DataFrame({"position": np.arange(len(tokens)), "token": tokens, "relative change": eff.change,
+                          "cosine": eff.cosine, "|h| before": eff.norm_before, "|h| after": eff.norm_after})
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in
+                                                        ("relative change", "cosine", "|h| before", "|h| after")})
+    most = eff.changed_most
+    st.caption(f"Mean relative change {eff.change.mean():.4f}, mean cosine {eff.cosine.mean():.4f}; the most changed "
+               f"position is {most}·{md(tokens[most]) if tokens else ''}. Both runs read the same input, so positions "
+               "line up.")
+    stem = f"{Path(ctx.pick.base).name}_ablation"
+    a, b = st.columns(2)
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_abl")
+    b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode,
+                                                                       "measured_on": "final hidden states"}),
+                      f"{stem}.json", "application/json", key="dl_abl_json")
+
+
+def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff) -> None:
+    """The effect on the model's predictions: the original token's probability and logit, and the KL."""
+    result = ctx.result
     stack = ctx.info.output_stack
     before_text, after_text = result.output_text, ablated.result.output_text
     st.markdown(f"**Output before:** {md(before_text) or '(empty)'}  \n**Output after ablating {len(heads)} "
@@ -87,7 +131,10 @@ def _what_changed(ctx: Context, heads: list[str], mode: str) -> None:
     a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_abl")
     b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode}),
                       f"{stem}.json", "application/json", key="dl_abl_json")
-    # the ablated run's own trace, next to the original, for the selected attention and head
+
+
+def _maps(ctx: Context, ablated) -> None:
+    """The ablated run's own trace, next to the original, for the selected attention and head."""
     sel = ctx.sel
     h = max(sel.head, 0)
     a, b = st.columns(2)
@@ -111,20 +158,32 @@ def _labels_for(traced, ctx: Context, name: str):
 
 
 def _which_heads_matter(ctx: Context, mode: str) -> None:
-    st.markdown("**Which heads matter on this input?** Every head ablated alone (one batched pass per attention); "
-                "ranked by the mean KL between the original and the ablated next-token distributions.")
+    hidden = ctx.result.logits is None
+    what = ("the mean relative change of the final hidden states, |h_after − h_before| / |h_before|" if hidden else
+            "the mean KL between the original and the ablated next-token distributions")
+    st.markdown(f"**Which heads matter on this input?** Every head ablated alone (one batched pass per attention); "
+                f"ranked by {what}.")
     key = ("ranking", mode)
     if not st.button(f"Rank all {len(ctx.info.record_names) * ctx.info.n_heads} heads", key="rank_heads") and \
             not ctx.traced.has(key):
         return
     with st.spinner("Ablating every head…"):
         table, seconds = ctx.traced.memo(key, lambda: rank_heads(ctx.pipe, ctx.result, mode))
-    st.caption(f"{len(table)} heads in {seconds:.2f} s.")
+    value, unit, name = ("mean_change", "", "mean relative change") if hidden else ("mean_kl", " nats", "mean KL")
+    hover = ({"max_change": "max relative change", "mean_cosine": "mean cosine", "min_cosine": "lowest cosine"}
+             if hidden else {"max_kl": "max KL", "mean_p_drop": "mean drop in p",
+                             "changed_predictions": "changed predictions"})
+    top = float(table[value].max()) if len(table) else 0.0
+    top = top if top > 0 else 1e-6
+    st.caption(f"{len(table)} heads in {seconds:.2f} s. One colour scale for every attention kind: {name} from 0 "
+               f"to {top:.3g}{unit} (the largest effect of any head), so heads of different kinds compare by colour.")
     for label in dict.fromkeys(table["kind"]):
         name_kind = label.replace(" ", "_")
         part = table[table["kind"] == label]
-        fig = viz.head_strip(part, "mean_kl", title=f"{label}: mean KL when ablated alone (click to open)",
-                             hover_columns=["max_kl", "mean_p_drop", "changed_predictions"])
+        fig = viz.head_strip(part, value, title=f"{label}: {name} when ablated alone (scale 0-{top:.3g}{unit}, "
+                                                "shared by every kind; click to open)",
+                             zmin=0.0, zmax=top, value_title=f"{name}{' (nats)' if unit else ''}",
+                             hover_columns=list(hover), names=hover)
         cells = [tuple(c) for c in fig.layout.meta["cells"]]
         chart(fig, f"rank_{name_kind}", on_select=partial(open_cell, f"rank_{name_kind}", cells, label),
               selection_mode="points", theme=None)

@@ -23,6 +23,21 @@ def chart(fig, key: str, **kwargs) -> None:
     st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
 
 
+ROW_PX = 35  # Streamlit's dataframe row (and header) height
+TABLE_MAX_ROWS = 30  # longer tables scroll; up to this many rows every row is in view
+
+
+def table_height(n_rows: int) -> int:
+    """A dataframe height that shows every row up to TABLE_MAX_ROWS (the default height hides the 11th row)."""
+    return ROW_PX * (min(n_rows, TABLE_MAX_ROWS) + 1) + 3
+
+
+def four_decimals(table) -> dict:
+    """Column settings that show every float column of ``table`` with 4 decimals (not 0.04 beside 0.0361)."""
+    return {c: st.column_config.NumberColumn(format="%.4f") for c in table.columns
+            if getattr(table[c].dtype, "kind", "") == "f"}
+
+
 @dataclass(frozen=True)
 class Selection:
     kind: str  # the attention kind: "cross", "encoder self", "decoder masked self"

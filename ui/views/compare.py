@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import CheckpointError, RecordName, allowed_matrix
+from model import CaptureBudgetError, CheckpointError, RecordName, TokenizerError, allowed_matrix
 from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
@@ -76,8 +76,14 @@ def compare(ctx: Context) -> None:
     except CheckpointError as e:
         st.error(f"Could not load B: {md(short(e, 500))}")
         return
+    except (ValueError, TokenizerError, CaptureBudgetError) as e:  # an input B cannot read, or one too large
+        st.error(f"Could not trace this input through B ({md(label_b)}): {md(short(e, 500))}")
+        return
     if forced is not None:
         st.caption("B reads A's output on the decoder side (teacher forcing), so both decoders see the same tokens.")
+    elif mode == MODES[1] and ctx.result.generated and ctx.pipe.arch == "encoder-decoder":
+        st.caption("B has another vocabulary than A (or is another kind of model): B decodes its own output, and the "
+                   "maps are compared where the two runs' tokens match.")
     sel = ctx.sel
     if sel.name not in traced_b.names:
         st.warning(f"B has no {sel.name} (another architecture): the heads of attentions both have are compared "
@@ -123,11 +129,20 @@ def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
                "(matched by longest common blocks); the maps are compared on those cells only, each row "
                "renormalised over the matched keys.")
     reasons = {"masked in A or B": ~(oka[h] & okb[h])}
-    q_lab = viz.token_labels([qa[i] for i in rows.a])
-    k_lab = viz.token_labels([ka[j] for j in cols.a])
+    q_lab, k_lab = both_positions(qa, rows), both_positions(ka, cols)
     chart(viz.difference_map(wa[h] - wb[h], q_lab, k_lab, reasons=reasons,
                              title=f"A − B, head {h} (red: A attends more; blue: B attends more)"), "cmp_diff")
-    st.caption(how)
+    st.caption(how + ("" if rows.identical and cols.identical else
+                      " Each label names the position in A and in B (“A3 / B2·November”: A's position 3, B's 2)."))
+
+
+def both_positions(tokens_a, alignment) -> list[str]:
+    """Axis labels of a difference map: each matched position in A and in B, and its token ("A3 / B2·November");
+    plain "3·November" labels when the two axes are the same positions."""
+    if alignment.identical:
+        return viz.token_labels(list(tokens_a))
+    return [f"A{int(i)} / B{int(j)}{viz.heatmap.SEPARATOR}{viz.esc(tokens_a[int(i)])}"
+            for i, j in zip(alignment.a, alignment.b, strict=True)]
 
 
 def _table(ctx: Context, traced_b) -> None:

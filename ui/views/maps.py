@@ -66,10 +66,20 @@ def head_grid(ctx: Context, key: str = "grid") -> None:
     q, k, ql, kl = ctx.axes_for(sel.name)
     if viz.grid_is_readable(len(q), len(k)):
         rec = ctx.rec
-        fig = viz.thumbnail_grid(np.asarray(rec.weights)[0], ql, kl, cells=cells, cols=min(4, len(cells)),
-                                 allowed=allowed_matrix(rec),
+        stage = sel.stage
+        if stage == "adjusted" and rec.adjusted is None:
+            st.caption("This model does not adjust its scaled scores (no bias or softcap): showing the scaled "
+                       "scores.")
+            stage = "scaled"
+        masks_applied = stage in ("masked", "weights")
+        fig = viz.thumbnail_grid(np.asarray(getattr(rec, stage))[0], ql, kl, cells=cells, cols=min(4, len(cells)),
+                                 allowed=allowed_matrix(rec) if masks_applied else None, stage=stage,
                                  row_names=[f"{sel.kind} layer {i}" for i in ctx.layers],
-                                 title=f"{sel.kind} attention, layer {sel.layer}: every head (click one to open it)")
+                                 title=f"{sel.kind} attention, layer {sel.layer}: {viz.STAGE_NAMES[stage]} of every "
+                                       "head (click one to open it)")
+        scale = "0..1" if stage == "weights" else "one diverging scale around 0, shared by every head"
+        st.caption(f"Rows are queries, columns are keys; {viz.STAGE_NAMES[stage]} on {scale}"
+                   + ("; grey cells are masked." if masks_applied else "."))
     else:
         thumbs = list(ctx.traced.overview(sel.name))
         fig = viz.overview_mosaic(thumbs, cells, cols=min(8, len(cells)),
@@ -77,6 +87,9 @@ def head_grid(ctx: Context, key: str = "grid") -> None:
                                   title=f"{sel.kind} attention, layer {sel.layer}: every head (click one to open it)",
                                   note=f"{len(q)} x {len(k)} tokens: each thumbnail max-pooled to "
                                        f"{thumbs[0].shape[0]} x {thumbs[0].shape[1]}; the map you open is exact")
+        if sel.stage != "weights":
+            st.caption(f"Above {viz.GRID_MAX_TOKENS} tokens the thumbnails are pooled weights; open a head for its "
+                       f"{viz.STAGE_NAMES[sel.stage]}.")
     chart(fig, key, on_select=partial(open_cell, key, cells, None), selection_mode="points", theme=None)
 
 
@@ -103,3 +116,6 @@ def model_overview(ctx: Context) -> None:
                               note=note)
     chart(fig, "overview", on_select=partial(open_cell, "overview", cells, sel.kind), selection_mode="points",
           theme=None)
+    if sel.stage != "weights":
+        st.caption(f"The overview shows every head's weights; open a head (or the head grid) for its "
+                   f"{viz.STAGE_NAMES[sel.stage]}.")

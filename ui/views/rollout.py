@@ -12,6 +12,8 @@ import streamlit as st
 import viz
 from model import record_name
 from model.analysis import flow, flow_matrix_affordable, flow_row_affordable, rollout, source_attribution
+from model.analysis.rollout import most_focused_row
+from viz.analysis import data_top
 
 from .. import state
 from .common import Context, chart
@@ -70,7 +72,8 @@ def rollout_view(ctx: Context) -> None:
         chart(viz.matrix_map(S, q_labels, k_labels, title="share of each output position from each source token",
                              value_name="share"), "ro_matrix")
         st.caption(ATTRIBUTION_TEXT)
-        _strip(ctx, S, q_labels, k_labels, "share", extra={"from the decoder's own inputs": D.sum(-1)})
+        _strip(ctx, S, q_labels, k_labels, "share", extra={"from the decoder's own inputs": D.sum(-1)},
+               stack="decoder")
         _downloads(ctx, S, q_labels, k_labels, "attribution")
         return
 
@@ -83,7 +86,7 @@ def rollout_view(ctx: Context) -> None:
         chart(viz.matrix_map(matrix, labels, labels, title=f"rollout over {len(layers)} {stack} layers",
                              value_name="rollout"), "ro_matrix")
         st.caption(COMPOSITION)
-        _strip(ctx, matrix, labels, labels, "rollout")
+        _strip(ctx, matrix, labels, labels, "rollout", stack=stack)
         _downloads(ctx, matrix, labels, labels, "rollout")
         return
     L = len(layers)
@@ -93,7 +96,7 @@ def rollout_view(ctx: Context) -> None:
         chart(viz.matrix_map(matrix, labels, labels, title=f"attention flow over {L} {stack} layers",
                              value_name="flow"), "ro_matrix")
         st.caption(COMPOSITION + f" Computed in {time.perf_counter() - started:.2f} s (cached afterwards).")
-        _strip(ctx, matrix, labels, labels, "flow")
+        _strip(ctx, matrix, labels, labels, "flow", stack=stack)
         _downloads(ctx, matrix, labels, labels, "flow")
     elif flow_row_affordable(L, T):
         st.info(f"The full flow matrix of {T} tokens over {L} layers is too costly to compute here (over ~2 s); "
@@ -107,17 +110,27 @@ def rollout_view(ctx: Context) -> None:
                 "pair): use rollout, or a shorter input (a row stays under ~2 s up to L·T³ ≈ 3e7).")
 
 
-def _token_picker(labels: list[str]) -> int:
+def _token_picker(labels: list[str], default: int | None = None) -> int:
     options = list(range(len(labels)))
-    return state.selectbox("Token", options, key="ro_token", default=len(options) - 1, format_func=lambda i: labels[i])
+    default = len(options) - 1 if default is None else default
+    return state.selectbox("Token", options, key="ro_token", default=default, format_func=lambda i: labels[i],
+                           help="Opens on the row that says most (its largest share on one input token), not a "
+                                "special token's.")
 
 
-def _strip(ctx, matrix, q_labels, k_labels, value_name, extra: dict | None = None) -> None:
-    token = _token_picker(q_labels)
-    chart(viz.token_strip(matrix[token], k_labels, title=f"{value_name} of {q_labels[token]} over the input",
+def _special(ctx, stack: str) -> list[bool]:
+    enc = ctx.result.source if stack == "encoder" else ctx.result.target
+    return list(enc.special) if enc is not None and enc.special is not None else []
+
+
+def _strip(ctx, matrix, q_labels, k_labels, value_name, extra: dict | None = None, stack: str = "encoder") -> None:
+    token = _token_picker(q_labels, most_focused_row(matrix, _special(ctx, stack)))
+    row = np.asarray(matrix[token], dtype=np.float64)
+    chart(viz.token_strip(row, k_labels, title=f"{value_name} of {q_labels[token]} over the input",
                           value_name=value_name), "ro_strip")
-    if extra:
-        st.caption("; ".join(f"{k}: {float(v[token]):.3f}" for k, v in extra.items()))
+    st.caption(f"Bar heights from 0 to {data_top(row) * 1.1:.3g} (this row's largest value is "
+               f"{data_top(row):.3g})." + ("  " + "; ".join(f"{k}: {float(v[token]):.3f}"
+                                                              for k, v in extra.items()) if extra else ""))
 
 
 def _downloads(ctx, matrix, q_labels, k_labels, what: str) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 import viz
 
 from .. import state
-from .common import Context, chart
+from .common import Context, chart, four_decimals, table_height
 
 
 def step_by_step(ctx: Context) -> None:
@@ -61,7 +61,8 @@ def one_query(ctx: Context) -> None:
     st.markdown(f"Head {h}{kv}: the query vector $q_i$ meets every key $k_j$; "
                 f"$\\text{{score}}_j = q_i \\cdot k_j$, scaled by {scale}, "
                 "softmaxed into $\\alpha_j$, and $\\sum_j \\alpha_j v_j$ is the context row.")
-    st.dataframe(viz.query_table(rec, h, qi, k_tokens), hide_index=True)
+    table = viz.query_table(rec, h, qi, k_tokens)
+    st.dataframe(table, hide_index=True, height=table_height(len(table)), column_config=four_decimals(table))
     figs = viz.query_figures(rec, h, qi, ql, kl)
     a, b = st.columns(2)
     with a:

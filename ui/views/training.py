@@ -16,16 +16,24 @@ import streamlit as st
 
 import viz
 from model import RecordName, allowed_matrix, forbidden_by_reason, load
-from model.analysis import alignment_score, entropy, induction_score, previous_token_score, uniform_weights
+from model.analysis import entropy, induction_score, previous_token_score, uniform_weights
+from model.analysis.compare import similarity_to_reference
 from model.checkpoint import stamp as checkpoint_stamp
+from viz.training import metric_panels
 
 from .. import state
 from ..models import snapshots
+from ..text import md, short
 from ..tracing import capture_budget
 from .common import Context, chart
 
-SCORES = {"prev_token": "previous-token score", "induction": "induction score", "alignment":
-          "alignment with the final model", "entropy_norm": "normalised entropy"}
+SCORES = {"prev_token": "previous-token score", "induction": "induction score", "similarity":
+          "similarity to the final model", "entropy_norm": "normalised entropy"}
+SIMILARITY_TEXT = ("Similarity to the final model: for each query row, 1 − the Jensen-Shannon distance (base 2) "
+                   "between the snapshot's weights and the final model's on this input, averaged over the rows. It is "
+                   "exactly 1 for the final model itself (the star) and 0 when a snapshot's rows put their weight on "
+                   "keys the final model's rows give none; the dotted line is uniform attention.")
+LOSSES = ("train loss", "valid loss", "loss on first occurrences", "loss on repetitions")
 INDUCTION_TEXT = """**Previous-token heads and induction heads.** A *previous-token head* looks one position back:
 its row for token *i* puts its weight on token *i − 1*, a stripe just below the diagonal. It writes "the token
 before me was X" into each position. An *induction head*, one layer up, uses that: at the second occurrence of a
@@ -52,6 +60,7 @@ class SnapshotSeries:
     q_tokens: dict  # name -> query tokens
     k_tokens: dict
     produces: list[str]  # the final model's predictions on the decoder axis
+    final: dict  # name -> (H, Tq, Tk) float32: the final model's weights on the same input (the reference)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Tracing this input through every snapshot…")
@@ -59,12 +68,16 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
                     decoder_ids: tuple[int, ...] | None) -> SnapshotSeries:
     steps, metas, weights, allowed, reasons, q_tok, k_tok = [], [], {}, {}, {}, {}, {}
     produces: list[str] = []
-    for step, path in snapshots(base):
+    def traced(path):
         pipe = load(path, device)
         if pipe.arch == "encoder-decoder" and target is None:
-            res = pipe.run(source, generated_ids=list(decoder_ids))
-        else:
-            res = pipe.run(source, target)
+            return pipe, pipe.run(source, generated_ids=list(decoder_ids))
+        return pipe, pipe.run(source, target)
+
+    _, res = traced(base)
+    final = {name: np.asarray(res.trace[name].numpy().weights, dtype=np.float32)[0] for name in res.trace}
+    for step, path in snapshots(base):
+        pipe, res = traced(path)
         steps.append(step)
         metas.append(pipe.meta)
         for name in res.trace:
@@ -76,7 +89,8 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
                 q_tok[name], k_tok[name] = res.axes(name)
         produces = res.output_tokens
     return SnapshotSeries(steps=steps, metas=metas, weights={n: np.stack(w) for n, w in weights.items()},
-                          allowed=allowed, reasons=reasons, q_tokens=q_tok, k_tokens=k_tok, produces=produces)
+                          allowed=allowed, reasons=reasons, q_tokens=q_tok, k_tokens=k_tok, produces=produces,
+                          final=final)
 
 
 def _scores(series: SnapshotSeries, name: str, score: str, ids: list[int] | None) -> np.ndarray:
@@ -88,8 +102,8 @@ def _scores(series: SnapshotSeries, name: str, score: str, ids: list[int] | None
             out.append(previous_token_score(w[s], ok))
         elif score == "induction":
             out.append(induction_score(w[s], ids, ok))
-        elif score == "alignment":
-            out.append(alignment_score(w[s], w[-1], ok))
+        elif score == "similarity":
+            out.append(similarity_to_reference(w[s], series.final[name], ok))
         else:
             out.append(entropy(w[s], ok)[1])
     return np.stack(out)
@@ -102,8 +116,8 @@ def _chance(series: SnapshotSeries, name: str, score: str, ids) -> float | None:
     if score == "induction":
         v = induction_score(uniform, ids, series.allowed[name])
         return None if np.all(np.isnan(v)) else float(np.nanmean(v))
-    if score == "alignment":
-        return float(alignment_score(uniform, series.weights[name][-1], series.allowed[name]).mean())
+    if score == "similarity":
+        return float(np.nanmean(similarity_to_reference(uniform, series.final[name], series.allowed[name])))
     return None
 
 
@@ -113,14 +127,16 @@ def training(ctx: Context) -> None:
         st.info("This checkpoint has no training snapshots (train with --snapshots to save some).")
         return
     meta = ctx.pipe.meta if ctx.pick.step is None else load_meta(base)
-    ev = meta.get("eval") or {}
-    if meta.get("task") == "induction" and "induction" in ev:
-        text = INDUCTION_TEXT.format(ind=", ".join(f"{v:.2f}" for v in ev["induction"][-1]),
-                                     prev=", ".join(f"{v:.2f}" for v in ev["prev_token"][0]),
-                                     chance_ind=ev["chance"]["induction"], chance_prev=ev["chance"]["prev_token"],
-                                     loss_rep=ev["loss_repeated"], loss_first=ev["loss_first"])
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get("task") == "induction":
+        text = induction_text(meta.get("eval"))
         with st.expander("What to look for: previous-token and induction heads", expanded=True):
-            st.markdown(text)
+            if text is None:
+                st.markdown(INDUCTION_TEXT.split("\n\nIn this shipped model")[0])
+                st.caption("This checkpoint's meta.json does not hold its evaluation figures as numbers: they are "
+                           "not shown.")
+            else:
+                st.markdown(text)
     else:
         st.caption(GENERIC_TEXT)
     final_ids = None
@@ -157,21 +173,30 @@ def training(ctx: Context) -> None:
                                     title=f"step {step}: {sel.kind} layer {sel.layer} head {h}"), "train_map")
     with right:
         st.markdown(f"**At step {step}** (recorded when the snapshot was saved):  \n" + ("  \n".join(
-            f"{k}: {v}" for k, v in recorded.items()) or "no figures recorded"))
+            f"{md(k)}: {_shown(v)}" for k, v in recorded.items()) or "no figures recorded"))
     ids = series_ids(ctx, stack)
     options = [k for k in SCORES if _applies(k, name, ctx)]
     default = "induction" if "induction" in options and sel.layer > 0 else options[0]
     score = state.radio("Score per head over training", options, key="train_score", default=default, horizontal=True,
                         format_func=SCORES.get)
     values = _scores(series, name, score, ids)
+    reference = None
+    if score == "similarity":
+        trained = _number(meta.get("steps_trained"))
+        reference = (int(trained) if trained is not None else steps[-1], 1.0, "final model (the reference): 1")
     chart(viz.score_lines(steps, {f"head {j}": values[:, j] for j in range(values.shape[1])},
                           title=f"{SCORES[score]}, {sel.kind} layer {sel.layer}, on this input", y_title=SCORES[score],
                           current_step=step, chance=_chance(series, name, score, ids), y_range=(0, 1.02),
-                          highlight=f"head {h}"), "train_scores")
+                          highlight=f"head {h}", reference=reference), "train_scores")
+    if score == "similarity":
+        st.caption(SIMILARITY_TEXT)
     metrics = _metric_series(series)
+    losses = {k: v for k, v in metrics.items() if k in LOSSES}
+    scores = {k: v for k, v in metrics.items() if k not in LOSSES}
     if metrics:
-        chart(viz.score_lines(steps, metrics, title="recorded at each snapshot (held-out data)", y_title="value",
-                              current_step=step), "train_metrics")
+        chart(metric_panels(steps, losses, scores, current_step=step,
+                                title="recorded at each snapshot (held-out data): losses and scores apart"),
+              "train_metrics")
     fig = viz.head_across_steps(series.weights[name][:, h], steps, q_labels, k_labels,
                                 head_name=f"{sel.kind} layer {sel.layer} head {h}", allowed=series.allowed[name][0],
                                 cols=min(8, len(steps)))
@@ -195,15 +220,52 @@ def series_ids(ctx: Context, stack: str) -> list[int] | None:
 
 
 def _applies(score: str, name: str, ctx: Context) -> bool:
-    n = RecordName.parse(name)
     if score in ("prev_token", "induction"):
-        return n.kind == "decoder masked self"
-    if score == "alignment":
-        return n.is_cross
+        return RecordName.parse(name).kind == "decoder masked self"
     return True
 
 
+def _number(value) -> float | None:
+    """A figure from a checkpoint's meta.json as a number, or None when it is not one (text, a list, NaN, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _shown(value) -> str:
+    """A recorded figure for markdown: a number to 4 decimals; anything else as escaped text, said to be so."""
+    n = _number(value)
+    if n is not None:
+        return f"{n:.4f}"
+    return "(not recorded)" if value is None else f"{md(short(value, 80))} (not a number)"
+
+
+def induction_text(ev) -> str | None:
+    """INDUCTION_TEXT with the checkpoint's evaluation figures, or None when they are not all numbers."""
+    if not isinstance(ev, dict):
+        return None
+
+    def row(value, index):
+        rows = value if isinstance(value, list) else None
+        if not rows or not isinstance(rows[index], list) or not rows[index]:
+            return None
+        nums = [_number(v) for v in rows[index]]
+        return None if any(v is None for v in nums) else ", ".join(f"{v:.2f}" for v in nums)
+
+    chance = ev.get("chance") if isinstance(ev.get("chance"), dict) else {}
+    figures = {"ind": row(ev.get("induction"), -1), "prev": row(ev.get("prev_token"), 0),
+               "chance_ind": _number(chance.get("induction")), "chance_prev": _number(chance.get("prev_token")),
+               "loss_rep": _number(ev.get("loss_repeated")), "loss_first": _number(ev.get("loss_first"))}
+    if any(v is None for v in figures.values()):
+        return None
+    return INDUCTION_TEXT.format(**{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in figures.items()})
+
+
 def _recorded(meta: dict) -> dict:
+    """The figures a snapshot's meta.json recorded, by name (values as stored: check them with ``_number``)."""
+    if not isinstance(meta, dict):
+        return {}
     out = {}
     for key in ("train_loss", "valid_loss", "valid_exact_match"):
         if key in meta:
@@ -218,13 +280,11 @@ def _recorded(meta: dict) -> dict:
 
 
 def _metric_series(series: SnapshotSeries) -> dict:
-    keys = {}
-    for m in series.metas:
-        for k, v in _recorded(m).items():
-            if isinstance(v, (int, float)):
-                keys.setdefault(k, [])
-    return {k: [(_recorded(m).get(k) if isinstance(_recorded(m).get(k), (int, float)) else np.nan)
-                for m in series.metas] for k in keys}
+    """{figure: one value per snapshot (NaN where it is missing or not a number)} for the figures any snapshot
+    recorded as a number."""
+    recorded = [_recorded(m) if isinstance(m, dict) else {} for m in series.metas]
+    keys = dict.fromkeys(k for r in recorded for k, v in r.items() if _number(v) is not None)
+    return {k: [np.nan if _number(r.get(k)) is None else _number(r.get(k)) for r in recorded] for k in keys}
 
 
 def _jump(chart_key: str, cells, steps) -> None:

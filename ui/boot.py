@@ -1,0 +1,153 @@
+"""What a page does before its first heavy import: paint its frame and say what is loading.
+
+Importing torch, pandas and the model code takes about 2 s on a loaded 2-core machine. Two things keep that off
+the first screen: the server starts those imports when it starts (``warm_up``, the lifespan of app.py's st.App),
+while the browser is still loading Streamlit's page; and a page writes its title and a loading line before its
+own heavy imports (``first_load``): Streamlit sends each element as the script reaches it, so the frame is painted
+at once. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+ICON = ROOT / "ui" / "assets" / "icon.png"  # a 4 x 4 causal attention map: served by this server, never a web font
+DEFAULT_MODEL = "dates"
+HEAVY = ("torch", "model.api", "viz")  # imported once per process; after that the process is warm
+SESSION_FLAG = "_boot_done"  # this session has drawn its first page
+
+
+def page_icon() -> str:
+    """The page icon as a local file (a ":material/...:" icon makes the browser fetch an SVG from Google)."""
+    return str(ICON)
+
+
+_WARMING: list[threading.Thread] = []
+_PLOTTING = threading.Event()  # set when the warm-up has imported NumPy, pandas and Plotly
+_ACTIVE = threading.local()  # .slot: the loading line of the run in this thread, while it is shown
+
+
+def _offline() -> None:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        os.environ.setdefault(name, "1")
+
+
+def wait_for_warm_up() -> None:
+    """Block until the server's warm-up imports are done (two threads importing the same modules can see each
+    other's half-imported modules)."""
+    for thread in list(_WARMING):
+        if thread is not threading.current_thread():
+            thread.join()
+
+
+@st.cache_resource(show_spinner=False)
+def configure_once() -> dict:
+    """Once per server process: never reach a model hub (transformers is imported later, when a model in the
+    Hugging Face layout is opened); torch threads, the allocator and the worker lanes (model/runtime.py)."""
+    wait_for_warm_up()
+    _offline()
+    from model.runtime import configure_cpu
+
+    return configure_cpu()
+
+
+def _warm() -> None:
+    """The imports every page needs first: NumPy, pandas and Plotly (then ``_PLOTTING`` is set: a page may draw a
+    chart), then torch, the model code and the inspector's modules."""
+    try:
+        import numpy  # noqa: F401
+        import pandas  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        import plotly.io  # noqa: F401
+    finally:
+        _PLOTTING.set()
+    _offline()
+    from model.runtime import configure_cpu
+
+    configure_cpu()  # the worker lanes start now; a page's configure_once sets its own thread's count again
+    import ui.header  # noqa: F401
+    import ui.inspector  # noqa: F401
+    import ui.sidebar  # noqa: F401
+
+
+@contextlib.asynccontextmanager
+async def warm_up(_app) -> AsyncIterator[None]:
+    """Lifespan of the server (app.py's st.App): start the heavy imports when the server starts, in a thread, while
+    the browser loads Streamlit's page (about 1.3 s here), instead of after the first visitor connects. Measured
+    here (benchmarks/bench_first_use.py): the first map about 1 s sooner, the first paint about 0.4 s later (the
+    two cores are shared). INSPECTOR_WARM_UP=0 turns it off."""
+    if os.environ.get("INSPECTOR_WARM_UP", "1").strip() != "0":  # 0: import on the first visit instead
+        thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
+        _WARMING.append(thread)
+        thread.start()
+    yield
+
+
+def cold() -> bool:
+    """True until this process has imported the heavy modules once (or while the warm-up imports them)."""
+    return any(t.is_alive() for t in _WARMING) or any(name not in sys.modules for name in HEAVY)
+
+
+def model_being_opened() -> str:
+    """A name for the loading line: the linked model (?model=...), the one picked before, or the default."""
+    linked = st.query_params.get("model")
+    if isinstance(linked, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", linked):
+        return linked
+    picked = st.session_state.get("model")
+    if isinstance(picked, str) and re.fullmatch(r"[A-Za-z0-9_. ()-]{1,80}", picked):
+        return picked
+    shipped = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
+    return DEFAULT_MODEL if (shipped / DEFAULT_MODEL).is_dir() else ""
+
+
+@contextlib.contextmanager
+def first_load(what: str | None = None) -> Iterator[None]:
+    """On a session's first run (or while the process is cold): a line saying what is loading, until the body ends
+    (also by st.stop), with an empty chart so that the browser fetches plotly.js meanwhile; the imports
+    (``configure_once``) are done when the body starts. Later runs: only ``configure_once``."""
+    cold_now = cold()
+    if not cold_now and st.session_state.get(SESSION_FLAG):
+        configure_once()
+        yield
+        return
+    if what is None:
+        name = model_being_opened()
+        what = f"the {name} model" if name else "the model"
+    slot = st.empty()
+    _ACTIVE.slot = slot
+    with slot.container():
+        st.caption(f"Loading {what}: PyTorch, the model and its first trace (a few seconds on a cold start)…"
+                   if cold_now else f"Opening {what}…")
+        # Plotly reads NumPy and pandas from sys.modules: never while the warm-up is still importing them.
+        if _WARMING:
+            _PLOTTING.wait()
+        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}],
+                         "layout": {"height": 40, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                                    "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
+                        key="boot_chart", config={"staticPlot": True})
+        configure_once()  # waits for the warm-up's imports (or makes them)
+    try:
+        yield
+        st.session_state[SESSION_FLAG] = True
+    finally:
+        _ACTIVE.slot = None
+        slot.empty()
+
+
+def stop() -> NoReturn:
+    """``st.stop()`` that first removes the loading line (after st.stop nothing more reaches the page)."""
+    slot = getattr(_ACTIVE, "slot", None)
+    if slot is not None:
+        _ACTIVE.slot = None
+        slot.empty()
+    st.stop()
