@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 HERE = Path(__file__).resolve().parent
 
 if get_script_run_ctx(suppress_warning=True) is None:  # imported by the server, not run for a visitor
-    from ui.boot import warm_up
+    from ui.warmup import warm_up
 
     app = st.App(__file__, lifespan=warm_up)
 else:

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -59,38 +59,6 @@ def configure_once() -> dict:
     from model.runtime import configure_cpu
 
     return configure_cpu()
-
-
-def _warm() -> None:
-    """The imports every page needs first: NumPy, pandas and Plotly (then ``_PLOTTING`` is set: a page may draw a
-    chart), then torch, the model code and the inspector's modules."""
-    try:
-        import numpy  # noqa: F401
-        import pandas  # noqa: F401
-        import plotly.graph_objects  # noqa: F401
-        import plotly.io  # noqa: F401
-    finally:
-        _PLOTTING.set()
-    _offline()
-    from model.runtime import configure_cpu
-
-    configure_cpu()  # the worker lanes start now; a page's configure_once sets its own thread's count again
-    import ui.header  # noqa: F401
-    import ui.inspector  # noqa: F401
-    import ui.sidebar  # noqa: F401
-
-
-@contextlib.asynccontextmanager
-async def warm_up(_app) -> AsyncIterator[None]:
-    """Lifespan of the server (app.py's st.App): start the heavy imports when the server starts, in a thread, while
-    the browser loads Streamlit's page (about 1.3 s here), instead of after the first visitor connects. Measured
-    here (benchmarks/bench_first_use.py): the first map about 1 s sooner, the first paint about 0.4 s later (the
-    two cores are shared). INSPECTOR_WARM_UP=0 turns it off."""
-    if os.environ.get("INSPECTOR_WARM_UP", "1").strip() != "0":  # 0: import on the first visit instead
-        thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
-        _WARMING.append(thread)
-        thread.start()
-    yield
 
 
 def cold() -> bool:
