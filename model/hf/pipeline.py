@@ -223,9 +223,10 @@ class HFPipeline(CallMethods, Backend):
             raise NotImplementedError(f"{self.info.family}: the logit lens does not know this family's final norm "
                                       "and output head")
         x = hidden.to(self.device, dtype=next(self.model.parameters()).dtype)
-        norm = _attr(self.model, fam.final_norm[stack])
-        if fam.final_norm[stack] is not None and norm is None:
-            raise NotImplementedError(f"{self.info.family}: no {fam.final_norm[stack]} in this model")
+        path = fam.final_norm[stack]  # None: the family has no final norm (not the model itself)
+        norm = None if path is None else _attr(self.model, path)
+        if path is not None and norm is None:
+            raise NotImplementedError(f"{self.info.family}: no {path} in this model")
         if norm is not None:
             x = norm(x)
         if fam.head_scale and getattr(self._config, "tie_word_embeddings", False):
