@@ -1,4 +1,5 @@
-"""Analyses computed from captured attention: per-head statistics, rollout and flow, ablation, comparison."""
+"""Analyses computed from captured attention: per-head statistics, rollout and flow, ablation, comparison, and why the
+model does it: knockouts, the logit lens and head patching."""
 
 from .ablation import AblationEffect, effect_of, rank_heads
 from .compare import Alignment, align_tokens, head_js_distances, js_distance_rows, restrict
@@ -13,6 +14,22 @@ from .heads import (
                     previous_token_score,
                     uniform_weights,
 )
+from .knockout import SELECTIONS, KnockoutEffect, knockout_effect, knockout_spec, parse_pairs, select_cells
+from .lens import LogitLens, logit_lens
+from .patching import (
+                    Metric,
+                    PatchingError,
+                    PatchingResult,
+                    PositionPatching,
+                    check_alignment,
+                    default_positions,
+                    metric_for,
+                    patch_heads,
+                    patch_positions,
+                    rerun,
+                    run_corrupt,
+                    token_id,
+)
 from .rollout import (
                     HEAD_FUSIONS,
                     flow,
@@ -24,8 +41,11 @@ from .rollout import (
                     source_attribution,
 )
 
-__all__ = ["HEAD_FUSIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores", "align_tokens",
-           "alignment_score",
+__all__ = ["HEAD_FUSIONS", "SELECTIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores",
+           "KnockoutEffect", "LogitLens", "Metric", "PatchingError", "PatchingResult", "PositionPatching",
+           "align_tokens", "alignment_score", "check_alignment", "default_positions", "knockout_effect",
+           "knockout_spec", "logit_lens", "metric_for", "parse_pairs", "patch_heads", "patch_positions", "rerun",
+           "run_corrupt", "select_cells", "token_id",
            "effect_of", "entropy", "flow", "flow_matrix_affordable", "flow_row_affordable", "fuse_heads",
            "head_js_distances", "head_scores", "induction_score", "induction_targets", "js_distance_rows",
            "previous_token_score", "rank_heads", "residual_attention", "restrict", "rollout", "source_attribution",
