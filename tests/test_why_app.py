@@ -285,6 +285,19 @@ def test_the_views_on_a_transformers_model(monkeypatch, models_dir, name):
                                    np.exp(logit_lens(pipe, res).token_log_probs), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", WHY_VIEWS)
+def test_the_views_on_a_lazily_traced_call(monkeypatch, name):
+    monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", "0")  # every call traced lazily: records on demand
+    at = view(name, patch_source=OTHER)
+    assert_clean(at)
+    assert any("over the capture budget" in i.value for i in at.info)  # the call was traced lazily
+    for key in ("patch_run", "ko_run"):
+        if key in [b.key for b in at.button]:
+            at.button(key=key).click().run()
+    assert_clean(at)
+    assert check_charts(at) >= 1
+
+
 HOSTILE_SAMPLE = ["", "   \t\n  ", "a" * 10_000, "😀", "👨‍👩‍👧‍👦", "\u202eevil\u202c 21.11.2026", "\x00",
                   "\x01\x02\x03\x1b[31mred\x1b[0m", "<script>alert('x')</script>", "**bold** _it_ `code` # heading",
                   "$$\\def\\x{\\x}\\x$$", "zero\u200bwidth\u200cjoin\u200dx", "漢字かなカナ 2026年11月21日",

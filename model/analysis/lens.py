@@ -117,24 +117,30 @@ def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: torch.Tensor, ids
     ids_t = torch.as_tensor(ids, dtype=torch.long)
     rows_per_chunk = max(1, CHUNK_BYTES // (V * 4 * 3))  # logits, log-softmax and a temporary
 
-    def take(depth: int, rows: slice, lp: torch.Tensor) -> None:
-        lp = lp.float().cpu()
-        tracked[depth, rows] = lp.gather(-1, ids_t[rows, None])[:, 0].numpy()
-        if top_k:
-            values, indices = lp.topk(top_k, dim=-1)
-            top_ids[depth, rows], top_lp[depth, rows] = indices.numpy(), values.numpy()
+    def take(depth: int, rows: slice, z: torch.Tensor) -> None:
+        z = z.float().cpu()  # (rows, V) logits
         if full is not None:
+            lp = torch.log_softmax(z, -1)
             full[depth, rows] = lp.numpy()
+        else:  # log p = z - logsumexp(z): the top k and one column need no (rows, V) log-softmax
+            lse = torch.logsumexp(z, -1, keepdim=True)
+            lp = None
+        pick = z.gather(-1, ids_t[rows, None]) if lp is None else lp.gather(-1, ids_t[rows, None])
+        tracked[depth, rows] = (pick if lp is not None else pick - lse)[:, 0].numpy()
+        if top_k:
+            values, indices = (z if lp is None else lp).topk(top_k, dim=-1)
+            top_ids[depth, rows] = indices.numpy()
+            top_lp[depth, rows] = (values if lp is not None else values - lse).numpy()
 
     def run() -> None:
         with torch.inference_mode():
             for depth in range(depths - 1):
                 for start in range(0, T, rows_per_chunk):
                     rows = slice(start, min(T, start + rows_per_chunk))
-                    take(depth, rows, torch.log_softmax(pipe.unembed(stack, hidden[depth, rows]).float(), -1))
+                    take(depth, rows, pipe.unembed(stack, hidden[depth, rows]))
             for start in range(0, T, rows_per_chunk):  # the last depth: the model's own logits
                 rows = slice(start, min(T, start + rows_per_chunk))
-                take(depths - 1, rows, torch.log_softmax(logits[rows].float(), -1))
+                take(depths - 1, rows, logits[rows])
 
     lane_for(2.0 * d * V * depths * T, pipe.device).run(run)
     return tracked, top_ids, top_lp, full

@@ -121,15 +121,15 @@ def knockout_panel(ctx: Context, name: str, head, cells) -> None:
         st.info("This model has no output head: a knockout's effect is measured on its predictions.")
         return
     name = str(RecordName.parse(name))
-    rec = ctx.traced.record(name)
-    Tq, Tk = np.asarray(rec.weights).shape[2:]
-    mask = knockout_cells(cells, Tq, Tk).numpy()
+    shape = ctx.traced.trace.shape(name)  # (a lazy trace answers without computing the record)
+    mask = knockout_cells(cells, shape.tq, shape.tk).numpy()
     heads = _heads(ctx, head)
     spec = knockout_spec(name, heads, mask)
     ikey = intervention_key(spec)
     with st.spinner("Running the model with the cells knocked out…"):
-        eff = ctx.traced.memo(("why", "knockout", ikey), lambda: knockout_effect(
-            pick.pipe, result, spec, allowed={name: allowed_matrix(rec)}))
+        allowed = None if ctx.traced.lazy else {name: allowed_matrix(ctx.traced.record(name))}
+        eff = ctx.traced.memo(("why", "knockout", ikey), lambda: knockout_effect(pick.pipe, result, spec,
+                                                                                allowed=allowed))
         # the knocked-out run on the original decoder input: its maps line up cell by cell with the original's
         decoder_ids = None if result.target is None else tuple(result.target.ids)
         knocked, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new,
