@@ -138,7 +138,7 @@ class RunResult:
 class ForwardOutput:
     """What one forward of a backend returns."""
 
-    logits: torch.Tensor | None  # (B, T, V) of the output stack; None for a model without an output head
+    logits: torch.Tensor | None  # (B, T, V) of the output stack (B, P, V with logits_at); None without an output head
     last_hidden: torch.Tensor | None = None  # (B, T, d_model) the output stack's last hidden state, when no head
 
 
@@ -191,10 +191,12 @@ class Backend(ABC):
 
     @abstractmethod
     def forward(self, src: torch.Tensor | None, tgt: torch.Tensor | None, recorder: Recorder | None, *,
-                src_valid: torch.Tensor | None = None, tgt_valid: torch.Tensor | None = None) -> ForwardOutput:
+                src_valid: torch.Tensor | None = None, tgt_valid: torch.Tensor | None = None,
+                logits_at: torch.Tensor | None = None) -> ForwardOutput:
         """One forward of padded ids (B, S) / (B, T) under ``recorder`` (None: the fast path) -> the logits of the
         output stack (B, T, V), or for a model without an output head its last hidden state. ``*_valid``: bool
-        (B, len), True = a real token (False = padding)."""
+        (B, len), True = a real token (False = padding). ``logits_at``: (P,) positions of the output stack: the
+        output head runs on those only -> (B, P, V) (patching needs a few positions of a 50k-token vocabulary)."""
 
     @abstractmethod
     def greedy_batch(self, src_ids: list[list[int]] | None, prefixes: list[list[int]], n_new: int, deadline: float

@@ -74,8 +74,9 @@ def _pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torc
 
 
 def forward(model: Backend, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
-            lane: Lane | None = None):
-    """One padded forward on a lane (by its size) -> (ForwardOutput, lane)."""
+            lane: Lane | None = None, logits_at: Sequence[int] | None = None):
+    """One padded forward on a lane (by its size) -> (ForwardOutput, lane). ``logits_at``: positions of the output
+    stack where the output head runs (the logits are (B, P, V))."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
         src, src_valid = _pad(sources, model.pad_id, model.device)
@@ -84,9 +85,12 @@ def forward(model: Backend, sources: list[list[int]] | None, targets: list[list[
     tokens = sum(len(r) for r in (sources or [])) + sum(len(r) for r in (targets or []))
     lane = lane or lane_for(_flops(model, tokens), model.device)
 
+    at = {} if logits_at is None else {"logits_at": torch.as_tensor(list(logits_at), dtype=torch.long,
+                                                                     device=model.device)}
+
     def run():
         with torch.inference_mode():
-            return model.forward(src, tgt, recorder, src_valid=src_valid, tgt_valid=tgt_valid)
+            return model.forward(src, tgt, recorder, src_valid=src_valid, tgt_valid=tgt_valid, **at)
     return lane.run(run), lane, src, tgt
 
 
@@ -309,10 +313,12 @@ def _checked_ids(model: Backend, ids: list[int], prefix: list[int]) -> list[int]
     return ids
 
 
-def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interventions | dict]) -> torch.Tensor:
+def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interventions | dict], *,
+                       positions: Sequence[int] | None = None) -> torch.Tensor:
     """``result``'s input run once per spec in one padded batch, item n under ``specs[n]`` (Interventions, or
     {"ablations": ..., "knockouts": ...}) -> (N, T, V) logits on the CPU, or the (N, T, d) last hidden states
-    of a model without an output head."""
+    of a model without an output head. ``positions``: the output head runs on those positions of the output axis
+    only -> (N, P, V)."""
     N = len(specs)
     items = [s if isinstance(s, Interventions) else Interventions.of(s.get("ablations"), s.get("knockouts"))
              for s in specs]
@@ -324,7 +330,7 @@ def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interv
                           knockouts=knockouts if any(knockouts) else ())
     src = None if result.source is None else [list(result.source.ids)] * N
     tgt = None if result.target is None else [list(result.target.ids)] * N
-    out, _, _, _ = forward(model, src, tgt, Recorder(capture=False, interventions=batch))
+    out, _, _, _ = forward(model, src, tgt, Recorder(capture=False, interventions=batch), logits_at=positions)
     values = out.logits if out.logits is not None else out.last_hidden
     return values.float().cpu()
 

@@ -6,6 +6,9 @@
   bool (Tq, Tk) array (True = knocked out); each row renormalises over the keys left, a row with none left gives
   zeros.
 
+Both are given for the final lengths of the call; while decoding (which runs the whole prefix at each step) each
+step applies the rows and keys that exist so far.
+
 Either may be a list with one such dict per batch element (one batched pass, each element its own intervention).
 """
 
@@ -83,9 +86,10 @@ def ablate(context: torch.Tensor, per_item: tuple[dict[int, object], ...], query
         for head, mode in spec.items():
             ablated[b, head] = True
             if isinstance(mode, torch.Tensor):
-                if tuple(mode.shape) != (Tq, d_v):
+                # a context for the final length: while decoding, a call sees its first rows (a prefix)
+                if mode.dim() != 2 or mode.shape[0] < Tq or mode.shape[1] != d_v:
                     raise ValueError(f"a patched head's context must be ({Tq}, {d_v}), got {tuple(mode.shape)}")
-                out[b, head] = mode.to(out.dtype).to(out.device)
+                out[b, head] = mode[:Tq].to(out.dtype).to(out.device)
             elif mode == "zero":
                 out[b, head] = 0
             else:
@@ -95,21 +99,28 @@ def ablate(context: torch.Tensor, per_item: tuple[dict[int, object], ...], query
 
 
 def knockout_cells(cells, tq: int, tk: int) -> torch.Tensor:
-    """(query, key) pairs, or a bool (Tq, Tk) array -> bool (Tq, Tk), True = knocked out. Out-of-range cells are
-    a ValueError."""
-    if isinstance(cells, (np.ndarray, torch.Tensor)) and np.asarray(cells).dtype == bool and \
-            np.asarray(cells).ndim == 2:
-        arr = torch.as_tensor(np.asarray(cells))
-        if tuple(arr.shape) != (tq, tk):
+    """(query, key) pairs, or a bool (Tq, Tk) array (NumPy, torch or nested lists) -> bool (Tq, Tk), True = knocked
+    out. Cells beyond this call's lengths are left out: while decoding, a call sees a prefix of the final sequence
+    (its first query rows, and for self-attention its first keys), so an array may be larger than (tq, tk) and
+    pairs may lie beyond them. A smaller array, a negative index or a cell that is not a pair of integers is a
+    ValueError."""
+    arr = cells.detach().cpu().numpy() if isinstance(cells, torch.Tensor) else np.asarray(
+        cells if isinstance(cells, np.ndarray) else list(cells))
+    if arr.dtype == bool:
+        if arr.ndim != 2 or arr.shape[0] < tq or arr.shape[1] < tk:
             raise ValueError(f"a knockout array must be ({tq}, {tk}), got {tuple(arr.shape)}")
-        return arr
+        return torch.from_numpy(np.ascontiguousarray(arr[:tq, :tk]))
     out = torch.zeros(tq, tk, dtype=torch.bool)
-    pairs = np.asarray(list(cells), dtype=np.int64).reshape(-1, 2)
-    if pairs.size:
-        if (pairs[:, 0] < 0).any() or (pairs[:, 0] >= tq).any() or (pairs[:, 1] < 0).any() or \
-                (pairs[:, 1] >= tk).any():
-            raise ValueError(f"knockout cells must lie in 0..{tq - 1} x 0..{tk - 1}")
-        out[pairs[:, 0], pairs[:, 1]] = True
+    if arr.size == 0:
+        return out
+    if arr.dtype.kind not in "iu" or arr.shape[-1] != 2:
+        raise ValueError(f"knockout cells must be (query, key) pairs of integers or a bool array, got {arr.dtype} "
+                         f"of shape {tuple(arr.shape)}")
+    pairs = arr.reshape(-1, 2).astype(np.int64)
+    if (pairs < 0).any():
+        raise ValueError("knockout cells must be (query, key) positions >= 0")
+    pairs = pairs[(pairs[:, 0] < tq) & (pairs[:, 1] < tk)]
+    out[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])] = True
     return out
 
 

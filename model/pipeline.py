@@ -76,9 +76,10 @@ class Pipeline(CallMethods, Backend):
         return RecordShape(batch=batch, n_heads=H, n_kv_heads=H, tq=tq, tk=tk, d_k=d // H, d_v=d // H,
                            d_query_in=d, d_key_in=d, d_out=d, adjusted=False, element_size=size)
 
-    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None) -> ForwardOutput:
+    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
+                logits_at=None) -> ForwardOutput:
         # padding comes from pad_id: the batch is padded with it (src_valid / tgt_valid agree)
-        return ForwardOutput(logits=self.model.run(src, tgt, recorder))
+        return ForwardOutput(logits=self.model.run(src, tgt, recorder, logits_at=logits_at))
 
     def greedy_batch(self, src_ids, prefixes, n_new, deadline):
         """Batched greedy decoding with the model's key/value cache (prefixes of one length)."""

@@ -274,8 +274,9 @@ class Transformer(nn.Module):
         return self.encoder_norm(x), src_padding
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
-               recorder: Recorder | None = None) -> torch.Tensor:
-        """(B, T) decoder input ids (starting with [BOS]) -> logits (B, T, V)."""
+               recorder: Recorder | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) decoder input ids (starting with [BOS]) -> logits (B, T, V); ``logits_at`` (P,): at those
+        positions only, (B, P, V)."""
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
@@ -287,21 +288,23 @@ class Transformer(nn.Module):
             x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i, tgt_valid=tgt_valid)
             if recorder is not None:
                 recorder.record_hidden("decoder", x)
-        return self.unembed(x)
+        return self.unembed(x if logits_at is None else x[:, logits_at])
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's residual stream (..., d_model) -> logits (..., V): final norm (pre-LN) and generator."""
         return self.generator(self.decoder_norm(x))
 
-    def run(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recorder | None) -> torch.Tensor:
-        """One forward under ``recorder`` (None: the fast path, nothing kept or changed) -> logits (B, T, V)."""
+    def run(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recorder | None,
+            logits_at: torch.Tensor | None = None) -> torch.Tensor:
+        """One forward under ``recorder`` (None: the fast path, nothing kept or changed) -> logits (B, T, V), or
+        (B, P, V) at the positions ``logits_at``."""
         if self.config.decoder_only:
             memory = src_padding = None
         else:
             if src_ids is None:
                 raise ValueError("an encoder-decoder model needs src_ids")
             memory, src_padding = self.encode(src_ids, recorder)
-        return self.decode(tgt_ids, memory, src_padding, recorder)
+        return self.decode(tgt_ids, memory, src_padding, recorder, logits_at)
 
     def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, capture: bool | Collection[str] = False,
                 *, lazy: bool = False, ablations: Ablations | None = None, knockouts: Knockouts | None = None,

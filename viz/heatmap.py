@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 COMPACT_ABOVE = 256  # above this many tokens on an axis, matrices are sent as uint8 (1 byte per cell)
 GRID_MAX_TOKENS = 128  # head grids of exact weights up to this length; longer ones use pooled overviews
 MASK_COLOUR = "#8c8c8c"  # one grey for every masked cell: outside every colour scale used here, colour-blind safe
-MASK_PATTERNS = {"padding": "/", "causal": "\\", "window": "x", "other": "."}  # hatch per reason (first one named)
+# hatch per reason (the first one named), as the attention canvas draws them (ui/components/attention_canvas)
+MASK_PATTERNS = {"padding": "/", "causal": "\\", "window": "x", "knocked out": ".", "other": "-"}
 BACKGROUND = "#9e9e9e"  # shows through masked (NaN) cells of thumbnails
 WEIGHT_SCALE = "Viridis"  # sequential, 0..1, for softmax weights
 SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked scores
@@ -136,7 +137,7 @@ def _mask_traces(reasons: dict[str, np.ndarray], value_text: str) -> list[dict]:
         xs, ys = mask_regions(forbidden)
         if not xs:
             continue
-        shape = MASK_PATTERNS.get(reason.split("+")[0], ".")
+        shape = MASK_PATTERNS.get(reason.split("+")[0], MASK_PATTERNS["other"])
         traces.append(dict(
             type="scatter", x=xs, y=ys, xaxis="x2", yaxis="y2", mode="lines", fill="toself",
             line={"width": 0, "color": MASK_COLOUR},

@@ -45,7 +45,7 @@ FAMILIES: dict[str, Family] = {
                      softcap="final_logit_softcapping", **_LLAMA_LIKE),
     "gpt2": Family(final_norm={"decoder": "transformer.ln_f"}, head="lm_head"),
     "gpt_neox": Family(notes={"q": "after partial RoPE", "k": "after partial RoPE"},
-                       final_norm={"decoder": "gpt_neox.final_layer_norm"}, head="embed_out"),
+                       final_norm={"decoder": "gpt_neox.final_layer_norm"}, head="lm_head"),
     "opt": Family(final_norm={"decoder": "model.decoder.final_layer_norm"}, head="lm_head"),
     "t5": Family(notes={"scaled": "T5 does not scale: scaled = scores", "adjusted": "scores + relative position bias"},
                  final_norm={"decoder": "decoder.final_layer_norm", "encoder": "encoder.final_layer_norm"},

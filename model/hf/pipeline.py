@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,8 @@ class HFPipeline(CallMethods, Backend):
         n_enc = len({RecordName.parse(n).layer for n in names if n.startswith("encoder.")})
         n_dec = len({RecordName.parse(n).layer for n in names if n.startswith("decoder.")})
         has_head = bool(getattr(model, "get_output_embeddings", lambda: None)() is not None)
+        # probed from the signature: transformers' heads that can run on some positions only
+        self._keeps_logits = "logits_to_keep" in inspect.signature(type(model).forward).parameters
         self.info = ModelInfo(arch=arch, family=model_type, n_encoder_layers=n_enc, n_decoder_layers=n_dec,
                               n_heads=n_heads, n_kv_heads=n_kv, d_model=d_model, d_k=d_k, max_len=max_len,
                               dtype=str(dtype).removeprefix("torch."), parameters=n_params, record_names=tuple(names),
@@ -149,8 +152,12 @@ class HFPipeline(CallMethods, Backend):
                            d_k=info.d_k, d_v=info.d_k, d_query_in=info.d_model, d_key_in=info.d_model,
                            d_out=info.d_model, adjusted="adjusted" in info.stages, element_size=size)
 
-    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None) -> ForwardOutput:
+    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
+                logits_at=None) -> ForwardOutput:
         valid, kwargs = {}, {"use_cache": False, "return_dict": True}
+        keep = logits_at is not None and self._keeps_logits
+        if keep:  # transformers' own option: the head runs on those positions only
+            kwargs["logits_to_keep"] = torch.as_tensor(logits_at, dtype=torch.long, device=self.device)
         want_hidden = recorder is not None and recorder.keep_hidden
         if self.arch == "decoder-only":
             tgt_valid = torch.ones_like(tgt, dtype=torch.bool) if tgt_valid is None else tgt_valid
@@ -180,8 +187,12 @@ class HFPipeline(CallMethods, Backend):
                     recorder.record_hidden(self.info.output_stack, h)
         logits = getattr(out, "logits", None)
         if logits is not None and logits.dim() == 3:
+            if logits_at is not None and not keep:  # a head without logits_to_keep: computed in full, then cut
+                logits = logits[:, torch.as_tensor(logits_at, dtype=torch.long, device=logits.device)]
             return ForwardOutput(logits=logits)
         last = getattr(out, "last_hidden_state", None)
+        if last is not None and logits_at is not None:
+            last = last[:, torch.as_tensor(logits_at, dtype=torch.long, device=last.device)]
         return ForwardOutput(logits=None, last_hidden=last)
 
     @torch.inference_mode()
@@ -223,9 +234,10 @@ class HFPipeline(CallMethods, Backend):
             raise NotImplementedError(f"{self.info.family}: the logit lens does not know this family's final norm "
                                       "and output head")
         x = hidden.to(self.device, dtype=next(self.model.parameters()).dtype)
-        norm = _attr(self.model, fam.final_norm[stack])
-        if fam.final_norm[stack] is not None and norm is None:
-            raise NotImplementedError(f"{self.info.family}: no {fam.final_norm[stack]} in this model")
+        path = fam.final_norm[stack]  # None: the family has no final norm (not the model itself)
+        norm = None if path is None else _attr(self.model, path)
+        if path is not None and norm is None:
+            raise NotImplementedError(f"{self.info.family}: no {path} in this model")
         if norm is not None:
             x = norm(x)
         if fam.head_scale and getattr(self._config, "tie_word_embeddings", False):

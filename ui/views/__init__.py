@@ -13,8 +13,11 @@ from .compare import compare
 from .decoding import decoding
 from .export import export
 from .headview import head_view
+from .knockout import knockout_view
+from .lens import lens_view
 from .maps import attention_map, head_grid, model_overview
 from .needle import needle
+from .patching import patching_view
 from .rollout import rollout_view
 from .stats import statistics
 from .steps import one_query, step_by_step
@@ -23,7 +26,8 @@ from .training import training
 VIEW_FUNCTIONS = {
     "Attention map": attention_map, "Head grid": head_grid, "Model overview": model_overview, "Head view": head_view,
     "Step by step": step_by_step, "One query": one_query, "Decoding": decoding, "Statistics": statistics,
-    "Rollout": rollout_view, "Needle": needle, "Ablation": ablation, "Compare": compare, "Training": training,
+    "Rollout": rollout_view, "Needle": needle, "Ablation": ablation, "Knockout": knockout_view,
+    "Logit lens": lens_view, "Patching": patching_view, "Compare": compare, "Training": training,
     "Export": export,
 }
 

@@ -16,11 +16,13 @@ import streamlit as st
 
 import viz
 from model import RecordName
+from model.analysis.knockout import select_cells
 from viz import tiles
 
 from .. import state
 from ..components import attention_canvas
 from .common import Context, chart
+from .knockout import knockout_panel
 
 CANVAS_ABOVE = 128  # maps with more tokens than this on an axis are drawn on the canvas (Plotly below)
 MAP_KEY = "map"
@@ -133,6 +135,49 @@ def query_strip(ctx: Context, query: int) -> None:
     st.dataframe(top, hide_index=True, height=min(400, 38 + 35 * len(top)))
 
 
+def selected_cells(selection: dict | None, tq: int, tk: int) -> tuple[np.ndarray, str] | None:
+    """The canvas's selection ({"kind": "cells" | "row" | "column" | "rect", ...}) as knockout cells: (bool (Tq, Tk),
+    what it is in words), or None when nothing is selected."""
+    if not isinstance(selection, dict):
+        return None
+    kind = selection.get("kind")
+    try:
+        if kind == "cells":
+            pairs = [(int(r), int(c)) for r, c in selection.get("cells") or []][:10_000]
+            return select_cells(tq, tk, pairs=pairs), f"{len(pairs)} cell(s)"
+        if kind == "row":
+            row = int(selection["row"])
+            return select_cells(tq, tk, queries=[row]), f"query row {row}"
+        if kind == "column":
+            col = int(selection["col"])
+            return select_cells(tq, tk, keys=[col]), f"key column {col}"
+        if kind == "rect":
+            r0, r1, c0, c1 = (int(selection[k]) for k in ("r0", "r1", "c0", "c1"))
+            return select_cells(tq, tk, rows=range(r0, r1), cols=range(c0, c1)), \
+                f"queries {r0}–{r1 - 1} × keys {c0}–{c1 - 1}"
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def knockout_from_map(ctx: Context, selection: dict | None) -> None:
+    """Under the map: "Knock out" the cells selected on it (select: cells, row, column or rect), then the what-if."""
+    sel = ctx.sel
+    shape = ctx.traced.trace.shape(sel.name)
+    picked = selected_cells(selection, shape.tq, shape.tk)
+    if picked is None:
+        st.caption("To knock cells out, pick *select* on the map (cells, a row, a key column such as a sink, or a "
+                   "rectangle), then “Knock out”.")
+        return
+    cells, what = picked
+    head = max(sel.head, 0)
+    if st.button(f"Knock out {what} of head {head}", key="map_knock_out"):
+        st.session_state["map_ko"] = (sel.name, head, cells)
+    chosen = st.session_state.get("map_ko")
+    if chosen and chosen[0] == sel.name:
+        knockout_panel(ctx, *chosen)
+
+
 def find_in_text(ctx: Context) -> None:
     """Type a word: the positions whose token holds it; "Show" moves the map there."""
     sel = ctx.sel
@@ -163,4 +208,5 @@ def find_in_text(ctx: Context) -> None:
     st.caption(f"{len(matches)} position(s) hold it" + (" (the first 500)" if len(matches) == 500 else "") + ".")
 
 
-__all__ = ["CANVAS_ABOVE", "canvas_map", "find_in_text", "query_strip", "wants_canvas"]
+__all__ = ["CANVAS_ABOVE", "canvas_map", "find_in_text", "knockout_from_map", "query_strip", "selected_cells",
+           "wants_canvas"]

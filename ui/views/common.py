@@ -16,7 +16,8 @@ from ..tracing import Traced
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 VIEWS = ("Attention map", "Head grid", "Model overview", "Head view", "Step by step", "One query", "Decoding",
-         "Statistics", "Rollout", "Needle", "Ablation", "Compare", "Training", "Export")
+         "Statistics", "Rollout", "Needle", "Ablation", "Knockout", "Logit lens", "Patching", "Compare", "Training",
+         "Export")
 
 
 def chart(fig, key: str, **kwargs) -> None:

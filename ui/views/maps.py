@@ -25,7 +25,8 @@ def attention_map(ctx: Context) -> None:
     if stage == "adjusted" and "adjusted" not in ctx.info.stages:
         stage = "scaled"
     if canvas.wants_canvas(ctx, sel.name) or not ctx.traced.record_fits(sel.name):
-        canvas.canvas_map(ctx, stage)
+        result = canvas.canvas_map(ctx, stage)
+        canvas.knockout_from_map(ctx, (result or {}).get("selection") if hasattr(result, "get") else None)
         left, right = st.columns([3, 2])
         with right:
             canvas.find_in_text(ctx)

@@ -1,0 +1,189 @@
+"""Head patching: which heads carry the difference between this input and a corrupted one. Every head's output in
+this (clean) run replaced, alone, by its output on the corrupted input; the change of a metric, on one diverging
+scale; a click opens the head in both runs and patches it position by position."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import viz
+from model import RecordName
+from model.analysis import (
+                            PatchingError,
+                            check_alignment,
+                            metric_for,
+                            patch_heads,
+                            patch_positions,
+                            rerun,
+                            run_corrupt,
+)
+from viz import why as vwhy
+
+from .. import state
+from ..sidebar import MAX_SOURCE_CHARS
+from ..text import md, short
+from ..tracing import trace
+from .common import Context, chart
+
+METRIC_CHOICES = ("log-probability of the clean output", "logit difference: answer − wrong")
+PICK = "patch_pick"  # session key: (attention name, head) opened from the grid
+CANDIDATES = 10  # answer / wrong tokens offered: the top predictions of both runs at the last metric position
+
+
+def patching_view(ctx: Context) -> None:
+    pipe, result, inputs = ctx.pipe, ctx.result, ctx.inputs
+    if result.logits is None:
+        st.info("This model has no output head: patching measures its predictions.")
+        return
+    what = {"encoder-decoder": "source", "decoder-only": "text", "encoder-only": "text"}[pipe.arch]
+    other = st.text_area(f"Corrupted {what}", key="patch_source", max_chars=MAX_SOURCE_CHARS, height=70,
+                         placeholder=f"the same {what} with a word changed (the same number of tokens)")
+    st.caption(_how_aligned(pipe, result))
+    if not other or not other.strip():
+        st.info(f"Type a corrupted {what} of the same length: each head's output in this run is replaced, one head "
+                "at a time, by its output on the corrupted input, and the change of a metric is measured.")
+        return
+    with st.spinner("Running both inputs with every head's context kept…"):
+        clean = ctx.traced.memo(("why", "clean contexts"), lambda: rerun(
+            pipe, result, inputs.source, inputs.target if pipe.arch == "encoder-decoder" else None,
+            capture=False, keep_contexts=True))
+        corrupt = ctx.traced.memo(("why", "corrupt", other), lambda: run_corrupt(pipe, clean, other))
+    try:
+        check_alignment(clean, corrupt)
+    except PatchingError as e:
+        st.warning(f"{md(short(e, 400))}. Nothing is patched: two inputs of different lengths have no position-by-"
+                   "position correspondence, and this view does not guess one.")
+        _token_counts(ctx, clean, corrupt)
+        return
+    answer, wrong = _metric_choice(ctx, clean, corrupt)
+    metric = metric_for(pipe, clean, answer, wrong)
+    label = pipe.token_label
+    key = ("why", "patch", other, answer, wrong)
+    n_heads = len(ctx.info.record_names) * ctx.info.n_heads
+    if not st.button(f"Patch all {n_heads} heads", key="patch_run", type="primary") and not ctx.traced.has(key):
+        st.caption(f"Metric: {md(metric.describe(label))}. One batched pass per attention, {ctx.info.n_heads} patched "
+                   "runs each.")
+        return
+    with st.spinner(f"Patching {n_heads} heads…"):
+        res = ctx.traced.memo(key, lambda: patch_heads(pipe, clean, corrupt, answer, wrong))
+    st.markdown(f"**Metric:** {md(res.metric.describe(label))}: clean {res.clean_value:.4f}, corrupted "
+                f"{res.corrupt_value:.4f} (gap {res.gap:+.4f}).")
+    table = res.table()
+    m = res.scale
+    for kind in res.effect:
+        key_kind = f"patch_grid_{kind.replace(' ', '_')}"
+        fig = vwhy.patching_strip(table, kind, m, title=f"{kind}: metric change when the head is patched (click to "
+                                                        "open)")
+        cells = [tuple(c) for c in fig.layout.meta["cells"]]
+        chart(fig, key_kind, on_select=partial(_open, key_kind, cells, kind), selection_mode="points", theme=None)
+    st.caption(f"One colour scale for every kind, centred on 0: −{m:.4g} (red: patching the head lowers the metric, "
+               f"toward the corrupted run) to +{m:.4g} (blue: it raises it). fraction = effect / gap. {res.n_runs} "
+               f"patched runs in {res.seconds:.2f} s (the output head computed at the metric's "
+               f"{len(res.metric.positions)} position(s) only). PNG: the camera icon of each chart.")
+    stem = f"{Path(ctx.pick.base).name}_patching"
+    meta = {"clean": inputs.source, "corrupted": other, "metric": res.metric.describe(label),
+            "clean_value": res.clean_value, "corrupt_value": res.corrupt_value,
+            "positions": list(res.metric.positions)}
+    a, b = st.columns(2)
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_patch")
+    b.download_button("JSON of the effects", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
+                      key="dl_patch_json")
+    name, head = _picked(table)
+    _head_in_both(ctx, clean, corrupt, other, name, head, answer, wrong)
+
+
+def _how_aligned(pipe, result) -> str:
+    if pipe.arch == "encoder-decoder":
+        return ("The corrupted run reads this run's output on the decoder side (teacher forcing), so only the sources "
+                "must have the same number of tokens; inputs of different lengths are refused, not aligned.")
+    if pipe.arch == "decoder-only" and result.generated:
+        return ("The corrupted text continues with this run's generated tokens, so both sequences end alike; the "
+                "prompts must have the same number of tokens (different lengths are refused, not aligned).")
+    return "Both inputs must have the same number of tokens: different lengths are refused, not aligned."
+
+
+def _token_counts(ctx: Context, clean, corrupt) -> None:
+    rows = []
+    for what, run in (("this input", clean), ("corrupted", corrupt)):
+        enc = run.source if run.source is not None else run.target
+        rows.append({"input": what, "tokens": len(enc.ids), "as the model reads it": " ".join(enc.tokens)[:400]})
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def _metric_choice(ctx: Context, clean, corrupt) -> tuple[int | None, int | None]:
+    choice = state.radio("Metric", METRIC_CHOICES, key="patch_metric", default=METRIC_CHOICES[0], horizontal=True,
+                         help="log-probability: the sum over the positions the model produced (a decoder-only text "
+                              "without generated tokens: its last position) of log p(the clean run's prediction). "
+                              "Logit difference: at the last position.")
+    if choice == METRIC_CHOICES[0]:
+        return None, None
+    pipe = ctx.pipe
+    last = len(clean.logits) - 1
+    options = list(dict.fromkeys(clean.logits[last].topk(CANDIDATES).indices.tolist()
+                                 + corrupt.logits[last].topk(CANDIDATES).indices.tolist()))
+    fmt = pipe.token_label
+    a, b = st.columns(2)
+    with a:
+        answer = state.selectbox("Answer (the clean run's token)", options, key="patch_answer", default=options[0],
+                                 format_func=fmt)
+    wrong_default = int(corrupt.logits[last].argmax())
+    with b:
+        wrong = state.selectbox("Wrong (the corrupted run's token)", options, key="patch_wrong",
+                                default=wrong_default if wrong_default != answer else options[-1], format_func=fmt)
+    if answer == wrong:
+        st.warning("Answer and wrong are the same token: the logit difference is 0 whatever is patched.")
+    return int(answer), int(wrong)
+
+
+def _open(chart_key: str, cells: list, kind: str) -> None:
+    cell = viz.clicked_cell(st.session_state.get(chart_key), cells)
+    if cell is not None:
+        st.session_state[PICK] = (str(RecordName.of_kind(kind, cell[0])), int(cell[1]))
+
+
+def _picked(table: pd.DataFrame) -> tuple[str, int]:
+    """The head opened from the grid, else the one with the largest |effect|."""
+    pick = st.session_state.get(PICK)
+    if pick is not None and ((table["attention"] == pick[0]) & (table["head"] == pick[1])).any():
+        return pick
+    row = table.iloc[int(np.abs(table["effect"].to_numpy()).argmax())]
+    return str(row["attention"]), int(row["head"])
+
+
+def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int, answer, wrong) -> None:
+    """One head's maps in both runs side by side, and the head patched one query position at a time."""
+    pipe, pick, inputs = ctx.pipe, ctx.pick, ctx.inputs
+    n = RecordName.parse(name)
+    st.markdown(f"**{n.kind} · layer {n.layer} · head {head}** (click another cell of the grid to open it)")
+    decoder_ids = None
+    if pipe.arch == "encoder-decoder" or (pipe.arch == "decoder-only" and clean.generated):
+        decoder_ids = tuple(corrupt.target.ids)
+    traced_b, _ = trace(pick.path, pick.device, other, inputs.target, inputs.max_new, decoder_ids=decoder_ids)
+    left, right = st.columns(2)
+    for col, traced, what in ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted")):
+        rec = traced.record(name)
+        res = traced.result
+        # plain position·token labels (no "→ prediction"): two maps side by side need the width for the cells
+        q, k = viz.token_labels(res.tokens_for(n.query_stack)), viz.token_labels(res.tokens_for(n.key_stack))
+        with col:
+            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, head], q, k, reasons=viz.head_reasons(rec, head),
+                                        title=f"{what}: {viz.esc(n.kind)} layer {n.layer} head {head}"),
+                  f"patch_map_{what.split()[0]}")
+    with st.spinner("Patching that head one position at a time…"):
+        pp = ctx.traced.memo(("why", "patch positions", other, name, head, answer, wrong),
+                             lambda: patch_positions(pipe, clean, corrupt, name, head, answer, wrong))
+    labels = vwhy.position_labels(ctx.tokens(n.query_stack))
+    chart(vwhy.position_patching(pp.effect, labels, pp.metric.positions,
+                                 title=f"head {head} patched at one query position at a time (outlined: the "
+                                       "positions the metric reads)"), "patch_positions")
+    st.caption(f"Each bar: the metric's change when only that query position of the head takes the corrupted "
+               f"context (the other positions keep the clean one); {len(pp.effect)} runs in {pp.seconds:.2f} s.")
+    table = pd.DataFrame({"position": np.arange(len(pp.effect)), "token": ctx.tokens(n.query_stack)[: len(pp.effect)],
+                          "effect": pp.effect})
+    st.download_button("CSV of the per-position effects", viz.to_csv_bytes(table),
+                       f"{Path(pick.base).name}_patching_{name}_h{head}.csv", "text/csv", key="dl_patch_pos")
