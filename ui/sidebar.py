@@ -180,10 +180,11 @@ def model_caption(pick: ModelPick, ran_on: str) -> str:
             f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
 
 
-def source_chars(pipe) -> int:
-    """The text box's character limit: enough for the model's longest input (up to MAX_TOKENS tokens), within the
-    deployment's cap."""
-    return min(MAX_SOURCE_CHARS, CHARS_PER_TOKEN * min(pipe.info.max_len, MAX_TOKENS) + 1000)
+def source_chars(pipe=None) -> int:
+    """The text box's character limit: enough for MAX_TOKENS tokens, within the deployment's cap. The same for every
+    model (a widget whose limit changes is a new widget to Streamlit: the typed text would be lost on a model
+    change); the model's own length cuts a longer text, and the header says where."""
+    return min(MAX_SOURCE_CHARS, CHARS_PER_TOKEN * MAX_TOKENS + 1000)
 
 
 def uploaded_text(data: bytes, max_chars: int) -> str:
