@@ -43,9 +43,9 @@ def balance_queries_and_keys(q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, 
 
 def qk_projection(q: np.ndarray, k: np.ndarray, dims: int = 2, balance: bool = True) -> Projection:
     """Joint PCA of query vectors (n_q, d) and key vectors (n_k, d) -> Projection."""
-    q = np.asarray(q, dtype=np.float64).reshape(len(q), -1)
-    k = np.asarray(k, dtype=np.float64).reshape(len(k), -1)
-    d = q.shape[1] if len(q) else k.shape[1]
+    q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    d = q.shape[-1] if q.ndim == 2 else k.shape[-1]
+    q, k = q.reshape(-1, d), k.reshape(-1, d)
     if balance:
         q, k, shift, scale = balance_queries_and_keys(q, k)
     else:

@@ -149,9 +149,9 @@ def fit(pipe: Backend, record: Record, options: AtlasOptions) -> tuple[str, bool
 
 def cut_text(pipe: Backend, text: str, enc, limit: int) -> str | None:
     """The longest prefix of ``text``, ended at a token boundary, whose encoding has at most ``limit`` tokens."""
-    special = enc.special or [False] * len(enc.ids)
-    text_tokens = [i for i, sp in enumerate(special) if not sp and enc.offsets[i][1] > 0]
-    keep = min(len(text_tokens), limit - sum(1 for sp in special if sp))
+    # tokens of the text carry a character span ([UNK] too); the ones the template adds ([BOS], [SEP]...) do not
+    text_tokens = [i for i, (_, end) in enumerate(enc.offsets) if end > 0]
+    keep = min(len(text_tokens), limit - (len(enc.ids) - len(text_tokens)))
     for _ in range(CUT_TRIES):
         if keep <= 0:
             return None

@@ -110,6 +110,7 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
     started = time.perf_counter()
     with AtlasStore(req.db) as store:
         state = store.start(p.info, head_rows(p.pipe))
+        before = store.run(state.run_id)
         counts = {"examples": 0, "skipped": 0, "cut": 0}
         done0 = len(state.done)
 
@@ -128,9 +129,14 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
             if req.engine == "local":
                 run_local(p.pipe, p.corpus, store, state, p.options, req.batch_size, on_batch)
             else:
-                added, bad = run_ray(req.model, str(p.pipe.device), p.corpus, store, state, p.options,
-                                     req.batch_size, req.ray)
-                counts["examples"] = added
+                _, bad = run_ray(req.model, str(p.pipe.device), p.corpus, store, state, p.options, req.batch_size,
+                                 req.ray)
+                now_row = store.run(state.run_id)
+                counts.update(examples=now_row["n_examples"] - before["n_examples"],
+                              skipped=now_row["n_skipped"] - before["n_skipped"], cut=now_row["n_cut"] - before["n_cut"])
+                if progress is not None:
+                    progress(Progress(done=now_row["n_examples"] + now_row["n_skipped"], total=p.corpus.n_records,
+                                      seconds=time.perf_counter() - started, **counts))
                 if bad:
                     message = f"{len(bad)} Parquet part(s) could not be read: {bad[0]}"
         except Exception as e:
@@ -142,7 +148,7 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
         status = "finished" if not message else "interrupted"
         row = store.finish(state.run_id, status, message)
     row["seconds"] = time.perf_counter() - started
-    row["added"] = counts["examples"]
+    row["added"] = row["n_examples"] - before["n_examples"]
     return row
 
 

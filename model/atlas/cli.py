@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if bar is None and p.done >= p.total and not p.examples:
                 return  # nothing left to do: no bar
             if bar is None:
-                if p.done and not args.quiet:
+                if p.done:
                     print(f"continuing: {p.done:,} of {p.total:,} records already stored", file=sys.stderr)
                 bar = tqdm(total=p.total, initial=p.done, unit="ex", desc="atlas", disable=args.quiet,
                            dynamic_ncols=True, file=sys.stderr, smoothing=0.1)

@@ -189,7 +189,7 @@ def _check_text(path: Path, head: bytes, fmt: str) -> None:
         return
     nul = head.count(0)
     control = sum(head.count(c) for c in range(32) if c not in (9, 10, 12, 13))
-    if nul > len(head) // 100 or control > len(head) // 10:
+    if nul > max(16, len(head) // 100) or control > max(16, len(head) // 10):
         raise CorpusError(f"{path}: does not look like text ({nul:,} NUL and {control:,} control bytes in the first "
                           f"{len(head):,}): a binary file?")
     text = head.decode("utf-8", "replace")

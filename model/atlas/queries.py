@@ -167,14 +167,19 @@ def head_summary(con: duckdb.DuckDBPyConnection, run_id: str, stat: str, how: st
     params: dict = {"run": run_id}
     column = f"s.{_stat(stat)}"
     agg = _aggregate(how, column, params, q)
-    kind_sql = ""
+    kind_sql, keys = "", "s.name, s.layer, s.head"
     if kind is not None:
         params["kind"] = kind
-        kind_sql = " AND s.name IN (SELECT name FROM run_heads WHERE run_id = $run AND kind = $kind)"
-    sql = (f"SELECT s.name, s.head, {agg} AS value, count({column}) AS n FROM head_stats s "
-           f"WHERE s.run_id = $run{kind_sql}{_example_filter(filters, params)} GROUP BY s.name, s.head")
+        keys = "s.layer, s.head"  # one attention of a kind per layer: integer keys group fastest
+        kinds = con.execute("SELECT count(DISTINCT kind) FROM run_heads WHERE run_id = $run", {"run": run_id}
+                            ).fetchall()[0][0]
+        if kinds > 1:
+            kind_sql = " AND s.name IN (SELECT name FROM run_heads WHERE run_id = $run AND kind = $kind)"
+    sql = (f"SELECT {keys}, {agg} AS value, count({column}) AS n FROM head_stats s "
+           f"WHERE s.run_id = $run{kind_sql}{_example_filter(filters, params)} GROUP BY {keys}")
+    on = "a.layer = h.layer AND a.head = h.head" + ("" if kind is not None else " AND a.name = h.name")
     sql = (f"SELECT h.name, h.kind, h.layer, h.head, a.value, coalesce(a.n, 0) AS n FROM run_heads h "
-           f"LEFT JOIN ({sql}) a ON a.name = h.name AND a.head = h.head WHERE h.run_id = $run"
+           f"LEFT JOIN ({sql}) a ON {on} WHERE h.run_id = $run"
            + (" AND h.kind = $kind" if kind is not None else "") + " ORDER BY h.layer, h.name, h.head")
     return con.execute(sql, params).df()
 

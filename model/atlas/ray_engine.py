@@ -9,6 +9,7 @@ model, the corpus and the parts folder at the same paths (a shared file system) 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -87,10 +88,10 @@ def ingest_leftovers(store: AtlasStore, run_id: str, folder: Path) -> tuple[int,
     """Parquet parts an interrupted Ray build left behind: read into the tables (rows already there are kept as they
     are), then removed."""
     files = sorted(folder.glob("*/*.parquet")) if folder.is_dir() else []
-    if not files:
-        return 0, []
-    added, bad = store.ingest_parts(run_id, files)
+    added, bad = store.ingest_parts(run_id, files) if files else (0, [])
     shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # <db>.parts, when no other run left parts there
     return added, bad
 
 
