@@ -101,10 +101,10 @@ def distribution_figure(hist: pd.DataFrame, value_name: str, *, title: str = "",
             continue
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": value, "x1": value, "y0": 0, "y1": 1,
                        "line": {"color": "#d95f02", "width": 2, "dash": "dash"}})
-        notes.append({"x": value, "y": 1 - 0.08 * i, "xref": "x", "yref": "paper", "showarrow": False,
-                      "text": f"{esc(label)} {value:.3g}", "xanchor": "left", "font": {"color": "#d95f02"}})
+        notes.append({"x": value, "y": 1.0 + 0.07 * i, "xref": "x", "yref": "paper", "yanchor": "bottom",
+                      "showarrow": False, "text": f"{esc(label)} {value:.3g}", "font": {"color": "#d95f02"}})
     return figure(data, dict(
-        title={"text": esc(title), "x": 0}, height=320, margin={"l": 60, "r": 10, "t": 50, "b": 50}, bargap=0.05,
+        title={"text": esc(title), "x": 0}, height=340, margin={"l": 60, "r": 10, "t": 70, "b": 50}, bargap=0.05,
         xaxis={"title": {"text": esc(value_name)}}, yaxis={"title": {"text": "examples"}, "rangemode": "tozero"},
         shapes=shapes, annotations=notes, showlegend=False))
 

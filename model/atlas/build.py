@@ -132,8 +132,7 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
                 _, bad = run_ray(req.model, str(p.pipe.device), p.corpus, store, state, p.options, req.batch_size,
                                  req.ray)
                 now_row = store.run(state.run_id)
-                counts.update(examples=now_row["n_examples"] - before["n_examples"],
-                              skipped=now_row["n_skipped"] - before["n_skipped"], cut=now_row["n_cut"] - before["n_cut"])
+                counts.update({k: now_row[f"n_{k}"] - before[f"n_{k}"] for k in ("examples", "skipped", "cut")})
                 if progress is not None:
                     progress(Progress(done=now_row["n_examples"] + now_row["n_skipped"], total=p.corpus.n_records,
                                       seconds=time.perf_counter() - started, **counts))

@@ -51,8 +51,7 @@ def run_build(req: BuildRequest) -> None:
         st.error(f"Could not build the atlas: {md(short(e, 600))}")
         return
     st.session_state["atlas_built"] = f"Built {row['run_id']}: {describe(row)} in {row['seconds']:.1f} s."
-    state.set_value("atlas_db", os.path.basename(req.db))
-    st.session_state["atlas_typed"] = ""
+    st.session_state["atlas_db_next"] = os.path.basename(req.db)  # picked before the sidebar draws, next run
     st.rerun()
 
 

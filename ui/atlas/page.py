@@ -27,6 +27,7 @@ PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "
 N_FILTERS = 3
 NO_FILTER = "—"
 TOP_K = 10
+MAX_BINS = 40
 TYPE_PATH = "(type a path below)"
 
 
@@ -36,6 +37,9 @@ def pick_database() -> Path | None:
     st.header("Atlas")
     found = offered()
     labels = [p.name for p in found] + [TYPE_PATH]
+    if "atlas_db_next" in st.session_state:  # a database just built on this page
+        state.set_value("atlas_db", st.session_state.pop("atlas_db_next"))
+        st.session_state["atlas_typed"] = ""
     choice = state.selectbox("Database", labels, key="atlas_db", default=labels[0],
                              help=f"The atlas files in {atlas_dir()} ($INSPECTOR_ATLASES), or one typed below.")
     typed = st.text_input("…or its path", key="atlas_typed", max_chars=1024, placeholder="atlas.duckdb",
@@ -92,7 +96,7 @@ def kinds_of(heads: pd.DataFrame) -> list[str]:
 
 def controls(path: Path, run_id: str, heads: pd.DataFrame) -> tuple[str, str, str, float] | None:
     kinds = kinds_of(heads)
-    c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+    c1, c2, c3 = st.columns([3, 2, 3])
     with c1:
         kind = state.radio("Attention", kinds, key="atlas_kind", default=kinds[0], horizontal=True)
     stats = ask(path, "present_stats", run_id, kind)
@@ -108,8 +112,8 @@ def controls(path: Path, run_id: str, heads: pd.DataFrame) -> tuple[str, str, st
         how = state.segmented_control("Over the examples", list(HOW), key="atlas_how", default="mean",
                                       required=True) or "mean"
     q = 0.5
-    with c4:
-        if how == "percentile":
+    if how == "percentile":
+        with c3:
             q = st.slider("Percentile", 1, 99, 90, key="atlas_q") / 100
     return kind, stat, how, q
 
@@ -179,11 +183,13 @@ def head_picker(heads: pd.DataFrame, kind: str) -> tuple[str, int, int]:
 
 def distribution(path: Path, run_id: str, name: str, head: int, stat: str, summary: pd.DataFrame,
                  filters: list) -> None:
-    hist = ask(path, "distribution", run_id, name, head, stat, filters=filters)
+    row = summary[(summary["name"] == name) & (summary["head"] == head)]
+    n = int(row["n"].iloc[0]) if len(row) else 0
+    bins = int(min(MAX_BINS, max(5, round(2 * n ** 0.5))))  # about 2 sqrt(n): 8 bins for 15 examples, 40 for 400
+    hist = ask(path, "distribution", run_id, name, head, stat, filters=filters, bins=bins)
     if hist.empty:
         st.info(f"No example has a value of {stat} for this head (with these filters).")
         return
-    row = summary[(summary["name"] == name) & (summary["head"] == head)]
     marks = [("strip value", float(row["value"].iloc[0]))] if len(row) and pd.notna(row["value"].iloc[0]) else []
     fig = viz_atlas.distribution_figure(hist, HUMAN_NAMES.get(stat, stat), marks=marks,
                                         title=f"{name}, head {head}: {stat} over {int(hist['count'].sum()):,} examples")
@@ -193,15 +199,19 @@ def distribution(path: Path, run_id: str, name: str, head: int, stat: str, summa
 def extremes(path: Path, run, name: str, layer: int, head: int, kind: str, stat: str, filters: list) -> None:
     config = {"inspector": st.column_config.LinkColumn("inspector", display_text="open at this head",
                                                        help="Opens the example in the inspector at this head"),
-              stat: st.column_config.NumberColumn(stat, format="%.4f", help=STAT_DEFINITIONS[stat])}
+              stat: st.column_config.NumberColumn(stat, format="%.4f", help=STAT_DEFINITIONS[stat]),
+              "example": st.column_config.NumberColumn("example", help="Its index in the corpus: the 0-based line "
+                                                       "(.txt, .jsonl) or data row (.csv, .parquet)")}
     top, bottom = st.tabs([f"Highest {stat}", f"Lowest {stat}"])
     for tab, largest, key in ((top, True, "atlas_top"), (bottom, False, "atlas_bottom")):
         rows = ask(path, "extremes", run["run_id"], name, head, stat, filters=filters, k=TOP_K, largest=largest)
         table = viz_atlas.extremes_table(rows, model=str(run["model_path"]), kind=kind, layer=layer, head=head,
                                          value_name=stat)
+        long = (table["note"] != "").any()
         with tab:
-            st.dataframe(table, hide_index=True, column_config=config, key=key, width="stretch")
-            if (table["note"] != "").any():
+            st.dataframe(table if long else table.drop(columns="note"), hide_index=True, column_config=config,
+                         key=key, width="stretch")
+            if long:
                 st.caption("A text over the link's length limit cannot travel in a link: copy it from the table "
                            "into the inspector.")
 
@@ -230,11 +240,13 @@ def projection(path: Path, run, name: str, layer: int, head: int, kind: str, fil
                          horizontal=True)
     fig = viz_atlas.qk_scatter(proj.points, meta, colour_by=colour, explained=proj.explained,
                                title=f"{name}, head {head}: {int(q_rows.sum()):,} queries and {int((~q_rows).sum()):,} "
-                                     f"keys of {meta['example_id'].nunique():,} examples (PCA; click a point)")
+                                     f"keys of {meta['example_id'].nunique():,} examples")
     st.plotly_chart(fig, key="atlas_qk", config=PLOT_CONFIG, theme=None, selection_mode="points",
                     on_select=partial(open_point, "atlas_qk"))
-    st.caption("Keys are moved onto the queries' centroid and both rescaled to the same mean length: neither "
-               "changes any attention weight (q·(k + c) shifts every key of a query alike; (s q)·(k / s) = q·k).")
+    st.caption("The first two principal components of the sampled q and k vectors together; click a point to see "
+               "its example. Keys are moved onto the queries' centroid and both rescaled to the same mean length: "
+               "neither changes any attention weight (q·(k + c) shifts every key of a query alike; (s q)·(k / s) = "
+               "q·k).")
     point = st.session_state.get("atlas_point")
     if point is not None:
         ex = ask(path, "example", run["run_id"], point[0])
