@@ -33,6 +33,7 @@ BATCH_SIZES = (1, 8, 32)
 N_THROUGHPUT = {"dates": 256, "gpt2small": 64}  # examples per (model, batch size)
 N_MEMORY = 10_000
 QUERY_REPEATS = 7
+REPEATS = 2  # builds per (model, batch size)
 TARGET_MS = 200.0
 
 
@@ -81,10 +82,18 @@ def peak_mb() -> float:
 
 def child(model: str, data: str, db: str, batch_size: int, every: int) -> dict:
     """Build one atlas; RSS after loading the model and every ``every`` examples; rate and peak RSS."""
+    from model.atlas import store as store_mod
     from model.atlas.build import BuildRequest, build, prepare
     from model.runtime import configure_cpu
 
     configure_cpu()
+    writers = []  # the build's DuckDB connection, to read what DuckDB itself holds
+    opened = store_mod.AtlasStore.__init__
+
+    def keep(self, path):
+        opened(self, path)
+        writers.append(self.con)
+    store_mod.AtlasStore.__init__ = keep
     req = BuildRequest(model=model, data=data, db=db, batch_size=batch_size, device="cpu")
     t0 = time.perf_counter()
     prepared = prepare(req)
@@ -93,7 +102,9 @@ def child(model: str, data: str, db: str, batch_size: int, every: int) -> dict:
 
     def progress(p) -> None:
         if every and p.done // every > len(marks):
-            marks.append({"examples": p.done, "rss_mb": round(rss_mb(), 1), "seconds": round(p.seconds, 1)})
+            duck = writers[0].execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+            marks.append({"examples": p.done, "rss_mb": round(rss_mb(), 1), "duckdb_mb": round(duck / 2**20, 1),
+                          "seconds": round(p.seconds, 1)})
     t1 = time.perf_counter()
     row = build(req, progress, prepared)
     seconds = time.perf_counter() - t1
@@ -118,7 +129,10 @@ def throughput() -> list[dict]:
         for name, n in N_THROUGHPUT.items():
             data = (dates_corpus if name == "dates" else gpt2_corpus)(Path(tmp) / f"{name}.txt", n)
             for bs in BATCH_SIZES:
-                r = run_child(str(model_path(name)), data, bs)
+                # the machine is shared: the better of two builds (the other one's rate is kept beside it)
+                runs = [run_child(str(model_path(name)), data, bs) for _ in range(REPEATS)]
+                r = max(runs, key=lambda x: x["examples_per_s"])
+                r["other_rates"] = [x["examples_per_s"] for x in runs if x is not r]
                 rows.append({"model": name, "batch_size": bs, **r})
                 print(f"  {name:<10} batch {bs:>2}: {r['examples_per_s']:>7.2f} examples/s, peak RSS "
                       f"{r['peak_rss_mb']:>7.0f} MB (after loading the model {r['after_load']['rss_mb']:.0f} MB)",
@@ -131,7 +145,8 @@ def memory() -> dict:
         data = dates_corpus(Path(tmp) / "dates10k.txt", N_MEMORY, seed=7)
         r = run_child(str(model_path("dates")), data, 8, every=1_000)
     for m in r["rss"]:
-        print(f"  {m['examples']:>6,} examples: RSS {m['rss_mb']:7.1f} MB  ({m['seconds']:.0f} s)", flush=True)
+        print(f"  {m['examples']:>6,} examples: RSS {m['rss_mb']:7.1f} MB, of which DuckDB holds "
+              f"{m['duckdb_mb']:5.1f} MB  ({m['seconds']:.0f} s)", flush=True)
     return {"model": "dates", "batch_size": 8, **r}
 
 
@@ -178,7 +193,8 @@ def synthetic_atlas(db: Path, n_examples: int = 10_000, n_layers: int = 12, n_he
             cols["sink_key"] = rng.integers(0, 64, n).astype(np.int32)
             stats = pa.table(cols, schema=HEAD_STATS.arrow_schema(False))
             vectors = QK_VECTORS.arrow_schema(False).empty_table()
-            qk_ids = [int(i) for i in ids if i % max(1, n_examples // qk_examples) == 0][:qk_examples]
+            every = max(1, n_examples // max(1, qk_examples))
+            qk_ids = [int(i) for i in ids if i % every == 0][:qk_examples]
             if qk_ids and qk_names:
                 rows = [(e, names[li], h, role, p) for e in qk_ids for li in range(qk_names) for h in range(n_heads)
                         for role in ("q", "k") for p in range(8)]

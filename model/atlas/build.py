@@ -88,11 +88,13 @@ def prepare(req: BuildRequest, on_hash: Callable[[int, int], None] | None = None
                                qk=QKSample.over(corpus.n_records, req.qk_examples, req.qk_tokens))
     except ValueError as e:
         raise AtlasError(str(e)) from None
-    pipe = load(req.model, req.device)
+    # the Ray engine's workers load the model on req.device; the driver only checks it (on a CPU-only head node too)
+    pipe = load(req.model, "cpu" if req.engine == "ray" else req.device)
     mhash = model_hash(req.model)
     identity = {"options": options.identity(), "field": corpus.field}
     rid = run_id(mhash, corpus.sha256, identity)
-    session = {"batch_size": req.batch_size, "device": str(pipe.device), "engine": req.engine}
+    device = req.device if req.engine == "ray" else str(pipe.device)
+    session = {"batch_size": req.batch_size, "device": device, "engine": req.engine}
     info = RunInfo(run_id=rid, model_path=str(Path(req.model).resolve()), model_hash=mhash,
                    model_family=pipe.info.family, model_arch=pipe.arch, n_heads=pipe.info.n_heads,
                    corpus_path=str(Path(req.data).resolve()), corpus_hash=corpus.sha256,
@@ -129,8 +131,7 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
             if req.engine == "local":
                 run_local(p.pipe, p.corpus, store, state, p.options, req.batch_size, on_batch)
             else:
-                _, bad = run_ray(req.model, str(p.pipe.device), p.corpus, store, state, p.options, req.batch_size,
-                                 req.ray)
+                _, bad = run_ray(req.model, req.device, p.corpus, store, state, p.options, req.batch_size, req.ray)
                 now_row = store.run(state.run_id)
                 counts.update({k: now_row[f"n_{k}"] - before[f"n_{k}"] for k in ("examples", "skipped", "cut")})
                 if progress is not None:

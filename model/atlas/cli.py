@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_progress(p: Progress) -> None:
             nonlocal bar
+            first = not last
             last.append(p)
             del last[:-1]
-            if bar is None and p.done >= p.total and not p.examples:
-                return  # nothing left to do: no bar
+            if first and p.done and p.done < p.total:
+                print(f"continuing: {p.done:,} of {p.total:,} records already stored", file=sys.stderr)
+            if bar is None and (p.done >= p.total and not p.examples or req.engine == "ray"):
+                return  # nothing left to do, or Ray Data draws its own progress
             if bar is None:
-                if p.done:
-                    print(f"continuing: {p.done:,} of {p.total:,} records already stored", file=sys.stderr)
                 bar = tqdm(total=p.total, initial=p.done, unit="ex", desc="atlas", disable=args.quiet,
                            dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
             bar.update(p.done - bar.n)

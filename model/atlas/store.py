@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from .identity import AtlasError
 from .schema import META, PART, ROW_TABLES, RUN_HEADS, RUNS, SCHEMA_VERSION, TABLES
 
 MAGIC_OFFSET, MAGIC = 8, b"DUCK"
+WRITER_MEMORY_MB = 256  # $ATLAS_DB_MEMORY_MB: DuckDB's memory while writing (its cache of written pages stays small)
 READ_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
                "autoinstall_known_extensions": False, "lock_configuration": True}
 
@@ -57,6 +59,16 @@ class RunState:
     resumed: bool  # the run existed before this build
 
 
+def writer_memory_mb() -> int:
+    """$ATLAS_DB_MEMORY_MB (default 256): what DuckDB may hold while a build writes. Without a limit its buffer pool
+    keeps every page written (80% of the machine's memory at most), so a long build's memory grew with the file; the
+    primary key's index (about 21 bytes a head_stats row, 31 MB for 1.44 M rows) must fit in it."""
+    try:
+        return max(64, int(float(os.environ.get("ATLAS_DB_MEMORY_MB", WRITER_MEMORY_MB))))
+    except ValueError:
+        return WRITER_MEMORY_MB
+
+
 def now() -> datetime:
     """UTC, without a zone (the TIMESTAMP columns hold UTC)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -75,7 +87,11 @@ def _check_file(path: Path) -> None:
 
 
 def _locked(path: Path, e: Exception) -> AtlasError:
-    if "lock" in str(e).lower():
+    text = str(e).lower()
+    if "different configuration" in text:  # this process holds it the other way (read-only / writing)
+        return AtlasError(f"{path}: being written (or read) by another session of this server; try again when "
+                          "that ends")
+    if "lock" in text:
         return AtlasError(f"{path}: open in another process (an atlas build still running, or the app reading "
                           "it?); try again when that ends")
     return AtlasError(f"{path}: not a readable DuckDB database ({str(e)[:200]})")
@@ -105,7 +121,7 @@ class AtlasStore:
         self.path = Path(path)
         _check_file(self.path)
         try:
-            self.con = duckdb.connect(str(self.path))
+            self.con = duckdb.connect(str(self.path), config={"memory_limit": f"{writer_memory_mb()}MB"})
         except duckdb.Error as e:
             raise _locked(self.path, e) from None
         try:
