@@ -6,7 +6,10 @@ DuckDB's lock while it waits: ``python -m model.atlas`` can continue a build of 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import streamlit as st
@@ -62,16 +65,42 @@ def stamp(path: Path) -> tuple[int, int, int]:
     return out[0], out[1], out[2] + out[3]
 
 
+_run = threading.local()  # the page run's open connection (this script thread's)
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """One read-only connection for a whole page run, opened at the first question the cache does not answer and
+    closed when the run ends (an open takes 20-80 ms here; the lock is never held between runs)."""
+    _run.path, _run.con = str(path), None
+    try:
+        yield
+    finally:
+        con, _run.con, _run.path = getattr(_run, "con", None), None, None
+        if con is not None:
+            con.close()
+
+
+def _connection(path: str):
+    """(connection, whether the caller closes it): the run's own when ``reading(path)`` is active."""
+    if getattr(_run, "path", None) == path:
+        if _run.con is None:
+            _run.con = open_read_only(path)
+        return _run.con, False
+    return open_read_only(path), True
+
+
 @st.cache_data(max_entries=QUERY_CACHE_ENTRIES, show_spinner=False)
 def _ask(path: str, file_stamp: tuple, question: str, args: tuple, filters: tuple, options: tuple):
-    con = open_read_only(path)
+    con, close = _connection(path)
     try:
         kwargs = dict(options)
         if filters:
             kwargs["filters"] = [queries.Filter(*f) for f in filters]
         return getattr(queries, question)(con, *args, **kwargs)
     finally:
-        con.close()
+        if close:
+            con.close()
 
 
 def ask(path: Path, question: str, *args, filters=(), **options):
@@ -83,4 +112,4 @@ def ask(path: Path, question: str, *args, filters=(), **options):
     return _ask(str(path), stamp(path), question, tuple(args), key, tuple(sorted(options.items())))
 
 
-__all__ = ["AtlasError", "ask", "atlas_dir", "atlas_policy", "offered", "open_typed", "stamp"]
+__all__ = ["AtlasError", "ask", "atlas_dir", "atlas_policy", "offered", "open_typed", "reading", "stamp"]

@@ -21,7 +21,7 @@ from viz.grids import clicked_cell
 from .. import state
 from ..text import md, short
 from .builder import builder
-from .database import ask, atlas_dir, offered, open_typed
+from .database import ask, atlas_dir, offered, open_typed, reading
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 N_FILTERS = 3
@@ -257,19 +257,8 @@ def projection(path: Path, run, name: str, layer: int, head: int, kind: str, fil
                                                            if link else " · too long for a link"))
 
 
-def atlas_page() -> None:
-    st.title("Corpus atlas")
-    with st.sidebar:
-        path = pick_database()
-        run = pick_run(path) if path is not None else None
-    if path is None:
-        st.info("Pick an atlas database in the sidebar, or build one: `python -m model.atlas --model DIR --data "
-                "FILE --db FILE.duckdb`.")
-        builder()
-        return
-    if run is None:
-        builder()
-        return
+def atlas_view(path: Path, run) -> None:
+    """Everything the page shows of one run (read through one connection, see database.reading)."""
     run_header(run)
     if int(run["n_examples"]) == 0:
         st.info("No example of this run is stored yet.")
@@ -290,7 +279,22 @@ def atlas_page() -> None:
     distribution(path, run["run_id"], name, head, stat, summary, filters)
     extremes(path, run, name, layer, head, kind, stat, filters)
     projection(path, run, name, layer, head, kind, filters)
-    builder()
+
+
+def atlas_page() -> None:
+    st.title("Corpus atlas")
+    with st.sidebar:
+        path = pick_database()
+    if path is None:
+        st.info("Pick an atlas database in the sidebar, or build one: `python -m model.atlas --model DIR --data "
+                "FILE --db FILE.duckdb`.")
+    else:
+        with reading(path):
+            with st.sidebar:
+                run = pick_run(path)
+            if run is not None:
+                atlas_view(path, run)
+    builder()  # after the run's connection is closed: a build may write the file just read
 
 
 __all__ = ["atlas_page"]
