@@ -8,6 +8,15 @@
                   headless Chromium, on the demo model, the dates model and the GPT-2-small-shaped one
     bertviz.json  BertViz's head_view and model_view against this app on the same tensors in the same Chromium
                   (needs requirements-bench.txt; skipped with a note when BertViz is not installed)
+    long.json     long contexts (Llama-shaped, T = 4,096 and 8,192): first pass against the uncaptured forward,
+                  memory beyond it, one 256 x 256 window of any stage
+    canvas.json   the attention canvas alone (synthetic attention, T = 256 .. 32,768) in headless Chromium
+    app_canvas.json  the app's canvas maps (GPT-2-small-shaped at T = 512 / 1,024, Llama-shaped at 4,096)
+    why.json      head patching, logit lens and knockouts on the GPT-2-small-shaped model
+    atlas.json    corpus atlas builds (examples/s, memory over 10,000 examples) and the Atlas view's queries
+    first_use.json  a newcomer's cold start (frame, first heatmap)
+    load.json     eight Chromium sessions against one server for three minutes
+    hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
 """
 
 import importlib.util
@@ -17,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
-         ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"]]
+         ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
+         ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
+         ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"]]
 
 
 def main() -> int:
