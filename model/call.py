@@ -189,6 +189,8 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
     validate(interventions, model.info.record_names, model.info.n_heads)
     if interventions and len(interventions.ablations) > 1 and len(interventions.ablations) != len(texts):
         raise ValueError("give one ablation per text, or one for all")
+    if interventions and len(interventions.knockouts) > 1 and len(interventions.knockouts) != len(texts):
+        raise ValueError("give one knockout per text, or one for all")
     if targets is not None and len(targets) != len(texts):
         raise ValueError("need one target text per source text")
     if generated_ids is not None and len(generated_ids) != len(texts):

@@ -281,6 +281,20 @@ def test_batch_with_padding_matches_single_runs(checkpoint):
             torch.testing.assert_close(res.trace[name].weights, single.trace[name].weights, atol=1e-5, rtol=1e-5)
 
 
+def test_a_batch_refuses_a_number_of_interventions_that_is_neither_one_nor_one_per_text(checkpoint):
+    pipe = load(checkpoint, device="cpu")
+    texts = ["21 November 2026", "1.2.1999", "Saturday, November 21, 2026"]
+    two = [{"encoder.0.self_attn": {0: [(0, 0)]}}] * 2
+    with pytest.raises(ValueError, match="one knockout per text"):
+        pipe.run_batch(texts, knockouts=two)
+    with pytest.raises(ValueError, match="one ablation per text"):
+        pipe.run_batch(texts, ablations=[{"encoder.0.self_attn": {0: "zero"}}] * 2)
+    one = pipe.run_batch(texts[:2], knockouts=two[:1])  # one for all
+    per_text = pipe.run_batch(texts[:2], knockouts=two)
+    for a, b in zip(one, per_text, strict=True):
+        assert a.output_ids == b.output_ids
+
+
 @pytest.mark.parametrize("text", ["", "😀", "\x00", "<b>x</b>", "21 November 2026 " * 50])
 def test_hostile_sources_run(checkpoint, text):
     pipe = load(checkpoint, device="cpu")
