@@ -384,4 +384,4 @@ def share(base: str, arch: str, source: str, target: str | None, sel) -> None:
         st.download_button("Save session (JSON)", session_bytes(base, inputs, sel),
                            file_name=f"{Path(name).name or 'model'}-session.json", mime="application/json",
                            key="save_session", help="Model name, inputs and selection; open it with “Open a saved "
-                                                    "session” in the sidebar.")
+                                                    "session” in the sidebar.", on_click="ignore")

@@ -101,10 +101,11 @@ def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
                "line up.")
     stem = f"{Path(ctx.pick.base).name}_ablation"
     a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_abl")
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_abl", on_click="ignore")
     b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode,
                                                                        "measured_on": "final hidden states"}),
-                      f"{stem}.json", "application/json", key="dl_abl_json")
+                      f"{stem}.json", "application/json", key="dl_abl_json", on_click="ignore")
 
 
 def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff) -> None:
@@ -128,9 +129,10 @@ def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff
                "predictions change. Both runs read the same (original) input, so positions line up.")
     stem = f"{Path(ctx.pick.base).name}_ablation"
     a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_abl")
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_abl", on_click="ignore")
     b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode}),
-                      f"{stem}.json", "application/json", key="dl_abl_json")
+                      f"{stem}.json", "application/json", key="dl_abl_json", on_click="ignore")
 
 
 def _maps(ctx: Context, ablated) -> None:

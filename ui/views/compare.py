@@ -177,6 +177,7 @@ def _table(ctx: Context, traced_b) -> None:
                "weight rows, averaged over the aligned query positions.")
     stem = f"{Path(ctx.pick.base).name}_comparison"
     a, b = st.columns(2)
-    a.download_button("CSV of the distances", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_cmp")
+    a.download_button("CSV of the distances", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_cmp", on_click="ignore")
     b.download_button("JSON of the distances", viz.to_json_bytes(table, {"source": ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key="dl_cmp_json")
+                      f"{stem}.json", "application/json", key="dl_cmp_json", on_click="ignore")

@@ -42,7 +42,8 @@ def head_view(ctx: Context) -> None:
     table["key_token"] = [k[j] for j in table["key_pos"]]
     stem = f"{Path(ctx.pick.base).name}_{sel.name}_head_view"
     a, b = st.columns(2)
-    a.download_button("CSV of the lines drawn", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_hv")
+    a.download_button("CSV of the lines drawn", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_hv", on_click="ignore")
     b.download_button("JSON of the lines drawn", viz.to_json_bytes(table, {"threshold": threshold}),
-                      f"{stem}.json", "application/json", key="dl_hv_json")
+                      f"{stem}.json", "application/json", key="dl_hv_json", on_click="ignore")
     st.caption("PNG: the “Download PNG” button above the lines.")

@@ -164,9 +164,10 @@ def knockout_panel(ctx: Context, name: str, head, cells) -> None:
     cells_list = [[int(q), int(k)] for q, k in zip(*np.nonzero(mask), strict=True)]
     meta = {"attention": name, "heads": heads, "cells": cells_list, "source": inputs.source}
     a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_ko")
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_ko", on_click="ignore")
     b.download_button("JSON of the effects", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_ko_json")
+                      key="dl_ko_json", on_click="ignore")
     _maps(ctx, knocked, name, heads)
 
 

@@ -83,9 +83,10 @@ def lens_view(ctx: Context) -> None:
     meta = {"stack": stack, "followed": "final prediction" if token is None else label(token),
             "depths": lens.depth_labels, "source": inputs.source}
     a, b = st.columns(2)
-    a.download_button("CSV of the lens", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_lens")
+    a.download_button("CSV of the lens", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_lens", on_click="ignore")
     b.download_button("JSON of the lens", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_lens_json")
+                      key="dl_lens_json", on_click="ignore")
 
 
 def _window(T: int) -> tuple[int, int]:

@@ -71,6 +71,7 @@ def needle(ctx: Context) -> None:
                "over the allowed keys would put on the span (1 = no preference).")
     stem = f"{Path(ctx.pick.base).name}_needle_{span.start}_{span.stop - 1}"
     a, b = st.columns(2)
-    a.download_button("CSV of the table", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_needle")
+    a.download_button("CSV of the table", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_needle", on_click="ignore")
     b.download_button("JSON of the table", viz.to_json_bytes(table, {"span": [span.start, span.stop - 1]}),
-                      f"{stem}.json", "application/json", key="dl_needle_json")
+                      f"{stem}.json", "application/json", key="dl_needle_json", on_click="ignore")

@@ -90,9 +90,10 @@ def patching_view(ctx: Context) -> None:
             "clean_value": res.clean_value, "corrupt_value": res.corrupt_value,
             "positions": list(res.metric.positions)}
     a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_patch")
+    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_patch", on_click="ignore")
     b.download_button("JSON of the effects", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_patch_json")
+                      key="dl_patch_json", on_click="ignore")
     name, head = _picked(table)
     _head_in_both(ctx, clean, corrupt, other, name, head, answer, wrong)
 
@@ -186,4 +187,5 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
     table = pd.DataFrame({"position": np.arange(len(pp.effect)), "token": ctx.tokens(n.query_stack)[: len(pp.effect)],
                           "effect": pp.effect})
     st.download_button("CSV of the per-position effects", viz.to_csv_bytes(table),
-                       f"{Path(pick.base).name}_patching_{name}_h{head}.csv", "text/csv", key="dl_patch_pos")
+                       f"{Path(pick.base).name}_patching_{name}_h{head}.csv", "text/csv",
+                       key="dl_patch_pos", on_click="ignore")

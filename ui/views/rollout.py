@@ -140,7 +140,7 @@ def _downloads(ctx, matrix, q_labels, k_labels, what: str) -> None:
     stem = f"{Path(ctx.pick.base).name}_{what}"
     a, b = st.columns(2)
     a.download_button(f"CSV of the {what}", viz.to_csv_bytes(df.reset_index(names="query")), f"{stem}.csv", "text/csv",
-                      key=f"dl_{what}")
+                      key=f"dl_{what}", on_click="ignore")
     b.download_button(f"JSON of the {what}", viz.to_json_bytes(df.reset_index(names="query"), {"source":
                                                                                             ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key=f"dl_{what}_json")
+                      f"{stem}.json", "application/json", key=f"dl_{what}_json", on_click="ignore")

@@ -72,8 +72,9 @@ def statistics(ctx: Context) -> None:
                "a token repeats.")
     stem = f"{Path(ctx.pick.base).name}_head_statistics"
     a, b = st.columns(2)
-    a.download_button("CSV of the statistics", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key="dl_stats")
+    a.download_button("CSV of the statistics", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
+                      key="dl_stats", on_click="ignore")
     b.download_button("JSON of the statistics", viz.to_json_bytes(table, {"definitions": STAT_DEFINITIONS,
                                                                           "names": HUMAN_NAMES,
                                                                           "source": ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key="dl_stats_json")
+                      f"{stem}.json", "application/json", key="dl_stats_json", on_click="ignore")
