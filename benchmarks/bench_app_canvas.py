@@ -64,10 +64,12 @@ def layer_change(page, n_layers: int, repeats: int) -> list[float]:
         box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first
         box.click()
         page.evaluate(ARM_CLICK_JS)
-        page.get_by_role("option", name=str(i % n_layers), exact=True).click()
+        page.get_by_role("option", name=str((i + 1) % n_layers), exact=True).click()  # never the current one
         s = new_overview(page, before["overview"], 120_000)
-        rec = [r for r in s["history"] if r["overview"] == s["overview"]][0]
-        out.append(rec["at"] - page.evaluate("() => window.__clickAt"))
+        clicked = page.evaluate("() => window.__clickAt")
+        # the first frame of the new overview after the click (an overview seen before may be in the history too)
+        rec = [r for r in s["history"] if r["overview"] == s["overview"] and r["at"] >= clicked][0]
+        out.append(rec["at"] - clicked)
         wait_idle_canvas(page)
     return out
 

@@ -78,6 +78,7 @@ def head_changes(page, repeats: int) -> list[float]:
 
 
 def zoom_and_pan(page, t: int, steps: int) -> dict:
+    page.locator("canvas.attn-map").scroll_into_view_if_needed()  # the wheel must land on the map, not the page
     page.locator("canvas.attn-map").focus()
     page.keyboard.press("0")
     page.wait_for_timeout(400)
