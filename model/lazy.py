@@ -29,10 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .attention import AttentionRecord, attention, held_bytes, repeat_kv
+from .attention import AttentionRecord, _to_numpy, attention, held_bytes, repeat_kv
 from .interventions import ablate, knockout_block
 from .masks import MaskSpec
 from .names import RecordName
+from .reasons import reason_codes, reasons_from_codes
 from .rowstats import KeyFacts, RowStats, collect, row_statistics
 from .runtime import Lane
 from .trace import (
@@ -43,12 +44,9 @@ from .trace import (
                     Window,
                     _as_range,
                     _head,
-                    _to_numpy,
                     block_max,
                     overview_factor,
                     pool_weights,
-                    reason_codes,
-                    reasons_from_codes,
 )
 
 FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)
