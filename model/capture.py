@@ -28,9 +28,10 @@ from .lazy import (
 )
 from .masks import MaskSpec
 from .names import RecordName
+from .pooling import overview_factor
 from .rowstats import KeyFacts
 from .runtime import Lane
-from .trace import FullTrace, Trace, overview_factor
+from .trace import FullTrace, Trace
 
 
 class Recorder:

@@ -33,6 +33,7 @@ from .attention import AttentionRecord, _to_numpy, attention, held_bytes, repeat
 from .interventions import ablate, knockout_block
 from .masks import MaskSpec
 from .names import RecordName
+from .pooling import block_max, overview_factor, pool_weights
 from .reasons import reason_codes, reasons_from_codes
 from .rowstats import KeyFacts, RowStats, collect, row_statistics
 from .runtime import Lane
@@ -44,9 +45,6 @@ from .trace import (
                     Window,
                     _as_range,
                     _head,
-                    block_max,
-                    overview_factor,
-                    pool_weights,
 )
 
 FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)

@@ -5,12 +5,11 @@ from what the call kept. Both answer every method alike: ``trace[name]`` (the co
 ``window`` (one head's values for a range of rows and columns, any stage), ``row`` (one query over every key),
 ``overview`` (pooled uint8 maps of every head), ``row_stats`` (per-row statistics), ``item``, ``to_dataframe``,
 ``numpy`` and ``to``. Where a lazy trace must compute, the method's docstring says so. Why a cell is masked is
-model.reasons; one record as a long DataFrame, model.dataframe.
+model.reasons; one record as a long DataFrame, model.dataframe; the pooled overviews, model.pooling.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,17 +17,15 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .attention import AttentionRecord, _to_numpy, held_bytes
 from .dataframe import record_to_dataframe
 from .names import RecordName
+from .pooling import block_max, overview_factor, pool_weights, thumbnails
 from .reasons import forbidden_by_reason
 from .rowstats import KeyFacts, RowStats, collect, row_statistics
 
 STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
-OVERVIEW_MAX = 512  # overviews are pooled to at most this many rows and columns
-THUMBNAIL_MAX = 64  # thumbnails (head grid, model overview) at most this many
 
 
 def record_name(stack: str, layer: int, sublayer: str) -> str:
@@ -66,44 +63,6 @@ class RecordShape:
                                                                       + self.d_key_in)) * self.element_size
         return matrices + vectors + self.batch * self.tq * self.tk  # + the masks, one byte a cell
 
-
-def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
-    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis; a
-    power of two, so that the blocks of coarser and finer views nest."""
-    n = max(tq, tk, 1)
-    return 1 << max(0, math.ceil(math.log2(n / size))) if n > size else 1
-
-
-def _quantise(x: torch.Tensor) -> np.ndarray:
-    return torch.round(x.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
-
-
-def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, R, Tk) weights -> (max, mean) pooled over factor x factor blocks, (H, ceil(R/f), ceil(Tk/f)) uint8
-    (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
-    w = weights.float()[None]
-    if factor == 1:
-        q = _quantise(w[0])
-        return q, q
-    mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
-    mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
-    return _quantise(mx), _quantise(mean)
-
-
-def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
-    """(H, R, C) -> (H, ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial)."""
-    if factor == 1:
-        return values.float()
-    return F.max_pool2d(values.float()[None], factor, factor, ceil_mode=True)[0]
-
-
-def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
-    """(H, r, c) uint8 max overview -> (H, <= size, <= size) uint8, max-pooled further (adaptive)."""
-    H, r, c = overview.shape
-    if r <= size and c <= size:
-        return overview
-    t = torch.from_numpy(np.ascontiguousarray(overview)).float()[None]
-    return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
 
 
 @dataclass(frozen=True)
@@ -422,5 +381,5 @@ def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRe
     return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
 
 
-__all__ = ["FullTrace", "OVERVIEW_MAX", "QueryRow", "RecordShape", "STAGES", "THUMBNAIL_MAX", "Trace", "Window",
-           "block_max", "overview_factor", "pool_weights", "record_name", "record_row_stats", "shape_of", "thumbnails"]
+__all__ = ["FullTrace", "QueryRow", "RecordShape", "STAGES", "Trace", "Window", "record_name", "record_row_stats",
+           "shape_of"]
