@@ -10,22 +10,15 @@ from .call import Budget, decode, estimate_bytes, generate, intervened_outputs, 
 from .capture import Recorder
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
+from .dataframe import record_to_dataframe
 from .inference import available_devices, is_hf_directory, load, resolve_device
 from .interventions import ABLATION_MODES, Interventions
 from .lazy import LazyTrace, RecordTooLarge
 from .names import KINDS, RecordName
 from .pipeline import Pipeline
+from .reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoding, Tokenizer, TokenizerError
-from .trace import (
-    FullTrace,
-    Trace,
-    Window,
-    allowed_matrix,
-    forbidden_by_reason,
-    mask_reason_matrix,
-    record_name,
-    record_to_dataframe,
-)
+from .trace import FullTrace, Trace, Window, record_name
 from .transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
 
 __all__ = [

@@ -14,23 +14,16 @@ from collections.abc import Callable, Collection, Mapping
 import torch
 
 from .attention import AttentionRecord, attention, fast_attention
+from .attention_inputs import AttentionInputs, choose_block_rows, complete_record
 from .interventions import Interventions, ablate, knocked_cells
-from .lazy import (
-                   FAST_ABOVE,
-                   AttentionInputs,
-                   FirstPass,
-                   LazyTrace,
-                   can_run_fast,
-                   choose_block_rows,
-                   complete_record,
-                   exact_first_pass,
-                   fast_first_pass,
-)
+from .lazy import LazyTrace
 from .masks import MaskSpec
 from .names import RecordName
+from .passes import FAST_ABOVE, FirstPass, can_run_fast, exact_first_pass, fast_first_pass
+from .pooling import overview_factor
 from .rowstats import KeyFacts
 from .runtime import Lane
-from .trace import FullTrace, Trace, overview_factor
+from .trace import FullTrace, Trace
 
 
 class Recorder:

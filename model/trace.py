@@ -4,12 +4,12 @@
 from what the call kept. Both answer every method alike: ``trace[name]`` (the complete record), ``layers``,
 ``window`` (one head's values for a range of rows and columns, any stage), ``row`` (one query over every key),
 ``overview`` (pooled uint8 maps of every head), ``row_stats`` (per-row statistics), ``item``, ``to_dataframe``,
-``numpy`` and ``to``. Where a lazy trace must compute, the method's docstring says so.
+``numpy`` and ``to``. Where a lazy trace must compute, the method's docstring says so. Why a cell is masked is
+model.reasons; one record as a long DataFrame, model.dataframe; the pooled overviews, model.pooling.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,16 +17,15 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from .attention import AttentionRecord, held_bytes
+from .attention import AttentionRecord, _to_numpy, held_bytes
+from .dataframe import record_to_dataframe
 from .names import RecordName
+from .pooling import block_max, overview_factor, pool_weights, thumbnails
+from .reasons import forbidden_by_reason
 from .rowstats import KeyFacts, RowStats, collect, row_statistics
 
 STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
-MASK_REASONS = ("padding", "causal", "window", "knocked out")  # kept apart by a record; the order names join them
-OVERVIEW_MAX = 512  # overviews are pooled to at most this many rows and columns
-THUMBNAIL_MAX = 64  # thumbnails (head grid, model overview) at most this many
 
 
 def record_name(stack: str, layer: int, sublayer: str) -> str:
@@ -64,44 +63,6 @@ class RecordShape:
                                                                       + self.d_key_in)) * self.element_size
         return matrices + vectors + self.batch * self.tq * self.tk  # + the masks, one byte a cell
 
-
-def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
-    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis; a
-    power of two, so that the blocks of coarser and finer views nest."""
-    n = max(tq, tk, 1)
-    return 1 << max(0, math.ceil(math.log2(n / size))) if n > size else 1
-
-
-def _quantise(x: torch.Tensor) -> np.ndarray:
-    return torch.round(x.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
-
-
-def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, R, Tk) weights -> (max, mean) pooled over factor x factor blocks, (H, ceil(R/f), ceil(Tk/f)) uint8
-    (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
-    w = weights.float()[None]
-    if factor == 1:
-        q = _quantise(w[0])
-        return q, q
-    mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
-    mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
-    return _quantise(mx), _quantise(mean)
-
-
-def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
-    """(H, R, C) -> (H, ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial)."""
-    if factor == 1:
-        return values.float()
-    return F.max_pool2d(values.float()[None], factor, factor, ceil_mode=True)[0]
-
-
-def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
-    """(H, r, c) uint8 max overview -> (H, <= size, <= size) uint8, max-pooled further (adaptive)."""
-    H, r, c = overview.shape
-    if r <= size and c <= size:
-        return overview
-    t = torch.from_numpy(np.ascontiguousarray(overview)).float()[None]
-    return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
 
 
 @dataclass(frozen=True)
@@ -399,13 +360,6 @@ def _stage_values(rec: AttentionRecord, stage: str):
     return values
 
 
-def _to_numpy(x):
-    if isinstance(x, np.ndarray):
-        return x
-    x = x.detach()
-    return (x.float() if x.dtype == torch.bfloat16 else x).cpu().numpy()
-
-
 def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRecord:
     def cut(name, t):
         if t is None:
@@ -427,123 +381,5 @@ def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRe
     return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
 
 
-def _mask_view(mask, batch_index: int, rows: range, cols: range):
-    """A broadcastable bool mask -> (h|1, rows|1, cols|1) NumPy view of one batch element's rows and columns."""
-    m = _to_numpy(mask)
-    m = m[batch_index if m.shape[0] > 1 else 0]
-    r = slice(rows.start, rows.stop) if m.shape[1] > 1 else slice(None)
-    c = slice(cols.start, cols.stop) if m.shape[2] > 1 else slice(None)
-    return m[:, r, c]
-
-
-def allowed_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
-    """(H, Tq, Tk) bool, True where the model's mask lets the query attend to the key (a broadcast view)."""
-    _, H, Tq, Tk = rec.weights.shape
-    if rec.mask is None:
-        return np.broadcast_to(np.ones((1, 1, 1), dtype=bool), (H, Tq, Tk))
-    return np.broadcast_to(_mask_view(rec.mask, batch_index, range(Tq), range(Tk)), (H, Tq, Tk))
-
-
-def reason_codes(allowed, padding, causal, window, knocked, batch_index: int, shape: tuple[int, int, int]
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of one block, each broadcastable (B|1, h|1, r|1, c|1) (True = may attend; ``knocked``: True = knocked
-    out) -> (codes (h, r, c) uint8, forbidden (h, r, c) bool): bit i set where MASK_REASONS[i] forbids a forbidden
-    cell; a forbidden cell with no bit set is forbidden for another reason."""
-    def view(m):
-        m = _to_numpy(m)
-        return np.broadcast_to(m[batch_index if m.shape[0] > 1 else 0], shape)
-
-    forbidden = ~view(allowed) if allowed is not None else np.zeros(shape, dtype=bool)
-    knocked_view = None if knocked is None else view(knocked)
-    if knocked_view is not None:
-        forbidden = forbidden | knocked_view
-    codes = np.zeros(shape, dtype=np.uint8)
-    for bit, m in enumerate((padding, causal, window)):
-        if m is not None:
-            codes |= (~view(m) & forbidden).astype(np.uint8) << bit
-    if knocked_view is not None:
-        codes |= (knocked_view & forbidden).astype(np.uint8) << 3
-    return codes, forbidden
-
-
-def _block(t, heads: slice, rows: range, cols: range):
-    """The (B|1, h|1, r|1, c|1) block of a broadcastable (B|1, H|1, Tq|1, Tk|1) tensor."""
-    if t is None:
-        return None
-    t = t[:, heads] if t.shape[1] > 1 else t
-    t = t[:, :, rows.start:rows.stop] if t.shape[2] > 1 else t
-    return t[..., cols.start:cols.stop] if t.shape[3] > 1 else t
-
-
-def _record_codes(rec: AttentionRecord, batch_index: int, heads: slice, rows: range, cols: range):
-    H = rec.weights.shape[1]
-    h = len(range(H)[heads])
-    parts = [_block(m, heads, rows, cols) for m in (rec.mask, rec.padding_mask, rec.causal_mask, rec.window_mask,
-                                                     rec.knocked_out)]
-    return reason_codes(*parts, batch_index, (h, len(rows), len(cols)))
-
-
-def reason_name(code: int) -> str:
-    return "+".join(r for bit, r in enumerate(MASK_REASONS) if code >> bit & 1) or "other"
-
-
-def reasons_from_codes(codes: np.ndarray, forbidden: np.ndarray) -> dict[str, np.ndarray]:
-    """(r, c) codes and forbidden cells -> {reason: (r, c) bool}."""
-    if not forbidden.any():
-        return {}
-    present = np.flatnonzero(np.bincount(codes[forbidden], minlength=1 << len(MASK_REASONS)))
-    return {reason_name(int(c)): forbidden & (codes == c) for c in present}
-
-
-def forbidden_by_reason(rec: AttentionRecord, head: int = 0, batch_index: int = 0, rows: range | None = None,
-                        cols: range | None = None) -> dict[str, np.ndarray]:
-    """{reason: (rows, cols) bool} for one head: the cells the mask forbids, grouped by why (reasons from
-    MASK_REASONS joined by "+" when several apply, "other" when none explains the cell). Empty when the head may
-    attend everywhere. Bit arithmetic on bool arrays: ~10 ms for a 1024 x 1024 head."""
-    _, H, Tq, Tk = rec.weights.shape
-    h = min(max(head, 0), H - 1)
-    rows = range(Tq) if rows is None else rows
-    cols = range(Tk) if cols is None else cols
-    codes, forbidden = _record_codes(rec, batch_index, slice(h, h + 1), rows, cols)
-    return reasons_from_codes(codes[0], forbidden[0])
-
-
-def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
-    """(H, Tq, Tk) strings: why each cell is masked (see ``forbidden_by_reason``), "" where the query may attend.
-    (An object array: for one head's map use ``forbidden_by_reason``; for "may attend", ``allowed_matrix``.)"""
-    _, H, Tq, Tk = rec.weights.shape
-    codes, forbidden = _record_codes(rec, batch_index, slice(None), range(Tq), range(Tk))
-    names = np.array([reason_name(c) for c in range(1 << len(MASK_REASONS))], dtype=object)
-    return np.where(forbidden, names[codes], "").astype(object)
-
-
-def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,
-                        tgt_tokens: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
-    """Long DataFrame of one record (see ``Trace.to_dataframe`` for the columns)."""
-    n = RecordName.parse(name)
-    weights = _to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
-    H, Tq, Tk = weights.shape
-    q_tokens = src_tokens if n.query_stack == "encoder" else tgt_tokens
-    k_tokens = src_tokens if n.key_stack == "encoder" else tgt_tokens
-    q_tokens = list(q_tokens)[:Tq] if q_tokens is not None else [str(i) for i in range(Tq)]
-    k_tokens = list(k_tokens)[:Tk] if k_tokens is not None else [str(i) for i in range(Tk)]
-    reason = mask_reason_matrix(rec, batch_index)
-    head, qpos, kpos = np.meshgrid(np.arange(H), np.arange(Tq), np.arange(Tk), indexing="ij")
-    return pd.DataFrame({
-        "stack": n.stack, "layer": n.layer, "sublayer": n.sublayer, "kind": n.kind,
-        "head": head.ravel(),
-        "query_pos": qpos.ravel(), "query_token": np.asarray(q_tokens, dtype=object)[qpos.ravel()],
-        "key_pos": kpos.ravel(), "key_token": np.asarray(k_tokens, dtype=object)[kpos.ravel()],
-        "score": _to_numpy(rec.scores)[batch_index].ravel(),
-        "scaled": _to_numpy(rec.scaled)[batch_index].ravel(),
-        "masked_score": _to_numpy(rec.masked)[batch_index].ravel(),
-        "weight": weights.ravel(),
-        "masked": (reason != "").ravel(),
-        "mask_reason": reason.ravel(),
-    })
-
-
-__all__ = ["FullTrace", "MASK_REASONS", "OVERVIEW_MAX", "QueryRow", "RecordShape", "STAGES", "THUMBNAIL_MAX",
-           "Trace", "Window", "allowed_matrix", "block_max", "forbidden_by_reason", "mask_reason_matrix",
-           "overview_factor", "pool_weights", "reason_name", "reasons_from_codes", "record_name", "record_row_stats",
-           "record_to_dataframe", "shape_of", "thumbnails"]
+__all__ = ["FullTrace", "QueryRow", "RecordShape", "STAGES", "Trace", "Window", "record_name", "record_row_stats",
+           "shape_of"]

@@ -30,12 +30,14 @@ from model.analysis.heads import head_table
 from model.analysis.projection import balance_queries_and_keys, qk_projection
 from model.atlas import corpus as corpus_mod
 from model.atlas import queries as Q
+from model.atlas import records as records_mod
 from model.atlas.batch import AtlasOptions, QKSample, atlas_batch
 from model.atlas.build import BuildRequest, build
 from model.atlas.cli import main
-from model.atlas.corpus import CorpusError, Record, open_corpus
+from model.atlas.corpus import open_corpus
 from model.atlas.identity import AtlasError
 from model.atlas.locate import list_databases, resolve_database
+from model.atlas.records import CorpusError, Record
 from model.atlas.schema import STATS, TABLES
 from model.atlas.store import AtlasStore, held_interrupts, open_read_only
 from model.paths import PathPolicy
@@ -261,7 +263,8 @@ def test_a_2_gb_file_of_nul_bytes_is_refused_before_it_is_read(tmp_path):
 
 def test_shards_read_the_same_records_as_the_whole_file(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_mod, "SHARD_BYTES", 64)
-    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 50)
+    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 50)  # the hash pass cuts shards at chunk ends
+    monkeypatch.setattr(records_mod, "CHUNK_BYTES", 50)  # the line reader meets lines across chunks
     lines = [f"line {i} " + "x" * (i % 17) for i in range(200)] + ["", "\x00bad", "tail"]
     c = open_corpus(write_lines(tmp_path / "s.txt", lines))
     assert len(c.shards) > 10

@@ -22,7 +22,7 @@ from ..analysis.heads import head_table
 from ..api import Backend, RunResult
 from ..call import run_batch
 from ..names import RecordName
-from .corpus import Record
+from .records import Record
 from .schema import EXAMPLES, HEAD_STATS, PART, QK_VECTORS, ROW_TABLES, SKIPS, STATS, union_schema
 
 TOO_LONG = ("cut", "skip")

@@ -69,8 +69,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from ..checkpoint import CheckpointError
     from ..tokenizer import TokenizerError
-    from .corpus import CorpusError
     from .identity import AtlasError
+    from .records import CorpusError
 
     # ValueError: an unknown device; OSError: a full disk, a read-only folder; MemoryError: a model too big here
     return (CorpusError, AtlasError, CheckpointError, TokenizerError, duckdb.Error, ValueError, OSError, MemoryError)

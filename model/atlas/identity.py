@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from .corpus import CHUNK_BYTES
+from .records import CHUNK_BYTES
 
 MAX_MODEL_FILES = 1_000  # a model directory with more top-level files than this is hashed on its first ones only
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ..api import Backend
 from .batch import AtlasOptions, BatchRows, atlas_batch
-from .corpus import Corpus, Record
+from .corpus import Corpus
+from .records import Record
 from .store import AtlasStore, RunState
 
 MAX_SKIPS_PER_BATCH = 10_000  # a corpus of garbage still commits (and shows progress) every this many skips

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .batch import AtlasOptions, atlas_batch
-from .corpus import Corpus, Record
+from .corpus import Corpus
 from .identity import AtlasError
+from .records import Record
 from .store import AtlasStore, RunState
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -97,7 +97,7 @@ QK_VECTORS = Table("qk_vectors", (
 
 SKIPS = Table("skips", (
     ("run_id", "VARCHAR"), ("example_id", "BIGINT"),
-    ("reason", "VARCHAR"),  # one of corpus.SKIP_REASONS
+    ("reason", "VARCHAR"),  # one of records.SKIP_REASONS
     ("detail", "VARCHAR"),
 ), ("run_id", "example_id"))
 

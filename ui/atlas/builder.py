@@ -9,8 +9,8 @@ import re
 import streamlit as st
 
 from model.atlas.build import BuildRequest, Progress, build, describe, prepare
-from model.atlas.corpus import CorpusError
 from model.atlas.identity import AtlasError
+from model.atlas.records import CorpusError
 from model.checkpoint import CheckpointError
 from model.tokenizer import TokenizerError
 

@@ -1,0 +1,234 @@
+"""The passes over one attention's kept inputs (model.attention_inputs), a block of query rows at a time: each row's
+log-sum-exp, the max-pooled overview and, from the exact and the statistics pass, the per-row statistics
+(model.rowstats) with the mean-pooled overview.
+
+Two first passes, chosen by the call:
+
+- exact (inputs up to FAST_ABOVE tokens): ``attention()`` itself, a block of rows at a time; the model goes on with
+  its context, and a record, window or row recomputed later is bitwise what the call computed;
+- fast (longer inputs): the model's fast path (flash attention, which also gives each row's log-sum-exp) for the
+  context, then one pass over the scores for the max-pooled overview. Weights shown later are computed by
+  ``attention()`` from the same q and k: they agree with what the fast path used to float rounding (~1e-7), and the
+  records' context and output are the ones the model passed on.
+
+After a fast first pass, the statistics pass (the exact pass without the context) runs when statistics are first
+asked. Nothing ever holds more than one block of rows x keys x heads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .attention import repeat_kv
+from .attention_inputs import AttentionInputs, block_attention, block_bytes
+from .interventions import ablate
+from .masks import MaskSpec
+from .names import RecordName
+from .pooling import overview_factor, pool_weights
+from .rowstats import KeyFacts, RowStats, collect, row_statistics
+
+FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)
+
+
+@dataclass
+class FirstPass:
+    """What a pass over one attention kept besides its inputs."""
+
+    lse: torch.Tensor  # (B, H, Tq) float32: each row's log-sum-exp over its allowed keys (-inf: none)
+    overview_max: np.ndarray  # (B, H, r, c) uint8
+    factor: int
+    exact: bool  # the exact first pass (attention() itself) ran
+    stats: RowStats | None = None  # per-row statistics (None after a fast pass, until asked)
+    overview_mean: np.ndarray | None = None
+
+
+def _overview_shape(tq: int, tk: int, factor: int) -> tuple[int, int]:
+    return -(-tq // factor), -(-tk // factor)
+
+
+def statistics_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, *, with_context: bool,
+                    overviews: bool = True) -> tuple[torch.Tensor | None, RowStats, np.ndarray, np.ndarray,
+                                                      torch.Tensor]:
+    """``attention()`` a block of rows at a time with every statistic of model.rowstats -> (context after any
+    ablation, or None; RowStats; max and mean overviews (B, H, r, c) uint8; lse (B, H, Tq))."""
+    B, H, Tq, _ = inputs.q.shape
+    Tk, d_v = inputs.k.shape[2], inputs.v.shape[-1]
+    factor = overview_factor(Tq, Tk)
+    context = torch.empty(B, H, Tq, d_v, dtype=inputs.v.dtype, device=inputs.v.device) if with_context else None
+    n = RecordName.parse(inputs.name)
+    q_positions = inputs.q_positions
+    valid = inputs.query_valid if inputs.query_valid is not None else \
+        torch.ones(B, Tq, dtype=torch.bool, device=inputs.q.device)
+    r_out, c_out = _overview_shape(Tq, Tk, factor) if overviews else (0, 0)
+    ov_max = np.zeros((B, H, r_out, c_out), dtype=np.uint8)
+    ov_mean = ov_max.copy()
+    blocks = []
+    for rows in inputs.blocks():
+        rec = block_attention(inputs, rows, keep_intermediates=False)
+        if context is not None:
+            context[:, :, rows.start:rows.stop] = rec.context
+        # rec.mask: the mask this block used, knockouts included
+        blocks.append(row_statistics(rec.weights, rec.mask, q_positions[rows.start:rows.stop],
+                                     self_attention=not n.is_cross, logits_max=rec.row_max, keys=key_facts,
+                                     query_rows=slice(rows.start, rows.stop),
+                                     query_valid=valid[:, rows.start:rows.stop]))
+        if overviews:
+            r0 = rows.start // factor
+            for b in range(B):
+                mx, mean = pool_weights(rec.weights[b], factor)
+                ov_max[b, :, r0:r0 + mx.shape[1]] = mx
+                ov_mean[b, :, r0:r0 + mean.shape[1]] = mean
+        del rec
+    if context is not None and inputs.ablation is not None:
+        context, _ = ablate(context, inputs.ablation, inputs.query_valid)
+    stats = collect(blocks, valid, q_positions, not n.is_cross)
+    return context, stats, ov_max, ov_mean, stats.lse
+
+
+def exact_first_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, overviews: bool = True
+                     ) -> tuple[torch.Tensor, FirstPass]:
+    """``attention()`` itself a block of rows at a time: (context (B, H, Tq, d_v) after any ablation, FirstPass)."""
+    context, stats, ov_max, ov_mean, lse = statistics_pass(inputs, key_facts, with_context=True,
+                                                           overviews=overviews)
+    Tq, Tk = inputs.q.shape[2], inputs.k.shape[2]
+    return context, FirstPass(lse=lse, overview_max=ov_max, factor=overview_factor(Tq, Tk), exact=True,
+                              stats=stats, overview_mean=ov_mean)
+
+
+def can_run_fast(inputs: AttentionInputs) -> bool:
+    """The fast first pass computes plain scaled dot-product attention: no bias, softcap or knockouts."""
+    return inputs.bias is None and inputs.softcap is None and not inputs.knocked
+
+
+def flash_with_lse(q, k, v, masks: MaskSpec, scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast path's attention with each row's log-sum-exp: (context (B, H, Tq, d_v), lse (B, H, Tq) float32).
+    Rows with no allowed key get zeros and lse = -inf."""
+    H = q.shape[1]
+    groups = H // k.shape[1]
+    k_rep, v_rep = repeat_kv(k, groups), repeat_kv(v, groups)
+    d_k = q.shape[-1]
+    scale = scale if scale is not None else 1.0 / math.sqrt(d_k)
+    plain_causal = masks.causal and masks.offset == 0 and masks.padding is None and masks.window is None and \
+        masks.other is None
+    allowed = None if plain_causal else masks.allowed(range(masks.tq), range(masks.tk), q.device)
+    if q.device.type == "cpu":
+        bias = None
+        if allowed is not None:
+            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+        context, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k_rep, v_rep, 0.0, plain_causal, attn_mask=bias, scale=scale)
+    else:  # CUDA and others: the memory-efficient kernel returns the log-sum-exp too
+        bias = None
+        if allowed is not None:
+            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+            bias = bias.expand(q.shape[0], H, masks.tq, masks.tk)
+        out = torch.ops.aten._scaled_dot_product_efficient_attention(q, k_rep, v_rep, bias, True, 0.0, plain_causal,
+                                                                      scale=scale)
+        context, lse = out[0], out[1][..., :masks.tq]
+    lse = lse.float()
+    if allowed is not None:
+        has_key = allowed.any(-1)  # (B|1, 1, Tq)
+        if not bool(has_key.all()):
+            empty = ~has_key
+            context = context.masked_fill(empty[..., None], 0.0)
+            lse = lse.masked_fill(empty, float("-inf"))
+    return context, lse
+
+
+def _scaled(inputs: AttentionInputs, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The scaled scores of a block, as attention() scales them."""
+    x = q @ k.transpose(-2, -1)
+    return x.div_(math.sqrt(q.shape[-1])) if inputs.scale is None else x.mul_(inputs.scale)
+
+
+def _block_max(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
+    """The max over consecutive blocks of ``factor`` along ``dim`` (the last block may be shorter)."""
+    n = x.shape[dim]
+    whole = n // factor * factor
+    parts = []
+    if whole:
+        head = x.narrow(dim, 0, whole)
+        shape = list(head.shape)
+        shape[dim:dim + 1] = [whole // factor, factor]
+        parts.append(head.reshape(shape).amax(dim + 1))
+    if whole < n:
+        parts.append(x.narrow(dim, whole, n - whole).amax(dim, keepdim=True))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def overview_rows(batch: int, n_heads: int, tk: int, factor: int) -> int:
+    """Rows per block of the overview pass: (B, H, rows, Tk) float32 scores under $ATTN_BLOCK_MB / 4 (small blocks
+    stay in the cache: measured fastest here), a multiple of the pooling factor."""
+    rows = max(factor, (block_bytes() // 4) // max(1, batch * n_heads * tk * 4))
+    return max(factor, rows // factor * factor)
+
+
+def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.ndarray, int]:
+    """The max-pooled overview (B, H, r, c) uint8 from the scaled scores and each row's log-sum-exp: a block of rows
+    at a time, only the keys those rows may see (the future of a causal row is never computed). A picture in
+    1/255 steps: the scores are scaled before the product (q * scale) k^T, which rounds differently from
+    attention()'s (q k^T) * scale by ~1e-7."""
+    B, H, Tq, d_k = inputs.q.shape
+    H_kv, Tk = inputs.k.shape[1], inputs.k.shape[2]
+    groups = H // H_kv
+    factor = overview_factor(Tq, Tk)
+    r_out, c_out = _overview_shape(Tq, Tk, factor)
+    out = torch.zeros(B, H, r_out, c_out, dtype=torch.uint8)
+    scale = inputs.scale if inputs.scale is not None else 1.0 / math.sqrt(d_k)
+    q = inputs.q * scale
+    lse = lse.to(q.device)
+    step = overview_rows(B, H, Tk, factor)
+    masks = inputs.masks
+    for r0 in range(0, Tq, step):
+        rows = range(r0, min(Tq, r0 + step))
+        keys = masks.key_range(rows)
+        c0 = keys.start // factor * factor
+        keys = range(c0, min(Tk, -(-keys.stop // factor) * factor))
+        if not len(keys):
+            continue
+        R, K = len(rows), len(keys)
+        # grouped-query heads read their key head without copying it: (B, H_kv, groups * R, d) @ (B, H_kv, d, K)
+        qb = q[:, :, rows.start:rows.stop].reshape(B, H_kv, groups * R, d_k)
+        x = (qb @ inputs.k[:, :, keys.start:keys.stop].transpose(-2, -1)).view(B, H, R, K)
+        if masks.other is not None or masks.padding is not None:
+            allowed = masks.allowed(rows, keys, x.device)
+            if allowed is not None:
+                x.masked_fill_(~allowed, float("-inf"))
+        else:  # causal and window cells lie in a band: fill only the columns that may hold one
+            band = [range(max(keys.start, keys.stop - R), keys.stop)] if masks.causal else []
+            if masks.window is not None:
+                band.append(range(keys.start, min(keys.stop, keys.start + R + masks.window)))
+            for cols in band:
+                allowed = masks.allowed(rows, cols, x.device)
+                if allowed is not None:
+                    x[..., cols.start - keys.start:cols.stop - keys.start].masked_fill_(~allowed, float("-inf"))
+        pooled = _block_max(x, factor, dim=3)  # (B, H, R, K / factor): each row's largest score per key block
+        del x
+        w = torch.exp(pooled - lse[:, :, rows.start:rows.stop, None])
+        w = torch.nan_to_num(w, nan=0.0)  # rows with no key: -inf - -inf
+        w = _block_max(w, factor, dim=2)  # (B, H, R / factor, K / factor)
+        rb = r0 // factor
+        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = \
+            torch.round(w.float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+    return out.numpy(), factor
+
+
+def fast_first_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[torch.Tensor, FirstPass]:
+    """The model's fast path for the context (and each row's log-sum-exp), then the max-pooled overview."""
+    context, lse = flash_with_lse(inputs.q, inputs.k, inputs.v, inputs.masks, inputs.scale)
+    if inputs.ablation is not None:
+        context, _ = ablate(context, inputs.ablation, inputs.query_valid)
+    if overviews:
+        ov_max, factor = max_overview_pass(inputs, lse)
+    else:
+        factor = overview_factor(inputs.q.shape[2], inputs.k.shape[2])
+        ov_max = np.zeros((inputs.q.shape[0], inputs.q.shape[1], 0, 0), np.uint8)
+    return context, FirstPass(lse=lse.cpu(), overview_max=ov_max, factor=factor, exact=False)
+
+
+__all__ = ["FAST_ABOVE", "FirstPass", "can_run_fast", "exact_first_pass", "fast_first_pass", "flash_with_lse",
+           "max_overview_pass", "overview_rows", "statistics_pass"]

@@ -1,0 +1,56 @@
+"""Overviews: attention weights pooled over square blocks into small uint8 maps (255 = weight 1), and thumbnails
+pooled further, so that a long input's heads fit on screen without holding T^2 floats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OVERVIEW_MAX = 512  # overviews are pooled to at most this many rows and columns
+THUMBNAIL_MAX = 64  # thumbnails (head grid, model overview) at most this many
+
+
+def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
+    """The pooling factor of an overview: square blocks of factor x factor cells, at most ``size`` per axis; a
+    power of two, so that the blocks of coarser and finer views nest."""
+    n = max(tq, tk, 1)
+    return 1 << max(0, math.ceil(math.log2(n / size))) if n > size else 1
+
+
+def _quantise(x: torch.Tensor) -> np.ndarray:
+    return torch.round(x.float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+
+
+def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, R, Tk) weights -> (max, mean) pooled over factor x factor blocks, (H, ceil(R/f), ceil(Tk/f)) uint8
+    (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
+    w = weights.float()[None]
+    if factor == 1:
+        q = _quantise(w[0])
+        return q, q
+    mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
+    mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
+    return _quantise(mx), _quantise(mean)
+
+
+def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
+    """(H, R, C) -> (H, ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial)."""
+    if factor == 1:
+        return values.float()
+    return F.max_pool2d(values.float()[None], factor, factor, ceil_mode=True)[0]
+
+
+def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
+    """(H, r, c) uint8 max overview -> (H, <= size, <= size) uint8, max-pooled further (adaptive)."""
+    H, r, c = overview.shape
+    if r <= size and c <= size:
+        return overview
+    t = torch.from_numpy(np.ascontiguousarray(overview)).float()[None]
+    return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
+
+
+__all__ = ["OVERVIEW_MAX", "THUMBNAIL_MAX", "block_max", "overview_factor", "pool_weights", "thumbnails"]
