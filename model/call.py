@@ -152,7 +152,7 @@ def generate(model: Backend, texts: str | Sequence[str], max_new_tokens: int | N
 def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens: int | None = None,
         generated_ids: list[int] | None = None, capture: bool | Collection[str] = True, mode: str = "auto",
         budget: Budget = Budget(), ablations: Ablations | None = None, knockouts: Knockouts | None = None,
-        hidden_states: bool = False, keep_contexts: bool = False) -> RunResult:
+        hidden_states: bool = False, keep_contexts: bool = False, statistics: bool = True) -> RunResult:
     """Trace one call.
 
     Encoder-decoder: ``text`` is the source; generate greedily when ``target`` is None (up to ``max_new_tokens``),
@@ -162,18 +162,20 @@ def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens:
     ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
     ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
     model.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
+    ``statistics``: a lazy trace computes its per-row statistics during the call (True), or when first asked (a
+    first map sooner; the same numbers).
     """
     return run_batch(model, [text], None if target is None else [target], max_new_tokens=max_new_tokens,
                      generated_ids=None if generated_ids is None else [generated_ids], capture=capture, mode=mode,
                      budget=budget, ablations=ablations, knockouts=knockouts, hidden_states=hidden_states,
-                     keep_contexts=keep_contexts)[0]
+                     keep_contexts=keep_contexts, statistics=statistics)[0]
 
 
 def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | None = None, *,
               max_new_tokens: int | None = None, generated_ids: Sequence[list[int]] | None = None,
               capture: bool | Collection[str] = True, mode: str = "auto", budget: Budget = Budget(),
               ablations: Ablations | None = None, knockouts: Knockouts | None = None, hidden_states: bool = False,
-              keep_contexts: bool = False, overviews: bool = True) -> list[RunResult]:
+              keep_contexts: bool = False, overviews: bool = True, statistics: bool = True) -> list[RunResult]:
     """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths (a lazy
     one keeps its first pass: statistics and overviews per item). ``overviews=False`` skips the pooled maps (the
     corpus atlas needs only the statistics)."""
@@ -255,7 +257,7 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
     # 5. run once
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
                         hidden_states=hidden_states, key_facts=key_facts, overviews=overviews,
-                        keep_contexts=keep_contexts)
+                        keep_contexts=keep_contexts, statistics=statistics)
     out, lane, src, tgt = forward(model, None if sources is None else [s.ids for s in sources],
                                   None if decoder is None else [d.ids for d in decoder], recorder)
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,

@@ -32,13 +32,14 @@ class Recorder:
     ``capture``: True (every attention), False (none) or a collection of names; ``lazy``: keep inputs, row
     statistics and overviews (a first pass in blocks of rows) instead of full records; ``interventions``: ablations
     and knockouts of this call; ``hidden_states``: keep the residual stream after each block; ``key_facts``: per
-    stack, per batch element, what the statistics need to know about the tokens.
+    stack, per batch element, what the statistics need to know about the tokens; ``statistics``: whether an exact
+    lazy first pass computes the per-row statistics during the call (else the trace computes them when first asked).
     """
 
     def __init__(self, capture: bool | Collection[str] = True, *, lazy: bool = False,
                  interventions: Interventions | None = None, hidden_states: bool = False,
                  key_facts: Mapping[str, list[KeyFacts]] | None = None, overviews: bool = True,
-                 keep_contexts: bool = False, fast_above: int = FAST_ABOVE):
+                 keep_contexts: bool = False, fast_above: int = FAST_ABOVE, statistics: bool = True):
         self.capture_all = capture is True
         self.names = frozenset() if isinstance(capture, bool) else frozenset(capture)
         self.lazy = lazy
@@ -48,6 +49,7 @@ class Recorder:
         self.overviews = overviews
         self.keep_contexts = keep_contexts
         self.fast_above = fast_above  # a lazy first pass over more query rows runs the model's fast path
+        self.statistics = statistics  # an exact lazy first pass computes the row statistics now (else when asked)
         self.contexts: dict[str, torch.Tensor] = {}  # name -> (B, H, Tq, d_v) the context each attention passed on
         self.records: dict[str, AttentionRecord] = {}
         self.inputs: dict[str, AttentionInputs] = {}
@@ -113,7 +115,8 @@ class Recorder:
                 context, fp = fast_first_pass(inputs, overviews=self.overviews)
                 inputs = dataclasses.replace(inputs, context=context)
             else:
-                context, fp = exact_first_pass(inputs, self.key_facts.get(key_stack), overviews=self.overviews)
+                context, fp = exact_first_pass(inputs, self.key_facts.get(key_stack), overviews=self.overviews,
+                                               statistics=self.statistics)
             self.inputs[name] = inputs
             self.passes[name] = fp
             return context

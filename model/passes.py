@@ -11,8 +11,9 @@ Two first passes, chosen by the call:
   ``attention()`` from the same q and k: they agree with what the fast path used to float rounding (~1e-7), and the
   records' context and output are the ones the model passed on.
 
-After a fast first pass, the statistics pass (the exact pass without the context) runs when statistics are first
-asked. Nothing ever holds more than one block of rows x keys x heads.
+After a fast first pass, or an exact one asked to leave them (``statistics=False``: the app's first map), the
+statistics pass (the exact pass without the context) runs when statistics are first asked. Nothing ever holds more
+than one block of rows x keys x heads.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from .attention_inputs import AttentionInputs, block_attention, block_bytes
 from .interventions import ablate
 from .masks import MaskSpec
 from .names import RecordName
-from .pooling import overview_factor, pool_weights
-from .rowstats import KeyFacts, RowStats, collect, row_statistics
+from .pooling import overview_factor, pool_max, pool_weights
+from .rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
 
 FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)
 
@@ -89,12 +90,43 @@ def statistics_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, *
     return context, stats, ov_max, ov_mean, stats.lse
 
 
-def exact_first_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, overviews: bool = True
-                     ) -> tuple[torch.Tensor, FirstPass]:
-    """``attention()`` itself a block of rows at a time: (context (B, H, Tq, d_v) after any ablation, FirstPass)."""
+def context_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """``attention()`` a block of rows at a time for the context, each row's log-sum-exp and the max overview only
+    -> (context after any ablation, lse (B, H, Tq), max overview (B, H, r, c) uint8): the statistics pass's blocks
+    and numbers, without the statistics (a third of an exact first pass at T = 1,024 on GPT-2 small)."""
+    B, H, Tq, _ = inputs.q.shape
+    Tk, d_v = inputs.k.shape[2], inputs.v.shape[-1]
+    factor = overview_factor(Tq, Tk)
+    context = torch.empty(B, H, Tq, d_v, dtype=inputs.v.dtype, device=inputs.v.device)
+    r_out, c_out = _overview_shape(Tq, Tk, factor) if overviews else (0, 0)
+    ov_max = np.zeros((B, H, r_out, c_out), dtype=np.uint8)
+    lse = []
+    for rows in inputs.blocks():
+        rec = block_attention(inputs, rows, keep_intermediates=False)
+        context[:, :, rows.start:rows.stop] = rec.context
+        lse.append(row_lse(rec.weights, rec.mask, rec.row_max))
+        if overviews:
+            r0 = rows.start // factor
+            for b in range(B):
+                mx = pool_max(rec.weights[b], factor)
+                ov_max[b, :, r0:r0 + mx.shape[1]] = mx
+        del rec
+    if inputs.ablation is not None:
+        context, _ = ablate(context, inputs.ablation, inputs.query_valid)
+    return context, torch.cat(lse, dim=-1).cpu(), ov_max
+
+
+def exact_first_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, overviews: bool = True,
+                     statistics: bool = True) -> tuple[torch.Tensor, FirstPass]:
+    """``attention()`` itself a block of rows at a time: (context (B, H, Tq, d_v) after any ablation, FirstPass).
+    ``statistics=False``: the per-row statistics and the mean overview are left to the statistics pass, run when
+    first asked (the same blocks through the same functions: the same numbers)."""
+    Tq, Tk = inputs.q.shape[2], inputs.k.shape[2]
+    if not statistics:
+        context, lse, ov_max = context_pass(inputs, overviews)
+        return context, FirstPass(lse=lse, overview_max=ov_max, factor=overview_factor(Tq, Tk), exact=True)
     context, stats, ov_max, ov_mean, lse = statistics_pass(inputs, key_facts, with_context=True,
                                                            overviews=overviews)
-    Tq, Tk = inputs.q.shape[2], inputs.k.shape[2]
     return context, FirstPass(lse=lse, overview_max=ov_max, factor=overview_factor(Tq, Tk), exact=True,
                               stats=stats, overview_mean=ov_mean)
 
@@ -104,9 +136,23 @@ def can_run_fast(inputs: AttentionInputs) -> bool:
     return inputs.bias is None and inputs.softcap is None and not inputs.knocked
 
 
+def _flash(q, k, v, bias, causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fused attention with its log-sum-exp: torch's CPU flash kernel, elsewhere the memory-efficient one."""
+    if q.device.type == "cpu":
+        context, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, causal, attn_mask=bias, scale=scale)
+        return context, lse
+    if bias is not None:
+        bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    out = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True, 0.0, causal, scale=scale)
+    return out[0], out[1][..., :q.shape[2]]
+
+
 def flash_with_lse(q, k, v, masks: MaskSpec, scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The fast path's attention with each row's log-sum-exp: (context (B, H, Tq, d_v), lse (B, H, Tq) float32).
-    Rows with no allowed key get zeros and lse = -inf."""
+    Rows with no allowed key get zeros and lse = -inf. A mask other than plain causal (a sliding window, padding)
+    becomes an additive bias a block of query rows at a time ((B|1, 1, rows, Tk) under $ATTN_BLOCK_MB), never one
+    Tq x Tk matrix: 4 GiB of float32 at 32,768 tokens."""
     H = q.shape[1]
     groups = H // k.shape[1]
     k_rep, v_rep = repeat_kv(k, groups), repeat_kv(v, groups)
@@ -114,28 +160,28 @@ def flash_with_lse(q, k, v, masks: MaskSpec, scale: float | None) -> tuple[torch
     scale = scale if scale is not None else 1.0 / math.sqrt(d_k)
     plain_causal = masks.causal and masks.offset == 0 and masks.padding is None and masks.window is None and \
         masks.other is None
-    allowed = None if plain_causal else masks.allowed(range(masks.tq), range(masks.tk), q.device)
-    if q.device.type == "cpu":
+    if plain_causal:
+        context, lse = _flash(q, k_rep, v_rep, None, True, scale)
+        return context, lse.float()
+    B, Tq, Tk = q.shape[0], masks.tq, masks.tk
+    step = max(1, block_bytes() // max(1, B * Tk * (q.element_size() + 1)))
+    context = torch.empty(B, H, Tq, v.shape[-1], dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, H, Tq, dtype=torch.float32, device=q.device)
+    for r0 in range(0, Tq, step):
+        rows = range(r0, min(Tq, r0 + step))
+        allowed = masks.allowed(rows, range(Tk), q.device)  # (B|1, 1, R, Tk) bool, or None: every key
         bias = None
         if allowed is not None:
             bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
-        context, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q, k_rep, v_rep, 0.0, plain_causal, attn_mask=bias, scale=scale)
-    else:  # CUDA and others: the memory-efficient kernel returns the log-sum-exp too
-        bias = None
+        c, ls = _flash(q[:, :, rows.start:rows.stop], k_rep, v_rep, bias, False, scale)
+        ls = ls.float()
         if allowed is not None:
-            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
-            bias = bias.expand(q.shape[0], H, masks.tq, masks.tk)
-        out = torch.ops.aten._scaled_dot_product_efficient_attention(q, k_rep, v_rep, bias, True, 0.0, plain_causal,
-                                                                      scale=scale)
-        context, lse = out[0], out[1][..., :masks.tq]
-    lse = lse.float()
-    if allowed is not None:
-        has_key = allowed.any(-1)  # (B|1, 1, Tq)
-        if not bool(has_key.all()):
-            empty = ~has_key
-            context = context.masked_fill(empty[..., None], 0.0)
-            lse = lse.masked_fill(empty, float("-inf"))
+            empty = ~allowed.any(-1)  # (B|1, 1, R): rows with no allowed key
+            if bool(empty.any()):
+                c = c.masked_fill(empty[..., None], 0.0)
+                ls = ls.masked_fill(empty, float("-inf"))
+        context[:, :, rows.start:rows.stop] = c
+        lse[:, :, rows.start:rows.stop] = ls
     return context, lse
 
 
@@ -230,5 +276,5 @@ def fast_first_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[to
     return context, FirstPass(lse=lse.cpu(), overview_max=ov_max, factor=factor, exact=False)
 
 
-__all__ = ["FAST_ABOVE", "FirstPass", "can_run_fast", "exact_first_pass", "fast_first_pass", "flash_with_lse",
-           "max_overview_pass", "overview_rows", "statistics_pass"]
+__all__ = ["FAST_ABOVE", "FirstPass", "can_run_fast", "context_pass", "exact_first_pass", "fast_first_pass",
+           "flash_with_lse", "max_overview_pass", "overview_rows", "statistics_pass"]

@@ -118,6 +118,28 @@ class KeyFacts:
     induction: list[list[int]] | None = None  # per query row: its induction target keys (decoder self-attention)
 
 
+def _n_keys(weights: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    B, H, R, Tk = weights.shape
+    if allowed is None:
+        return torch.full((B, H, R), Tk, dtype=torch.float32, device=weights.device)
+    return torch.broadcast_to(allowed.sum(-1, dtype=torch.int32), (B, H, R)).to(torch.float32)
+
+
+def _lse(max_weight: torch.Tensor, logits_max: torch.Tensor, n_keys: torch.Tensor) -> torch.Tensor:
+    """Each row's log-sum-exp from the softmax itself: max weight = exp(max - lse). (B, H, R) float64, -inf for a
+    row with no allowed key."""
+    with torch.no_grad():  # in float64: rows with large logits (|x| ~ 50) lose 3e-6 to float32 rounding here
+        lse = logits_max[..., 0].double() - torch.log(max_weight.double())
+    return torch.where(n_keys > 0, lse, torch.full_like(lse, float("-inf")))
+
+
+def row_lse(weights: torch.Tensor, allowed: torch.Tensor | None, logits_max: torch.Tensor) -> torch.Tensor:
+    """(B, H, R) float64: the log-sum-exp of each row of a block, exactly as ``row_statistics`` gives it (a first
+    pass that leaves the statistics for later keeps the same normaliser)."""
+    w = weights if weights.dtype in (torch.float32, torch.float64) else weights.float()
+    return _lse(w.amax(-1), logits_max, _n_keys(w, allowed))
+
+
 def row_statistics(weights: torch.Tensor, allowed: torch.Tensor | None, q_positions: torch.Tensor, *,
                    self_attention: bool, logits_max: torch.Tensor | None = None,
                    keys: Sequence[KeyFacts] | None = None, query_rows: slice | None = None,
@@ -129,18 +151,13 @@ def row_statistics(weights: torch.Tensor, allowed: torch.Tensor | None, q_positi
     mass). Returns (B, H, R) tensors, and ``column_mass`` (B, H, Tk)."""
     B, H, R, Tk = weights.shape
     w = weights if weights.dtype in (torch.float32, torch.float64) else weights.float()
-    if allowed is None:
-        n_keys = torch.full((B, H, R), Tk, dtype=torch.float32, device=w.device)
-    else:
-        n_keys = torch.broadcast_to(allowed.sum(-1, dtype=torch.int32), (B, H, R)).to(torch.float32)
+    n_keys = _n_keys(w, allowed)
     out: dict[str, torch.Tensor] = {"n_keys": n_keys}
     max_weight = w.amax(-1)
     out["max_weight"] = max_weight
     out["entropy"] = -torch.special.xlogy(w, w).sum(-1)
-    if logits_max is not None:  # softmax: max weight = exp(max - lse)
-        with torch.no_grad():  # in float64: rows with large logits (|x| ~ 50) lose 3e-6 to float32 rounding here
-            lse = logits_max[..., 0].double() - torch.log(max_weight.double())
-        out["lse"] = torch.where(n_keys > 0, lse, torch.full_like(lse, float("-inf")))
+    if logits_max is not None:
+        out["lse"] = _lse(max_weight, logits_max, n_keys)
     out["first"] = w[..., 0]
     key_idx = torch.arange(Tk, device=w.device)
     qp = q_positions.to(w.device)

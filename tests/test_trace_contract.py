@@ -109,6 +109,36 @@ def test_full_and_lazy_traces_answer_every_method_alike(pipes, family):
     check_contract(full.trace, lazy.trace, exact=True)
 
 
+@pytest.mark.parametrize("family", ["dates", "induction", "llama", "mistral", "gpt2", "bert", "t5"])
+def test_statistics_left_for_later_are_the_same_numbers(pipes, family):
+    """``statistics=False`` (the app's first map): the exact first pass keeps the context, each row's log-sum-exp
+    and the max overview; the statistics and the mean overview come from one statistics pass when first asked,
+    bitwise what the call would have computed, and every other answer is bitwise the same."""
+    pipe = pipes[family]
+    eager, later = traced(pipe, mode="lazy"), traced(pipe, mode="lazy", statistics=False)
+    assert later.trace.exact and torch.equal(eager.logits, later.logits)
+    for name in eager.trace:
+        assert eager.trace.statistics_ready(name) and not later.trace.statistics_ready(name)
+        np.testing.assert_array_equal(eager.trace.overview(name, "max"), later.trace.overview(name, "max"))
+        rows = range(0, eager.trace.shape(name).tq)
+        w_a = eager.trace.window(name, 0, rows, range(0, eager.trace.shape(name).tk))
+        w_b = later.trace.window(name, 0, rows, range(0, eager.trace.shape(name).tk))
+        np.testing.assert_array_equal(w_a.values, w_b.values)
+        assert later.trace.statistics_ready(name) is False  # windows need no statistics
+    check_contract(traced(pipe, mode="full").trace, later.trace, exact=True)  # asks for statistics, mean overviews
+    assert later.trace.statistics_passes == len(list(later.trace))
+    for name in eager.trace:
+        a, b = eager.trace.row_stats(name), later.trace.row_stats(name)
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, dict):
+                for w in x:
+                    np.testing.assert_array_equal(x[w].numpy(), y[w].numpy(), err_msg=f"{name} {f.name} {w}")
+            elif x is not None:  # NaN where a statistic is undefined: equal when both are NaN
+                np.testing.assert_array_equal(torch.as_tensor(x).numpy(), torch.as_tensor(y).numpy(),
+                                              err_msg=f"{name} {f.name}")
+
+
 @pytest.mark.parametrize("family", ["llama", "mistral", "qwen3", "gpt2", "bert", "dates"])
 def test_after_the_fast_first_pass_every_method_agrees_to_float_rounding(pipes, family, monkeypatch):
     """Forcing the fast path (flash attention + an overview pass) on a short input: the same answers within

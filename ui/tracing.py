@@ -189,7 +189,8 @@ def traced_call(path: str, device: str, stamp: float, source: str, target: str |
     result = run(pipe, source, target if arch == "encoder-decoder" else None,
                  max_new_tokens=(max_new if arch != "encoder-only" and (arch == "encoder-decoder" or max_new > 0)
                                  else None),
-                 generated_ids=generated, budget=budget(), ablations=ablations or None, knockouts=knockouts or None)
+                 generated_ids=generated, budget=budget(), ablations=ablations or None, knockouts=knockouts or None,
+                 statistics=False)  # the first map needs none: the Statistics view asks for them
     return Traced(result=result, device=str(pipe.device))
 
 
