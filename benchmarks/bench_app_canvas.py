@@ -61,10 +61,9 @@ def layer_change(page, n_layers: int, repeats: int) -> list[float]:
     out = []
     for i in range(repeats):
         before = stats(page)
-        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first
-        box.click()
+        option = open_layer_option(page, str((i + 1) % n_layers))  # never the current one
         page.evaluate(ARM_CLICK_JS)
-        page.get_by_role("option", name=str((i + 1) % n_layers), exact=True).click()  # never the current one
+        option.click()
         s = new_overview(page, before["overview"], 120_000)
         clicked = page.evaluate("() => window.__clickAt")
         # the first frame of the new overview after the click (an overview seen before may be in the history too)
@@ -72,6 +71,22 @@ def layer_change(page, n_layers: int, repeats: int) -> list[float]:
         out.append(rec["at"] - clicked)
         wait_idle_canvas(page)
     return out
+
+
+def open_layer_option(page, label: str):
+    """The Layer selector's option ``label``, its list opened (a click during a rerun's end can leave it closed)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first
+    option = page.get_by_role("option", name=label, exact=True)
+    for _ in range(5):
+        wait_idle_canvas(page)
+        box.click()
+        try:
+            option.wait_for(state="visible", timeout=5_000)
+            return option
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: open it again
+            page.keyboard.press("Escape")
+    page.screenshot(path="/tmp/bench_app_canvas_layer.png")
+    raise RuntimeError(f"the Layer selector's option {label!r} never showed (/tmp/bench_app_canvas_layer.png)")
 
 
 def wait_idle_canvas(page) -> None:
@@ -87,7 +102,7 @@ def session(model_dir: Path, lengths: list[int], tok, n_layers: int, repeats: in
     with tempfile.TemporaryDirectory() as empty, streamlit_server(
             env={"INSPECTOR_CHECKPOINTS": empty, "INSPECTOR_MODELS": str(model_dir.parent),
                  "INSPECTOR_MAX_SOURCE_CHARS": "400000"}, timeout=300) as url, chromium((1400, 1000)) as page:
-        page.goto(url)
+        page.goto(f"{url}/?model={model_dir.name}")  # the models directory lists every benchmark model
         wait_idle(page, 300_000)
         for T in lengths:
             firsts = [first_map(page, text_of_tokens(tok, T, shift=r + 1)) for r in range(repeats)]

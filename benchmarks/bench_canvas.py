@@ -66,7 +66,8 @@ def wait_detail(page, since: float, timeout: float = 60_000) -> dict:
 
 def head_changes(page, repeats: int) -> list[float]:
     out = []
-    heads = [h for _ in range(repeats) for h in (3, 7, 1, 10)][:repeats * 2]
+    n_heads = page.locator("button[data-head]").count()
+    heads = [h % n_heads for _ in range(repeats) for h in (3, 7, 1, 10)][:repeats * 2]  # heads the map has
     for h in heads:
         if stats(page)["head"] == h:
             continue

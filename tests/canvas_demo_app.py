@@ -22,21 +22,22 @@ stage = qp.get("stage", "weights")
 causal = qp.get("causal", "0") == "1"
 pad = int(qp.get("pad", 0))
 produces = qp.get("produces", "0") == "1"
+max_cells = int(qp.get("maxcells", 0) or tiles.DETAIL_MAX_CELLS)  # views over this many cells get no detail
 
 
 # every cached function takes the whole configuration: sessions with other query parameters share the server
-CONFIG = (T, Tk, H, stage, causal, pad, produces)
+CONFIG = (T, Tk, H, stage, causal, pad, produces, max_cells)
 
 
 @st.cache_resource(max_entries=4)
 def synthetic(config: tuple, layer: int) -> Synthetic:
-    T, Tk, H, stage, causal, pad, _ = config
+    T, Tk, H, stage, causal, pad = config[:6]
     return Synthetic(T, Tk, H, layer, causal=causal, pad=pad, stage=stage)
 
 
 @st.cache_resource(max_entries=4)
 def overview(config: tuple, layer: int) -> dict:
-    T, Tk, H, stage, _, _, produces = config
+    T, Tk, H, stage, _, _, produces = config[:7]
     syn = synthetic(config, layer)
     pool = tiles.pool_factor(T, Tk, tiles.HELD_SIDE)
     held = [syn.overview_tile(h, pool) for h in range(H)]
@@ -63,6 +64,8 @@ def detail(config: tuple, layer: int, head: int, view_json: str) -> dict:
     T, Tk = config[:2]
     view = json.loads(view_json)
     window = tiles.detail_window(view, T, Tk)
+    if tiles.detail_too_big(window, config[7]):
+        return tiles.skipped_detail(window, head=head, overview_id=overview(config, layer)["id"], max_cells=config[7])
     values, argmax, codes = synthetic(config, layer).pooled(head, window)
     return tiles.detail_payload(values, window["r0"], window["c0"], window["pool"], head=head,
                                 overview_id=overview(config, layer)["id"],

@@ -438,3 +438,41 @@ def test_buttons_drag_pan_and_box_zoom(large):
     assert wait_state(large, lambda s: s["selection"] == {"kind": "row", "row": 1550})
     large.locator("button[data-mode='view']").click()
     large.keyboard.press("0")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_view_too_big_to_read_exactly_says_so_and_zooming_in_reads_it(browser):
+    """Over the detail's cell cap (here 512 x 512, tiles.DETAIL_MAX_CELLS in the app) the page draws the overview
+    and says the hover's value is the overview's; a view within the cap gets its exact cells."""
+    syn = Synthetic(1024, n_heads=3)
+    with streamlit_server(script=DEMO) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/?T=1024&H=3&maxcells={512 * 512}")
+        page.wait_for_function("() => { const s = window.__attnCanvasStats && window.__attnCanvasStats.map;"
+                               " return s && s.skipped && s.draws >= 1; }", timeout=TIMEOUT)
+        assert stats(page)["detail"] is None
+        p = page.evaluate("() => window.__attnCanvasStats.map.cellToClient(700, 300)")
+        page.mouse.move(p["x"], p["y"])
+        lines = page.locator(".attn-tip div").all_inner_texts()
+        assert lines[0].startswith("query 700·") and " ≈ " in lines[0]  # the head's exact uint8 tile (T = 1024)
+        assert lines[1] == "weights, from the uint8 overview; zoom in to at most 512 × 512 cells for exact values"
+        page.locator("canvas.attn-map").focus()
+        for _ in range(3):  # 1024 -> 512 cells per axis and below
+            page.keyboard.press("+")
+            page.wait_for_timeout(50)
+        page.wait_for_function("() => { const d = window.__attnCanvasStats.map.detail; return d && d.pool === 1; }",
+                               timeout=30_000)
+        s = stats(page)
+        r, c = (s["view"]["r0"] + s["view"]["r1"]) // 2, (s["view"]["c0"] + s["view"]["c1"]) // 2
+        p = page.evaluate("([r, c]) => window.__attnCanvasStats.map.cellToClient(r, c)", [r, c])
+        page.mouse.move(p["x"], p["y"])
+        cell = page.evaluate("() => window.__attnCanvasStats.map.hover")
+        value = float(syn.values(s["head"], cell["r"], cell["r"] + 1, cell["c"], cell["c"] + 1)[0, 0])
+        lines = page.locator(".attn-tip div").all_inner_texts()
+        assert lines[0].endswith(f": {value:.4f}") and lines[1] == "weights · exact cell"
+        shot(page, "1024-too-big-then-zoomed")
+        assert not errors, errors
+        page.close()

@@ -150,3 +150,27 @@ def test_every_view_at_2000_tokens(long_runs, view, tmp_path, monkeypatch):
         assert at.get("download_button")
     if view == "Needle":
         assert len(at.dataframe[0].value) == 8
+
+
+def test_the_whole_map_over_the_detail_cap_is_drawn_from_the_overview(long_runs, monkeypatch):
+    """A view over tiles.DETAIL_MAX_CELLS (the whole map above 4,096 tokens; here the cap is lowered to 1,000 x
+    1,000 for a 2,000-token input) gets no detail tile: the page is told, and the caption says what the hover reads."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import clear_app_caches
+    from viz import tiles
+
+    pipe, _ = long_runs["llama"]
+    monkeypatch.setattr(tiles, "DETAIL_MAX_CELLS", 1000 * 1000)
+    clear_app_caches()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300)
+    at.session_state["model_path"] = pipe.path
+    at.session_state["source"] = long_text(pipe, 2000)
+    at.session_state["view"] = "Attention map"
+    at.run()
+    assert not at.exception, at.exception
+    parts = {e.proto.id.rsplit("-", 1)[-1]: tiles.unpack(e.proto.bytes) for e in at.get("bidi_component")}
+    ov, detail = parts["map"], parts["map.detail"]
+    assert detail["skipped"] and detail["overview"] == ov["id"] and detail["max_cells"] == 1000 * 1000
+    assert "tile" not in detail and detail["view"] == {"r0": 0, "r1": 2000, "c0": 0, "c1": 2000}
+    assert any("exact once at most 1,000 × 1,000 cells are in view" in c.value for c in at.caption)

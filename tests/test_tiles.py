@@ -265,3 +265,15 @@ def test_demo_block_formula_equals_pooling_its_cells(stage):
             np.testing.assert_array_equal(vals, ref)
             np.testing.assert_array_equal(argmax, ref_arg)
             np.testing.assert_array_equal(codes, tiles.pool_reasons(cell_codes, p))
+
+
+def test_a_detail_over_the_cell_cap_is_skipped_and_says_the_cap():
+    whole = tiles.detail_window(None, 4096, 4096)
+    assert not tiles.detail_too_big(whole)  # 4,096 x 4,096 is read (16.7 M cells)
+    big = tiles.detail_window(None, 4100, 4096)
+    assert tiles.detail_too_big(big) and tiles.detail_too_big(whole, max_cells=4096 * 4096 - 1)
+    part = tiles.unpack(tiles.pack(tiles.skipped_detail(big, head=3, overview_id="ov")))
+    assert part == {"part": "detail", "overview": "ov", "head": 3, "skipped": True,
+                    "view": {"r0": 0, "r1": 4100, "c0": 0, "c1": 4096}, "max_cells": tiles.DETAIL_MAX_CELLS}
+    # a window within the cap is computed, whatever its pool
+    assert not tiles.detail_too_big(tiles.detail_window({"r0": 0, "r1": 32768, "c0": 0, "c1": 512}, 32768, 32768))

@@ -1,6 +1,5 @@
 """The logit lens, patching and knockout views in the app (Streamlit's AppTest): each shows what model.analysis
-computes from the call, says how long it took, exports, and survives hostile input. The views are registered here
-as ui/views will register them (tests/why_app.py)."""
+computes from the call, says how long it took, exports, and survives hostile input."""
 
 from __future__ import annotations
 
@@ -27,24 +26,18 @@ from model.analysis import (
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, page_text, plain, plotly_array
 from tests.test_hardening import HOSTILE, check_charts
-from tests.why_app import WHY_VIEWS, functions
 
 ROOT = Path(__file__).resolve().parent.parent
 DATES, INDUCTION = ROOT / "checkpoints" / "dates", ROOT / "checkpoints" / "induction"
 SOURCE = "Saturday, November 21, 2026"
 OTHER = "Monday, March 13, 1999"  # as many source tokens as SOURCE
+WHY_VIEWS = ("Logit lens", "Patching", "Knockout")
 
 
 @pytest.fixture(autouse=True)
-def registered(monkeypatch):
-    import ui.inspector
-    import ui.views
-
+def shipped_checkpoints(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
-    monkeypatch.setattr(ui.inspector, "VIEWS", tuple(dict.fromkeys((*ui.inspector.VIEWS, *WHY_VIEWS))))
-    for name, fn in functions().items():
-        monkeypatch.setitem(ui.views.VIEW_FUNCTIONS, name, fn)
     clear_app_caches()
     yield
     clear_app_caches()

@@ -26,6 +26,8 @@ EXACT_MAX = 256  # a view of at most this many cells per axis is labelled token 
 HELD_SIDE = 512  # every head's overview tile has at most this many blocks per axis (held in the page)
 HEAD_SIDE = 1024  # the selected head's overview tile: at most this many blocks per axis
 DETAIL_SIDE = 512  # a detail tile: at most this many cells (exact) or blocks (pooled) per axis
+DETAIL_MAX_CELLS = 1 << 24  # a pooled detail reads at most this many cells (4,096 x 4,096: ~0.5 s on 2 CPU cores);
+# a view over more (the whole map above 4,096 tokens) gets the overview's values, "zoom in for exact values"
 REASON_BITS = {"causal": 1, "padding": 2, "window": 4, "knocked out": 8, "other": 128}  # uint8 bits per cell
 COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
 MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
@@ -243,6 +245,21 @@ def detail_window(view: Mapping | None, n_rows: int, n_cols: int) -> dict:
     r0, c0 = r0 // pool * pool, c0 // pool * pool
     r1, c1 = min(n_rows, -(-r1 // pool) * pool), min(n_cols, -(-c1 // pool) * pool)
     return {"r0": r0, "r1": r1, "c0": c0, "c1": c1, "pool": pool}
+
+
+def detail_too_big(window: Mapping, max_cells: int | None = None) -> bool:
+    """Whether the detail of ``window`` (from ``detail_window``) would read more than ``max_cells`` cells (default
+    ``DETAIL_MAX_CELLS``)."""
+    cap = DETAIL_MAX_CELLS if max_cells is None else max_cells
+    return (int(window["r1"]) - int(window["r0"])) * (int(window["c1"]) - int(window["c0"])) > cap
+
+
+def skipped_detail(window: Mapping, *, head: int, overview_id: str, max_cells: int | None = None) -> dict:
+    """The detail part of a view too big to read (``detail_too_big``): no tile; the page says the hover's value is
+    the overview's and that a view of at most ``max_cells`` cells gives exact ones."""
+    cap = DETAIL_MAX_CELLS if max_cells is None else max_cells
+    return {"part": "detail", "overview": overview_id, "head": int(head), "skipped": True,
+            "view": {k: int(window[k]) for k in ("r0", "r1", "c0", "c1")}, "max_cells": int(cap)}
 
 
 def window_detail(values: np.ndarray, window: Mapping, *, head: int, overview_id: str,

@@ -33,24 +33,28 @@ def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | N
                      on_head_change: Callable | None = None, on_query_change: Callable | None = None,
                      on_selection_change: Callable | None = None, goto: Mapping | None = None):
     """Draw ``payload`` ({"overview": viz.tiles.overview_payload(...), "head": head_payload(...) or None,
-    "detail": detail_payload(...) or None}) and return the page's state: ``view`` ({r0, r1, c0, c1}, cells, end
-    exclusive), ``head``, ``query`` (the clicked row) and ``selection`` (None until the page reports them).
-    ``goto`` ({r0, r1, c0, c1, nonce}): move the view there once (a new nonce moves it again)."""
+    "detail": detail_payload(...), a function returning one, or None}) and return the page's state: ``view``
+    ({r0, r1, c0, c1}, cells, end exclusive), ``head``, ``query`` (the clicked row) and ``selection`` (None until
+    the page reports them). A detail given as a function is computed after the overview is sent: the page draws the
+    new overview meanwhile. ``goto`` ({r0, r1, c0, c1, nonce}): move the view there once (a new nonce moves it
+    again)."""
     overview = payload["overview"]
     seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
     callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
                  "on_query_change": on_query_change, "on_selection_change": on_selection_change}
-    detail = payload.get("detail")
-    focus = detail or payload.get("head") or {}
-    sync = {"part": "sync", "key": key, "overview": overview["id"], "head": focus.get("head"),
-            "view": focus.get("view"), "seen": seen, "goto": dict(goto) if goto else None}
-    # tiny: a fresh page adopts Python's head and view from it
     with st.container(gap=None):
         result = _mount(key=key, data=tiles.pack({**overview, "key": key}), default=dict.fromkeys(STATE_KEYS),
                         **{name: cb or _noop for name, cb in callbacks.items()})
         if payload.get("head") is not None:
             _mount(key=f"{key}.head", data=tiles.pack({**payload["head"], "key": key}))
+        detail = payload.get("detail")
+        if callable(detail):
+            detail = detail()
         if detail is not None:
             _mount(key=f"{key}.detail", data=tiles.pack({**detail, "key": key}))
+        focus = detail or payload.get("head") or {}
+        sync = {"part": "sync", "key": key, "overview": overview["id"], "head": focus.get("head"),
+                "view": focus.get("view"), "seen": seen, "goto": dict(goto) if goto else None}
+        # tiny: a fresh page adopts Python's head and view from it
         _mount(key=f"{key}.sync", data=tiles.pack(sync))
     return result

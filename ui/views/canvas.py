@@ -73,6 +73,8 @@ def detail_part(ctx: Context, name: str, head: int, stage: str, view: dict | Non
     maxima with where each maximum is (so the hover is exact at every zoom)."""
     shape = ctx.traced.trace.shape(name)
     window = tiles.detail_window(view, shape.tq, shape.tk)
+    if tiles.detail_too_big(window):
+        return tiles.skipped_detail(window, head=head, overview_id=overview_id)
     key = ("canvas-detail", name, head, stage, json.dumps(window, sort_keys=True))
     return ctx.traced.recent(key, lambda: tiles.trace_detail(ctx.traced.trace, name, head, window, stage,
                                                              overview_id=overview_id, view=view or window),
@@ -101,8 +103,9 @@ def canvas_map(ctx: Context, stage: str) -> dict:
         overview = overview_part(ctx, name, stage)
     seen = dict(st.session_state.get(MAP_KEY) or {})
     view = seen.get("view") if isinstance(seen.get("view"), dict) else None
-    detail = detail_part(ctx, name, head, stage, view, overview["id"])
     goto = st.session_state.pop("map_goto", None)
+    # the detail is computed once the overview is on its way to the page: a layer change draws without waiting
+    detail = lambda: detail_part(ctx, name, head, stage, view, overview["id"])  # noqa: E731
     result = attention_canvas({"overview": overview, "head": None, "detail": detail}, key=MAP_KEY,
                               on_head_change=_head_from_page, on_query_change=_query_from_page, goto=goto)
     shape = ctx.traced.trace.shape(name)
@@ -112,8 +115,12 @@ def canvas_map(ctx: Context, stage: str) -> dict:
              if ctx.traced.lazy and getattr(ctx.traced.trace, "exact", False) else
              "computed on demand by attention() from the q and k the call kept; the model's own forward ran the fast "
              "path, which agrees to float rounding (~1e-7)" if ctx.traced.lazy else "captured")
+    side = int(tiles.DETAIL_MAX_CELLS ** 0.5)
+    hover = ("hover any cell for both tokens and its value" if shape.tq * shape.tk <= tiles.DETAIL_MAX_CELLS else
+             f"hover any cell for both tokens and its value (exact once at most {side:,} × {side:,} cells are in "
+             "view; over that, the overview's, to 1/255)")
     st.caption(f"{shape.tq:,} × {shape.tk:,} tokens; the whole map is {how}, zoom in (wheel, drag a box, + / −, "
-               "arrow keys) for exact cells with token labels; hover any cell for both tokens and its value; click "
+               f"arrow keys) for exact cells with token labels; {hover}; click "
                f"a row for its query strip. Every value is the number the model used in this call ({exact}). "
                f"Drawn in {time.perf_counter() - started:.2f} s on the server.")
     return result

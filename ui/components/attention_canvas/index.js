@@ -139,6 +139,7 @@ class AttentionCanvas {
     this.query = null;
     this.headTiles = new Map(); // `${overview}:${head}` -> tile
     this.details = []; // newest first
+    this.skipped = null; // {overview, head, maxCells}: the reported view is too big to read exactly
     this.reported = {}; // what this page last told Python
     this.touched = false; // the user has moved the view (a fresh page adopts Python's view until then)
     this.history = [];
@@ -272,6 +273,11 @@ class AttentionCanvas {
     }
     if (p.part === "sync") {
       if (this.sync(p)) this.draw("sync", t0);
+      return;
+    }
+    if (p.part === "detail" && p.skipped) { // a view too big to read exactly: the overview's values, and say so
+      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells };
+      this.stat.skipped = { ...this.skipped };
       return;
     }
     const tile = p.tile;
@@ -896,9 +902,17 @@ class AttentionCanvas {
     const k = i * t.cols + j;
     const cells = p === 1 ? `query ${this.rowLabel(r)} → key ${this.colLabel(c)}` :
       `max over the ${p} × ${p} block at queries ${i * p}–${Math.min(ov.n_rows, i * p + p) - 1}, keys ${j * p}–${Math.min(ov.n_cols, j * p + p) - 1}`;
-    if (t.m && t.m[k]) return [`${cells}: masked: ${reasons(t.m[k])}`, "from the overview; the exact values are on their way"];
+    const sk = this.skipped;
+    const coarse = sk && sk.overview === ov.id && sk.head === this.head; // cleared when a new view is reported
+    const side = coarse ? Math.floor(Math.sqrt(sk.maxCells || 0)).toLocaleString("en-US") : "";
+    if (t.m && t.m[k]) {
+      return [`${cells}: masked: ${reasons(t.m[k])}`, coarse ? "from the overview" :
+        "from the overview; the exact values are on their way"];
+    }
     const approx = ov.lo + (t.q[k] / 255) * (ov.hi - ov.lo);
-    return [`${cells}: ≈ ${tickText(approx)}`, `${vname}, from the uint8 overview; the exact value is on its way`];
+    return [`${cells}: ≈ ${tickText(approx)}`, coarse ?
+      `${vname}, from the uint8 overview; zoom in to at most ${side} × ${side} cells for exact values` :
+      `${vname}, from the uint8 overview; the exact value is on its way`];
   }
 
   showTip(x, y) {
@@ -944,6 +958,7 @@ class AttentionCanvas {
     const s = JSON.stringify(out);
     if (s === this.reported.view) return;
     this.reported.view = s;
+    this.skipped = null; // the new view's detail (or that it is too big) is on its way
     this.stat.reportedView = { ...out, at: performance.now() };
     this.setState("view", out);
   }
