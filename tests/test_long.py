@@ -174,3 +174,35 @@ def test_the_whole_map_over_the_detail_cap_is_drawn_from_the_overview(long_runs,
     assert detail["skipped"] and detail["overview"] == ov["id"] and detail["max_cells"] == 1000 * 1000
     assert "tile" not in detail and detail["view"] == {"r0": 0, "r1": 2000, "c0": 0, "c1": 2000}
     assert any("exact once at most 1,000 × 1,000 cells are in view" in c.value for c in at.caption)
+
+
+def test_a_new_overview_goes_alone_and_its_detail_follows_the_pages_request(long_runs):
+    """Streamlit draws the map when the run ends: a new overview (first map, another layer) is sent with a deferred
+    detail; the page's request reruns the script, which then computes the detail for the same overview."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import clear_app_caches
+    from viz import tiles
+
+    pipe, _ = long_runs["llama"]
+    clear_app_caches()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300)
+    at.session_state["model_path"] = pipe.path
+    at.session_state["source"] = long_text(pipe, 1500)
+    at.session_state["view"] = "Attention map"
+
+    def parts():
+        return {e.proto.id.rsplit("-", 1)[-1]: tiles.unpack(e.proto.bytes) for e in at.get("bidi_component")}
+
+    at.run()
+    assert not at.exception, at.exception
+    first = parts()
+    assert first["map.detail"]["deferred"] and "tile" not in first["map.detail"]
+    at.run()  # what the page's detail_request triggers
+    second = parts()
+    assert second["map"]["id"] == first["map"]["id"] and second["map.detail"]["overview"] == first["map"]["id"]
+    tile = second["map.detail"]["tile"]
+    assert tile["pool"] == 4 and tile["values"].shape == (375, 375)  # 1,500 tokens, blocks of 4 x 4
+    at.session_state["layer"] = 0
+    at.run()  # another layer: its overview alone again
+    assert parts()["map"]["id"] != first["map"]["id"] and parts()["map.detail"]["deferred"]

@@ -52,6 +52,8 @@ def test_a_long_input_on_the_canvas_map(model_dir):
         assert not exception_boxes(page)
         s = stats(page)
         assert s["note"].startswith("max over 4 × 4") and s["pool"] == 4  # 2,000 tokens: pooled to 500 blocks
+        # the new overview came alone; the page asked for its detail, which the next run computed
+        assert s["detailRequests"] >= 1 and s["detail"]["overview"] == s["overview"]
         name = "decoder.1.self_attn"  # the map opens on the last layer
         assert "layer 1" in page.locator(".attn-title").first.inner_text() if page.locator(".attn-title").count() \
             else True

@@ -77,6 +77,10 @@ class Traced:
         with self._lock:
             return key in self._memo
 
+    def has_recent(self, key) -> bool:
+        with self._lock:
+            return key in self._recent.get(key[0], ())
+
     def recent(self, key, compute, keep: int):
         """Like ``memo``, for values asked for often and soon stale (a map's detail per view): only the ``keep``
         most recent of ``key[0]``'s kind are kept."""

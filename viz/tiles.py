@@ -262,6 +262,13 @@ def skipped_detail(window: Mapping, *, head: int, overview_id: str, max_cells: i
             "view": {k: int(window[k]) for k in ("r0", "r1", "c0", "c1")}, "max_cells": int(cap)}
 
 
+def deferred_detail(window: Mapping, *, head: int, overview_id: str) -> dict:
+    """The detail part of a new overview's view, not computed in this run: the page draws the overview at once and
+    asks for the detail (the component's ``detail_request`` state), which the next run computes."""
+    return {"part": "detail", "overview": overview_id, "head": int(head), "deferred": True,
+            "view": {k: int(window[k]) for k in ("r0", "r1", "c0", "c1")}}
+
+
 def window_detail(values: np.ndarray, window: Mapping, *, head: int, overview_id: str,
                   codes: np.ndarray | None = None, view: Mapping | None = None) -> dict:
     """The detail part for ``window`` (from ``detail_window``) from its exact cells ``values`` (and reason bits

@@ -16,7 +16,7 @@ import streamlit as st
 from viz import tiles
 
 _DIR = Path(__file__).with_name("attention_canvas")
-STATE_KEYS = ("view", "head", "query", "selection")  # what the page reports (component state)
+STATE_KEYS = ("view", "head", "query", "selection", "detail_request")  # what the page reports (component state)
 
 _mount = st.components.v2.component(
     "attention_canvas",
@@ -31,17 +31,20 @@ def _noop() -> None:
 
 def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | None = None,
                      on_head_change: Callable | None = None, on_query_change: Callable | None = None,
-                     on_selection_change: Callable | None = None, goto: Mapping | None = None):
+                     on_selection_change: Callable | None = None, on_detail_request_change: Callable | None = None,
+                     goto: Mapping | None = None):
     """Draw ``payload`` ({"overview": viz.tiles.overview_payload(...), "head": head_payload(...) or None,
     "detail": detail_payload(...), a function returning one, or None}) and return the page's state: ``view``
     ({r0, r1, c0, c1}, cells, end exclusive), ``head``, ``query`` (the clicked row) and ``selection`` (None until
-    the page reports them). A detail given as a function is computed after the overview is sent: the page draws the
-    new overview meanwhile. ``goto`` ({r0, r1, c0, c1, nonce}): move the view there once (a new nonce moves it
+    the page reports them). A detail given as a function is computed after the overview is mounted; a deferred
+    detail (``tiles.deferred_detail``) makes the page ask for it (``detail_request``: {overview, head, view}, a
+    rerun), so that a new overview is drawn without waiting for its detail. ``goto`` ({r0, r1, c0, c1, nonce}): move the view there once (a new nonce moves it
     again)."""
     overview = payload["overview"]
     seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
     callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
-                 "on_query_change": on_query_change, "on_selection_change": on_selection_change}
+                 "on_query_change": on_query_change, "on_selection_change": on_selection_change,
+                 "on_detail_request_change": on_detail_request_change}
     with st.container(gap=None):
         result = _mount(key=key, data=tiles.pack({**overview, "key": key}), default=dict.fromkeys(STATE_KEYS),
                         **{name: cb or _noop for name, cb in callbacks.items()})

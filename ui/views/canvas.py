@@ -68,17 +68,25 @@ def overview_part(ctx: Context, name: str, stage: str) -> dict:
     return ctx.traced.memo(("canvas-overview", name, stage), build)
 
 
-def detail_part(ctx: Context, name: str, head: int, stage: str, view: dict | None, overview_id: str) -> dict:
+def detail_part(ctx: Context, name: str, head: int, stage: str, view: dict | None, overview_id: str, *,
+                defer: bool = False) -> dict:
     """The cells of the reported view: exact once it holds at most tiles.DETAIL_SIDE cells per axis, else block
-    maxima with where each maximum is (so the hover is exact at every zoom)."""
+    maxima with where each maximum is (so the hover is exact at every zoom, up to tiles.DETAIL_MAX_CELLS cells).
+    ``defer``: unless it is at hand, leave it for the page to ask for (a new overview is drawn without waiting)."""
     shape = ctx.traced.trace.shape(name)
     window = tiles.detail_window(view, shape.tq, shape.tk)
     if tiles.detail_too_big(window):
         return tiles.skipped_detail(window, head=head, overview_id=overview_id)
     key = ("canvas-detail", name, head, stage, json.dumps(window, sort_keys=True))
+    if defer and not ctx.traced.has_recent(key):
+        return tiles.deferred_detail(window, head=head, overview_id=overview_id)
     return ctx.traced.recent(key, lambda: tiles.trace_detail(ctx.traced.trace, name, head, window, stage,
                                                              overview_id=overview_id, view=view or window),
                              RECENT_DETAILS)
+
+
+def _noop() -> None:
+    """The page asked for a deferred detail: the rerun this triggers computes it."""
 
 
 def _head_from_page() -> None:
@@ -104,10 +112,14 @@ def canvas_map(ctx: Context, stage: str) -> dict:
     seen = dict(st.session_state.get(MAP_KEY) or {})
     view = seen.get("view") if isinstance(seen.get("view"), dict) else None
     goto = st.session_state.pop("map_goto", None)
-    # the detail is computed once the overview is on its way to the page: a layer change draws without waiting
-    detail = lambda: detail_part(ctx, name, head, stage, view, overview["id"])  # noqa: E731
+    # a new overview (another layer, stage or input) goes to the page alone; its detail follows when the page asks
+    # (Streamlit draws the map only once the run ends: its detail, 80 ms at 1,024 tokens, would delay it)
+    new = st.session_state.get("map_overview_sent") != overview["id"]
+    st.session_state["map_overview_sent"] = overview["id"]
+    detail = lambda: detail_part(ctx, name, head, stage, view, overview["id"], defer=new)  # noqa: E731
     result = attention_canvas({"overview": overview, "head": None, "detail": detail}, key=MAP_KEY,
-                              on_head_change=_head_from_page, on_query_change=_query_from_page, goto=goto)
+                              on_head_change=_head_from_page, on_query_change=_query_from_page,
+                              on_detail_request_change=_noop, goto=goto)
     shape = ctx.traced.trace.shape(name)
     pool = overview["pool"]
     how = "exact" if pool == 1 else f"max over {pool} × {pool} blocks"

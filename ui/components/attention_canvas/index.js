@@ -140,6 +140,7 @@ class AttentionCanvas {
     this.headTiles = new Map(); // `${overview}:${head}` -> tile
     this.details = []; // newest first
     this.skipped = null; // {overview, head, maxCells}: the reported view is too big to read exactly
+    this.detailRequests = 0; // deferred details asked for (each a new value, so each reruns the script)
     this.reported = {}; // what this page last told Python
     this.touched = false; // the user has moved the view (a fresh page adopts Python's view until then)
     this.history = [];
@@ -278,6 +279,14 @@ class AttentionCanvas {
     if (p.part === "detail" && p.skipped) { // a view too big to read exactly: the overview's values, and say so
       this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells };
       this.stat.skipped = { ...this.skipped };
+      return;
+    }
+    if (p.part === "detail" && p.deferred) { // a new overview went first: ask for its detail (a rerun computes it)
+      if (p.overview === this.ov.id) {
+        this.detailRequests += 1;
+        this.stat.detailRequests = this.detailRequests;
+        this.setState("detail_request", { overview: p.overview, head: p.head, view: p.view, n: this.detailRequests });
+      }
       return;
     }
     const tile = p.tile;
