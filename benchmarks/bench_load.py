@@ -36,8 +36,13 @@ def rss_mib(pid: int) -> float:
 
 
 def settle(page, timeout: float = 120_000) -> None:
+    """Until the action's rerun has run and the page holds no stale element (under load the server can take a few
+    hundred ms to start the rerun; a click on a stale download button then races the rerun's address update, whose
+    history.replaceState cancels the download's navigation in Chromium)."""
+    page.wait_for_timeout(250)
     page.wait_for_function("""() => { const s = document.querySelector('[data-testid="stStatusWidget"]');
-        return !(s && /Running|Stop/.test(s.innerText)); }""", timeout=timeout)
+        return !(s && /Running|Stop/.test(s.innerText)) && !document.querySelector('[data-stale="true"]'); }""",
+                           timeout=timeout)
 
 
 def choose(page, label: str, option: str) -> None:
