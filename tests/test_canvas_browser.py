@@ -81,14 +81,15 @@ def browser():
 
 
 @contextlib.contextmanager
-def demo_page(context, query: str):
+def demo_page(context, query: str, ready: str = "s.detail && s.draws >= 2"):
+    """The demo at ``query`` once ``ready`` holds of its canvas stats ``s``; no page error on the way out."""
     with streamlit_server(script=DEMO) as url:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{url}/?{query}")
         page.wait_for_function("() => { const s = window.__attnCanvasStats && window.__attnCanvasStats.map;"
-                               " return s && s.detail && s.draws >= 2; }", timeout=TIMEOUT)
+                               f" return s && {ready}; }}", timeout=TIMEOUT)
         yield page
         assert not errors, errors
         page.close()
@@ -446,13 +447,7 @@ def test_a_view_too_big_to_read_exactly_says_so_and_zooming_in_reads_it(browser)
     """Over the detail's cell cap (here 512 x 512, tiles.DETAIL_MAX_CELLS in the app) the page draws the overview
     and says the hover's value is the overview's; a view within the cap gets its exact cells."""
     syn = Synthetic(1024, n_heads=3)
-    with streamlit_server(script=DEMO) as url:
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/?T=1024&H=3&maxcells={512 * 512}")
-        page.wait_for_function("() => { const s = window.__attnCanvasStats && window.__attnCanvasStats.map;"
-                               " return s && s.skipped && s.draws >= 1; }", timeout=TIMEOUT)
+    with demo_page(browser, f"T=1024&H=3&maxcells={512 * 512}", ready="s.skipped && s.draws >= 1") as page:
         assert stats(page)["detail"] is None
         p = page.evaluate("() => window.__attnCanvasStats.map.cellToClient(700, 300)")
         page.mouse.move(p["x"], p["y"])
@@ -474,5 +469,3 @@ def test_a_view_too_big_to_read_exactly_says_so_and_zooming_in_reads_it(browser)
         lines = page.locator(".attn-tip div").all_inner_texts()
         assert lines[0].endswith(f": {value:.4f}") and lines[1] == "weights · exact cell"
         shot(page, "1024-too-big-then-zoomed")
-        assert not errors, errors
-        page.close()

@@ -38,8 +38,8 @@ def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | N
     ({r0, r1, c0, c1}, cells, end exclusive), ``head``, ``query`` (the clicked row) and ``selection`` (None until
     the page reports them). A detail given as a function is computed after the overview is mounted; a deferred
     detail (``tiles.deferred_detail``) makes the page ask for it (``detail_request``: {overview, head, view}, a
-    rerun), so that a new overview is drawn without waiting for its detail. ``goto`` ({r0, r1, c0, c1, nonce}): move the view there once (a new nonce moves it
-    again)."""
+    rerun), so that a new overview is drawn without waiting for its detail. ``goto`` ({r0, r1, c0, c1, nonce}):
+    move the view there once (a new nonce moves it again)."""
     overview = payload["overview"]
     seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
     callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
