@@ -20,7 +20,7 @@ from viz.analysis import hidden_effects
 from .. import state
 from ..text import md
 from ..tracing import trace
-from .common import Context, chart, open_cell
+from .common import Context, chart, open_cell, table_downloads
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "
@@ -100,12 +100,8 @@ def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
                f"position is {most}·{md(tokens[most]) if tokens else ''}. Both runs read the same input, so positions "
                "line up.")
     stem = f"{Path(ctx.pick.base).name}_ablation"
-    a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_abl", on_click="ignore")
-    b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode,
-                                                                       "measured_on": "final hidden states"}),
-                      f"{stem}.json", "application/json", key="dl_abl_json", on_click="ignore")
+    table_downloads(table, "the effects", stem, "dl_abl",
+                    {"ablated": heads, "mode": mode, "measured_on": "final hidden states"})
 
 
 def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff) -> None:
@@ -128,11 +124,7 @@ def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff
     st.caption(f"Mean KL(before ‖ after) {eff.kl.mean():.4f} nats; {int(eff.changed.sum())} of {len(tokens)} "
                "predictions change. Both runs read the same (original) input, so positions line up.")
     stem = f"{Path(ctx.pick.base).name}_ablation"
-    a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_abl", on_click="ignore")
-    b.download_button("JSON of the effects", viz.to_json_bytes(table, {"ablated": heads, "mode": mode}),
-                      f"{stem}.json", "application/json", key="dl_abl_json", on_click="ignore")
+    table_downloads(table, "the effects", stem, "dl_abl", {"ablated": heads, "mode": mode})
 
 
 def _maps(ctx: Context, ablated) -> None:

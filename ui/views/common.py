@@ -20,6 +20,17 @@ VIEWS = ("Attention map", "Head grid", "Model overview", "Head view", "Step by s
          "Export")
 
 
+def table_downloads(table, what: str, stem: str, key: str, meta: dict | None = None, *,
+                    json_key: str | None = None, columns=None) -> None:
+    """"CSV of {what}" and "JSON of {what}" (with ``meta``) side by side, in ``columns`` or two new ones; a click
+    leaves the page as it is (no rerun that could drop the file before the browser fetched it)."""
+    a, b = columns if columns is not None else st.columns(2)
+    a.download_button(f"CSV of {what}", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv", key=key,
+                      on_click="ignore")
+    b.download_button(f"JSON of {what}", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
+                      key=json_key or f"{key}_json", on_click="ignore")
+
+
 def chart(fig, key: str, **kwargs) -> None:
     st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
 

@@ -17,7 +17,7 @@ from ..models import model_choices, open_typed_path, pipeline, snapshots
 from ..sidebar import MAX_SOURCE_CHARS
 from ..text import md, short
 from ..tracing import trace
-from .common import Context, chart
+from .common import Context, chart, table_downloads
 
 MODES = ("another input, same model", "same input, another checkpoint")
 
@@ -176,8 +176,4 @@ def _table(ctx: Context, traced_b) -> None:
     st.caption("Jensen-Shannon distance (base 2, 0 = the same distribution, 1 = disjoint) between A's and B's "
                "weight rows, averaged over the aligned query positions.")
     stem = f"{Path(ctx.pick.base).name}_comparison"
-    a, b = st.columns(2)
-    a.download_button("CSV of the distances", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_cmp", on_click="ignore")
-    b.download_button("JSON of the distances", viz.to_json_bytes(table, {"source": ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key="dl_cmp_json", on_click="ignore")
+    table_downloads(table, "the distances", stem, "dl_cmp", {"source": ctx.inputs.source})

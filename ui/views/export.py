@@ -11,7 +11,7 @@ import streamlit as st
 import viz
 from model import RecordName
 
-from .common import Context
+from .common import Context, table_downloads
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 
@@ -52,10 +52,7 @@ def export(ctx: Context) -> None:
             "attention": sel.name, "head": h, "source_tokens": src, "target_tokens": tgt,
             "output": ctx.result.output_text}
     a, b, c = st.columns(3)
-    a.download_button("CSV of this selection", viz.to_csv_bytes(df), f"{stem}.csv", "text/csv",
-                      key="dl_csv", on_click="ignore")
-    c.download_button("JSON of this selection", viz.to_json_bytes(df, meta), f"{stem}.json", "application/json",
-                      key="dl_json", on_click="ignore")
+    table_downloads(df, "this selection", stem, "dl_csv", meta, json_key="dl_json", columns=(a, c))
     total_rows = sum(record_rows(ctx, n) for n in ctx.traced.names)
     if viz.estimated_csv_bytes(total_rows) <= budget:
         # built once when asked, kept with the traced call (and counted in its budget), then an ordinary download:
@@ -94,8 +91,4 @@ def export_window(ctx: Context, head: int, stem: str) -> None:
     stem = f"{stem}_head{head}_q{rows.start}-{rows.stop - 1}_k{cols.start}-{cols.stop - 1}"
     meta = {"model": Path(ctx.pick.base).name, "attention": sel.name, "head": head,
             "queries": [rows.start, rows.stop - 1], "keys": [cols.start, cols.stop - 1]}
-    a, b = st.columns(2)
-    a.download_button("CSV of this window", viz.to_csv_bytes(df), f"{stem}.csv", "text/csv",
-                      key="dl_win_csv", on_click="ignore")
-    b.download_button("JSON of this window", viz.to_json_bytes(df, meta), f"{stem}.json", "application/json",
-                      key="dl_win_json", on_click="ignore")
+    table_downloads(df, "this window", stem, "dl_win_csv", meta, json_key="dl_win_json")

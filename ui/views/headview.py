@@ -12,7 +12,7 @@ import viz
 from model import allowed_matrix
 
 from .. import state
-from .common import Context
+from .common import Context, table_downloads
 
 THRESHOLDS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
 
@@ -41,9 +41,5 @@ def head_view(ctx: Context) -> None:
     table.insert(2, "query_token", [q[i] for i in table["query_pos"]])
     table["key_token"] = [k[j] for j in table["key_pos"]]
     stem = f"{Path(ctx.pick.base).name}_{sel.name}_head_view"
-    a, b = st.columns(2)
-    a.download_button("CSV of the lines drawn", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_hv", on_click="ignore")
-    b.download_button("JSON of the lines drawn", viz.to_json_bytes(table, {"threshold": threshold}),
-                      f"{stem}.json", "application/json", key="dl_hv_json", on_click="ignore")
+    table_downloads(table, "the lines drawn", stem, "dl_hv", {"threshold": threshold})
     st.caption("PNG: the “Download PNG” button above the lines.")

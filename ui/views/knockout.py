@@ -23,7 +23,7 @@ from viz import why as vwhy
 from .. import state
 from ..text import md
 from ..tracing import intervention_key, trace
-from .common import Context, chart
+from .common import Context, chart, table_downloads
 
 ACTIVE = "ko_active"  # session key: the selection whose what-if is shown (kept across reruns after the click)
 
@@ -163,11 +163,7 @@ def knockout_panel(ctx: Context, name: str, head, cells) -> None:
     stem = f"{Path(pick.base).name}_knockout"
     cells_list = [[int(q), int(k)] for q, k in zip(*np.nonzero(mask), strict=True)]
     meta = {"attention": name, "heads": heads, "cells": cells_list, "source": inputs.source}
-    a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_ko", on_click="ignore")
-    b.download_button("JSON of the effects", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_ko_json", on_click="ignore")
+    table_downloads(table, "the effects", stem, "dl_ko", meta)
     _maps(ctx, knocked, name, heads)
 
 

@@ -15,7 +15,7 @@ from viz import why as vwhy
 
 from .. import state
 from ..text import md, short
-from .common import Context, chart
+from .common import Context, chart, table_downloads
 
 WINDOWS = (16, 24, 32, 48, 64)  # positions shown at once (the top token must stay legible in its cell)
 CONFIRM_FLOPS = 1e11  # a lens costlier than this runs on a click (GPT-2 small from about 130 tokens)
@@ -82,11 +82,7 @@ def lens_view(ctx: Context) -> None:
     stem = f"{Path(ctx.pick.base).name}_logit_lens"
     meta = {"stack": stack, "followed": "final prediction" if token is None else label(token),
             "depths": lens.depth_labels, "source": inputs.source}
-    a, b = st.columns(2)
-    a.download_button("CSV of the lens", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_lens", on_click="ignore")
-    b.download_button("JSON of the lens", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_lens_json", on_click="ignore")
+    table_downloads(table, "the lens", stem, "dl_lens", meta)
 
 
 def _window(T: int) -> tuple[int, int]:

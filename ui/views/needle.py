@@ -11,7 +11,7 @@ import viz
 from model import RecordName
 from model.analysis.needle import needle_table
 
-from .common import Context, chart, open_cell
+from .common import Context, chart, open_cell, table_downloads
 
 
 def _span(ctx: Context, stack: str) -> range | None:
@@ -70,8 +70,4 @@ def needle(ctx: Context) -> None:
                f"({table['mean_on_span'].max():.3f}). “over chance”: the weight divided by what uniform attention "
                "over the allowed keys would put on the span (1 = no preference).")
     stem = f"{Path(ctx.pick.base).name}_needle_{span.start}_{span.stop - 1}"
-    a, b = st.columns(2)
-    a.download_button("CSV of the table", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_needle", on_click="ignore")
-    b.download_button("JSON of the table", viz.to_json_bytes(table, {"span": [span.start, span.stop - 1]}),
-                      f"{stem}.json", "application/json", key="dl_needle_json", on_click="ignore")
+    table_downloads(table, "the table", stem, "dl_needle", {"span": [span.start, span.stop - 1]})

@@ -28,7 +28,7 @@ from .. import state
 from ..sidebar import MAX_SOURCE_CHARS
 from ..text import md, short
 from ..tracing import trace
-from .common import Context, chart
+from .common import Context, chart, table_downloads
 
 METRIC_CHOICES = ("log-probability of the clean output", "logit difference: answer − wrong")
 PICK = "patch_pick"  # session key: (attention name, head) opened from the grid
@@ -89,11 +89,7 @@ def patching_view(ctx: Context) -> None:
     meta = {"clean": inputs.source, "corrupted": other, "metric": res.metric.describe(label),
             "clean_value": res.clean_value, "corrupt_value": res.corrupt_value,
             "positions": list(res.metric.positions)}
-    a, b = st.columns(2)
-    a.download_button("CSV of the effects", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_patch", on_click="ignore")
-    b.download_button("JSON of the effects", viz.to_json_bytes(table, meta), f"{stem}.json", "application/json",
-                      key="dl_patch_json", on_click="ignore")
+    table_downloads(table, "the effects", stem, "dl_patch", meta)
     name, head = _picked(table)
     _head_in_both(ctx, clean, corrupt, other, name, head, answer, wrong)
 

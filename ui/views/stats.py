@@ -13,7 +13,7 @@ from model.analysis.heads import head_table
 from model.rowstats import HUMAN_NAMES, LOCAL_WINDOWS
 
 from .. import state
-from .common import Context, chart, open_cell
+from .common import Context, chart, open_cell, table_downloads
 
 RANGES = {"entropy_norm": (0, 1), "max_weight": (0, 1), "first_share": (0, 1), "sep_share": (0, 1),
           "self_share": (0, 1), "prev_token": (0, 1), "induction": (0, 1), "sink_share": (0, 1),
@@ -71,10 +71,5 @@ def statistics(ctx: Context) -> None:
                "with no allowed key are left out. Induction scores need a decoder self-attention and an input in which "
                "a token repeats.")
     stem = f"{Path(ctx.pick.base).name}_head_statistics"
-    a, b = st.columns(2)
-    a.download_button("CSV of the statistics", viz.to_csv_bytes(table), f"{stem}.csv", "text/csv",
-                      key="dl_stats", on_click="ignore")
-    b.download_button("JSON of the statistics", viz.to_json_bytes(table, {"definitions": STAT_DEFINITIONS,
-                                                                          "names": HUMAN_NAMES,
-                                                                          "source": ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key="dl_stats_json", on_click="ignore")
+    table_downloads(table, "the statistics", stem, "dl_stats",
+                    {"definitions": STAT_DEFINITIONS, "names": HUMAN_NAMES, "source": ctx.inputs.source})
