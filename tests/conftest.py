@@ -1,6 +1,11 @@
-"""Test-wide settings."""
+"""Test-wide settings and shared fixtures."""
 
+from pathlib import Path
+
+import pytest
 import torch
+
+from model import load
 
 # The app computes with one intra-op thread (app.py, ATTN_TORCH_THREADS). Reference runs in the tests use the
 # same, so that "the chart holds exactly the model's numbers" compares like with like: another thread count
@@ -19,3 +24,28 @@ def clear_app_caches() -> None:
     st.cache_data.clear()
     clear_cache()
     clear_models()
+
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@pytest.fixture
+def shipped_app(monkeypatch):
+    """The app on the shipped checkpoints only (no models directory), its shared caches empty before and after."""
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(CHECKPOINTS))
+    monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
+    clear_app_caches()
+    yield
+    clear_app_caches()
+
+
+@pytest.fixture(scope="module")
+def dates():
+    """The shipped dates model (one per test module)."""
+    return load(CHECKPOINTS / "dates", "cpu")
+
+
+@pytest.fixture(scope="module")
+def induction():
+    """The shipped induction model (one per test module)."""
+    return load(CHECKPOINTS / "induction", "cpu")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
@@ -16,14 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATES = ROOT / "checkpoints" / "dates"
 SOURCE = "Saturday, November 21, 2026"
 
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch):
-    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
-    monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
-    clear_app_caches()
-    yield
-    clear_app_caches()
+pytestmark = pytest.mark.usefixtures("shipped_app")
 
 
 @pytest.fixture(scope="module")

@@ -60,16 +60,6 @@ KEYS = ["example_id", "name", "head"]
 # ---- fixtures and helpers --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def dates():
-    return load(DATES, "cpu")
-
-
-@pytest.fixture(scope="module")
-def induction():
-    return load(INDUCTION, "cpu")
-
-
-@pytest.fixture(scope="module")
 def hf_models(tmp_path_factory):
     base = tmp_path_factory.mktemp("atlas-hf")
     return {f: build_hf(f, base / f) for f in ("gpt2", "bert", "t5", "llama")}

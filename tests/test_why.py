@@ -33,20 +33,8 @@ from model.names import in_forward_order
 from model.training.tasks import INDUCTION_WORDS, RepeatedSequence, repeated_sequence
 from tests.hf_models import build
 
-ROOT = Path(__file__).resolve().parent.parent
-DATES, INDUCTION = ROOT / "checkpoints" / "dates", ROOT / "checkpoints" / "induction"
 SOURCE = "Saturday, November 21, 2026"
 TEXT = "the cat sat on the mat"
-
-
-@pytest.fixture(scope="module")
-def dates():
-    return load(DATES, "cpu")
-
-
-@pytest.fixture(scope="module")
-def induction():
-    return load(INDUCTION, "cpu")
 
 
 @pytest.fixture(scope="module")

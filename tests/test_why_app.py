@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 import viz
@@ -28,24 +27,12 @@ from tests.test_app import APP, assert_clean, charts, page_text, plain, plotly_a
 from tests.test_hardening import HOSTILE, check_charts
 
 ROOT = Path(__file__).resolve().parent.parent
-DATES, INDUCTION = ROOT / "checkpoints" / "dates", ROOT / "checkpoints" / "induction"
+INDUCTION = ROOT / "checkpoints" / "induction"
 SOURCE = "Saturday, November 21, 2026"
 OTHER = "Monday, March 13, 1999"  # as many source tokens as SOURCE
 WHY_VIEWS = ("Logit lens", "Patching", "Knockout")
 
-
-@pytest.fixture(autouse=True)
-def shipped_checkpoints(monkeypatch):
-    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
-    monkeypatch.delenv("INSPECTOR_MODELS", raising=False)
-    clear_app_caches()
-    yield
-    clear_app_caches()
-
-
-@pytest.fixture(scope="module")
-def dates():
-    return load(DATES, "cpu")
+pytestmark = pytest.mark.usefixtures("shipped_app")
 
 
 def view(name: str, **state) -> AppTest:
