@@ -123,10 +123,6 @@ class RunResult:
         enc = self.source if stack == "encoder" else self.target
         return [] if enc is None else list(enc.tokens)
 
-    def ids_for(self, stack: str) -> list[int]:
-        enc = self.source if stack == "encoder" else self.target
-        return [] if enc is None else list(enc.ids)
-
     def axes(self, name: str) -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of one record: encoder self = source x source, decoder self = target x
         target, cross = target (queries) x source (keys)."""

@@ -52,11 +52,6 @@ def estimate_bytes(model: Backend, src_len: int, tgt_len: int, batch: int = 1,
     return sum(model.record_shape(n, src_len, tgt_len, batch).record_bytes() for n in capture_names(model, capture))
 
 
-def largest_record_bytes(model: Backend, src_len: int, tgt_len: int) -> int:
-    """The largest complete record a call on these lengths has (what opening one attention in full takes)."""
-    return max((model.record_shape(n, src_len, tgt_len).record_bytes() for n in model.info.record_names), default=0)
-
-
 def _room(model: Backend, prefix_len: int, max_new_tokens: int | None) -> int:
     room = max(0, model.info.max_len - prefix_len)
     return room if max_new_tokens is None else min(room, max(0, int(max_new_tokens)))
@@ -66,7 +61,8 @@ def _flops(model: Backend, tokens: int) -> float:
     return 2.0 * model.info.parameters * tokens
 
 
-def _pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ids padded to the longest with ``pad_id`` -> (ids (B, T) long, valid (B, T) bool)."""
     width = max(len(r) for r in rows)
     ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
     valid = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows], device=device)
@@ -79,9 +75,9 @@ def forward(model: Backend, sources: list[list[int]] | None, targets: list[list[
     stack where the output head runs (the logits are (B, P, V))."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
-        src, src_valid = _pad(sources, model.pad_id, model.device)
+        src, src_valid = pad_batch(sources, model.pad_id, model.device)
     if targets is not None:
-        tgt, tgt_valid = _pad(targets, model.pad_id, model.device)
+        tgt, tgt_valid = pad_batch(targets, model.pad_id, model.device)
     tokens = sum(len(r) for r in (sources or [])) + sum(len(r) for r in (targets or []))
     lane = lane or lane_for(_flops(model, tokens), model.device)
 
@@ -339,11 +335,6 @@ def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interv
     return values.float().cpu()
 
 
-def axis_of(name: str, result: RunResult) -> tuple[list[str], list[str]]:
-    """(query tokens, key tokens) of one record of ``result``."""
-    return result.axes(str(RecordName.parse(name)))
-
-
 class CallMethods:
     """The call's API on a backend: ``pipe.run(...)``, ``pipe.generate(...)``, ``pipe.decode(...)`` (the functions
     of this module, bound)."""
@@ -371,5 +362,5 @@ class CallMethods:
         return self.decode(text, max_new_tokens)[0]
 
 
-__all__ = ["Budget", "CallMethods", "DECODE_SECONDS", "MODES", "axis_of", "capture_names", "decode", "estimate_bytes",
-           "forward", "generate", "intervened_outputs", "largest_record_bytes", "run", "run_batch"]
+__all__ = ["Budget", "CallMethods", "DECODE_SECONDS", "MODES", "capture_names", "decode", "estimate_bytes",
+           "forward", "generate", "intervened_outputs", "run", "run_batch"]

@@ -55,9 +55,6 @@ class Interventions:
         items = tuple({int(h): c for h, c in spec.get(name, {}).items()} for spec in self.knockouts)
         return items if any(items) else None
 
-    def names(self) -> set[str]:
-        return {n for spec in self.ablations + self.knockouts for n in spec}
-
 
 def validate(interventions: Interventions, names: Collection[str], n_heads: int) -> None:
     """A clear ValueError for an unknown attention name, head or mode."""

@@ -25,7 +25,7 @@ from .pooling import block_max
 from .reasons import reason_codes, reasons_from_codes
 from .rowstats import RowStats
 from .runtime import Lane
-from .trace import STAGES, FullTrace, RecordShape, Trace, Window, _as_range, _head
+from .trace import FullTrace, RecordShape, Trace, Window, _as_range, _head, check_stage, stage_values
 
 
 class RecordTooLarge(ValueError):
@@ -117,8 +117,7 @@ class LazyTrace(Trace):
         shape = inputs.shape
         rows, cols = _as_range(rows, shape.tq), _as_range(cols, shape.tk)
         h = _head(head, shape.n_heads)
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        check_stage(stage)
         with self._lock:
             cached = self._cache.get(name)
         if cached is not None:
@@ -133,7 +132,7 @@ class LazyTrace(Trace):
         values = []
         for blk, part in zip(blocks, parts, strict=True):
             lo, hi = max(rows.start, blk.start) - blk.start, min(rows.stop, blk.stop) - blk.start
-            vals = part.scaled if stage == "adjusted" and part.adjusted is None else getattr(part, stage)
+            vals = stage_values(part, stage)
             values.append(np.asarray(_to_numpy(vals[batch_index, 0, lo:hi, cols.start:cols.stop]), np.float32))
         block = np.concatenate(values, axis=0) if values else np.zeros((len(rows), len(cols)), np.float32)
         reasons = self.reasons(name, h, rows, cols, batch_index)
@@ -216,8 +215,7 @@ class LazyTrace(Trace):
     def stage_overview(self, name: str, stage: str, batch_index: int = 0) -> np.ndarray:
         """Computed a block of rows at a time by attention() (every head), once per stage; the weights' max
         overview of the first pass answers without a pass when asked for "weights"."""
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        check_stage(stage)
         key = (name, stage)
         with self._lock:
             if key in self._stage_overviews:
@@ -229,7 +227,7 @@ class LazyTrace(Trace):
             parts = []
             for rows in inputs.blocks():
                 rec = block_attention(inputs, rows)
-                vals = rec.scaled if stage == "adjusted" and rec.adjusted is None else getattr(rec, stage)
+                vals = stage_values(rec, stage)
                 parts.append(torch.stack([block_max(vals[b], f) for b in range(vals.shape[0])]))
                 del rec
             return torch.cat(parts, dim=2).cpu().numpy()

@@ -29,7 +29,7 @@ from .attention_inputs import AttentionInputs, block_attention, block_bytes
 from .interventions import ablate
 from .masks import MaskSpec
 from .names import RecordName
-from .pooling import overview_factor, pool_max, pool_weights
+from .pooling import overview_factor, pool_max, pool_weights, quantise
 from .rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
 
 FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)
@@ -185,12 +185,6 @@ def flash_with_lse(q, k, v, masks: MaskSpec, scale: float | None) -> tuple[torch
     return context, lse
 
 
-def _scaled(inputs: AttentionInputs, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The scaled scores of a block, as attention() scales them."""
-    x = q @ k.transpose(-2, -1)
-    return x.div_(math.sqrt(q.shape[-1])) if inputs.scale is None else x.mul_(inputs.scale)
-
-
 def _block_max(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
     """The max over consecutive blocks of ``factor`` along ``dim`` (the last block may be shorter)."""
     n = x.shape[dim]
@@ -258,8 +252,7 @@ def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.nd
         w = torch.nan_to_num(w, nan=0.0)  # rows with no key: -inf - -inf
         w = _block_max(w, factor, dim=2)  # (B, H, R / factor, K / factor)
         rb = r0 // factor
-        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = \
-            torch.round(w.float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = torch.from_numpy(quantise(w))
     return out.numpy(), factor
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .api import Backend, ForwardOutput, ModelInfo
-from .call import CallMethods
+from .call import CallMethods, pad_batch
 from .capture import Recorder
 from .config import ModelConfig
 from .names import RecordName
@@ -86,8 +86,8 @@ class Pipeline(CallMethods, Backend):
         if len({len(p) for p in prefixes}) > 1:
             return [self.greedy_batch(None if src_ids is None else [s], [p], n_new, deadline)[0]
                     for s, p in zip(src_ids or [None] * len(prefixes), prefixes, strict=True)]
-        src = None if src_ids is None else _pad(src_ids, self.device)
-        prefix = _pad(prefixes, self.device)
+        src = None if src_ids is None else pad_batch(src_ids, PAD_ID, self.device)[0]
+        prefix = pad_batch(prefixes, PAD_ID, self.device)[0]
         limit = prefix.shape[1] + n_new
         rows, timed_out = self.model.greedy(src, prefix, limit, EOS_ID, deadline=deadline)
         out = []
@@ -103,11 +103,6 @@ class Pipeline(CallMethods, Backend):
 
     def same_vocabulary(self, other: Backend) -> bool:
         return isinstance(other, Pipeline) and other.tgt_tokenizer.to_str() == self.tgt_tokenizer.to_str()
-
-
-def _pad(rows: list[list[int]], device) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
 
 
 __all__ = ["Pipeline"]

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 LOCAL_WINDOWS = (4, 16, 64, 256)  # local share: the weight within this many positions of the query
+SHARES = ("entropy_norm", "max_weight", "first_share", "sink_share", "sep_share", "self_share", "prev_token",
+          "induction", *(f"local_{w}" for w in LOCAL_WINDOWS))  # the statistics between 0 and 1
 
 STAT_DEFINITIONS = {
     "entropy": "mean over query rows of -Σ_j α_ij ln α_ij (nats), allowed keys only",
@@ -281,5 +283,5 @@ def head_statistics(stats: RowStats, batch_index: int = 0) -> dict[str, np.ndarr
     return out
 
 
-__all__ = ["HUMAN_NAMES", "KeyFacts", "LOCAL_WINDOWS", "RowStats", "SELF_ONLY", "STAT_DEFINITIONS", "collect",
+__all__ = ["HUMAN_NAMES", "KeyFacts", "LOCAL_WINDOWS", "RowStats", "SELF_ONLY", "SHARES", "STAT_DEFINITIONS", "collect",
            "head_statistics", "induction_targets", "row_statistics"]

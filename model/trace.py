@@ -241,7 +241,7 @@ class FullTrace(Trace):
         rec = self._records[name]
         rows, cols = _as_range(rows, rec.weights.shape[2]), _as_range(cols, rec.weights.shape[3])
         h = _head(head, rec.n_heads)
-        values = _stage_values(rec, stage)
+        values = stage_values(rec, stage)
         block = _to_numpy(values[batch_index, h, rows.start:rows.stop, cols.start:cols.stop])
         reasons = forbidden_by_reason(rec, h, batch_index, rows, cols)
         return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=np.asarray(block, np.float32),
@@ -260,7 +260,7 @@ class FullTrace(Trace):
 
     def stage_overview(self, name: str, stage: str, batch_index: int = 0) -> np.ndarray:
         rec = self._records[name]
-        values = _stage_values(rec, stage)
+        values = stage_values(rec, stage)
         values = torch.as_tensor(np.asarray(values)) if not isinstance(values, torch.Tensor) else values
         return block_max(values[batch_index].float(), self.overview_pool(name)).numpy()
 
@@ -351,9 +351,15 @@ def _head(head: int, n_heads: int) -> int:
     return int(head)
 
 
-def _stage_values(rec: AttentionRecord, stage: str):
+def check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+
+def stage_values(rec: AttentionRecord, stage: str):
+    """One stage's tensor of a record (or of a block of one); "adjusted" is the scaled scores when nothing
+    adjusted them."""
+    check_stage(stage)
     values = getattr(rec, stage)
     if values is None and stage == "adjusted":
         values = rec.scaled  # nothing adjusted the scaled scores

@@ -321,7 +321,7 @@ class Transformer(nn.Module):
         plain = capture is False and not ablations and not knockouts
         recorder = None if plain else self.recorder(capture, lazy=lazy, ablations=ablations, knockouts=knockouts)
         logits = self.run(src_ids, tgt_ids, recorder)
-        keep = capture is not False or lazy
+        keep = capture is not False
         return ModelOutput(logits=logits, trace=recorder.trace(src_ids, tgt_ids, max_bytes=max_lazy_cache_bytes)
                            if keep else None)
 
