@@ -27,6 +27,11 @@ HEAVY = ("torch", "model.api", "viz")  # imported once per process; after that t
 SESSION_FLAG = "_boot_done"  # this session has drawn its first page
 
 
+def shipped_dir() -> Path:
+    """Where the shipped checkpoints are (INSPECTOR_CHECKPOINTS, default checkpoints/)."""
+    return Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
+
+
 def page_icon() -> str:
     """The page icon as a local file (a ":material/...:" icon makes the browser fetch an SVG from Google)."""
     return str(ICON)
@@ -74,8 +79,7 @@ def model_being_opened() -> str:
     picked = st.session_state.get("model")
     if isinstance(picked, str) and re.fullmatch(r"[A-Za-z0-9_. ()-]{1,80}", picked):
         return picked
-    shipped = Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
-    return DEFAULT_MODEL if (shipped / DEFAULT_MODEL).is_dir() else ""
+    return DEFAULT_MODEL if (shipped_dir() / DEFAULT_MODEL).is_dir() else ""
 
 
 @contextlib.contextmanager

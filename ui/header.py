@@ -12,24 +12,18 @@ from model import RecordName, RunResult
 from . import state
 from .models import model_name, story_for
 from .sidebar import ModelPick
-from .text import md
+from .text import finite_number, md
 
 LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
 WIDE_TABLE_MAX = 40  # teacher-forced comparison: positions side by side up to this many, one row each above
 
 
-def _num(value) -> float | None:
-    """A meta.json figure as a number (None for text, lists, bools, NaN: a checkpoint's figures are not trusted)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _accuracy_text(meta: dict) -> str:
     ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
-    n_pairs, n_seq = _num(ev.get("n_pairs")) or 0, _num(ev.get("n_sequences")) or 0
-    if _num(ev.get("exact_match")) is not None:
-        return f"{100 * _num(ev['exact_match']):.1f}% exact match on {n_pairs:,.0f} fresh pairs"
-    first, rep, best = (_num(ev.get(k)) for k in ("loss_first", "loss_repeated", "best_induction_last_layer"))
+    n_pairs, n_seq = finite_number(ev.get("n_pairs")) or 0, finite_number(ev.get("n_sequences")) or 0
+    if finite_number(ev.get("exact_match")) is not None:
+        return f"{100 * finite_number(ev['exact_match']):.1f}% exact match on {n_pairs:,.0f} fresh pairs"
+    first, rep, best = (finite_number(ev.get(k)) for k in ("loss_first", "loss_repeated", "best_induction_last_layer"))
     if None not in (first, rep, best):
         return (f"on {n_seq:,.0f} fresh sequences: loss {first:.4g} on first occurrences vs {rep:.4g} on "
                 f"repetitions, best induction score {best:.4g}")

@@ -36,7 +36,6 @@ SESSION_FORMAT = "attention-inspector session"
 SESSION_VERSION = 1
 PARAMS = ("model", "text", "kind", "layer", "head", "stage", "view")
 SELECTION = ("kind", "layer", "head", "stage", "view")
-KINDS = ("cross", "encoder self", "decoder masked self")
 READ = "_link_read"  # this session has read its link
 PENDING = "_link_pending"  # selection values from a link or a session file, checked once the model is known
 NOTES = "_link_notes"  # what was wrong with them, shown once

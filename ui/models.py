@@ -13,16 +13,12 @@ from model.checkpoint import stamp as checkpoint_stamp
 from model.paths import PathPolicy, resolve_checkpoint_dir
 from model.training.tasks import TASKS, Story
 
-from .cache import SharedLRU
+from .boot import DEFAULT_MODEL, shipped_dir
+from .cache import SharedLRU, mb_setting
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = "dates"
 MAX_LISTED = 200  # a models directory with thousands of entries lists the first ones only
 FINAL = "final"
-
-
-def shipped_dir() -> Path:
-    return Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
 
 
 def models_dir() -> Path | None:
@@ -118,11 +114,7 @@ def open_typed_path(text: str) -> str:
 def model_cache_budget() -> int:
     """INSPECTOR_MODEL_CACHE_MB (default 4096): what the loaded models shared by every session may hold together
     (their parameters and buffers); the least recently used go first (the one in use always stays)."""
-    try:
-        mb = float(os.environ.get("INSPECTOR_MODEL_CACHE_MB", "4096"))
-    except ValueError:
-        mb = 4096.0
-    return int(max(mb, 0.0) * 2**20)
+    return mb_setting("INSPECTOR_MODEL_CACHE_MB", 4096.0)
 
 
 def pipeline_bytes(pipe) -> int:

@@ -180,7 +180,7 @@ def model_caption(pick: ModelPick, ran_on: str) -> str:
             f"d_k {info.d_k}, {params} parameters, {info.dtype} · running on **{md(ran_on)}**")
 
 
-def source_chars(pipe=None) -> int:
+def source_chars() -> int:
     """The text box's character limit: enough for MAX_TOKENS tokens, within the deployment's cap. The same for every
     model (a widget whose limit changes is a new widget to Streamlit: the typed text would be lost on a model
     change); the model's own length cuts a longer text, and the header says where."""
@@ -202,7 +202,7 @@ def input_sidebar(pipe) -> Inputs | None:
         st.session_state["source"] = DEFAULT_SOURCE
     label = "Source text" if kind == "encoder-decoder" else "Text"
     tokens = min(pipe.info.max_len, MAX_TOKENS)
-    max_chars = source_chars(pipe)
+    max_chars = source_chars()
     uploaded = st.file_uploader("…or a .txt file", type=["txt"], key="source_file", max_upload_size=MAX_UPLOAD_MB,
                                 help=f"A long document (UTF-8, at most {MAX_UPLOAD_MB} MB): it replaces the text.")
     if uploaded is not None and st.session_state.get("_source_file_id") != uploaded.file_id:

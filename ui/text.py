@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:=\"'&")
 FSI, PDI = "\u2068", "\u2069"  # FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE
 ISOLATE_CONTROLS = dict.fromkeys(map(ord, "\u2066\u2067\u2068\u2069"))  # LRI, RLI, FSI, PDI: removed inside
@@ -26,3 +28,10 @@ def short(text: str, limit: int = 300) -> str:
     """At most ``limit`` characters (an error about a megabyte of input need not print it)."""
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def finite_number(value) -> float | None:
+    """A figure from a checkpoint's meta.json as a number, or None when it is not one (text, a list, NaN, a bool):
+    a checkpoint's figures are not trusted."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None

@@ -3,7 +3,6 @@ head, stage or view never runs the model again. Captured in full when that fits 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,32 +15,24 @@ from model import Budget, RunResult
 from model.call import run
 from model.checkpoint import stamp as checkpoint_stamp
 
-from .cache import SharedLRU, value_bytes
+from .cache import SharedLRU, mb_setting, value_bytes
 from .models import load_pipeline
 
 MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends stops here)
 MIN_RECORD_CAP = 512 * 2**20  # one complete record may hold up to max(this, the budget), even when lazy
 
 
-def _mb_env(name: str, default: float) -> int:
-    try:
-        mb = float(os.environ.get(name, str(default)))
-    except ValueError:
-        mb = default
-    return int(max(mb, 0.0) * 2**20)
-
-
 def capture_budget() -> int:
     """INSPECTOR_MAX_CAPTURE_MB (default 256): the most a full capture may hold; above it the call is captured
     lazily (each attention's inputs, row statistics and overviews; records, windows and rows on demand)."""
-    return _mb_env("INSPECTOR_MAX_CAPTURE_MB", 256.0)
+    return mb_setting("INSPECTOR_MAX_CAPTURE_MB", 256.0)
 
 
 def cache_budget() -> int:
     """INSPECTOR_TRACE_CACHE_MB (default 512): what the traced calls kept for every session may hold together
     (each counted with its logits, its records or lazy inputs, the ceiling of its lazy record cache, and what was
     computed from it: memos and NumPy copies); the least recently used go first."""
-    return _mb_env("INSPECTOR_TRACE_CACHE_MB", 512.0)
+    return mb_setting("INSPECTOR_TRACE_CACHE_MB", 512.0)
 
 
 def budget() -> Budget:

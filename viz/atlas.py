@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from model.rowstats import SHARES
+
 from .grids import _targets
 from .heatmap import WEIGHT_SCALE, esc, figure
 
@@ -25,8 +27,6 @@ OTHER_COLOUR = "#bdbdbd"
 TOKEN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
                  "#7f7f7f", "#393b79", "#637939")
 COLOUR_BY = ("query / key", "position", "token")
-SHARES = ("entropy_norm", "max_weight", "first_share", "sink_share", "sep_share", "self_share", "prev_token",
-          "induction", "local_4", "local_16", "local_64", "local_256")  # statistics between 0 and 1
 
 
 def stat_range(stat: str) -> tuple[float | None, float | None]:

@@ -20,7 +20,7 @@ from model.atlas.locate import list_databases, resolve_database
 from model.atlas.store import open_read_only
 from model.paths import PathPolicy
 
-from ..models import ROOT, models_dir, shipped_dir
+from ..models import ROOT, path_policy
 
 QUERY_CACHE_ENTRIES = 512
 
@@ -34,7 +34,7 @@ def atlas_dir() -> Path:
 def atlas_policy() -> PathPolicy:
     """The inspector's path policy with the atlas folder among its roots when it is restricted (public mode: only
     databases under the roots open)."""
-    base = PathPolicy.from_env(shipped_dir(), models_dir())
+    base = path_policy()
     if not base.restricted:
         return base
     try:

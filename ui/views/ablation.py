@@ -20,7 +20,7 @@ from viz.analysis import hidden_effects
 from .. import state
 from ..text import md
 from ..tracing import trace
-from .common import Context, chart, open_cell, table_downloads
+from .common import Context, chart, four_decimals, open_cell, table_downloads
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "
@@ -93,8 +93,7 @@ def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
           "abl_effects")
     table = pd.DataFrame({"position": np.arange(len(tokens)), "token": tokens, "relative change": eff.change,
                           "cosine": eff.cosine, "|h| before": eff.norm_before, "|h| after": eff.norm_after})
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in
-                                                        ("relative change", "cosine", "|h| before", "|h| after")})
+    st.dataframe(table, hide_index=True, column_config=four_decimals(table))
     most = eff.changed_most
     st.caption(f"Mean relative change {eff.change.mean():.4f}, mean cosine {eff.cosine.mean():.4f}; the most changed "
                f"position is {most}·{md(tokens[most]) if tokens else ''}. Both runs read the same input, so positions "

@@ -16,7 +16,7 @@ from model.analysis.rollout import most_focused_row
 from viz.analysis import data_top
 
 from .. import state
-from .common import Context, chart
+from .common import Context, chart, table_downloads
 
 ATTRIBUTION = "source attribution (through cross-attention)"
 COMPOSITION = ("Each layer's attention is averaged with the identity for the residual connection (0.5 I + 0.5 A, "
@@ -137,10 +137,5 @@ def _downloads(ctx, matrix, q_labels, k_labels, what: str) -> None:
     import html
 
     df = pd.DataFrame(matrix, index=[html.unescape(s) for s in q_labels], columns=[html.unescape(s) for s in k_labels])
-    stem = f"{Path(ctx.pick.base).name}_{what}"
-    a, b = st.columns(2)
-    a.download_button(f"CSV of the {what}", viz.to_csv_bytes(df.reset_index(names="query")), f"{stem}.csv", "text/csv",
-                      key=f"dl_{what}", on_click="ignore")
-    b.download_button(f"JSON of the {what}", viz.to_json_bytes(df.reset_index(names="query"), {"source":
-                                                                                            ctx.inputs.source}),
-                      f"{stem}.json", "application/json", key=f"dl_{what}_json", on_click="ignore")
+    table_downloads(df.reset_index(names="query"), f"the {what}", f"{Path(ctx.pick.base).name}_{what}", f"dl_{what}",
+                    {"source": ctx.inputs.source})

@@ -10,14 +10,12 @@ import streamlit as st
 import viz
 from model.analysis import STAT_DEFINITIONS
 from model.analysis.heads import head_table
-from model.rowstats import HUMAN_NAMES, LOCAL_WINDOWS
+from model.rowstats import HUMAN_NAMES, SHARES
 
 from .. import state
 from .common import Context, chart, open_cell, table_downloads
 
-RANGES = {"entropy_norm": (0, 1), "max_weight": (0, 1), "first_share": (0, 1), "sep_share": (0, 1),
-          "self_share": (0, 1), "prev_token": (0, 1), "induction": (0, 1), "sink_share": (0, 1),
-          **{f"local_{w}": (0, 1) for w in LOCAL_WINDOWS}}
+RANGES = dict.fromkeys(SHARES, (0, 1))
 # what a reader looks at first, per architecture (the rest follow in STAT_DEFINITIONS order)
 RELEVANT = {"decoder-only": ("induction", "prev_token", "entropy_norm", "first_share", "max_weight", "distance"),
             "encoder-only": ("entropy_norm", "first_share", "sep_share", "max_weight", "self_share", "distance"),

@@ -22,8 +22,8 @@ from model.checkpoint import stamp as checkpoint_stamp
 from viz.training import metric_panels
 
 from .. import state
-from ..models import snapshots
-from ..text import md, short
+from ..models import pipeline, snapshots
+from ..text import finite_number, md, short
 from ..tracing import capture_budget
 from .common import Context, chart
 
@@ -69,7 +69,8 @@ def snapshot_series(base: str, device: str, stamp: float, source: str, target: s
     steps, metas, weights, allowed, reasons, q_tok, k_tok = [], [], {}, {}, {}, {}, {}
     produces: list[str] = []
     def traced(path):
-        pipe = load(path, device)
+        # the final model is the page's own (shared, already loaded); each snapshot is loaded for this series
+        pipe = pipeline(base, device) if path == base else load(path, device)
         if pipe.arch == "encoder-decoder" and target is None:
             return pipe, pipe.run(source, generated_ids=list(decoder_ids))
         return pipe, pipe.run(source, target)
@@ -182,7 +183,7 @@ def training(ctx: Context) -> None:
     values = _scores(series, name, score, ids)
     reference = None
     if score == "similarity":
-        trained = _number(meta.get("steps_trained"))
+        trained = finite_number(meta.get("steps_trained"))
         reference = (int(trained) if trained is not None else steps[-1], 1.0, "final model (the reference): 1")
     chart(viz.score_lines(steps, {f"head {j}": values[:, j] for j in range(values.shape[1])},
                           title=f"{SCORES[score]}, {sel.kind} layer {sel.layer}, on this input", y_title=SCORES[score],
@@ -225,17 +226,9 @@ def _applies(score: str, name: str, ctx: Context) -> bool:
     return True
 
 
-def _number(value) -> float | None:
-    """A figure from a checkpoint's meta.json as a number, or None when it is not one (text, a list, NaN, a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def _shown(value) -> str:
     """A recorded figure for markdown: a number to 4 decimals; anything else as escaped text, said to be so."""
-    n = _number(value)
+    n = finite_number(value)
     if n is not None:
         return f"{n:.4f}"
     return "(not recorded)" if value is None else f"{md(short(value, 80))} (not a number)"
@@ -250,13 +243,14 @@ def induction_text(ev) -> str | None:
         rows = value if isinstance(value, list) else None
         if not rows or not isinstance(rows[index], list) or not rows[index]:
             return None
-        nums = [_number(v) for v in rows[index]]
+        nums = [finite_number(v) for v in rows[index]]
         return None if any(v is None for v in nums) else ", ".join(f"{v:.2f}" for v in nums)
 
     chance = ev.get("chance") if isinstance(ev.get("chance"), dict) else {}
     figures = {"ind": row(ev.get("induction"), -1), "prev": row(ev.get("prev_token"), 0),
-               "chance_ind": _number(chance.get("induction")), "chance_prev": _number(chance.get("prev_token")),
-               "loss_rep": _number(ev.get("loss_repeated")), "loss_first": _number(ev.get("loss_first"))}
+               "chance_ind": finite_number(chance.get("induction")),
+               "chance_prev": finite_number(chance.get("prev_token")),
+               "loss_rep": finite_number(ev.get("loss_repeated")), "loss_first": finite_number(ev.get("loss_first"))}
     if any(v is None for v in figures.values()):
         return None
     return INDUCTION_TEXT.format(**{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in figures.items()})
@@ -283,8 +277,8 @@ def _metric_series(series: SnapshotSeries) -> dict:
     """{figure: one value per snapshot (NaN where it is missing or not a number)} for the figures any snapshot
     recorded as a number."""
     recorded = [_recorded(m) if isinstance(m, dict) else {} for m in series.metas]
-    keys = dict.fromkeys(k for r in recorded for k, v in r.items() if _number(v) is not None)
-    return {k: [np.nan if _number(r.get(k)) is None else _number(r.get(k)) for r in recorded] for k in keys}
+    keys = dict.fromkeys(k for r in recorded for k, v in r.items() if finite_number(v) is not None)
+    return {k: [np.nan if finite_number(r.get(k)) is None else finite_number(r.get(k)) for r in recorded] for k in keys}
 
 
 def _jump(chart_key: str, cells, steps) -> None:
