@@ -1,6 +1,6 @@
 """Teaching playground: self-attention, causal masking, scaling, cross-attention and multi-head, with real numbers.
 
-Thin page: widgets, layout and messages. The numbers come from model.teaching (built on model.attention),
+Thin page: widgets, layout and messages. The numbers come from model.teaching (built on model.core.attention),
 the figures from viz.playground.
 """
 
@@ -190,7 +190,7 @@ def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps,
             naive = pd.DataFrame(mc.naive, index=labels, columns=labels).map(
                 lambda x: "NaN" if np.isnan(x) else f"{x:.2f}")
             st.dataframe(naive)
-            st.info("How this app handles it: model.attention.attention() gives a query whose keys are all "
+            st.info("How this app handles it: model.core.attention.attention() gives a query whose keys are all "
                     "masked zero weights (and a zero context vector) instead of NaN, as in the charts above. "
                     "The real fix is diagonal=1.")
 

@@ -119,7 +119,7 @@ def bertviz_page(page, html: str, files: dict[str, bytes]) -> dict:
 def our_payloads(weights, tokens) -> dict:
     """Bytes this app ships: one exact map, the 144-head overview, the head view (all heads of one layer)."""
     import viz
-    from model.pooling import overview_factor, pool_weights, thumbnails
+    from model.core.pooling import overview_factor, pool_weights, thumbnails
 
     T = len(tokens)
     labels = viz.token_labels(tokens)

@@ -126,7 +126,7 @@ def build_cases(tmp: Path) -> list[dict]:
     import transformers
 
     from model import ModelConfig
-    from model.checkpoint import expected_shapes
+    from model.own.checkpoint import expected_shapes
     from tests.hostile import sparse_safetensors
 
     cases = []

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from model import ModelConfig, Transformer
+from model.capture.trace import RecordShape
 from model.runtime import configure_cpu
-from model.trace import RecordShape
 
 RESULTS = Path(__file__).parent / "results"
 # demo-sized: the shipped models' width and depth class (d_model 128, 4 heads, 2 + 2 layers)
@@ -75,7 +75,7 @@ def _proc_status_bytes(field: str) -> int:
 
 
 def _gpt2_call(pipe, ids, recorder):
-    from model.hf.capture import traced_call
+    from model.hf.interface import traced_call
 
     with traced_call(recorder, pipe.specs, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), \
             torch.inference_mode():
@@ -86,7 +86,7 @@ def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
     """Plain / full capture / lazy capture forwards of a GPT-2-small-shaped model, interleaved, medians."""
     from benchmarks.gpt2small import gpt2_small
     from model import estimate_bytes, load
-    from model.capture import Recorder
+    from model.capture.recorder import Recorder
 
     pipe = load(gpt2_small(), "cpu")
     rows = []
@@ -121,7 +121,7 @@ def bench_gpt2_small(lengths, repeats: int) -> list[dict]:
 def _gpt2_memory_child(T: int, mode: str) -> None:
     from benchmarks.gpt2small import gpt2_small
     from model import estimate_bytes, load
-    from model.capture import Recorder
+    from model.capture.recorder import Recorder
 
     pipe = load(gpt2_small(), "cpu")
     ids = torch.randint(10, 300, (1, T), generator=torch.Generator().manual_seed(T))

@@ -1,25 +1,33 @@
 """Attention that records every stage: the project's own transformer, transformers models, and their traces.
 
 The contract is model.api (Backend, ModelInfo, RunResult); the one traced call is model.call (``run``); traces are
-model.trace (FullTrace) and model.lazy (LazyTrace); names are model.names (RecordName).
+model.capture.trace (FullTrace) and model.capture.lazy (LazyTrace); names are model.core.names (RecordName).
 """
 
 from .api import ARCHS, Backend, CaptureBudgetError, ModelInfo, RunResult
-from .attention import AttentionRecord, attention, causal_mask, fast_attention, padding_mask, repeat_kv, subsequent_mask
 from .call import Budget, decode, estimate_bytes, generate, intervened_outputs, run, run_batch
-from .capture import Recorder
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ModelConfig
-from .dataframe import record_to_dataframe
-from .inference import available_devices, is_hf_directory, load, resolve_device
-from .interventions import ABLATION_MODES, Interventions
-from .lazy import LazyTrace, RecordTooLarge
-from .names import KINDS, RecordName
-from .pipeline import Pipeline
-from .reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoding, Tokenizer, TokenizerError
-from .trace import FullTrace, Trace, Window, record_name
-from .transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
+from .capture.dataframe import record_to_dataframe
+from .capture.lazy import LazyTrace, RecordTooLarge
+from .capture.recorder import Recorder
+from .capture.trace import FullTrace, Trace, Window, record_name
+from .core.attention import (
+    AttentionRecord,
+    attention,
+    causal_mask,
+    fast_attention,
+    padding_mask,
+    repeat_kv,
+    subsequent_mask,
+)
+from .core.interventions import ABLATION_MODES, Interventions
+from .core.names import KINDS, RecordName
+from .core.reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
+from .load import available_devices, is_hf_directory, load, resolve_device
+from .own.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .own.config import ModelConfig
+from .own.pipeline import Pipeline
+from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoding, Tokenizer, TokenizerError
+from .own.transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
 
 __all__ = [
     "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Backend", "Budget", "CaptureBudgetError",

@@ -1,6 +1,6 @@
 """The contract between a model and the rest of the app: what a backend is, and what one traced call returns.
 
-Two backends implement ``Backend``: the project's own transformer (``model.pipeline.Pipeline``) and models in the
+Two backends implement ``Backend``: the project's own transformer (``model.own.pipeline.Pipeline``) and models in the
 Hugging Face layout run by transformers (``model.hf.HFPipeline``). Each implements, once: tokenizing
 (``encode_source`` / ``encode_target``), the decoder's start, token labels and text, record shapes, one forward
 under a per-call ``Recorder``, plain greedy decoding and the unembedding (for the logit lens). Everything a call
@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from .capture import Recorder
-from .checkpoint import CheckpointError
-from .names import RecordName
-from .tokenizer import Encoding, TokenizerError
-from .trace import RecordShape, Trace
+from .capture.recorder import Recorder
+from .capture.trace import RecordShape, Trace
+from .core.names import RecordName
+from .own.checkpoint import CheckpointError
+from .own.tokenizer import Encoding, TokenizerError
 
 ARCHS = ("encoder-decoder", "decoder-only", "encoder-only")
 

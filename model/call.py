@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from .api import Backend, CaptureBudgetError, RunResult
-from .capture import Recorder
-from .interventions import Ablations, Interventions, Knockouts, validate
-from .names import RecordName
-from .rowstats import KeyFacts, induction_targets
+from .capture.recorder import Recorder
+from .core.interventions import Ablations, Interventions, Knockouts, validate
+from .core.names import RecordName
+from .core.rowstats import KeyFacts, induction_targets
+from .own.tokenizer import Encoding
 from .runtime import Lane, lane_for
-from .tokenizer import Encoding
 
 DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so
 INDUCTION_OCCURRENCES = 64  # induction targets: at most this many earlier occurrences of a token
@@ -157,7 +157,7 @@ def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens:
     before (by this model or one with the same vocabulary), traced without decoding again.
     ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
     ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
-    model.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
+    model.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
     ``statistics``: a lazy trace computes its per-row statistics during the call (True), or when first asked (a
     first map sooner; the same numbers).
     """

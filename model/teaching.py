@@ -3,7 +3,7 @@
 Follows "Understanding and coding self-attention" (Raschka): X -> Q = X W_query, K = X W_key,
 V = X W_value (weights stored as (d_in, d_out), so no transposes) -> omega = Q K^T ->
 alpha = softmax(omega / sqrt(d_k)) -> Z = alpha V. Every softmax-attention number comes from
-``model.attention.attention`` so the playground and the model can never disagree.
+``model.core.attention.attention`` so the playground and the model can never disagree.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .attention import AttentionRecord, attention
+from .core.attention import AttentionRecord, attention
 
 MAX_TOKENS = 64  # longer sentences are cut so heatmaps stay readable
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]+")  # words, or runs of punctuation / symbols (emoji included)
@@ -73,7 +73,7 @@ def causal_allowed(size: int, diagonal: int = 1) -> torch.Tensor:
 
 def run_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None,
                   scale: bool = True) -> AttentionRecord:
-    """model.attention.attention, with scaling switchable: scale=False passes ``scale=1.0`` so that the softmax
+    """model.core.attention.attention, with scaling switchable: scale=False passes ``scale=1.0`` so that the softmax
     sees q k^T unscaled (the record's ``scaled`` field is then omega itself)."""
     return attention(q, k, v, allowed, scale=None if scale else 1.0)
 

@@ -8,7 +8,7 @@ import math
 import struct
 from pathlib import Path
 
-from model.paths import PathPolicy
+from model.safe.paths import PathPolicy
 
 
 def sparse_safetensors(file: Path, shapes: dict[str, tuple[int, ...]], dtype: str = "F32") -> int:

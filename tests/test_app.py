@@ -291,7 +291,7 @@ def test_layer_head_view_changes_do_not_rerun_the_model(ckpt, monkeypatch):
 
 def test_a_widget_change_does_not_tokenise_again(ckpt, monkeypatch):
     """A megabyte pasted into the box used to be tokenised on every click: a change of view re-encodes nothing."""
-    from model import tokenizer as tok_module
+    from model.own import tokenizer as tok_module
 
     at = app(ckpt)
     calls = []

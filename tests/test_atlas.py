@@ -40,7 +40,7 @@ from model.atlas.locate import list_databases, resolve_database
 from model.atlas.records import CorpusError, Record
 from model.atlas.schema import STATS, TABLES
 from model.atlas.store import AtlasStore, held_interrupts, open_read_only
-from model.paths import PathPolicy
+from model.safe.paths import PathPolicy
 from tests.hf_models import build as build_hf
 from viz import atlas as viz_atlas
 

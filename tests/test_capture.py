@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from model import ModelConfig, Recorder, Transformer, attention, repeat_kv
-from model.interventions import ablate
-from model.pooling import pool_weights, thumbnails
+from model.core.interventions import ablate
+from model.core.pooling import pool_weights, thumbnails
 
 SRC = torch.tensor([[5, 6, 7, 8, 2, 0, 0], [9, 10, 11, 12, 13, 14, 2]])
 TGT = torch.tensor([[1, 4, 5, 6, 0], [1, 7, 8, 9, 10]])

@@ -509,7 +509,7 @@ def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(
 # statistics (8) ----------------------------------------------------------------------------------------------------
 
 def test_statistics_columns_have_human_names_with_definitions_in_their_help():
-    from model.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
+    from model.core.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
 
     at = run(state=as_state({"model": "dates", "view": "statistics"}))
     clean(at)

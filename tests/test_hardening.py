@@ -20,7 +20,7 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
 from model import CheckpointError, Pipeline, load, load_checkpoint
-from model.paths import PathPolicy, resolve_checkpoint_dir
+from model.safe.paths import PathPolicy, resolve_checkpoint_dir
 from tests.hostile import forbid, public_policy, sparse_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +208,7 @@ def test_every_text_box_has_a_server_side_character_limit():
 
 
 def test_a_huge_source_is_cut_before_the_tokenizer_sees_it(monkeypatch):
-    from model import tokenizer as tok_module
+    from model.own import tokenizer as tok_module
 
     seen = []
     original = tok_module.Tokenizer.encode
@@ -258,7 +258,7 @@ def test_a_directory_of_100000_files_is_never_listed(tmp_path, monkeypatch):
     big.mkdir()
     for i in range(100_000):
         os.close(os.open(big / f"f{i}", os.O_CREAT | os.O_WRONLY))
-    from model.checkpoint import stamp
+    from model.own.checkpoint import stamp
 
     listed = []
     real_scandir, real_listdir = os.scandir, os.listdir
@@ -326,7 +326,7 @@ def edit_json(path: Path, **changes):
 @pytest.mark.parametrize("field, value", [("max_len", 4_000_000), ("d_model", 2**20), ("n_encoder_layers", 100_000),
                                           ("src_vocab_size", 10**9)])
 def test_huge_sizes_in_config_are_refused_before_anything_is_allocated(copy, field, value, monkeypatch):
-    import model.checkpoint as checkpoint
+    import model.own.checkpoint as checkpoint
 
     edit_json(copy / "config.json", **{field: value})
     forbid(monkeypatch, checkpoint, "Transformer")  # no model is built, no weight is read, before the refusal
@@ -595,7 +595,7 @@ def test_a_checkpoint_directory_named_like_html_is_shown_as_text(tmp_path, monke
 # round 3 (issue 23): sizes against a memory budget, every file read capped, regexes, symlinks, bidi -------------------
 
 def test_the_model_memory_budget_defaults_to_half_the_available_memory(monkeypatch):
-    from model import budget
+    from model.safe import memory as budget
 
     monkeypatch.delenv("INSPECTOR_MAX_MODEL_MB", raising=False)
     assert budget._available_bytes() > 0  # /proc/meminfo on Linux
@@ -616,7 +616,7 @@ def test_a_sparse_checkpoint_claiming_1_6e9_parameters_is_refused_by_the_memory_
     """Under the parameter cap (2e9) and every size limit; it used to be read in full (over 12 GB)."""
     import math
 
-    import model.checkpoint as checkpoint
+    import model.own.checkpoint as checkpoint
     from model import ModelConfig
 
     edit_json(copy / "config.json", d_model=4096, n_heads=32, n_encoder_layers=4, n_decoder_layers=3, d_ff=16384)
@@ -634,7 +634,7 @@ def test_a_sparse_checkpoint_claiming_1_6e9_parameters_is_refused_by_the_memory_
 @pytest.mark.parametrize("name", ["config.json", "meta.json"])
 def test_every_json_file_is_read_with_a_byte_cap(copy, monkeypatch, name):
     """A 200-MB JSON file is refused from its size, before a byte of it is read."""
-    import model.files as files
+    import model.safe.files as files
 
     with open(copy / name, "r+b") as f:
         f.truncate(200 * 2**20)  # a sparse file: no disk used
@@ -663,14 +663,14 @@ STANDARD_PATTERNS = {
 
 @pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
 def test_the_regex_check_refuses_patterns_that_backtrack_catastrophically(pattern):
-    from model.regex_check import backtracking_risk
+    from model.safe.regex_check import backtracking_risk
 
     assert backtracking_risk(pattern)
 
 
 @pytest.mark.parametrize("name", sorted(STANDARD_PATTERNS))
 def test_the_regex_check_passes_the_standard_pre_tokenizer_patterns(name):
-    from model.regex_check import backtracking_risk
+    from model.safe.regex_check import backtracking_risk
 
     assert backtracking_risk(STANDARD_PATTERNS[name]) is None
 

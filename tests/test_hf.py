@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from model import CheckpointError, estimate_bytes, load
-from model.capture import Recorder
+from model.capture.recorder import Recorder
 from tests.hf_models import FAMILIES, MORE_FAMILIES, build
 from tests.hostile import forbid, public_policy, sparse_safetensors
 
@@ -207,7 +207,7 @@ def test_qwen3_full_attention_layer_has_no_window(pipes):
 @pytest.mark.parametrize("family", ["gpt2", "llama", "bert"])
 def test_padded_batch_gives_zero_rows_not_nan(pipes, family):
     """Left padding makes a pad query's row fully masked in a causal model: zeros, never NaN."""
-    from model.hf.capture import traced_call
+    from model.hf.interface import traced_call
 
     pipe = pipes[family]
     ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 7, 8, 9]])
@@ -276,7 +276,7 @@ def test_negative_control_a_broken_mask_fails_the_comparison(pipes, dirs, monkey
     from transformers import AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
-    from model.hf.capture import ATTENTION_NAME
+    from model.hf.interface import ATTENTION_NAME
 
     def no_causality(*args, **kwargs):
         mask = sdpa_mask(*args, **{**kwargs, "allow_is_causal_skip": False})
@@ -489,7 +489,7 @@ def test_6e9_float32_parameters_in_gpt2_shape_are_refused_by_the_memory_budget(d
 def test_every_file_of_a_transformers_directory_is_read_with_a_byte_cap(dirs, tmp_path, monkeypatch, name, mb, cap):
     """Issue 23: a 300-MB tokenizer.json took 6 GB in 16 s (HF tokenizers had no cap); a 200-MB
     generation_config.json was read whole by transformers."""
-    import model.files as files
+    import model.safe.files as files
 
     path = family_copy(dirs, tmp_path, "t5")
     with open(path / name, "r+b") as f:

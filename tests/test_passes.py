@@ -1,4 +1,4 @@
-"""The fast first pass's attention (model.passes.flash_with_lse) against F.scaled_dot_product_attention with the
+"""The fast first pass's attention (model.capture.passes.flash_with_lse) against F.scaled_dot_product_attention with the
 whole mask materialised: plain causal, a sliding window, padding, rows with no key; a block of query rows at a
 time gives the same rows as one call."""
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.masks import MaskSpec
-from model.passes import flash_with_lse
+from model.capture.passes import flash_with_lse
+from model.core.masks import MaskSpec
 
 
 def reference(q, k, v, allowed, scale):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model import teaching
-from model.attention import attention, subsequent_mask
+from model.core.attention import attention, subsequent_mask
 
 
 def np_softmax(x: np.ndarray) -> np.ndarray:

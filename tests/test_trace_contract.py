@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model import load, run
-from model.rowstats import head_statistics
+from model.core.rowstats import head_statistics
 from tests.hf_models import FAMILIES, MORE_FAMILIES, build
 
 TEXT = "the cat sat on the mat, the cat sat on the mat again"
@@ -143,12 +143,12 @@ def test_statistics_left_for_later_are_the_same_numbers(pipes, family):
 def test_after_the_fast_first_pass_every_method_agrees_to_float_rounding(pipes, family, monkeypatch):
     """Forcing the fast path (flash attention + an overview pass) on a short input: the same answers within
     float32 rounding; the max overview and the masks exactly; the context is the one the fast path passed on."""
-    import model.capture as capture
+    import model.capture.recorder as capture
 
     monkeypatch.setattr(capture, "FAST_ABOVE", 0)
     pipe = pipes[family]
     full = traced(pipe, mode="full")
-    from model.capture import Recorder
+    from model.capture.recorder import Recorder
 
     original = Recorder.__init__
 

@@ -270,7 +270,7 @@ def test_mask_reasons_per_head_agree_with_the_full_matrix():
     """forbidden_by_reason (one head, bool arrays) and mask_reason_matrix (strings) name the same cells the same
     way, including joined reasons, a window mask and a cell the mask forbids for none of the named reasons."""
     from model import allowed_matrix, forbidden_by_reason, mask_reason_matrix
-    from model.attention import AttentionRecord
+    from model.core.attention import AttentionRecord
 
     out = make_model()(SRC, TGT, capture=True)
     rec = out.trace["decoder.0.self_attn"]

@@ -28,8 +28,8 @@ from model.analysis import (
                             select_cells,
                             token_id,
 )
-from model.interventions import knockout_cells
-from model.names import in_forward_order
+from model.core.interventions import knockout_cells
+from model.core.names import in_forward_order
 from model.training.tasks import INDUCTION_WORDS, RepeatedSequence, repeated_sequence
 from tests.hf_models import build
 

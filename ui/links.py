@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from model import CheckpointError
-from model.paths import MAX_PATH_CHARS
+from model.safe.paths import MAX_PATH_CHARS
 
 from . import state
 from .models import model_choices, open_typed_path, path_policy, pipeline

@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from model import load
-from model.checkpoint import stamp as checkpoint_stamp
-from model.paths import PathPolicy, resolve_checkpoint_dir
+from model.own.checkpoint import stamp as checkpoint_stamp
+from model.safe.paths import PathPolicy, resolve_checkpoint_dir
 from model.training.tasks import TASKS, Story
 
 from .boot import DEFAULT_MODEL, shipped_dir
@@ -165,7 +165,7 @@ def model_name(path: str) -> str:
     if not _generic(p.name):
         return p.name
     try:
-        from model.checkpoint import read_json_file
+        from model.own.checkpoint import read_json_file
 
         config = read_json_file(p / "config.json")
     except Exception:  # no config.json, unreadable, hostile: the path's names will do

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from model import CheckpointError, RecordName, available_devices
-from model.paths import MAX_PATH_CHARS
+from model.safe.paths import MAX_PATH_CHARS
 
 from . import boot, state
 from .models import (

@@ -13,7 +13,7 @@ import torch
 
 from model import Budget, RunResult
 from model.call import run
-from model.checkpoint import stamp as checkpoint_stamp
+from model.own.checkpoint import stamp as checkpoint_stamp
 
 from .cache import SharedLRU, mb_setting, value_bytes
 from .models import load_pipeline

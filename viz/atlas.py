@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from model.rowstats import SHARES
+from model.core.rowstats import SHARES
 
 from .grids import _targets
 from .heatmap import WEIGHT_SCALE, esc, figure

@@ -289,7 +289,7 @@ DETAIL_BAND_CELLS = 1 << 22  # a pooled detail is computed a band of rows at a t
 
 def trace_detail(trace, name: str, head: int, window: Mapping, stage: str = "weights", *, overview_id: str,
                  view: Mapping | None = None, batch_index: int = 0) -> dict:
-    """The detail part for ``window`` (from ``detail_window``) straight from a trace (model.trace.Trace): exact
+    """The detail part for ``window`` (from ``detail_window``) straight from a trace (model.capture.trace.Trace): exact
     cells from ``trace.window``; for a pooled window, the block maxima computed a band of rows at a time, so that
     a whole 32k x 32k head is never held."""
     r0, r1, c0, c1, pool = (int(window[k]) for k in ("r0", "r1", "c0", "c1", "pool"))

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..call import intervened_outputs
-from ..names import RecordName
+from ..core.names import RecordName
 
 LOGITS_BUDGET_BYTES = 256 * 2**20  # batched ablation runs are chunked so their logits stay under this
 

@@ -1,4 +1,4 @@
-"""Per-head statistics of attention weights, named and tested, all defined once in ``model.rowstats`` (per query
+"""Per-head statistics of attention weights, named and tested, all defined once in ``model.core.rowstats`` (per query
 row, a block of rows at a time) and averaged per head: the same numbers for a full trace, a lazy trace's first
 pass at any length, the Statistics view and the corpus atlas.
 
@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..names import RecordName
-from ..rowstats import STAT_DEFINITIONS, KeyFacts, collect, head_statistics, induction_targets, row_statistics
-from ..trace import Trace
+from ..capture.trace import Trace
+from ..core.names import RecordName
+from ..core.rowstats import STAT_DEFINITIONS, KeyFacts, collect, head_statistics, induction_targets, row_statistics
 
 
 def _statistics(weights, allowed=None, *, self_attention: bool = True, ids: Sequence[int] | None = None,
                 ignore: Sequence[int] = (), special: Sequence[bool] | None = None) -> dict[str, np.ndarray]:
-    """Every statistic of (H, Tq, Tk) weights as one full block through model.rowstats."""
+    """Every statistic of (H, Tq, Tk) weights as one full block through model.core.rowstats."""
     w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
     H, Tq, Tk = w.shape
     ok = None

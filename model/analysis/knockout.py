@@ -3,7 +3,7 @@
 changed.
 
 The knocked-out cells join the mask (reason "knocked out"), each row renormalises over the keys left, and a row
-with no key left gives zeros (model.interventions). Effects per position, as for an ablation
+with no key left gives zeros (model.core.interventions). Effects per position, as for an ablation
 (model.analysis.ablation): the original prediction's probability and logit before and after, and
 KL(before || after).
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..call import intervened_outputs
-from ..names import RecordName
+from ..core.names import RecordName
 from .ablation import AblationEffect, effect_of
 
 SELECTIONS = ("key column", "query row", "rectangle", "cells")  # the ways the app picks cells

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..names import RecordName
-from ..trace import Trace
+from ..capture.trace import Trace
+from ..core.names import RecordName
 
 
 def span_mass(trace: Trace, name: str, span: range) -> np.ndarray:

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from ..call import intervened_outputs, run
-from ..names import RecordName
+from ..core.names import RecordName
 
 BUDGET_BYTES = 256 * 2**20  # what one batched pass of patched runs may hold (activations and logits), about
 METRICS = ("log_prob", "logit_diff")

@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..analysis.heads import head_table
 from ..api import Backend, RunResult
 from ..call import run_batch
-from ..names import RecordName
+from ..core.names import RecordName
 from .records import Record
 from .schema import EXAMPLES, HEAD_STATS, PART, QK_VECTORS, ROW_TABLES, SKIPS, STATS, union_schema
 

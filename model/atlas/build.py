@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..inference import load
+from ..load import load
 from .batch import DEFAULT_MAX_NEW, AtlasOptions, BatchRows, QKSample, head_rows
 from .corpus import Corpus, open_corpus
 from .identity import AtlasError, model_hash, run_id

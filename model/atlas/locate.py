@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..paths import MAX_PATH_CHARS, PathPolicy
+from ..safe.paths import MAX_PATH_CHARS, PathPolicy
 from .identity import AtlasError
 
 SUFFIXES = (".duckdb", ".db")

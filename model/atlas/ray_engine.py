@@ -63,7 +63,7 @@ class AtlasWorker:
 
         for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
             os.environ.setdefault(name, "1")
-        from ..inference import load
+        from ..load import load
         from ..runtime import configure_cpu
 
         configure_cpu()

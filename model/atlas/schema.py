@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..rowstats import STAT_DEFINITIONS
+from ..core.rowstats import STAT_DEFINITIONS
 
 SCHEMA_VERSION = 1
 STATS = tuple(STAT_DEFINITIONS)  # one column of head_stats per statistic, in the Statistics view's order

@@ -5,7 +5,7 @@ models does not pay for importing transformers. Offline always: every load passe
 never runs remote code (the app also sets HF_HUB_OFFLINE at start-up).
 """
 
-from .capture import ATTENTION_NAME, inspector_attention, traced_call
+from .interface import ATTENTION_NAME, inspector_attention, traced_call
 from .pipeline import HFPipeline, load_hf
 from .tokens import TextTokenizer
 

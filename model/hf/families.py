@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..names import RecordName, in_forward_order
-from .capture import ModuleSpec, key_input_name
+from ..core.names import RecordName, in_forward_order
+from .interface import ModuleSpec, key_input_name
 
 CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")  # cross-attention module names
 OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin")

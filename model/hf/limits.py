@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..budget import check_model_bytes
-from ..checkpoint import DTYPE_BYTES
-from ..files import CheckpointError, checked_path, is_file, read_json_file
+from ..own.checkpoint import DTYPE_BYTES
+from ..safe.files import CheckpointError, checked_path, is_file, read_json_file
+from ..safe.memory import check_model_bytes
 
 if TYPE_CHECKING:
-    from ..paths import PathPolicy
+    from ..safe.paths import PathPolicy
 
 SIZE_FIELDS = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim", "num_hidden_layers", "n_layer", "num_layers",
                "encoder_layers", "decoder_layers", "num_decoder_layers", "n_layers", "num_attention_heads", "n_head",

@@ -15,11 +15,11 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from ..budget import check_model_bytes
-from ..checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
-from ..files import checked_path
-from ..tokenizer_file import read_tokenizer_file
-from .capture import ATTENTION_NAME
+from ..own.checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
+from ..safe.files import checked_path
+from ..safe.memory import check_model_bytes
+from ..safe.tokenizer_file import read_tokenizer_file
+from .interface import ATTENTION_NAME
 from .limits import (
     check_added_special_tokens,
     check_files_inside,
@@ -33,7 +33,7 @@ from .limits import (
 from .tokens import TextTokenizer
 
 if TYPE_CHECKING:
-    from ..paths import PathPolicy
+    from ..safe.paths import PathPolicy
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"

@@ -13,18 +13,18 @@ from torch import nn
 
 from ..api import Backend, ForwardOutput, ModelInfo
 from ..call import CallMethods
-from ..capture import Recorder
-from ..checkpoint import CheckpointError
-from ..names import RecordName
-from ..tokenizer import Encoding
-from ..trace import RecordShape
-from .capture import ModuleSpec, input_hook, traced_call
+from ..capture.recorder import Recorder
+from ..capture.trace import RecordShape
+from ..core.names import RecordName
+from ..own.checkpoint import CheckpointError
+from ..own.tokenizer import Encoding
 from .families import family, name_modules, ordered
+from .interface import ModuleSpec, input_hook, traced_call
 from .loader import load_model
 from .tokens import TextTokenizer
 
 if TYPE_CHECKING:
-    from ..paths import PathPolicy
+    from ..safe.paths import PathPolicy
 
 PROBE_TEXT = "Hello world"
 

@@ -12,8 +12,8 @@ import argparse
 import math
 import sys
 
-from ..config import ARCHS, NORM_PLACEMENTS
-from ..tokenizer import TOKEN_LEVELS
+from ..own.config import ARCHS, NORM_PLACEMENTS
+from ..own.tokenizer import TOKEN_LEVELS
 from .data import TrainError
 from .loop import DEFAULTS, SCHEDULES, TrainArgs, train
 from .tasks import TASKS

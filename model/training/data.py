@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..inference import Pipeline
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from ..load import Pipeline
+from ..own.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .tasks import Task
 
 MIN_PAIRS = 10  # a --data file with fewer examples than this is refused

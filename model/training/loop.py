@@ -24,21 +24,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..budget import max_model_bytes
-from ..checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
-from ..config import ModelConfig
-from ..inference import Pipeline, load, resolve_device
-from ..tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
-from ..transformer import Transformer
+from ..load import Pipeline, load, resolve_device
+from ..own.checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
+from ..own.config import ModelConfig
+from ..own.tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
+from ..own.transformer import Transformer
+from ..safe.memory import max_model_bytes
 from .data import (
-                   PairSource,
-                   TrainError,
-                   data_digest,
-                   exact_match,
-                   make_batch,
-                   make_text_batch,
-                   read_pairs,
-                   read_texts,
+    PairSource,
+    TrainError,
+    data_digest,
+    exact_match,
+    make_batch,
+    make_text_batch,
+    read_pairs,
+    read_texts,
 )
 from .metrics import induction_report
 from .output import StagedOutput

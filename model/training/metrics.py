@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tokenizer import Tokenizer
-from ..transformer import Transformer
+from ..own.tokenizer import Tokenizer
+from ..own.transformer import Transformer
 from .data import make_text_batch
 from .tasks import RepeatedSequence
 

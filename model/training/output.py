@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CONFIG_FILE, META_FILE
+from ..own.checkpoint import CONFIG_FILE, META_FILE
 from .data import TrainError
 
 ARCH_FIELDS = ("arch", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff", "norm")

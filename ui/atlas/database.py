@@ -18,7 +18,7 @@ from model.atlas import queries
 from model.atlas.identity import AtlasError
 from model.atlas.locate import list_databases, resolve_database
 from model.atlas.store import open_read_only
-from model.paths import PathPolicy
+from model.safe.paths import PathPolicy
 
 from ..models import ROOT, path_policy
 

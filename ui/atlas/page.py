@@ -13,8 +13,8 @@ import streamlit as st
 from model.analysis.projection import qk_projection
 from model.atlas.identity import AtlasError
 from model.atlas.queries import FILTER_COLUMNS, HOW, OPERATORS, FilterError, make_filter
-from model.names import RecordName
-from model.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
+from model.core.names import RecordName
+from model.core.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
 from viz import atlas as viz_atlas
 from viz.grids import clicked_cell
 

@@ -17,7 +17,7 @@ import streamlit as st
 import viz
 from model import RecordName, allowed_matrix, run
 from model.analysis import SELECTIONS, knockout_effect, knockout_spec, parse_pairs, select_cells
-from model.interventions import knockout_cells
+from model.core.interventions import knockout_cells
 from viz import why as vwhy
 
 from .. import state

@@ -10,7 +10,7 @@ import streamlit as st
 import viz
 from model.analysis import STAT_DEFINITIONS
 from model.analysis.heads import head_table
-from model.rowstats import HUMAN_NAMES, SHARES
+from model.core.rowstats import HUMAN_NAMES, SHARES
 
 from .. import state
 from .common import Context, chart, open_cell, table_downloads

@@ -18,7 +18,7 @@ import viz
 from model import RecordName, allowed_matrix, forbidden_by_reason, load
 from model.analysis import entropy, induction_score, previous_token_score, uniform_weights
 from model.analysis.compare import similarity_to_reference
-from model.checkpoint import stamp as checkpoint_stamp
+from model.own.checkpoint import stamp as checkpoint_stamp
 from viz.training import metric_panels
 
 from .. import state

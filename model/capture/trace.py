@@ -1,11 +1,11 @@
 """The trace of one call: a read-only mapping from attention names to records, and the questions it answers.
 
-``Trace`` is the contract; ``FullTrace`` holds every record, ``model.lazy.LazyTrace`` recomputes what is asked
+``Trace`` is the contract; ``FullTrace`` holds every record, ``model.capture.lazy.LazyTrace`` recomputes what is asked
 from what the call kept. Both answer every method alike: ``trace[name]`` (the complete record), ``layers``,
 ``window`` (one head's values for a range of rows and columns, any stage), ``row`` (one query over every key),
 ``overview`` (pooled uint8 maps of every head), ``row_stats`` (per-row statistics), ``item``, ``to_dataframe``,
 ``numpy`` and ``to``. Where a lazy trace must compute, the method's docstring says so. Why a cell is masked is
-model.reasons; one record as a long DataFrame, model.dataframe; the pooled overviews, model.pooling.
+model.core.reasons; one record as a long DataFrame, model.capture.dataframe; the pooled overviews, model.core.pooling.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .attention import AttentionRecord, _to_numpy, held_bytes
+from ..core.attention import AttentionRecord, _to_numpy, held_bytes
+from ..core.names import RecordName
+from ..core.pooling import block_max, overview_factor, pool_weights, thumbnails
+from ..core.reasons import forbidden_by_reason
+from ..core.rowstats import KeyFacts, RowStats, collect, row_statistics
 from .dataframe import record_to_dataframe
-from .names import RecordName
-from .pooling import block_max, overview_factor, pool_weights, thumbnails
-from .reasons import forbidden_by_reason
-from .rowstats import KeyFacts, RowStats, collect, row_statistics
 
 STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
 

@@ -17,9 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
-from .budget import check_model_bytes
-from .config import ModelConfig
-from .files import (  # noqa: F401 (re-exported: loaders and tests import them from here)
+from ..safe.files import (  # noqa: F401 (re-exported: loaders and tests import them from here)
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_TOKENIZER_BYTES,
@@ -29,12 +27,14 @@ from .files import (  # noqa: F401 (re-exported: loaders and tests import them f
     read_json_file,
     require_directory,
 )
+from ..safe.memory import check_model_bytes
+from ..safe.tokenizer_file import read_tokenizer_file
+from .config import ModelConfig
 from .tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
-from .tokenizer_file import read_tokenizer_file
 from .transformer import Transformer
 
 if TYPE_CHECKING:
-    from .paths import PathPolicy
+    from ..safe.paths import PathPolicy
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -54,7 +54,7 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "F16"
 PROBE_TEXTS = ("21 November 2026", "Hello, world! 123", "😀 ünïcödé \t\n", "a" * 300)
 
 
-_is_file = is_file  # the name loaders used before model.files
+_is_file = is_file  # the name loaders used before model.safe.files
 
 
 def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,

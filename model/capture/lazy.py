@@ -1,10 +1,10 @@
-"""A trace that grows with T, not T^2 x H: it keeps what each attention received (model.attention_inputs) and its
-first pass (model.passes), and recomputes records, windows and rows on demand through the same ``attention()``.
+"""A trace that grows with T, not T^2 x H: it keeps what each attention received (model.capture.inputs) and its
+first pass (model.capture.passes), and recomputes records, windows and rows on demand through the same ``attention()``.
 
 The trace keeps, per attention: q and k (after RoPE / QK-norm) per key/value head, v, the mask as facts
-(model.masks), the context, the projections' inputs, each row's log-sum-exp, and a max-pooled overview of every head.
-Per-row statistics (and the mean-pooled overview) come from the exact pass, or, after a fast one, from a statistics
-pass computed when first asked. Nothing ever holds more than one block of rows x keys x heads.
+(model.core.masks), the context, the projections' inputs, each row's log-sum-exp, and a max-pooled overview of every
+head. Per-row statistics (and the mean-pooled overview) come from the exact pass, or, after a fast one, from a
+statistics pass computed when first asked. Nothing ever holds more than one block of rows x keys x heads.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .attention import AttentionRecord, _to_numpy, attention, repeat_kv
-from .attention_inputs import AttentionInputs, _rows, block_attention, block_bytes, block_mask, complete_record
-from .names import RecordName
+from ..core.attention import AttentionRecord, _to_numpy, attention, repeat_kv
+from ..core.names import RecordName
+from ..core.pooling import block_max
+from ..core.reasons import reason_codes, reasons_from_codes
+from ..core.rowstats import RowStats
+from ..runtime import Lane
+from .inputs import AttentionInputs, _rows, block_attention, block_bytes, block_mask, complete_record
 from .passes import FirstPass, _overview_shape, statistics_pass
-from .pooling import block_max
-from .reasons import reason_codes, reasons_from_codes
-from .rowstats import RowStats
-from .runtime import Lane
 from .trace import FullTrace, RecordShape, Trace, Window, _as_range, _head, check_stage, stage_values
 
 

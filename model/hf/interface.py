@@ -26,10 +26,10 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
-from ..attention import attention
-from ..capture import Recorder
-from ..masks import MaskSpec, describe
-from ..names import RecordName
+from ..capture.recorder import Recorder
+from ..core.attention import attention
+from ..core.masks import MaskSpec, describe
+from ..core.names import RecordName
 
 ATTENTION_NAME = "attention_inspector"
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import torch
 
-from .api import Backend, ForwardOutput, ModelInfo
-from .call import CallMethods, pad_batch
-from .capture import Recorder
+from ..api import Backend, ForwardOutput, ModelInfo
+from ..call import CallMethods, pad_batch
+from ..capture.recorder import Recorder
+from ..capture.trace import RecordShape
+from ..core.names import RecordName
 from .config import ModelConfig
-from .names import RecordName
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
-from .trace import RecordShape
 from .transformer import Transformer
 
 

@@ -1,6 +1,6 @@
-"""The passes over one attention's kept inputs (model.attention_inputs), a block of query rows at a time: each row's
+"""The passes over one attention's kept inputs (model.capture.inputs), a block of query rows at a time: each row's
 log-sum-exp, the max-pooled overview and, from the exact and the statistics pass, the per-row statistics
-(model.rowstats) with the mean-pooled overview.
+(model.core.rowstats) with the mean-pooled overview.
 
 Two first passes, chosen by the call:
 
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .attention import repeat_kv
-from .attention_inputs import AttentionInputs, block_attention, block_bytes
-from .interventions import ablate
-from .masks import MaskSpec
-from .names import RecordName
-from .pooling import overview_factor, pool_max, pool_weights, quantise
-from .rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
+from ..core.attention import repeat_kv
+from ..core.interventions import ablate
+from ..core.masks import MaskSpec
+from ..core.names import RecordName
+from ..core.pooling import overview_factor, pool_max, pool_weights, quantise
+from ..core.rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
+from .inputs import AttentionInputs, block_attention, block_bytes
 
 FAST_ABOVE = 1024  # query rows: above this many, the first pass runs the fast path (flash attention)
 
@@ -54,7 +54,7 @@ def _overview_shape(tq: int, tk: int, factor: int) -> tuple[int, int]:
 def statistics_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, *, with_context: bool,
                     overviews: bool = True) -> tuple[torch.Tensor | None, RowStats, np.ndarray, np.ndarray,
                                                       torch.Tensor]:
-    """``attention()`` a block of rows at a time with every statistic of model.rowstats -> (context after any
+    """``attention()`` a block of rows at a time with every statistic of model.core.rowstats -> (context after any
     ablation, or None; RowStats; max and mean overviews (B, H, r, c) uint8; lse (B, H, Tq))."""
     B, H, Tq, _ = inputs.q.shape
     Tk, d_v = inputs.k.shape[2], inputs.v.shape[-1]

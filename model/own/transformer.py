@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import causal_mask, fast_attention, padding_mask
-from .capture import Recorder
+from ..capture.recorder import Recorder
+from ..capture.trace import Trace, record_name
+from ..core.attention import causal_mask, fast_attention, padding_mask
+from ..core.interventions import Ablations, Interventions, Knockouts, validate
+from ..core.masks import describe
 from .config import ModelConfig
-from .interventions import Ablations, Interventions, Knockouts, validate
-from .masks import describe
-from .trace import Trace, record_name
 
 
 class KVCache:
@@ -58,7 +58,7 @@ class MultiHeadAttention(nn.Module):
                 cache: KVCache | None = None) -> torch.Tensor:
         """query_input (B, Tq, d_model), key_input (B, Tk, d_kv_in) -> output (B, Tq, d_model).
 
-        ``recorder`` (model.capture.Recorder) decides what this call keeps under ``name`` and what it changes;
+        ``recorder`` (model.capture.recorder.Recorder) decides what this call keeps under ``name`` and what it changes;
         without one, the fast path (SDPA, nothing kept). ``cache`` reuses keys and values while decoding.
         """
         q = self._split_heads(self.W_query(query_input))
@@ -314,7 +314,7 @@ class Transformer(nn.Module):
         Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
         ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"}) records
         only those. ``lazy``: keep each attention's inputs and recompute its record on demand (LazyTrace).
-        ``ablations`` / ``knockouts`` (model.interventions; or one dict per batch element) change those heads in
+        ``ablations`` / ``knockouts`` (model.core.interventions; or one dict per batch element) change those heads in
         this call only.
         """
         capture = True if lazy and capture is False else capture  # lazy: every attention, kept as inputs

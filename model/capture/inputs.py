@@ -1,8 +1,8 @@
 """What one attention received (and passed on), as a lazy capture keeps it, and ``attention()`` recomputed from it
 over any block of query rows, heads and key columns: a complete record is the same ``attention()`` calls as the exact
-first pass (model.passes), in the same blocks of rows.
+first pass (model.capture.passes), in the same blocks of rows.
 
-Kept per attention: q and k (after RoPE / QK-norm) per key/value head, v, the mask as facts (model.masks), the
+Kept per attention: q and k (after RoPE / QK-norm) per key/value head, v, the mask as facts (model.core.masks), the
 projections' inputs and, after a fast first pass, the context the model passed on. A block of rows x keys x heads
 stays under $ATTN_BLOCK_MB.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import AttentionRecord, attention, held_bytes
-from .interventions import ablate, knockout_block
-from .masks import MaskSpec
-from .names import RecordName
+from ..core.attention import AttentionRecord, attention, held_bytes
+from ..core.interventions import ablate, knockout_block
+from ..core.masks import MaskSpec
+from ..core.names import RecordName
 from .trace import RecordShape
 
 

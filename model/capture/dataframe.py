@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .attention import AttentionRecord, _to_numpy
-from .names import RecordName
-from .reasons import mask_reason_matrix
+from ..core.attention import AttentionRecord, _to_numpy
+from ..core.names import RecordName
+from ..core.reasons import mask_reason_matrix
 
 
 def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[str] | None = None,

@@ -1,7 +1,7 @@
 """Opening a model: ``load(path)`` -> a backend (model.api.Backend) with ``run`` (the traced call of model.call),
 ``generate`` and ``decode``; and the devices it can run on.
 
-Two backends: the project's own transformer (model.pipeline) and models in the Hugging Face layout run by
+Two backends: the project's own transformer (model.own.pipeline) and models in the Hugging Face layout run by
 transformers (model.hf). ``load`` picks the right one from the directory.
 """
 
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checkpoint import load_checkpoint, read_json_file
-from .pipeline import Pipeline
+from .own.checkpoint import load_checkpoint, read_json_file
+from .own.pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from .paths import PathPolicy
+    from .safe.paths import PathPolicy
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -65,7 +65,7 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
 
     This project's checkpoints give a ``Pipeline``; a Hugging Face directory (config.json with a model_type,
     model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
-    ``policy`` (model.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
+    ``policy`` (model.safe.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
     dev = resolve_device(device)
     if is_hf_directory(path, policy):

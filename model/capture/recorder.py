@@ -13,16 +13,16 @@ from collections.abc import Callable, Collection, Mapping
 
 import torch
 
-from .attention import AttentionRecord, attention, fast_attention
-from .attention_inputs import AttentionInputs, choose_block_rows, complete_record
-from .interventions import Interventions, ablate, knocked_cells
+from ..core.attention import AttentionRecord, attention, fast_attention
+from ..core.interventions import Interventions, ablate, knocked_cells
+from ..core.masks import MaskSpec
+from ..core.names import RecordName
+from ..core.pooling import overview_factor
+from ..core.rowstats import KeyFacts
+from ..runtime import Lane
+from .inputs import AttentionInputs, choose_block_rows, complete_record
 from .lazy import LazyTrace
-from .masks import MaskSpec
-from .names import RecordName
 from .passes import FAST_ABOVE, FirstPass, can_run_fast, exact_first_pass, fast_first_pass
-from .pooling import overview_factor
-from .rowstats import KeyFacts
-from .runtime import Lane
 from .trace import FullTrace, Trace
 
 
@@ -72,7 +72,7 @@ class Recorder:
                fast: Callable[[], torch.Tensor] | None = None, finish_later: bool = False) -> torch.Tensor:
         """Run one attention of the model; returns the context (B, H, Tq, d_v) the model goes on with.
 
-        ``masks`` describes the mask (model.masks). ``fast`` computes the same context without intermediates (the
+        ``masks`` describes the mask (model.core.masks). ``fast`` computes the same context without intermediates (the
         model's SDPA) for attentions nobody asked to record. ``finish_later``: the caller computes the concat and
         the output itself and hands them to ``finish`` (the project's own modules); otherwise the record gets
         ``out_proj`` applied to its concat.
