@@ -19,15 +19,17 @@ from .core.attention import (
     repeat_kv,
     subsequent_mask,
 )
+from .core.encoding import Encoding, TokenizerError
 from .core.interventions import ABLATION_MODES, Interventions
 from .core.names import KINDS, RecordName
 from .core.reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
 from .load import available_devices, is_hf_directory, load, resolve_device
-from .own.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .own.checkpoint import load_checkpoint, save_checkpoint
 from .own.config import ModelConfig
 from .own.pipeline import Pipeline
-from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoding, Tokenizer, TokenizerError
+from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer
 from .own.transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
+from .safe.errors import CheckpointError
 
 __all__ = [
     "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Backend", "Budget", "CaptureBudgetError",

@@ -18,9 +18,8 @@ import torch
 
 from .capture.recorder import Recorder
 from .capture.trace import RecordShape, Trace
+from .core.encoding import Encoding
 from .core.names import RecordName
-from .own.checkpoint import CheckpointError
-from .own.tokenizer import Encoding, TokenizerError
 
 ARCHS = ("encoder-decoder", "decoder-only", "encoder-only")
 
@@ -212,5 +211,4 @@ class Backend(ABC):
         return False
 
 
-__all__ = ["ARCHS", "Backend", "CaptureBudgetError", "CheckpointError", "ForwardOutput", "ModelInfo", "RunResult",
-           "TokenizerError"]
+__all__ = ["ARCHS", "Backend", "CaptureBudgetError", "ForwardOutput", "ModelInfo", "RunResult"]

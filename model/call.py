@@ -13,10 +13,10 @@ import torch
 
 from .api import Backend, CaptureBudgetError, RunResult
 from .capture.recorder import Recorder
+from .core.encoding import Encoding
 from .core.interventions import Ablations, Interventions, Knockouts, validate
 from .core.names import RecordName
 from .core.rowstats import KeyFacts, induction_targets
-from .own.tokenizer import Encoding
 from .runtime import Lane, lane_for
 
 DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so

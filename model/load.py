@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .own.checkpoint import load_checkpoint, read_json_file
+from .own.checkpoint import load_checkpoint
 from .own.pipeline import Pipeline
+from .safe.files import read_json_file
 
 if TYPE_CHECKING:
     from .safe.paths import PathPolicy

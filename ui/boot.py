@@ -37,12 +37,12 @@ def page_icon() -> str:
     return str(ICON)
 
 
-_WARMING: list[threading.Thread] = []
-_PLOTTING = threading.Event()  # set when the warm-up has imported NumPy, pandas and Plotly
+WARMING: list[threading.Thread] = []
+PLOTTING_READY = threading.Event()  # set when the warm-up has imported NumPy, pandas and Plotly
 _ACTIVE = threading.local()  # .slot: the loading line of the run in this thread, while it is shown
 
 
-def _offline() -> None:
+def go_offline() -> None:
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
         os.environ.setdefault(name, "1")
 
@@ -50,7 +50,7 @@ def _offline() -> None:
 def wait_for_warm_up() -> None:
     """Block until the server's warm-up imports are done (two threads importing the same modules can see each
     other's half-imported modules)."""
-    for thread in list(_WARMING):
+    for thread in list(WARMING):
         if thread is not threading.current_thread():
             thread.join()
 
@@ -60,7 +60,7 @@ def configure_once() -> dict:
     """Once per server process: never reach a model hub (transformers is imported later, when a model in the
     Hugging Face layout is opened); torch threads, the allocator and the worker lanes (model/runtime.py)."""
     wait_for_warm_up()
-    _offline()
+    go_offline()
     from model.runtime import configure_cpu
 
     return configure_cpu()
@@ -68,7 +68,7 @@ def configure_once() -> dict:
 
 def cold() -> bool:
     """True until this process has imported the heavy modules once (or while the warm-up imports them)."""
-    return any(t.is_alive() for t in _WARMING) or any(name not in sys.modules for name in HEAVY)
+    return any(t.is_alive() for t in WARMING) or any(name not in sys.modules for name in HEAVY)
 
 
 def model_being_opened() -> str:
@@ -101,8 +101,8 @@ def first_load(what: str | None = None) -> Iterator[None]:
         st.caption(f"Loading {what}: PyTorch, the model and its first trace (a few seconds on a cold start)…"
                    if cold_now else f"Opening {what}…")
         # Plotly reads NumPy and pandas from sys.modules: never while the warm-up is still importing them.
-        if _WARMING:
-            _PLOTTING.wait()
+        if WARMING:
+            PLOTTING_READY.wait()
         st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}],
                          "layout": {"height": 40, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
                                     "xaxis": {"visible": False}, "yaxis": {"visible": False}}},

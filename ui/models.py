@@ -165,7 +165,7 @@ def model_name(path: str) -> str:
     if not _generic(p.name):
         return p.name
     try:
-        from model.own.checkpoint import read_json_file
+        from model.safe.files import read_json_file
 
         config = read_json_file(p / "config.json")
     except Exception:  # no config.json, unreadable, hostile: the path's names will do

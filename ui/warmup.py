@@ -8,11 +8,11 @@ import os
 import threading
 from collections.abc import AsyncIterator
 
-from .boot import _PLOTTING, _WARMING, _offline
+from .boot import PLOTTING_READY, WARMING, go_offline
 
 
 def _warm() -> None:
-    """The imports every page needs first: NumPy, pandas and Plotly (then ``_PLOTTING`` is set: a page may draw a
+    """The imports every page needs first: NumPy, pandas and Plotly (then ``PLOTTING_READY`` is set: a page may draw a
     chart), then torch, the model code and the inspector's modules."""
     try:
         import numpy  # noqa: F401
@@ -20,8 +20,8 @@ def _warm() -> None:
         import plotly.graph_objects  # noqa: F401
         import plotly.io  # noqa: F401
     finally:
-        _PLOTTING.set()
-    _offline()
+        PLOTTING_READY.set()
+    go_offline()
     from model.runtime import configure_cpu
 
     configure_cpu()  # the worker lanes start now; a page's configure_once sets its own thread's count again
@@ -36,7 +36,7 @@ async def warm_up(_app) -> AsyncIterator[None]:
     two cores are shared). INSPECTOR_WARM_UP=0 turns it off."""
     if os.environ.get("INSPECTOR_WARM_UP", "1").strip() != "0":  # 0: import on the first visit instead
         thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
-        _WARMING.append(thread)
+        WARMING.append(thread)
         thread.start()
     yield
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .grids import _targets
+from .grids import click_targets
 from .heatmap import WEIGHT_SCALE, attention_heatmap, esc, figure
 
 
@@ -48,7 +48,7 @@ def head_strip(table: pd.DataFrame, value: str, *, title: str = "", colorscale: 
             ys.append(str(layer))
             idx.append(len(cells) - 1)
             texts.append(text[r, c])
-    data.append(_targets(xs, ys, idx, texts))
+    data.append(click_targets(xs, ys, idx, texts))
     return figure(data, dict(
         title={"text": esc(title) + (f"<br><sup>{esc(definition)}</sup>" if definition else ""), "x": 0},
         height=int(170 + 34 * len(layers)), margin={"l": 60, "r": 10, "t": 70 if definition else 40, "b": 50},

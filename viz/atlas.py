@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from model.core.rowstats import SHARES
 
-from .grids import _targets
+from .grids import click_targets
 from .heatmap import WEIGHT_SCALE, esc, figure
 
 INSPECTOR_VIEW = "attention-map"  # the deep link's view parameter for the attention map
@@ -72,7 +72,7 @@ def summary_strip(table: pd.DataFrame, value_name: str, *, title: str = "", defi
             ys.append(str(layer))
             texts.append(f"layer {layer}, head {head}<br>{esc(value_name)}: {value}<br>over {n[r, c]:,} examples"
                          "<br>click for its examples")
-    data.append(_targets(xs, ys, list(range(len(cells))), texts))
+    data.append(click_targets(xs, ys, list(range(len(cells))), texts))
     shapes = []
     if selected is not None and selected[0] in li and selected[1] in hi:
         r, c = li[selected[0]], hi[selected[1]]

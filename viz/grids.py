@@ -35,7 +35,7 @@ def _cell_name(cell: tuple[int, int], row_names: Sequence[str] | None) -> str:
     return f"{row_names[r] if row_names else f'layer {r}'}, head {c}"
 
 
-def _targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y", suffix: str = "") -> dict:
+def click_targets(centres_x, centres_y, idx, text, xaxis="x", yaxis="y", suffix: str = "") -> dict:
     return dict(type="scatter", x=centres_x, y=centres_y, mode="markers", xaxis=xaxis, yaxis=yaxis,
                 marker={"size": 18, "opacity": 0.0, "color": "white", "symbol": "square"},
                 customdata=[[int(i)] for i in idx], text=text, hovertemplate=f"%{{text}}{suffix}<extra></extra>",
@@ -140,7 +140,7 @@ def thumbnail_grid(values: np.ndarray, q_labels: Sequence[str], k_labels: Sequen
             gx = np.linspace(0, Tk - 1, min(Tk, COARSE_TARGETS))
             pts = [(float(x), float(y), f"{name}: click to open") for y in gy for x in gx]
         # one trace of targets per thumbnail's axes: customdata carries the thumbnail index
-        data.append(_targets([p[0] for p in pts], [p[1] for p in pts], [idx] * len(pts), [p[2] for p in pts],
+        data.append(click_targets([p[0] for p in pts], [p[1] for p in pts], [idx] * len(pts), [p[2] for p in pts],
                              f"x{ax}", f"y{ax}"))
     return figure(data, dict(title={"text": title, "x": 0}, height=int((60 if title else 20) + plot_h),
                              annotations=annotations, hoverdistance=-1,
@@ -220,7 +220,7 @@ def overview_mosaic(thumbs: Sequence[np.ndarray], cells: Sequence[tuple[int, int
         ys.append(r * (th + gap) + (th - 1) / 2)
         idx.append(n)
         text.append(esc(_cell_name(cell, row_names)))
-    data.append(_targets(xs, ys, idx, text, suffix=": click to open"))
+    data.append(click_targets(xs, ys, idx, text, suffix=": click to open"))
     px = min(2.0 * scale, 900 / max(W, 1))  # screen pixels per image pixel
     R = -(-len(thumbs) // cols)
     row_label_names = [esc(row_names[cells[r * cols][0]]) if row_names else f"layer {cells[r * cols][0]}"

@@ -165,7 +165,7 @@ def _tick_step(n: int, max_ticks: int = 40) -> int:
     return max(1, int(np.ceil(n / max_ticks)))
 
 
-def _axis(labels: list[str], title: str, reverse: bool = False, show: bool = True, max_ticks: int = 40) -> dict:
+def token_axis(labels: list[str], title: str, reverse: bool = False, show: bool = True, max_ticks: int = 40) -> dict:
     n = len(labels)
     step = _tick_step(n, max_ticks)
     axis = {"title": {"text": title}, "type": "category", "range": [n - 0.5, -0.5] if reverse else [-0.5, n - 0.5],
@@ -210,7 +210,7 @@ def attention_heatmap(matrix: np.ndarray, q_labels: Sequence[str], k_labels: Seq
     return figure(data, dict(
         title={"text": title, "x": 0}, height=height or int(min(760, max(320, 190 + cell * Tq))),
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
-        xaxis=_axis(xl, "key"), yaxis=_axis(yl, "query", reverse=True),
+        xaxis=token_axis(xl, "key"), yaxis=token_axis(yl, "query", reverse=True),
         xaxis2={"overlaying": "x", "range": [-0.5, Tk - 0.5], "visible": False, "fixedrange": True},
         yaxis2={"overlaying": "y", "range": [Tq - 0.5, -0.5], "visible": False, "fixedrange": True},
         plot_bgcolor="white",
@@ -244,7 +244,7 @@ def matrix_heatmap(matrix: np.ndarray, row_labels: Sequence[str], *, col_title: 
         title={"text": title, "x": 0},
         height=height or int(min(700, max(180, 110 + (22 if R <= 24 else 9) * R))),
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        xaxis=_axis(cl, col_title, max_ticks=16), yaxis=_axis(rl, row_title, reverse=True),
+        xaxis=token_axis(cl, col_title, max_ticks=16), yaxis=token_axis(rl, row_title, reverse=True),
     ))
 
 

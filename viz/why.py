@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .analysis import head_strip, position_effects
-from .heatmap import SEPARATOR, WEIGHT_SCALE, _axis, attention_heatmap, esc, figure
+from .heatmap import SEPARATOR, WEIGHT_SCALE, attention_heatmap, esc, figure, token_axis
 
 # diverging, white at 0: red = patching the head lowers the metric (toward the corrupted run), blue = it raises it
 PATCH_SCALE = [[0.0, "#b2182b"], [0.17, "#ef8a62"], [0.33, "#fddbc7"], [0.5, "#f7f7f7"], [0.67, "#d1e5f0"],
@@ -72,7 +72,7 @@ def lens_heatmap(values: np.ndarray, top_tokens: np.ndarray, top_probs: np.ndarr
     return figure(data, dict(
         title={"text": title, "x": 0}, height=int(min(1000, max(300, 170 + 34 * D))),
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
-        xaxis=_axis(list(position_labels), "position · token there"),
+        xaxis=token_axis(list(position_labels), "position · token there"),
         yaxis={"title": {"text": "depth (residual stream after)"}, "type": "category", "autorange": "reversed",
                "tickfont": {"size": 11}},
         plot_bgcolor="white"))

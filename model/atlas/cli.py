@@ -67,8 +67,8 @@ def _request(args) -> BuildRequest:
 def _user_errors() -> tuple[type[BaseException], ...]:
     import duckdb
 
-    from ..own.checkpoint import CheckpointError
-    from ..own.tokenizer import TokenizerError
+    from ..core.encoding import TokenizerError
+    from ..safe.errors import CheckpointError
     from .identity import AtlasError
     from .records import CorpusError
 

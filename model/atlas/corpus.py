@@ -26,15 +26,15 @@ from .records import (
     CorpusError,
     Record,
     Shard,
-    _csv_records,
-    _csv_rows,
-    _decode,
-    _jsonl_record,
-    _lines,
-    _open,
-    _parquet_file,
-    _parquet_records,
-    _txt_record,
+    capped_lines,
+    csv_records,
+    csv_rows,
+    jsonl_record,
+    open_binary,
+    open_parquet,
+    parquet_records,
+    record_from_bytes,
+    txt_record,
 )
 
 SNIFF_BYTES = 64 << 10  # what is read first to tell text from binary
@@ -68,13 +68,13 @@ class Corpus:
         """Every record in corpus order (or those of one shard)."""
         if self.format in ("txt", "jsonl"):
             s = shard or Shard(0, None, 0)
-            parse = _txt_record if self.format == "txt" else _jsonl_record(self.field)
-            for n, (_, raw) in enumerate(_lines(self.path, s.start, s.stop, self.max_line_bytes)):
+            parse = txt_record if self.format == "txt" else jsonl_record(self.field)
+            for n, (_, raw) in enumerate(capped_lines(self.path, s.start, s.stop, self.max_line_bytes)):
                 yield parse(s.first_id + n, raw, self.max_line_bytes)
         elif self.format in ("csv", "tsv"):
-            yield from _csv_records(self.path, self.field, self.max_line_bytes, "," if self.format == "csv" else "\t")
+            yield from csv_records(self.path, self.field, self.max_line_bytes, "," if self.format == "csv" else "\t")
         else:
-            yield from _parquet_records(self.path, self.field, self.max_line_bytes, shard)
+            yield from parquet_records(self.path, self.field, self.max_line_bytes, shard)
 
 
 def open_corpus(path: str | Path, field: str | None = None, *, max_line_bytes: int = MAX_LINE_BYTES,
@@ -140,7 +140,7 @@ def _regular_file_size(path: Path) -> int:
 
 
 def _read_head(path: Path) -> bytes:
-    with _open(path) as f:
+    with open_binary(path) as f:
         return f.read(SNIFF_BYTES)
 
 
@@ -173,7 +173,7 @@ def _hash_and_count(path: Path, size: int, progress, cut_shards: bool):
     cuts: list[tuple[int, int]] = []
     done = 0
     next_cut = SHARD_BYTES
-    with _open(path) as f:
+    with open_binary(path) as f:
         while True:
             try:
                 chunk = f.read(CHUNK_BYTES)
@@ -203,8 +203,8 @@ def _check_jsonl(path: Path, field: str | None, max_bytes: int) -> str:
     seen_keys: dict[str, None] = {}
     objects = tried = 0
     first_problem = ""
-    for n, (_, raw) in enumerate(_lines(path, 0, None, max_bytes)):
-        rec = _decode(n, raw, max_bytes)
+    for n, (_, raw) in enumerate(capped_lines(path, 0, None, max_bytes)):
+        rec = record_from_bytes(n, raw, max_bytes)
         if rec.skip or not rec.text.strip():
             continue
         tried += 1
@@ -237,7 +237,7 @@ def _check_jsonl(path: Path, field: str | None, max_bytes: int) -> str:
 
 def _check_csv(path: Path, field: str | None, max_bytes: int, delimiter: str) -> str:
     flags = {"over": False}
-    reader = _csv_rows(path, max_bytes, delimiter, flags)
+    reader = csv_rows(path, max_bytes, delimiter, flags)
     try:
         header = next(reader)
     except StopIteration:
@@ -271,7 +271,7 @@ def _check_parquet(path: Path, field: str | None, head: bytes) -> str:
         looks = f"this is {kind}" if kind else "it starts like text (a .txt, .jsonl or .csv file?)" if \
             head[:1].isascii() and b"\x00" not in head[:512] else "it does not start with PAR1"
         raise CorpusError(f"{path}: not a Parquet file: {looks}")
-    with _open(path) as f:  # the footer's length, before pyarrow parses it
+    with open_binary(path) as f:  # the footer's length, before pyarrow parses it
         try:
             f.seek(-8, os.SEEK_END)
             tail = f.read(8)
@@ -283,7 +283,7 @@ def _check_parquet(path: Path, field: str | None, head: bytes) -> str:
     if footer > MAX_PARQUET_FOOTER:
         raise CorpusError(f"{path}: a Parquet schema of {footer / 2**20:,.0f} MiB (at most "
                           f"{MAX_PARQUET_FOOTER / 2**20:.0f} MiB): too many columns?")
-    pf = _parquet_file(path)
+    pf = open_parquet(path)
     names = pf.schema_arrow.names
     want = field or DEFAULT_FIELD
     if want not in names:
@@ -298,7 +298,7 @@ def _check_parquet(path: Path, field: str | None, head: bytes) -> str:
 
 
 def _parquet_shards(path: Path) -> tuple[int, tuple[Shard, ...]]:
-    meta = _parquet_file(path).metadata
+    meta = open_parquet(path).metadata
     shards, first = [], 0
     for g in range(meta.num_row_groups):
         shards.append(Shard(g, g + 1, first))

@@ -61,17 +61,17 @@ class Shard:
 
 # ---- lines -----------------------------------------------------------------------------------------------------
 
-def _open(path: Path):
+def open_binary(path: Path):
     try:
         return open(path, "rb")
     except OSError as e:
         raise CorpusError(f"{path}: cannot be opened ({e.strerror})") from None
 
 
-def _lines(path: Path, start: int, stop: int | None, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+def capped_lines(path: Path, start: int, stop: int | None, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
     """(byte offset, the line's bytes without its line break, or None when longer than ``max_bytes``) of every line
     that starts in [start, stop). A line over the cap is skipped through, never held."""
-    with _open(path) as f:
+    with open_binary(path) as f:
         f.seek(start)
         offset = start  # file offset of ``chunk``
         line_start = start
@@ -109,7 +109,7 @@ def _lines(path: Path, start: int, stop: int | None, max_bytes: int) -> Iterator
             offset += len(chunk)
 
 
-def _decode(example_id: int, raw: bytes | None, max_bytes: int) -> Record:
+def record_from_bytes(example_id: int, raw: bytes | None, max_bytes: int) -> Record:
     """A line's bytes -> a Record holding its text (not yet checked for emptiness), or a skip."""
     if raw is None:
         return Record.skipped(example_id, "over byte limit", f"over {max_bytes:,} bytes")
@@ -139,14 +139,14 @@ def _checked_text(example_id: int, text: str) -> Record:
     return Record(example_id, text)
 
 
-def _txt_record(example_id: int, raw: bytes | None, max_bytes: int) -> Record:
-    rec = _decode(example_id, raw, max_bytes)
+def txt_record(example_id: int, raw: bytes | None, max_bytes: int) -> Record:
+    rec = record_from_bytes(example_id, raw, max_bytes)
     return rec if rec.skip else _checked_text(example_id, rec.text)
 
 
-def _jsonl_record(field: str):
+def jsonl_record(field: str):
     def parse(example_id: int, raw: bytes | None, max_bytes: int) -> Record:
-        rec = _decode(example_id, raw, max_bytes)
+        rec = record_from_bytes(example_id, raw, max_bytes)
         if rec.skip:
             return rec
         if not rec.text.strip():
@@ -175,13 +175,13 @@ def _json_field(line: str, field: str) -> tuple[str | None, tuple[str, str] | No
 
 # ---- CSV ---------------------------------------------------------------------------------------------------------
 
-def _csv_rows(path: Path, max_bytes: int, delimiter: str, flags: dict):
+def csv_rows(path: Path, max_bytes: int, delimiter: str, flags: dict):
     """csv.reader over the file's decoded lines; a line over the cap reaches the reader as an empty line and sets
     ``flags["over"]`` (the row it falls in is skipped)."""
     csv.field_size_limit(max(max_bytes, 1024))  # a quoted field that never closes stops here
 
     def text_lines():
-        for n, (_, raw) in enumerate(_lines(path, 0, None, max_bytes)):
+        for n, (_, raw) in enumerate(capped_lines(path, 0, None, max_bytes)):
             if raw is None:
                 flags["over"] = True
                 yield "\n"
@@ -192,9 +192,9 @@ def _csv_rows(path: Path, max_bytes: int, delimiter: str, flags: dict):
     return csv.reader(text_lines(), delimiter=delimiter)
 
 
-def _csv_records(path: Path, field: str, max_bytes: int, delimiter: str) -> Iterator[Record]:
+def csv_records(path: Path, field: str, max_bytes: int, delimiter: str) -> Iterator[Record]:
     flags = {"over": False}
-    reader = _csv_rows(path, max_bytes, delimiter, flags)
+    reader = csv_rows(path, max_bytes, delimiter, flags)
     header = next(reader)
     column = header.index(field)
     example_id = 0
@@ -221,7 +221,7 @@ def _csv_records(path: Path, field: str, max_bytes: int, delimiter: str) -> Iter
 
 # ---- Parquet -----------------------------------------------------------------------------------------------------
 
-def _parquet_file(path: Path):
+def open_parquet(path: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -231,11 +231,11 @@ def _parquet_file(path: Path):
         raise CorpusError(f"{path}: not a readable Parquet file ({str(e)[:160]})") from None
 
 
-def _parquet_records(path: Path, field: str, max_bytes: int, shard: Shard | None) -> Iterator[Record]:
+def parquet_records(path: Path, field: str, max_bytes: int, shard: Shard | None) -> Iterator[Record]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    pf = _parquet_file(path)
+    pf = open_parquet(path)
     groups = list(range(pf.metadata.num_row_groups)) if shard is None else list(range(shard.start, shard.stop))
     example_id = 0 if shard is None else shard.first_id
     try:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.attention import AttentionRecord, _to_numpy
+from ..core.attention import AttentionRecord, to_numpy
 from ..core.names import RecordName
 from ..core.reasons import mask_reason_matrix
 
@@ -17,7 +17,7 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
                         tgt_tokens: Sequence[str] | None = None, batch_index: int = 0) -> pd.DataFrame:
     """Long DataFrame of one record (see ``Trace.to_dataframe`` for the columns)."""
     n = RecordName.parse(name)
-    weights = _to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
+    weights = to_numpy(rec.weights)[batch_index]  # (H, Tq, Tk)
     H, Tq, Tk = weights.shape
     q_tokens = src_tokens if n.query_stack == "encoder" else tgt_tokens
     k_tokens = src_tokens if n.key_stack == "encoder" else tgt_tokens
@@ -30,9 +30,9 @@ def record_to_dataframe(rec: AttentionRecord, name: str, src_tokens: Sequence[st
         "head": head.ravel(),
         "query_pos": qpos.ravel(), "query_token": np.asarray(q_tokens, dtype=object)[qpos.ravel()],
         "key_pos": kpos.ravel(), "key_token": np.asarray(k_tokens, dtype=object)[kpos.ravel()],
-        "score": _to_numpy(rec.scores)[batch_index].ravel(),
-        "scaled": _to_numpy(rec.scaled)[batch_index].ravel(),
-        "masked_score": _to_numpy(rec.masked)[batch_index].ravel(),
+        "score": to_numpy(rec.scores)[batch_index].ravel(),
+        "scaled": to_numpy(rec.scaled)[batch_index].ravel(),
+        "masked_score": to_numpy(rec.masked)[batch_index].ravel(),
         "weight": weights.ravel(),
         "masked": (reason != "").ravel(),
         "mask_reason": reason.ravel(),

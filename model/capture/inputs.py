@@ -120,7 +120,7 @@ def choose_block_rows(batch: int, n_heads: int, tq: int, tk: int, factor: int = 
     return min(rows, max(factor, -(-tq // factor) * factor))
 
 
-def _rows(t: torch.Tensor | None, rows: range) -> torch.Tensor | None:
+def row_block(t: torch.Tensor | None, rows: range) -> torch.Tensor | None:
     """The rows of a broadcastable (B|1, H|1, Tq|1, Tk) tensor."""
     if t is None or t.shape[2] == 1:
         return t
@@ -168,7 +168,7 @@ def block_attention(inputs: AttentionInputs, rows: range, heads: range | None = 
     q = inputs.q[:, heads.start:heads.stop, rows.start:rows.stop]
     k, v = _kv_for(inputs, heads)
     mask, knocked = block_mask(inputs, rows, heads)
-    bias = _heads(_rows(inputs.bias, rows), heads)
+    bias = _heads(row_block(inputs.bias, rows), heads)
     rec = attention(q, k, v, mask, scale=inputs.scale, bias=bias, softcap=inputs.softcap,
                     keep_intermediates=keep_intermediates)
     return dataclasses.replace(rec, k=inputs.k if len(heads) == H else k, v=inputs.v if len(heads) == H else v,

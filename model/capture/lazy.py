@@ -17,15 +17,15 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..core.attention import AttentionRecord, _to_numpy, attention, repeat_kv
+from ..core.attention import AttentionRecord, attention, repeat_kv, to_numpy
 from ..core.names import RecordName
 from ..core.pooling import block_max
 from ..core.reasons import reason_codes, reasons_from_codes
 from ..core.rowstats import RowStats
 from ..runtime import Lane
-from .inputs import AttentionInputs, _rows, block_attention, block_bytes, block_mask, complete_record
-from .passes import FirstPass, _overview_shape, statistics_pass
-from .trace import FullTrace, RecordShape, Trace, Window, _as_range, _head, check_stage, stage_values
+from .inputs import AttentionInputs, block_attention, block_bytes, block_mask, complete_record, row_block
+from .passes import FirstPass, overview_shape, statistics_pass
+from .trace import FullTrace, RecordShape, Trace, Window, check_stage, checked_head, clamp_range, stage_values
 
 
 class RecordTooLarge(ValueError):
@@ -115,8 +115,8 @@ class LazyTrace(Trace):
         softmax): bitwise what the call computed after an exact first pass; a cached complete record is sliced."""
         inputs = self._inputs[name]
         shape = inputs.shape
-        rows, cols = _as_range(rows, shape.tq), _as_range(cols, shape.tk)
-        h = _head(head, shape.n_heads)
+        rows, cols = clamp_range(rows, shape.tq), clamp_range(cols, shape.tk)
+        h = checked_head(head, shape.n_heads)
         check_stage(stage)
         with self._lock:
             cached = self._cache.get(name)
@@ -133,7 +133,7 @@ class LazyTrace(Trace):
         for blk, part in zip(blocks, parts, strict=True):
             lo, hi = max(rows.start, blk.start) - blk.start, min(rows.stop, blk.stop) - blk.start
             vals = stage_values(part, stage)
-            values.append(np.asarray(_to_numpy(vals[batch_index, 0, lo:hi, cols.start:cols.stop]), np.float32))
+            values.append(np.asarray(to_numpy(vals[batch_index, 0, lo:hi, cols.start:cols.stop]), np.float32))
         block = np.concatenate(values, axis=0) if values else np.zeros((len(rows), len(cols)), np.float32)
         reasons = self.reasons(name, h, rows, cols, batch_index)
         return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=block, reasons=reasons,
@@ -144,8 +144,8 @@ class LazyTrace(Trace):
         normalised by its log-sum-exp from the first pass (to float rounding the row's own softmax)."""
         inputs = self._inputs[name]
         shape = inputs.shape
-        rows = range(shape.tq) if rows is None else _as_range(rows, shape.tq)
-        cols = _as_range(cols, shape.tk)
+        rows = range(shape.tq) if rows is None else clamp_range(rows, shape.tq)
+        cols = clamp_range(cols, shape.tk)
         lse = self._passes[name].lse.to(inputs.q.device)
         H = shape.n_heads
         groups = H // shape.n_kv_heads
@@ -162,7 +162,7 @@ class LazyTrace(Trace):
                     mask = mask[batch_index:batch_index + 1] if mask.shape[0] > 1 else mask
                 bias = inputs.bias
                 if bias is not None:
-                    bias = _rows(bias, blk)[..., cols.start:cols.stop]
+                    bias = row_block(bias, blk)[..., cols.start:cols.stop]
                 rec = attention(inputs.q[batch_index:batch_index + 1, :, blk.start:blk.stop], k, v, mask,
                                 scale=inputs.scale, bias=bias, softcap=inputs.softcap,
                                 log_normalizer=lse[batch_index:batch_index + 1, :, blk.start:blk.stop, None])
@@ -262,7 +262,7 @@ class LazyTrace(Trace):
             tk = S if n.key_stack == "encoder" else T
             inputs[name] = inp.item(index, tq, tk)
             fp = self._passes[name]
-            r, c = _overview_shape(tq, tk, fp.factor)
+            r, c = overview_shape(tq, tk, fp.factor)
             passes[name] = FirstPass(
                 lse=fp.lse[index:index + 1, :, :tq], overview_max=fp.overview_max[index:index + 1, :, :r, :c],
                 factor=fp.factor, exact=fp.exact, stats=None if fp.stats is None else fp.stats.item(index, tq, tk),

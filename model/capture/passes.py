@@ -47,7 +47,7 @@ class FirstPass:
     overview_mean: np.ndarray | None = None
 
 
-def _overview_shape(tq: int, tk: int, factor: int) -> tuple[int, int]:
+def overview_shape(tq: int, tk: int, factor: int) -> tuple[int, int]:
     return -(-tq // factor), -(-tk // factor)
 
 
@@ -64,7 +64,7 @@ def statistics_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, *
     q_positions = inputs.q_positions
     valid = inputs.query_valid if inputs.query_valid is not None else \
         torch.ones(B, Tq, dtype=torch.bool, device=inputs.q.device)
-    r_out, c_out = _overview_shape(Tq, Tk, factor) if overviews else (0, 0)
+    r_out, c_out = overview_shape(Tq, Tk, factor) if overviews else (0, 0)
     ov_max = np.zeros((B, H, r_out, c_out), dtype=np.uint8)
     ov_mean = ov_max.copy()
     blocks = []
@@ -98,7 +98,7 @@ def context_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[torch
     Tk, d_v = inputs.k.shape[2], inputs.v.shape[-1]
     factor = overview_factor(Tq, Tk)
     context = torch.empty(B, H, Tq, d_v, dtype=inputs.v.dtype, device=inputs.v.device)
-    r_out, c_out = _overview_shape(Tq, Tk, factor) if overviews else (0, 0)
+    r_out, c_out = overview_shape(Tq, Tk, factor) if overviews else (0, 0)
     ov_max = np.zeros((B, H, r_out, c_out), dtype=np.uint8)
     lse = []
     for rows in inputs.blocks():
@@ -216,7 +216,7 @@ def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.nd
     H_kv, Tk = inputs.k.shape[1], inputs.k.shape[2]
     groups = H // H_kv
     factor = overview_factor(Tq, Tk)
-    r_out, c_out = _overview_shape(Tq, Tk, factor)
+    r_out, c_out = overview_shape(Tq, Tk, factor)
     out = torch.zeros(B, H, r_out, c_out, dtype=torch.uint8)
     scale = inputs.scale if inputs.scale is not None else 1.0 / math.sqrt(d_k)
     q = inputs.q * scale

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.attention import AttentionRecord, _to_numpy, held_bytes
+from ..core.attention import AttentionRecord, held_bytes, to_numpy
 from ..core.names import RecordName
 from ..core.pooling import block_max, overview_factor, pool_weights, thumbnails
 from ..core.reasons import forbidden_by_reason
@@ -197,7 +197,7 @@ class Trace(Mapping):
     # ---- whole records -----------------------------------------------------------------------------------------
     def numpy(self) -> "FullTrace":
         """A FullTrace with every tensor as a NumPy array on the CPU (a lazy trace computes every record)."""
-        return self._map(_to_numpy)
+        return self._map(to_numpy)
 
     def to(self, device: str | torch.device) -> "FullTrace":
         """A FullTrace on ``device`` (a lazy trace computes every record)."""
@@ -239,10 +239,10 @@ class FullTrace(Trace):
                batch_index: int = 0) -> Window:
         """Sliced from the record: the numbers the call computed."""
         rec = self._records[name]
-        rows, cols = _as_range(rows, rec.weights.shape[2]), _as_range(cols, rec.weights.shape[3])
-        h = _head(head, rec.n_heads)
+        rows, cols = clamp_range(rows, rec.weights.shape[2]), clamp_range(cols, rec.weights.shape[3])
+        h = checked_head(head, rec.n_heads)
         values = stage_values(rec, stage)
-        block = _to_numpy(values[batch_index, h, rows.start:rows.stop, cols.start:cols.stop])
+        block = to_numpy(values[batch_index, h, rows.start:rows.stop, cols.start:cols.stop])
         reasons = forbidden_by_reason(rec, h, batch_index, rows, cols)
         return Window(name=name, head=h, stage=stage, rows=rows, cols=cols, values=np.asarray(block, np.float32),
                       reasons=reasons, exact=True)
@@ -250,7 +250,7 @@ class FullTrace(Trace):
     def columns(self, name: str, cols: range, rows: range | None = None, batch_index: int = 0) -> np.ndarray:
         w = self._records[name].weights
         rows = range(w.shape[2]) if rows is None else rows
-        return np.asarray(_to_numpy(w[batch_index, :, rows.start:rows.stop, cols.start:cols.stop]), np.float32)
+        return np.asarray(to_numpy(w[batch_index, :, rows.start:rows.stop, cols.start:cols.stop]), np.float32)
 
     def overview(self, name: str, how: str = "max", batch_index: int = 0) -> np.ndarray:
         w = self._records[name].weights
@@ -337,7 +337,7 @@ def shape_of(rec: AttentionRecord) -> RecordShape:
                        d_key_in=ki, d_out=out, adjusted=rec.adjusted is not None, element_size=size)
 
 
-def _as_range(r: range | slice, n: int) -> range:
+def clamp_range(r: range | slice, n: int) -> range:
     if isinstance(r, slice):
         start, stop, _ = r.indices(n)
         return range(start, max(start, stop))
@@ -345,7 +345,7 @@ def _as_range(r: range | slice, n: int) -> range:
     return range(start, max(start, stop))
 
 
-def _head(head: int, n_heads: int) -> int:
+def checked_head(head: int, n_heads: int) -> int:
     if not 0 <= int(head) < n_heads:
         raise IndexError(f"head {head} is not one of this record's {n_heads} heads (0..{n_heads - 1})")
     return int(head)

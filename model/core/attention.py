@@ -87,7 +87,7 @@ class AttentionRecord:
 
     def numpy(self) -> "AttentionRecord":
         """A copy with every field as a NumPy array on the CPU (bfloat16 becomes float32; float16 stays)."""
-        return self.map(_to_numpy)
+        return self.map(to_numpy)
 
     def nbytes(self) -> int:
         """Bytes held by the record's tensors (shared storages counted once)."""
@@ -109,7 +109,7 @@ def held_bytes(values: Iterable) -> int:
     return total
 
 
-def _to_numpy(t):
+def to_numpy(t):
     if isinstance(t, np.ndarray):
         return t
     t = t.detach()

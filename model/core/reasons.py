@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import AttentionRecord, _to_numpy
+from .attention import AttentionRecord, to_numpy
 
 MASK_REASONS = ("padding", "causal", "window", "knocked out")  # kept apart by a record; the order names join them
 
 
 def _mask_view(mask, batch_index: int, rows: range, cols: range):
     """A broadcastable bool mask -> (h|1, rows|1, cols|1) NumPy view of one batch element's rows and columns."""
-    m = _to_numpy(mask)
+    m = to_numpy(mask)
     m = m[batch_index if m.shape[0] > 1 else 0]
     r = slice(rows.start, rows.stop) if m.shape[1] > 1 else slice(None)
     c = slice(cols.start, cols.stop) if m.shape[2] > 1 else slice(None)
@@ -38,7 +38,7 @@ def reason_codes(allowed, padding, causal, window, knocked, batch_index: int, sh
     out) -> (codes (h, r, c) uint8, forbidden (h, r, c) bool): bit i set where MASK_REASONS[i] forbids a forbidden
     cell; a forbidden cell with no bit set is forbidden for another reason."""
     def view(m):
-        m = _to_numpy(m)
+        m = to_numpy(m)
         return np.broadcast_to(m[batch_index if m.shape[0] > 1 else 0], shape)
 
     forbidden = ~view(allowed) if allowed is not None else np.zeros(shape, dtype=bool)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..own.checkpoint import DTYPE_BYTES
-from ..safe.files import CheckpointError, checked_path, is_file, read_json_file
+from ..safe.errors import CheckpointError
+from ..safe.files import checked_path, is_file, read_json_file
 from ..safe.memory import check_model_bytes
 
 if TYPE_CHECKING:

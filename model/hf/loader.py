@@ -15,8 +15,9 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from ..own.checkpoint import CheckpointError, SkipInit, _is_file, read_json_file, require_directory
-from ..safe.files import checked_path
+from ..own.checkpoint import SkipInit
+from ..safe.errors import CheckpointError
+from ..safe.files import checked_path, is_file, read_json_file, require_directory
 from ..safe.memory import check_model_bytes
 from ..safe.tokenizer_file import read_tokenizer_file
 from .interface import ATTENTION_NAME
@@ -49,9 +50,9 @@ def _count(shape) -> int:
 
 def weights_files(path: Path, policy: PathPolicy | None = None) -> list[Path]:
     """The safetensors files of a directory (one, or the shards an index names); CheckpointError otherwise."""
-    if _is_file(path / WEIGHTS):
+    if is_file(path / WEIGHTS):
         return [path / WEIGHTS]
-    if _is_file(path / INDEX):
+    if is_file(path / INDEX):
         index = read_json_file(path / INDEX, policy=policy)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
@@ -60,10 +61,10 @@ def weights_files(path: Path, policy: PathPolicy | None = None) -> list[Path]:
         for n in names:
             if "/" in n or "\\" in n or n.startswith(".") or not n.endswith(".safetensors"):
                 raise CheckpointError(f"{path / INDEX}: shard name {n!r} is not a file beside it")
-            if not _is_file(path / n):
+            if not is_file(path / n):
                 raise CheckpointError(f"{path / n}: file is missing (named in {INDEX})")
         return [path / n for n in names]
-    pickled = [n for n in PICKLED if _is_file(path / n)]
+    pickled = [n for n in PICKLED if is_file(path / n)]
     if pickled:
         raise CheckpointError(f"{path / pickled[0]}: only pickled/non-safetensors weights here; loading them would "
                               f"run code from the file. Convert them to {WEIGHTS} (safetensors) first")
@@ -140,7 +141,7 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
         raise CheckpointError(f"{path / 'config.json'}: must be a JSON object")
     check_sizes(config_data, path / "config.json")
     files = weights_files(path, policy)
-    if not _is_file(path / "tokenizer.json"):
+    if not is_file(path / "tokenizer.json"):
         raise CheckpointError(f"{path / 'tokenizer.json'}: file is missing (this app reads the fast-tokenizer file; "
                               "AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes it)")
     headers = read_headers(files, policy)
@@ -206,7 +207,7 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
     model.to(device)
 
     tok_config = None
-    if _is_file(path / "tokenizer_config.json"):
+    if is_file(path / "tokenizer_config.json"):
         tok_config = read_json_file(path / "tokenizer_config.json", policy=policy)
         tok_config = tok_config if isinstance(tok_config, dict) else None
     max_len = max_positions(config, tok_config)

@@ -15,9 +15,9 @@ from ..api import Backend, ForwardOutput, ModelInfo
 from ..call import CallMethods
 from ..capture.recorder import Recorder
 from ..capture.trace import RecordShape
+from ..core.encoding import Encoding
 from ..core.names import RecordName
-from ..own.checkpoint import CheckpointError
-from ..own.tokenizer import Encoding
+from ..safe.errors import CheckpointError
 from .families import family, name_modules, ordered
 from .interface import ModuleSpec, input_hook, traced_call
 from .loader import load_model

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
-from ..own.tokenizer import Encoding, call_tokenizer, cut_for
+from ..core.encoding import Encoding, call_tokenizer, cut_for
 
 SPACE, NEWLINE, TAB = "␣", "↵", "⇥"
 

@@ -17,20 +17,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
-from ..safe.files import (  # noqa: F401 (re-exported: loaders and tests import them from here)
-    MAX_JSON_BYTES,
-    MAX_JSON_DEPTH,
-    MAX_TOKENIZER_BYTES,
-    CheckpointError,
-    checked_path,
-    is_file,
-    read_json_file,
-    require_directory,
-)
+from ..core.encoding import TokenizerError
+from ..safe.errors import CheckpointError
+from ..safe.files import checked_path, is_file, read_json_file, require_directory
 from ..safe.memory import check_model_bytes
 from ..safe.tokenizer_file import read_tokenizer_file
 from .config import ModelConfig
-from .tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
+from .tokenizer import SPECIAL_TOKENS, Tokenizer
 from .transformer import Transformer
 
 if TYPE_CHECKING:
@@ -53,8 +46,6 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "F16"
                "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 PROBE_TEXTS = ("21 November 2026", "Hello, world! 123", "😀 ünïcödé \t\n", "a" * 300)
 
-
-_is_file = is_file  # the name loaders used before model.safe.files
 
 
 def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
@@ -175,10 +166,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", policy
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid config ({e})") from None
     check_config_bounds(config, path / CONFIG_FILE)
 
-    if _is_file(path / TOKENIZER_FILE):
+    if is_file(path / TOKENIZER_FILE):
         src_tok = tgt_tok = _read_tokenizer(path / TOKENIZER_FILE, policy)
         tok_files = (path / TOKENIZER_FILE, path / TOKENIZER_FILE)
-    elif _is_file(path / SOURCE_TOKENIZER_FILE) or _is_file(path / TARGET_TOKENIZER_FILE):
+    elif is_file(path / SOURCE_TOKENIZER_FILE) or is_file(path / TARGET_TOKENIZER_FILE):
         src_tok = _read_tokenizer(path / SOURCE_TOKENIZER_FILE, policy)
         tgt_tok = _read_tokenizer(path / TARGET_TOKENIZER_FILE, policy)
         tok_files = (path / SOURCE_TOKENIZER_FILE, path / TARGET_TOKENIZER_FILE)

@@ -10,9 +10,10 @@ from ..api import Backend, ForwardOutput, ModelInfo
 from ..call import CallMethods, pad_batch
 from ..capture.recorder import Recorder
 from ..capture.trace import RecordShape
+from ..core.encoding import Encoding
 from ..core.names import RecordName
 from .config import ModelConfig
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Encoding, Tokenizer
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .transformer import Transformer
 
 

@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from ..core.encoding import Encoding, call_tokenizer, cut_for
+
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0, 1, 2, 3 in every tokenizer
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 TOKEN_LEVELS = ("word", "char")
-
-
-class TokenizerError(ValueError):
-    """The tokenizer failed on this text (a broken or hostile tokenizer file; the Rust side may even panic)."""
-
-
-def call_tokenizer(fn, *args, **kwargs):
-    """Run a call into HF tokenizers; any failure, a Rust panic (a BaseException) included, is a TokenizerError."""
-    try:
-        return fn(*args, **kwargs)
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as e:
-        raise TokenizerError(f"the tokenizer failed ({type(e).__name__}: {str(e)[:200]})") from None
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """A text as the model sees it."""
-
-    ids: list[int]  # token ids, specials included
-    tokens: list[str]  # the token strings, one per id ("[UNK]" for unknown text)
-    offsets: list[tuple[int, int]]  # (start, end) character span in the text; (0, 0) for specials
-    truncated: bool  # True when the text was longer than max_len and its tail was dropped
-    n_text_tokens: int  # tokens the full text had, before truncation (specials excluded)
-    special: list[bool] | None = None  # True where the token is a special token ([BOS], [CLS], <|endoftext|>...)
-    chars_cut: bool = False  # True when the text was so long that its characters were cut before tokenising
-    #                          (n_text_tokens then counts the kept characters' tokens only: a lower bound)
-
-
-def cut_for(max_len: int | None) -> int | None:
-    """How many characters of a text are worth tokenising for at most ``max_len`` tokens (None: all).
-
-    No tokenizer here makes a token of more than a few hundred characters; the cut keeps a pasted megabyte from
-    being tokenised in full only to be truncated.
-    """
-    return None if max_len is None else 1_000 + 256 * max_len
 
 
 class Tokenizer:

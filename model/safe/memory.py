@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .files import CheckpointError
+from .errors import CheckpointError
 
 FALLBACK_MB = 4096  # when neither the variable nor /proc/meminfo nor sysconf says anything
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
-from .files import MAX_TOKENIZER_BYTES, CheckpointError, parse_json, read_text
+from .errors import CheckpointError
+from .files import MAX_TOKENIZER_BYTES, parse_json, read_text
 from .regex_check import backtracking_risk
 
 if TYPE_CHECKING:

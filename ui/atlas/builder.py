@@ -8,11 +8,10 @@ import re
 
 import streamlit as st
 
+from model import CheckpointError, TokenizerError
 from model.atlas.build import BuildRequest, Progress, build, describe, prepare
 from model.atlas.identity import AtlasError
 from model.atlas.records import CorpusError
-from model.own.checkpoint import CheckpointError
-from model.own.tokenizer import TokenizerError
 
 from .. import state
 from ..models import model_choices, open_typed_path
