@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from model import ModelConfig, Transformer
-from model.capture.trace import RecordShape
+from model import ModelConfig, Recorder, Transformer
+from model.core.attention import RecordShape
 from model.runtime import configure_cpu
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,7 +53,7 @@ def bench_latency(lengths, repeats: int) -> list[dict]:
         src, tgt = make_inputs(T)
         n = max(3, repeats if T <= 128 else repeats // 4)
         run_fast = lambda s=src, t=tgt: model(s, t)
-        run_capture = lambda s=src, t=tgt: model(s, t, capture=True)
+        run_capture = lambda s=src, t=tgt: model(s, t, Recorder(capture=True))
         with torch.inference_mode():
             run_fast(), run_capture()  # warm-up
             # interleave the two paths so drift on a shared machine hits both alike
@@ -155,7 +155,9 @@ def _peak_rss_child(T: int) -> None:
     with torch.inference_mode():
         model(src, tgt)  # allocate the fast path's working memory first
         base = _proc_status_bytes("VmRSS")
-        trace = model(src, tgt, capture=True).trace
+        recorder = Recorder(capture=True)
+        model(src, tgt, recorder)
+        trace = recorder.trace(src, tgt)
         peak = _proc_status_bytes("VmHWM")  # this process's high-water mark (ru_maxrss inherits the parent's)
     print(json.dumps({"rss_growth": peak - base, "trace_bytes": trace.nbytes()}))
 

@@ -9,8 +9,9 @@ from .call import Budget, decode, estimate_bytes, generate, intervened_outputs, 
 from .capture.dataframe import record_to_dataframe
 from .capture.lazy import LazyTrace, RecordTooLarge
 from .capture.recorder import Recorder
-from .capture.trace import FullTrace, Trace, Window, record_name
+from .capture.trace import FullTrace, Trace, Window
 from .core.attention import (
+    STAGES,
     AttentionRecord,
     attention,
     causal_mask,
@@ -21,21 +22,21 @@ from .core.attention import (
 )
 from .core.encoding import Encoding, TokenizerError
 from .core.interventions import ABLATION_MODES, Interventions
-from .core.names import KINDS, RecordName
+from .core.names import KINDS, RecordName, record_name
 from .core.reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
 from .load import available_devices, is_hf_directory, load, resolve_device
 from .own.checkpoint import load_checkpoint, save_checkpoint
 from .own.config import ModelConfig
 from .own.pipeline import Pipeline
 from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer
-from .own.transformer import KVCache, ModelOutput, MultiHeadAttention, Transformer
+from .own.transformer import KVCache, MultiHeadAttention, Transformer
 from .safe.errors import CheckpointError
 
 __all__ = [
     "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Backend", "Budget", "CaptureBudgetError",
     "CheckpointError", "EOS_ID", "Encoding", "FullTrace", "Interventions", "KINDS", "KVCache", "LazyTrace",
-    "ModelConfig", "ModelInfo", "ModelOutput", "MultiHeadAttention", "PAD_ID", "Pipeline", "RecordName",
-    "RecordTooLarge", "Recorder", "RunResult", "SPECIAL_TOKENS", "Tokenizer", "TokenizerError", "Trace",
+    "ModelConfig", "ModelInfo", "MultiHeadAttention", "PAD_ID", "Pipeline", "RecordName",
+    "RecordTooLarge", "Recorder", "RunResult", "SPECIAL_TOKENS", "STAGES", "Tokenizer", "TokenizerError", "Trace",
     "Transformer", "UNK_ID", "Window", "allowed_matrix", "attention", "available_devices", "causal_mask", "decode",
     "estimate_bytes", "fast_attention", "forbidden_by_reason", "generate", "intervened_outputs", "is_hf_directory",
     "load", "load_checkpoint", "mask_reason_matrix", "padding_mask", "record_name", "record_to_dataframe",

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from .capture.recorder import Recorder
-from .capture.trace import RecordShape, Trace
+from .capture.trace import Trace
+from .core.attention import RecordShape
 from .core.encoding import Encoding
 from .core.names import RecordName
+from .core.recording import Recording
 
 ARCHS = ("encoder-decoder", "decoder-only", "encoder-only")
 
@@ -185,7 +186,7 @@ class Backend(ABC):
         """The sizes of one record of a call on these lengths, before running it."""
 
     @abstractmethod
-    def forward(self, src: torch.Tensor | None, tgt: torch.Tensor | None, recorder: Recorder | None, *,
+    def forward(self, src: torch.Tensor | None, tgt: torch.Tensor | None, recorder: Recording | None, *,
                 src_valid: torch.Tensor | None = None, tgt_valid: torch.Tensor | None = None,
                 logits_at: torch.Tensor | None = None) -> ForwardOutput:
         """One forward of padded ids (B, S) / (B, T) under ``recorder`` (None: the fast path) -> the logits of the

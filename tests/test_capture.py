@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from model import ModelConfig, Recorder, Transformer, attention, repeat_kv
 from model.core.interventions import ablate
 from model.core.pooling import pool_weights, thumbnails
+from tests.forward import forward
 
 SRC = torch.tensor([[5, 6, 7, 8, 2, 0, 0], [9, 10, 11, 12, 13, 14, 2]])
 TGT = torch.tensor([[1, 4, 5, 6, 0], [1, 7, 8, 9, 10]])
@@ -35,8 +36,8 @@ def assert_records_identical(a, b, name=""):
 def test_lazy_records_are_bitwise_the_full_capture():
     m = make_model()
     with torch.inference_mode():
-        full = m(SRC[:1], TGT[:1], capture=True)
-        lazy = m(SRC[:1], TGT[:1], lazy=True)
+        full = forward(m, SRC[:1], TGT[:1], capture=True)
+        lazy = forward(m, SRC[:1], TGT[:1], lazy=True)
     assert torch.equal(full.logits, lazy.logits)
     assert lazy.trace.lazy and list(lazy.trace) == list(full.trace)
     assert lazy.trace.materialized == 0  # nothing computed until asked
@@ -49,9 +50,9 @@ def test_lazy_trace_keeps_vectors_not_matrices_and_bounds_its_cache():
     m = make_model()
     with torch.inference_mode():
         src, tgt = torch.randint(3, 20, (1, 30)), torch.randint(3, 15, (1, 30))
-        full = m(src, tgt, capture=True).trace
+        full = forward(m, src, tgt, capture=True).trace
         one = full["decoder.1.cross_attn"].nbytes()
-        lazy = m(src, tgt, lazy=True, max_lazy_cache_bytes=int(one * 1.5)).trace
+        lazy = forward(m, src, tgt, lazy=True, max_lazy_cache_bytes=int(one * 1.5)).trace
     assert lazy.inputs_nbytes() < full.nbytes() / 2
     for name in lazy:
         lazy[name]
@@ -68,8 +69,8 @@ def test_lazy_overview_is_the_pooled_weights():
     m = make_model()
     src, tgt = torch.randint(3, 20, (1, 37)), torch.randint(3, 15, (1, 9))
     with torch.inference_mode():
-        full = m(src, tgt, capture=True).trace
-        lazy = m(src, tgt, lazy=True).trace
+        full = forward(m, src, tgt, capture=True).trace
+        lazy = forward(m, src, tgt, lazy=True).trace
     for name in full:
         w = full[name].weights[0]
         for how in ("max", "mean"):  # one cell per pixel at this length: both are the quantised weights
@@ -98,8 +99,8 @@ def test_zero_ablation_changes_exactly_that_head_and_what_follows():
     m = make_model()
     name = "decoder.0.cross_attn"
     with torch.inference_mode():
-        base = m(SRC, TGT, capture=True)
-        abl = m(SRC, TGT, capture=True, ablations={name: {2: "zero"}})
+        base = forward(m, SRC, TGT, capture=True)
+        abl = forward(m, SRC, TGT, capture=True, ablations={name: {2: "zero"}})
     rec, ref = abl.trace[name], base.trace[name]
     assert torch.equal(rec.weights, ref.weights)  # the head still looks where it looked...
     assert torch.equal(rec.context[:, 2], torch.zeros_like(rec.context[:, 2]))  # ...but passes nothing on
@@ -127,28 +128,28 @@ def test_batched_ablations_equal_one_run_each():
     src, tgt = SRC[1:].expand(4, -1), TGT[1:].expand(4, -1)
     per_item = [{"encoder.1.self_attn": {h: "zero"}} for h in range(4)]
     with torch.inference_mode():
-        batched = m(src, tgt, ablations=per_item).logits
+        batched = forward(m, src, tgt, ablations=per_item).logits
         for h in range(4):
-            alone = m(SRC[1:], TGT[1:], ablations={"encoder.1.self_attn": {h: "zero"}}).logits
+            alone = forward(m, SRC[1:], TGT[1:], ablations={"encoder.1.self_attn": {h: "zero"}}).logits
             torch.testing.assert_close(batched[h], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_bad_ablations_are_clear_errors():
     m = make_model()
     with pytest.raises(ValueError, match="cannot ablate"):
-        m(SRC, TGT, ablations={"decoder.9.cross_attn": {0: "zero"}})
+        forward(m, SRC, TGT, ablations={"decoder.9.cross_attn": {0: "zero"}})
     with pytest.raises(ValueError, match="heads 0..3"):
-        m(SRC, TGT, ablations={"decoder.0.cross_attn": {7: "zero"}})
+        forward(m, SRC, TGT, ablations={"decoder.0.cross_attn": {7: "zero"}})
     with pytest.raises(ValueError, match="ablation must be one of"):
-        m(SRC, TGT, ablations={"decoder.0.cross_attn": {0: "shuffle"}})
+        forward(m, SRC, TGT, ablations={"decoder.0.cross_attn": {0: "shuffle"}})
 
 
 def test_lazy_capture_of_an_ablated_run_recomputes_the_ablation():
     m = make_model()
     abl = {"decoder.1.self_attn": {0: "mean", 3: "zero"}}
     with torch.inference_mode():
-        full = m(SRC[:1], TGT[:1], capture=True, ablations=abl).trace
-        lazy = m(SRC[:1], TGT[:1], lazy=True, ablations=abl).trace
+        full = forward(m, SRC[:1], TGT[:1], capture=True, ablations=abl).trace
+        lazy = forward(m, SRC[:1], TGT[:1], lazy=True, ablations=abl).trace
     for name in full:
         assert_records_identical(full[name], lazy[name], name)
 
@@ -156,8 +157,8 @@ def test_lazy_capture_of_an_ablated_run_recomputes_the_ablation():
 def test_lazy_trace_is_safe_from_many_threads():
     m = make_model()
     with torch.inference_mode():
-        full = m(SRC[:1], TGT[:1], capture=True).trace
-        lazy = m(SRC[:1], TGT[:1], lazy=True, max_lazy_cache_bytes=1).trace
+        full = forward(m, SRC[:1], TGT[:1], capture=True).trace
+        lazy = forward(m, SRC[:1], TGT[:1], lazy=True, max_lazy_cache_bytes=1).trace
     errors = []
 
     def worker(i):
@@ -223,7 +224,7 @@ def test_recorder_subset_keeps_only_what_was_asked():
     m = make_model()
     rec = Recorder({"decoder.1.cross_attn"})
     assert rec.wants("decoder.1.cross_attn") and not rec.wants("encoder.0.self_attn")
-    out = m(SRC, TGT, capture={"decoder.1.cross_attn"})
+    out = forward(m, SRC, TGT, capture={"decoder.1.cross_attn"})
     assert list(out.trace) == ["decoder.1.cross_attn"]
 
 

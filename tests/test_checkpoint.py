@@ -25,6 +25,7 @@ from model import (
     resolve_device,
     save_checkpoint,
 )
+from tests.forward import forward
 
 WORDS = ["21 November 2026", "Saturday, November 21, 2026", "1.2.1999", "2026/11/21", "March 3, 1950"]
 ISO = ["2026-11-21", "1999-02-01", "1950-03-03"]
@@ -109,7 +110,7 @@ def test_round_trip_gives_identical_logits(checkpoint, tokenizers):
     fresh.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
     src = torch.tensor([src_tok.encode("21 November 2026", eos=True).ids])
     tgt = torch.tensor([tgt_tok.encode("2026-11", bos=True).ids])
-    assert torch.equal(model(src, tgt).logits, fresh(src, tgt).logits)
+    assert torch.equal(forward(model, src, tgt).logits, forward(fresh, src, tgt).logits)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     # save again from the loaded model: byte-identical weights
     path2 = save_checkpoint(checkpoint.parent / "again", model, src_tok, tgt_tok, meta)
@@ -265,7 +266,7 @@ def test_teacher_forced_run(checkpoint):
     assert not res.generated
     assert res.target.tokens == ["[BOS]", *"2026-11-21"]
     assert len(res.output_tokens) == 11
-    fresh = pipe.model(torch.tensor([res.source.ids]), torch.tensor([res.target.ids])).logits[0]
+    fresh = forward(pipe.model, torch.tensor([res.source.ids]), torch.tensor([res.target.ids])).logits[0]
     torch.testing.assert_close(res.logits, fresh, atol=1e-5, rtol=1e-5)
 
 
@@ -351,7 +352,7 @@ def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
     assert res.trace.nbytes() <= need_all  # the estimate is an upper bound
     assert res.trace.nbytes() >= 0.8 * need_all  # and a tight one
     calls = []
-    monkeypatch.setattr(pipe.model, "run", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(pipe.model, "forward", lambda *a, **k: calls.append(1))
     with pytest.raises(CaptureBudgetError, match="MiB"):
         pipe.run("21 November 2026", "2026-11-21", mode="full", budget=Budget(full_bytes=need_all - 1))
     assert calls == []  # refused before the traced forward

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model import BOS_ID, EOS_ID, ModelConfig, Pipeline, Tokenizer, Transformer, load, save_checkpoint
+from tests.forward import forward
 
 
 def make_decoder(seed=0, **overrides) -> Transformer:
@@ -18,7 +19,7 @@ def test_decoder_only_has_no_encoder_and_no_cross_attention():
     m = make_decoder()
     assert m.src_embed is None and len(m.encoder_layers) == 0
     assert m.record_names() == ["decoder.0.self_attn", "decoder.1.self_attn"]
-    out = m(None, torch.tensor([[1, 5, 6, 7]]), capture=True)
+    out = forward(m, None, torch.tensor([[1, 5, 6, 7]]), capture=True)
     assert out.logits.shape == (1, 4, 20) and list(out.trace) == m.record_names()
     assert all(layer.feed_forward is None for layer in m.decoder_layers)  # d_ff = 0: attention-only
     with pytest.raises(ValueError, match="no encoder"):
@@ -37,11 +38,11 @@ def test_config_rules_for_decoder_only():
 def test_causality_by_perturbation():
     m = make_decoder()
     ids = torch.tensor([[1, 5, 6, 7, 8, 9]])
-    base = m(None, ids, capture=True)
+    base = forward(m, None, ids, capture=True)
     for t in range(1, 6):
         changed = ids.clone()
         changed[0, t] = 3 + (changed[0, t] % 7)
-        out = m(None, changed, capture=True)
+        out = forward(m, None, changed, capture=True)
         torch.testing.assert_close(out.logits[:, :t], base.logits[:, :t])  # earlier positions never see it
         for name in base.trace:
             torch.testing.assert_close(out.trace[name].weights[..., :t, :], base.trace[name].weights[..., :t, :])
@@ -52,7 +53,8 @@ def test_causality_by_perturbation():
 def test_capture_and_fast_paths_agree():
     m = make_decoder(d_ff=16, norm="post")
     ids = torch.tensor([[1, 5, 6, 7, 0, 0], [1, 9, 8, 7, 6, 5]])
-    torch.testing.assert_close(m(None, ids).logits, m(None, ids, capture=True).logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(forward(m, None, ids).logits, forward(m, None, ids, capture=True).logits, atol=1e-5,
+                               rtol=1e-5)
 
 
 def _full_rerun_greedy(model: Transformer, src, limit):
@@ -83,7 +85,7 @@ def test_key_value_cache_decodes_as_the_full_rerun(decoder_only):
     with torch.inference_mode():
         rows, timed_out = m.greedy(src, torch.tensor([[BOS_ID]]), 30, EOS_ID)
         assert rows[0] == _full_rerun_greedy(m, src, 30) and not timed_out
-        cached_logits = m(src, torch.tensor([rows[0]])).logits  # the decoded sequence, traced in one pass
+        cached_logits = forward(m, src, torch.tensor([rows[0]])).logits  # the decoded sequence, traced in one pass
     assert cached_logits.shape[1] == len(rows[0])
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import ModelConfig, Trace, Transformer
+from tests.forward import forward
 
 PAD = 0
 
@@ -28,7 +29,7 @@ TGT = torch.tensor([[1, 4, 5, 6, PAD], [1, 7, 8, 9, 10]])
 
 def test_trace_names_and_shapes():
     m = make_model()
-    out = m(SRC, TGT, capture=True)
+    out = forward(m, SRC, TGT, capture=True)
     assert out.logits.shape == (2, 5, 17)
     assert list(out.trace) == ["encoder.0.self_attn", "encoder.1.self_attn", "decoder.0.self_attn",
                                "decoder.0.cross_attn", "decoder.1.self_attn", "decoder.1.cross_attn"]
@@ -40,11 +41,11 @@ def test_trace_names_and_shapes():
     assert cross.query_input.shape == (2, 5, 32) and cross.key_input.shape == (2, 7, 32)
     assert cross.output.shape == (2, 5, 32) and cross.concat.shape == (2, 5, 32)
     assert dself.causal_mask is not None and enc.causal_mask is None and cross.causal_mask is None
-    assert m(SRC, TGT).trace is None
+    assert forward(m, SRC, TGT).trace is None
 
 
 def test_trace_is_read_only():
-    trace = make_model()(SRC, TGT, capture=True).trace
+    trace = forward(make_model(), SRC, TGT, capture=True).trace
     with pytest.raises(TypeError):
         trace["encoder.0.self_attn"] = None
     with pytest.raises(AttributeError):
@@ -55,7 +56,7 @@ def test_trace_is_read_only():
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
 def test_every_record_is_internally_consistent(norm, positional):
     m = make_model(norm=norm, positional=positional, activation="gelu")
-    trace = m(SRC, TGT, capture=True).trace
+    trace = forward(m, SRC, TGT, capture=True).trace
     for name, r in trace.items():
         d_k = r.q.shape[-1]
         torch.testing.assert_close(r.scores, r.q @ r.k.transpose(-2, -1), msg=name)
@@ -73,7 +74,7 @@ def test_every_record_is_internally_consistent(norm, positional):
 
 def test_records_use_the_module_projections():
     m = make_model()
-    trace = m(SRC, TGT, capture=True).trace
+    trace = forward(m, SRC, TGT, capture=True).trace
     r = trace["decoder.1.cross_attn"]
     attn = m.decoder_layers[1].cross_attn
     q = attn.W_query(r.query_input).view(2, 5, 4, 8).transpose(1, 2)
@@ -86,24 +87,24 @@ def test_records_use_the_module_projections():
 def test_capture_and_fast_paths_agree():
     for seed in range(3):
         m = make_model(seed=seed)
-        fast, slow = m(SRC, TGT).logits, m(SRC, TGT, capture=True).logits
+        fast, slow = forward(m, SRC, TGT).logits, forward(m, SRC, TGT, capture=True).logits
         assert (fast - slow).abs().max().item() <= 1e-5
 
 
 def test_changing_a_target_token_leaves_earlier_logits_unchanged():
     m = make_model()
     src, tgt = SRC[1:], TGT[1:]
-    base = m(src, tgt, capture=True)
+    base = forward(m, src, tgt, capture=True)
     for j in range(1, tgt.shape[1]):
         changed = tgt.clone()
         changed[0, j] = 3 if tgt[0, j] != 3 else 4
-        out = m(src, changed, capture=True)
+        out = forward(m, src, changed, capture=True)
         torch.testing.assert_close(out.logits[:, :j], base.logits[:, :j], atol=1e-6, rtol=0)
         assert not torch.allclose(out.logits[:, j:], base.logits[:, j:])  # and later ones do change
 
 
 def test_upper_triangle_of_decoder_self_weights_is_exactly_zero():
-    trace = make_model()(SRC, TGT, capture=True).trace
+    trace = forward(make_model(), SRC, TGT, capture=True).trace
     for name in trace.layers("decoder", "self_attn"):
         w = trace[name].weights
         assert torch.all(w.triu(diagonal=1) == 0)
@@ -114,9 +115,9 @@ def test_appending_source_padding_leaves_outputs_unchanged():
     m = make_model()
     src = torch.tensor([[5, 6, 7, 2]])
     tgt = torch.tensor([[1, 4, 5]])
-    base = m(src, tgt, capture=True)
+    base = forward(m, src, tgt, capture=True)
     padded_src = torch.tensor([[5, 6, 7, 2, PAD, PAD, PAD]])
-    padded = m(padded_src, tgt, capture=True)
+    padded = forward(m, padded_src, tgt, capture=True)
     torch.testing.assert_close(padded.logits, base.logits, atol=1e-5, rtol=1e-5)
     for name in base.trace:
         b, p = base.trace[name], padded.trace[name]
@@ -125,7 +126,7 @@ def test_appending_source_padding_leaves_outputs_unchanged():
 
 
 def test_padded_source_keys_get_exactly_zero_weight():
-    trace = make_model()(SRC, TGT, capture=True).trace
+    trace = forward(make_model(), SRC, TGT, capture=True).trace
     for name, r in trace.items():
         if name.startswith("encoder") or name.endswith("cross_attn"):
             assert torch.all(r.weights[0, :, :, 5:] == 0), name  # SRC[0] is padded from position 5
@@ -137,15 +138,15 @@ def test_target_padding_appended_does_not_change_real_positions():
     m = make_model()
     src = SRC[:1]
     tgt = torch.tensor([[1, 4, 5, 6]])
-    base = m(src, tgt).logits
-    padded = m(src, torch.tensor([[1, 4, 5, 6, PAD, PAD]])).logits
+    base = forward(m, src, tgt).logits
+    padded = forward(m, src, torch.tensor([[1, 4, 5, 6, PAD, PAD]])).logits
     torch.testing.assert_close(padded[:, :4], base, atol=1e-5, rtol=1e-5)
 
 
 def test_dropout_never_touches_recorded_weights_in_eval():
     m = make_model(dropout=0.5)
-    a = m(SRC, TGT, capture=True)
-    b = m(SRC, TGT, capture=True)
+    a = forward(m, SRC, TGT, capture=True)
+    b = forward(m, SRC, TGT, capture=True)
     assert torch.equal(a.logits, b.logits)
     for name in a.trace:
         assert torch.equal(a.trace[name].weights, b.trace[name].weights)
@@ -153,14 +154,14 @@ def test_dropout_never_touches_recorded_weights_in_eval():
 
 def test_training_mode_records_are_still_softmax_rows():
     m = make_model(dropout=0.5).train()
-    trace = m(SRC, TGT, capture=True).trace
+    trace = forward(m, SRC, TGT, capture=True).trace
     for r in trace.values():
         torch.testing.assert_close(r.weights.sum(-1), torch.ones(r.weights.shape[:-1]))
 
 
 def test_backward_reaches_encoder_and_decoder():
     m = make_model().train()
-    out = m(SRC, TGT)
+    out = forward(m, SRC, TGT)
     out.logits.sum().backward()
     assert m.src_embed.tokens.weight.grad is not None and m.src_embed.tokens.weight.grad.abs().sum() > 0
     assert m.decoder_layers[0].cross_attn.W_key.weight.grad.abs().sum() > 0
@@ -170,7 +171,7 @@ def test_forward_does_not_store_state_on_modules():
     m = make_model()
     before = {k: v.clone() for k, v in m.state_dict().items()}
     attrs_before = {n: set(vars(mod)) for n, mod in m.named_modules()}
-    m(SRC, TGT, capture=True)
+    forward(m, SRC, TGT, capture=True)
     assert {n: set(vars(mod)) for n, mod in m.named_modules()} == attrs_before
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())
@@ -179,13 +180,13 @@ def test_forward_does_not_store_state_on_modules():
 def test_concurrent_captures_do_not_mix():
     m = make_model()
     inputs = [(torch.randint(3, 23, (1, 4 + i)), torch.randint(3, 17, (1, 3 + i))) for i in range(8)]
-    expected = [m(s, t, capture=True).trace["decoder.1.cross_attn"].weights for s, t in inputs]
+    expected = [forward(m, s, t, capture=True).trace["decoder.1.cross_attn"].weights for s, t in inputs]
     results = [None] * 8
 
     def work(i):
         with torch.inference_mode():
             for _ in range(5):
-                results[i] = m(*inputs[i], capture=True).trace["decoder.1.cross_attn"].weights
+                results[i] = forward(m, *inputs[i], capture=True).trace["decoder.1.cross_attn"].weights
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     [t.start() for t in threads]
@@ -197,11 +198,11 @@ def test_concurrent_captures_do_not_mix():
 def test_sequence_longer_than_max_len_is_a_clear_error():
     m = make_model(max_len=6)
     with pytest.raises(ValueError, match="max_len"):
-        m(torch.ones(1, 7, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
+        forward(m, torch.ones(1, 7, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
 
 
 def test_trace_numpy_dataframe_and_item():
-    out = make_model()(SRC, TGT, capture=True)
+    out = forward(make_model(), SRC, TGT, capture=True)
     npt = out.trace.numpy()
     assert isinstance(npt["decoder.0.cross_attn"].weights, np.ndarray)
     assert npt["decoder.0.cross_attn"].weights.dtype == np.float32
@@ -257,8 +258,8 @@ def test_property_random_batches(seed, S, T, src_pad, heads):
     src = torch.randint(3, 23, (2, S + src_pad), generator=g)
     src[0, S:] = PAD
     tgt = torch.randint(3, 17, (2, T), generator=g)
-    out = m(src, tgt, capture=True)
-    assert (out.logits - m(src, tgt).logits).abs().max() <= 1e-5
+    out = forward(m, src, tgt, capture=True)
+    assert (out.logits - forward(m, src, tgt).logits).abs().max() <= 1e-5
     for name, r in out.trace.items():
         for f in ("scores", "weights", "context", "output"):
             assert torch.isfinite(getattr(r, f)).all()
@@ -272,7 +273,7 @@ def test_mask_reasons_per_head_agree_with_the_full_matrix():
     from model import allowed_matrix, forbidden_by_reason, mask_reason_matrix
     from model.core.attention import AttentionRecord
 
-    out = make_model()(SRC, TGT, capture=True)
+    out = forward(make_model(), SRC, TGT, capture=True)
     rec = out.trace["decoder.0.self_attn"]
     T = rec.weights.shape[-1]
     window = torch.ones(1, 1, T, T, dtype=torch.bool).tril(1).triu(-1)  # |i - j| <= 1

@@ -10,6 +10,7 @@ import torch
 
 import viz
 from model import ModelConfig, Transformer, allowed_matrix
+from tests.forward import forward
 from viz.heatmap import payload
 
 SRC = ["the", "cat", "<script>", "the", "[EOS]"]  # repeated token + HTML
@@ -25,7 +26,7 @@ def trace():
     src = torch.tensor([[5, 6, 7, 5, 2, 0]])  # one [PAD] at the end: a real padding mask
     tgt = torch.tensor([[1, 4, 5, 4]])
     with torch.no_grad():
-        out = model(src, tgt, capture=True)
+        out = forward(model, src, tgt, capture=True)
     return out.trace.numpy()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import viz
-from model import RecordName
+from model import STAGES, RecordName
 
 from . import links, state
 from .sidebar import Inputs, ModelPick
@@ -33,7 +33,7 @@ def views_of(pick: ModelPick, has_snapshots: bool) -> list[str]:
 def selection_row(pick: ModelPick, has_snapshots: bool) -> tuple[Selection, list[int]]:
     info = pick.pipe.info
     kinds = kinds_of(info)
-    stages = [s for s in viz.STAGE_ORDER if s in info.stages]
+    stages = [s for s in STAGES if s in info.stages]
     views = views_of(pick, has_snapshots)
 
     def layers_of(kind: str) -> list[int]:

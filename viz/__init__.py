@@ -10,7 +10,6 @@ from .heatmap import (
     GRID_MAX_TOKENS,
     MASK_COLOUR,
     STAGE_NAMES,
-    STAGE_ORDER,
     attention_heatmap,
     decode_quantised,
     esc,
@@ -34,7 +33,7 @@ from .tables import (
 from .training import head_across_steps, score_lines
 
 __all__ = [
-    "COMPACT_ABOVE", "GRID_MAX_TOKENS", "MASK_COLOUR", "STAGE_NAMES", "STAGE_ORDER", "HeadViewLines",
+    "COMPACT_ABOVE", "GRID_MAX_TOKENS", "MASK_COLOUR", "STAGE_NAMES", "HeadViewLines",
     "Panel", "alternatives_figure", "attention_heatmap", "clicked_cell", "cross_row_figure", "cross_rows",
     "decode_quantised", "difference_map", "esc", "estimated_csv_bytes", "figure_matrices", "grid_is_readable",
     "head_across_steps", "head_reasons", "head_strip", "head_view_html", "mask_reasons",

@@ -24,7 +24,6 @@ SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked 
 VALUE_SCALE = "PuOr_r"  # diverging, for activations (X, Q, K, V, context, output)
 DIFF_SCALE = "RdBu_r"  # differences between two runs, centred on 0
 TEMPLATE: dict = {}  # no default Plotly template in the spec (~9 kB of JSON); Streamlit's theme styles the chart
-STAGE_ORDER = ("scores", "scaled", "adjusted", "masked", "weights")  # the order the model computes them
 STAGE_NAMES = {"scores": "scores", "scaled": "scaled scores", "adjusted": "adjusted scores",
                "masked": "masked scores", "weights": "weights"}
 SEPARATOR = "·"

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.attention import AttentionRecord, attention, held_bytes
+from ..core.attention import AttentionRecord, RecordShape, attention, held_bytes
 from ..core.interventions import ablate, knockout_block
 from ..core.masks import MaskSpec
 from ..core.names import RecordName
-from .trace import RecordShape
 
 
 def block_bytes() -> int:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..core.attention import AttentionRecord, attention, repeat_kv, to_numpy
+from ..core.attention import AttentionRecord, RecordShape, attention, repeat_kv, to_numpy
 from ..core.names import RecordName
 from ..core.pooling import block_max
 from ..core.reasons import reason_codes, reasons_from_codes
@@ -25,7 +25,7 @@ from ..core.rowstats import RowStats
 from ..runtime import Lane
 from .inputs import AttentionInputs, block_attention, block_bytes, block_mask, complete_record, row_block
 from .passes import FirstPass, overview_shape, statistics_pass
-from .trace import FullTrace, RecordShape, Trace, Window, check_stage, checked_head, clamp_range, stage_values
+from .trace import FullTrace, Trace, Window, check_stage, checked_head, clamp_range, stage_values
 
 
 class RecordTooLarge(ValueError):

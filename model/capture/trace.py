@@ -18,51 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.attention import AttentionRecord, held_bytes, to_numpy
+from ..core.attention import STAGES, AttentionRecord, RecordShape, held_bytes, to_numpy
 from ..core.names import RecordName
 from ..core.pooling import block_max, overview_factor, pool_weights, thumbnails
 from ..core.reasons import forbidden_by_reason
 from ..core.rowstats import KeyFacts, RowStats, collect, row_statistics
 from .dataframe import record_to_dataframe
-
-STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
-
-
-def record_name(stack: str, layer: int, sublayer: str) -> str:
-    """The trace key of one attention, e.g. ``decoder.1.cross_attn``."""
-    return str(RecordName(stack, int(layer), sublayer))
-
-
-@dataclass(frozen=True)
-class RecordShape:
-    """The sizes of one record, known before it is computed."""
-
-    batch: int
-    n_heads: int
-    n_kv_heads: int
-    tq: int
-    tk: int
-    d_k: int
-    d_v: int
-    d_query_in: int  # width of the query projection's input
-    d_key_in: int
-    d_out: int  # width of the output projection's output
-    adjusted: bool  # the record has an ``adjusted`` stage (a bias or a softcap)
-    element_size: int  # bytes per value (4 for float32, 2 for half precision)
-
-    def matrix_bytes(self) -> int:
-        """One (B, H, Tq, Tk) matrix."""
-        return self.batch * self.n_heads * self.tq * self.tk * self.element_size
-
-    def record_bytes(self) -> int:
-        """About what a complete record holds: its (B, H, Tq, Tk) matrices (scores, scaled, masked, weights, and
-        adjusted when it has one), the vectors (q, k, v, inputs, context, concat, output) and the bool masks."""
-        matrices = (4 + self.adjusted) * self.matrix_bytes()
-        vectors = self.batch * (self.tq * (self.n_heads * self.d_k + self.d_query_in + 2 * self.n_heads * self.d_v
-                                           + self.d_out) + self.tk * (self.n_kv_heads * (self.d_k + self.d_v)
-                                                                      + self.d_key_in)) * self.element_size
-        return matrices + vectors + self.batch * self.tq * self.tk  # + the masks, one byte a cell
-
 
 
 @dataclass(frozen=True)
@@ -387,5 +348,4 @@ def _slice_record(rec: AttentionRecord, b: int, tq: int, tk: int) -> AttentionRe
     return AttentionRecord(**{n: cut(n, getattr(rec, n)) for n in rec.__dataclass_fields__})
 
 
-__all__ = ["FullTrace", "QueryRow", "RecordShape", "STAGES", "Trace", "Window", "record_name", "record_row_stats",
-           "shape_of"]
+__all__ = ["FullTrace", "QueryRow", "Trace", "Window", "record_row_stats", "shape_of"]

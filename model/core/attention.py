@@ -16,6 +16,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+STAGES = ("scores", "scaled", "adjusted", "masked", "weights")  # the (query, key) stages, in computing order
+
+
+@dataclass(frozen=True)
+class RecordShape:
+    """The sizes of one record, known before it is computed."""
+
+    batch: int
+    n_heads: int
+    n_kv_heads: int
+    tq: int
+    tk: int
+    d_k: int
+    d_v: int
+    d_query_in: int  # width of the query projection's input
+    d_key_in: int
+    d_out: int  # width of the output projection's output
+    adjusted: bool  # the record has an ``adjusted`` stage (a bias or a softcap)
+    element_size: int  # bytes per value (4 for float32, 2 for half precision)
+
+    def matrix_bytes(self) -> int:
+        """One (B, H, Tq, Tk) matrix."""
+        return self.batch * self.n_heads * self.tq * self.tk * self.element_size
+
+    def record_bytes(self) -> int:
+        """About what a complete record holds: its (B, H, Tq, Tk) matrices (scores, scaled, masked, weights, and
+        adjusted when it has one), the vectors (q, k, v, inputs, context, concat, output) and the bool masks."""
+        matrices = (4 + self.adjusted) * self.matrix_bytes()
+        vectors = self.batch * (self.tq * (self.n_heads * self.d_k + self.d_query_in + 2 * self.n_heads * self.d_v
+                                           + self.d_out) + self.tk * (self.n_kv_heads * (self.d_k + self.d_v)
+                                                                      + self.d_key_in)) * self.element_size
+        return matrices + vectors + self.batch * self.tq * self.tk  # + the masks, one byte a cell
+
 
 @dataclass(frozen=True)
 class AttentionRecord:

@@ -73,6 +73,11 @@ class RecordName:
         return (self.stack != "encoder", self.layer, self.sublayer != "self_attn")
 
 
+def record_name(stack: str, layer: int, sublayer: str) -> str:
+    """The trace key of one attention, e.g. ``decoder.1.cross_attn``."""
+    return str(RecordName(stack, int(layer), sublayer))
+
+
 def name_of(name: str | RecordName) -> RecordName:
     """Shorthand for ``RecordName.parse``."""
     return RecordName.parse(name)
@@ -83,4 +88,4 @@ def in_forward_order(names) -> list[str]:
     return sorted((str(n) for n in names), key=lambda n: RecordName.parse(n).forward_order())
 
 
-__all__ = ["KINDS", "KIND_OF", "RecordName", "STACKS", "SUBLAYERS", "in_forward_order", "name_of"]
+__all__ = ["KINDS", "KIND_OF", "RecordName", "STACKS", "SUBLAYERS", "in_forward_order", "name_of", "record_name"]

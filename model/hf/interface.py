@@ -26,10 +26,10 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
-from ..capture.recorder import Recorder
 from ..core.attention import attention
 from ..core.masks import MaskSpec, describe
 from ..core.names import RecordName
+from ..core.recording import Recording
 
 ATTENTION_NAME = "attention_inspector"
 
@@ -57,7 +57,7 @@ class CallContext:
     """One call into a transformers model: its recorder (None: a probe), which attention each module is, which
     positions of each stack are real tokens, and what the modules' pre-hooks handed over."""
 
-    recorder: Recorder | None
+    recorder: Recording | None
     specs: Mapping[nn.Module, ModuleSpec]
     valid: dict[str, torch.Tensor]  # "encoder" / "decoder" -> bool (B, T): True = a real token, not padding
     inputs: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = field(default_factory=dict)
@@ -68,7 +68,7 @@ _CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_t
 
 
 @contextlib.contextmanager
-def traced_call(recorder: Recorder | None, specs: Mapping[nn.Module, ModuleSpec],
+def traced_call(recorder: Recording | None, specs: Mapping[nn.Module, ModuleSpec],
                 valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
     """Within this block (in this thread or task only), attention calls are recorded by ``recorder`` (None: only
     which modules call the attention function is noted, for the load-time probe)."""

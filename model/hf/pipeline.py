@@ -14,7 +14,7 @@ from torch import nn
 from ..api import Backend, ForwardOutput, ModelInfo
 from ..call import CallMethods
 from ..capture.recorder import Recorder
-from ..capture.trace import RecordShape
+from ..core.attention import RecordShape
 from ..core.encoding import Encoding
 from ..core.names import RecordName
 from ..safe.errors import CheckpointError

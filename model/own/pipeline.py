@@ -9,7 +9,7 @@ import torch
 from ..api import Backend, ForwardOutput, ModelInfo
 from ..call import CallMethods, pad_batch
 from ..capture.recorder import Recorder
-from ..capture.trace import RecordShape
+from ..core.attention import RecordShape
 from ..core.encoding import Encoding
 from ..core.names import RecordName
 from .config import ModelConfig
@@ -80,7 +80,7 @@ class Pipeline(CallMethods, Backend):
     def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
                 logits_at=None) -> ForwardOutput:
         # padding comes from pad_id: the batch is padded with it (src_valid / tgt_valid agree)
-        return ForwardOutput(logits=self.model.run(src, tgt, recorder, logits_at=logits_at))
+        return ForwardOutput(logits=self.model(src, tgt, recorder, logits_at=logits_at))
 
     def greedy_batch(self, src_ids, prefixes, n_new, deadline):
         """Batched greedy decoding with the model's key/value cache (prefixes of one length)."""

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..capture.recorder import Recorder
-from ..capture.trace import Trace, record_name
 from ..core.attention import causal_mask, fast_attention, padding_mask
-from ..core.interventions import Ablations, Interventions, Knockouts, validate
 from ..core.masks import describe
+from ..core.names import record_name
+from ..core.recording import Recording
 from .config import ModelConfig
 
 
@@ -54,12 +51,13 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query_input: torch.Tensor, key_input: torch.Tensor,
                 padding_mask: torch.Tensor | None = None, causal_mask: torch.Tensor | None = None, *,
-                recorder: Recorder | None = None, name: str = "attention", query_valid: torch.Tensor | None = None,
+                recorder: Recording | None = None, name: str = "attention", query_valid: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
         """query_input (B, Tq, d_model), key_input (B, Tk, d_kv_in) -> output (B, Tq, d_model).
 
-        ``recorder`` (model.capture.recorder.Recorder) decides what this call keeps under ``name`` and what it changes;
-        without one, the fast path (SDPA, nothing kept). ``cache`` reuses keys and values while decoding.
+        ``recorder`` (a ``Recording``, see model.core.recording) decides what this call keeps under ``name`` and
+        what it changes; without one, the fast path (SDPA, nothing kept). ``cache`` reuses keys and values while
+        decoding.
         """
         q = self._split_heads(self.W_query(query_input))
         if cache is not None and cache.static and cache.k is not None:
@@ -128,7 +126,7 @@ class EncoderLayer(nn.Module):
         self.feed_forward = FeedForward(config) if config.d_ff else None
         self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(2 if config.d_ff else 1)])
 
-    def forward(self, x, src_padding, recorder: Recorder, index: int, src_valid=None):
+    def forward(self, x, src_padding, recorder: Recording | None, index: int, src_valid=None):
         x = self.sublayers[0](x, lambda h: self.self_attn(
             h, h, src_padding, None, recorder=recorder, name=record_name("encoder", index, "self_attn"),
             query_valid=src_valid))
@@ -148,7 +146,7 @@ class DecoderLayer(nn.Module):
         n = 1 + int(cross_attention) + int(bool(config.d_ff))
         self.sublayers = nn.ModuleList([SublayerConnection(config) for _ in range(n)])
 
-    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, recorder: Recorder, index: int,
+    def forward(self, x, memory, src_padding, tgt_padding, tgt_causal, recorder: Recording | None, index: int,
                 tgt_valid=None, cache: tuple[KVCache, KVCache] | None = None):
         """``cache``: (self-attention cache, cross-attention cache) while decoding one token at a time."""
         x = self.sublayers[0](x, lambda h: self.self_attn(
@@ -198,17 +196,9 @@ class Embedding(nn.Module):
         return self.dropout(self.tokens(ids) * self.scale + table[start:end])  # (B, T, d_model)
 
 
-@dataclass(frozen=True)
-class ModelOutput:
-    """What ``Transformer.forward`` returns."""
-
-    logits: torch.Tensor  # (B, T_tgt, tgt_vocab_size)
-    trace: Trace | None  # None unless something was captured
-
-
 class Transformer(nn.Module):
-    """``forward(src_ids, tgt_ids, capture=True)`` returns logits and a Trace. Encoder-decoder as in the paper;
-    with ``config.arch == "decoder-only"`` there is no encoder (pass ``src_ids=None``) and no cross-attention."""
+    """``forward(src_ids, tgt_ids, recorder)`` returns logits. Encoder-decoder as in the paper; with
+    ``config.arch == "decoder-only"`` there is no encoder (pass ``src_ids=None``) and no cross-attention."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -244,20 +234,7 @@ class Transformer(nn.Module):
                 names.append(record_name("decoder", i, "cross_attn"))
         return names
 
-    def recorder(self, capture: bool | Collection[str] = False, *, lazy: bool = False,
-                 ablations: Ablations | None = None, knockouts: Knockouts | None = None,
-                 hidden_states: bool = False) -> Recorder:
-        """A Recorder for one call of this model, its names and heads checked."""
-        names = self.record_names()
-        if not isinstance(capture, bool):
-            unknown = sorted(set(capture) - set(names))
-            if unknown:
-                raise ValueError(f"cannot capture {unknown}: this model has {names}")
-        interventions = Interventions.of(ablations, knockouts)
-        validate(interventions, names, self.config.n_heads)
-        return Recorder(capture, lazy=lazy, interventions=interventions, hidden_states=hidden_states)
-
-    def encode(self, src_ids: torch.Tensor, recorder: Recorder | None = None
+    def encode(self, src_ids: torch.Tensor, recorder: Recording | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) ids -> (memory (B, S, d_model), src padding mask (B, 1, 1, S))."""
         if self.config.decoder_only:
@@ -274,7 +251,7 @@ class Transformer(nn.Module):
         return self.encoder_norm(x), src_padding
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
-               recorder: Recorder | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
+               recorder: Recording | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) decoder input ids (starting with [BOS]) -> logits (B, T, V); ``logits_at`` (P,): at those
         positions only, (B, P, V)."""
         T = tgt_ids.shape[1]
@@ -294,10 +271,14 @@ class Transformer(nn.Module):
         """The decoder's residual stream (..., d_model) -> logits (..., V): final norm (pre-LN) and generator."""
         return self.generator(self.decoder_norm(x))
 
-    def run(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recorder | None,
-            logits_at: torch.Tensor | None = None) -> torch.Tensor:
-        """One forward under ``recorder`` (None: the fast path, nothing kept or changed) -> logits (B, T, V), or
-        (B, P, V) at the positions ``logits_at``."""
+    def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recording | None = None,
+                logits_at: torch.Tensor | None = None) -> torch.Tensor:
+        """src_ids (B, S) (None for decoder-only), tgt_ids (B, T) -> logits (B, T, V), or (B, P, V) at the positions
+        ``logits_at``. Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
+
+        ``recorder`` (one call's, see model.core.recording) keeps what that call asked for and applies its
+        interventions; None: the fast path, nothing kept or changed. The traced call is ``model.call.run``.
+        """
         if self.config.decoder_only:
             memory = src_padding = None
         else:
@@ -305,25 +286,6 @@ class Transformer(nn.Module):
                 raise ValueError("an encoder-decoder model needs src_ids")
             memory, src_padding = self.encode(src_ids, recorder)
         return self.decode(tgt_ids, memory, src_padding, recorder, logits_at)
-
-    def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, capture: bool | Collection[str] = False,
-                *, lazy: bool = False, ablations: Ablations | None = None, knockouts: Knockouts | None = None,
-                max_lazy_cache_bytes: int | None = None) -> ModelOutput:
-        """src_ids (B, S) (None for decoder-only), tgt_ids (B, T) -> ModelOutput(logits (B, T, V), trace or None).
-
-        Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
-        ``capture``: True records every attention; a collection of names (e.g. {"decoder.1.cross_attn"}) records
-        only those. ``lazy``: keep each attention's inputs and recompute its record on demand (LazyTrace).
-        ``ablations`` / ``knockouts`` (model.core.interventions; or one dict per batch element) change those heads in
-        this call only.
-        """
-        capture = True if lazy and capture is False else capture  # lazy: every attention, kept as inputs
-        plain = capture is False and not ablations and not knockouts
-        recorder = None if plain else self.recorder(capture, lazy=lazy, ablations=ablations, knockouts=knockouts)
-        logits = self.run(src_ids, tgt_ids, recorder)
-        keep = capture is not False
-        return ModelOutput(logits=logits, trace=recorder.trace(src_ids, tgt_ids, max_bytes=max_lazy_cache_bytes)
-                           if keep else None)
 
     @torch.inference_mode()
     def greedy(self, src_ids: torch.Tensor | None, prefix: torch.Tensor, limit: int,

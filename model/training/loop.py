@@ -282,7 +282,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
                 total, count = 0.0, 0
                 for i in range(0, len(valid), 256):
                     x, y = make_text_batch([t for t, _ in valid[i: i + 256]], src_tok, max_len, device)
-                    logits = model(None, x).logits
+                    logits = model(None, x)
                     loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=PAD_ID, reduction="sum")
                     total, count = total + float(loss), count + int((y != PAD_ID).sum())
             result: dict[str, Any] = {"valid_loss": round(total / max(count, 1), 4)}
@@ -313,10 +313,10 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
         batch = source.batch(hp["batch_size"])
         if decoder_only:
             dec_in, labels = make_text_batch([t for t, _ in batch], src_tok, max_len, device)
-            logits = model(None, dec_in).logits  # (B, T, V)
+            logits = model(None, dec_in)  # (B, T, V)
         else:
             src, dec_in, labels = make_batch(batch, src_tok, tgt_tok, max_len, device)
-            logits = model(src, dec_in).logits  # (B, T, V)
+            logits = model(src, dec_in)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PAD_ID,
                                label_smoothing=args.label_smoothing)
         optimizer.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..capture.recorder import Recorder
 from ..own.tokenizer import Tokenizer
 from ..own.transformer import Transformer
 from .data import make_text_batch
@@ -34,9 +35,11 @@ def induction_report(model: Transformer, tokenizer: Tokenizer, sequences: list[R
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start: start + batch_size]
             x, y = make_text_batch([s.text for s in chunk], tokenizer, model.config.max_len, model.device)
-            out = model(None, x, capture=True)
-            nll = F.cross_entropy(out.logits.transpose(1, 2), y, reduction="none")  # (B, T)
-            weights = [out.trace[f"decoder.{layer}.self_attn"].weights for layer in range(L)]  # (B, H, T, T)
+            recorder = Recorder(capture=True)
+            logits = model(None, x, recorder)
+            trace = recorder.trace(None, x)
+            nll = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+            weights = [trace[f"decoder.{layer}.self_attn"].weights for layer in range(L)]  # (B, H, T, T)
             for b, seq in enumerate(chunk):
                 # word w is token w + 1 ([BOS] first); logits at token w predict word w
                 first = torch.tensor(list(seq.first)[1:])
