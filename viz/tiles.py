@@ -1,6 +1,6 @@
 """Attention maps as tiles for the canvas component: pooled uint8 overviews, exact or pooled detail, binary parts.
 
-Pure functions, numpy in, dicts and bytes out; ``ui/components/attention_canvas`` draws what they build. A map is
+Pure functions, numpy in, dicts and bytes out; the JavaScript in ``viz/canvas/`` draws what they build. A map is
 sent in up to three parts, each its own element so that Streamlit re-sends only the part that changed:
 
 - ``overview_payload``: one attention (one layer, one stage), every head's tile as uint8 (255 = ``hi``),
