@@ -1,6 +1,6 @@
 """Attention maps as tiles for the canvas component: pooled uint8 overviews, exact or pooled detail, binary parts.
 
-Pure functions, numpy in, dicts and bytes out; ``ui/components/attention_canvas`` draws what they build. A map is
+Pure functions, numpy in, dicts and bytes out; the JavaScript in ``viz/canvas/`` draws what they build. A map is
 sent in up to three parts, each its own element so that Streamlit re-sends only the part that changed:
 
 - ``overview_payload``: one attention (one layer, one stage), every head's tile as uint8 (255 = ``hi``),
@@ -9,7 +9,8 @@ sent in up to three parts, each its own element so that Streamlit re-sends only 
 - ``detail_payload``: the cells of the view the page reported: float32 values (exact when ``pool`` is 1, else block
   maxima with the argmax cell of each block), so that the hover is exact at every zoom.
 
-Masked cells carry reason bits (``REASON_BITS``); a pooled block is masked only when all its cells are.
+Masked cells carry reason bits (``REASON_BITS``; the overview sends ``reason_table()``, from which the page hatches
+and names them); a pooled block is masked only when all its cells are.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ DETAIL_SIDE = 512  # a detail tile: at most this many cells (exact) or blocks (p
 DETAIL_MAX_CELLS = 1 << 24  # a pooled detail reads at most this many cells (4,096 x 4,096: ~0.5 s on 2 CPU cores);
 # a view over more (the whole map above 4,096 tokens) gets the overview's values, "zoom in for exact values"
 REASON_BITS = {"causal": 1, "padding": 2, "window": 4, "knocked out": 8, "other": 128}  # uint8 bits per cell
+# how the canvas hatches each reason's cells, in the order a cell with several reasons picks its hatch
+REASON_HATCHES = {"padding": "/", "causal": "\\", "window": "x", "knocked out": ".", "other": "-"}
 COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
 MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
 _DTYPES = {"uint8": "u1", "uint16": "u2", "uint32": "u4", "float32": "f4"}
@@ -133,6 +136,11 @@ def legend() -> dict[str, str]:
     return {str(bit): name for name, bit in REASON_BITS.items()}
 
 
+def reason_table() -> list[dict]:
+    """The reasons as the page draws and names them: [{"bit", "name", "hatch"}] in ``REASON_HATCHES`` order."""
+    return [{"bit": REASON_BITS[name], "name": name, "hatch": hatch} for name, hatch in REASON_HATCHES.items()]
+
+
 def value_range(stage: str, values: np.ndarray | None = None) -> tuple[float, float, str]:
     """(lo, hi, colormap) for a stage: weights 0..1 in Viridis; other stages symmetric around 0, diverging."""
     if stage == "weights":
@@ -178,7 +186,8 @@ def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row
     part = {"part": "overview", "n_rows": int(n_rows), "n_cols": int(n_cols), "n_heads": H, "pool": int(pool),
             "tiles": t, "lo": float(lo), "hi": float(hi), "colormap": colormap, "value_name": value_name,
             "title": title, "heads": [str(h) for h in (heads if heads is not None else range(H))], "head": int(head),
-            "rows": labels_blob(row_labels), "legend": legend(), "exact_max": EXACT_MAX}
+            "rows": labels_blob(row_labels), "legend": legend(), "reason_table": reason_table(),
+            "exact_max": EXACT_MAX}
     if col_labels is not None:
         part["cols"] = labels_blob(col_labels)
     if produces is not None:

@@ -1,4 +1,4 @@
-"""Custom Streamlit components (components v2): thin Python wrappers, their HTML/JS/CSS in folders of their own."""
+"""Custom Streamlit components (components v2): thin Python wrappers (the attention canvas's JS, CSS: viz/canvas/)."""
 
 from .attention_canvas import attention_canvas
 

@@ -1,5 +1,5 @@
 """The attention map on a <canvas> (Streamlit components v2): this wrapper mounts the parts viz.tiles builds; the
-JavaScript and CSS live in attention_canvas/.
+JavaScript and CSS live in viz/canvas/ (``viz.canvas.renderer_js``), shared with other hosts.
 
 Each part is its own element, so a rerun re-sends only the part that changed (Streamlit's message cache replaces
 an unchanged element by its hash): the overview once per attention, the head tile once per head, the detail per view,
@@ -9,19 +9,17 @@ and a few bytes that echo the state Python saw (a fresh page takes its head and 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import streamlit as st
 
-from viz import tiles
+from viz import canvas, tiles
 
-_DIR = Path(__file__).with_name("attention_canvas")
 STATE_KEYS = ("view", "head", "query", "selection", "detail_request")  # what the page reports (component state)
 
 _mount = st.components.v2.component(
     "attention_canvas",
-    js=(_DIR / "index.js").read_text(encoding="utf-8"),
-    css=(_DIR / "style.css").read_text(encoding="utf-8"),
+    js=canvas.renderer_js("streamlit"),
+    css=canvas.renderer_css(),
 )
 
 

@@ -1,0 +1,292 @@
+// canvas.js: one attention map on a <canvas>: an instance's state (the parts it holds, the view, head, query,
+// selection) and its redraw. The other files are its jobs: colours, wire, geometry, draw, axes, tooltip, input,
+// sync; viz/canvas/__init__.py joins them into one ES module, a host adapter last.
+//
+// A map arrives in parts (viz/tiles.py): "overview" (every head's tile, labels, range, reason table), "head" (the
+// selected head's finer tile), "detail" (float32 cells or block maxima of the view the page reported) and "sync"
+// (what Python saw and asks). Every redraw is made from what the instance holds, at once.
+//
+// The seam for hosts (host_*.js: one per framework; this core names none). A host:
+//   - turns the bytes it receives into a part: unpack(bytes) (wire.js; null if they are not a part);
+//   - makes an instance in its element: new AttentionCanvas(parentElement, key, report), where
+//     report(name, value) sends the page's state to Python: "view" ({r0, r1, c0, c1}, end exclusive), "head",
+//     "query" (a row), "selection" ({kind, ...} or null) or "detail_request" ({overview, head, view, n});
+//   - delivers parts: ac.setOverview(part, t0) for an "overview", ac.addPart(part, t0) for "head", "detail" and
+//     "sync" (held until an overview has come); t0: performance.now() when the part arrived;
+//   - may set ac.report again (a new channel), and calls ac.destroy() when its element goes;
+//   - ends the module with the `export default` its framework loads.
+// The first host mounts each part on its own and finds the instance by key. A Jupyter anywidget host
+// (host_anywidget.js, for viz/notebook.py) would export { render({ model, el }) }: one instance in `el`,
+// report = (name, value) => { model.set(name, value); model.save_changes(); }, each part's bytes (a DataView
+// there: new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength)) through unpack, and () => ac.destroy() back.
+
+const EXACT_MAX_DEFAULT = 256; // tokens on the axes from this many cells per axis down (the overview says)
+const PENDING_MAX = 4; // parts held until the overview comes
+
+// window.__attnCanvasStats[key]: what each instance drew, and hooks for tests and benchmarks
+function canvasStats() {
+  window.__attnCanvasStats = window.__attnCanvasStats || {};
+  return window.__attnCanvasStats;
+}
+
+class AttentionCanvas {
+  constructor(parent, key, report) {
+    this.parent = parent;
+    this.key = key;
+    this.report = report || (() => {}); // (name, value): the host sends it to Python
+    this.ov = null;
+    this.head = null;
+    this.view = null;
+    this.mode = "view";
+    this.selection = null;
+    this.query = null;
+    this.pending = []; // parts that came before the overview
+    this.headTiles = new Map(); // `${overview}:${head}` -> tile
+    this.details = []; // newest first
+    this.skipped = null; // {overview, head, maxCells}: the reported view is too big to read exactly
+    this.detailRequests = 0; // deferred details asked for (each a new value, so each reruns the script)
+    this.reported = {}; // what this page last told Python
+    this.touched = false; // the user has moved the view (a fresh page adopts Python's view until then)
+    this.history = [];
+    this.fitCache = new Map();
+    this.draws = 0;
+    this.stat = { key, draws: 0, last: null, history: this.history, detail: null };
+    canvasStats()[key] = this.stat;
+    this.stat.cellToClient = (r, c) => cellToClient(this.canvas.getBoundingClientRect(), this.map, this.view, r, c);
+    this.stat.devicePixel = (r, c) => devicePixel(this.dev, this.view, r, c);
+    this.stat.lut = lutRgb;
+    this.build();
+  }
+
+  build() {
+    const root = document.createElement("div");
+    root.className = "attn";
+    root.innerHTML = `
+      <div class="attn-bar">
+        <div class="attn-heads" role="group" aria-label="head"></div>
+        <div class="attn-tools" role="group" aria-label="zoom and pan">
+          <button data-act="in" title="zoom in (+)">+</button>
+          <button data-act="out" title="zoom out (−)">−</button>
+          <button data-act="reset" title="whole map (0)">reset</button>
+          <button data-act="left" title="pan left (←)">←</button>
+          <button data-act="up" title="pan up (↑)">↑</button>
+          <button data-act="down" title="pan down (↓)">↓</button>
+          <button data-act="right" title="pan right (→)">→</button>
+        </div>
+        <div class="attn-modes" role="group" aria-label="select">
+          <span class="attn-label">select</span>
+          <button data-mode="view" aria-pressed="true" title="click: pick the query row; drag: pan">off</button>
+          <button data-mode="cells" title="click cells to add or remove them">cells</button>
+          <button data-mode="row" title="click a query row">row</button>
+          <button data-mode="column" title="click a key column">column</button>
+          <button data-mode="rect" title="drag a rectangle">rect</button>
+          <button data-act="clear" title="clear the selection">clear</button>
+        </div>
+      </div>
+      <div class="attn-stage">
+        <canvas class="attn-map" tabindex="0" aria-label="attention map"></canvas>
+        <canvas class="attn-over" aria-hidden="true"></canvas>
+        <div class="attn-tip" role="tooltip" hidden></div>
+      </div>
+      <div class="attn-hint">wheel or +/−: zoom · drag: pan · shift+drag: zoom to a box · click: pick the query row ·
+        keys ← ↑ ↓ → pan, 0 whole map, [ ] head</div>`;
+    this.parent.appendChild(root);
+    this.root = root;
+    this.canvas = root.querySelector(".attn-map");
+    this.over = root.querySelector(".attn-over");
+    this.tip = root.querySelector(".attn-tip");
+    this.headBox = root.querySelector(".attn-heads");
+    this.ctx = this.canvas.getContext("2d");
+    this.octx = this.over.getContext("2d");
+    bindInput(this);
+    this.resize = new ResizeObserver(() => { if (this.ov && this.layout()) this.draw("resize"); });
+    this.resize.observe(root);
+  }
+
+  destroy() {
+    this.resize.disconnect();
+    clearTimeout(this.viewTimer);
+    this.root.remove();
+    if (canvasStats()[this.key] === this.stat) delete canvasStats()[this.key];
+  }
+
+  // ---- parts
+  setOverview(ov, t0) {
+    if (this.ov && this.ov.id === ov.id) return;
+    const old = this.ov;
+    const [H, r, c] = ov.tiles.shape;
+    const reasons = ov.reasons || null;
+    ov.held = [];
+    for (let h = 0; h < H; h++) {
+      const m = !reasons ? null : reasons.shape.length === 3 ? reasons.subarray(h * r * c, (h + 1) * r * c) : reasons;
+      ov.held.push({ kind: "held", r0: 0, c0: 0, pool: ov.pool, rows: r, cols: c,
+        q: ov.tiles.subarray(h * r * c, (h + 1) * r * c), m });
+    }
+    ov.rowTokens = decodeLabels(ov.rows);
+    ov.colTokens = ov.cols ? decodeLabels(ov.cols) : ov.rowTokens;
+    ov.produces = decodeLabels(ov.produces);
+    ov.lut = lut32(ov.colormap);
+    ov.exactMax = ov.exact_max || EXACT_MAX_DEFAULT;
+    ov.hatchKinds = hatchKinds(ov.reason_table || []);
+    this.ov = ov;
+    this.fitCache.clear();
+    if (!old || old.n_rows !== ov.n_rows || old.n_cols !== ov.n_cols) {
+      this.view = fullView(ov);
+      if (old) scheduleViewReport(this); // Python's view was the old map's
+    }
+    if (this.head === null || this.head >= H) this.head = clamp(ov.head || 0, 0, H - 1);
+    this.headTiles = new Map([...this.headTiles].filter(([k]) => k.startsWith(ov.id + ":")));
+    this.details = this.details.filter((d) => d.overview === ov.id);
+    buildHeads(this);
+    measureLabels(this);
+    this.layout();
+    this.draw("overview", t0);
+    const queued = this.pending;
+    this.pending = [];
+    for (const p of queued) this.addPart(p, t0);
+  }
+
+  addPart(p, t0) {
+    if (!this.ov) {
+      this.pending = [...this.pending, p].slice(-PENDING_MAX);
+      return;
+    }
+    if (p.part === "sync") {
+      if (applySync(this, p)) this.draw("sync", t0);
+      return;
+    }
+    if (p.part === "detail" && p.skipped) { // a view too big to read exactly: the overview's values, and say so
+      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells };
+      this.stat.skipped = { ...this.skipped };
+      return;
+    }
+    if (p.part === "detail" && p.deferred) { // a new overview went first: ask for its detail (a rerun computes it)
+      if (p.overview === this.ov.id) {
+        this.detailRequests += 1;
+        this.stat.detailRequests = this.detailRequests;
+        this.report("detail_request", { overview: p.overview, head: p.head, view: p.view, n: this.detailRequests });
+      }
+      return;
+    }
+    const tile = p.tile;
+    if (!tile) return;
+    tile.kind = p.part;
+    tile.head = p.head;
+    tile.overview = p.overview;
+    tile.m = tile.reasons || null;
+    if (p.part === "head") {
+      this.headTiles.set(`${p.overview}:${p.head}`, tile);
+      if (this.headTiles.size > 8) this.headTiles.delete(this.headTiles.keys().next().value);
+    } else {
+      tile.view = p.view || null;
+      tile.arrived = t0;
+      this.details = [tile, ...this.details.filter((d) => d !== tile)].slice(0, 6);
+    }
+    if (p.overview === this.ov.id && p.head === this.head) {
+      this.draw(p.part, t0, p.part === "detail" ? tile : null);
+    }
+  }
+
+  // ---- redraw
+  // the canvases' size for the element's width; false if nothing changed
+  layout() {
+    const ov = this.ov;
+    const W = Math.max(240, Math.floor(this.root.clientWidth || 600));
+    const dpr = window.devicePixelRatio || 1;
+    const { H, map } = frame(W, window.innerHeight || 900, this.LW, this.BH, ov.n_rows / ov.n_cols);
+    const key = [W, H, dpr, map.w, map.h].join(",");
+    if (key === this.layoutKey) return false;
+    this.layoutKey = key;
+    this.dpr = dpr;
+    this.W = W;
+    this.H = H;
+    this.map = map;
+    for (const cv of [this.canvas, this.over]) {
+      cv.width = Math.round(W * dpr);
+      cv.height = Math.round(H * dpr);
+      cv.style.width = `${W}px`;
+      cv.style.height = `${H}px`;
+    }
+    this.dev = deviceRect(map, dpr);
+    this.image = this.ctx.createImageData(this.dev.W, this.dev.H);
+    this.stat.mapRect = { ...this.map };
+    this.stat.dpr = dpr;
+    return true;
+  }
+
+  // cause: what asked ("overview", "head", "detail", "wheel", ...), for the stats; t0: when it was asked
+  draw(cause, t0, detail = null) {
+    if (!this.ov || !this.map) return;
+    const tStart = performance.now();
+    t0 = t0 === undefined ? tStart : t0;
+    const ctx = this.ctx;
+    const ov = this.ov;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    const tiles = layers(this);
+    paintMap(this, tiles);
+    const tMap = performance.now() - tStart;
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    const note = poolNote(this.view, this.dev, tiles);
+    drawAxes(this, note);
+    drawGrid(this);
+    if (this.pointer && !this.drag && !this.tip.hidden) showTip(this, this.pointer.x, this.pointer.y); // new cell
+    else drawOverlay(this);
+    const tRender = performance.now() - tStart;
+    this.canvas.dataset.pool = String(note.pool);
+    this.canvas.dataset.head = String(this.head);
+    this.draws += 1;
+    const n = this.draws;
+    const st = this.stat;
+    st.view = { ...this.view };
+    st.head = this.head;
+    st.overview = ov.id;
+    st.pool = note.pool;
+    st.note = note.text;
+    requestAnimationFrame(() => {
+      const t = performance.now();
+      const rec = { n, cause, ms: t - t0, render_ms: tRender, map_ms: tMap, at: t, t0, head: this.head,
+        overview: ov.id };
+      st.draws = n;
+      st.last = rec;
+      this.history.push(rec);
+      if (this.history.length > 200) this.history.shift();
+      if (detail) {
+        st.detail = { view: detail.view, pool: detail.pool, head: detail.head, overview: detail.overview,
+          arrived: detail.arrived, drawn: t };
+      }
+      this.canvas.dataset.drawn = String(n);
+    });
+  }
+
+  // ---- what the user changes: redrawn at once, reported to Python
+  changeView(v, cause, t0) {
+    this.view = clampView(this.ov, v);
+    this.touched = true;
+    this.draw(cause, t0); // Chromium delivers wheel and pointer moves once per frame: draw each at once
+    scheduleViewReport(this);
+  }
+
+  setHead(h, t0) {
+    if (!this.ov || !(h >= 0 && h < this.ov.n_heads) || h === this.head) return;
+    this.head = h;
+    buildHeads(this);
+    this.draw("head", t0);
+    this.reported.head = h;
+    this.report("head", h);
+  }
+
+  setQuery(r) {
+    this.query = r;
+    this.stat.query = r;
+    this.report("query", r);
+    drawOverlay(this);
+  }
+
+  setSelection(sel) {
+    this.selection = sel;
+    this.report("selection", sel);
+    this.stat.selection = sel;
+    drawOverlay(this);
+  }
+}
