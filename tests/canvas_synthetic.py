@@ -125,7 +125,7 @@ class Synthetic:
             v = self.values(head, r0, r1, c0, c1)
             if p == 1:
                 return v, np.zeros(v.shape, np.uint16), codes
-            pooled, argmax = tiles.pool_max(v, p, codes != 0)
+            pooled, argmax = tiles.block_max_argmax(v, p, codes != 0)
             return pooled, argmax, tiles.pool_reasons(codes, p)
         assert r0 % p == 0 and c0 % p == 0, "windows start on the block grid (tiles.detail_window)"
         rows = [(a, min(a + p, r1)) for a in range(r0, r1, p)]
@@ -134,7 +134,7 @@ class Synthetic:
             f = p // COARSE
             A = np.where(self._coarse_padded()[None, :], np.float32(np.nan),
                          self.A[head])[r0 // COARSE:-(-r1 // COARSE), c0 // COARSE:-(-c1 // COARSE)]
-            m, am = tiles.pool_max(A, f, np.isnan(A))
+            m, am = tiles.block_max_argmax(A, f, np.isnan(A))
             dr, dc = am // f, am % f
             cr = (r0 // COARSE) + np.arange(m.shape[0])[:, None] * f + dr
             cc = (c0 // COARSE) + np.arange(m.shape[1])[None, :] * f + dc

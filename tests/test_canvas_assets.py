@@ -103,7 +103,7 @@ def test_the_page_reads_what_tiles_pack_writes(core):
     reasons[:, 0, 4] = tiles.REASON_BITS["causal"] | tiles.REASON_BITS["padding"]
     overview = tiles.overview_payload(rng.integers(0, 256, (2, 3, 5), dtype=np.uint8), 1, 3, 5, ["a", "b\n", "ü"],
                                       list("vwxyz"), reasons=reasons, produces=["1", "2", "3"], heads=["0", "1"])
-    values, argmax = tiles.pool_max(rng.standard_normal((37, 21)).astype(np.float32), 4)
+    values, argmax = tiles.block_max_argmax(rng.standard_normal((37, 21)).astype(np.float32), 4)
     detail = tiles.detail_payload(values, 8, 16, 4, head=1, overview_id=overview["id"], argmax=argmax,
                                   view={"r0": 8, "r1": 45, "c0": 16, "c1": 37})
     for part in (overview, detail):

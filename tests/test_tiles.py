@@ -36,7 +36,7 @@ def test_pool_max_and_argmax_match_a_loop(shape, factor):
     masked = rng.random(shape) < 0.3
     masked[: min(shape[0], factor), : min(shape[1], factor)] = True  # one block with every cell masked
     for m in (None, masked):
-        pooled, argmax = tiles.pool_max(v, factor, m)
+        pooled, argmax = tiles.block_max_argmax(v, factor, m)
         ref, ref_arg = reference_pool(v, factor, m)
         assert pooled.shape == ref.shape == (-(-shape[0] // factor), -(-shape[1] // factor))
         np.testing.assert_array_equal(pooled, ref)
@@ -46,19 +46,19 @@ def test_pool_max_and_argmax_match_a_loop(shape, factor):
         ok = ~np.isnan(ref)
         np.testing.assert_array_equal(v[rows[ok], cols[ok]], pooled[ok])  # the argmax points at the maximum
     if factor > 1:
-        assert np.isnan(tiles.pool_max(v, factor, masked)[0][0, 0])  # the all-masked block
+        assert np.isnan(tiles.block_max_argmax(v, factor, masked)[0][0, 0])  # the all-masked block
 
 
 def test_pool_max_keeps_minus_infinity_and_rejects_bad_input():
     v = np.array([[-np.inf, -np.inf], [-np.inf, 2.0]], dtype=np.float32)
-    pooled, argmax = tiles.pool_max(v, 2)
+    pooled, argmax = tiles.block_max_argmax(v, 2)
     assert pooled[0, 0] == 2.0 and argmax[0, 0] == 3
-    pooled, _ = tiles.pool_max(np.full((2, 2), -np.inf, np.float32), 2)
+    pooled, _ = tiles.block_max_argmax(np.full((2, 2), -np.inf, np.float32), 2)
     assert pooled[0, 0] == -np.inf  # a masked score is a value, not a missing cell
     with pytest.raises(ValueError):
-        tiles.pool_max(np.zeros((2, 2, 2)), 2)
+        tiles.block_max_argmax(np.zeros((2, 2, 2)), 2)
     with pytest.raises(ValueError):
-        tiles.pool_max(np.zeros((2, 2)), 0)
+        tiles.block_max_argmax(np.zeros((2, 2)), 0)
 
 
 def test_pool_factor_is_the_smallest_power_of_two_that_fits():
@@ -106,18 +106,20 @@ def test_reason_codes_from_masks_and_strings():
     causal = np.triu(np.ones((3, 3), dtype=bool), 1)
     pad = np.zeros((3, 3), dtype=bool)
     pad[:, 2] = True
-    codes = tiles.reason_codes({"causal": causal, "padding": pad}, (3, 3))
+    codes = tiles.codes_from_reasons({"causal": causal, "padding": pad}, (3, 3))
     assert codes[0, 1] == tiles.REASON_BITS["causal"]
     assert codes[0, 2] == tiles.REASON_BITS["causal"] | tiles.REASON_BITS["padding"]
     assert codes[2, 0] == 0
     strings = np.array([["", "causal", "padding+causal"], ["", "", "knocked out"], ["window", "", "who knows"]])
-    c = tiles.reason_codes(strings, (3, 3))
-    assert c[0, 0] == 0 and c[0, 1] == 1 and c[0, 2] == 3 and c[1, 2] == 8 and c[2, 0] == 4
+    c = tiles.codes_from_reasons(strings, (3, 3))
+    bits = tiles.REASON_BITS
+    assert c[0, 0] == 0 and c[0, 1] == bits["causal"] and c[0, 2] == bits["padding"] | bits["causal"]
+    assert c[1, 2] == bits["knocked out"] and c[2, 0] == bits["window"]
     assert c[2, 2] == tiles.REASON_BITS["other"]
-    legend = tiles.legend()
-    assert legend[str(tiles.REASON_BITS["knocked out"])] == "knocked out"
-    assert set(legend.values()) == set(tiles.REASON_BITS)
-    assert tiles.reason_codes(None, (2, 2)).sum() == 0
+    table = {r["name"]: r["bit"] for r in tiles.reason_table()}
+    assert table["knocked out"] == tiles.REASON_BITS["knocked out"]
+    assert table == tiles.REASON_BITS  # the page's table is the one bit table (model.core.reasons)
+    assert tiles.codes_from_reasons(None, (2, 2)).sum() == 0
 
 
 def test_labels_once_per_axis_and_positions_implicit():
@@ -158,7 +160,7 @@ def test_overview_part_bytes_per_cell_and_round_trip():
     np.testing.assert_array_equal(back["tiles"], t)
     np.testing.assert_array_equal(back["reasons"], reasons)
     assert back["n_rows"] == T and back["pool"] == pool and back["key"] == "map" and back["id"] == ov["id"]
-    assert back["legend"] == tiles.legend()
+    assert back["reason_table"] == tiles.reason_table()
     assert data[:4] == tiles.MAGIC
     assert "reasons" not in tiles.overview_payload(t, pool, T, T, ["tok"] * T, reasons=np.zeros_like(reasons))
     other = tiles.overview_payload(t, pool, T, T, ["tok"] * T, reasons=reasons, title="enc · layer 1")
@@ -180,7 +182,7 @@ def test_detail_parts_bytes_per_cell():
     back = tiles.unpack(data)
     tile = back["tile"]
     assert (tile["r0"], tile["c0"], tile["pool"], tile["rows"], tile["cols"]) == (0, 0, 8, 512, 512)
-    ref, ref_arg = tiles.pool_max(big, 8, np.repeat(np.repeat(codes, 8, 0), 8, 1) != 0)
+    ref, ref_arg = tiles.block_max_argmax(big, 8, np.repeat(np.repeat(codes, 8, 0), 8, 1) != 0)
     np.testing.assert_array_equal(tile["values"], ref)
     np.testing.assert_array_equal(tile["argmax"], ref_arg)
     np.testing.assert_array_equal(tile["reasons"], codes)
@@ -227,7 +229,7 @@ def test_overview_tiles_pool_then_quantize():
     codes[:, 36:] = tiles.REASON_BITS["padding"]
     t, r = tiles.overview_tiles(v, 4, 0.0, 1.0, codes)
     assert t.shape == (3, 13, 10) and r.shape == (13, 10)
-    np.testing.assert_array_equal(t[1], tiles.quantize(tiles.pool_max(v[1], 4, codes != 0)[0], 0, 1))
+    np.testing.assert_array_equal(t[1], tiles.quantize(tiles.block_max_argmax(v[1], 4, codes != 0)[0], 0, 1))
     assert (r[:, 9] == tiles.REASON_BITS["padding"]).all() and (r[:, :9] == 0).all()
     assert tiles.overview_tiles(v, 4, 0.0, 1.0)[1] is None
 
@@ -261,7 +263,7 @@ def test_demo_block_formula_equals_pooling_its_cells(stage):
             vals, argmax, codes = syn.pooled(1, w)
             cells = syn.values(1, w["r0"], w["r1"], w["c0"], w["c1"])
             cell_codes = syn.reason_codes(w["r0"], w["r1"], w["c0"], w["c1"])
-            ref, ref_arg = tiles.pool_max(cells, p, cell_codes != 0)
+            ref, ref_arg = tiles.block_max_argmax(cells, p, cell_codes != 0)
             np.testing.assert_array_equal(vals, ref)
             np.testing.assert_array_equal(argmax, ref_arg)
             np.testing.assert_array_equal(codes, tiles.pool_reasons(cell_codes, p))

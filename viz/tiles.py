@@ -23,13 +23,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from model.core.reasons import REASON_BITS, codes_from_reasons
+
 EXACT_MAX = 256  # a view of at most this many cells per axis is labelled token by token
 HELD_SIDE = 512  # every head's overview tile has at most this many blocks per axis (held in the page)
 HEAD_SIDE = 1024  # the selected head's overview tile: at most this many blocks per axis
 DETAIL_SIDE = 512  # a detail tile: at most this many cells (exact) or blocks (pooled) per axis
 DETAIL_MAX_CELLS = 1 << 24  # a pooled detail reads at most this many cells (4,096 x 4,096: ~0.5 s on 2 CPU cores);
 # a view over more (the whole map above 4,096 tokens) gets the overview's values, "zoom in for exact values"
-REASON_BITS = {"causal": 1, "padding": 2, "window": 4, "knocked out": 8, "other": 128}  # uint8 bits per cell
 # how the canvas hatches each reason's cells, in the order a cell with several reasons picks its hatch
 REASON_HATCHES = {"padding": "/", "causal": "\\", "window": "x", "knocked out": ".", "other": "-"}
 COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
@@ -53,7 +54,8 @@ def _blocks(a: np.ndarray, factor: int, fill) -> np.ndarray:
     return padded.reshape(Rb, factor, Cb, factor).transpose(0, 2, 1, 3).reshape(Rb, Cb, factor * factor)
 
 
-def pool_max(values: np.ndarray, factor: int, masked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def block_max_argmax(values: np.ndarray, factor: int, masked: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Max over ``factor`` x ``factor`` blocks (edge blocks partial) and where it is: (pooled float32, argmax).
 
     ``argmax`` is the flat index inside the block (``dr * factor + dc``, the first maximum), uint16 up to factor 256.
@@ -61,7 +63,7 @@ def pool_max(values: np.ndarray, factor: int, masked: np.ndarray | None = None) 
     """
     v = np.asarray(values, dtype=np.float32)
     if v.ndim != 2:
-        raise ValueError(f"pool_max takes a (rows, cols) matrix, got shape {v.shape}")
+        raise ValueError(f"block_max_argmax takes a (rows, cols) matrix, got shape {v.shape}")
     factor = int(factor)
     if factor < 1:
         raise ValueError(f"pool factor must be >= 1, got {factor}")
@@ -79,7 +81,8 @@ def pool_max(values: np.ndarray, factor: int, masked: np.ndarray | None = None) 
 
 
 def argmax_cell(argmax: np.ndarray, factor: int, r0: int = 0, c0: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The (row, col) cells that ``pool_max``'s argmax points at, for a pooled tile whose first cell is (r0, c0)."""
+    """The (row, col) cells that ``block_max_argmax``'s argmax points at, for a pooled tile whose first cell is
+    (r0, c0)."""
     a = np.asarray(argmax, dtype=np.int64)
     rows = r0 + np.arange(a.shape[0])[:, None] * factor + a // factor
     cols = c0 + np.arange(a.shape[1])[None, :] * factor + a % factor
@@ -111,29 +114,6 @@ def quantize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def dequantize(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """uint8 colour index -> the value at the centre of its bin (within (hi - lo) / 510 of the original)."""
     return (np.float32(lo) + np.asarray(q, dtype=np.float32) * np.float32((hi - lo) / 255.0)).astype(np.float32)
-
-
-def reason_codes(reasons, shape: tuple[int, int]) -> np.ndarray:
-    """uint8 reason bits per cell (0 = may attend) from {reason: masked bool} or (R, C) strings ("" = may attend,
-    "padding+causal" for several); unknown reasons get the "other" bit."""
-    out = np.zeros(shape, dtype=np.uint8)
-    if reasons is None:
-        return out
-    if isinstance(reasons, Mapping):
-        for name, masked in reasons.items():
-            for part in str(name).split("+"):
-                bit = REASON_BITS.get(part.strip(), REASON_BITS["other"])
-                out |= np.where(np.broadcast_to(np.asarray(masked, dtype=bool), shape), np.uint8(bit), np.uint8(0))
-        return out
-    r = np.broadcast_to(np.asarray(reasons, dtype=object), shape)
-    for name in set(r.ravel().tolist()) - {""}:
-        out |= np.where(r == name, reason_codes({name: True}, (1, 1))[0, 0], np.uint8(0))
-    return out
-
-
-def legend() -> dict[str, str]:
-    """Reason bit -> what the hover says ("masked: causal")."""
-    return {str(bit): name for name, bit in REASON_BITS.items()}
 
 
 def reason_table() -> list[dict]:
@@ -186,7 +166,7 @@ def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row
     part = {"part": "overview", "n_rows": int(n_rows), "n_cols": int(n_cols), "n_heads": H, "pool": int(pool),
             "tiles": t, "lo": float(lo), "hi": float(hi), "colormap": colormap, "value_name": value_name,
             "title": title, "heads": [str(h) for h in (heads if heads is not None else range(H))], "head": int(head),
-            "rows": labels_blob(row_labels), "legend": legend(), "reason_table": reason_table(),
+            "rows": labels_blob(row_labels), "reason_table": reason_table(),
             "exact_max": EXACT_MAX}
     if col_labels is not None:
         part["cols"] = labels_blob(col_labels)
@@ -215,11 +195,11 @@ def detail_payload(values: np.ndarray, r0: int, c0: int, pool: int, *, head: int
                    argmax: np.ndarray | None = None, reason_codes: np.ndarray | None = None,
                    view: Mapping | None = None) -> dict:
     """A detail tile whose first cell is (r0, c0): float32 values (``pool`` 1: exact cells; else block maxima and,
-    in ``argmax``, where each maximum is, as ``pool_max`` gives it), reason bits per cell or block, and the view it
-    was computed for ({r0, r1, c0, c1})."""
+    in ``argmax``, where each maximum is, as ``block_max_argmax`` gives it), reason bits per cell or block, and the
+    view it was computed for ({r0, r1, c0, c1})."""
     v = np.ascontiguousarray(values, dtype=np.float32)
     if pool > 1 and argmax is None:
-        raise ValueError("a pooled detail tile needs the argmax of each block (pool_max gives it)")
+        raise ValueError("a pooled detail tile needs the argmax of each block (block_max_argmax gives it)")
     tile = _tile(None, r0, c0, pool, shape=v.shape)
     tile["values"] = v
     if argmax is not None:
@@ -288,7 +268,7 @@ def window_detail(values: np.ndarray, window: Mapping, *, head: int, overview_id
     if pool == 1:
         return detail_payload(v, window["r0"], window["c0"], 1, head=head, overview_id=overview_id,
                               reason_codes=codes, view=view or window)
-    pooled, argmax = pool_max(v, pool, masked)
+    pooled, argmax = block_max_argmax(v, pool, masked)
     return detail_payload(pooled, window["r0"], window["c0"], pool, head=head, overview_id=overview_id, argmax=argmax,
                           reason_codes=None if codes is None else pool_reasons(codes, pool), view=view or window)
 
@@ -306,13 +286,13 @@ def trace_detail(trace, name: str, head: int, window: Mapping, stage: str = "wei
     if pool == 1:
         win = trace.window(name, head, range(r0, r1), cols, stage, batch_index)
         return window_detail(win.values, window, head=head, overview_id=overview_id,
-                             codes=reason_codes(win.reasons, win.values.shape), view=view)
+                             codes=codes_from_reasons(win.reasons, win.values.shape), view=view)
     band = pool * max(1, DETAIL_BAND_CELLS // max(1, pool * len(cols)))
     values, argmax, codes = [], [], []
     for a in range(r0, r1, band):
         win = trace.window(name, head, range(a, min(r1, a + band)), cols, stage, batch_index)
-        cell_codes = reason_codes(win.reasons, win.values.shape)
-        pooled, where = pool_max(win.values, pool, cell_codes != 0)
+        cell_codes = codes_from_reasons(win.reasons, win.values.shape)
+        pooled, where = block_max_argmax(win.values, pool, cell_codes != 0)
         values.append(pooled)
         argmax.append(where)
         codes.append(pool_reasons(cell_codes, pool))
@@ -325,7 +305,7 @@ def overview_tiles(values: np.ndarray, pool: int, lo: float, hi: float,
     """(H, R, C) exact values (and (R, C) or (H, R, C) reason bits) -> (uint8 tiles, pooled reason bits or None)."""
     v = np.asarray(values, dtype=np.float32)
     masked = None if codes is None else np.broadcast_to(np.asarray(codes) != 0, v.shape)
-    tiles = np.stack([quantize(pool_max(v[h], pool, None if masked is None else masked[h])[0], lo, hi)
+    tiles = np.stack([quantize(block_max_argmax(v[h], pool, None if masked is None else masked[h])[0], lo, hi)
                       for h in range(v.shape[0])])
     if codes is None or not np.any(codes):
         return tiles, None

@@ -28,7 +28,7 @@ from ..core.attention import repeat_kv
 from ..core.interventions import ablate
 from ..core.masks import MaskSpec
 from ..core.names import RecordName
-from ..core.pooling import overview_factor, pool_max, pool_weights, quantise
+from ..core.pooling import overview_factor, pool_max, pool_weights, quantize_weights
 from ..core.rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
 from .inputs import AttentionInputs, block_attention, block_bytes
 
@@ -252,7 +252,7 @@ def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.nd
         w = torch.nan_to_num(w, nan=0.0)  # rows with no key: -inf - -inf
         w = _block_max(w, factor, dim=2)  # (B, H, R / factor, K / factor)
         rb = r0 // factor
-        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = torch.from_numpy(quantise(w))
+        out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = torch.from_numpy(quantize_weights(w))
     return out.numpy(), factor
 
 

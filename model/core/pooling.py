@@ -21,7 +21,7 @@ def overview_factor(tq: int, tk: int, size: int = OVERVIEW_MAX) -> int:
     return 1 << max(0, math.ceil(math.log2(n / size))) if n > size else 1
 
 
-def quantise(x: torch.Tensor) -> np.ndarray:
+def quantize_weights(x: torch.Tensor) -> np.ndarray:
     """Weights in [0, 1] -> uint8 in 1/255 steps (255 = 1), rounded half to even: round(clamp(x, 0, 1) * 255),
     in three passes over x (the first pass quantises every block of every head)."""
     return x.float().mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
@@ -32,17 +32,17 @@ def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.nda
     (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
     w = weights.float()[None]
     if factor == 1:
-        q = quantise(w[0])
+        q = quantize_weights(w[0])
         return q, q
     mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
     mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
-    return quantise(mx), quantise(mean)
+    return quantize_weights(mx), quantize_weights(mean)
 
 
 def pool_max(weights: torch.Tensor, factor: int) -> np.ndarray:
     """(H, R, Tk) weights -> the max-pooled overview of ``pool_weights`` alone."""
     w = weights.float()[None]
-    return quantise(w[0] if factor == 1 else F.max_pool2d(w, factor, factor, ceil_mode=True)[0])
+    return quantize_weights(w[0] if factor == 1 else F.max_pool2d(w, factor, factor, ceil_mode=True)[0])
 
 
 def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
@@ -61,5 +61,5 @@ def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
     return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
 
 
-__all__ = ["OVERVIEW_MAX", "THUMBNAIL_MAX", "block_max", "overview_factor", "pool_max", "pool_weights", "quantise",
-           "thumbnails"]
+__all__ = ["OVERVIEW_MAX", "THUMBNAIL_MAX", "block_max", "overview_factor", "pool_max", "pool_weights",
+           "quantize_weights", "thumbnails"]

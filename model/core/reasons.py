@@ -8,11 +8,16 @@ arithmetic underneath, shared by full and lazy traces.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .attention import AttentionRecord, to_numpy
 
-MASK_REASONS = ("padding", "causal", "window", "knocked out")  # kept apart by a record; the order names join them
+# The one table of why a cell is masked: a uint8 bit per reason, the same in traces, canvas tiles and the page (the
+# JavaScript gets it with each overview). "other": a cell forbidden for a reason the record does not keep apart.
+REASON_BITS = {"padding": 1, "causal": 2, "window": 4, "knocked out": 8, "other": 128}
+MASK_REASONS = ("padding", "causal", "window", "knocked out")  # kept apart by a record, in bit order (names join so)
 
 
 def _mask_view(mask, batch_index: int, rows: range, cols: range):
@@ -46,11 +51,11 @@ def reason_codes(allowed, padding, causal, window, knocked, batch_index: int, sh
     if knocked_view is not None:
         forbidden = forbidden | knocked_view
     codes = np.zeros(shape, dtype=np.uint8)
-    for bit, m in enumerate((padding, causal, window)):
+    for reason, m in (("padding", padding), ("causal", causal), ("window", window)):
         if m is not None:
-            codes |= (~view(m) & forbidden).astype(np.uint8) << bit
+            codes |= np.where(~view(m) & forbidden, np.uint8(REASON_BITS[reason]), np.uint8(0))
     if knocked_view is not None:
-        codes |= (knocked_view & forbidden).astype(np.uint8) << 3
+        codes |= np.where(knocked_view & forbidden, np.uint8(REASON_BITS["knocked out"]), np.uint8(0))
     return codes, forbidden
 
 
@@ -72,14 +77,33 @@ def _record_codes(rec: AttentionRecord, batch_index: int, heads: slice, rows: ra
 
 
 def reason_name(code: int) -> str:
-    return "+".join(r for bit, r in enumerate(MASK_REASONS) if code >> bit & 1) or "other"
+    """Reason bits -> "padding+causal" (MASK_REASONS order), "other" when none of them is set."""
+    return "+".join(r for r in MASK_REASONS if code & REASON_BITS[r]) or "other"
+
+
+def codes_from_reasons(reasons, shape: tuple[int, int]) -> np.ndarray:
+    """uint8 reason bits per cell (0 = may attend) from {reason: masked bool} or (R, C) strings ("" = may attend,
+    "padding+causal" for several): the inverse of ``reasons_from_codes``; unknown reasons get the "other" bit."""
+    out = np.zeros(shape, dtype=np.uint8)
+    if reasons is None:
+        return out
+    if isinstance(reasons, Mapping):
+        for name, masked in reasons.items():
+            for part in str(name).split("+"):
+                bit = REASON_BITS.get(part.strip(), REASON_BITS["other"])
+                out |= np.where(np.broadcast_to(np.asarray(masked, dtype=bool), shape), np.uint8(bit), np.uint8(0))
+        return out
+    r = np.broadcast_to(np.asarray(reasons, dtype=object), shape)
+    for name in set(r.ravel().tolist()) - {""}:
+        out |= np.where(r == name, codes_from_reasons({name: True}, (1, 1))[0, 0], np.uint8(0))
+    return out
 
 
 def reasons_from_codes(codes: np.ndarray, forbidden: np.ndarray) -> dict[str, np.ndarray]:
     """(r, c) codes and forbidden cells -> {reason: (r, c) bool}."""
     if not forbidden.any():
         return {}
-    present = np.flatnonzero(np.bincount(codes[forbidden], minlength=1 << len(MASK_REASONS)))
+    present = np.flatnonzero(np.bincount(codes[forbidden], minlength=256))
     return {reason_name(int(c)): forbidden & (codes == c) for c in present}
 
 
@@ -101,9 +125,9 @@ def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray
     (An object array: for one head's map use ``forbidden_by_reason``; for "may attend", ``allowed_matrix``.)"""
     _, H, Tq, Tk = rec.weights.shape
     codes, forbidden = _record_codes(rec, batch_index, slice(None), range(Tq), range(Tk))
-    names = np.array([reason_name(c) for c in range(1 << len(MASK_REASONS))], dtype=object)
+    names = np.array([reason_name(c) for c in range(256)], dtype=object)
     return np.where(forbidden, names[codes], "").astype(object)
 
 
-__all__ = ["MASK_REASONS", "allowed_matrix", "forbidden_by_reason", "mask_reason_matrix", "reason_codes",
-           "reason_name", "reasons_from_codes"]
+__all__ = ["MASK_REASONS", "REASON_BITS", "allowed_matrix", "codes_from_reasons", "forbidden_by_reason",
+           "mask_reason_matrix", "reason_codes", "reason_name", "reasons_from_codes"]

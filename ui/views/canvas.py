@@ -57,7 +57,7 @@ def overview_part(ctx: Context, name: str, stage: str) -> dict:
             lo, hi, cmap = tiles.value_range(stage, values)
             held = tiles.quantize(values, lo, hi)
         reasons = trace.block_reasons(name)
-        codes = tiles.reason_codes(reasons, held.shape[1:]) if reasons else None
+        codes = tiles.codes_from_reasons(reasons, held.shape[1:]) if reasons else None
         rows, cols, produces = _labels(ctx, name)
         n = RecordName.parse(name)
         return tiles.overview_payload(
