@@ -28,7 +28,7 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache  # noqa: E40
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import viz  # noqa: E402
-from model import ModelConfig, Pipeline, Tokenizer, Transformer, save_checkpoint  # noqa: E402
+from model import ModelConfig, Tokenizer, Transformer, TransformerPipeline, save_checkpoint  # noqa: E402
 
 TARGET_MS = 50.0
 REPEATS = 15
@@ -51,7 +51,7 @@ _shared_cache = ScriptCache()
 app_test.ScriptCache = lambda: _shared_cache  # bytecode compiled once, as in the server
 
 _model_runs = []
-_original_pipeline_run = Pipeline.run
+_original_pipeline_run = TransformerPipeline.run
 
 
 def _counting_run(self, *args, **kwargs):
@@ -59,7 +59,7 @@ def _counting_run(self, *args, **kwargs):
     return _original_pipeline_run(self, *args, **kwargs)
 
 
-Pipeline.run = _counting_run
+TransformerPipeline.run = _counting_run
 
 
 def long_checkpoint(path: Path, max_len: int = 320) -> tuple[str, str, str]:

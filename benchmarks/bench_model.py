@@ -75,9 +75,9 @@ def _proc_status_bytes(field: str) -> int:
 
 
 def _gpt2_call(pipe, ids, recorder):
-    from model.hf.interface import traced_call
+    from model.hf.interface import call_context
 
-    with traced_call(recorder, pipe.specs, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), \
+    with call_context(recorder, pipe.specs, {"decoder": torch.ones_like(ids, dtype=torch.bool)}), \
             torch.inference_mode():
         return pipe.model(input_ids=ids, use_cache=False)
 

@@ -1,11 +1,11 @@
 """Attention that records every stage: the project's own transformer, transformers models, and their traces.
 
-The contract is model.api (Backend, ModelInfo, RunResult); the one traced call is model.call (``run``); traces are
+The contract is model.api (Pipeline, ModelInfo, RunResult); the one traced call is model.call (``run``); traces are
 model.capture.trace (FullTrace) and model.capture.lazy (LazyTrace); names are model.core.names (RecordName).
 """
 
-from .api import ARCHS, Backend, CaptureBudgetError, ModelInfo, RunResult
-from .call import Budget, decode, estimate_bytes, generate, intervened_outputs, run, run_batch
+from .api import ARCHS, CaptureBudgetError, ModelInfo, Pipeline, RunResult
+from .call import CaptureBudget, estimate_bytes, generate, intervened_outputs, run, run_batch
 from .capture.dataframe import record_to_dataframe
 from .capture.lazy import LazyTrace, RecordTooLarge
 from .capture.recorder import Recorder
@@ -27,17 +27,17 @@ from .core.reasons import allowed_matrix, forbidden_by_reason, mask_reason_matri
 from .load import available_devices, is_hf_directory, load, resolve_device
 from .own.checkpoint import load_checkpoint, save_checkpoint
 from .own.config import ModelConfig
-from .own.pipeline import Pipeline
+from .own.pipeline import TransformerPipeline
 from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer
 from .own.transformer import KVCache, MultiHeadAttention, Transformer
 from .safe.errors import CheckpointError
 
 __all__ = [
-    "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Backend", "Budget", "CaptureBudgetError",
+    "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Pipeline", "CaptureBudget", "CaptureBudgetError",
     "CheckpointError", "EOS_ID", "Encoding", "FullTrace", "Interventions", "KINDS", "KVCache", "LazyTrace",
-    "ModelConfig", "ModelInfo", "MultiHeadAttention", "PAD_ID", "Pipeline", "RecordName",
+    "ModelConfig", "ModelInfo", "MultiHeadAttention", "PAD_ID", "TransformerPipeline", "RecordName",
     "RecordTooLarge", "Recorder", "RunResult", "SPECIAL_TOKENS", "STAGES", "Tokenizer", "TokenizerError", "Trace",
-    "Transformer", "UNK_ID", "Window", "allowed_matrix", "attention", "available_devices", "causal_mask", "decode",
+    "Transformer", "UNK_ID", "Window", "allowed_matrix", "attention", "available_devices", "causal_mask",
     "estimate_bytes", "fast_attention", "forbidden_by_reason", "generate", "intervened_outputs", "is_hf_directory",
     "load", "load_checkpoint", "mask_reason_matrix", "padding_mask", "record_name", "record_to_dataframe",
     "repeat_kv", "resolve_device", "run", "run_batch", "save_checkpoint", "subsequent_mask",

@@ -1,8 +1,9 @@
-"""The contract between a model and the rest of the app: what a backend is, and what one traced call returns.
+"""The contract between a model and the rest of the app: what a pipeline (a loaded model) is, and what one traced
+call returns.
 
-Two backends implement ``Backend``: the project's own transformer (``model.own.pipeline.Pipeline``) and models in the
-Hugging Face layout run by transformers (``model.hf.HFPipeline``). Each implements, once: tokenizing
-(``encode_source`` / ``encode_target``), the decoder's start, token labels and text, record shapes, one forward
+Two kinds implement ``Pipeline``: the project's own transformer (``model.own.pipeline.TransformerPipeline``) and
+models in the Hugging Face layout run by transformers (``model.hf.HFPipeline``). Each implements, once: tokenizing
+(``tokenize_source`` / ``tokenize_target``), the decoder's start, token labels and text, record shapes, one forward
 under a per-call ``Recorder``, plain greedy decoding and the unembedding (for the logit lens). Everything a call
 can do (capture in full or lazily, ablations, knockouts, patching, hidden states, batches of a corpus) is written
 once, in ``model.call``, on top of these.
@@ -132,13 +133,13 @@ class RunResult:
 
 @dataclass(frozen=True)
 class ForwardOutput:
-    """What one forward of a backend returns."""
+    """What one forward of a pipeline returns."""
 
     logits: torch.Tensor | None  # (B, T, V) of the output stack (B, P, V with logits_at); None without an output head
     last_hidden: torch.Tensor | None = None  # (B, T, d_model) the output stack's last hidden state, when no head
 
 
-class Backend(ABC):
+class Pipeline(ABC):
     """A loaded model behind the contract (see the module docstring). Loaded once, shared by every session and
     thread, never mutated after loading: everything a call keeps lives in its Recorder."""
 
@@ -157,11 +158,11 @@ class Backend(ABC):
         return self.info.arch
 
     @abstractmethod
-    def encode_source(self, text: str) -> Encoding:
+    def tokenize_source(self, text: str) -> Encoding:
         """The encoder's input (encoder-only and encoder-decoder models), specials included, truncated to fit."""
 
     @abstractmethod
-    def encode_target(self, text: str) -> Encoding:
+    def tokenize_target(self, text: str) -> Encoding:
         """The decoder's input for ``text``: a decoder-only model's text, or an encoder-decoder's target shifted
         right ([decoder start] + target tokens)."""
 
@@ -178,7 +179,7 @@ class Backend(ABC):
         """A readable label of one id."""
 
     @abstractmethod
-    def decode_text(self, ids: list[int]) -> str:
+    def detokenize(self, ids: list[int]) -> str:
         """Ids -> text, special tokens dropped."""
 
     @abstractmethod
@@ -206,10 +207,10 @@ class Backend(ABC):
         """The residual stream of ``stack`` (..., d_model) -> logits (..., V) through the model's own final norm
         and output head (the logit lens)."""
 
-    def same_vocabulary(self, other: "Backend") -> bool:
+    def same_vocabulary(self, other: "Pipeline") -> bool:
         """Whether ``other`` reads and writes the same ids (so that one model's output can be traced through the
         other)."""
         return False
 
 
-__all__ = ["ARCHS", "Backend", "CaptureBudgetError", "ForwardOutput", "ModelInfo", "RunResult"]
+__all__ = ["ARCHS", "Pipeline", "CaptureBudgetError", "ForwardOutput", "ModelInfo", "RunResult"]

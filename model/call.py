@@ -1,4 +1,4 @@
-"""The one traced call, for every backend: tokenize once, decode, choose full or lazy capture from one estimate,
+"""The one traced call, for every pipeline: tokenize once, decode, choose full or lazy capture from one estimate,
 run once (on a worker lane), return a finished RunResult. Interventions (ablations, knockouts, patches), hidden
 states for the logit lens and padded batches of a corpus are options of this call, written here once.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .api import Backend, CaptureBudgetError, RunResult
+from .api import CaptureBudgetError, Pipeline, RunResult
 from .capture.recorder import Recorder
 from .core.encoding import Encoding
 from .core.interventions import Ablations, Interventions, Knockouts, validate
@@ -25,7 +25,7 @@ MODES = ("auto", "full", "lazy", "none")
 
 
 @dataclass(frozen=True)
-class Budget:
+class CaptureBudget:
     """Memory limits of one call (None: no limit)."""
 
     full_bytes: int | None = None  # a full capture above this is taken lazily ("auto"), or refused ("full")
@@ -33,9 +33,9 @@ class Budget:
     cache_bytes: int | None = None  # a lazy trace's LRU of complete records
 
 
-def capture_names(model: Backend, capture: bool | Collection[str]) -> list[str]:
+def capture_names(pipe: Pipeline, capture: bool | Collection[str]) -> list[str]:
     """The record names a call captures; ValueError for a name the model does not have."""
-    names = list(model.info.record_names)
+    names = list(pipe.info.record_names)
     if capture is True:
         return names
     if capture is False:
@@ -46,19 +46,19 @@ def capture_names(model: Backend, capture: bool | Collection[str]) -> list[str]:
     return [n for n in names if n in set(capture)]
 
 
-def estimate_bytes(model: Backend, src_len: int, tgt_len: int, batch: int = 1,
+def estimate_bytes(pipe: Pipeline, src_len: int, tgt_len: int, batch: int = 1,
                    capture: bool | Collection[str] = True) -> int:
     """What a full capture of these records would hold, from the shapes alone (before running it)."""
-    return sum(model.record_shape(n, src_len, tgt_len, batch).record_bytes() for n in capture_names(model, capture))
+    return sum(pipe.record_shape(n, src_len, tgt_len, batch).record_bytes() for n in capture_names(pipe, capture))
 
 
-def _room(model: Backend, prefix_len: int, max_new_tokens: int | None) -> int:
-    room = max(0, model.info.max_len - prefix_len)
+def _room(pipe: Pipeline, prefix_len: int, max_new_tokens: int | None) -> int:
+    room = max(0, pipe.info.max_len - prefix_len)
     return room if max_new_tokens is None else min(room, max(0, int(max_new_tokens)))
 
 
-def _flops(model: Backend, tokens: int) -> float:
-    return 2.0 * model.info.parameters * tokens
+def _flops(pipe: Pipeline, tokens: int) -> float:
+    return 2.0 * pipe.info.parameters * tokens
 
 
 def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,85 +69,85 @@ def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids, valid
 
 
-def forward(model: Backend, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
+def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
             lane: Lane | None = None, logits_at: Sequence[int] | None = None):
     """One padded forward on a lane (by its size) -> (ForwardOutput, lane). ``logits_at``: positions of the output
     stack where the output head runs (the logits are (B, P, V))."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
-        src, src_valid = pad_batch(sources, model.pad_id, model.device)
+        src, src_valid = pad_batch(sources, pipe.pad_id, pipe.device)
     if targets is not None:
-        tgt, tgt_valid = pad_batch(targets, model.pad_id, model.device)
+        tgt, tgt_valid = pad_batch(targets, pipe.pad_id, pipe.device)
     tokens = sum(len(r) for r in (sources or [])) + sum(len(r) for r in (targets or []))
-    lane = lane or lane_for(_flops(model, tokens), model.device)
+    lane = lane or lane_for(_flops(pipe, tokens), pipe.device)
 
     at = {} if logits_at is None else {"logits_at": torch.as_tensor(list(logits_at), dtype=torch.long,
-                                                                     device=model.device)}
+                                                                     device=pipe.device)}
 
     def run():
         with torch.inference_mode():
-            return model.forward(src, tgt, recorder, src_valid=src_valid, tgt_valid=tgt_valid, **at)
+            return pipe.forward(src, tgt, recorder, src_valid=src_valid, tgt_valid=tgt_valid, **at)
     return lane.run(run), lane, src, tgt
 
 
-def decode(model: Backend, source: Encoding | None, prefix: list[int], max_new_tokens: int | None, *,
+def greedy_ids(pipe: Pipeline, source: Encoding | None, prefix: list[int], max_new_tokens: int | None, *,
            interventions: Interventions | None = None) -> tuple[list[int], str]:
     """Greedy decoding of one input -> (decoder input ids: prefix + generated, no end token; why it stopped:
     "eos", "limit" or "time"). Under interventions the whole prefix runs again at each step (a mean ablation needs
     every position), so the output is the intervened model's own."""
-    n_new = _room(model, len(prefix), max_new_tokens)
+    n_new = _room(pipe, len(prefix), max_new_tokens)
     deadline = time.perf_counter() + DECODE_SECONDS
     src_ids = None if source is None else list(source.ids)
     if not interventions:
         tokens = len(prefix) + n_new + (len(src_ids) if src_ids else 0)
-        lane = lane_for(_flops(model, tokens), model.device)
+        lane = lane_for(_flops(pipe, tokens), pipe.device)
 
         def run():
             with torch.inference_mode():
-                return model.greedy_batch(None if src_ids is None else [src_ids], [list(prefix)], n_new, deadline)[0]
+                return pipe.greedy_batch(None if src_ids is None else [src_ids], [list(prefix)], n_new, deadline)[0]
         return lane.run(run)
     seq = list(prefix)
     for _ in range(n_new):
         if time.perf_counter() > deadline:
             return seq, "time"
-        out, _, _, _ = forward(model, None if src_ids is None else [src_ids], [seq],
+        out, _, _, _ = forward(pipe, None if src_ids is None else [src_ids], [seq],
                                Recorder(capture=False, interventions=interventions))
         nxt = int(out.logits[0, -1].argmax())
-        if nxt in model.eos_ids:
+        if nxt in pipe.eos_ids:
             return seq, "eos"
         seq.append(nxt)
     return seq, "limit"
 
 
-def generate(model: Backend, texts: str | Sequence[str], max_new_tokens: int | None = None) -> str | list[str]:
-    """Greedy output text of one text or of several (decoded as one padded batch where the backend can)."""
+def generate(pipe: Pipeline, texts: str | Sequence[str], max_new_tokens: int | None = None) -> str | list[str]:
+    """Greedy output text of one text or of several (decoded as one padded batch where the pipeline can)."""
     items = [texts] if isinstance(texts, str) else list(texts)
     if not items:
         return []
-    if model.arch == "encoder-only":
+    if pipe.arch == "encoder-only":
         raise ValueError("an encoder-only model does not generate")
     deadline = time.perf_counter() + DECODE_SECONDS
-    if model.arch == "decoder-only":
-        prompts = [model.encode_target(t).ids for t in items]
+    if pipe.arch == "decoder-only":
+        prompts = [pipe.tokenize_target(t).ids for t in items]
         srcs = None
     else:
-        srcs = [model.encode_source(t).ids for t in items]
-        prompts = [model.decoder_start() for _ in items]
-    n_new = min(_room(model, len(p), max_new_tokens) for p in prompts)
+        srcs = [pipe.tokenize_source(t).ids for t in items]
+        prompts = [pipe.decoder_start() for _ in items]
+    n_new = min(_room(pipe, len(p), max_new_tokens) for p in prompts)
     tokens = sum(len(p) + n_new for p in prompts) + sum(len(s) for s in (srcs or []))
-    lane = lane_for(_flops(model, tokens), model.device)
+    lane = lane_for(_flops(pipe, tokens), pipe.device)
 
     def run():
         with torch.inference_mode():
-            return model.greedy_batch(srcs, prompts, n_new, deadline)
+            return pipe.greedy_batch(srcs, prompts, n_new, deadline)
     rows = lane.run(run)
-    outs = [model.decode_text(ids[len(p):]) for (ids, _), p in zip(rows, prompts, strict=True)]
+    outs = [pipe.detokenize(ids[len(p):]) for (ids, _), p in zip(rows, prompts, strict=True)]
     return outs[0] if isinstance(texts, str) else outs
 
 
-def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens: int | None = None,
+def run(pipe: Pipeline, text: str, target: str | None = None, *, max_new_tokens: int | None = None,
         generated_ids: list[int] | None = None, capture: bool | Collection[str] = True, mode: str = "auto",
-        budget: Budget = Budget(), ablations: Ablations | None = None, knockouts: Knockouts | None = None,
+        budget: CaptureBudget = CaptureBudget(), ablations: Ablations | None = None, knockouts: Knockouts | None = None,
         hidden_states: bool = False, keep_contexts: bool = False, statistics: bool = True) -> RunResult:
     """Trace one call.
 
@@ -157,19 +157,19 @@ def run(model: Backend, text: str, target: str | None = None, *, max_new_tokens:
     before (by this model or one with the same vocabulary), traced without decoding again.
     ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
     ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
-    model.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
+    pipe.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
     ``statistics``: a lazy trace computes its per-row statistics during the call (True), or when first asked (a
     first map sooner; the same numbers).
     """
-    return run_batch(model, [text], None if target is None else [target], max_new_tokens=max_new_tokens,
+    return run_batch(pipe, [text], None if target is None else [target], max_new_tokens=max_new_tokens,
                      generated_ids=None if generated_ids is None else [generated_ids], capture=capture, mode=mode,
                      budget=budget, ablations=ablations, knockouts=knockouts, hidden_states=hidden_states,
                      keep_contexts=keep_contexts, statistics=statistics)[0]
 
 
-def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | None = None, *,
+def run_batch(pipe: Pipeline, texts: Sequence[str], targets: Sequence[str] | None = None, *,
               max_new_tokens: int | None = None, generated_ids: Sequence[list[int]] | None = None,
-              capture: bool | Collection[str] = True, mode: str = "auto", budget: Budget = Budget(),
+              capture: bool | Collection[str] = True, mode: str = "auto", budget: CaptureBudget = CaptureBudget(),
               ablations: Ablations | None = None, knockouts: Knockouts | None = None, hidden_states: bool = False,
               keep_contexts: bool = False, overviews: bool = True, statistics: bool = True) -> list[RunResult]:
     """``run`` for several texts in one padded forward; each result's trace is cut to its own lengths (a lazy
@@ -181,10 +181,10 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
         return []
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    arch = model.arch
-    names = capture_names(model, capture)
+    arch = pipe.arch
+    names = capture_names(pipe, capture)
     interventions = Interventions.of(ablations, knockouts)
-    validate(interventions, model.info.record_names, model.info.n_heads)
+    validate(interventions, pipe.info.record_names, pipe.info.n_heads)
     if interventions and len(interventions.ablations) > 1 and len(interventions.ablations) != len(texts):
         raise ValueError("give one ablation per text, or one for all")
     if interventions and len(interventions.knockouts) > 1 and len(interventions.knockouts) != len(texts):
@@ -195,8 +195,8 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
         raise ValueError("need one generated id list per text")
 
     # 1. tokenize once
-    sources = [model.encode_source(t) for t in texts] if arch != "decoder-only" else None
-    prompts = [model.encode_target(t) for t in texts] if arch == "decoder-only" else None
+    sources = [pipe.tokenize_source(t) for t in texts] if arch != "decoder-only" else None
+    prompts = [pipe.tokenize_target(t) for t in texts] if arch == "decoder-only" else None
     # 2. the decoder's input: given, typed or decoded
     decoder: list[Encoding] | None = None
     generated, stopped = False, [""] * len(texts)
@@ -206,11 +206,11 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
             rows = []
             for i, p in enumerate(prompts):
                 if generated_ids is not None:
-                    rows.append(_checked_ids(model, generated_ids[i], p.ids))
+                    rows.append(_checked_ids(pipe, generated_ids[i], p.ids))
                 else:
-                    ids, stopped[i] = decode(model, None, p.ids, max_new_tokens, interventions=interventions)
+                    ids, stopped[i] = greedy_ids(pipe, None, p.ids, max_new_tokens, interventions=interventions)
                     rows.append(ids)
-            decoder = [model.encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
+            decoder = [pipe.encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
         else:
             decoder = prompts
     elif arch == "encoder-decoder":
@@ -219,18 +219,18 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
             rows = []
             for i, s in enumerate(sources):
                 if generated_ids is not None:
-                    rows.append(_checked_ids(model, generated_ids[i], model.decoder_start()))
+                    rows.append(_checked_ids(pipe, generated_ids[i], pipe.decoder_start()))
                 else:
-                    ids, stopped[i] = decode(model, s, model.decoder_start(), max_new_tokens,
+                    ids, stopped[i] = greedy_ids(pipe, s, pipe.decoder_start(), max_new_tokens,
                                              interventions=interventions)
                     rows.append(ids)
-            decoder = [model.encoding_from_ids(r) for r in rows]
+            decoder = [pipe.encoding_from_ids(r) for r in rows]
         else:
-            decoder = [model.encode_target(t) for t in targets]
+            decoder = [pipe.tokenize_target(t) for t in targets]
     # 3. one estimate, one choice
     S = max((len(s.ids) for s in sources), default=0) if sources else 0
     T = max((len(d.ids) for d in decoder), default=0) if decoder else 0
-    estimate = estimate_bytes(model, S, T, len(texts), names)
+    estimate = estimate_bytes(pipe, S, T, len(texts), names)
     if not names:
         chosen = "none"
     elif mode == "auto":
@@ -254,7 +254,7 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
                         hidden_states=hidden_states, key_facts=key_facts, overviews=overviews,
                         keep_contexts=keep_contexts, statistics=statistics)
-    out, lane, src, tgt = forward(model, None if sources is None else [s.ids for s in sources],
+    out, lane, src, tgt = forward(pipe, None if sources is None else [s.ids for s in sources],
                                   None if decoder is None else [d.ids for d in decoder], recorder)
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
                                                          max_record_bytes=budget.record_bytes)
@@ -270,14 +270,14 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
         out_ids = [] if logits is None else logits.argmax(-1).tolist()
         n_prompt = len(prompts[i].ids) if arch == "decoder-only" else 0
         if generated and arch == "decoder-only":
-            text = model.decode_text(d.ids[n_prompt:])
+            text = pipe.detokenize(d.ids[n_prompt:])
         elif generated:
-            text = model.decode_text(d.ids[1:])
+            text = pipe.detokenize(d.ids[1:])
         else:
-            text = model.decode_text(out_ids)
+            text = pipe.detokenize(out_ids)
         why = stopped[i]
         if generated and not why:  # traced from given ids: did the model end there?
-            why = "eos" if out_ids and out_ids[-1] in model.eos_ids else "limit"
+            why = "eos" if out_ids and out_ids[-1] in pipe.eos_ids else "limit"
         item_trace = trace
         if trace is not None and len(texts) > 1:
             item_trace = trace.item(i, None if s is None else len(s.ids), None if d is None else len(d.ids))
@@ -294,26 +294,26 @@ def run_batch(model: Backend, texts: Sequence[str], targets: Sequence[str] | Non
                 rn = RecordName.parse(name)
                 contexts[name] = c[i, :, :(len(s.ids) if rn.query_stack == "encoder" else len(d.ids))].cpu()
         results.append(RunResult(
-            source=s, target=d, output_ids=out_ids, output_tokens=[model.token_label(j) for j in out_ids],
+            source=s, target=d, output_ids=out_ids, output_tokens=[pipe.token_label(j) for j in out_ids],
             output_text=text, generated=generated, logits=logits, trace=item_trace, n_prompt=n_prompt, stopped=why,
             mode=chosen, estimate_bytes=estimate, seconds=seconds, hidden=hidden, final_hidden=final,
             contexts=contexts))
     return results
 
 
-def _checked_ids(model: Backend, ids: list[int], prefix: list[int]) -> list[int]:
+def _checked_ids(pipe: Pipeline, ids: list[int], prefix: list[int]) -> list[int]:
     """A given decoder input: it must start like one of this model's and fit its length."""
     ids = [int(i) for i in ids]
-    if ids[:len(prefix)] != list(prefix) or len(ids) > model.info.max_len:
+    if ids[:len(prefix)] != list(prefix) or len(ids) > pipe.info.max_len:
         raise ValueError(f"the given decoder ids must start with this model's decoder start {prefix} and fit its "
-                         f"{model.info.max_len} positions")
-    vocab = model.info.vocab_size
+                         f"{pipe.info.max_len} positions")
+    vocab = pipe.info.vocab_size
     if vocab and any(not 0 <= i < vocab for i in ids):
         raise ValueError(f"the given decoder ids must lie in this model's vocabulary (0..{vocab - 1})")
     return ids
 
 
-def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interventions | dict], *,
+def intervened_outputs(pipe: Pipeline, result: RunResult, specs: Sequence[Interventions | dict], *,
                        positions: Sequence[int] | None = None) -> torch.Tensor:
     """``result``'s input run once per spec in one padded batch, item n under ``specs[n]`` (Interventions, or
     {"ablations": ..., "knockouts": ...}) -> (N, T, V) logits on the CPU, or the (N, T, d) last hidden states
@@ -323,20 +323,20 @@ def intervened_outputs(model: Backend, result: RunResult, specs: Sequence[Interv
     items = [s if isinstance(s, Interventions) else Interventions.of(s.get("ablations"), s.get("knockouts"))
              for s in specs]
     for it in items:
-        validate(it, model.info.record_names, model.info.n_heads)
+        validate(it, pipe.info.record_names, pipe.info.n_heads)
     ablations = tuple(it.ablations[0] if it.ablations else {} for it in items)
     knockouts = tuple(it.knockouts[0] if it.knockouts else {} for it in items)
     batch = Interventions(ablations=ablations if any(ablations) else (),
                           knockouts=knockouts if any(knockouts) else ())
     src = None if result.source is None else [list(result.source.ids)] * N
     tgt = None if result.target is None else [list(result.target.ids)] * N
-    out, _, _, _ = forward(model, src, tgt, Recorder(capture=False, interventions=batch), logits_at=positions)
+    out, _, _, _ = forward(pipe, src, tgt, Recorder(capture=False, interventions=batch), logits_at=positions)
     values = out.logits if out.logits is not None else out.last_hidden
     return values.float().cpu()
 
 
 class CallMethods:
-    """The call's API on a backend: ``pipe.run(...)``, ``pipe.generate(...)``, ``pipe.decode(...)`` (the functions
+    """The call's API on a pipeline: ``pipe.run(...)``, ``pipe.generate(...)``, ``pipe.greedy(...)`` (the functions
     of this module, bound)."""
 
     def run(self, text: str, target: str | None = None, **options) -> RunResult:
@@ -348,19 +348,15 @@ class CallMethods:
     def generate(self, texts: str | Sequence[str], max_new_tokens: int | None = None) -> str | list[str]:
         return generate(self, texts, max_new_tokens)
 
-    def decode(self, text: str, max_new_tokens: int | None = None) -> tuple[list[int], str]:
-        """Greedy decoding of one text -> (decoder input ids, why it stopped)."""
-        if self.arch == "encoder-only":
-            raise ValueError("an encoder-only model does not generate")
-        if self.arch == "decoder-only":
-            return decode(self, None, self.encode_target(text).ids, max_new_tokens)
-        return decode(self, self.encode_source(text), self.decoder_start(), max_new_tokens)
-
     def greedy(self, text: str, max_new_tokens: int | None = None) -> list[int]:
         """Greedy decoding of one text -> the decoder input ids (prefix + output, no end token); pass them to
         ``run(..., generated_ids=...)`` to trace them."""
-        return self.decode(text, max_new_tokens)[0]
+        if self.arch == "encoder-only":
+            raise ValueError("an encoder-only model does not generate")
+        if self.arch == "decoder-only":
+            return greedy_ids(self, None, self.tokenize_target(text).ids, max_new_tokens)[0]
+        return greedy_ids(self, self.tokenize_source(text), self.decoder_start(), max_new_tokens)[0]
 
 
-__all__ = ["Budget", "CallMethods", "DECODE_SECONDS", "MODES", "capture_names", "decode", "estimate_bytes",
-           "forward", "generate", "intervened_outputs", "run", "run_batch"]
+__all__ = ["CaptureBudget", "CallMethods", "DECODE_SECONDS", "MODES", "capture_names", "estimate_bytes",
+           "forward", "generate", "greedy_ids", "intervened_outputs", "run", "run_batch"]

@@ -1,7 +1,7 @@
-"""Opening a model: ``load(path)`` -> a backend (model.api.Backend) with ``run`` (the traced call of model.call),
+"""Opening a model: ``load(path)`` -> a pipeline (model.api.Pipeline) with ``run`` (the traced call of model.call),
 ``generate`` and ``decode``; and the devices it can run on.
 
-Two backends: the project's own transformer (model.own.pipeline) and models in the Hugging Face layout run by
+Two kinds of pipeline: the project's own transformer (model.own.pipeline) and models in the Hugging Face layout run by
 transformers (model.hf). ``load`` picks the right one from the directory.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .own.checkpoint import load_checkpoint
-from .own.pipeline import Pipeline
+from .own.pipeline import TransformerPipeline
 from .safe.files import read_json_file
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
 def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None):
     """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
 
-    This project's checkpoints give a ``Pipeline``; a Hugging Face directory (config.json with a model_type,
+    This project's checkpoints give a ``TransformerPipeline``; a Hugging Face directory (config.json with a model_type,
     model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
     ``policy`` (model.safe.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
@@ -74,7 +74,7 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
 
         return load_hf(path, device=dev, policy=policy)
     config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev, policy=policy)
-    return Pipeline(config, model, src_tok, tgt_tok, meta, str(path))
+    return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
 
 __all__ = ["available_devices", "is_hf_directory", "load", "resolve_device"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import ModelConfig, Pipeline, Tokenizer, Transformer
+from model import ModelConfig, Tokenizer, Transformer, TransformerPipeline
 from model.analysis import (
     align_tokens,
     effect_of,
@@ -192,7 +192,7 @@ def tiny_pipe():
     torch.manual_seed(0)
     cfg = ModelConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, d_model=16, n_heads=2,
                       n_encoder_layers=1, n_decoder_layers=1, d_ff=16, dropout=0.0, max_len=16)
-    return Pipeline(cfg, Transformer(cfg).eval(), tok, tok)
+    return TransformerPipeline(cfg, Transformer(cfg).eval(), tok, tok)
 
 
 def test_rank_heads_ablates_every_head_and_matches_single_runs(tiny_pipe):

@@ -16,9 +16,9 @@ from streamlit.testing.v1 import AppTest
 import viz
 from model import (
     ModelConfig,
-    Pipeline,
     Tokenizer,
     Transformer,
+    TransformerPipeline,
     allowed_matrix,
     estimate_bytes,
     intervened_outputs,
@@ -267,13 +267,13 @@ def test_training_view_is_offered_only_with_snapshots(ckpt):
 
 def test_layer_head_view_changes_do_not_rerun_the_model(ckpt, monkeypatch):
     calls = []
-    original = Pipeline.forward
+    original = TransformerPipeline.forward
 
     def counting(self, *args, **kwargs):  # the traced forward of each call (decoding runs greedy_batch)
         calls.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "forward", counting)
+    monkeypatch.setattr(TransformerPipeline, "forward", counting)
     at = app(ckpt)
     assert len(calls) == 1
     at.selectbox(key="layer").set_value(0).run()
@@ -295,8 +295,8 @@ def test_a_widget_change_does_not_tokenise_again(ckpt, monkeypatch):
 
     at = app(ckpt)
     calls = []
-    original = tok_module.Tokenizer.encode
-    monkeypatch.setattr(tok_module.Tokenizer, "encode", lambda self, *a, **k: (calls.append(1),
+    original = tok_module.Tokenizer.tokenize
+    monkeypatch.setattr(tok_module.Tokenizer, "tokenize", lambda self, *a, **k: (calls.append(1),
                                                                                 original(self, *a, **k))[1])
     for view in ("Head grid", "Step by step", "Attention map"):
         at.session_state["view"] = view
@@ -376,7 +376,7 @@ def test_broken_checkpoint_on_first_load_is_an_error_box(tmp_path):
 
 
 def test_out_of_memory_falls_back_to_cpu(ckpt, monkeypatch):
-    original = Pipeline.forward
+    original = TransformerPipeline.forward
     state = {"failed": False}
 
     def oom_once(self, *args, **kwargs):
@@ -385,7 +385,7 @@ def test_out_of_memory_falls_back_to_cpu(ckpt, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "forward", oom_once)
+    monkeypatch.setattr(TransformerPipeline, "forward", oom_once)
     at = app(ckpt, device="auto")
     assert_clean(at)
     assert state["failed"]
@@ -419,13 +419,13 @@ def test_over_budget_input_is_captured_lazily_and_bitwise(ckpt, monkeypatch):
     S, T = len(ref.source.ids), len(ref.target.ids)
     monkeypatch.setenv("INSPECTOR_MAX_CAPTURE_MB", str(estimate_bytes(pipe, S, T) / 2 / 2**20))
     runs = []
-    original = Pipeline.forward
+    original = TransformerPipeline.forward
 
     def recording(self, src, tgt, recorder, **kwargs):
         runs.append(recorder.lazy)
         return original(self, src, tgt, recorder, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "forward", recording)
+    monkeypatch.setattr(TransformerPipeline, "forward", recording)
     at = app(ckpt)
     assert_clean(at)
     assert runs == [True] and any("computed when you open them" in i.value for i in at.info)

@@ -141,15 +141,15 @@ def test_head_view_draws_lines_above_the_threshold(ref):
 
 
 def test_training_view_every_step_and_head_without_rerunning_the_model(monkeypatch):
-    from model import Pipeline
+    from model import TransformerPipeline
 
     at = view("Training")
     assert_clean(at)
     steps = at.select_slider(key="train_step").options
     assert steps == ["0", "100", "250", "500", "750"]
     runs = []
-    original = Pipeline.run
-    monkeypatch.setattr(Pipeline, "run", lambda self, *a, **k: (runs.append(1), original(self, *a, **k))[1])
+    original = TransformerPipeline.run
+    monkeypatch.setattr(TransformerPipeline, "run", lambda self, *a, **k: (runs.append(1), original(self, *a, **k))[1])
     for step in (0, 100, 250, 500, 750):
         at.select_slider(key="train_step").set_value(step).run()
         assert_clean(at)

@@ -333,7 +333,7 @@ def test_texts_over_the_token_limit_are_cut_or_skipped_and_counted(dates):
     ex = cut.examples.to_pandas()
     assert ex["cut"].tolist() == [True, True] and (ex["n_tokens"] <= 6).all()
     for text, full in zip(ex["text"], long_texts, strict=True):
-        assert full.startswith(text) and len(dates.encode_source(text).ids) <= 6
+        assert full.startswith(text) and len(dates.tokenize_source(text).ids) <= 6
     skipped = atlas_batch(dates, records(long_texts), AtlasOptions(max_tokens=6, too_long="skip"))
     assert skipped.examples.num_rows == 0 and skipped.skip_counts() == {"over token limit": 2}
     fits = atlas_batch(dates, records(["21.11.2026"]), AtlasOptions(max_tokens=64))

@@ -13,7 +13,7 @@ from model import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
-    Budget,
+    CaptureBudget,
     CaptureBudgetError,
     CheckpointError,
     ModelConfig,
@@ -50,7 +50,7 @@ def checkpoint(tmp_path, tokenizers):
 
 def test_word_tokenizer_is_readable(tokenizers):
     src_tok, _ = tokenizers
-    enc = src_tok.encode("Saturday, 21 November 2026")
+    enc = src_tok.tokenize("Saturday, 21 November 2026")
     assert enc.tokens == ["Saturday", ",", "2", "1", "November", "2", "0", "2", "6"]
     assert enc.offsets[4] == (13, 21) and "Saturday, 21 November 2026"[13:21] == "November"
     assert [src_tok.id_to_token(i) for i in enc.ids] == enc.tokens
@@ -61,39 +61,39 @@ def test_special_ids_and_specials(tokenizers):
     src_tok, tgt_tok = tokenizers
     for tok in tokenizers:
         assert [tok.id_to_token(i) for i in (PAD_ID, BOS_ID, EOS_ID, UNK_ID)] == ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
-    enc = tgt_tok.encode("2026-11-21", bos=True, eos=True)
+    enc = tgt_tok.tokenize("2026-11-21", bos=True, eos=True)
     assert enc.tokens[0] == "[BOS]" and enc.tokens[-1] == "[EOS]" and enc.offsets[0] == (0, 0)
-    assert tgt_tok.decode(enc.ids) == "2026-11-21"
-    assert tgt_tok.decode(enc.ids + [5, 6]) == "2026-11-21"  # stops at [EOS]
+    assert tgt_tok.detokenize(enc.ids) == "2026-11-21"
+    assert tgt_tok.detokenize(enc.ids + [5, 6]) == "2026-11-21"  # stops at [EOS]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "😀🎉", "مرحبا", "\x00\x01\x1b[31m", "<script>alert(1)</script>",
                                   "zero\u200bwidth", "a" * 10_000, "\n\t"])
 def test_hostile_text_never_raises(tokenizers, text):
     for tok in tokenizers:
-        enc = tok.encode(text, max_len=20, eos=True)
+        enc = tok.tokenize(text, max_len=20, eos=True)
         assert len(enc.ids) <= 20 and enc.ids[-1] == EOS_ID
         assert len(enc.ids) == len(enc.tokens) == len(enc.offsets)
 
 
 def test_unknown_characters_become_unk(tokenizers):
     src_tok, _ = tokenizers
-    enc = src_tok.encode("21 😀 November")
+    enc = src_tok.tokenize("21 😀 November")
     assert enc.tokens == ["2", "1", "[UNK]", "November"]
 
 
 def test_truncation_is_reported(tokenizers):
     src_tok, _ = tokenizers
-    enc = src_tok.encode("21 November 2026 " * 10, max_len=8, eos=True)
+    enc = src_tok.tokenize("21 November 2026 " * 10, max_len=8, eos=True)
     assert enc.truncated and len(enc.ids) == 8 and enc.ids[-1] == EOS_ID and enc.n_text_tokens == 70
-    assert not src_tok.encode("21 November", max_len=8, eos=True).truncated
+    assert not src_tok.tokenize("21 November", max_len=8, eos=True).truncated
 
 
 def test_tokenizer_save_load(tmp_path, tokenizers):
     src_tok, _ = tokenizers
     src_tok.save(tmp_path / "t.json")
     again = Tokenizer.from_file(tmp_path / "t.json")
-    assert again.encode("November 21, 2026").ids == src_tok.encode("November 21, 2026").ids
+    assert again.tokenize("November 21, 2026").ids == src_tok.tokenize("November 21, 2026").ids
 
 
 def test_tokenizer_level_is_validated():
@@ -108,8 +108,8 @@ def test_round_trip_gives_identical_logits(checkpoint, tokenizers):
     assert meta == {"task": "test"} and (checkpoint / "source_tokenizer.json").is_file()
     fresh = Transformer(config).eval()
     fresh.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
-    src = torch.tensor([src_tok.encode("21 November 2026", eos=True).ids])
-    tgt = torch.tensor([tgt_tok.encode("2026-11", bos=True).ids])
+    src = torch.tensor([src_tok.tokenize("21 November 2026", eos=True).ids])
+    tgt = torch.tensor([tgt_tok.tokenize("2026-11", bos=True).ids])
     assert torch.equal(forward(model, src, tgt).logits, forward(fresh, src, tgt).logits)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     # save again from the loaded model: byte-identical weights
@@ -343,7 +343,7 @@ def test_selective_capture_records_only_the_named_attention(checkpoint):
 
 def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
     pipe = load(checkpoint, device="cpu")
-    S, T = len(pipe.encode_source("21 November 2026").ids), len(pipe.encode_target("2026-11-21").ids)
+    S, T = len(pipe.tokenize_source("21 November 2026").ids), len(pipe.tokenize_target("2026-11-21").ids)
     need_all = estimate_bytes(pipe, S, T)
     need_one = estimate_bytes(pipe, S, T, capture={"decoder.0.cross_attn"})
     assert 0 < need_one < need_all
@@ -354,10 +354,10 @@ def test_capture_budget_refuses_before_running(checkpoint, monkeypatch):
     calls = []
     monkeypatch.setattr(pipe.model, "forward", lambda *a, **k: calls.append(1))
     with pytest.raises(CaptureBudgetError, match="MiB"):
-        pipe.run("21 November 2026", "2026-11-21", mode="full", budget=Budget(full_bytes=need_all - 1))
+        pipe.run("21 November 2026", "2026-11-21", mode="full", budget=CaptureBudget(full_bytes=need_all - 1))
     assert calls == []  # refused before the traced forward
     monkeypatch.undo()
-    lazy = pipe.run("21 November 2026", "2026-11-21", budget=Budget(full_bytes=need_all - 1))
+    lazy = pipe.run("21 November 2026", "2026-11-21", budget=CaptureBudget(full_bytes=need_all - 1))
     assert lazy.mode == "lazy" and lazy.trace.lazy  # "auto": over the budget, captured lazily
 
 
@@ -370,17 +370,18 @@ def test_generation_that_hits_the_limit_says_so(checkpoint):
         always_eos = Transformer(pipe.config).eval()
         always_eos.load_state_dict(pipe.model.state_dict())
         always_eos.generator.bias[EOS_ID] = 100.0
-    from model import Pipeline
-    capped = Pipeline(pipe.config, never_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999", max_new_tokens=5)
+    from model import TransformerPipeline
+    capped = TransformerPipeline(pipe.config, never_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run(
+        "1.2.1999", max_new_tokens=5)
     assert len(capped.target.ids) == 6 and not capped.stopped_at_eos
-    done = Pipeline(pipe.config, always_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999")
+    done = TransformerPipeline(pipe.config, always_eos, pipe.src_tokenizer, pipe.tgt_tokenizer).run("1.2.1999")
     assert done.target.tokens == ["[BOS]"] and done.stopped_at_eos and done.output_text == ""
 
 
 def test_greedy_ids_then_run_equals_run(checkpoint):
     pipe = load(checkpoint, device="cpu")
     ids = pipe.greedy("21 November 2026")
-    assert ids[0] == BOS_ID and pipe.tgt_tokenizer.decode(ids) == pipe.generate("21 November 2026")
+    assert ids[0] == BOS_ID and pipe.tgt_tokenizer.detokenize(ids) == pipe.generate("21 November 2026")
     a, b = pipe.run("21 November 2026"), pipe.run("21 November 2026", generated_ids=ids)
     assert a.target.ids == b.target.ids and a.output_text == b.output_text and b.generated
     for name in a.trace:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model import BOS_ID, EOS_ID, ModelConfig, Pipeline, Tokenizer, Transformer, load, save_checkpoint
+from model import BOS_ID, EOS_ID, ModelConfig, Tokenizer, Transformer, TransformerPipeline, load, save_checkpoint
 from tests.forward import forward
 
 
@@ -104,7 +104,7 @@ def test_decoder_only_checkpoint_round_trip_and_pipeline(tmp_path):
     path = save_checkpoint(tmp_path / "dec", Transformer(cfg).eval(), tok, tok, {"task": "test"})
     assert (path / "tokenizer.json").is_file() and not (path / "source_tokenizer.json").exists()
     pipe = load(path, "cpu")
-    assert isinstance(pipe, Pipeline) and pipe.arch == "decoder-only" and not pipe.info.has_cross
+    assert isinstance(pipe, TransformerPipeline) and pipe.arch == "decoder-only" and not pipe.info.has_cross
     res = pipe.run("cat dog owl cat dog")
     assert res.source is None and res.target.tokens == ["[BOS]", "cat", "dog", "owl", "cat", "dog"]
     assert list(res.trace) == ["decoder.0.self_attn", "decoder.1.self_attn"]

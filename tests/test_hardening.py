@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
-from model import CheckpointError, Pipeline, load, load_checkpoint
+from model import CheckpointError, TransformerPipeline, load, load_checkpoint
 from model.safe.paths import PathPolicy, resolve_checkpoint_dir
 from tests.hostile import forbid, public_policy, sparse_safetensors
 
@@ -211,7 +211,7 @@ def test_a_huge_source_is_cut_before_the_tokenizer_sees_it(monkeypatch):
     from model.own import tokenizer as tok_module
 
     seen = []
-    original = tok_module.Tokenizer.encode
+    original = tok_module.Tokenizer.tokenize
 
     def spy(self, text, *a, **k):
         result = original(self, text, *a, **k)
@@ -222,7 +222,7 @@ def test_a_huge_source_is_cut_before_the_tokenizer_sees_it(monkeypatch):
     monkeypatch.setattr(tok_module, "call_tokenizer", lambda fn, *a, **k: (
         seen.append(len(a[0]) if a and isinstance(a[0], str) else 0), original_hf(fn, *a, **k))[1])
     pipe = load(DATES, "cpu")
-    enc = pipe.encode_source("21 November 2026 " * 200_000)  # 3.4 MB
+    enc = pipe.tokenize_source("21 November 2026 " * 200_000)  # 3.4 MB
     assert enc.truncated and enc.chars_cut and len(enc.ids) == pipe.config.max_len
     assert max(seen) <= 1_000 + 256 * pipe.config.max_len
     del spy
@@ -407,7 +407,7 @@ def test_markdown_and_html_in_config_values_are_shown_as_text(copy):
 def test_an_output_with_a_backtick_cannot_break_out_of_the_header(monkeypatch):
     from model import RunResult
 
-    original = Pipeline.run
+    original = TransformerPipeline.run
 
     def sneaky(self, *args, **kwargs):
         import dataclasses
@@ -415,7 +415,7 @@ def test_an_output_with_a_backtick_cannot_break_out_of_the_header(monkeypatch):
         res = original(self, *args, **kwargs)
         return dataclasses.replace(res, output_text="`](javascript:alert(1)) ![x](http://e/x.png) <a href=x>")
 
-    monkeypatch.setattr(Pipeline, "run", sneaky)
+    monkeypatch.setattr(TransformerPipeline, "run", sneaky)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     check_markdown(at)
@@ -485,7 +485,7 @@ def test_greedy_decoding_time_is_bounded(monkeypatch):
 
 # concurrency --------------------------------------------------------------------------------------------------------
 
-def parameters_digest(pipe: Pipeline) -> str:
+def parameters_digest(pipe: TransformerPipeline) -> str:
     h = hashlib.sha256()
     for name, t in sorted(pipe.model.state_dict().items()):
         h.update(name.encode())
@@ -496,13 +496,13 @@ def parameters_digest(pipe: Pipeline) -> str:
 @pytest.mark.slow
 def test_eight_simultaneous_sessions_get_their_own_results(monkeypatch):
     shared = []
-    original_init = Pipeline.__init__
+    original_init = TransformerPipeline.__init__
 
     def recording_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         shared.append(self)
 
-    monkeypatch.setattr(Pipeline, "__init__", recording_init)
+    monkeypatch.setattr(TransformerPipeline, "__init__", recording_init)
     reference = load(DATES, device="cpu")
     shared.clear()
     digest_before = parameters_digest(reference)  # same file, loaded apart from the app's cache

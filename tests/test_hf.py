@@ -207,13 +207,13 @@ def test_qwen3_full_attention_layer_has_no_window(pipes):
 @pytest.mark.parametrize("family", ["gpt2", "llama", "bert"])
 def test_padded_batch_gives_zero_rows_not_nan(pipes, family):
     """Left padding makes a pad query's row fully masked in a causal model: zeros, never NaN."""
-    from model.hf.interface import traced_call
+    from model.hf.interface import call_context
 
     pipe = pipes[family]
     ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 7, 8, 9]])
     am = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
     recorder = Recorder(True)
-    with traced_call(recorder, pipe.specs, {"decoder": am.bool(), "encoder": am.bool()}), torch.inference_mode():
+    with call_context(recorder, pipe.specs, {"decoder": am.bool(), "encoder": am.bool()}), torch.inference_mode():
         pipe.model(input_ids=ids, attention_mask=am)
     for name, rec in recorder.records.items():
         assert torch.isfinite(rec.weights).all() and torch.isfinite(rec.context).all(), name

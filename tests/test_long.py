@@ -104,11 +104,11 @@ def test_statistics_and_the_needle_at_8192_tokens(long_runs):
 
 
 def test_a_long_input_is_traced_lazily_by_the_app_budget(long_runs):
-    from model import Budget
+    from model import CaptureBudget
 
     pipe, _ = long_runs["llama"]
     text = long_text(pipe, 2047)
-    res = run(pipe, text, budget=Budget(full_bytes=64 * 2**20, record_bytes=64 * 2**20))
+    res = run(pipe, text, budget=CaptureBudget(full_bytes=64 * 2**20, record_bytes=64 * 2**20))
     assert res.mode == "lazy" and res.estimate_bytes > 64 * 2**20
     with pytest.raises(ValueError, match="one record may take"):
         res.trace["decoder.0.self_attn"]  # a complete record over the budget is refused; windows answer
@@ -144,7 +144,8 @@ def test_every_view_at_2000_tokens(long_runs, view, tmp_path, monkeypatch):
         assert len(table) == 2 * 4 and table[[c for c in table.columns if "entropy" in c.lower()][0]].notna().all()
     if view == "Export":
         df = at.dataframe[0].value
-        trace = run(pipe, long_text(pipe, 2000), budget=__import__("ui.tracing", fromlist=["budget"]).budget()).trace
+        from ui.tracing import capture_budget
+        trace = run(pipe, long_text(pipe, 2000), budget=capture_budget()).trace
         win = trace.window("decoder.1.self_attn", 0, range(0, 512), range(0, 512))
         np.testing.assert_array_equal(df["weight"].to_numpy(np.float32), win.values.ravel()[: len(df)])
         assert at.get("download_button")

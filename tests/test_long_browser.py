@@ -35,9 +35,9 @@ def test_a_long_input_on_the_canvas_map(model_dir):
             pytest.skip("no Chromium")
     pipe = load(model_dir, "cpu")
     text = long_text(pipe, T)
-    from ui.tracing import budget
+    from ui.tracing import capture_budget
 
-    ref = run(pipe, text, budget=budget())  # what the app computes: over its budget, lazily (the fast first pass)
+    ref = run(pipe, text, budget=capture_budget())  # what the app computes: over its budget, lazily (fast first pass)
     assert ref.mode == "lazy"
     with streamlit_server(env={"INSPECTOR_MODELS": str(model_dir.parent)}) as url, chromium((1400, 1100)) as page:
         page.goto(url)

@@ -159,17 +159,17 @@ def test_coverage_lets_tokenizers_encode_every_generated_pair(name):
     src_tok = Tokenizer.train(task.coverage, level=task.src_level)
     tgt_tok = Tokenizer.train(task.coverage, level=task.tgt_level)
     for src, tgt in task.pairs(2000, seed=9):
-        assert "[UNK]" not in src_tok.encode(src).tokens, src
-        assert "[UNK]" not in tgt_tok.encode(tgt).tokens, tgt
+        assert "[UNK]" not in src_tok.tokenize(src).tokens, src
+        assert "[UNK]" not in tgt_tok.tokenize(tgt).tokens, tgt
 
 
 def test_char_tokenizer_trains_and_round_trips():
     """Regression: the char pre-tokenizer regex used an option Oniguruma rejects ("(?s)")."""
     tok = Tokenizer.train(["2026-11-21", "a b\nc"], level="char")
-    enc = tok.encode("2026-11-21")
+    enc = tok.tokenize("2026-11-21")
     assert enc.tokens == list("2026-11-21")
-    assert tok.decode(enc.ids) == "2026-11-21"
-    assert tok.encode("a\nb").tokens == ["a", "\n", "b"]
+    assert tok.detokenize(enc.ids) == "2026-11-21"
+    assert tok.tokenize("a\nb").tokens == ["a", "\n", "b"]
 
 
 def test_unknown_task_names_the_known_ones():

@@ -261,13 +261,13 @@ def reference_lens(pipe, family: str, text: str) -> tuple[list[torch.Tensor], to
     m = pipe.model
     with torch.inference_mode():
         if pipe.arch == "encoder-decoder":
-            src = torch.tensor([pipe.encode_source(text).ids])
+            src = torch.tensor([pipe.tokenize_source(text).ids])
             tgt = torch.tensor([pipe.decoder_start() + [5, 7, 11]])
             out = m(input_ids=src, decoder_input_ids=tgt, output_hidden_states=True, use_cache=False)
             states = out.decoder_hidden_states
         else:
-            ids = torch.tensor([pipe.encode_source(text).ids if pipe.arch == "encoder-only" else
-                                pipe.encode_target(text).ids])
+            ids = torch.tensor([pipe.tokenize_source(text).ids if pipe.arch == "encoder-only" else
+                                pipe.tokenize_target(text).ids])
             out = m(input_ids=ids, output_hidden_states=True, **({"use_cache": False}
                                                                  if pipe.arch == "decoder-only" else {}))
             states = out.hidden_states
@@ -346,7 +346,7 @@ def test_the_lens_sees_induction_only_after_layer_1(induction):
     lens = logit_lens(induction, result)
     # token position p predicts word p; the repetition's words from its second one on are predictable
     predict = list(range(seq.second.start + 1, seq.second.stop))
-    truth = [induction.encode_target(w).ids[1] for w in (seq.words[p] for p in predict)]
+    truth = [induction.tokenize_target(w).ids[1] for w in (seq.words[p] for p in predict)]
     p_after_block0 = np.exp(lens.log_probs[1, predict, truth])
     p_output = np.exp(lens.log_probs[2, predict, truth])
     assert p_output.mean() > 0.8 and p_after_block0.mean() < 0.1

@@ -7,6 +7,7 @@ import streamlit as st
 
 import viz
 from model import STAGES, RecordName
+from model.core.names import story_order
 
 from . import links, state
 from .sidebar import Inputs, ModelPick
@@ -17,8 +18,7 @@ from .views.common import VIEWS, Context, Selection
 
 def kinds_of(info) -> list[str]:
     """The attention kinds this model has, cross first for encoder-decoders (where the story usually is)."""
-    kinds = info.kinds()
-    return sorted(kinds, key=lambda k: k != "cross")
+    return story_order(info.kinds())
 
 
 def views_of(pick: ModelPick, has_snapshots: bool) -> list[str]:

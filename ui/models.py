@@ -111,7 +111,7 @@ def open_typed_path(text: str) -> str:
     return str(resolve_checkpoint_dir(text, path_policy()))
 
 
-def model_cache_budget() -> int:
+def model_cache_bytes() -> int:
     """INSPECTOR_MODEL_CACHE_MB (default 4096): what the loaded models shared by every session may hold together
     (their parameters and buffers); the least recently used go first (the one in use always stays)."""
     return mb_setting("INSPECTOR_MODEL_CACHE_MB", 4096.0)
@@ -125,7 +125,7 @@ def pipeline_bytes(pipe) -> int:
     return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
-_MODELS: SharedLRU = SharedLRU(model_cache_budget(), pipeline_bytes)
+_MODELS: SharedLRU = SharedLRU(model_cache_bytes(), pipeline_bytes)
 
 
 def clear_models() -> None:
@@ -135,7 +135,7 @@ def clear_models() -> None:
 def load_pipeline(path: str, device: str, stamp: float):
     """One pipeline per (path, device, file times), shared by every session and never mutated; at most
     INSPECTOR_MODEL_CACHE_MB of them (by their weights' bytes), not a number of entries."""
-    _MODELS.max_bytes = model_cache_budget()
+    _MODELS.max_bytes = model_cache_bytes()
 
     def compute():
         with st.spinner("Loading the model…"):

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from model import Budget, RunResult
+from model import CaptureBudget, RunResult
 from model.call import run
 from model.own.checkpoint import stamp as checkpoint_stamp
 
@@ -22,22 +22,22 @@ MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends 
 MIN_RECORD_CAP = 512 * 2**20  # one complete record may hold up to max(this, the budget), even when lazy
 
 
-def capture_budget() -> int:
+def max_capture_bytes() -> int:
     """INSPECTOR_MAX_CAPTURE_MB (default 256): the most a full capture may hold; above it the call is captured
     lazily (each attention's inputs, row statistics and overviews; records, windows and rows on demand)."""
     return mb_setting("INSPECTOR_MAX_CAPTURE_MB", 256.0)
 
 
-def cache_budget() -> int:
+def trace_cache_bytes() -> int:
     """INSPECTOR_TRACE_CACHE_MB (default 512): what the traced calls kept for every session may hold together
     (each counted with its logits, its records or lazy inputs, the ceiling of its lazy record cache, and what was
     computed from it: memos and NumPy copies); the least recently used go first."""
     return mb_setting("INSPECTOR_TRACE_CACHE_MB", 512.0)
 
 
-def budget() -> Budget:
-    full = capture_budget()
-    return Budget(full_bytes=full, record_bytes=max(full, MIN_RECORD_CAP), cache_bytes=full)
+def capture_budget() -> CaptureBudget:
+    full = max_capture_bytes()
+    return CaptureBudget(full_bytes=full, record_bytes=max(full, MIN_RECORD_CAP), cache_bytes=full)
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Traced:
         return None if row is None else row.numpy()
 
 
-_TRACED: SharedLRU[Traced] = SharedLRU(cache_budget(), Traced.nbytes)
+_TRACED: SharedLRU[Traced] = SharedLRU(trace_cache_bytes(), Traced.nbytes)
 
 
 def clear_cache() -> None:
@@ -171,7 +171,7 @@ def intervention_key(spec: dict | None) -> tuple:
                         if heads))
 
 
-def traced_call(path: str, device: str, stamp: float, source: str, target: str | None, max_new: int,
+def run_call(path: str, device: str, stamp: float, source: str, target: str | None, max_new: int,
                 ablations: dict | None = None, knockouts: dict | None = None,
                 decoder_ids: tuple[int, ...] | None = None) -> Traced:
     """The one traced call (model.call.run) on the cached model, with the app's budget. The decoder's input:
@@ -184,7 +184,8 @@ def traced_call(path: str, device: str, stamp: float, source: str, target: str |
     result = run(pipe, source, target if arch == "encoder-decoder" else None,
                  max_new_tokens=(max_new if arch != "encoder-only" and (arch == "encoder-decoder" or max_new > 0)
                                  else None),
-                 generated_ids=generated, budget=budget(), ablations=ablations or None, knockouts=knockouts or None,
+                 generated_ids=generated, budget=capture_budget(), ablations=ablations or None,
+                 knockouts=knockouts or None,
                  statistics=False)  # the first map needs none: the Statistics view asks for them
     return Traced(result=result, device=str(pipe.device))
 
@@ -194,16 +195,16 @@ def trace(path: str, device: str, source: str, target: str | None, max_new: int,
     """The cached traced call; on an accelerator's out-of-memory error, the same on the CPU. -> (traced, notes)."""
     notes = []
     stamp = checkpoint_stamp(path)
-    _TRACED.max_bytes = cache_budget()  # read each time: a deployment may change it without a restart
+    _TRACED.max_bytes = trace_cache_bytes()  # read each time: a deployment may change it without a restart
 
     def cached(on: str) -> Traced:
         key = (path, on, stamp, source, target, max_new, intervention_key(ablations), intervention_key(knockouts),
                decoder_ids)
 
         def compute() -> Traced:
-            _TRACED.make_room(capture_budget())
+            _TRACED.make_room(max_capture_bytes())
             with st.spinner("Running the model…"):
-                return traced_call(path, on, stamp, source, target, max_new, ablations, knockouts, decoder_ids)
+                return run_call(path, on, stamp, source, target, max_new, ablations, knockouts, decoder_ids)
         return _TRACED.get(key, compute)
 
     try:

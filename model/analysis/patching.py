@@ -279,7 +279,7 @@ def run_corrupt(pipe, clean, text: str, **options):
     if pipe.arch == "encoder-decoder":
         return run(pipe, text, generated_ids=list(clean.target.ids), **options)
     if pipe.arch == "decoder-only" and clean.generated and clean.n_prompt < len(clean.target.ids):
-        prompt = pipe.encode_target(text)
+        prompt = pipe.tokenize_target(text)
         ids = list(prompt.ids) + list(clean.target.ids[clean.n_prompt:])
         return run(pipe, text, generated_ids=ids[: pipe.info.max_len], **options)
     return run(pipe, text, **options)
@@ -288,7 +288,7 @@ def run_corrupt(pipe, clean, text: str, **options):
 def token_id(pipe, text: str) -> int:
     """The id of the one token ``text`` is (its text as the model tokenizes it, specials left out); PatchingError
     when it is several tokens or none."""
-    enc = pipe.encode_target(text) if pipe.arch != "encoder-only" else pipe.encode_source(text)
+    enc = pipe.tokenize_target(text) if pipe.arch != "encoder-only" else pipe.tokenize_source(text)
     special = list(enc.special or [False] * len(enc.ids))
     ids = [i for i, s in zip(enc.ids, special, strict=False) if not s]
     if len(ids) != 1:

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..analysis.heads import head_table
-from ..api import Backend, RunResult
+from ..api import Pipeline, RunResult
 from ..call import run_batch
 from ..core.names import RecordName
 from .records import Record
@@ -121,16 +121,16 @@ def empty_rows() -> BatchRows:
     return BatchRows(*(t.arrow_schema(with_run_id=False).empty_table() for t in ROW_TABLES))
 
 
-def model_axis(pipe: Backend, text: str):
+def model_axis(pipe: Pipeline, text: str):
     """The Encoding an example's token count is of: the decoder's input (decoder-only), else the encoder's."""
-    return pipe.encode_target(text) if pipe.arch == "decoder-only" else pipe.encode_source(text)
+    return pipe.tokenize_target(text) if pipe.arch == "decoder-only" else pipe.tokenize_source(text)
 
 
-def token_limit(pipe: Backend, options: AtlasOptions) -> int:
+def token_limit(pipe: Pipeline, options: AtlasOptions) -> int:
     return min(options.max_tokens or pipe.info.max_len, pipe.info.max_len)
 
 
-def fit(pipe: Backend, record: Record, options: AtlasOptions) -> tuple[str, bool] | Record:
+def fit(pipe: Pipeline, record: Record, options: AtlasOptions) -> tuple[str, bool] | Record:
     """(the text the model reads, whether it was cut to the token limit), or a skipped Record."""
     text = record.text
     enc = model_axis(pipe, text)
@@ -147,7 +147,7 @@ def fit(pipe: Backend, record: Record, options: AtlasOptions) -> tuple[str, bool
     return cut, True
 
 
-def cut_text(pipe: Backend, text: str, enc, limit: int) -> str | None:
+def cut_text(pipe: Pipeline, text: str, enc, limit: int) -> str | None:
     """The longest prefix of ``text``, ended at a token boundary, whose encoding has at most ``limit`` tokens."""
     # tokens of the text carry a character span ([UNK] too); the ones the template adds ([BOS], [SEP]...) do not
     text_tokens = [i for i, (_, end) in enumerate(enc.offsets) if end > 0]
@@ -164,7 +164,7 @@ def cut_text(pipe: Backend, text: str, enc, limit: int) -> str | None:
     return None
 
 
-def atlas_batch(pipe: Backend, records: Sequence[Record], options: AtlasOptions) -> BatchRows:
+def atlas_batch(pipe: Pipeline, records: Sequence[Record], options: AtlasOptions) -> BatchRows:
     """Every row a batch of records adds: usable records run as one padded lazy call (no overviews), the others are
     counted skips. A batch the model refuses runs item by item; an item it refuses alone is a skip."""
     skips: list[Record] = []
@@ -204,12 +204,12 @@ def atlas_batch(pipe: Backend, records: Sequence[Record], options: AtlasOptions)
                      qk_vectors=_vectors_table(vectors), skips=_skips_table(skips))
 
 
-def _run(pipe: Backend, texts: list[str], options: AtlasOptions) -> list[RunResult]:
+def _run(pipe: Pipeline, texts: list[str], options: AtlasOptions) -> list[RunResult]:
     new = options.max_new_tokens if pipe.arch == "encoder-decoder" else None
     return run_batch(pipe, texts, max_new_tokens=new, mode="lazy", overviews=False)
 
 
-def _example_row(pipe: Backend, example_id: int, text: str, cut: bool, res: RunResult) -> dict:
+def _example_row(pipe: Pipeline, example_id: int, text: str, cut: bool, res: RunResult) -> dict:
     axis = res.target if pipe.arch == "decoder-only" else res.source
     enc_dec = pipe.arch == "encoder-decoder"
     return {"example_id": example_id, "text": text, "n_tokens": len(axis.ids),
@@ -274,7 +274,7 @@ def _skips_table(records: list[Record]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
 
 
-def head_rows(pipe: Backend) -> list[dict]:
+def head_rows(pipe: Pipeline) -> list[dict]:
     """The run_heads rows of a model: every head of every attention, in forward order."""
     out = []
     for name in pipe.info.record_names:

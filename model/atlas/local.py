@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from ..api import Backend
+from ..api import Pipeline
 from .batch import AtlasOptions, BatchRows, atlas_batch
 from .corpus import Corpus
 from .records import Record
@@ -30,7 +30,7 @@ def batches(records: Iterable[Record], size: int, done: frozenset[int] = frozens
         yield batch
 
 
-def run_local(pipe: Backend, corpus: Corpus, store: AtlasStore, state: RunState, options: AtlasOptions,
+def run_local(pipe: Pipeline, corpus: Corpus, store: AtlasStore, state: RunState, options: AtlasOptions,
               batch_size: int, on_batch: Callable[[BatchRows], None] | None = None) -> None:
     """Every record of ``corpus`` that ``state`` does not hold yet, batch by batch, committed as it goes."""
     for batch in batches(corpus.records(), batch_size, state.done):

@@ -78,6 +78,12 @@ def record_name(stack: str, layer: int, sublayer: str) -> str:
     return str(RecordName(stack, int(layer), sublayer))
 
 
+def story_order(kinds) -> list[str]:
+    """Attention kinds as the app offers them: cross-attention first (an encoder-decoder's story is usually there),
+    the others in the order given."""
+    return sorted(kinds, key=lambda k: k != "cross")
+
+
 def name_of(name: str | RecordName) -> RecordName:
     """Shorthand for ``RecordName.parse``."""
     return RecordName.parse(name)
@@ -88,4 +94,5 @@ def in_forward_order(names) -> list[str]:
     return sorted((str(n) for n in names), key=lambda n: RecordName.parse(n).forward_order())
 
 
-__all__ = ["KINDS", "KIND_OF", "RecordName", "STACKS", "SUBLAYERS", "in_forward_order", "name_of", "record_name"]
+__all__ = ["KINDS", "KIND_OF", "RecordName", "STACKS", "SUBLAYERS", "in_forward_order", "name_of", "record_name",
+           "story_order"]

@@ -5,8 +5,8 @@ models does not pay for importing transformers. Offline always: every load passe
 never runs remote code (the app also sets HF_HUB_OFFLINE at start-up).
 """
 
-from .interface import ATTENTION_NAME, inspector_attention, traced_call
+from .interface import ATTENTION_NAME, call_context, inspector_attention
 from .pipeline import HFPipeline, load_hf
 from .tokens import TextTokenizer
 
-__all__ = ["ATTENTION_NAME", "HFPipeline", "TextTokenizer", "inspector_attention", "load_hf", "traced_call"]
+__all__ = ["ATTENTION_NAME", "HFPipeline", "TextTokenizer", "inspector_attention", "load_hf", "call_context"]

@@ -3,11 +3,11 @@
 ``ATTENTION_NAME`` is registered in transformers' AttentionInterface (the attention function) and in its
 AttentionMaskInterface (a mask function that always materialises the full boolean mask: padding, causal and
 sliding window, True = may attend). A model loaded with ``attn_implementation=ATTENTION_NAME`` then calls
-``inspector_attention`` for every attention; during a traced call (``traced_call``) that function **is** the
+``inspector_attention`` for every attention; within a ``call_context`` (one traced call) that function **is** the
 model's attention, so every recorded number is the number the model used. Outside a traced call it hands over
 to transformers' own SDPA function.
 
-What the function needs besides its arguments comes from the per-call context: the backend's module specs
+What the function needs besides its arguments comes from the per-call context: the pipeline's module specs
 (which attention a module is), which positions are real tokens, and the projections' inputs, handed over by a
 forward pre-hook that each attention module got once at load (it writes into the current call's context only).
 """
@@ -64,11 +64,11 @@ class CallContext:
     seen: list[nn.Module] = field(default_factory=list)  # modules that called the attention function, in order
 
 
-_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_traced_call", default=None)
+_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_call", default=None)
 
 
 @contextlib.contextmanager
-def traced_call(recorder: Recording | None, specs: Mapping[nn.Module, ModuleSpec],
+def call_context(recorder: Recording | None, specs: Mapping[nn.Module, ModuleSpec],
                 valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
     """Within this block (in this thread or task only), attention calls are recorded by ``recorder`` (None: only
     which modules call the attention function is noted, for the load-time probe)."""
@@ -203,4 +203,4 @@ AttentionInterface.register(ATTENTION_NAME, inspector_attention)
 AttentionMaskInterface.register(ATTENTION_NAME, mask_function)
 
 __all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "mask_function", "input_hook", "inspector_attention",
-           "key_input_name", "traced_call"]
+           "key_input_name", "call_context"]

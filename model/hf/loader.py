@@ -214,7 +214,7 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
     try:
         tokenizer = TextTokenizer(read_tokenizer_file(path / "tokenizer.json", policy), max_len)
         check_added_special_tokens(tokenizer, max_len, path / "tokenizer.json")
-        tokenizer.encode("Hello, world! 123 😀")  # a tokenizer that fails on ordinary text fails here
+        tokenizer.tokenize("Hello, world! 123 😀")  # a tokenizer that fails on ordinary text fails here
     except CheckpointError:
         raise
     except (KeyboardInterrupt, SystemExit):

@@ -1,4 +1,4 @@
-"""HFPipeline: a transformers model behind the backend contract (model.api.Backend)."""
+"""HFPipeline: a transformers model as a pipeline (the contract: model.api.Pipeline)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..api import Backend, ForwardOutput, ModelInfo
+from ..api import ForwardOutput, ModelInfo, Pipeline
 from ..call import CallMethods
 from ..capture.recorder import Recorder
 from ..core.attention import RecordShape
@@ -19,7 +19,7 @@ from ..core.encoding import Encoding
 from ..core.names import RecordName
 from ..safe.errors import CheckpointError
 from .families import family, name_modules, ordered
-from .interface import ModuleSpec, input_hook, traced_call
+from .interface import ModuleSpec, call_context, input_hook
 from .loader import load_model
 from .tokens import TextTokenizer
 
@@ -39,7 +39,7 @@ def _attr(obj, path: str | None):
     return obj
 
 
-class HFPipeline(CallMethods, Backend):
+class HFPipeline(CallMethods, Pipeline):
     """A model in the Hugging Face layout, run by transformers with every attention computed by ``attention()``."""
 
     def __init__(self, path: str | Path, device: torch.device, policy: PathPolicy | None = None):
@@ -111,16 +111,16 @@ class HFPipeline(CallMethods, Backend):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def encode_source(self, text: str) -> Encoding:
+    def tokenize_source(self, text: str) -> Encoding:
         """The encoder's input (encoder-only and encoder-decoder models), with the model's special tokens."""
-        return self.tokenizer.encode(text)
+        return self.tokenizer.tokenize(text)
 
-    def encode_target(self, text: str) -> Encoding:
+    def tokenize_target(self, text: str) -> Encoding:
         """The decoder's input: the text itself for a decoder-only model; for an encoder-decoder model the target
         shifted right ([decoder start] + target tokens, without the final end-of-sequence token)."""
         if self.arch == "decoder-only":
-            return self.tokenizer.encode(text)
-        enc = self.tokenizer.encode(text, max_len=self.info.max_len)
+            return self.tokenizer.tokenize(text)
+        enc = self.tokenizer.tokenize(text, max_len=self.info.max_len)
         ids = list(enc.ids)
         if ids and ids[-1] in self.eos_ids:
             ids = ids[:-1]
@@ -139,8 +139,8 @@ class HFPipeline(CallMethods, Backend):
     def token_label(self, token_id: int) -> str:
         return self.tokenizer.label(token_id)
 
-    def decode_text(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.detokenize(ids)
 
     def record_shape(self, name: str, src_len: int, tgt_len: int, batch: int = 1) -> RecordShape:
         n = RecordName.parse(name)
@@ -173,7 +173,7 @@ class HFPipeline(CallMethods, Backend):
                 kwargs.update(decoder_input_ids=tgt, decoder_attention_mask=tgt_valid.long())
         if want_hidden:
             kwargs["output_hidden_states"] = True
-        with traced_call(recorder if recorder is not None else Recorder(capture=False), self.specs, valid):
+        with call_context(recorder if recorder is not None else Recorder(capture=False), self.specs, valid):
             out = self.model(**kwargs)
         if want_hidden:
             for stack, field_name in (("encoder", "encoder_hidden_states"), ("decoder", "decoder_hidden_states")):
@@ -263,7 +263,7 @@ class HFPipeline(CallMethods, Backend):
                 x = torch.tanh(x / cap) * cap
         return x
 
-    def same_vocabulary(self, other: Backend) -> bool:
+    def same_vocabulary(self, other: Pipeline) -> bool:
         return isinstance(other, HFPipeline) and other.tokenizer.hf.to_str() == self.tokenizer.hf.to_str() and \
             other.decoder_start_id == self.decoder_start_id
 
@@ -273,8 +273,8 @@ class HFPipeline(CallMethods, Backend):
 
     def _probe_ids(self, arch: str | None) -> tuple[list[int] | None, list[int] | None]:
         if arch == "encoder-decoder":
-            return self.tokenizer.encode(PROBE_TEXT).ids, [int(self.decoder_start_id)]
-        ids = self.tokenizer.encode(PROBE_TEXT).ids
+            return self.tokenizer.tokenize(PROBE_TEXT).ids, [int(self.decoder_start_id)]
+        ids = self.tokenizer.tokenize(PROBE_TEXT).ids
         return ids, None
 
     @torch.inference_mode()
@@ -284,7 +284,7 @@ class HFPipeline(CallMethods, Backend):
         kwargs = {"input_ids": self._tensor(src), "use_cache": False, "return_dict": True}
         if tgt is not None:
             kwargs["decoder_input_ids"] = self._tensor(tgt)
-        with traced_call(None, {}, {}) as call:
+        with call_context(None, {}, {}) as call:
             self.model(**kwargs)
         return list(call.seen)
 

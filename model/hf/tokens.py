@@ -98,7 +98,7 @@ class TextTokenizer:
                         n_text_tokens=len(ids) if n_text_tokens is None else n_text_tokens,
                         special=[int(i) in self.special_ids for i in ids], chars_cut=chars_cut)
 
-    def encode(self, text: str, max_len: int | None = None, add_special_tokens: bool = True) -> Encoding:
+    def tokenize(self, text: str, max_len: int | None = None, add_special_tokens: bool = True) -> Encoding:
         """Text -> the model's ids with its own special tokens ([CLS] ... [SEP], <s> ... </s>), cut to max_len
         tokens keeping the trailing special token(s)."""
         if not isinstance(text, str):
@@ -122,5 +122,5 @@ class TextTokenizer:
             offsets = offsets[:keep] + (offsets[len(offsets) - tail:] if tail else [])
         return self.encoding(ids, truncated=truncated, n_text_tokens=n_text, offsets=offsets, chars_cut=chars_cut)
 
-    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+    def detokenize(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return call_tokenizer(self.hf.decode, [int(i) for i in ids], skip_special_tokens=skip_special_tokens)

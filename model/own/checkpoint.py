@@ -75,7 +75,7 @@ def _read_tokenizer(file: Path, policy: PathPolicy | None = None) -> Tokenizer:
         raise CheckpointError(f"{file}: not a valid tokenizer ({e})") from None
     try:
         for text in PROBE_TEXTS:  # a tokenizer that fails on ordinary text fails here, not at the first input
-            tok.encode(text)
+            tok.tokenize(text)
     except TokenizerError as e:
         raise CheckpointError(f"{file}: the tokenizer fails on ordinary text ({e})") from None
     return tok

@@ -9,7 +9,7 @@ from typing import Any
 POSITIONAL_KINDS = ("learned", "sinusoidal")
 NORM_PLACEMENTS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu")
-ARCHS = ("encoder-decoder", "decoder-only")
+TRANSFORMER_ARCHS = ("encoder-decoder", "decoder-only")  # this project's transformer (model.api.ARCHS: any model)
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.arch not in ARCHS:
-            raise ValueError(f"invalid ModelConfig: arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch not in TRANSFORMER_ARCHS:
+            raise ValueError(f"invalid ModelConfig: arch must be one of {TRANSFORMER_ARCHS}, got {self.arch!r}")
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "max_len"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:

@@ -1,4 +1,4 @@
-"""The project's own transformer behind the backend contract (model.api.Backend)."""
+"""The project's own transformer as a pipeline (the contract: model.api.Pipeline)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..api import Backend, ForwardOutput, ModelInfo
+from ..api import ForwardOutput, ModelInfo, Pipeline
 from ..call import CallMethods, pad_batch
 from ..capture.recorder import Recorder
 from ..core.attention import RecordShape
@@ -17,7 +17,7 @@ from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .transformer import Transformer
 
 
-class Pipeline(CallMethods, Backend):
+class TransformerPipeline(CallMethods, Pipeline):
     """A loaded checkpoint of this project: config, tokenizers, model (eval, frozen) and meta, on one device."""
 
     pad_id = PAD_ID
@@ -41,13 +41,13 @@ class Pipeline(CallMethods, Backend):
     def device(self) -> torch.device:
         return self.model.device
 
-    def encode_source(self, text: str) -> Encoding:
+    def tokenize_source(self, text: str) -> Encoding:
         """Source text -> tokens + [EOS], truncated to max_len (``.truncated`` tells)."""
-        return self.src_tokenizer.encode(text, max_len=self.config.max_len, eos=True)
+        return self.src_tokenizer.tokenize(text, max_len=self.config.max_len, eos=True)
 
-    def encode_target(self, text: str) -> Encoding:
+    def tokenize_target(self, text: str) -> Encoding:
         """Target text -> [BOS] + tokens (the decoder input), truncated to max_len."""
-        return self.tgt_tokenizer.encode(text, max_len=self.config.max_len, bos=True)
+        return self.tgt_tokenizer.tokenize(text, max_len=self.config.max_len, bos=True)
 
     def decoder_start(self) -> list[int]:
         return [BOS_ID]
@@ -65,8 +65,8 @@ class Pipeline(CallMethods, Backend):
     def token_label(self, token_id: int) -> str:
         return self.tgt_tokenizer.id_to_token(token_id)
 
-    def decode_text(self, ids: list[int]) -> str:
-        return self.tgt_tokenizer.decode(ids)
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tgt_tokenizer.detokenize(ids)
 
     def record_shape(self, name: str, src_len: int, tgt_len: int, batch: int = 1) -> RecordShape:
         n = RecordName.parse(name)
@@ -102,8 +102,8 @@ class Pipeline(CallMethods, Backend):
             raise ValueError("this model's output head reads the decoder")
         return self.model.unembed(hidden.to(self.device))
 
-    def same_vocabulary(self, other: Backend) -> bool:
-        return isinstance(other, Pipeline) and other.tgt_tokenizer.to_str() == self.tgt_tokenizer.to_str()
+    def same_vocabulary(self, other: Pipeline) -> bool:
+        return isinstance(other, TransformerPipeline) and other.tgt_tokenizer.to_str() == self.tgt_tokenizer.to_str()
 
 
-__all__ = ["Pipeline"]
+__all__ = ["TransformerPipeline"]

@@ -69,7 +69,7 @@ class Tokenizer:
     def id_to_token(self, i: int) -> str:
         return self.hf.id_to_token(int(i)) or "[UNK]"
 
-    def encode(self, text: str, max_len: int | None = None, bos: bool = False, eos: bool = False) -> Encoding:
+    def tokenize(self, text: str, max_len: int | None = None, bos: bool = False, eos: bool = False) -> Encoding:
         """Text -> ids, tokens and character offsets; optional [BOS]/[EOS]; truncated to max_len ids."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -89,7 +89,7 @@ class Tokenizer:
         return Encoding(ids=ids, tokens=tokens, offsets=offsets, truncated=truncated, n_text_tokens=n_text,
                         special=[i < len(SPECIAL_TOKENS) for i in ids], chars_cut=chars_cut)
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def detokenize(self, ids: Iterable[int]) -> str:
         """Ids -> text, specials dropped (stops at the first [EOS])."""
         kept = []
         for i in ids:

@@ -295,7 +295,7 @@ class Transformer(nn.Module):
         prefix (B, P) decoder input ids to start from ([BOS], or a decoder-only prompt); stops when every row has
         produced ``stop_id``, the sequence reaches ``limit`` tokens, or ``time.perf_counter()`` passes
         ``deadline``. Returns (each row's ids, prefix included and the stop token excluded; True if cut by time).
-        (Decoding under interventions is ``model.call.decode``: it runs the whole prefix at each step.)
+        (Decoding under interventions is ``model.call.greedy_ids``: it runs the whole prefix at each step.)
         """
         cfg = self.config
         B = prefix.shape[0]

@@ -12,7 +12,7 @@ import argparse
 import math
 import sys
 
-from ..own.config import ARCHS, NORM_PLACEMENTS
+from ..own.config import NORM_PLACEMENTS, TRANSFORMER_ARCHS
 from ..own.tokenizer import TOKEN_LEVELS
 from .data import TrainError
 from .loop import DEFAULTS, SCHEDULES, TrainArgs, train
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory to write (replaced only when training ends)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it holds a checkpoint of another task, or is not a checkpoint")
-    p.add_argument("--arch", choices=ARCHS, default=None, help="with --data (tasks bring their own)")
+    p.add_argument("--arch", choices=TRANSFORMER_ARCHS, default=None, help="with --data (tasks bring their own)")
     p.add_argument("--steps", type=_int(1, 10_000_000), default=None, help="optimizer steps (default: the task's)")
     p.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default {DEFAULTS['batch_size']}")
     p.add_argument("--lr", type=_float(0.0, 10.0, low_open=True), default=None, help="peak learning rate")

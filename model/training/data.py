@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..load import Pipeline
+from ..load import TransformerPipeline
 from ..own.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .tasks import Task
 
@@ -108,13 +108,13 @@ def read_texts(path: str | Path) -> list[str]:
 
 def canonical(tokenizer: Tokenizer, text: str) -> str:
     """What a perfect model would output for ``text`` (e.g. a word tokenizer re-joins tokens with spaces)."""
-    return tokenizer.decode(tokenizer.encode(text).ids)
+    return tokenizer.detokenize(tokenizer.tokenize(text).ids)
 
 
-def exact_match(pipe: Pipeline, pairs: list[tuple[str, str]], batch_size: int = 500) -> float:
+def exact_match(pipe: TransformerPipeline, pairs: list[tuple[str, str]], batch_size: int = 500) -> float:
     """Share of pairs whose greedy output equals the target, decoded in padded batches."""
     # a right answer needs no more tokens than the longest target (+ [EOS]): stop there, it is much faster
-    limit = max(len(pipe.tgt_tokenizer.encode(t).ids) for _, t in pairs) + 1
+    limit = max(len(pipe.tgt_tokenizer.tokenize(t).ids) for _, t in pairs) + 1
     hits = 0
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i: i + batch_size]
@@ -149,13 +149,13 @@ def _pad(rows: list[list[int]], device) -> torch.Tensor:
 
 def make_batch(pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int, device):
     """-> src (B, S), decoder input [BOS]+target (B, T), labels target+[EOS] (B, T), padded with PAD_ID."""
-    srcs = [src_tok.encode(s, max_len=max_len, eos=True).ids for s, _ in pairs]
-    tgts = [tgt_tok.encode(t, max_len=max_len - 1).ids for _, t in pairs]
+    srcs = [src_tok.tokenize(s, max_len=max_len, eos=True).ids for s, _ in pairs]
+    tgts = [tgt_tok.tokenize(t, max_len=max_len - 1).ids for _, t in pairs]
     return (_pad(srcs, device), _pad([[BOS_ID] + t for t in tgts], device),
             _pad([t + [EOS_ID] for t in tgts], device))
 
 
 def make_text_batch(texts: list[str], tok: Tokenizer, max_len: int, device):
     """Decoder-only: -> input [BOS]+text (B, T), labels text+[EOS] (B, T)."""
-    ids = [tok.encode(t, max_len=max_len - 1).ids for t in texts]
+    ids = [tok.tokenize(t, max_len=max_len - 1).ids for t in texts]
     return _pad([[BOS_ID] + i for i in ids], device), _pad([i + [EOS_ID] for i in ids], device)

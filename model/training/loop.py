@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..load import Pipeline, load, resolve_device
+from ..load import TransformerPipeline, load, resolve_device
 from ..own.checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
 from ..own.config import ModelConfig
 from ..own.tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
@@ -237,7 +237,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
 
     src_tok = Tokenizer.train(src_texts, level=src_level)
     tgt_tok = src_tok if decoder_only else Tokenizer.train(tgt_texts, level=tgt_level)
-    longest = max(max(len(src_tok.encode(s).ids), len(tgt_tok.encode(t).ids)) for s, t in sample + valid)
+    longest = max(max(len(src_tok.tokenize(s).ids), len(tgt_tok.tokenize(t).ids)) for s, t in sample + valid)
     max_len = hp["max_len"] or max(32, longest + 8)
     if max_len < longest + 2:
         raise TrainError(f"--max-len {max_len} is too short: the data has sequences of {longest} tokens (+ 2 specials)")
@@ -277,7 +277,7 @@ def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, devic
         model.eval()
         try:
             if not decoder_only:
-                return {"valid_exact_match": exact_match(Pipeline(config, model, src_tok, tgt_tok), valid)}
+                return {"valid_exact_match": exact_match(TransformerPipeline(config, model, src_tok, tgt_tok), valid)}
             with torch.inference_mode():
                 total, count = 0.0, 0
                 for i in range(0, len(valid), 256):

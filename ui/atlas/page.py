@@ -13,7 +13,7 @@ import streamlit as st
 from model.analysis.projection import qk_projection
 from model.atlas.identity import AtlasError
 from model.atlas.queries import FILTER_COLUMNS, HOW, OPERATORS, FilterError, make_filter
-from model.core.names import RecordName
+from model.core.names import RecordName, story_order
 from model.core.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
 from viz import atlas as viz_atlas
 from viz.grids import clicked_cell
@@ -90,8 +90,7 @@ def run_header(run) -> None:
 
 
 def kinds_of(heads: pd.DataFrame) -> list[str]:
-    kinds = list(dict.fromkeys(heads["kind"]))
-    return sorted(kinds, key=lambda k: k != "cross")
+    return story_order(dict.fromkeys(heads["kind"]))
 
 
 def controls(path: Path, run_id: str, heads: pd.DataFrame) -> tuple[str, str, str, float] | None:

@@ -172,7 +172,7 @@ def _output_after(ctx: Context, spec: dict, ikey, eff) -> str:
     its predictions on the same input."""
     result, inputs, pipe = ctx.result, ctx.inputs, ctx.pipe
     if not result.generated:
-        return pipe.decode_text([int(i) for i in eff.effect.argmax_after])
+        return pipe.detokenize([int(i) for i in eff.effect.argmax_after])
     arch = pipe.arch
 
     def decode_again() -> str:

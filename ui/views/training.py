@@ -24,7 +24,7 @@ from viz.training import metric_panels
 from .. import state
 from ..models import pipeline, snapshots
 from ..text import finite_number, md, short
-from ..tracing import capture_budget
+from ..tracing import max_capture_bytes
 from .common import Context, chart
 
 SCORES = {"prev_token": "previous-token score", "induction": "induction score", "similarity":
@@ -147,7 +147,7 @@ def training(ctx: Context) -> None:
         final, _ = trace(base, ctx.pick.device, ctx.inputs.source, None, ctx.inputs.max_new)
         final_ids = tuple(final.result.target.ids)
     estimate = len(snapshots(base)) * ctx.traced.estimate_bytes / 4  # weights only: about a quarter of a record
-    if estimate > capture_budget():
+    if estimate > max_capture_bytes():
         st.warning("This input through every snapshot would hold more than the capture budget: shorten the text.")
         return
     series = snapshot_series(base, ctx.pick.device, checkpoint_stamp(base), ctx.inputs.source,
