@@ -157,7 +157,7 @@ def run(pipe: Pipeline, text: str, target: str | None = None, *, max_new_tokens:
     before (by this model or one with the same vocabulary), traced without decoding again.
     ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
     ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
-    pipe.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
+    model.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
     ``statistics``: a lazy trace computes its per-row statistics during the call (True), or when first asked (a
     first map sooner; the same numbers).
     """
@@ -179,126 +179,154 @@ def run_batch(pipe: Pipeline, texts: Sequence[str], targets: Sequence[str] | Non
     texts = list(texts)
     if not texts:
         return []
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    arch = pipe.arch
-    names = capture_names(pipe, capture)
-    interventions = Interventions.of(ablations, knockouts)
-    validate(interventions, pipe.info.record_names, pipe.info.n_heads)
-    if interventions and len(interventions.ablations) > 1 and len(interventions.ablations) != len(texts):
-        raise ValueError("give one ablation per text, or one for all")
-    if interventions and len(interventions.knockouts) > 1 and len(interventions.knockouts) != len(texts):
-        raise ValueError("give one knockout per text, or one for all")
-    if targets is not None and len(targets) != len(texts):
-        raise ValueError("need one target text per source text")
-    if generated_ids is not None and len(generated_ids) != len(texts):
-        raise ValueError("need one generated id list per text")
-
-    # 1. tokenize once
-    sources = [pipe.tokenize_source(t) for t in texts] if arch != "decoder-only" else None
-    prompts = [pipe.tokenize_target(t) for t in texts] if arch == "decoder-only" else None
-    # 2. the decoder's input: given, typed or decoded
-    decoder: list[Encoding] | None = None
-    generated, stopped = False, [""] * len(texts)
-    if arch == "decoder-only":
-        if generated_ids is not None or max_new_tokens:
-            generated = True
-            rows = []
-            for i, p in enumerate(prompts):
-                if generated_ids is not None:
-                    rows.append(_checked_ids(pipe, generated_ids[i], p.ids))
-                else:
-                    ids, stopped[i] = greedy_ids(pipe, None, p.ids, max_new_tokens, interventions=interventions)
-                    rows.append(ids)
-            decoder = [pipe.encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
-        else:
-            decoder = prompts
-    elif arch == "encoder-decoder":
-        if targets is None:
-            generated = True
-            rows = []
-            for i, s in enumerate(sources):
-                if generated_ids is not None:
-                    rows.append(_checked_ids(pipe, generated_ids[i], pipe.decoder_start()))
-                else:
-                    ids, stopped[i] = greedy_ids(pipe, s, pipe.decoder_start(), max_new_tokens,
-                                             interventions=interventions)
-                    rows.append(ids)
-            decoder = [pipe.encoding_from_ids(r) for r in rows]
-        else:
-            decoder = [pipe.tokenize_target(t) for t in targets]
-    # 3. one estimate, one choice
-    S = max((len(s.ids) for s in sources), default=0) if sources else 0
-    T = max((len(d.ids) for d in decoder), default=0) if decoder else 0
-    estimate = estimate_bytes(pipe, S, T, len(texts), names)
-    if not names:
-        chosen = "none"
-    elif mode == "auto":
-        chosen = "full" if budget.full_bytes is None or estimate <= budget.full_bytes else "lazy"
-    else:
-        chosen = mode
-    if chosen == "full" and budget.full_bytes is not None and estimate > budget.full_bytes and mode == "full":
-        raise CaptureBudgetError(
-            f"tracing {len(texts)} x ({S} source, {T} target) tokens would hold about {estimate / 2**20:,.0f} MiB of "
-            f"attention records, over the {budget.full_bytes / 2**20:,.0f} MiB budget: capture lazily, capture "
-            f"fewer records or shorten the text")
-    # 4. what the statistics need to know about the tokens
-    key_facts = {}
-    if sources is not None:
-        key_facts["encoder"] = [KeyFacts(special=s.special) for s in sources]
-    if decoder is not None:
-        key_facts["decoder"] = [KeyFacts(special=d.special, induction=induction_targets(
-            d.ids, ignore=[i for i, sp in zip(d.ids, d.special or [], strict=False) if sp],
-            most=INDUCTION_OCCURRENCES)) for d in decoder]
-    # 5. run once
+    names, interventions = checked_call(pipe, len(texts), targets, generated_ids, capture, mode, ablations, knockouts)
+    inputs = call_inputs(pipe, texts, targets, max_new_tokens, generated_ids, interventions)  # tokenized once
+    chosen, estimate = choose_capture(pipe, inputs, names, mode, budget)
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
-                        hidden_states=hidden_states, key_facts=key_facts, overviews=overviews,
+                        hidden_states=hidden_states, key_facts=key_facts_of(inputs), overviews=overviews,
                         keep_contexts=keep_contexts, statistics=statistics)
-    out, lane, src, tgt = forward(pipe, None if sources is None else [s.ids for s in sources],
-                                  None if decoder is None else [d.ids for d in decoder], recorder)
+    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder)  # run once
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
                                                          max_record_bytes=budget.record_bytes)
     seconds = time.perf_counter() - started
-    # 6. one finished result per text
-    results = []
-    for i in range(len(texts)):
-        s = None if sources is None else sources[i]
-        d = None if decoder is None else decoder[i]
-        axis = d if arch != "encoder-only" else s
-        n = len(axis.ids)
-        logits = None if out.logits is None else out.logits[i, :n].float().cpu()
-        out_ids = [] if logits is None else logits.argmax(-1).tolist()
-        n_prompt = len(prompts[i].ids) if arch == "decoder-only" else 0
-        if generated and arch == "decoder-only":
-            text = pipe.detokenize(d.ids[n_prompt:])
-        elif generated:
-            text = pipe.detokenize(d.ids[1:])
-        else:
-            text = pipe.detokenize(out_ids)
-        why = stopped[i]
-        if generated and not why:  # traced from given ids: did the model end there?
-            why = "eos" if out_ids and out_ids[-1] in pipe.eos_ids else "limit"
-        item_trace = trace
-        if trace is not None and len(texts) > 1:
-            item_trace = trace.item(i, None if s is None else len(s.ids), None if d is None else len(d.ids))
-        hidden = None
-        if recorder.hidden:
-            hidden = {stack: torch.stack([h[i, :(len(s.ids) if stack == "encoder" else len(d.ids))]
-                                          for h in layers]).float().cpu()
-                      for stack, layers in recorder.hidden.items()}
-        final = None if out.last_hidden is None else out.last_hidden[i, :n].float().cpu()
-        contexts = None
-        if keep_contexts:
-            contexts = {}
-            for name, c in recorder.contexts.items():
-                rn = RecordName.parse(name)
-                contexts[name] = c[i, :, :(len(s.ids) if rn.query_stack == "encoder" else len(d.ids))].cpu()
-        results.append(RunResult(
-            source=s, target=d, output_ids=out_ids, output_tokens=[pipe.token_label(j) for j in out_ids],
-            output_text=text, generated=generated, logits=logits, trace=item_trace, n_prompt=n_prompt, stopped=why,
-            mode=chosen, estimate_bytes=estimate, seconds=seconds, hidden=hidden, final_hidden=final,
-            contexts=contexts))
-    return results
+    return [result_of(pipe, inputs, i, out, recorder, trace, mode=chosen, estimate=estimate, seconds=seconds)
+            for i in range(len(texts))]
+
+
+def checked_call(pipe: Pipeline, n: int, targets, generated_ids, capture, mode: str, ablations, knockouts
+                 ) -> tuple[list[str], Interventions]:
+    """A call's options checked against the model and the number of texts -> (names to capture, interventions)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    names = capture_names(pipe, capture)
+    interventions = Interventions.of(ablations, knockouts)
+    validate(interventions, pipe.info.record_names, pipe.info.n_heads)
+    if interventions and len(interventions.ablations) > 1 and len(interventions.ablations) != n:
+        raise ValueError("give one ablation per text, or one for all")
+    if interventions and len(interventions.knockouts) > 1 and len(interventions.knockouts) != n:
+        raise ValueError("give one knockout per text, or one for all")
+    if targets is not None and len(targets) != n:
+        raise ValueError("need one target text per source text")
+    if generated_ids is not None and len(generated_ids) != n:
+        raise ValueError("need one generated id list per text")
+    return names, interventions
+
+
+@dataclass(frozen=True)
+class CallInputs:
+    """The tokens of one call, per item: the encoder's input, a decoder-only model's prompt, the decoder's input
+    (given, typed or generated here) and why generation stopped."""
+
+    sources: list[Encoding] | None  # None: decoder-only
+    prompts: list[Encoding] | None  # decoder-only only
+    decoder: list[Encoding] | None  # None: encoder-only
+    generated: bool
+    stopped: list[str]
+
+    @property
+    def source_ids(self) -> list[list[int]] | None:
+        return None if self.sources is None else [s.ids for s in self.sources]
+
+    @property
+    def decoder_ids(self) -> list[list[int]] | None:
+        return None if self.decoder is None else [d.ids for d in self.decoder]
+
+
+def call_inputs(pipe: Pipeline, texts: list[str], targets, max_new_tokens: int | None, generated_ids,
+                interventions: Interventions) -> CallInputs:
+    """Tokenize once; the decoder's input given (``generated_ids``), typed (``targets``) or decoded greedily."""
+    arch = pipe.arch
+    sources = [pipe.tokenize_source(t) for t in texts] if arch != "decoder-only" else None
+    prompts = [pipe.tokenize_target(t) for t in texts] if arch == "decoder-only" else None
+    stopped = [""] * len(texts)
+
+    def decoded(i: int, source: Encoding | None, prefix: list[int]) -> list[int]:
+        if generated_ids is not None:
+            return _checked_ids(pipe, generated_ids[i], prefix)
+        ids, stopped[i] = greedy_ids(pipe, source, prefix, max_new_tokens, interventions=interventions)
+        return ids
+
+    if arch == "decoder-only":
+        if generated_ids is None and not max_new_tokens:
+            return CallInputs(None, prompts, prompts, False, stopped)
+        rows = [decoded(i, None, p.ids) for i, p in enumerate(prompts)]
+        decoder = [pipe.encoding_from_ids(r, p) for r, p in zip(rows, prompts, strict=True)]
+        return CallInputs(None, prompts, decoder, True, stopped)
+    if arch == "encoder-decoder":
+        if targets is not None:
+            return CallInputs(sources, None, [pipe.tokenize_target(t) for t in targets], False, stopped)
+        rows = [decoded(i, s, pipe.decoder_start()) for i, s in enumerate(sources)]
+        return CallInputs(sources, None, [pipe.encoding_from_ids(r) for r in rows], True, stopped)
+    return CallInputs(sources, None, None, False, stopped)
+
+
+def choose_capture(pipe: Pipeline, inputs: CallInputs, names: list[str], mode: str, budget: CaptureBudget
+                   ) -> tuple[str, int]:
+    """One estimate from the shapes, one choice -> ("full", "lazy" or "none", the full capture's bytes)."""
+    S = max((len(s.ids) for s in inputs.sources), default=0) if inputs.sources else 0
+    T = max((len(d.ids) for d in inputs.decoder), default=0) if inputs.decoder else 0
+    n = len(inputs.stopped)
+    estimate = estimate_bytes(pipe, S, T, n, names)
+    if not names:
+        return "none", estimate
+    if mode != "auto":
+        if mode == "full" and budget.full_bytes is not None and estimate > budget.full_bytes:
+            raise CaptureBudgetError(
+                f"tracing {n} x ({S} source, {T} target) tokens would hold about {estimate / 2**20:,.0f} MiB of "
+                f"attention records, over the {budget.full_bytes / 2**20:,.0f} MiB budget: capture lazily, capture "
+                f"fewer records or shorten the text")
+        return mode, estimate
+    return ("full" if budget.full_bytes is None or estimate <= budget.full_bytes else "lazy"), estimate
+
+
+def key_facts_of(inputs: CallInputs) -> dict[str, list[KeyFacts]]:
+    """What the statistics need to know about the tokens of each stack: specials, and induction targets."""
+    key_facts = {}
+    if inputs.sources is not None:
+        key_facts["encoder"] = [KeyFacts(special=s.special) for s in inputs.sources]
+    if inputs.decoder is not None:
+        key_facts["decoder"] = [KeyFacts(special=d.special, induction=induction_targets(
+            d.ids, ignore=[i for i, sp in zip(d.ids, d.special or [], strict=False) if sp],
+            most=INDUCTION_OCCURRENCES)) for d in inputs.decoder]
+    return key_facts
+
+
+def result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
+              estimate: int, seconds: float) -> RunResult:
+    """Item ``i`` of the batch as one finished result, cut to its own lengths."""
+    arch = pipe.arch
+    s = None if inputs.sources is None else inputs.sources[i]
+    d = None if inputs.decoder is None else inputs.decoder[i]
+    n = len((d if arch != "encoder-only" else s).ids)
+    logits = None if out.logits is None else out.logits[i, :n].float().cpu()
+    out_ids = [] if logits is None else logits.argmax(-1).tolist()
+    n_prompt = len(inputs.prompts[i].ids) if arch == "decoder-only" else 0
+    if inputs.generated:
+        text = pipe.detokenize(d.ids[n_prompt:] if arch == "decoder-only" else d.ids[1:])
+    else:
+        text = pipe.detokenize(out_ids)
+    why = inputs.stopped[i]
+    if inputs.generated and not why:  # traced from given ids: did the model end there?
+        why = "eos" if out_ids and out_ids[-1] in pipe.eos_ids else "limit"
+
+    def length(stack: str) -> int:
+        return len(s.ids) if stack == "encoder" else len(d.ids)
+
+    if trace is not None and len(inputs.stopped) > 1:
+        trace = trace.item(i, None if s is None else len(s.ids), None if d is None else len(d.ids))
+    hidden = None
+    if recorder.hidden:
+        hidden = {stack: torch.stack([h[i, :length(stack)] for h in layers]).float().cpu()
+                  for stack, layers in recorder.hidden.items()}
+    final = None if out.last_hidden is None else out.last_hidden[i, :n].float().cpu()
+    contexts = None
+    if recorder.keep_contexts:
+        contexts = {name: c[i, :, :length(RecordName.parse(name).query_stack)].cpu()
+                    for name, c in recorder.contexts.items()}
+    return RunResult(
+        source=s, target=d, output_ids=out_ids, output_tokens=[pipe.token_label(j) for j in out_ids],
+        output_text=text, generated=inputs.generated, logits=logits, trace=trace, n_prompt=n_prompt, stopped=why,
+        mode=mode, estimate_bytes=estimate, seconds=seconds, hidden=hidden, final_hidden=final, contexts=contexts)
 
 
 def _checked_ids(pipe: Pipeline, ids: list[int], prefix: list[int]) -> list[int]:
@@ -358,5 +386,6 @@ class CallMethods:
         return greedy_ids(self, self.tokenize_source(text), self.decoder_start(), max_new_tokens)[0]
 
 
-__all__ = ["CaptureBudget", "CallMethods", "DECODE_SECONDS", "MODES", "capture_names", "estimate_bytes",
-           "forward", "generate", "greedy_ids", "intervened_outputs", "run", "run_batch"]
+__all__ = ["CallInputs", "CallMethods", "CaptureBudget", "DECODE_SECONDS", "MODES", "call_inputs", "capture_names",
+           "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids",
+           "intervened_outputs", "key_facts_of", "result_of", "run", "run_batch"]

@@ -8,6 +8,7 @@ sizes are checked from config.json and the safetensors headers before any weight
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,8 +113,6 @@ def model_class(config) -> type:
     return transformers.AutoModel
 
 
-
-
 def max_positions(config, tok_config: dict | None) -> int:
     for field in ("max_position_embeddings", "n_positions", "max_seq_len"):
         v = getattr(config, field, None)
@@ -129,12 +128,20 @@ def max_positions(config, tok_config: dict | None) -> int:
     return int(limit)
 
 
-def load_model(path: Path, device: torch.device, policy: PathPolicy | None = None):
-    """-> (model in eval mode, config, tokenizer, dtype, parameter count, max length).
+@dataclass(frozen=True)
+class Stored:
+    """What a directory's files say before anything is built: config.json's data, the weights files and their
+    headers, the stored float type and the (capped) generation config."""
 
-    ``policy``: every file is opened only if its real path is inside the policy's allowed roots (None: any path)."""
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    config_data: dict
+    files: list[Path]
+    headers: dict
+    dtype: torch.dtype
+    generation: dict | None
+
+
+def check_stored(path: Path, policy: PathPolicy | None) -> Stored:
+    """The files' checks: config.json's sizes, the weights' headers (dtype, counts, memory), the shapes they imply."""
     require_directory(path)
     config_data = read_json_file(path / "config.json", policy=policy)
     if not isinstance(config_data, dict):
@@ -155,15 +162,23 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
     check_model_bytes(stored_bytes(headers), files[0], f"the stored weights ({n_stored:,} values)")
     check_shapes_before_building(config_data, headers, dtype.itemsize, path / "config.json")
     generation = read_generation_config(path, policy)  # capped here; transformers gets the object, not the file
+    return Stored(config_data=config_data, files=files, headers=headers, dtype=dtype, generation=generation)
+
+
+def read_config(path: Path, policy: PathPolicy | None):
+    """transformers' config object, read from the checked real file (never remote code)."""
     try:  # the checked real file, not the directory: transformers opens what was checked
-        config = transformers.AutoConfig.from_pretrained(str(checked_path(path / "config.json", policy)),
-                                                         local_files_only=True, trust_remote_code=False)
+        return transformers.AutoConfig.from_pretrained(str(checked_path(path / "config.json", policy)),
+                                                       local_files_only=True, trust_remote_code=False)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
         raise CheckpointError(f"{path / 'config.json'}: transformers cannot read it ({type(e).__name__}: "
                               f"{str(e)[:300]})") from None
-    cls = model_class(config)
+
+
+def check_shell(cls: type, config, stored: Stored, path: Path) -> int:
+    """Build the model on the meta device (no memory) and check it against the files -> its parameter count."""
     try:
         with torch.device("meta"), SkipInit():
             shell = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
@@ -178,20 +193,29 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
     del shell
     if n_params > MAX_PARAMETERS:
         raise CheckpointError(f"{path / 'config.json'}: {n_params:,} parameters, over this app's {MAX_PARAMETERS:,}")
-    check_model_bytes(n_params * dtype.itemsize, path / "config.json", f"{n_params:,} parameters in {dtype}")
-    check_weight_dtypes(headers, is_float, files[0])
-    check_special_ids(config_data, generation, vocab_rows, path)
-    check_files_inside(files, policy)  # transformers opens these itself, just below
+    check_model_bytes(n_params * stored.dtype.itemsize, path / "config.json",
+                      f"{n_params:,} parameters in {stored.dtype}")
+    check_weight_dtypes(stored.headers, is_float, stored.files[0])
+    check_special_ids(stored.config_data, stored.generation, vocab_rows, path)
+    return n_params
+
+
+def load_weights(cls: type, config, stored: Stored, path: Path, device: torch.device,
+                 policy: PathPolicy | None = None):
+    """The model with its weights, with this app's attention, in eval mode on ``device``; every key present and every
+    value finite."""
+    check_files_inside(stored.files, policy)  # transformers opens these itself, just below
+    generation = stored.generation
     try:
         model, info = cls.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-            attn_implementation=ATTENTION_NAME, dtype=dtype, output_loading_info=True, config=config,
+            attn_implementation=ATTENTION_NAME, dtype=stored.dtype, output_loading_info=True, config=config,
             generation_config=(transformers.GenerationConfig.from_dict(generation) if generation is not None
                                else transformers.GenerationConfig.from_model_config(config)))
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
-        raise CheckpointError(f"{files[0]}: transformers could not load the weights ({type(e).__name__}: "
+        raise CheckpointError(f"{stored.files[0]}: transformers could not load the weights ({type(e).__name__}: "
                               f"{str(e)[:400]})") from None
     problems = []
     for label in ("missing_keys", "mismatched_keys"):
@@ -199,13 +223,16 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
         if keys:
             problems.append(f"{label.replace('_', ' ')} {keys[:5]}{' ...' if len(keys) > 5 else ''}")
     if problems:
-        raise CheckpointError(f"{files[0]}: weights do not match config.json: " + "; ".join(problems))
+        raise CheckpointError(f"{stored.files[0]}: weights do not match config.json: " + "; ".join(problems))
     bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        raise CheckpointError(f"{files[0]}: non-finite values in {bad[:5]}")
+        raise CheckpointError(f"{stored.files[0]}: non-finite values in {bad[:5]}")
     model.eval().requires_grad_(False)
-    model.to(device)
+    return model.to(device)
 
+
+def load_tokenizer(path: Path, policy: PathPolicy | None, config) -> tuple[TextTokenizer, int]:
+    """The checked tokenizer.json (and tokenizer_config.json's length) -> (tokenizer, the longest input)."""
     tok_config = None
     if is_file(path / "tokenizer_config.json"):
         tok_config = read_json_file(path / "tokenizer_config.json", policy=policy)
@@ -222,9 +249,25 @@ def load_model(path: Path, device: torch.device, policy: PathPolicy | None = Non
     except BaseException as e:
         raise CheckpointError(f"{path / 'tokenizer.json'}: not a usable tokenizer ({type(e).__name__}: "
                               f"{str(e)[:200]})") from None
+    return tokenizer, max_len
+
+
+def load_model(path: Path, device: torch.device, policy: PathPolicy | None = None):
+    """-> (model in eval mode, config, tokenizer, dtype, parameter count, max length).
+
+    ``policy``: every file is opened only if its real path is inside the policy's allowed roots (None: any path).
+    Every check runs before the next step allocates: the stored files, the config, an empty (meta) model, then the
+    weights, then the tokenizer."""
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    stored = check_stored(path, policy)
+    config = read_config(path, policy)
+    cls = model_class(config)
+    n_params = check_shell(cls, config, stored, path)
+    model = load_weights(cls, config, stored, path, device, policy)
+    tokenizer, max_len = load_tokenizer(path, policy, config)
     vocab = model.get_input_embeddings().weight.shape[0]
     if tokenizer.max_id >= vocab:
         raise CheckpointError(f"{path / 'tokenizer.json'}: maps a token to id {tokenizer.max_id}, outside the model's "
                               f"{vocab}-token vocabulary")
-
-    return model, config, tokenizer, dtype, n_params, max_len
+    return model, config, tokenizer, stored.dtype, n_params, max_len
