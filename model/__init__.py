@@ -1,44 +1,53 @@
 """Attention that records every stage: the project's own transformer, transformers models, and their traces.
 
 The contract is model.api (Pipeline, ModelInfo, RunResult); the one traced call is model.call (``run``); traces are
-model.capture.trace (FullTrace) and model.capture.lazy (LazyTrace); names are model.core.names (RecordName).
+model.capture.trace (FullTrace) and model.capture.lazy (LazyTrace); names are model.core.names (RecordName). The
+folders: core/ (the math and shared facts), capture/ (recording a call), own/ (the project's transformer), hf/
+(transformers models), safe/ (reading what a user hands us), analysis/, atlas/, training/; settings.py reads the
+environment.
+
+The names below are imported when first used (``from model import run``): importing the package, or a torch-free
+module of it such as model.settings, does not import torch.
 """
 
-from .api import ARCHS, CaptureBudgetError, ModelInfo, Pipeline, RunResult
-from .call import CaptureBudget, estimate_bytes, generate, intervened_outputs, run, run_batch
-from .capture.dataframe import record_to_dataframe
-from .capture.lazy import LazyTrace, RecordTooLarge
-from .capture.recorder import Recorder
-from .capture.trace import FullTrace, Trace, Window
-from .core.attention import (
-    STAGES,
-    AttentionRecord,
-    attention,
-    causal_mask,
-    fast_attention,
-    padding_mask,
-    repeat_kv,
-    subsequent_mask,
-)
-from .core.encoding import Encoding, TokenizerError
-from .core.interventions import ABLATION_MODES, Interventions
-from .core.names import KINDS, RecordName, record_name
-from .core.reasons import allowed_matrix, forbidden_by_reason, mask_reason_matrix
-from .load import available_devices, is_hf_directory, load, resolve_device
-from .own.checkpoint import load_checkpoint, save_checkpoint
-from .own.config import ModelConfig
-from .own.pipeline import TransformerPipeline
-from .own.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer
-from .own.transformer import KVCache, MultiHeadAttention, Transformer
-from .safe.errors import CheckpointError
+from __future__ import annotations
 
-__all__ = [
-    "ABLATION_MODES", "ARCHS", "AttentionRecord", "BOS_ID", "Pipeline", "CaptureBudget", "CaptureBudgetError",
-    "CheckpointError", "EOS_ID", "Encoding", "FullTrace", "Interventions", "KINDS", "KVCache", "LazyTrace",
-    "ModelConfig", "ModelInfo", "MultiHeadAttention", "PAD_ID", "TransformerPipeline", "RecordName",
-    "RecordTooLarge", "Recorder", "RunResult", "SPECIAL_TOKENS", "STAGES", "Tokenizer", "TokenizerError", "Trace",
-    "Transformer", "UNK_ID", "Window", "allowed_matrix", "attention", "available_devices", "causal_mask",
-    "estimate_bytes", "fast_attention", "forbidden_by_reason", "generate", "intervened_outputs", "is_hf_directory",
-    "load", "load_checkpoint", "mask_reason_matrix", "padding_mask", "record_name", "record_to_dataframe",
-    "repeat_kv", "resolve_device", "run", "run_batch", "save_checkpoint", "subsequent_mask",
-]
+import importlib
+
+_EXPORTS = {  # name -> the module (under model) that defines it
+    "ARCHS": "api", "CaptureBudgetError": "api", "ModelInfo": "api", "Pipeline": "api", "RunResult": "api",
+    "CaptureBudget": "call", "estimate_bytes": "call", "generate": "call", "intervened_outputs": "call",
+    "run": "call", "run_batch": "call",
+    "record_to_dataframe": "capture.dataframe",
+    "LazyTrace": "capture.lazy", "RecordTooLarge": "capture.lazy",
+    "Recorder": "capture.recorder",
+    "FullTrace": "capture.trace", "Trace": "capture.trace", "Window": "capture.trace",
+    "AttentionRecord": "core.attention", "STAGES": "core.attention", "attention": "core.attention",
+    "causal_mask": "core.attention", "fast_attention": "core.attention", "padding_mask": "core.attention",
+    "repeat_kv": "core.attention", "subsequent_mask": "core.attention",
+    "Encoding": "core.encoding", "TokenizerError": "core.encoding",
+    "ABLATION_MODES": "core.interventions", "Interventions": "core.interventions",
+    "KINDS": "core.names", "RecordName": "core.names", "record_name": "core.names",
+    "allowed_matrix": "core.reasons", "forbidden_by_reason": "core.reasons", "mask_reason_matrix": "core.reasons",
+    "available_devices": "load", "is_hf_directory": "load", "load": "load", "resolve_device": "load",
+    "load_checkpoint": "own.checkpoint", "save_checkpoint": "own.checkpoint",
+    "ModelConfig": "own.config",
+    "TransformerPipeline": "own.pipeline",
+    "BOS_ID": "own.tokenizer", "EOS_ID": "own.tokenizer", "PAD_ID": "own.tokenizer", "Tokenizer": "own.tokenizer",
+    "SPECIAL_TOKENS": "own.tokenizer", "UNK_ID": "own.tokenizer",
+    "KVCache": "own.transformer", "MultiHeadAttention": "own.transformer", "Transformer": "own.transformer",
+    "CheckpointError": "safe.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

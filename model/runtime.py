@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import torch
 
+from . import settings
+
 # glibc mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -41,21 +43,14 @@ BIG_CALL_FLOPS = 1e10  # a forward of more operations than this (about 2 x param
 T = TypeVar("T")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, "") or default))
-    except ValueError:
-        return default
-
-
 def small_threads() -> int:
     """$ATTN_TORCH_THREADS, default 1: torch threads of each small-lane worker."""
-    return _env_int("ATTN_TORCH_THREADS", 1)
+    return settings.count("ATTN_TORCH_THREADS")
 
 
 def big_threads() -> int:
     """$ATTN_TORCH_THREADS_BIG, default every core: torch threads of each big-lane worker."""
-    return _env_int("ATTN_TORCH_THREADS_BIG", os.cpu_count() or 1)
+    return settings.count("ATTN_TORCH_THREADS_BIG", os.cpu_count() or 1)
 
 
 def tune_malloc() -> bool:
@@ -137,8 +132,8 @@ def lanes() -> dict[str, Lane]:
     with _lanes_lock:
         if not LANES:
             before = torch.get_num_threads()
-            LANES["big"] = Lane("big", _env_int("ATTN_BIG_WORKERS", 2), big_threads())
-            LANES["small"] = Lane("small", _env_int("ATTN_WORKERS", 4), small_threads())
+            LANES["big"] = Lane("big", settings.count("ATTN_BIG_WORKERS"), big_threads())
+            LANES["small"] = Lane("small", settings.count("ATTN_WORKERS"), small_threads())
             torch.set_num_threads(before)  # new threads inherit the count set last: this thread's
     return LANES
 

@@ -20,6 +20,8 @@ from typing import NoReturn
 
 import streamlit as st
 
+from model import settings
+
 ROOT = Path(__file__).resolve().parent.parent
 ICON = ROOT / "ui" / "assets" / "icon.png"  # a 4 x 4 causal attention map: served by this server, never a web font
 DEFAULT_MODEL = "dates"
@@ -29,7 +31,7 @@ SESSION_FLAG = "_boot_done"  # this session has drawn its first page
 
 def shipped_dir() -> Path:
     """Where the shipped checkpoints are (INSPECTOR_CHECKPOINTS, default checkpoints/)."""
-    return Path(os.environ.get("INSPECTOR_CHECKPOINTS", ROOT / "checkpoints"))
+    return Path(settings.path("INSPECTOR_CHECKPOINTS") or ROOT / "checkpoints")
 
 
 def page_icon() -> str:

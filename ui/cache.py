@@ -3,7 +3,6 @@ on a 12 x 12 model holds hundreds of MiB, one at T = 20 on the demo model a few 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -37,15 +36,6 @@ def value_bytes(value, _depth: int = 0) -> int:
     if hasattr(value, "__dataclass_fields__"):
         return sum(value_bytes(getattr(value, f, None), _depth + 1) for f in value.__dataclass_fields__)
     return 64
-
-
-def mb_setting(name: str, default: float) -> int:
-    """A size setting in MiB from the environment, in bytes (a value that is no number: ``default``; below 0: 0)."""
-    try:
-        mb = float(os.environ.get(name, str(default)))
-    except ValueError:
-        mb = default
-    return int(max(mb, 0.0) * 2**20)
 
 
 class SharedLRU(Generic[V]):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from model import load
+from model import load, settings
 from model.own.checkpoint import stamp as checkpoint_stamp
 from model.safe.paths import PathPolicy, resolve_checkpoint_dir
 from model.training.tasks import TASKS, Story
 
 from .boot import DEFAULT_MODEL, shipped_dir
-from .cache import SharedLRU, mb_setting
+from .cache import SharedLRU
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LISTED = 200  # a models directory with thousands of entries lists the first ones only
@@ -22,7 +22,7 @@ FINAL = "final"
 
 
 def models_dir() -> Path | None:
-    value = os.environ.get("INSPECTOR_MODELS", "").strip()
+    value = settings.path("INSPECTOR_MODELS")
     return Path(value) if value else None
 
 
@@ -114,7 +114,7 @@ def open_typed_path(text: str) -> str:
 def model_cache_bytes() -> int:
     """INSPECTOR_MODEL_CACHE_MB (default 4096): what the loaded models shared by every session may hold together
     (their parameters and buffers); the least recently used go first (the one in use always stays)."""
-    return mb_setting("INSPECTOR_MODEL_CACHE_MB", 4096.0)
+    return settings.megabytes("INSPECTOR_MODEL_CACHE_MB")
 
 
 def pipeline_bytes(pipe) -> int:

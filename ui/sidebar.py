@@ -3,12 +3,11 @@ device, and the input the model kind takes."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 
-from model import CheckpointError, RecordName, available_devices
+from model import CheckpointError, RecordName, available_devices, settings
 from model.safe.paths import MAX_PATH_CHARS
 
 from . import boot, state
@@ -26,7 +25,7 @@ from .models import (
 from .text import md, short
 from .tracing import MAX_GENERATED
 
-MAX_SOURCE_CHARS = int(os.environ.get("INSPECTOR_MAX_SOURCE_CHARS", "300000"))  # the deployment's cap (server-side)
+MAX_SOURCE_CHARS = settings.count("INSPECTOR_MAX_SOURCE_CHARS")  # the deployment's cap (server-side)
 MAX_TOKENS = 32_768  # the longest input the app traces
 CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
 MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused

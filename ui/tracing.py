@@ -11,11 +11,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from model import CaptureBudget, RunResult
+from model import CaptureBudget, RunResult, settings
 from model.call import run
 from model.own.checkpoint import stamp as checkpoint_stamp
 
-from .cache import SharedLRU, mb_setting, value_bytes
+from .cache import SharedLRU, value_bytes
 from .models import load_pipeline
 
 MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends stops here)
@@ -25,14 +25,14 @@ MIN_RECORD_CAP = 512 * 2**20  # one complete record may hold up to max(this, the
 def max_capture_bytes() -> int:
     """INSPECTOR_MAX_CAPTURE_MB (default 256): the most a full capture may hold; above it the call is captured
     lazily (each attention's inputs, row statistics and overviews; records, windows and rows on demand)."""
-    return mb_setting("INSPECTOR_MAX_CAPTURE_MB", 256.0)
+    return settings.megabytes("INSPECTOR_MAX_CAPTURE_MB")
 
 
 def trace_cache_bytes() -> int:
     """INSPECTOR_TRACE_CACHE_MB (default 512): what the traced calls kept for every session may hold together
     (each counted with its logits, its records or lazy inputs, the ceiling of its lazy record cache, and what was
     computed from it: memos and NumPy copies); the least recently used go first."""
-    return mb_setting("INSPECTOR_TRACE_CACHE_MB", 512.0)
+    return settings.megabytes("INSPECTOR_TRACE_CACHE_MB")
 
 
 def capture_budget() -> CaptureBudget:

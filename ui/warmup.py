@@ -4,9 +4,10 @@ browser loads the page. Kept apart from ui/boot.py, which the pages use: this mo
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import AsyncIterator
+
+from model import settings
 
 from .boot import PLOTTING_READY, WARMING, go_offline
 
@@ -34,7 +35,7 @@ async def warm_up(_app) -> AsyncIterator[None]:
     the browser loads Streamlit's page (about 1.3 s here), instead of after the first visitor connects. Measured
     here (benchmarks/bench_first_use.py): the first map about 1 s sooner, the first paint about 0.4 s later (the
     two cores are shared). INSPECTOR_WARM_UP=0 turns it off."""
-    if os.environ.get("INSPECTOR_WARM_UP", "1").strip() != "0":  # 0: import on the first visit instead
+    if settings.raw("INSPECTOR_WARM_UP") != "0":  # 0: import on the first visit instead
         thread = threading.Thread(target=_warm, name="warm-up", daemon=True)
         WARMING.append(thread)
         thread.start()

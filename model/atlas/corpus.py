@@ -43,7 +43,6 @@ MAX_CSV_COLUMNS = 10_000
 MAX_PARQUET_FOOTER = 64 << 20  # a Parquet footer (its schema) larger than this is refused before it is parsed
 SNIFF_RECORDS = 100  # .jsonl: when none of the first this many non-empty lines is a JSON object, the file is not
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
-TEXT_FORMATS = ("txt", "jsonl", "csv", "tsv")
 DEFAULT_FIELD = "text"
 MAGIC = ((0, b"PAR1", "a Parquet file"), (0, b"PK\x03\x04", "a zip archive"), (0, b"\x1f\x8b", "gzip-compressed"),
          (8, b"DUCK", "a DuckDB database"), (0, b"SQLite format 3\x00", "an SQLite database"),

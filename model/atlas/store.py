@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from .. import settings
 from .batch import BatchRows
 from .identity import AtlasError
 from .schema import META, PART, ROW_TABLES, RUN_HEADS, RUNS, SCHEMA_VERSION, TABLES
@@ -63,10 +63,7 @@ def writer_memory_mb() -> int:
     """$ATLAS_DB_MEMORY_MB (default 256): what DuckDB may hold while a build writes. Without a limit its buffer pool
     keeps every page written (80% of the machine's memory at most), so a long build's memory grew with the file; the
     primary key's index (about 21 bytes a head_stats row, 31 MB for 1.44 M rows) must fit in it."""
-    try:
-        return max(64, int(float(os.environ.get("ATLAS_DB_MEMORY_MB", WRITER_MEMORY_MB))))
-    except ValueError:
-        return WRITER_MEMORY_MB
+    return settings.megabytes("ATLAS_DB_MEMORY_MB", minimum=64) // 2**20
 
 
 def now() -> datetime:

@@ -10,12 +10,12 @@ stays under $ATTN_BLOCK_MB.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from .. import settings
 from ..core.attention import AttentionRecord, RecordShape, attention, held_bytes
 from ..core.interventions import ablate, knockout_block
 from ..core.masks import MaskSpec
@@ -24,10 +24,7 @@ from ..core.names import RecordName
 
 def block_bytes() -> int:
     """$ATTN_BLOCK_MB (default 32): the most one block of rows x keys x heads of a pass may hold."""
-    try:
-        return int(float(os.environ.get("ATTN_BLOCK_MB", "32")) * 2**20)
-    except ValueError:
-        return 32 * 2**20
+    return settings.megabytes("ATTN_BLOCK_MB")
 
 
 @dataclass(frozen=True)

@@ -227,24 +227,6 @@ def checkpoint_files(path: str | Path) -> list[Path]:
                                                    "generation_config.json")]
 
 
-def check_files_allowed(path: str | Path, policy: PathPolicy) -> None:
-    """Every file loading may open (the known names, and the shards an index names) resolves inside the policy's
-    allowed roots; CheckpointError naming the first that does not. The loaders check each file again where they
-    open it (``policy=``); this is for callers that cannot pass the policy through."""
-    path = Path(path)
-    files = checkpoint_files(path)
-    index = path / "model.safetensors.index.json"
-    if is_file(index):
-        weight_map = read_json_file(index, policy=policy)
-        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
-        if isinstance(weight_map, dict):
-            files += [path / str(n) for n in sorted({str(v) for v in weight_map.values()})
-                      if "/" not in str(n) and "\\" not in str(n)]
-    for file in files:
-        if is_file(file) or file.is_symlink():
-            checked_path(file, policy)
-
-
 def stamp(path: str | Path) -> float:
     """Newest modification time of the known checkpoint files (0.0 when none): a cache key that changes when a
     checkpoint is retrained in place. Stats a fixed list of names, never lists the directory."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import settings
 from .errors import CheckpointError
 
 FALLBACK_MB = 4096  # when neither the variable nor /proc/meminfo nor sysconf says anything
@@ -31,14 +32,9 @@ def _available_bytes() -> int | None:
 
 def max_model_bytes() -> int:
     """The budget for one model's weights in memory: INSPECTOR_MAX_MODEL_MB, else half the available memory."""
-    value = os.environ.get("INSPECTOR_MAX_MODEL_MB", "").strip()
-    if value:
-        try:
-            mb = float(value)
-            if mb > 0:
-                return int(mb * 2**20)
-        except ValueError:
-            pass
+    configured = settings.megabytes("INSPECTOR_MAX_MODEL_MB")
+    if configured > 0:
+        return configured
     available = _available_bytes()
     return available // 2 if available else FALLBACK_MB * 2**20
 

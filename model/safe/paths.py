@@ -13,14 +13,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from .errors import CheckpointError
 
 MAX_PATH_CHARS = 1024  # longer strings are refused before touching the file system
 OUTSIDE = "not an allowed checkpoint directory"
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -32,8 +29,8 @@ class PathPolicy:
 
     @classmethod
     def from_env(cls, shipped: Path, models_dir: Path | None) -> "PathPolicy":
-        public = _env_true("INSPECTOR_PUBLIC")
-        listed = [p for p in os.environ.get("INSPECTOR_ALLOWED_ROOTS", "").split(os.pathsep) if p.strip()]
+        public = settings.flag("INSPECTOR_PUBLIC")
+        listed = settings.paths("INSPECTOR_ALLOWED_ROOTS")
         roots = [Path(p) for p in listed]
         if public and not roots:
             roots = [shipped] + ([models_dir] if models_dir is not None else [])

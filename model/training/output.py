@@ -22,8 +22,6 @@ from typing import Any
 from ..own.checkpoint import CONFIG_FILE, META_FILE
 from .data import TrainError
 
-ARCH_FIELDS = ("arch", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff", "norm")
-
 
 def _read(file: Path) -> dict:
     try:

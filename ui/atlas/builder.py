@@ -8,7 +8,7 @@ import re
 
 import streamlit as st
 
-from model import CheckpointError, TokenizerError
+from model import CheckpointError, TokenizerError, settings
 from model.atlas.build import BuildRequest, Progress, build, describe, prepare
 from model.atlas.identity import AtlasError
 from model.atlas.records import CorpusError
@@ -24,7 +24,7 @@ ERRORS = (AtlasError, CorpusError, CheckpointError, TokenizerError, ValueError, 
 
 def building_allowed() -> bool:
     """Not on a public server, and not when $INSPECTOR_ATLAS_BUILD is 0."""
-    return not atlas_policy().public and os.environ.get("INSPECTOR_ATLAS_BUILD", "1").strip() != "0"
+    return not atlas_policy().public and settings.raw("INSPECTOR_ATLAS_BUILD") != "0"
 
 
 def progress_text(p: Progress) -> str:

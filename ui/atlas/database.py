@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from model import settings
 from model.atlas import queries
 from model.atlas.identity import AtlasError
 from model.atlas.locate import list_databases, resolve_database
@@ -27,8 +28,7 @@ QUERY_CACHE_ENTRIES = 512
 
 def atlas_dir() -> Path:
     """$INSPECTOR_ATLASES (default atlases/ in the checkout): the folder whose databases the page lists."""
-    value = os.environ.get("INSPECTOR_ATLASES", "").strip()
-    return Path(value) if value else ROOT / "atlases"
+    return Path(settings.path("INSPECTOR_ATLASES") or ROOT / "atlases")
 
 
 def atlas_policy() -> PathPolicy:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import viz
-from model import RecordName
+from model import RecordName, settings
 
 from .common import Context, table_downloads
 
@@ -19,7 +18,7 @@ TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 def export_budget() -> int:
     """INSPECTOR_MAX_EXPORT_MB (default 64): the largest CSV the app builds for one download."""
     try:
-        return int(float(os.environ.get("INSPECTOR_MAX_EXPORT_MB", "64")) * 2**20)
+        return settings.megabytes("INSPECTOR_MAX_EXPORT_MB")
     except ValueError:
         return 64 * 2**20
 
