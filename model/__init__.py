@@ -36,7 +36,7 @@ _EXPORTS = {  # name -> the module (under model) that defines it
     "BOS_ID": "own.tokenizer", "EOS_ID": "own.tokenizer", "PAD_ID": "own.tokenizer", "Tokenizer": "own.tokenizer",
     "SPECIAL_TOKENS": "own.tokenizer", "UNK_ID": "own.tokenizer",
     "KVCache": "own.transformer", "MultiHeadAttention": "own.transformer", "Transformer": "own.transformer",
-    "CheckpointError": "safe.errors",
+    "CheckpointError": "safe.errors", "ImageError": "safe.errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -44,6 +44,10 @@ SETTINGS = (
             "runs"),
     Setting("INSPECTOR_MAX_SOURCE_CHARS", "300000", "the long-input text box's server-side character limit (the same "
             "for every model); `.txt` uploads are capped at 4 MB and cut to it"),
+    Setting("INSPECTOR_MAX_IMAGE_MB", "20", "the largest image file read (an upload, a path given to `run`); "
+            "uploads are also capped by Streamlit's `server.maxUploadSize` (20 in `.streamlit/config.toml`)"),
+    Setting("INSPECTOR_MAX_IMAGE_PIXELS", "25000000", "the most pixels (width x height) an image may declare in its "
+            "header, checked before it is decoded (a decompression bomb is refused there)"),
     Setting("INSPECTOR_MAX_EXPORT_MB", "64", "the largest CSV/JSON built for one download"),
     Setting("INSPECTOR_WARM_UP", "1", "`0`: no warm-up of torch and the model code while the first browser loads the "
             "page"),

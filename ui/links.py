@@ -356,7 +356,7 @@ def session_uploader() -> None:
         open_session(f.getvalue(), MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES)
 
     with st.expander("Open a saved session"):
-        st.file_uploader("Saved session (JSON)", type=["json"], key=SESSION_KEY, on_change=opened,
+        st.file_uploader("Saved session (JSON)", type=["json"], key=SESSION_KEY, on_change=opened, max_upload_size=1,
                          help="A file from “Copy link” → “Save session”: the model, the inputs and the view.")
 
 

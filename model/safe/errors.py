@@ -1,8 +1,13 @@
-"""The exception a user's checkpoint raises, shared by every loader (no other imports: any module may use it)."""
+"""The exceptions a user's files raise, shared by every reader (no other imports: any module may use them)."""
 
 
 class CheckpointError(Exception):
     """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
 
 
-__all__ = ["CheckpointError"]
+class ImageError(ValueError):
+    """An image that cannot be read (too large, not PNG, JPEG or WebP, damaged...); the message names the file and
+    the problem."""
+
+
+__all__ = ["CheckpointError", "ImageError"]
