@@ -26,8 +26,8 @@ DEFAULT_SENTENCE_2 = "La vie est courte"
 CURVE_D_KS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
-def chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, width="stretch")
+def chart(fig, key: str, where=st) -> None:
+    where.plotly_chart(fig, key=key, width="stretch")
 
 
 def product_row(left, right, result, key: str, op: str = "@") -> None:
@@ -287,6 +287,44 @@ def section_multihead(sent: teaching.Sentence, X, c: dict) -> None:
                "d_head = d_model // n_heads keeps the cost of n heads close to one full-width head.")
 
 
+def section_patches(c: dict) -> None:
+    st.header("8. An image as tokens: patches and the [CLS] query")
+    st.markdown("A vision transformer cuts the picture into square patches, flattens each patch's pixels into one "
+                "vector and multiplies it by a learned W_embed: every patch becomes a token, read row by row. A "
+                "[CLS] token goes first; at the top of the model, its row is what the classifier reads.")
+    col1, col2 = st.columns(2)
+    patch = col1.select_slider("Patch size (pixels)", [4, 8, 16], 8, key="pg_patch",
+                               help=f"The picture is {teaching.PICTURE_SIZE} × {teaching.PICTURE_SIZE} pixels.")
+    query = col2.radio("The [CLS] query", teaching.QUERIES, key="pg_cls_query", horizontal=True,
+                       help="“looks for red”: q is the key a plain red patch would have. Untrained: "
+                            "q = x_[CLS] W_query with random weights.")
+    d_model, d_k = 64, 32
+    steps = teaching.patch_attention(teaching.shapes_picture(c["seed"]), patch, d_model, d_k, c["seed"], query)
+    rows, cols = steps.grid
+    chart(vp.patches_figure(steps.image, steps.grid, steps.labels[1:],
+                            f"{rows} × {cols} = {rows * cols} patches of {patch} × {patch} pixels"), "pg_chart_patches")
+    st.latex(rf"x_{{r,c}} = \mathrm{{pixels}}_{{r,c}}\,W_{{embed}} + p_{{r,c}},\quad "
+             rf"\mathrm{{pixels}}_{{r,c}} \in \mathbb{{R}}^{{{patch}\cdot{patch}\cdot 3}},\ "
+             rf"W_{{embed}} \in \mathbb{{R}}^{{{patch * patch * 3}\times{d_model}}}")
+    chart(vp.matrix_figure(steps.X, "X: [CLS], then one embedding per patch", steps.labels, None, "token",
+                           "embedding dim", name="X_patches"), "pg_chart_patch_x")
+    st.caption(f"Pixels scaled to −1..1 (as ViT's image processor does), times a seeded W_embed ({patch * patch * 3} "
+               f"× {d_model}), plus a small position embedding p per patch: without it, the model could not tell "
+               "where a patch was.")
+    st.latex(r"\omega_j = q_{[CLS]}\cdot k_j,\qquad \alpha = \mathrm{softmax}(\omega / \sqrt{d_k})")
+    scores, weights = vp.cls_query_figures(steps)
+    left, right = st.columns(2)
+    chart(scores, "pg_chart_cls_scores", left)
+    chart(weights, "pg_chart_cls_weights", right)
+    st.caption("The [CLS] query's row, drawn over the picture: each patch coloured by its score (left) and its weight "
+               "(right); the [CLS] token's own score and weight are in the titles. "
+               + ("A key that matches red scores high, so the red shape's patches take most of the weight (the random "
+                  "W_embed blurs the match a little; a trained model learns its own)."
+                  if query == teaching.QUERIES[0] else
+                  "With random weights the [CLS] query matches nothing in particular: training makes it ask "
+                  "something."))
+
+
 def main() -> None:
     st.title("Attention playground")
     boot.configure_once()
@@ -313,7 +351,8 @@ def main() -> None:
     section_scaling(steps, sent, c)
     section_cross(sent, X, c)
     section_multihead(sent, X, c)
-    st.header("8. Watch attention learn")
+    section_patches(c)
+    st.header("9. Watch attention learn")
     st.markdown("These matrices are random. To see what training makes of attention, open the **Attention "
                 "inspector**, pick the model **induction** and the **Training** view: a previous-token head and an "
                 "induction head form together around step 500-1000 of training, and the loss on repeated words "

@@ -271,3 +271,105 @@ def multi_head(X: torch.Tensor, n_heads: int, d_k: int, d_v: int, seed: int, cau
     return MultiHeadSteps(W_query=W_query.numpy(), W_key=W_key.numpy(), W_value=W_value.numpy(),
                           weights=rec.weights[0].numpy(), heads=heads.numpy(), concat=concat.numpy(),
                           W_out=W_out.numpy(), output=(concat @ W_out).numpy())
+
+
+# An image as tokens: a picture cut into patches, each patch a token; the [CLS] query reads them (as ViT does).
+
+PICTURE_SIZE = 64  # pixels per side of the playground's picture (the shipped shapes model's size)
+PICTURE_COLOURS = {"red": (220, 30, 30), "blue": (40, 80, 220), "green": (30, 160, 60), "grey": (120, 120, 120)}
+
+
+def shapes_picture(seed: int, size: int = PICTURE_SIZE) -> np.ndarray:
+    """(size, size, 3) uint8: a white picture with one red shape and one to three of other colours (a square, a
+    circle or a triangle each, not overlapping), drawn from ``seed``."""
+    rng = np.random.default_rng(int(seed))
+    img = np.full((size, size, 3), 255, dtype=np.uint8)
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    taken = np.zeros((size, size), dtype=bool)
+    colours = ["red"] + list(rng.choice(["blue", "green", "grey"], size=int(rng.integers(1, 4)), replace=False))
+    for colour in colours:
+        for _ in range(50):  # a free spot for this shape
+            r = rng.uniform(0.11, 0.17) * size
+            cy, cx = rng.uniform(r + 1, size - r - 1, size=2)
+            kind = rng.choice(["square", "circle", "triangle"])
+            if kind == "square":
+                inside = (np.abs(x - cx) <= r * 0.85) & (np.abs(y - cy) <= r * 0.85)
+            elif kind == "circle":
+                inside = (x - cx) ** 2 + (y - cy) ** 2 <= r ** 2
+            else:  # apex up: below the apex, inside both slanted sides
+                inside = (y <= cy + r * 0.8) & (np.abs(x - cx) <= (y - (cy - r)) * 0.6)
+            if not (inside & taken).any():
+                img[inside] = PICTURE_COLOURS[colour]
+                taken |= inside
+                break
+    return img
+
+
+def cut_into_patches(image: np.ndarray, patch: int) -> np.ndarray:
+    """(H, W, 3) -> (rows * cols, patch * patch * 3): each patch's pixels flattened, row-major over the grid (the
+    patch at grid row r, column c is number r * cols + c), as ViT's patch embedding reads them."""
+    H, W, C = image.shape
+    rows, cols = H // patch, W // patch
+    blocks = image[: rows * patch, : cols * patch].reshape(rows, patch, cols, patch, C)  # (rows, p, cols, p, C)
+    return blocks.transpose(0, 2, 1, 3, 4).reshape(rows * cols, patch * patch * C)
+
+
+def patch_labels(rows: int, cols: int) -> list[str]:
+    """["[CLS]", "r0c0", "r0c1", ...]: the [CLS] token first, then the patches row by row."""
+    return ["[CLS]"] + [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+
+
+QUERIES = ("looks for red", "random (untrained)")  # what the [CLS] query is made of
+
+
+@dataclass(frozen=True)
+class PatchSteps:
+    """The [CLS] query over a picture's patches, step by step. Position 0 is [CLS], then the patches row-major."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    patch: int  # pixels per patch side
+    grid: tuple[int, int]  # (rows, cols) of patches
+    pixels: np.ndarray  # (P, patch * patch * 3) each patch's pixels, scaled to -1..1
+    W_embed: np.ndarray  # (patch * patch * 3, d_model) the patch embedding (a linear map, seeded)
+    X: np.ndarray  # (1 + P, d_model) [CLS], then pixels W_embed + a position embedding per patch
+    W_key: np.ndarray  # (d_model, d_k)
+    q: np.ndarray  # (d_k,) the [CLS] query
+    K: np.ndarray  # (1 + P, d_k) = X W_key
+    scores: np.ndarray  # (1 + P,) q · k_j
+    weights: np.ndarray  # (1 + P,) softmax(scores / sqrt(d_k)): the [CLS] row
+    labels: list[str]  # "[CLS]", "r0c0", ...
+    query: str  # one of QUERIES
+
+    @property
+    def patch_positions(self) -> list[int]:
+        return list(range(1, 1 + self.grid[0] * self.grid[1]))
+
+
+def patch_attention(image: np.ndarray, patch: int, d_model: int, d_k: int, seed: int,
+                    query: str = QUERIES[0]) -> PatchSteps:
+    """Cut ``image`` into patch x patch patches, embed each (pixels scaled to -1..1, as ViT's processor does, times
+    a seeded W_embed, plus a small seeded position embedding), put a [CLS] token first, and let the [CLS] query read
+    them with attention(). "looks for red": q is the key a plain red patch would have (so a key that matches red
+    scores high); "random (untrained)": q is the [CLS] token's own X W_query with seeded weights."""
+    if query not in QUERIES:
+        raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
+    img = np.asarray(image, dtype=np.uint8)
+    rows, cols = img.shape[0] // patch, img.shape[1] // patch
+    pixels = cut_into_patches(img, patch).astype(np.float32) / 127.5 - 1.0  # (P, p*p*3) in -1..1
+    n_in = pixels.shape[1]
+    W_embed = projection(seed, "W_embed", n_in, d_model)
+    positions = seeded_matrix(seed, f"pos:{d_model}", rows * cols, d_model, std=0.1)
+    cls = seeded_matrix(seed, f"cls:{d_model}", 1, d_model)
+    X = torch.cat([cls, torch.as_tensor(pixels) @ W_embed + positions])  # (1 + P, d_model)
+    W_key = projection(seed, "W_key", d_model, d_k)
+    K = X @ W_key  # (1 + P, d_k)
+    if query == QUERIES[0]:
+        red = torch.tensor(PICTURE_COLOURS["red"], dtype=torch.float32) / 127.5 - 1.0
+        k_red = red.repeat(patch * patch) @ W_embed @ W_key  # the key of a plain red patch, no position
+        q = k_red / k_red.norm() * 1.5 * math.sqrt(d_k)  # scaled so that the softmax can pick out a few patches
+    else:
+        q = (cls @ projection(seed, "W_query", d_model, d_k))[0]
+    rec = run_attention(q[None, :], K, K).numpy()  # one query row; the values do not matter here
+    return PatchSteps(image=img, patch=patch, grid=(rows, cols), pixels=pixels, W_embed=W_embed.numpy(),
+                      X=X.numpy(), W_key=W_key.numpy(), q=q.numpy(), K=K.numpy(), scores=rec.scores[0],
+                      weights=rec.weights[0], labels=patch_labels(rows, cols), query=query)

@@ -210,3 +210,25 @@ def test_weights_use_fixed_0_1_scale_and_scores_diverge():
 def test_figures_refuse_nan():
     with pytest.raises(ValueError, match="NaN"):
         vp.matrix_figure(np.array([[np.nan, 1.0]]), "bad")
+
+
+def test_the_image_section_draws_the_cls_query_over_the_picture(default_page):
+    """Section 8: the patch figures hold model.teaching's numbers at the patches, row-major."""
+    from model import teaching
+
+    steps = teaching.patch_attention(teaching.shapes_picture(123), 8, 64, 32, 123, teaching.QUERIES[0])
+    by_title = {s["layout"].get("title", {}).get("text", "").split("<br>")[0]: s for s in specs(default_page)}
+    weights = next(decode(t["z"]) for t in by_title["weights softmax(q·k_j / √d_k)"]["data"] if t["type"] == "heatmap")
+    np.testing.assert_allclose(weights, steps.weights[1:].reshape(8, 8), atol=1e-7)
+    scores = next(decode(t["z"]) for t in by_title["scores q·k_j of the [CLS] query"]["data"] if t["type"] == "heatmap")
+    np.testing.assert_allclose(scores, steps.scores[1:].reshape(8, 8), rtol=1e-6)
+    np.testing.assert_allclose(traces(default_page)["X_patches"], steps.X, atol=1e-6)
+    assert "8 × 8 = 64 patches of 8 × 8 pixels" in by_title
+
+
+def test_the_image_section_follows_its_controls():
+    at = run_page(pg_patch=16, pg_cls_query=__import__("model").teaching.QUERIES[1])
+    assert not at.exception
+    titles = [s["layout"].get("title", {}).get("text", "") for s in specs(at)]
+    assert "4 × 4 = 16 patches of 16 × 16 pixels" in titles
+    assert "training makes it ask" in text_of(at)

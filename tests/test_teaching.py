@@ -168,3 +168,47 @@ def test_edge_sizes_d_k_1_and_one_token():
     assert s.weights.shape == (1, 1) and s.weights[0, 0] == pytest.approx(1.0)
     mh = teaching.multi_head(teaching.embed(1, 1, 0), 1, 1, 1, 0, causal=True)
     assert mh.output.shape == (1, 1)
+
+
+def test_cut_into_patches_is_row_major_over_the_grid():
+    img = np.arange(8 * 12 * 3, dtype=np.uint8).reshape(8, 12, 3)
+    pixels = teaching.cut_into_patches(img, 4)  # a 2 x 3 grid
+    assert pixels.shape == (6, 4 * 4 * 3)
+    for n in range(6):
+        r, c = divmod(n, 3)
+        assert np.array_equal(pixels[n], img[r * 4:(r + 1) * 4, c * 4:(c + 1) * 4].reshape(-1))
+    assert teaching.patch_labels(2, 3) == ["[CLS]", "r0c0", "r0c1", "r0c2", "r1c0", "r1c1", "r1c2"]
+
+
+def test_shapes_picture_is_seeded_and_holds_one_red_shape():
+    a, b = teaching.shapes_picture(5), teaching.shapes_picture(5)
+    assert np.array_equal(a, b) and a.shape == (64, 64, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, teaching.shapes_picture(6))
+    red = (a == teaching.PICTURE_COLOURS["red"]).all(-1)
+    assert 20 < red.sum() < 64 * 64 // 4  # one shape, not the whole picture
+
+
+@pytest.mark.parametrize("query", teaching.QUERIES)
+def test_the_cls_query_is_attention_over_the_patch_tokens(query):
+    img = teaching.shapes_picture(3)
+    s = teaching.patch_attention(img, 8, 64, 32, 3, query)
+    assert s.grid == (8, 8) and s.X.shape == (65, 64) and s.K.shape == (65, 32) and s.labels[1] == "r0c0"
+    np.testing.assert_allclose(s.K, s.X @ s.W_key, atol=1e-4)
+    positions = s.X[1:] - s.pixels @ s.W_embed  # what the embedding adds to the pixels: small, one row per patch
+    assert np.abs(positions).max() < 0.6 and not np.allclose(positions[0], positions[1])
+    scores = s.K.astype(np.float64) @ s.q.astype(np.float64)
+    np.testing.assert_allclose(s.scores, scores, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(s.weights, np_softmax(scores / np.sqrt(32)), atol=1e-5)
+    assert s.patch_positions == list(range(1, 65))
+
+
+def test_a_query_that_looks_for_red_finds_the_red_patches():
+    """A perturbation, not a golden number: paint the red shape blue and its patches lose their weight."""
+    img = teaching.shapes_picture(3)
+    red = (img == teaching.PICTURE_COLOURS["red"]).all(-1)
+    covered = teaching.cut_into_patches(red[..., None].astype(np.uint8), 8).mean(1) > 0.2  # (64,) patches
+    on_red = teaching.patch_attention(img, 8, 64, 32, 3).weights[1:][covered].sum()
+    blue = img.copy()
+    blue[red] = teaching.PICTURE_COLOURS["blue"]
+    after = teaching.patch_attention(blue, 8, 64, 32, 3).weights[1:][covered].sum()
+    assert on_red > 0.5 > 0.1 > after

@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from model.teaching import PatchSteps
+
 from .heatmap import MASK_COLOUR, MASK_PATTERNS, WEIGHT_SCALE, mask_regions
 
 DIVERGING = "RdBu_r"  # scores and raw matrices: blue < 0 < red, centred on 0
@@ -192,6 +194,46 @@ def scaling_figure(d_k: np.ndarray, entropy_scaled: np.ndarray, entropy_unscaled
     fig.update_layout(height=360, margin=dict(l=10, r=30, t=40, b=10),
                       legend=dict(orientation="h", y=-0.25, x=0.0))
     return fig
+
+
+def patches_figure(image: np.ndarray, grid: tuple[int, int], labels: Sequence[str], title: str) -> go.Figure:
+    """The picture cut into a grid of patches: grid lines, and each patch's label in the hover ("r0c0"...)."""
+    from .grids import click_targets
+    from .overlay import cell_edges, image_uri
+
+    img = np.asarray(image, dtype=np.uint8)
+    H, W = img.shape[:2]
+    rows, cols = grid
+    ys, xs = cell_edges(H, rows), cell_edges(W, cols)
+    cy, cx = (ys[:-1] + ys[1:]) / 2, (xs[:-1] + xs[1:]) / 2
+    lines = [dict(type="line", x0=x, x1=x, y0=ys[0], y1=ys[-1], line=dict(color="black", width=1)) for x in xs] + \
+        [dict(type="line", x0=xs[0], x1=xs[-1], y0=y, y1=y, line=dict(color="black", width=1)) for y in ys]
+    text = [f"patch {n}: {html.escape(str(labels[n]))}" for n in range(rows * cols)]
+    targets = click_targets(np.tile(cx, rows).tolist(), np.repeat(cy, cols).tolist(), range(rows * cols), text)
+    fig = go.Figure([go.Image(source=image_uri(img), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip", name="picture"),
+                     go.Scatter(targets)])
+    fig.update_layout(title=dict(text=html.escape(title), x=0.0, font=dict(size=14)), height=420, shapes=lines,
+                      margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", hoverdistance=-1,
+                      xaxis=dict(range=[-0.5, W - 0.5], visible=False, constrain="domain"),
+                      yaxis=dict(range=[H - 0.5, -0.5], visible=False, scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def cls_query_figures(steps: PatchSteps) -> tuple[go.Figure, go.Figure]:
+    """The [CLS] query's scores q·k_j (diverging around 0) and weights (0 .. their largest) over the picture."""
+    from .overlay import overlay_figure, patch_values
+
+    positions, labels = steps.patch_positions, steps.labels[1:]
+    scores = patch_values(steps.scores, positions, steps.grid)
+    m = float(np.abs(scores).max()) or 1.0
+    note = f"[CLS] itself: {steps.scores[0]:.2f}"
+    score_fig = overlay_figure(steps.image, scores, labels, title="scores q·k_j of the [CLS] query",
+                               value_name="score", zmin=-m, zmax=m, colorscale=DIVERGING, note=note, height=420)
+    weights = patch_values(steps.weights, positions, steps.grid)
+    weight_fig = overlay_figure(steps.image, weights, labels, title="weights softmax(q·k_j / √d_k)",
+                                note=f"[CLS] itself: {steps.weights[0]:.3f}; the patches: {weights.sum():.3f}",
+                                height=420)
+    return score_fig, weight_fig
 
 
 def heads_figure(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], kind: str = "weights",
