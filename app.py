@@ -27,6 +27,7 @@ else:
     # page icon makes the browser fetch an SVG from fonts.gstatic.com).
     pages = [st.Page(str(HERE / "app_pages" / "inspector.py"), title="Attention inspector",
                      icon=":material/search:", default=True),
+             st.Page(str(HERE / "app_pages" / "images.py"), title="Image attention", icon=":material/image:"),
              st.Page(str(HERE / "app_pages" / "atlas.py"), title="Corpus atlas", icon=":material/travel_explore:"),
              st.Page(str(HERE / "app_pages" / "playground.py"), title="Teaching playground",
                      icon=":material/school:")]

@@ -87,7 +87,11 @@ def test_overlay_figure_geometry_hover_and_outlines():
     assert kinds == ["image", "heatmap", "scatter"]
     heat, targets = fig.data[1], fig.data[2]
     assert list(heat.x) == [15.5, 47.5, 79.5] and list(heat.y) == [15.5, 47.5]  # patch centres, 32 px patches
-    assert heat.zmax == pytest.approx(0.4) and heat.zmin == 0 and 0 < heat.opacity < 1
+    assert heat.zmax == pytest.approx(0.4) and heat.zmin == 0
+    # the heat layer fades towards 0: the picture shows through where the query reads little
+    alphas = [float(c.split(",")[-1].rstrip(")")) for _, c in heat.colorscale]
+    assert alphas[0] == pytest.approx(overlay.ALPHA_FLOOR * overlay.OPACITY) and alphas[-1] == overlay.OPACITY
+    assert alphas == sorted(alphas)
     assert [c[0] for c in targets.customdata] == list(range(6))
     assert targets.text[4] == "r1c1<br>weight 0.4000"
     outlines = [(s.x0, s.x1, s.y0, s.y1, s.line.color) for s in fig.layout.shapes]
@@ -112,10 +116,13 @@ def test_blend_is_the_picture_under_the_heat_layer():
     img = picture(8, 8)
     v = np.array([[0.0, 1.0], [0.5, 0.25]], np.float32)
     assert np.array_equal(overlay.blend(img, v, 1.0, 8, opacity=0.0), img)
+    colours, alpha = overlay.heat_colours(v, 1.0, opacity=1.0)
+    assert alpha[0, 1] == 1.0 and alpha[0, 0] == pytest.approx(overlay.ALPHA_FLOOR)
     full = overlay.blend(img, v, 1.0, 8, opacity=1.0)
-    colours = overlay.heat_colours(v, 1.0)
-    assert np.array_equal(full[0, 0], colours[0, 0]) and np.array_equal(full[7, 7], colours[1, 1])
-    assert np.array_equal(full[0, 7], colours[0, 1]) and not np.array_equal(colours[0, 0], colours[0, 1])
+    assert np.array_equal(full[0, 7], colours[0, 1])  # the largest value: the heat colour alone
+    expected = np.round((1 - alpha[1, 0]) * img[7, 0].astype(np.float32) + alpha[1, 0] * colours[1, 0]).astype(np.uint8)
+    assert np.array_equal(full[7, 0], expected)
+    assert not np.array_equal(colours[0, 0], colours[0, 1])
     png = overlay.overlay_png(img, v, side=64)
     assert Image.open(io.BytesIO(png)).size == (64, 64)
 

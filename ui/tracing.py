@@ -214,3 +214,21 @@ def trace(path: str, device: str, source: str, target: str | None, max_new: int,
             raise
         notes.append(f"Out of memory on device '{device}': this trace was computed on the CPU instead.")
         return cached("cpu"), notes
+
+
+def trace_image(path: str, device: str, picture_key: str, image, ablations: dict | None = None,
+                knockouts: dict | None = None) -> Traced:
+    """The cached traced call of an image model on ``image`` (a PIL image; ``picture_key`` names it in the cache:
+    a sample's seed or an upload's digest), with the app's budget, ablations and knockouts."""
+    stamp = checkpoint_stamp(path)
+    _TRACED.max_bytes = trace_cache_bytes()
+    key = (path, device, stamp, "image", picture_key, intervention_key(ablations), intervention_key(knockouts))
+
+    def compute() -> Traced:
+        _TRACED.make_room(max_capture_bytes())
+        with st.spinner("Running the model…"):
+            pipe = load_pipeline(path, device, stamp)
+            result = run(pipe, image, budget=capture_budget(), ablations=ablations or None,
+                         knockouts=knockouts or None)
+            return Traced(result=result, device=str(pipe.device))
+    return _TRACED.get(key, compute)

@@ -22,7 +22,9 @@ from plotly.colors import sample_colorscale
 from .grids import click_targets
 from .heatmap import WEIGHT_SCALE, esc, figure
 
-OPACITY = 0.55  # the heat layer's: the picture stays visible under the largest weight
+OPACITY = 0.8  # the heat layer's opacity at the largest value; it fades to a tenth of that at 0, so the picture
+# shows through where the query reads little and the patches it reads stand out in colour
+ALPHA_FLOOR = 0.1  # the share of OPACITY left at 0 (a faint tint: the grid stays visible)
 QUERY_COLOUR = "#ff2d55"  # the outline of the query's own patch (not in Viridis)
 MARKED_COLOUR = "#ffffff"  # the outline of patches picked for a knockout
 FLAG_COLOUR = "#d62728"  # a token flagged for its norm
@@ -78,12 +80,31 @@ def cell_edges(size: int, n: int) -> np.ndarray:
     return np.linspace(0, size, n + 1) - 0.5
 
 
+def heat_alpha(levels: np.ndarray, opacity: float, diverging: bool = False) -> np.ndarray:
+    """The heat layer's opacity at colour-scale positions 0..1: from ALPHA_FLOOR x ``opacity`` at the low end (at
+    the centre for a diverging scale) to ``opacity`` at the high end (at both ends)."""
+    s = np.asarray(levels, dtype=np.float64)
+    strength = np.abs(2 * s - 1) if diverging else s
+    return opacity * (ALPHA_FLOOR + (1 - ALPHA_FLOOR) * strength)
+
+
+def heat_scale(colorscale: str, opacity: float, diverging: bool = False, stops: int = 21) -> list[list]:
+    """A Plotly colour scale of ``colorscale``'s colours with the heat layer's opacity in each (rgba)."""
+    at = np.linspace(0.0, 1.0, stops)
+    colours = sample_colorscale(colorscale, list(at), colortype="tuple")
+    alpha = heat_alpha(at, opacity, diverging)
+    return [[float(p), f"rgba({round(r * 255)},{round(g * 255)},{round(b * 255)},{a:.3f})"]
+            for p, (r, g, b), a in zip(at, colours, alpha, strict=True)]
+
+
 def overlay_figure(image: np.ndarray, values: np.ndarray, patch_labels: Sequence[str], *, title: str = "",
                    value_name: str = "weight", opacity: float = OPACITY, zmax: float | None = None,
                    zmin: float = 0.0, colorscale: str = WEIGHT_SCALE, query_patch: int | None = None,
                    marked: Sequence[int] = (), height: int = 520, note: str = "") -> go.Figure:
     """The picture with a heat layer: patch (r, c) coloured by ``values[r, c]`` (Viridis, ``zmin`` .. ``zmax``,
-    default 0 .. the largest value; colour bar beside it) at ``opacity``. The hover names the patch and its value;
+    default 0 .. the largest value; colour bar beside it), more opaque the larger the value (``heat_alpha``: the
+    picture shows through where the query reads little; a diverging scale fades at its centre, 0). The hover names
+    the patch and its value;
     a click on a patch selects its click target (``customdata`` = the patch's index, row-major), a box or lasso
     selects several. ``query_patch``: outlined (the query, when it is a patch); ``marked``: outlined in white
     (picked for a knockout).
@@ -103,8 +124,8 @@ def overlay_figure(image: np.ndarray, values: np.ndarray, patch_labels: Sequence
     data = [
         dict(type="image", source=image_uri(img), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip", name="picture",
              zsmooth="fast" if max(H, W) >= SMOOTH_FROM else False),
-        dict(type="heatmap", z=v, x=cx, y=cy, colorscale=colorscale, zmin=float(zmin), zmax=top,
-             opacity=float(opacity), xgap=0, ygap=0, hoverinfo="skip", name=value_name, meta={"grid": [rows, cols]},
+        dict(type="heatmap", z=v, x=cx, y=cy, colorscale=heat_scale(colorscale, opacity, zmin < 0),
+             zmin=float(zmin), zmax=top, xgap=0, ygap=0, hoverinfo="skip", name=value_name, meta={"grid": [rows, cols]},
              colorbar={"title": {"text": esc(value_name)}, "thickness": 14, "len": 0.9}),
         click_targets(np.tile(cx, rows).tolist(), np.repeat(cy, cols).tolist(), range(rows * cols),
                       hover.ravel().tolist()),
@@ -129,7 +150,7 @@ def overlay_figure(image: np.ndarray, values: np.ndarray, patch_labels: Sequence
         yaxis={"range": [H - 0.5, -0.5], "visible": False, "fixedrange": True, "scaleanchor": "x",
                "constrain": "domain"},
         meta={"grid": [rows, cols], "zmax": top, "query_patch": query_patch, "marked": [int(n) for n in marked]},
-        clickmode="event+select", dragmode="select"))
+        clickmode="event+select", dragmode=False))
 
 
 def drawn_values(fig: go.Figure) -> np.ndarray:
@@ -162,12 +183,13 @@ def picked_patches(selection, n_patches: int) -> list[int]:
     return picked
 
 
-def heat_colours(values: np.ndarray, zmax: float) -> np.ndarray:
-    """(..., ) values on 0 .. zmax -> (..., 3) uint8 Viridis colours (what the heat layer draws)."""
+def heat_colours(values: np.ndarray, zmax: float, opacity: float = OPACITY) -> tuple[np.ndarray, np.ndarray]:
+    """Values on 0 .. zmax -> ((..., 3) uint8 Viridis colours, (...) float opacities): the heat layer's pixels, as
+    ``overlay_figure``'s colour scale draws them."""
     v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64) / (zmax if zmax > 0 else 1.0)), 0.0, 1.0)
     levels = np.round(v * 255).astype(np.int64)
     palette = np.asarray(sample_colorscale(WEIGHT_SCALE, [i / 255 for i in range(256)], colortype="tuple"))
-    return np.round(palette * 255).astype(np.uint8)[levels]
+    return np.round(palette * 255).astype(np.uint8)[levels], heat_alpha(levels / 255, opacity)
 
 
 def blend(image: np.ndarray, values: np.ndarray, zmax: float, side: int, opacity: float = OPACITY) -> np.ndarray:
@@ -185,8 +207,9 @@ def blend(image: np.ndarray, values: np.ndarray, zmax: float, side: int, opacity
     rows, cols = v.shape
     ry = np.minimum(np.arange(h) * rows // h, rows - 1)
     rx = np.minimum(np.arange(w) * cols // w, cols - 1)
-    heat = heat_colours(v, zmax)[ry][:, rx].astype(np.float32)
-    return np.round((1 - opacity) * base + opacity * heat).astype(np.uint8)
+    colours, alpha = heat_colours(v, zmax, opacity)
+    heat, a = colours[ry][:, rx].astype(np.float32), alpha[ry][:, rx][..., None]
+    return np.round((1 - a) * base + a * heat).astype(np.uint8)
 
 
 def overlay_png(image: np.ndarray, values: np.ndarray, zmax: float | None = None, side: int = 512,
@@ -198,8 +221,9 @@ def overlay_png(image: np.ndarray, values: np.ndarray, zmax: float | None = None
 
 
 def head_grid_figure(image: np.ndarray, values: np.ndarray, titles: Sequence[str], *, cols: int = 6,
-                     tile: int = 150, title: str = "", note: str = "", opacity: float = OPACITY) -> go.Figure:
-    """One small overlay per head: ``values`` (N, rows, cols), each panel on its own scale (0 .. its largest
+                     tile: int | None = None, title: str = "", note: str = "", opacity: float = OPACITY) -> go.Figure:
+    """One small overlay per head: ``values`` (N, rows, cols), ``tile`` pixels each (default: ``cols`` of them fill
+    about 900 pixels), each panel on its own scale (0 .. its largest
     value, said in its title), composited into one PNG with a click target per panel (``customdata`` = its index,
     see viz.clicked_cell)."""
     v = np.asarray(values, dtype=np.float32)
@@ -207,6 +231,7 @@ def head_grid_figure(image: np.ndarray, values: np.ndarray, titles: Sequence[str
     C = max(1, min(cols, N))
     R = -(-N // C)
     gap = 8
+    tile = tile or min(240, 900 // C - gap)  # the panels fill about 900 pixels across
     tiles = [blend(image, v[n], float(np.nanmax(v[n])) if np.isfinite(v[n]).any() else 1.0, tile, opacity)
              for n in range(N)]
     th, tw = tiles[0].shape[:2]
@@ -267,6 +292,6 @@ def norms_figure(labels: Sequence[str], attention: np.ndarray, norms: np.ndarray
         meta={"flagged": [int(i) for i in np.flatnonzero(flag)], "threshold": float(threshold)}))
 
 
-__all__ = ["OPACITY", "blend", "cell_edges", "drawn_values", "head_grid_figure", "heat_colours", "image_uri",
-           "norms_figure", "other_tokens", "overlay_figure", "overlay_png", "patch_table", "patch_values",
-           "picked_patches", "png_bytes"]
+__all__ = ["ALPHA_FLOOR", "OPACITY", "blend", "cell_edges", "drawn_values", "head_grid_figure", "heat_alpha",
+           "heat_colours", "heat_scale", "image_uri", "norms_figure", "other_tokens", "overlay_figure", "overlay_png",
+           "patch_table", "patch_values", "picked_patches", "png_bytes"]
