@@ -93,13 +93,13 @@ def image_call(pipe, traced: Traced, image) -> ImageCall:
                    key=lambda n: RecordName.parse(n).layer)
     grid = tuple(int(x) for x in result.patch_grid)
     labels = [str(t) for t in result.tokens_for("encoder")]
-    picture = np.asarray(getattr(result, "pixels", None) if getattr(result, "pixels", None) is not None
-                         else image.convert("RGB"), dtype=np.uint8)
+    seen = getattr(result, "image", None)  # the ImageEncoding: the pixels the model read
+    picture = seen.seen() if seen is not None else np.asarray(image.convert("RGB"), dtype=np.uint8)
     classes, probs = [], np.zeros(0, np.float32)
     if result.logits is not None:
         logits = np.asarray(result.logits, dtype=np.float64).reshape(-1)
         probs = np.exp(logits - logits.max())
         probs = (probs / probs.sum()).astype(np.float32)
-        classes = list(getattr(pipe, "classes", None) or [str(i) for i in range(len(probs))])
+        classes = list(getattr(pipe.info, "classes", ()) or [str(i) for i in range(len(probs))])
     return ImageCall(traced=traced, names=names, grid=(grid[0], grid[1]), positions=[int(p) for p in
                      result.patch_positions], labels=labels, picture=picture, classes=classes, probs=probs)
