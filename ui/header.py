@@ -11,7 +11,7 @@ from model import RecordName, RunResult
 
 from . import state
 from .models import model_name, story_for
-from .sidebar import ModelPick
+from .page_types import ModelPick
 from .text import finite_number, md
 
 LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged

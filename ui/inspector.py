@@ -9,10 +9,10 @@ import viz
 from model import RecordName
 
 from . import links, state
-from .sidebar import Inputs, ModelPick
+from .page_types import Context, Inputs, ModelPick, Selection
 from .tracing import Traced
 from .views import render
-from .views.common import VIEWS, Context, Selection
+from .views.common import VIEWS
 
 
 def kinds_of(info) -> list[str]:

@@ -28,6 +28,7 @@ from model.safe.paths import MAX_PATH_CHARS
 
 from . import state
 from .models import model_choices, open_typed_path, path_policy, pipeline
+from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES
 from .text import md, short
 
 LINK_TEXT_MAX = 1500  # longer inputs go into a saved session instead
@@ -343,8 +344,6 @@ SESSION_KEY = "session_file"
 def session_uploader() -> None:
     """In the sidebar: open a saved session (a file uploader; the file is read in its callback, before the widgets
     of the next run are drawn)."""
-    from .sidebar import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES
-
     def opened() -> None:
         f = st.session_state.get(SESSION_KEY)
         if f is None:

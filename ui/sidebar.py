@@ -3,9 +3,6 @@ device, and the input the model kind takes."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import streamlit as st
 
 from model import CheckpointError, RecordName, available_devices
@@ -23,33 +20,15 @@ from .models import (
     snapshots,
     story_for,
 )
+from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES, Inputs, ModelPick
 from .text import md, short
 from .tracing import MAX_GENERATED
 
-MAX_SOURCE_CHARS = int(os.environ.get("INSPECTOR_MAX_SOURCE_CHARS", "300000"))  # the deployment's cap (server-side)
 MAX_TOKENS = 32_768  # the longest input the app traces
 CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
 MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused
-MAX_TARGET_CHARS = 5000
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
-TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
 TYPED = "↳ typed directory"  # the picker's option while a typed directory is open
-
-
-@dataclass(frozen=True)
-class ModelPick:
-    path: str  # the directory loaded (a snapshot's own directory when one is picked)
-    base: str  # the model the snapshots belong to
-    device: str
-    pipe: object
-    step: int | None  # the snapshot's training step; None = the final model
-
-
-@dataclass(frozen=True)
-class Inputs:
-    source: str
-    target: str | None  # None: generate (encoder-decoder), or no target (other kinds)
-    max_new: int  # tokens to generate (encoder-decoder: the cap; decoder-only: how many to add, 0 = none)
 
 
 def apply_story(path: str | None, first_visit: bool = False) -> None:

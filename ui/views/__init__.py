@@ -7,8 +7,8 @@ import streamlit as st
 from model import CaptureBudgetError, RecordTooLarge
 
 from .. import state
+from ..page_types import Context
 from .ablation import ablation
-from .common import Context
 from .compare import compare
 from .decoding import decoding
 from .export import export

@@ -18,9 +18,10 @@ from model.call import intervened_outputs
 from viz.analysis import hidden_effects
 
 from .. import state
+from ..page_types import Context
 from ..text import md
 from ..tracing import trace
-from .common import Context, chart, four_decimals, open_cell, table_downloads
+from .common import chart, four_decimals, open_cell, table_downloads
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "

@@ -11,7 +11,8 @@ import streamlit as st
 import viz
 from model import RecordName
 
-from .common import Context, table_downloads
+from ..page_types import Context
+from .common import table_downloads
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 

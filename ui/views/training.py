@@ -25,9 +25,10 @@ from viz.training import metric_panels
 
 from .. import state
 from ..models import pipeline, snapshots
+from ..page_types import Context
 from ..text import finite_number, md, short
 from ..tracing import capture_budget
-from .common import Context, chart
+from .common import chart
 
 SCORES = {"prev_token": "previous-token score", "induction": "induction score", "similarity":
           "similarity to the final model", "entropy_norm": "normalised entropy"}
