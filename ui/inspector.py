@@ -12,7 +12,7 @@ from . import links, state
 from .page_types import Context, Inputs, ModelPick, Selection
 from .tracing import Traced
 from .views import render
-from .views.common import VIEWS
+from .views.registry import offered
 
 
 def kinds_of(info) -> list[str]:
@@ -21,20 +21,11 @@ def kinds_of(info) -> list[str]:
     return sorted(kinds, key=lambda k: k != "cross")
 
 
-def views_of(pick: ModelPick, has_snapshots: bool) -> list[str]:
-    views = list(VIEWS)
-    if pick.pipe.arch == "encoder-only":
-        views.remove("Decoding")
-    if not has_snapshots:
-        views.remove("Training")
-    return views
-
-
 def selection_row(pick: ModelPick, has_snapshots: bool) -> tuple[Selection, list[int]]:
     info = pick.pipe.info
     kinds = kinds_of(info)
     stages = [s for s in viz.STAGE_ORDER if s in info.stages]
-    views = views_of(pick, has_snapshots)
+    views = offered(pick.pipe.arch, has_snapshots)
 
     def layers_of(kind: str) -> list[int]:
         return sorted(RecordName.parse(n).layer for n in info.names_of_kind(kind))
@@ -56,8 +47,9 @@ def selection_row(pick: ModelPick, has_snapshots: bool) -> tuple[Selection, list
                                 format_func=lambda s: viz.STAGE_NAMES[s],
                                 help="In the order the model computes them: q·k scores, scaled by 1/√d_k, masked "
                                   "(−∞ where the mask forbids), softmax weights (0..1).")
-    view = state.segmented_control("View", views, key="view", default=views[0], required=True)
-    return Selection(kind=kind, layer=layer, head=head, stage=stage, view=view or views[0]), layers
+    names = [v.name for v in views]
+    view = state.segmented_control("View", names, key="view", default=names[0], required=True)
+    return Selection(kind=kind, layer=layer, head=head, stage=stage, view=view or names[0]), layers
 
 
 @st.fragment

@@ -23,6 +23,7 @@ from .models import (
 from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES, Inputs, ModelPick
 from .text import md, short
 from .tracing import MAX_GENERATED
+from .views.registry import MAP, TRAINING
 
 MAX_TOKENS = 32_768  # the longest input the app traces
 CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
@@ -54,7 +55,7 @@ def apply_story(path: str | None, first_visit: bool = False) -> None:
         put("kind", n.kind)
         put("layer", n.layer)
         put("head", story.head)
-        put("view", "Attention map")
+        put("view", MAP.name)
 
 
 def model_sidebar() -> ModelPick:
@@ -128,7 +129,7 @@ def model_sidebar() -> ModelPick:
         options = [FINAL] + [f"step {s}" for s, _ in steps]
         picked = state.selectbox("Training step", options, key="snapshot", default=FINAL,
                               help="This checkpoint was saved during training too: see its attention at each step "
-                                   "(the Training view shows them all).")
+                                   f"(the {TRAINING.name} view shows them all).")
         if picked != FINAL:
             step = int(picked.split()[1])
             path = dict(steps)[step]

@@ -58,7 +58,7 @@ def ablation(ctx: Context) -> None:
         heads = st.multiselect("Heads to ablate (any layers and kinds)", options, default=chosen, key="abl_heads",
                                format_func=_label, placeholder="pick one or several heads")
     with c2:
-        mode = state.radio("Ablation", ABLATION_MODES, key="abl_mode", default="zero", horizontal=True,
+        mode = state.radio("Ablation mode", ABLATION_MODES, key="abl_mode", default="zero", horizontal=True,
                            help=MODE_HELP["mean"])
     st.caption(f"{mode}: {MODE_HELP[mode]}. The model runs again with the intervention passed in that call (the "
                "shared model is never changed).")

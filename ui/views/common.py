@@ -9,9 +9,6 @@ import viz
 from .. import state
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-VIEWS = ("Attention map", "Head grid", "Model overview", "Head view", "Step by step", "One query", "Decoding",
-         "Statistics", "Rollout", "Needle", "Ablation", "Knockout", "Logit lens", "Patching", "Compare", "Training",
-         "Export")
 
 
 def table_downloads(table, what: str, stem: str, key: str, meta: dict | None = None, *,
@@ -44,8 +41,10 @@ def four_decimals(table) -> dict:
             if getattr(table[c].dtype, "kind", "") == "f"}
 
 
-def open_cell(chart_key: str, cells: list, kind: str | None, view: str = "Attention map") -> None:
-    """Callback of a click on a thumbnail or a heat-strip cell: open that layer and head."""
+def open_cell(chart_key: str, cells: list, kind: str | None) -> None:
+    """Callback of a click on a thumbnail or a heat-strip cell: open that layer and head on the map."""
+    from .registry import MAP  # here, not above: the registry imports every view, and they import this module
+
     cell = viz.clicked_cell(st.session_state.get(chart_key), cells)
     if cell is None:
         return
@@ -54,4 +53,4 @@ def open_cell(chart_key: str, cells: list, kind: str | None, view: str = "Attent
     state.set_value("head", head)
     if kind is not None:
         state.set_value("kind", kind)
-    state.set_value("view", view)
+    state.set_value("view", MAP.name)

@@ -42,7 +42,7 @@ def export(ctx: Context) -> None:
     if viz.estimated_csv_bytes(rows) > budget or not ctx.traced.record_fits(sel.name):
         st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
                    f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB) or the record "
-                   "budget: below is the window the Attention map shows (or its top-left corner), every stage.")
+                   "budget: below is the window the map shows (or its top-left corner), every stage.")
         export_window(ctx, max(sel.head, 0), stem)
         return
     df = viz.selection_table(ctx.traced.trace if not ctx.traced.lazy else {sel.name: ctx.rec}, sel.name, h, src, tgt)
