@@ -12,6 +12,7 @@ import pytest
 from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
+from ui.inspector import SECOND_ROW, picker_style
 from ui.links import link_params
 from ui.views.registry import GROUPS, MAP, NAMES, VIEWS, find, named, offered
 
@@ -55,7 +56,7 @@ def test_every_view_has_a_unique_name_slug_and_function():
 
 def test_groups_are_contiguous_and_in_the_pickers_order():
     groups = [v.group for v in VIEWS]
-    assert set(groups) == set(GROUPS)
+    assert set(groups) == set(GROUPS) and SECOND_ROW in GROUPS
     order = [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g]
     assert order == list(GROUPS), "each group's views sit together, groups in GROUPS' order"
     assert VIEWS[0] is MAP
@@ -80,6 +81,17 @@ def test_a_link_says_the_views_slug(monkeypatch, shipped):
     sel = SimpleNamespace(kind="decoder masked self", layer=1, head=-1, stage="weights", view="Logit lens")
     params = link_params(str(SHIPPED / "induction"), "a b a b", sel)
     assert params["view"] == "logit-lens" and params["kind"] == "decoder-masked-self" and params["head"] == "all"
+
+
+def test_the_picker_names_each_group_once_above_its_first_view():
+    views = offered("encoder-only", False)  # no Decoding, no Training: the group starts move
+    css = picker_style(views)
+    for group in GROUPS:
+        first = next(i for i, v in enumerate(views, start=1) if v.group == group)
+        assert css.count(f'content: "{group}" / ""') == 1
+        assert f'button:nth-of-type({first})::before {{ content: "{group}"' in css
+    second = next(i for i, v in enumerate(views, start=1) if v.group == SECOND_ROW)
+    assert f"nth-of-type({second}) {{ order: 2; }}" in css and f"nth-of-type({second - 1}) {{ order: 2; }}" not in css
 
 
 @pytest.mark.parametrize("old, name", OLD_SLUGS.items())
