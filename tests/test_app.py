@@ -26,7 +26,7 @@ from model import (
     save_checkpoint,
 )
 from model.analysis import align_tokens, effect_of, head_js_distances, source_attribution
-from ui.inspector import VIEWS
+from ui.views.registry import NAMES as VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

@@ -14,7 +14,7 @@ from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 from ui.links import session_limit
-from ui.sidebar import MAX_SOURCE_CHARS, MAX_TARGET_CHARS
+from ui.page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

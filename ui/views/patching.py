@@ -14,21 +14,21 @@ import streamlit as st
 import viz
 from model import RecordName
 from model.analysis import (
-                            PatchingError,
-                            check_alignment,
-                            metric_for,
-                            patch_heads,
-                            patch_positions,
-                            rerun,
-                            run_corrupt,
+    PatchingError,
+    check_alignment,
+    metric_for,
+    patch_heads,
+    patch_positions,
+    rerun,
+    run_corrupt,
 )
 from viz import why as vwhy
 
 from .. import state
-from ..sidebar import MAX_SOURCE_CHARS
+from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
-from .common import Context, chart, table_downloads
+from .common import chart, table_downloads
 
 METRIC_CHOICES = ("log-probability of the clean output", "logit difference: answer − wrong")
 PICK = "patch_pick"  # session key: (attention name, head) opened from the grid

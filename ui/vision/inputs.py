@@ -14,7 +14,7 @@ from model.safe.images import EXTENSIONS, ImageError, limits, read_image
 
 from .. import state
 from ..models import model_choices, model_name, pipeline
-from ..sidebar import ModelPick
+from ..page_types import ModelPick
 from ..text import md, short
 from .calls import DEFAULT_IMAGE_MODEL, is_image_model
 

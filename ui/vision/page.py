@@ -19,9 +19,10 @@ from model.analysis.patch_maps import HOW, head_rows, query_row
 from viz import overlay
 
 from .. import state
-from ..sidebar import Inputs, ModelPick
+from ..page_types import Context, Inputs, ModelPick, Selection
 from ..text import md
-from ..views.common import Context, Selection, chart, table_downloads
+from ..views.common import chart, table_downloads
+from ..views.registry import MAP
 from .calls import ImageCall
 from .inputs import Picture
 
@@ -178,7 +179,7 @@ def map_section(pick: ModelPick, call: ImageCall, sel: ImageSelection) -> None:
     n = RecordName.parse(call.names[sel.layer])
     head = sel.how if isinstance(sel.how, int) else 0
     ctx = Context(pick=pick, traced=call.traced, inputs=Inputs(source="", target=None, max_new=0),
-                  sel=Selection(kind=n.kind, layer=n.layer, head=head, stage="weights", view="Attention map"),
+                  sel=Selection(kind=n.kind, layer=n.layer, head=head, stage="weights", view=MAP.name),
                   layers=[RecordName.parse(x).layer for x in call.names])
     canvas_map(ctx, "weights")
     if not isinstance(sel.how, int):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import state
-from ..sidebar import ModelPick
+from ..page_types import ModelPick
+from ..views.registry import HEAD_GRID, MAP, STATISTICS
 from . import links
 from .calls import ImageCall
 from .inputs import Picture
@@ -13,7 +14,9 @@ from .page import head_grid_section, map_section, overlay_section, selection_row
 from .stats import statistics_section
 from .whatif import whatif_section
 
-SECTIONS = ("Head grid", "Attention map", "Statistics", "What if")  # under the overlay, one at a time
+WHAT_IF = "What if"
+# under the overlay, one at a time; three are the image form of the inspector's views, and carry their names
+SECTIONS = (HEAD_GRID.name, MAP.name, STATISTICS.name, WHAT_IF)
 
 
 @st.fragment
@@ -28,11 +31,11 @@ def image_view(pick: ModelPick, call: ImageCall, picture: Picture) -> None:
     overlay_section(call, sel)
     section = state.segmented_control("Below the picture", SECTIONS, key="img_section", default=SECTIONS[0],
                                       required=True) or SECTIONS[0]
-    if section == "Head grid":
+    if section == HEAD_GRID.name:
         head_grid_section(call, sel)
-    elif section == "Attention map":
+    elif section == MAP.name:
         map_section(pick, call, sel)
-    elif section == "Statistics":
+    elif section == STATISTICS.name:
         statistics_section(call, sel)
     else:
         whatif_section(pick, call, picture, sel)

@@ -11,7 +11,7 @@ from model import RecordName
 from model.analysis.patch_maps import patch_knockouts
 
 from .. import state
-from ..sidebar import ModelPick
+from ..page_types import ModelPick
 from ..text import md
 from ..tracing import trace_image
 from ..views.common import chart, table_downloads
