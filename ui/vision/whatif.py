@@ -23,16 +23,20 @@ WHERE = ("every layer and head", "this layer, every head", "this layer and head"
 ACTIVE = "img_whatif"  # the what-if whose result is shown (kept across reruns after the click)
 
 
-def target_patches(call: ImageCall, picture: Picture) -> list[int]:
-    """The patches that hold any pixel of a sample's red object (none for an upload)."""
+def target_patches(grid: tuple[int, int], picture: Picture) -> list[int]:
+    """The patches of a ``grid`` (rows, cols) laid over the picture that hold any pixel of a sample's red object
+    (none for an upload). Exact when the model reads the picture resized as a whole (the shapes model reads it as it
+    is); for a processor that also crops, the patches at the border are approximate."""
     if picture.target is None:
         return []
     mask = np.asarray(picture.target, dtype=bool)
-    rows, cols = call.grid
+    rows, cols = grid
     H, W = mask.shape
-    ph, pw = H // rows, W // cols
-    held = mask[: rows * ph, : cols * pw].reshape(rows, ph, cols, pw).any(axis=(1, 3))
-    return [int(n) for n in np.flatnonzero(held.ravel())]
+    ys = np.linspace(0, H, rows + 1)
+    xs = np.linspace(0, W, cols + 1)
+    held = [mask[int(ys[r]):int(np.ceil(ys[r + 1])), int(xs[c]):int(np.ceil(xs[c + 1]))].any()
+            for r in range(rows) for c in range(cols)]
+    return [n for n, h in enumerate(held) if h]
 
 
 def _set_patches(patches: list[int]) -> None:
@@ -50,7 +54,7 @@ def patch_picker(call: ImageCall, picture: Picture) -> list[int]:
     chosen = st.multiselect("Patches to knock out", labels, key="img_ko_patches",
                             help="Drag a box or lasso over the picture above, or pick them here.")
     b1, b2 = st.columns(2)
-    red = target_patches(call, picture)
+    red = target_patches(call.grid, picture)
     b1.button("The red object's patches", key="img_ko_red", disabled=not red, on_click=_set_patches, args=(red,),
               help="Every patch holding a pixel of the sample's red object." if red else "For samples only.")
     b2.button("Clear", key="img_ko_clear", on_click=_set_patches, args=([],))
