@@ -91,8 +91,7 @@ def test_the_page_opens_on_a_sample_with_its_prediction_and_the_cls_row(traced):
     at = page()
     assert not at.exception, [e.value for e in at.exception]
     label, p = traced.output_text, traced.probability
-    assert f"Prediction: {label}" in text_of(at)
-    assert f"probability {p:.3f}" in text_of(at)
+    assert f"Prediction for sample {SEED}: {label}**, probability {p:.3f}" in text_of(at)
     names = names_of(traced)
     cls = traced.source.tokens.index("[CLS]")
     expected = overlay.patch_values(query_row(traced.trace, names, len(names) - 1, "mean", cls),
@@ -201,7 +200,7 @@ def test_a_16_bit_upload_is_read_with_a_note():
     at.run()
     assert not at.exception and not at.error
     assert "16-bit greyscale, reduced to 8 bits" in text_of(at)
-    assert "Prediction:" in text_of(at)
+    assert "Prediction for deep.png:" in text_of(at)
 
 
 def test_knocking_out_the_red_object_is_a_call_of_its_own(shapes, traced):

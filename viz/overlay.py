@@ -28,6 +28,7 @@ ALPHA_FLOOR = 0.1  # the share of OPACITY left at 0 (a faint tint: the grid stay
 QUERY_COLOUR = "#ff2d55"  # the outline of the query's own patch (not in Viridis)
 MARKED_COLOUR = "#ffffff"  # the outline of patches picked for a knockout
 FLAG_COLOUR = "#d62728"  # a token flagged for its norm
+COLOUR_BAR_PX = 110  # room for the heat layer's colour bar and its labels
 SMOOTH_FROM = 160  # pictures with a side of at least this many pixels are smoothed when scaled; smaller stay crisp
 
 
@@ -143,9 +144,12 @@ def overlay_figure(image: np.ndarray, values: np.ndarray, patch_labels: Sequence
         shapes.append(dict(type="rect", x0=xs[c], x1=xs[c + 1], y0=ys[r], y1=ys[r + 1],
                            line={"color": QUERY_COLOUR, "width": 3}))
     sub = f"<br><sup>{esc(note)}</sup>" if note else ""
+    top_margin = 70 if note else 45
+    # as wide as the picture drawn at this height, and its colour bar: the bar stays beside the picture
+    width = int((height - top_margin - 10) * W / H) + 20 + COLOUR_BAR_PX
     return figure(data, dict(
-        title={"text": title + sub, "x": 0}, height=height, shapes=shapes, hoverdistance=-1,
-        margin={"l": 10, "r": 10, "t": 70 if note else 45, "b": 10}, plot_bgcolor="white",
+        title={"text": title + sub, "x": 0}, height=height, width=width, shapes=shapes, hoverdistance=-1,
+        margin={"l": 10, "r": 10, "t": top_margin, "b": 10}, plot_bgcolor="white",
         xaxis={"range": [-0.5, W - 0.5], "visible": False, "fixedrange": True, "constrain": "domain"},
         yaxis={"range": [H - 0.5, -0.5], "visible": False, "fixedrange": True, "scaleanchor": "x",
                "constrain": "domain"},

@@ -27,6 +27,7 @@ from .calls import ImageCall
 from .inputs import Picture
 
 OVERLAY_KEY = "img_overlay"
+OVERLAY_PX = 480  # the overlay's height: the picture, its title and its colour bar in a 1440 x 900 window
 GRID_KEY = "img_head_grid"
 PICKED = "img_picked"  # patches picked on the overlay (box or lasso), for a knockout
 MEAN, ROLLOUT = HOW[1], HOW[2]
@@ -47,21 +48,17 @@ class ImageSelection:
 
 
 def show_prediction(call: ImageCall, picture: Picture) -> None:
-    """The predicted class and its probability, a sample's true class beside it, and the top classes."""
+    """One line: the predicted class and its probability, the next classes, and for a sample its true class."""
     if not call.classes:
         st.info("This model has no classifier: the page shows its attention only.")
         return
     label, p = call.predicted
-    left, right = st.columns([3, 2])
+    rest = "; then " + ", ".join(f"{md(c)} {q:.3f}" for c, q in call.top()[1:]) if len(call.classes) > 1 else ""
     truth = ""
     if picture.label:
         verdict = "right" if picture.label == label else "wrong"
         truth = f"  \nThe red object is a **{md(picture.label)}**: the model is {verdict}."
-    left.markdown(f"**Prediction: {md(label)}**, probability {p:.3f}, for {md(picture.name)}.{truth}")
-    if len(call.classes) > 1:
-        top = pd.DataFrame(call.top(), columns=["class", "probability"])
-        right.dataframe(top, hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
-            format="%.4f", min_value=0.0, max_value=1.0)}, height=35 * (len(top) + 1) + 3)
+    st.markdown(f"**Prediction for {md(picture.name)}: {md(label)}**, probability {p:.3f}{rest}.{truth}")
 
 
 def _query_from_overlay(call: ImageCall) -> None:
@@ -132,10 +129,11 @@ def overlay_section(call: ImageCall, sel: ImageSelection) -> None:
         call.picture, values, call.patch_labels, value_name="weight" if sel.how != ROLLOUT else "rollout",
         title=f"{sel.describe(call)}: its {what} on every patch", opacity=opacity,
         query_patch=call.patch_of(sel.query), marked=picked,
-        note="click a patch to make it the query; the box or lasso tool (top right) picks patches to knock out")
+        note="click a patch to make it the query; the box or lasso tool (top right) picks patches to knock out",
+        height=OVERLAY_PX)
     with left:
         chart(fig, OVERLAY_KEY, on_select=lambda: _query_from_overlay(call), selection_mode=("points", "box", "lasso"),
-              theme=None)
+              theme=None, width="content")
     with right:
         others = overlay.other_tokens(row, call.positions, call.labels)
         on_patches = float(values.sum())

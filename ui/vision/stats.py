@@ -78,6 +78,6 @@ def statistics_section(call: ImageCall, sel: ImageSelection) -> None:
     marked = [n for n, p in enumerate(call.positions) if norms["flagged"].iloc[p]]
     chart(overlay.overlay_figure(call.picture, grid, call.patch_labels, value_name="value norm", marked=marked,
                                  title=f"Layer {layer}: each patch's value norm (flagged patches outlined)",
-                                 height=420), "img_norm_overlay", theme=None)
+                                 height=420), "img_norm_overlay", theme=None, width="content")
     table_downloads(norms.drop(columns="threshold"), "the token norms", f"norms-layer{layer}", "img_norms_csv",
                     meta={"threshold": threshold, "rule": f"norm > {HIGH_NORM_RATIO:g} x the median patch's"})

@@ -110,4 +110,4 @@ def whatif_section(pick: ModelPick, call: ImageCall, picture: Picture, sel: Imag
     values = overlay.patch_values(row_after, after.positions, after.grid)
     chart(overlay.overlay_figure(after.picture, values, after.patch_labels, marked=patches, height=420,
                                  title=f"After: {sel.describe(after)}", value_name="weight"),
-          "img_ko_overlay", theme=None)
+          "img_ko_overlay", theme=None, width="content")
