@@ -141,6 +141,9 @@ def overlay_section(call: ImageCall, sel: ImageSelection) -> None:
                     f"**{md(call.patch_labels[int(np.argmax(values))])}** ({float(values.max()):.4f}).")
         if others:
             st.markdown("**Outside the picture** (no patch to colour):")
+            if sel.query != call.cls:
+                st.button(f"Make {call.labels[call.cls]} the query", key="img_query_cls", on_click=state.set_value,
+                          args=("img_query", call.cls))
             st.dataframe(pd.DataFrame([(f"{i}·{lab}", v) for i, lab, v in others], columns=["token", what]),
                          hide_index=True, height=35 * (min(len(others), 8) + 1) + 3)
         table = overlay.patch_table(row, call.positions, call.grid, call.labels, value_name=what)
