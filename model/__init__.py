@@ -29,7 +29,7 @@ _EXPORTS = {  # name -> the module (under model) that defines it
     "ABLATION_MODES": "core.interventions", "Interventions": "core.interventions",
     "KINDS": "core.names", "RecordName": "core.names", "record_name": "core.names",
     "allowed_matrix": "core.reasons", "forbidden_by_reason": "core.reasons", "mask_reason_matrix": "core.reasons",
-    "available_devices": "load", "is_hf_directory": "load", "load": "load", "resolve_device": "load",
+    "is_hf_directory": "load", "load": "load", "available_devices": "runtime", "resolve_device": "runtime",
     "load_checkpoint": "own.checkpoint", "save_checkpoint": "own.checkpoint",
     "ModelConfig": "own.config",
     "TransformerPipeline": "own.pipeline",

@@ -15,7 +15,8 @@ import sys
 from ..own.config import NORM_PLACEMENTS, TRANSFORMER_ARCHS
 from ..own.tokenizer import TOKEN_LEVELS
 from .data import TrainError
-from .loop import DEFAULTS, SCHEDULES, TrainArgs, train
+from .loop import SCHEDULES, train
+from .params import HyperParams, TrainArgs
 from .tasks import TASKS
 
 
@@ -58,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace --out even if it holds a checkpoint of another task, or is not a checkpoint")
     p.add_argument("--arch", choices=TRANSFORMER_ARCHS, default=None, help="with --data (tasks bring their own)")
     p.add_argument("--steps", type=_int(1, 10_000_000), default=None, help="optimizer steps (default: the task's)")
-    p.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default {DEFAULTS['batch_size']}")
+    p.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default {HyperParams.batch_size}")
     p.add_argument("--lr", type=_float(0.0, 10.0, low_open=True), default=None, help="peak learning rate")
     p.add_argument("--warmup", type=_int(0), default=None, help="warm-up steps")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="after warm-up: the paper's 1/sqrt decay "
                    "(noam) or constant")
-    p.add_argument("--clip", type=_float(0.0, 1e6, low_open=True), default=1.0, help="max gradient norm")
-    p.add_argument("--label-smoothing", type=_float(0.0, 1.0), default=0.0)
+    p.add_argument("--clip", type=_float(0.0, 1e6, low_open=True), default=None,
+                   help=f"max gradient norm (default {HyperParams.clip})")
+    p.add_argument("--label-smoothing", type=_float(0.0, 1.0), default=None,
+                   help=f"default {HyperParams.label_smoothing}")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--threads", type=_int(0, 1024), default=1, help="torch CPU threads (0: torch's default)")
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=_int(4, 65_536), default=None, help="default: from the data")
     p.add_argument("--src-level", choices=TOKEN_LEVELS, default="word", help="source tokenizer (--data)")
     p.add_argument("--tgt-level", choices=TOKEN_LEVELS, default="char", help="target tokenizer (--data)")
-    p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {DEFAULTS['eval_every']}")
+    p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {HyperParams.eval_every}")
     p.add_argument("--n-valid", type=_int(1, 100_000), default=500, help="held-out validation examples")
     p.add_argument("--n-eval", type=_int(1, 1_000_000), default=1000, help="fresh examples scored at the end")
     p.add_argument("--stop-at", type=_float(0.0, 1.0, high_open=False), default=None,
