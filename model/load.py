@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .own.checkpoint import load_checkpoint
-from .own.pipeline import TransformerPipeline
+from .own.checkpoint import is_vision_checkpoint, load_checkpoint, load_vision_checkpoint
+from .own.pipeline import TransformerPipeline, VisionPipeline
 from .runtime import resolve_device
 from .safe.files import read_json_file
 
@@ -34,7 +34,8 @@ def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
 def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None):
     """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
 
-    This project's checkpoints give a ``TransformerPipeline``; a Hugging Face directory (config.json with a model_type,
+    This project's checkpoints give a ``TransformerPipeline`` (a vision one, config.json's arch "vit", a
+    ``VisionPipeline``); a Hugging Face directory (config.json with a model_type,
     model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
     ``policy`` (model.safe.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
@@ -43,6 +44,9 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
 
         return load_hf(path, device=dev, policy=policy)
+    if is_vision_checkpoint(path, policy):
+        config, model, meta = load_vision_checkpoint(path, device=dev, policy=policy)
+        return VisionPipeline(config, model, meta, str(path))
     config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev, policy=policy)
     return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
