@@ -2,6 +2,7 @@
 
     python -m model.train --task dates --out checkpoints/dates
     python -m model.train --task induction --out checkpoints/induction --snapshots 0,50,100
+    python -m model.train --task shapes --out checkpoints/shapes                    # a vision transformer (images)
     python -m model.train --data pairs.tsv --out checkpoints/mine                  # source<TAB>target per line
     python -m model.train --arch decoder-only --data texts.txt --out checkpoints/lm  # one text per line
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=_float(0.0, 1.0), default=None)
     p.add_argument("--norm", choices=NORM_PLACEMENTS, default=None, help="LayerNorm after (paper) or before")
     p.add_argument("--max-len", type=_int(4, 65_536), default=None, help="default: from the data")
+    p.add_argument("--patch-size", type=_int(1, 1_024), default=None,
+                   help=f"image tasks: pixels per patch side (default {HyperParams.patch_size})")
     p.add_argument("--src-level", choices=TOKEN_LEVELS, default="word", help="source tokenizer (--data)")
     p.add_argument("--tgt-level", choices=TOKEN_LEVELS, default="char", help="target tokenizer (--data)")
     p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {HyperParams.eval_every}")
@@ -100,13 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(s < 0 for s in snapshots) or len(snapshots) > 1000:
         print("error: --snapshots must be at most 1000 steps >= 0", file=sys.stderr)
         return 2
-    args = TrainArgs(out=ns.out, task=ns.task, data=ns.data, steps=ns.steps, batch_size=ns.batch_size, lr=ns.lr,
-                     warmup=ns.warmup, clip=ns.clip, label_smoothing=ns.label_smoothing, device=ns.device,
-                     threads=ns.threads, seed=ns.seed, d_model=ns.d_model, n_heads=ns.n_heads, layers=ns.layers,
-                     d_ff=ns.d_ff, dropout=ns.dropout, max_len=ns.max_len, src_level=ns.src_level,
-                     tgt_level=ns.tgt_level, eval_every=ns.eval_every, n_valid=ns.n_valid, n_eval=ns.n_eval,
-                     stop_at=ns.stop_at, snapshots=snapshots, progress=not ns.quiet, arch=ns.arch, norm=ns.norm,
-                     schedule=ns.schedule, overwrite=ns.overwrite)
+    given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainArgs) if hasattr(ns, f.name)}
+    args = TrainArgs(**{**given, "snapshots": snapshots, "progress": not ns.quiet})
     try:
         meta = train(args)
     except TrainError as e:
@@ -118,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     ev = meta.get("eval", {})
-    if "exact_match" in ev:
+    if "accuracy" in ev:
+        head = ev["best_head"]
+        figure = (f"best validation accuracy {meta['valid_accuracy']:.4f} at step {meta['best_step']}, accuracy on "
+                  f"{ev['n_images']} fresh images {ev['accuracy']:.4f}; {head['name']} head {head['head']} puts "
+                  f"{head['share']:.0%} of [CLS]'s attention on the {ev['target']} object")
+    elif "exact_match" in ev:
         figure = f"best validation exact match {meta['valid_exact_match']:.4f} at step {meta['best_step']}, " \
                  f"fresh-pair exact match {ev['exact_match']:.4f}"
     elif "best_induction_last_layer" in ev:

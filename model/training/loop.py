@@ -1,4 +1,5 @@
-"""The training loop: a generated task or your own data, encoder-decoder or decoder-only.
+"""The training loop: a generated task or your own data, encoder-decoder or decoder-only (and, for an image task,
+the vision transformer: model.training.vision).
 
 Teacher forcing (decoder input = [BOS] + target, label = target + [EOS]; a decoder-only model reads [BOS] + text
 and predicts text + [EOS]), cross-entropy that ignores [PAD], one Adam optimizer over the whole model with the
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..own.checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, load_checkpoint, save_checkpoint
-from ..own.config import ModelConfig
+from ..own.config import TRANSFORMER_ARCHS, VISION_ARCH, ModelConfig
 from ..own.pipeline import TransformerPipeline
 from ..own.tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
 from ..own.transformer import Transformer
@@ -249,6 +250,8 @@ def _checked(args: TrainArgs) -> tuple[Task | None, HyperParams]:
     hp = resolved(args, task)
     if task is not None and args.arch is not None and args.arch != task.arch:
         raise TrainError(f"task {task.name!r} is {task.arch}; --arch {args.arch} does not apply")
+    if task is None and hp.arch not in TRANSFORMER_ARCHS:
+        raise TrainError(f"--arch must be one of {TRANSFORMER_ARCHS} with --data, got {hp.arch!r}")
     if hp.d_model % hp.n_heads:
         raise TrainError(f"--d-model ({hp.d_model}) must be divisible by --n-heads ({hp.n_heads})")
     for level in (args.src_level, args.tgt_level):
@@ -310,7 +313,12 @@ def _run(args: TrainArgs, task: Task | None, hp: HyperParams, device: torch.devi
     """Data, model, the loop, the final figures: the whole run into the staging directory ``out``."""
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    trainee = TextTrainee(text_data(args, task, hp), hp, device)
+    if hp.arch == VISION_ARCH:
+        from .vision import VisionTrainee  # an image task's trainee (and PIL) only when one is trained
+
+        trainee = VisionTrainee(task, args, hp, device)
+    else:
+        trainee = TextTrainee(text_data(args, task, hp), hp, device)
     description = task.description if task else f"{'texts' if hp.decoder_only else 'pairs'} from {args.data}"
     base_meta = {
         "task": args.task or "custom", "data": args.data, "data_sha256": data_sha256, "arch": hp.arch,

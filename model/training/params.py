@@ -17,14 +17,15 @@ class HyperParams:
     """One run's hyper-parameters, resolved: the command line's, else the task's (``Task.defaults``), else these."""
 
     # the model
-    arch: str = "encoder-decoder"  # "encoder-decoder" or "decoder-only" (--data); a task brings its own
+    arch: str = "encoder-decoder"  # "encoder-decoder" or "decoder-only" (--data); a task brings its own ("vit")
     d_model: int = 128  # width of every residual stream
     n_heads: int = 4  # attention heads per layer; d_model must divide by it
-    layers: int = 2  # encoder layers = decoder layers (decoder-only: decoder layers)
+    layers: int = 2  # encoder layers = decoder layers (decoder-only: decoder layers; vit: encoder layers)
     d_ff: int = 256  # feed-forward width; 0 = attention-only
     dropout: float = 0.1  # on embeddings and sub-layer outputs (never on the recorded attention weights)
     norm: str = "post"  # LayerNorm after each sub-layer ("post", the paper) or before it ("pre")
     max_len: int | None = None  # longest sequence, specials included; None: from the data (longest + a margin)
+    patch_size: int = 8  # vit: side of a square image patch, in pixels (one token per patch)
     # the optimisation
     steps: int = 2000  # optimizer steps (each task names its own)
     batch_size: int = 128  # examples per step
@@ -42,6 +43,10 @@ class HyperParams:
     def architecture(self) -> dict[str, Any]:
         """The config.json fields that make a checkpoint the same model as this run's (StagedOutput keeps an --out
         of another architecture unless --overwrite)."""
+        if self.arch == "vit":
+            return {"arch": self.arch, "d_model": self.d_model, "n_heads": self.n_heads,
+                    "n_encoder_layers": self.layers, "d_ff": self.d_ff, "norm": self.norm,
+                    "patch_size": self.patch_size}
         return {"arch": self.arch, "d_model": self.d_model, "n_heads": self.n_heads,
                 "n_encoder_layers": 0 if self.decoder_only else self.layers, "n_decoder_layers": self.layers,
                 "d_ff": self.d_ff, "norm": self.norm}
@@ -84,6 +89,7 @@ class TrainArgs:
     dropout: float | None = None
     norm: str | None = None
     max_len: int | None = None
+    patch_size: int | None = None
     steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
