@@ -166,7 +166,7 @@ def _more(tf, family: str, small: dict):
 
 
 # image models: (model class, config class, processor class, processor sizes), tiny: 32 x 32 images, 8-pixel patches
-VISION_FAMILIES = ("vit", "vit_model", "deit", "clip_vision_model", "siglip_vision_model", "dinov2",
+VISION_FAMILIES = ("vit", "vit_model", "deit", "clip_vision_model", "siglip_vision_model", "clip", "siglip", "dinov2",
                    "dinov2_with_registers")
 VISION_LABELS = {0: "cat", 1: "dog", 2: "owl"}
 
@@ -199,6 +199,15 @@ def build_vision(family: str, path: Path, seed: int = 0, image_size: int = 32, p
     elif family == "siglip_vision_model":  # no [CLS]: patches only
         model = tf.SiglipVisionModel(tf.SiglipVisionConfig(**common))
         processor = tf.SiglipImageProcessorPil(size=square)
+    elif family in ("clip", "siglip"):  # the two-tower model's directory: the app reads its vision tower
+        text = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=99,
+                    max_position_embeddings=16)
+        if family == "clip":
+            model = tf.CLIPModel(tf.CLIPConfig(text_config=text, vision_config=common, projection_dim=16))
+            processor = tf.CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=square)
+        else:
+            model = tf.SiglipModel(tf.SiglipConfig(text_config=text, vision_config=common))
+            processor = tf.SiglipImageProcessorPil(size=square)
     elif family == "dinov2":
         model = tf.Dinov2Model(tf.Dinov2Config(**common))
         processor = tf.BitImageProcessorPil(size={"shortest_edge": image_size + 8}, crop_size=square)

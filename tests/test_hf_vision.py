@@ -22,7 +22,7 @@ PIL = pytest.importorskip("PIL.Image")
 
 # what comes before the patches, per family (the rest of the sequence is the 4 x 4 patches, row by row)
 PREFIX = {"vit": ["[CLS]"], "vit_model": ["[CLS]"], "deit": ["[CLS]", "[DIST]"], "clip_vision_model": ["[CLS]"],
-          "siglip_vision_model": [], "dinov2": ["[CLS]"],
+          "siglip_vision_model": [], "clip": ["[CLS]"], "siglip": [], "dinov2": ["[CLS]"],
           "dinov2_with_registers": ["[CLS]", "reg0", "reg1", "reg2", "reg3"]}
 CLASSIFIERS = ("vit", "deit", "dinov2_with_registers")
 
@@ -47,7 +47,8 @@ def pipes(dirs):
 
 
 def eager(pipe, path, pixels):
-    """transformers' own eager attention on the same pixels: ({name: weights (1, H, T, T)}, logits or last hidden)."""
+    """transformers' own eager attention on the same pixels: ({name: weights (1, H, T, T)}, logits or last hidden);
+    a two-tower directory's vision tower read by transformers itself."""
     ref = type(pipe.model).from_pretrained(path, attn_implementation="eager").eval()
     with torch.no_grad():
         out = ref(pixel_values=pixels[None], output_attentions=True)
@@ -110,6 +111,20 @@ def test_lazy_and_uncaptured_calls_agree_with_the_full_capture(pipes, family):
             assert (x is None) == (y is None) and (x is None or torch.equal(x, y)), (name, f.name)
     out = (lambda r: r.logits if r.logits is not None else r.final_hidden)
     torch.testing.assert_close(out(full), out(none), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family, cls", [("clip", "CLIPModel"), ("siglip", "SiglipModel")])
+def test_a_two_tower_directory_gives_its_vision_tower(pipes, dirs, family, cls):
+    """CLIPModel / SiglipModel saved whole: the app reads the vision tower, the same numbers as the whole model's."""
+    pipe = pipes[family]
+    res = pipe.run(picture())
+    whole = getattr(transformers, cls).from_pretrained(dirs[family], attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = whole.vision_model(pixel_values=res.image.pixels[None], output_attentions=True)
+    for i, weights in enumerate(out.attentions):
+        assert torch.equal(res.trace[f"encoder.{i}.self_attn"].weights, weights)
+    assert torch.equal(res.final_hidden, out.last_hidden_state[0])
+    assert pipe.info.family == f"{family}_vision_model" and not pipe.info.has_head
 
 
 def test_a_batch_of_images_is_each_image_alone(pipes):

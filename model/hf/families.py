@@ -22,6 +22,7 @@ class VisionLayout:
 
     prefix: tuple[str, ...] = ("[CLS]",)  # the labels of the tokens before the patches, in order
     registers: str | None = None  # a config field: that many register tokens ("reg0", "reg1"...) after the prefix
+    tower: str | None = None  # a two-tower model (CLIP, SigLIP): the transformers class of its vision tower, read alone
 
     def labels(self, config) -> tuple[str, ...]:
         """The labels before the patches, for this model's config."""
@@ -79,6 +80,8 @@ FAMILIES: dict[str, Family] = {
     "deit": Family(vision=VisionLayout(("[CLS]", "[DIST]"))),
     "clip_vision_model": Family(vision=VisionLayout()),
     "siglip_vision_model": Family(vision=VisionLayout(())),
+    "clip": Family(vision=VisionLayout(tower="CLIPVisionModel")),  # CLIPModel's directory: its vision tower
+    "siglip": Family(vision=VisionLayout((), tower="SiglipVisionModel")),
     "dinov2": Family(vision=VisionLayout()),
     "dinov2_with_registers": Family(vision=VisionLayout(registers="num_register_tokens")),
 }

@@ -1,6 +1,7 @@
 """Image models in the Hugging Face layout, run by transformers, every attention traced by ``attention()``: ViT
-(ViTModel, ViTForImageClassification), DeiT, the vision towers of CLIP and SigLIP, DINOv2 and DINOv2 with registers
-(model.hf.families declares where each one's patches are).
+(ViTModel, ViTForImageClassification), DeiT, the vision towers of CLIP and SigLIP (saved alone, or read out of a
+CLIPModel / SiglipModel directory), DINOv2 and DINOv2 with registers (model.hf.families declares where each one's
+patches are).
 
 config.json + model.safetensors + preprocessor_config.json. The image is prepared by the model's own image processor,
 as transformers prepares it: ``AutoImageProcessor`` on the checked preprocessor_config.json, offline, no remote code,
@@ -100,7 +101,11 @@ class HFVisionPipeline(CallMethods, ImagePipeline):
         if self.family is None or self.family.vision is None:
             raise CheckpointError(f"{path / 'config.json'}: model_type {config.model_type!r} is not an image model "
                                   "this app knows")
-        cls = model_class(config)
+        tower = self.family.vision.tower
+        if tower:  # a two-tower model (CLIPModel, SiglipModel): its vision tower alone, the text tower is not read
+            cls, config = getattr(transformers, tower), config.vision_config
+        else:
+            cls = model_class(config)
         n_params = check_shell(cls, config, stored, path)
         self.model = load_weights(cls, config, stored, path, device, policy)
         self.processor = read_processor(path, policy, config)
