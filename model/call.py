@@ -9,6 +9,7 @@ same.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -364,8 +365,6 @@ def _checked_ids(pipe: Pipeline, ids: list[int], prefix: list[int]) -> list[int]
 
 def is_image(x) -> bool:
     """An image rather than a text: a PIL image, an array, a path object (a str is always a text)."""
-    import os
-
     return not isinstance(x, str) and (isinstance(x, os.PathLike) or hasattr(x, "__array_interface__")
                                        or type(x).__module__.startswith("PIL."))
 

@@ -202,6 +202,14 @@ def test_training_the_shapes_task_is_deterministic_and_keeps_another_architectur
     assert main(args + ["--arch", "decoder-only"]) == 2  # a task brings its own architecture
 
 
+def test_a_patch_size_the_image_does_not_divide_is_an_error_line(tmp_path, capsys):
+    from model.training.cli import main
+
+    assert main(["--task", "shapes", "--out", str(tmp_path / "p"), "--patch-size", "7", "--steps", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: image_size (64) must be a multiple of patch_size (7)") and "Traceback" not in err
+
+
 # the shipped checkpoint -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from ..capture.recorder import Recorder
 from ..own.checkpoint import expected_vision_shapes, load_vision_checkpoint, save_vision_checkpoint
 from ..own.config import VisionConfig
 from ..own.vit import VisionTransformer
+from .data import TrainError
 from .loop import EVAL_SEED_OFFSET, VALID_SEED_OFFSET, check_trainable
 from .params import HyperParams, TrainArgs
 from .shapes import TARGET, Scene
@@ -93,8 +94,6 @@ class VisionTrainee:
                                        patch_size=hp.patch_size, d_model=hp.d_model, n_heads=hp.n_heads,
                                        n_encoder_layers=hp.layers, d_ff=hp.d_ff, dropout=hp.dropout, norm=hp.norm)
         except ValueError as e:
-            from .data import TrainError
-
             raise TrainError(str(e).removeprefix("invalid VisionConfig: ")) from None
         check_trainable(sum(int(np.prod(s)) for s in expected_vision_shapes(self.config).values()))
         self.model = VisionTransformer(self.config).to(device)
