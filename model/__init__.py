@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {  # name -> the module (under model) that defines it
-    "ARCHS": "api", "CaptureBudgetError": "api", "ModelInfo": "api", "Pipeline": "api", "RunResult": "api",
+    "ARCHS": "api", "CaptureBudgetError": "api", "ImageEncoding": "api", "ImagePipeline": "api", "ModelInfo": "api",
+    "Pipeline": "api", "RunResult": "api",
     "CaptureBudget": "call", "estimate_bytes": "call", "generate": "call", "intervened_outputs": "call",
     "run": "call", "run_batch": "call",
     "record_to_dataframe": "capture.dataframe",
