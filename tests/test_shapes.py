@@ -74,3 +74,12 @@ def test_the_red_patches_hold_the_red_pixels(patch):
         for r in range(rows):
             for c in range(rows):
                 assert on[r, c] == m[r * patch:(r + 1) * patch, c * patch:(c + 1) * patch].any()
+
+
+def test_the_tasks_pairs_are_its_scenes_in_words_and_their_labels():
+    task = get_task("shapes")
+    pairs, described = task.pairs(5, 8), task.scenes(5, 8)
+    for (text, label), s in zip(pairs, described, strict=True):
+        assert label == s.target.shape and text.count(";") == len(s.objects) - 1
+        left, top, right, _ = s.target.box
+        assert f"red {s.target.shape} at x {left} y {top} side {right - left}" in text

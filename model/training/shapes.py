@@ -57,6 +57,11 @@ class Scene:
         """(H, W) bool: the pixels of that colour's object."""
         return (self.pixels == np.array(COLOURS[colour], dtype=np.uint8)).all(-1)
 
+    def describe(self) -> str:
+        """The scene in words (what a caption or a log line shows): "red circle at x 12 y 30 side 15; ..."."""
+        return "; ".join(f"{o.colour} {o.shape} at x {o.box[0]} y {o.box[1]} side {o.box[2] - o.box[0]}"
+                         for o in self.objects)
+
     def patches(self, patch_size: int, colour: str = TARGET) -> np.ndarray:
         """(rows, cols) bool: the patches holding at least one pixel of that colour's object."""
         m = self.mask(colour)
@@ -124,10 +129,14 @@ def scenes(n: int, seed: int) -> list[Scene]:
     return [scene(rng) for _ in range(n)]
 
 
+# every word describe() writes (digits are tokens of their own at the "word" level)
+WORDS = " ".join([*COLOURS, *SHAPES, "at", "x", "y", "side", ";", *"0123456789"])
+
+
 def example_scene() -> Scene:
     """The scene the task's story shows (the app's first image for a model trained on it)."""
     return scenes(1, EXAMPLE_SEED)[0]
 
 
 __all__ = ["BOX_SIDES", "COLOURS", "EXAMPLE_SEED", "GAP", "IMAGE_SIZE", "N_OBJECTS", "SHAPES", "Scene", "ShapeObject",
-           "TARGET", "draw", "example_scene", "scene", "scenes"]
+           "TARGET", "WORDS", "draw", "example_scene", "scene", "scenes"]

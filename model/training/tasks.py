@@ -214,7 +214,9 @@ class Task:
 
     def pairs(self, n: int, seed: int) -> list[tuple[str, str]]:
         """``n`` pairs from a generator seeded with ``seed`` (same seed -> same pairs); decoder-only tasks give
-        (text, "")."""
+        (text, ""), image tasks (the scene in words, its label)."""
+        if self.make_scene is not None:
+            return [(s.describe(), self.classes[s.label]) for s in self.scenes(n, seed)]
         rng = random.Random(seed)
         if self.arch == "decoder-only":
             return [(self.make_sequence(rng).text, "") for _ in range(n)]
@@ -280,6 +282,7 @@ TASKS: dict[str, Task] = {
         description="2 to 4 coloured shapes on black, one of them red -> the red one's shape (square, circle, "
                     "triangle)",
         make_pair=None, arch="vit", make_scene=shapes.scene, classes=shapes.SHAPES, image_size=shapes.IMAGE_SIZE,
+        coverage=(shapes.WORDS,),
         defaults={"steps": 1000, "lr": 2e-3, "warmup": 100, "d_model": 64, "n_heads": 4, "layers": 3, "d_ff": 128,
                   "dropout": 0.0, "norm": "pre", "batch_size": 128, "eval_every": 100, "patch_size": 8},
         story=Story("encoder.1.self_attn", 0, "the [CLS] row, the token the classifier reads, puts nearly all of its "
