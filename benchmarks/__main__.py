@@ -17,6 +17,8 @@
     first_use.json  a newcomer's cold start (frame, first heatmap)
     load.json     eight Chromium sessions against one server for three minutes
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
+    hub.json      hub ids: scanning a cache of 200 / 500 models, resolving an id, loading by id vs by path, a
+                  download over loopback (run alone: python -m benchmarks.bench_hub)
 """
 
 import importlib.util
