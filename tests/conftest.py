@@ -21,6 +21,9 @@ os.environ.update({"HF_HOME": str(HF_HOME), "HF_HUB_CACHE": str(HF_HOME / "hub")
 for _name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.pop(_name, None)
 
+# huggingface_hub reads its settings once, now: the app's go_offline() sets HF_HUB_OFFLINE in os.environ later (in
+# AppTest runs), which must not decide for the rest of the session.
+import huggingface_hub.constants  # noqa: E402,F401
 import torch  # noqa: E402
 
 from model import load  # noqa: E402

@@ -209,6 +209,7 @@ def test_a_public_server_lists_and_opens_the_cache_and_never_downloads(cache, fa
     at.sidebar.text_input(key="model_path").set_value("org/on-the-hub").run()
     clean(at)
     assert "public server" in errors(at) and not at.sidebar.button
+    assert str(cache) not in errors(at) + captions(at)  # where the server keeps its files is not said
     assert [r for r in fake_hub.requests if "/api/models" in r[1] or "/resolve/" in r[1]] == []
 
 
@@ -238,6 +239,23 @@ def test_a_download_when_allowed_shows_its_size_progress_and_opens(cache, fake_h
     clean(at)
     assert caption(at).startswith("org/on-the-hub: bert, encoder-only")
     assert not any(p.endswith("pytorch_model.bin") for p in fake_hub.file_bodies())
+
+
+def test_the_command_line_with_allow_download_fetches_and_opens(cache, fake_hub, tiny, monkeypatch):
+    """`streamlit run app.py -- org/on-the-hub --allow-download --text ...`: the download starts by itself (the
+    command asked for it), and the model opens on that text when it ends."""
+    fake_hub.add("org/on-the-hub", files_of(tiny["gpt2"]))
+    monkeypatch.setattr(sys, "argv", [APP, "org/on-the-hub", "--allow-download", "--text", "the cat sat"])
+    at = run()
+    clean(at)
+    from model import hub
+
+    job = hub.current_job(hub.HubRef("org/on-the-hub"))
+    assert job is not None and job.wait(60) and job.state().status == "done", job and job.state()
+    at.run()
+    clean(at)
+    assert caption(at).startswith("org/on-the-hub: gpt2, decoder-only")
+    assert at.session_state["source"] == "the cat sat"
 
 
 def test_without_the_setting_the_box_says_how_to_allow_downloads(cache, fake_hub):

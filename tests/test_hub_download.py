@@ -204,3 +204,27 @@ def test_ctrl_c_stops_a_download_cleanly(hub_cache):
         hub.stop()
     forget_listings()
     assert load(MINILM, "cpu").info.n_heads == 12
+
+
+def test_stop_ends_a_running_download_and_keeps_nothing_half_written(fake_hub, hub_cache, monkeypatch):
+    """The app's way (a job in a thread, its Stop button): in this process, against this process's hub."""
+    from model.hub import plan_download, start_job
+
+    monkeypatch.setenv("INSPECTOR_ALLOW_DOWNLOAD", "1")
+    fake_hub.add(MINILM, files_of(minilm_dir()))
+    fake_hub.throttle = 20e6
+    plan = plan_download(HubRef(MINILM))
+    assert plan.total_bytes > 90e6 and [n for n, _ in plan.weights] == ["model.safetensors"]
+    job = start_job(plan)
+    deadline = time.monotonic() + 60
+    while job.state().done < 10e6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = job.state()
+    assert state.running and " of 91.3 MB" in state.line() and "MB/s" in state.line(), state
+    job.stop()
+    assert job.wait(30)
+    state = job.state()
+    assert state.status == "stopped" and "nothing half-written" in state.message
+    assert leftovers(hub_cache) == []
+    with pytest.raises(NotCached):
+        find_snapshot(HubRef(MINILM), hub_cache)

@@ -9,11 +9,13 @@ import streamlit as st
 from model import hub
 from model.safe.memory import max_model_bytes
 
-from .models import size_text
+from .launch import launch
+from .models import path_policy, size_text
 from .text import md, short
 
 PLANS = "_download_plans"  # session: hub name -> DownloadPlan, or the refusal's message
 STARTED = "_download_started"  # session: the hub names whose download this session started (or the command line did)
+AUTOSTARTED = "_download_autostarted"  # session: the command line's download was started (or found done) once
 POLL_SECONDS = 0.5
 MAX_SHOWN = 60  # lines of the cache's listing in the sidebar (the picker offers every model)
 
@@ -34,9 +36,14 @@ def cache_table() -> None:
                  for m in found.models[:MAX_SHOWN]]
         if len(found.models) > MAX_SHOWN:
             lines.append(f"- … and {len(found.models) - MAX_SHOWN:,} more (`python -m model.hub list` shows them all)")
-        lines += [f"- ⚠ {md(short(problem, 300))}" for problem in found.problems]
+        public = path_policy().public  # a public server does not say where its files are
+        if public and found.problems:
+            lines.append(f"- ⚠ {len(found.problems)} entries of the cache could not be listed")
+        elif found.problems:
+            lines += [f"- ⚠ {md(short(problem, 300))}" for problem in found.problems]
         st.markdown("\n".join(lines))
-        st.caption(f"{md(found.cache)} (HF_HUB_CACHE), scanned in {found.seconds:.2f} s"
+        st.caption(("The Hugging Face cache" if public else f"{md(found.cache)} (HF_HUB_CACHE)")
+                   + f", scanned in {found.seconds:.2f} s"
                    + (f"; {found.older} older snapshots no branch or tag points to are not listed" if found.older
                       else "") + ". Type an id (org/name, org/name@revision) below to open one.")
 
@@ -52,11 +59,15 @@ def _plan(ref: hub.HubRef, again: bool = False):
     return plans[ref.name]
 
 
-def download_panel(error: hub.NotCached, autostart: bool = False) -> None:
-    """For a hub id the cache lacks, with downloads allowed: its size and a Download button (or why it would be
-    refused); then the download's progress (a fragment that reruns itself: the rest of the page stays as it is);
-    when it ends, the whole page runs again and opens the model, or says what went wrong."""
+def download_panel(error: hub.NotCached, typed: str) -> None:
+    """For a hub id the cache lacks (``typed`` in the box), with downloads allowed: its size and a Download button
+    (or why it would be refused); then the download's progress (a fragment that reruns itself: the rest of the page
+    stays as it is); when it ends, the whole page runs again and opens the model, or says what went wrong. The
+    command line's model with ``--allow-download`` starts by itself, once per session."""
     ref = error.ref
+    asked = launch()
+    autostart = asked.allow_download and typed == asked.model and not st.session_state.get(AUTOSTARTED)
+    st.session_state[AUTOSTARTED] = True
     job = hub.current_job(ref)
     started = st.session_state.setdefault(STARTED, set())
     if job is not None and job.state().running:

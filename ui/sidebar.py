@@ -11,8 +11,7 @@ from model import CheckpointError, RecordName, available_devices, hub, settings
 from model.safe.paths import MAX_PATH_CHARS
 
 from . import boot, state
-from .hub import STARTED, cache_table, download_panel
-from .launch import launch
+from .hub import cache_table, download_panel
 from .models import (
     FINAL,
     downloads_here,
@@ -141,10 +140,7 @@ def model_sidebar() -> ModelPick:
     base = None
     if typed and typed.strip():
         if isinstance(typed_error, hub.NotCached) and downloads_here():
-            wanted = st.session_state.get(STARTED, set())
-            download_panel(typed_error, autostart=launch().allow_download and typed.strip() == launch().model
-                           and typed_error.ref.name not in wanted and not st.session_state.get("_autostarted"))
-            st.session_state["_autostarted"] = True
+            download_panel(typed_error, typed.strip())
         elif typed_error is not None:
             st.error(f"Could not open “{md(short(typed, 120))}”: {md(short(typed_error, 600))}")
         else:

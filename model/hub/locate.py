@@ -89,7 +89,8 @@ def _not_cached(raw: str, ref: HubRef, e: NotCached, policy: PathPolicy, downloa
             f" To fetch what is missing: {how_to_allow(ref)}."
         return NotCached(head + fix, ref, (), e.partial)
     where = "an allowed directory" if policy.public else "a directory"
-    head = f"“{raw}” is neither {where} nor a model in the Hugging Face cache ({hub_cache()})"
+    cache = "" if policy.public else f" ({hub_cache()})"  # a public server does not say where its files are
+    head = f"“{raw}” is neither {where} nor a model in the Hugging Face cache{cache}"
     close = suggestions(ref.repo_id, listing(wait=SUGGEST_WAIT))
     head += f"; did you mean {' or '.join(close)}?" if close else "."
     fix = " It can be downloaded from the hub." if allowed else f" To get it: {how_to_allow(ref)}."
