@@ -7,19 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_hub import FakeHub
+from tests import fake_hub as _fake_hub
 
 # The Hugging Face side of the tests never leaves this machine and never sees the developer's own cache or token:
 # huggingface_hub reads these once, when first imported (nothing has imported it yet), so the hub it talks to in
 # this process is HUB, a server on 127.0.0.1 answering as the Hub does (tests/fake_hub.py), Xet off; a test that
-# needs a cache lays one out (tests/hub_cache.py, the ``hub_cache`` fixture).
-assert "huggingface_hub" not in sys.modules, "huggingface_hub was imported before the tests' settings"
-HUB = FakeHub().start()
-HF_HOME = Path(tempfile.mkdtemp(prefix="hf-home-"))
-os.environ.update({"HF_HOME": str(HF_HOME), "HF_HUB_CACHE": str(HF_HOME / "hub"), "HF_HUB_DISABLE_XET": "1",
-                   "HF_ENDPOINT": HUB.url, "HF_HUB_DISABLE_TELEMETRY": "1"})
-for _name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.pop(_name, None)
+# needs a cache lays one out (tests/hub_cache.py, the ``hub_cache`` fixture). Once per process: a test module that
+# imports this file again (as tests.conftest) finds it done.
+if _fake_hub.SESSION is None:
+    assert "huggingface_hub" not in sys.modules, "huggingface_hub was imported before the tests' settings"
+    _fake_hub.SESSION = _fake_hub.FakeHub().start()
+    _home = Path(tempfile.mkdtemp(prefix="hf-home-"))
+    os.environ.update({"HF_HOME": str(_home), "HF_HUB_CACHE": str(_home / "hub"), "HF_HUB_DISABLE_XET": "1",
+                       "HF_ENDPOINT": _fake_hub.SESSION.url, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    for _name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.pop(_name, None)
+HUB = _fake_hub.SESSION
 
 # huggingface_hub reads its settings once, now: the app's go_offline() sets HF_HUB_OFFLINE in os.environ later (in
 # AppTest runs), which must not decide for the rest of the session.

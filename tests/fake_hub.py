@@ -185,4 +185,6 @@ def _send(h: BaseHTTPRequestHandler, status: int, doc, headers: dict | None = No
         h.wfile.write(raw)
 
 
-__all__ = ["FakeHub"]
+SESSION: FakeHub | None = None  # the test process's hub (tests/conftest.py starts it once; HF_ENDPOINT points at it)
+
+__all__ = ["FakeHub", "SESSION"]

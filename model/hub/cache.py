@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
@@ -192,7 +193,6 @@ class Listing:
     stamp: float = 0.0  # the cache folder's modification time when scanned
     done: bool = True  # False: still scanning (nothing listed yet)
     families: bool = False  # whether transformers' registry was loaded, so family problems were checked too
-    errors: dict = field(default_factory=dict, compare=False)  # repo id -> the scan's message (for "did you mean")
 
     def openable(self) -> list[CachedModel]:
         return [m for m in self.models if m.reason is None]
@@ -272,7 +272,7 @@ def scan(cache: Path | None = None) -> Listing:
     except (OSError, ValueError, RuntimeError) as e:  # an unreadable folder inside the cache stops the whole scan
         return _fallback(cache, started, stamp, f"the cache scan stopped ({type(e).__name__}: {str(e)[:160]}); "
                                                 "each model folder was read on its own")
-    models, older, errors = [], 0, {}
+    models, older = [], 0
     for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
         if repo.repo_type != "model":
             continue
@@ -285,14 +285,8 @@ def scan(cache: Path | None = None) -> Listing:
                 reason = _incomplete(ref, cache)
             models.append(CachedModel(ref=ref, commit=revision.commit_hash, path=revision.snapshot_path,
                                       size_on_disk=revision.size_on_disk, family=family, reason=reason))
-    problems = []
-    for w in info.warnings:
-        text = str(w)
-        name = _repo_in(text)
-        if name:
-            errors[name] = text
-        problems.append(f"{name or 'a folder'}: the cache entry is damaged ({text[:200]})")
-    return Listing(cache=cache, models=tuple(models), problems=tuple(problems), older=older, errors=errors,
+    problems = [f"{_repo_in(str(w)) or 'a folder'}: the cache entry is damaged ({str(w)[:200]})" for w in info.warnings]
+    return Listing(cache=cache, models=tuple(models), problems=tuple(problems), older=older,
                    seconds=time.perf_counter() - started, stamp=stamp, families=families)
 
 
@@ -307,11 +301,9 @@ def _incomplete(ref: HubRef, cache: Path) -> str | None:
 
 
 def _repo_in(text: str) -> str | None:
-    for word in text.replace("'", " ").replace("(", " ").replace(")", " ").replace(":", " ").split():
-        name = Path(word).name if "models--" in word else ""
-        if name.startswith("models--"):
-            return "/".join(name.split("--")[1:])
-    return None
+    """The repository a scan warning is about (``.../models--org--name/...`` -> ``org/name``)."""
+    found = re.search(r"models--([^/\\\s'\")]+)", text)
+    return found[1].replace("--", "/") if found else None
 
 
 def _is_dir(path: Path) -> bool:
@@ -394,6 +386,15 @@ _KEPT: dict[Path, tuple[float, Listing]] = {}  # cache -> (when scanned, listing
 _SCANS: dict[Path, threading.Thread] = {}
 
 
+def import_hub_modules() -> None:
+    """Import what the background threads use, in the caller's thread: two threads importing the same modules can see
+    each other's half-imported modules (transformers imports huggingface_hub too)."""
+    import huggingface_hub._snapshot_download  # noqa: F401
+    import huggingface_hub.file_download  # noqa: F401
+    import huggingface_hub.utils._cache_manager  # noqa: F401
+    import tqdm  # noqa: F401
+
+
 def listing(cache: Path | None = None, wait: float = SCAN_WAIT) -> Listing:
     """The cache's listing, kept: scanned again in a background thread when SCAN_TTL seconds have passed (the kept one
     is returned meanwhile), when a repository folder appears or once transformers is loaded (then family problems
@@ -408,6 +409,7 @@ def listing(cache: Path | None = None, wait: float = SCAN_WAIT) -> Listing:
             return kept[1]
         thread = _SCANS.get(cache)
         if thread is None or not thread.is_alive():
+            import_hub_modules()
             thread = threading.Thread(target=_scan_into_kept, args=(cache,), name="hub-cache-scan", daemon=True)
             _SCANS[cache] = thread
             thread.start()

@@ -39,6 +39,7 @@ from .cache import (
     find_snapshot,
     forget_listings,
     hub_cache,
+    import_hub_modules,
     repo_folder,
 )
 from .ids import COMMIT, HubRef
@@ -348,6 +349,7 @@ class DownloadJob:
         self._thread = threading.Thread(target=self._run, name=f"download {plan.ref.name}", daemon=True)
 
     def start(self) -> DownloadJob:
+        import_hub_modules()
         self._thread.start()
         return self
 
