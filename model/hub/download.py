@@ -74,8 +74,7 @@ def how_to_allow(ref: HubRef) -> str:
     if settings.flag("INSPECTOR_PUBLIC"):
         return "this public server opens only the models it lists and never downloads"
     return (f"downloads are off: start the app with INSPECTOR_ALLOW_DOWNLOAD=1 (or `streamlit run app.py -- {ref.name} "
-            f"--allow-download`), or fetch it first with `hf download {ref.repo_id}"
-            + (f" --revision {ref.revision}" if ref.revision else "") + "`")
+            f"--allow-download`), or fetch it first with `python -m model.hub get {ref.name} --allow-download`")
 
 
 # what to fetch -------------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ def _other_checkpoints(ctx: Context) -> dict[str, str]:
         out[f"{model_name(ctx.pick.base)} at step {step}"] = path
     out[f"{model_name(ctx.pick.base)} (final)"] = ctx.pick.base
     listed = {str(Path(p).resolve()) for p in out.values()}
-    for c in model_choices():  # the other models (this one is listed above already, by step)
-        if str(Path(c.path).resolve()) not in listed:
+    for c in model_choices():  # the other models (this one is listed above already, by step; none that cannot open)
+        if c.reason is None and str(Path(c.path).resolve()) not in listed:
             out.setdefault(c.label, c.path)
     this = (f"{model_name(ctx.pick.base)} at step {ctx.pick.step}" if ctx.pick.step is not None
             else f"{model_name(ctx.pick.base)} (final)")
