@@ -64,3 +64,38 @@ def test_the_command_line_opens_a_hub_id_on_its_text(tmp_path):
         page.wait_for_timeout(800)
         sidebar.screenshot(path=str(ARTIFACTS / "hub-cache-listing.png"))
         page.screenshot(path=str(ARTIFACTS / "hub-sidebar-and-map.png"))
+
+
+def test_the_command_line_downloads_with_a_progress_bar_then_opens(tmp_path):
+    """`--allow-download` and a model the cache lacks: the page shows the download's bar (bytes, speed) while it runs
+    from a hub on 127.0.0.1, then opens the model on the text, without a reload."""
+    from tests.fake_hub import FakeHub
+    from tests.hub_cache import files_of
+
+    hub = FakeHub()
+    hub.add(MINILM, files_of(minilm_dir()))
+    hub.throttle = 12e6  # bytes a second: about 8 s for its 91 MB
+    hub.start()
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "",
+           "TRANSFORMERS_OFFLINE": "", "INSPECTOR_CHECKPOINTS": str(ROOT / "checkpoints")}
+    try:
+        with streamlit_server(env=env, args=(MINILM, "--allow-download", "--text", TEXT), timeout=120) as url, \
+                chromium((1400, 1000)) as page:
+            page.goto(url)
+            bar = page.locator('[data-testid="stSidebar"] [data-testid="stProgress"]')
+            bar.wait_for(timeout=TIMEOUT)
+            page.wait_for_function("() => /MB\\/s/.test(document.querySelector('[data-testid=\"stSidebar\"] "
+                                   "[data-testid=\"stProgress\"]')?.innerText || '')", timeout=TIMEOUT)
+            page.screenshot(path=str(ARTIFACTS / "hub-download-progress.png"))
+            line = bar.inner_text().replace("\u2068", "").replace("\u2069", "")
+            assert f"Downloading {MINILM}" in line and " of 91.3 MB" in line and "MB/s" in line
+            page.wait_for_function("() => /all-MiniLM-L6-v2: bert/.test(document.querySelector("
+                                   "'[data-testid=\"stSidebar\"]').innerText.replace(/[\u2068\u2069]/g, ''))",
+                                   timeout=TIMEOUT)
+            wait_idle(page, TIMEOUT)
+            page.screenshot(path=str(ARTIFACTS / "hub-downloaded-and-opened.png"))
+            assert page.locator("textarea").first.input_value() == TEXT
+            assert exception_boxes(page) == []
+    finally:
+        hub.stop()
+    assert not any(p.endswith(".bin") for p in hub.file_bodies())

@@ -48,10 +48,10 @@ def cache_table() -> None:
                       else "") + ". Type an id (org/name, org/name@revision) below to open one.")
 
 
-def _plan(ref: hub.HubRef, again: bool = False):
+def _plan(ref: hub.HubRef):
     """The download's plan (one request to the hub, no file fetched), kept in the session; a str when refused."""
     plans = st.session_state.setdefault(PLANS, {})
-    if again or ref.name not in plans:
+    if ref.name not in plans:
         try:
             plans[ref.name] = hub.plan_download(ref)
         except hub.DownloadRefused as e:
@@ -77,9 +77,8 @@ def download_panel(error: hub.NotCached, typed: str) -> None:
     if state is not None and ref.name in started and state.status in ("failed", "stopped"):  # say why it ended
         (st.warning if state.status == "stopped" else st.error)(md(short(state.message, 600)))
         started.discard(ref.name)
-        if st.button("Check again", key="download_again"):
-            _plan(ref, again=True)
-            st.rerun()
+        st.session_state.get(PLANS, {}).pop(ref.name, None)  # what is left to fetch has changed: ask the hub again
+        st.button("Check again", key="download_again")
         return
     plan = _plan(ref)
     st.info(md(short(error, 600)))

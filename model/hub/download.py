@@ -46,6 +46,7 @@ from .ids import COMMIT, HubRef
 
 SHARD = re.compile(r"model-\d{1,5}-of-\d{1,5}\.safetensors")
 SPEED_WINDOW = 3.0  # seconds of transfer the speed is measured over
+CHUNK_BYTES = 2**20  # huggingface_hub reports progress (and sees a stop) once per chunk received; default 10 MiB
 
 
 class DownloadRefused(CheckpointError):
@@ -219,17 +220,19 @@ class Counter:
             self._bars[bar] = n
             now = time.monotonic()
             self._samples.append((now, self._stage_base + max(self._bars.values())))
-            while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW:
-                self._samples.popleft()
+            while len(self._samples) > 1 and now - self._samples[1][0] > SPEED_WINDOW:
+                self._samples.popleft()  # keep one sample from before the window: the speed is measured across it
 
     def speed(self) -> float:
-        """Bytes per second over the last few seconds (0 before two samples)."""
+        """Bytes per second over about the last SPEED_WINDOW seconds, up to now (a stall lowers it; 0 at first)."""
         with self._lock:
-            if len(self._samples) < 2:
-                return 0.0
-            (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-            recent = time.monotonic() - t1 < SPEED_WINDOW
-            return (b1 - b0) / (t1 - t0) if t1 > t0 and recent else 0.0
+            now = time.monotonic()
+            t0, b0 = (self.started, 0)
+            for t, b in self._samples:
+                if now - t >= SPEED_WINDOW:
+                    t0, b0 = t, b
+            done = self._samples[-1][1] if self._samples else 0
+            return (done - b0) / (now - t0) if now - t0 > 0.5 and done > b0 else 0.0
 
 
 def _bar_class(counter: Counter) -> type:
@@ -259,9 +262,10 @@ def fetch(plan: DownloadPlan, counter: Counter | None = None, cache: Path | None
     weights), then the weights; then the branch or tag is recorded and the snapshot returned, checked complete.
     DownloadFailed (or DownloadStopped) when it does not finish; DownloadRefused for a model refused on its
     config."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.file_download import _cache_commit_hash_for_specific_revision
 
+    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)  # a bar that moves, a prompt stop
     cache = cache or hub_cache()
     counter = counter or Counter(plan.total_bytes)
     ref = plan.ref
