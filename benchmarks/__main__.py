@@ -19,6 +19,8 @@
     vision.json   image calls: traced against uncaptured, and a capture's memory, on the shipped ViT (shapes) and a
                   ViT-B/16-shaped model at 224 x 224
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
+    hub.json      hub ids: scanning a cache of 200 / 500 models, resolving an id, loading by id vs by path, a
+                  download over loopback (run alone: python -m benchmarks.bench_hub)
 """
 
 import importlib.util

@@ -2,11 +2,13 @@
 ``generate`` and ``decode`` (the devices it can run on are model.runtime's).
 
 Two kinds of pipeline: the project's own transformer (model.own.pipeline) and models in the Hugging Face layout run by
-transformers (model.hf). ``load`` picks the right one from the directory.
+transformers (model.hf). ``load`` picks the right one from the directory; a hub id (``org/name``) opens from the
+Hugging Face cache (model.hub).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +33,25 @@ def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
     return isinstance(data, dict) and "model_type" in data
 
 
-def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None):
-    """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
+def model_dir(path: str | Path, policy: PathPolicy | None = None, allow_download: bool = False) -> Path:
+    """The directory ``load`` opens: ``path`` itself when it is one (or a ``Path``), else a hub id resolved through
+    the Hugging Face cache (model.hub.locate), downloaded first when allowed."""
+    if isinstance(path, Path) or os.path.isdir(path):
+        return Path(path)
+    from .hub import locate_or_download, looks_like_hub_id
+
+    if not looks_like_hub_id(path):
+        return Path(path)
+    return locate_or_download(path, policy, allow_download=allow_download).path
+
+
+def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None,
+         allow_download: bool = False):
+    """Load a model onto ``device`` ("auto" = cuda, then mps, then cpu): a checkpoint directory, or a hub id
+    (``"gpt2"``, ``"org/name"``, ``"org/name@revision"``) from the Hugging Face cache, resolved as transformers'
+    ``from_pretrained(..., local_files_only=True)`` does (main -> refs/main -> its snapshot). An id the cache lacks is
+    a CheckpointError saying how to get it; ``allow_download=True`` (or INSPECTOR_ALLOW_DOWNLOAD=1) downloads it
+    first, with a progress bar (never under INSPECTOR_PUBLIC=1).
 
     This project's checkpoints give a ``TransformerPipeline`` (a vision one, config.json's arch "vit", a
     ``VisionPipeline``); a Hugging Face directory (config.json with a model_type,
@@ -40,6 +59,7 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
     ``policy`` (model.safe.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
     dev = resolve_device(device)
+    path = model_dir(path, policy, allow_download)
     if is_hf_directory(path, policy):
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
 
@@ -51,4 +71,4 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
     return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
 
-__all__ = ["is_hf_directory", "load"]
+__all__ = ["is_hf_directory", "load", "model_dir"]
