@@ -16,7 +16,11 @@
     atlas.json    corpus atlas builds (examples/s, memory over 10,000 examples) and the Atlas view's queries
     first_use.json  a newcomer's cold start (frame, first heatmap)
     load.json     eight Chromium sessions against one server for three minutes
+    vision.json   image calls: traced against uncaptured, and a capture's memory, on the shipped ViT (shapes) and a
+                  ViT-B/16-shaped model at 224 x 224
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
+    hub.json      hub ids: scanning a cache of 200 / 500 models, resolving an id, loading by id vs by path, a
+                  download over loopback (run alone: python -m benchmarks.bench_hub)
 """
 
 import importlib.util
@@ -28,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
-         ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"]]
+         ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"],
+         ["-m", "benchmarks.bench_vision"]]
 
 
 def main() -> int:

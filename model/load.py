@@ -1,54 +1,26 @@
 """Opening a model: ``load(path)`` -> a pipeline (model.api.Pipeline) with ``run`` (the traced call of model.call),
-``generate`` and ``decode``; and the devices it can run on.
+``generate`` and ``decode`` (the devices it can run on are model.runtime's).
 
 Two kinds of pipeline: the project's own transformer (model.own.pipeline) and models in the Hugging Face layout run by
-transformers (model.hf). ``load`` picks the right one from the directory.
+transformers (model.hf). ``load`` picks the right one from the directory; a hub id (``org/name``) opens from the
+Hugging Face cache (model.hub).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from .own.checkpoint import load_checkpoint
-from .own.pipeline import TransformerPipeline
+from .own.checkpoint import is_vision_checkpoint, load_checkpoint, load_vision_checkpoint
+from .own.pipeline import TransformerPipeline, VisionPipeline
+from .runtime import resolve_device
 from .safe.files import read_json_file
 
 if TYPE_CHECKING:
     from .safe.paths import PathPolicy
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda, then mps, then cpu; an explicit device that is not available is a ValueError."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r} ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} requested but MPS is not available here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or mps")
-    return dev
-
-
-def available_devices() -> list[str]:
-    """Device names that work on this machine, "cpu" always included."""
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out.append("mps")
-    return out
 
 
 def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
@@ -61,20 +33,42 @@ def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
     return isinstance(data, dict) and "model_type" in data
 
 
-def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None):
-    """Load a checkpoint directory onto ``device`` ("auto" = cuda, then mps, then cpu).
+def model_dir(path: str | Path, policy: PathPolicy | None = None, allow_download: bool = False) -> Path:
+    """The directory ``load`` opens: ``path`` itself when it is one (or a ``Path``), else a hub id resolved through
+    the Hugging Face cache (model.hub.locate), downloaded first when allowed."""
+    if isinstance(path, Path) or os.path.isdir(path):
+        return Path(path)
+    from .hub import locate_or_download, looks_like_hub_id
 
-    This project's checkpoints give a ``TransformerPipeline``; a Hugging Face directory (config.json with a model_type,
+    if not looks_like_hub_id(path):
+        return Path(path)
+    return locate_or_download(path, policy, allow_download=allow_download).path
+
+
+def load(path: str | Path, device: str | torch.device = "auto", policy: PathPolicy | None = None,
+         allow_download: bool = False):
+    """Load a model onto ``device`` ("auto" = cuda, then mps, then cpu): a checkpoint directory, or a hub id
+    (``"gpt2"``, ``"org/name"``, ``"org/name@revision"``) from the Hugging Face cache, resolved as transformers'
+    ``from_pretrained(..., local_files_only=True)`` does (main -> refs/main -> its snapshot). An id the cache lacks is
+    a CheckpointError saying how to get it; ``allow_download=True`` (or INSPECTOR_ALLOW_DOWNLOAD=1) downloads it
+    first, with a progress bar (never under INSPECTOR_PUBLIC=1).
+
+    This project's checkpoints give a ``TransformerPipeline`` (a vision one, config.json's arch "vit", a
+    ``VisionPipeline``); a Hugging Face directory (config.json with a model_type,
     model.safetensors, tokenizer.json) gives a ``model.hf.HFPipeline`` (transformers is imported only then).
     ``policy`` (model.safe.paths.PathPolicy): every file is opened only if its real path lies inside the allowed roots.
     """
     dev = resolve_device(device)
+    path = model_dir(path, policy, allow_download)
     if is_hf_directory(path, policy):
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
 
         return load_hf(path, device=dev, policy=policy)
+    if is_vision_checkpoint(path, policy):
+        config, model, meta = load_vision_checkpoint(path, device=dev, policy=policy)
+        return VisionPipeline(config, model, meta, str(path))
     config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev, policy=policy)
     return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
 
-__all__ = ["available_devices", "is_hf_directory", "load", "resolve_device"]
+__all__ = ["is_hf_directory", "load", "model_dir"]

@@ -23,12 +23,22 @@ class Setting:
 
 SETTINGS = (
     Setting("INSPECTOR_PUBLIC", "0", "`1`: typed checkpoint paths must resolve (symlinks followed) inside the allowed "
-            "roots, which default to the shipped checkpoints and the models directory, and so must every file a loader "
-            "opens (a `config.json`, tokenizer, shard or `generation_config.json` linking out is refused) and every "
-            "model or `snapshots/step_*` folder offered; errors no longer say whether a path outside them exists"),
+            "roots, which default to the shipped checkpoints, the models directory and the Hugging Face cache, and so "
+            "must every file a loader opens (a `config.json`, tokenizer, shard or `generation_config.json` linking out "
+            "is refused) and every model or `snapshots/step_*` folder offered; errors no longer say whether a path "
+            "outside them exists; nothing is ever downloaded"),
     Setting("INSPECTOR_ALLOWED_ROOTS", "", "the allowed roots (OS path separator, e.g. `/srv/models:/srv/more`), "
             "public or not (list the shipped checkpoints too if they should stay on offer)"),
     Setting("INSPECTOR_MODELS", "", "the folder of models listed in the sidebar (e.g. `/srv/models`)"),
+    Setting("INSPECTOR_HUB_CACHE", "", "`1`: the Hugging Face cache (`HF_HUB_CACHE`, default "
+            "`~/.cache/huggingface/hub`) is listed in the sidebar and opens hub ids (`org/name`), and it is an "
+            "allowed root when the roots are restricted (under `INSPECTOR_PUBLIC=1` a visitor then opens only what "
+            "it holds); `0`: neither. Unset: on for local use, off under `INSPECTOR_PUBLIC=1` (the operator's cache "
+            "may hold models not meant for visitors)"),
+    Setting("INSPECTOR_ALLOW_DOWNLOAD", "0", "`1`: a hub id the cache does not hold may be downloaded into it through "
+            "`huggingface_hub` (its endpoint and token): config, tokenizer and safetensors files only, their size "
+            "checked against `INSPECTOR_MAX_MODEL_MB` and the free disk first; the same as `--allow-download` on the "
+            "command line; never under `INSPECTOR_PUBLIC=1`. `0`: the app sets `HF_HUB_OFFLINE=1` at start-up"),
     Setting("INSPECTOR_CHECKPOINTS", "checkpoints/", "where the shipped checkpoints are"),
     Setting("INSPECTOR_MAX_MODEL_MB", "", "what loading one model may take (default: half the available memory): the "
             "stored weights, the sizes its config implies and the parameters it builds, checked before anything is "

@@ -137,7 +137,7 @@ def test_opens_on_the_dates_story(monkeypatch):
 def test_picking_a_shipped_model_loads_its_example_and_story(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     at = app(None)
-    assert at.selectbox(key="model").options == ["dates", "induction", "numbers", "reverse"]
+    assert at.selectbox(key="model").options == ["dates", "induction", "numbers", "reverse", "shapes"]
     at.selectbox(key="model").set_value("reverse").run()
     assert_clean(at)
     assert at.text_area(key="source").value == "red fox owl blue cat"

@@ -321,7 +321,7 @@ def test_a_typed_directory_is_what_the_model_box_shows(packaged_bert):
     clean(at)
     box = at.sidebar.selectbox(key="model")
     assert box.value == "↳ typed directory"
-    assert box.format_func(box.value) == "MiniLM-demo/model (typed directory)"
+    assert box.format_func(box.value) == "MiniLM-demo/model (typed)"
     assert "dates" not in box.format_func(box.value)
     assert sidebar_text(at).startswith("MiniLM-demo/model: bert")
     story = unescaped(" ".join(m.value for m in at.markdown))

@@ -45,8 +45,17 @@ _ACTIVE = threading.local()  # .slot: the loading line of the run in this thread
 
 
 def go_offline() -> None:
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(name, "1")
+    """Never reach a model hub (HF_HUB_OFFLINE, read by huggingface_hub once, when first imported), unless downloads
+    are allowed (INSPECTOR_ALLOW_DOWNLOAD=1 or ``--allow-download``; never on a public server): then only a download
+    the visitor starts reaches it (model/hub/download.py)."""
+    from model.hub import downloads_allowed
+
+    from .launch import launch
+
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if not downloads_allowed(asked=launch().allow_download):
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(name, "1")
 
 
 def wait_for_warm_up() -> None:
@@ -74,12 +83,17 @@ def cold() -> bool:
 
 
 def model_being_opened() -> str:
-    """A name for the loading line: the linked model (?model=...), the one picked before, or the default."""
-    linked = st.query_params.get("model")
-    if isinstance(linked, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", linked):
+    """A name for the loading line: the linked model (?model=..., or the command line's), the one picked before, or
+    the default."""
+    from .launch import launch
+
+    linked = st.query_params.get("model") or launch().model
+    if isinstance(linked, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,96}(/[A-Za-z0-9_.-]{1,96})?(@[\w./-]{1,40})?",
+                                                linked):
         return linked
     picked = st.session_state.get("model")
-    if isinstance(picked, str) and re.fullmatch(r"[A-Za-z0-9_. ()-]{1,80}", picked):
+    picked = picked.split(" · ")[0] if isinstance(picked, str) else picked  # a cached model's label: its name first
+    if isinstance(picked, str) and re.fullmatch(r"[A-Za-z0-9_. ()/@-]{1,120}", picked):
         return picked
     return DEFAULT_MODEL if (shipped_dir() / DEFAULT_MODEL).is_dir() else ""
 

@@ -7,8 +7,9 @@ the model is known); every run writes the current selection back (``write_link``
 the link. Anything a link or a session file says is checked: an unknown view, layer 99, head -5, a huge text,
 control characters or a path outside the allowed roots end in a message and a safe default.
 
-A model is named by its directory name when it is listed (shipped, or in the models directory); a typed directory
-goes into a link only when the server is not public (``INSPECTOR_PUBLIC``), and it is opened again through the same
+A model is named by its directory name when it is listed (shipped, or in the models directory), by its hub id
+(``org/name``, ``org/name@revision``) when it comes from the Hugging Face cache; a typed directory goes into a link
+only when the server is not public (``INSPECTOR_PUBLIC``), and it is opened again through the same
 path policy as the sidebar's box. Session files are JSON (never pickle), no larger than the longest inputs the sidebar
 takes need (``session_limit``), with a fixed schema; anything else in them is refused.
 """
@@ -23,11 +24,12 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from model import CheckpointError
+from model import CheckpointError, hub
 from model.safe.paths import MAX_PATH_CHARS
 
 from . import state
-from .models import model_choices, open_typed_path, path_policy, pipeline
+from .launch import launch
+from .models import downloads_here, model_choices, model_stem, open_typed_path, path_policy, pipeline
 from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES
 from .text import md, short, slug
 from .views.registry import View, find, named
@@ -61,20 +63,21 @@ def _clean(value, what: str, limit: int) -> str:
 
 
 def _model_label(name: str) -> str | None:
-    """The model picker's label for a listed model named ``name`` (its label or directory name), else None."""
+    """The model picker's label for a listed model named ``name`` (its label, link name or directory name), else
+    None."""
     choices = model_choices()
-    for c in choices:
-        if c.label == name:
-            return c.label
-    for c in choices:
-        if Path(c.path).name == name:
-            return c.label
+    for key in (lambda c: c.label, lambda c: c.link_name, lambda c: Path(c.path).name):
+        for c in choices:
+            if key(c) == name:
+                return c.label
     return None
 
 
 def _open_model(name: str) -> None:
-    """Select the model a link or session names: a listed one by name, else (not in public mode) a directory
-    through the sidebar's path policy. LinkError when neither."""
+    """Select the model a link or session names: a listed one by name; else a hub id the cache holds (on a public
+    server too: the cache's models are listed); else (not in public mode) a directory through the sidebar's path
+    policy. A hub id the cache lacks goes into the model box, which says how to get it (a link never downloads).
+    LinkError when none of these."""
     name = _clean(name, "model", MAX_PATH_CHARS).strip()
     label = _model_label(name)
     if label is not None:
@@ -82,11 +85,20 @@ def _open_model(name: str) -> None:
         st.session_state["model_path"] = ""
         return
     policy = path_policy()
-    if policy.public:
+    if policy.public and not hub.looks_like_hub_id(name):
         raise LinkError(f"this server lists no model called “{short(name, 80)}”")
     try:
         pipeline(open_typed_path(name), st.session_state.get("device", "auto"))  # loaded once, kept in the cache
+    except hub.NotCached as e:
+        if policy.public:
+            raise LinkError(f"this server lists no model called “{short(name, 80)}”") from None
+        if not downloads_here():
+            raise LinkError(short(e, 400)) from None
+        st.session_state["model_path"] = name  # the sidebar's box offers the download (a link never starts one)
+        return
     except CheckpointError as e:
+        if policy.public:
+            raise LinkError(f"this server lists no model called “{short(name, 80)}”") from None
         raise LinkError(f"the model “{short(name, 80)}” cannot be opened: {short(e, 300)}") from None
     st.session_state["model_path"] = name
 
@@ -102,6 +114,13 @@ def read_link() -> None:
         return
     st.session_state[READ] = True
     params = st.query_params.to_dict()
+    started = launch()  # `streamlit run app.py -- MODEL --text TEXT`: the default link of every session
+    if started.problem:
+        _keep_note(started.problem)
+    if started.model and "model" not in params:
+        params["model"] = started.model
+    if started.text is not None and "text" not in params:
+        params["text"] = started.text
     if "model" in params:
         try:
             _open_model(params["model"])
@@ -198,11 +217,14 @@ def show_notes() -> None:
 # writing ----------------------------------------------------------------------------------------------------------
 
 def model_param(base: str) -> str | None:
-    """How a link names the model at ``base``: its directory name when listed; its path when typed (never on a
-    public server); None when it cannot be named."""
+    """How a link names the model at ``base``: its name when listed (a cached model's hub id); a snapshot of the
+    cache by its hub id; its path when typed (never on a public server); None when it cannot be named."""
     for c in model_choices():
         if str(Path(c.path).resolve()) == str(Path(base).resolve()):
-            return Path(c.path).name
+            return c.link_name
+    ref = hub.snapshot_ref(base)
+    if ref is not None:
+        return ref.name
     return None if path_policy().public else str(base)
 
 
@@ -374,8 +396,7 @@ def share(base: str, arch: str, source: str, target: str | None, sel) -> None:
                   "target_mode": st.session_state.get("target_mode") if arch == "encoder-decoder" else None,
                   "max_new": int(st.session_state.get("max_new") or 0),
                   "gen_new": int(st.session_state.get("gen_new") or 0)}
-        name = params.get("model") or "model"
         st.download_button("Save session (JSON)", session_bytes(base, inputs, sel),
-                           file_name=f"{Path(name).name or 'model'}-session.json", mime="application/json",
+                           file_name=f"{model_stem(base)}-session.json", mime="application/json",
                            key="save_session", help="Model name, inputs and selection; open it with “Open a saved "
                                                     "session” in the sidebar.", on_click="ignore")

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from model import load, settings
+from model import hub, load, settings
 from model.own.checkpoint import stamp as checkpoint_stamp
-from model.safe.paths import PathPolicy, resolve_checkpoint_dir
+from model.safe.paths import PathPolicy
 from model.training.tasks import TASKS, Story
 
 from .boot import DEFAULT_MODEL, shipped_dir
 from .cache import SharedLRU
+from .launch import launch
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LISTED = 200  # a models directory with thousands of entries lists the first ones only
@@ -27,7 +28,13 @@ def models_dir() -> Path | None:
 
 
 def path_policy() -> PathPolicy:
-    return PathPolicy.from_env(shipped_dir(), models_dir())
+    return PathPolicy.from_env(shipped_dir(), models_dir(), hub.hub_cache() if hub.cache_enabled() else None)
+
+
+def downloads_here() -> bool:
+    """Whether a visitor may download a hub id the cache lacks (INSPECTOR_ALLOW_DOWNLOAD=1 or ``--allow-download``;
+    never on a public server)."""
+    return hub.downloads_allowed(asked=launch().allow_download)
 
 
 def _has_config(path: Path) -> bool:
@@ -71,10 +78,34 @@ def _subdirs(parent: Path, policy: PathPolicy | None = None) -> list[Path]:
 class ModelChoice:
     label: str  # shown in the picker
     path: str
+    name: str = ""  # how links and saved sessions name it (default: the directory's name)
+    reason: str | None = None  # why it cannot be opened (a cached model listed with its reason); None: it can
+
+    @property
+    def link_name(self) -> str:
+        return self.name or Path(self.path).name
+
+
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: 640 kB, 91 MB, 1.2 GB."""
+    return f"{n / 1e3:,.0f} kB" if n < 1e6 else f"{n / 1e6:,.0f} MB" if n < 1e9 else f"{n / 1e9:,.1f} GB"
+
+
+def cached_choices() -> list[ModelChoice]:
+    """The Hugging Face cache's models (huggingface_hub's scan, kept and bounded: model.hub.listing), openable ones
+    labelled with family and size, the others with “cannot open” (the reason is shown when one is picked)."""
+    if not hub.cache_enabled():
+        return []
+    out = []
+    for m in hub.listing().models:
+        label = f"{m.name} · {m.family or '?'} · {size_text(m.size_on_disk)}" if m.reason is None else \
+            f"{m.name} · cannot open"
+        out.append(ModelChoice(label, str(m.path), name=m.name, reason=m.reason))
+    return out
 
 
 def model_choices() -> list[ModelChoice]:
-    """Shipped checkpoints (the default first), then the models directory's."""
+    """Shipped checkpoints (the default first), then the models directory's, then the Hugging Face cache's."""
     policy = path_policy()
     shipped = _subdirs(shipped_dir(), policy)
     shipped.sort(key=lambda p: (p.name != DEFAULT_MODEL, p.name))
@@ -82,7 +113,7 @@ def model_choices() -> list[ModelChoice]:
     extra = models_dir()
     if extra is not None:
         choices += [ModelChoice(f"{p.name} (models directory)", str(p)) for p in _subdirs(extra, policy)]
-    return choices
+    return choices + cached_choices()
 
 
 def snapshots(path: str) -> list[tuple[int, str]]:
@@ -107,8 +138,9 @@ def example_for(path: str) -> str | None:
 
 
 def open_typed_path(text: str) -> str:
-    """A path typed into the sidebar -> a resolved directory the policy allows (CheckpointError otherwise)."""
-    return str(resolve_checkpoint_dir(text, path_policy()))
+    """A directory or hub id typed into the sidebar -> a directory the policy allows (model.hub.locate: a cached hub
+    model's snapshot); CheckpointError otherwise (hub.NotCached for an id the cache lacks, saying how to get it)."""
+    return str(hub.locate(text, path_policy(), downloads=downloads_here()).path)
 
 
 def model_cache_bytes() -> int:
@@ -158,9 +190,13 @@ def _generic(name: str) -> bool:
 
 
 def model_name(path: str) -> str:
-    """A name a person recognises for the model at ``path``: its directory's name; for a directory with a generic
-    name ("model", "checkpoint", "step_1000"...), config.json's ``_name_or_path`` when it names a model, else the
-    nearest parent with a real name."""
+    """A name a person recognises for the model at ``path``: a snapshot of the Hugging Face cache by its hub id (and
+    revision off main); else its directory's name; for a directory with a generic name ("model", "checkpoint",
+    "step_1000"...), config.json's ``_name_or_path`` when it names a model, else the nearest parent with a real
+    name."""
+    ref = hub.snapshot_ref(path)
+    if ref is not None:
+        return ref.name
     p = Path(path)
     if not _generic(p.name):
         return p.name
@@ -180,3 +216,9 @@ def model_name(path: str) -> str:
         if not _generic(parent.name):
             return f"{parent.name}/{p.name}"
     return p.name
+
+
+def model_stem(path: str) -> str:
+    """The model's name as the start of a file name (exports, saved sessions): ``org/name`` -> ``org--name``."""
+    name = model_name(path).replace("/", "--")
+    return "".join(c if c.isalnum() or c in "._@-" else "_" for c in name)[:120] or "model"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from model import CheckpointError, RecordName, available_devices
+from model import CheckpointError, RecordName, available_devices, hub
 from model.safe.paths import MAX_PATH_CHARS
 
 from . import boot, state
+from .hub import cache_table, download_panel
 from .models import (
     FINAL,
+    downloads_here,
     example_for,
     model_choices,
     model_name,
@@ -29,7 +31,7 @@ MAX_TOKENS = 32_768  # the longest input the app traces
 CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
 MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
-TYPED = "↳ typed directory"  # the picker's option while a typed directory is open
+TYPED = "↳ typed directory"  # the picker's option while a typed directory (or hub id) is open
 
 
 def apply_story(path: str | None, first_visit: bool = False) -> None:
@@ -63,6 +65,7 @@ def model_sidebar() -> ModelPick:
     choices = model_choices()
     labels = [c.label for c in choices]
     by_label = {c.label: c.path for c in choices}
+    refused = {c.label: c.reason for c in choices if c.reason}  # cached models listed with why they cannot open
     st.header("Model")
     # a typed directory overrides the picker: the picker says so (its first option names it) instead of showing
     # the listed model it no longer opens; picking a listed model clears the box
@@ -85,41 +88,54 @@ def model_sidebar() -> ModelPick:
         value = st.session_state.get("model")
         if value != TYPED:
             st.session_state["model_path"] = ""
-            apply_story(by_label.get(value))
+            if value not in refused:
+                apply_story(by_label.get(value))
 
     choice = state.selectbox("Model", options, key="model", default=options[0] if options else None,
                              disabled=not options, on_change=picked,
-                             format_func=lambda o: f"{model_name(typed_base)} (typed directory)" if o == TYPED else o,
-                             help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS); a directory "
-                                  "typed below comes first while it is open.")
+                             format_func=lambda o: f"{model_name(typed_base)} (typed)" if o == TYPED else o,
+                             help="Shipped checkpoints, then the models directory (INSPECTOR_MODELS), then the "
+                                  "Hugging Face cache (HF_HUB_CACHE: id · family · size); a directory or id typed "
+                                  "below comes first while it is open.")
     if choice == TYPED:
         choice = None
+    cache_table()
     policy = path_policy()
-    typed = st.text_input("…or a local checkpoint directory", key="model_path", max_chars=MAX_PATH_CHARS,
-                          placeholder="/path/to/checkpoint",
+    typed = st.text_input("…or a local directory or hub id", key="model_path", max_chars=MAX_PATH_CHARS,
+                          placeholder="/path/to/model or org/name",
                           help="This project's checkpoints or a Hugging Face directory (config.json, "
-                               "model.safetensors, tokenizer.json). Overrides the picker when filled in."
+                               "model.safetensors, tokenizer.json), or a hub id (gpt2, org/name, "
+                               "org/name@revision) opened from the Hugging Face cache"
+                               + (" (or downloaded, when it is not there)." if downloads_here() else
+                                  "; nothing is downloaded.") + " Overrides the picker when filled in."
                                + (" Only directories under the allowed roots open here." if policy.restricted
                                   else ""))
     devices = ["auto"] + available_devices()
     device = state.selectbox("Device", devices, key="device", default="auto")
 
-    if "_first_visit_done" not in st.session_state and choice is not None and not (typed and typed.strip()):
+    if "_first_visit_done" not in st.session_state and choice in by_label and choice not in refused \
+            and not (typed and typed.strip()):
         st.session_state["_first_visit_done"] = True
         apply_story(by_label[choice], first_visit=True)
 
     base = None
     if typed and typed.strip():
-        if typed_error is not None:
-            st.error(f"Could not open that directory: {md(short(typed_error))}")
+        if isinstance(typed_error, hub.NotCached) and downloads_here():
+            download_panel(typed_error, typed.strip())
+        elif typed_error is not None:
+            st.error(f"Could not open “{md(short(typed, 120))}”: {md(short(typed_error, 600))}")
         else:
             base = str(typed_base)
+    elif choice is not None and choice in refused:
+        st.error(f"{md(choice.split(' · ')[0])} cannot be opened: {md(short(refused[choice], 400))}")
     elif choice is not None:
         base = by_label[choice]
     if base is None:
         base = st.session_state.get("good_model")
+        if base is None and typed_error is not None:  # a first visit with a box that does not open: the default
+            base = next((by_label[c] for c in labels if c not in refused), None)
         if base is None:
-            st.info("No model to show: put a checkpoint in checkpoints/, or type a checkpoint directory above.")
+            st.info("No model to show: put a checkpoint in checkpoints/, or type a directory or hub id above.")
             boot.stop()
 
     steps = snapshots(base)

@@ -25,7 +25,7 @@ ENGINES = ("local", "ray")
 class BuildRequest:
     """What to build: ``python -m model.atlas``'s options."""
 
-    model: str  # a checkpoint directory (this project's or the Hugging Face layout)
+    model: str  # a checkpoint directory (this project's or the Hugging Face layout), or a hub id from the cache
     data: str  # the corpus file
     db: str  # the DuckDB file (created when missing; other runs in it are kept)
     batch_size: int = 8
@@ -38,6 +38,7 @@ class BuildRequest:
     qk_tokens: int = 8  # positions per example and axis
     engine: str = "local"
     ray: RayOptions = dataclasses.field(default_factory=RayOptions)
+    allow_download: bool = False  # a hub id the cache lacks may be downloaded first (never on a public server)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,18 @@ class Prepared:
     pipe: object
     options: AtlasOptions
     info: RunInfo
+    model_dir: str = ""  # the directory the model was loaded from (a hub id's snapshot in the cache)
+
+
+def model_location(model: str, allow_download: bool = False) -> tuple[str, str]:
+    """--model -> (the directory to load, the name the runs table keeps): a directory by its resolved path; a hub id
+    (``org/name[@revision]``) by its snapshot in the Hugging Face cache and its id (downloaded first when allowed)."""
+    from ..hub import locate_or_download, looks_like_hub_id
+
+    if Path(model).is_dir() or not looks_like_hub_id(model):
+        return model, str(Path(model).resolve())
+    where = locate_or_download(model, allow_download=allow_download)
+    return str(where.path), where.name or str(where.path)
 
 
 def prepare(req: BuildRequest, on_hash: Callable[[int, int], None] | None = None) -> Prepared:
@@ -89,18 +102,19 @@ def prepare(req: BuildRequest, on_hash: Callable[[int, int], None] | None = None
     except ValueError as e:
         raise AtlasError(str(e)) from None
     # the Ray engine's workers load the model on req.device; the driver only checks it (on a CPU-only head node too)
-    pipe = load(req.model, "cpu" if req.engine == "ray" else req.device)
-    mhash = model_hash(req.model)
+    model_dir, model_name = model_location(req.model, req.allow_download)
+    pipe = load(model_dir, "cpu" if req.engine == "ray" else req.device)
+    mhash = model_hash(model_dir)
     identity = {"options": options.identity(), "field": corpus.field}
     rid = run_id(mhash, corpus.sha256, identity)
     device = req.device if req.engine == "ray" else str(pipe.device)
     session = {"batch_size": req.batch_size, "device": device, "engine": req.engine}
-    info = RunInfo(run_id=rid, model_path=str(Path(req.model).resolve()), model_hash=mhash,
+    info = RunInfo(run_id=rid, model_path=model_name, model_hash=mhash,
                    model_family=pipe.info.family, model_arch=pipe.arch, n_heads=pipe.info.n_heads,
                    corpus_path=str(Path(req.data).resolve()), corpus_hash=corpus.sha256,
                    corpus_format=corpus.format, field=corpus.field,
                    options=json.dumps({**identity["options"], "session": session}), n_records=corpus.n_records)
-    return Prepared(corpus=corpus, pipe=pipe, options=options, info=info)
+    return Prepared(corpus=corpus, pipe=pipe, options=options, info=info, model_dir=model_dir)
 
 
 def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
@@ -131,7 +145,8 @@ def build(req: BuildRequest, progress: Callable[[Progress], None] | None = None,
             if req.engine == "local":
                 run_local(p.pipe, p.corpus, store, state, p.options, req.batch_size, on_batch)
             else:
-                _, bad = run_ray(req.model, req.device, p.corpus, store, state, p.options, req.batch_size, req.ray)
+                _, bad = run_ray(p.model_dir or req.model, req.device, p.corpus, store, state, p.options,
+                                 req.batch_size, req.ray)
                 now_row = store.run(state.run_id)
                 counts.update({k: now_row[f"n_{k}"] - before[f"n_{k}"] for k in ("examples", "skipped", "cut")})
                 if progress is not None:

@@ -23,7 +23,11 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m model.atlas",
         description="Run a model over a corpus and store every head's attention statistics per example in DuckDB "
                     "(resumable: the same command continues an interrupted build).")
-    p.add_argument("--model", required=True, help="checkpoint directory (this project's or the Hugging Face layout)")
+    p.add_argument("--model", required=True, help="checkpoint directory (this project's or the Hugging Face layout), "
+                                                   "or a hub id from the Hugging Face cache (org/name[@revision])")
+    p.add_argument("--allow-download", action="store_true",
+                   help="download a hub id the cache lacks first (as INSPECTOR_ALLOW_DOWNLOAD=1; never with "
+                        "INSPECTOR_PUBLIC=1)")
     p.add_argument("--data", required=True, help="corpus: .txt (one example per line), .jsonl, .csv, .tsv, .parquet")
     p.add_argument("--db", required=True, help="DuckDB file to write (created if missing; other runs are kept)")
     p.add_argument("--field", default=None, help="the key or column holding the text (.jsonl/.csv/.parquet; "
@@ -61,7 +65,7 @@ def _request(args) -> BuildRequest:
     return BuildRequest(model=args.model, data=args.data, db=args.db, batch_size=args.batch_size, device=args.device,
                         field=args.field, max_tokens=args.max_tokens, too_long=args.too_long,
                         max_new_tokens=args.max_new_tokens, qk_examples=args.qk_examples, qk_tokens=args.qk_tokens,
-                        engine=args.engine, ray=ray)
+                        engine=args.engine, ray=ray, allow_download=args.allow_download)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -78,8 +82,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(name, "1")  # nothing is ever downloaded
+    from ..hub import DownloadStopped, downloads_allowed
+
+    offline = () if downloads_allowed(asked=args.allow_download) else ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    for name in ("HF_HUB_DISABLE_TELEMETRY", *offline):
+        os.environ.setdefault(name, "1")  # nothing is downloaded unless asked for
     from tqdm import tqdm
 
     from ..runtime import configure_cpu
@@ -117,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             if p.skipped or p.cut:
                 bar.set_postfix(skipped=p.skipped, cut=p.cut, refresh=False)
         row = build(req, on_progress, prepared)
+    except DownloadStopped as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

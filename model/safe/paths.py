@@ -28,12 +28,16 @@ class PathPolicy:
     public: bool = False  # public deployment: typed paths are restricted, error details kept vague
 
     @classmethod
-    def from_env(cls, shipped: Path, models_dir: Path | None) -> "PathPolicy":
+    def from_env(cls, shipped: Path, models_dir: Path | None, hub_cache: Path | None = None) -> "PathPolicy":
+        """The deployment's policy; ``hub_cache`` (the Hugging Face cache, when the app opens models from it) is one
+        more root whenever the roots are restricted: its models are listed, so they may be opened."""
         public = settings.flag("INSPECTOR_PUBLIC")
         listed = settings.paths("INSPECTOR_ALLOWED_ROOTS")
         roots = [Path(p) for p in listed]
         if public and not roots:
             roots = [shipped] + ([models_dir] if models_dir is not None else [])
+        if roots and hub_cache is not None:
+            roots.append(hub_cache)
         resolved = []
         for r in roots:
             try:

@@ -63,12 +63,12 @@ def builder() -> None:
         st.caption(f"Runs the model over a corpus file on this machine (as `python -m model.atlas` does) and writes "
                    f"{md(atlas_dir())}/NAME.duckdb; a build stopped halfway keeps every finished batch and "
                    "continues when started again. For a big corpus, use the command (it has a Ray engine).")
-        choices = model_choices()
+        choices = [c for c in model_choices() if c.reason is None]  # not the cached models that cannot open
         labels = [c.label for c in choices]
         a, b = st.columns(2)
         with a:
             label = state.selectbox("Model", labels, key="atlas_b_model", default=labels[0] if labels else None)
-            typed = st.text_input("…or a model directory", key="atlas_b_model_typed", max_chars=1024)
+            typed = st.text_input("…or a model directory or hub id", key="atlas_b_model_typed", max_chars=1024)
             data = st.text_input("Corpus file (.txt, .jsonl, .csv, .tsv, .parquet)", key="atlas_b_data",
                                  max_chars=1024)
             field = st.text_input("Field (.jsonl, .csv, .parquet; empty: text)", key="atlas_b_field", max_chars=200)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from model import hub
 from model.analysis.projection import qk_projection
 from model.atlas.identity import AtlasError
 from model.atlas.queries import FILTER_COLUMNS, HOW, OPERATORS, FilterError, make_filter
@@ -19,6 +20,7 @@ from viz import atlas as viz_atlas
 from viz.grids import clicked_cell
 
 from .. import state
+from ..models import model_name
 from ..text import md, short
 from ..views.registry import MAP
 from .builder import builder
@@ -56,8 +58,15 @@ def pick_database() -> Path | None:
     return dict(zip(labels, found, strict=False)).get(choice)
 
 
+def model_label(model_path: str) -> str:
+    """A run's model as the inspector names it: a hub id as it is, a directory by ``model_name`` (a snapshot of the
+    Hugging Face cache by its hub id)."""
+    return model_path if not Path(model_path).is_absolute() and hub.looks_like_hub_id(model_path) else \
+        model_name(model_path)
+
+
 def run_label(row) -> str:
-    model = Path(str(row["model_path"])).name
+    model = model_label(str(row["model_path"]))
     corpus = Path(str(row["corpus_path"])).name
     return f"{model} on {corpus} · {int(row['n_examples']):,} examples · {row['status']} · {row['run_id'][:8]}"
 
@@ -78,7 +87,7 @@ def pick_run(path: Path):
 def run_header(run) -> None:
     skipped = ", ".join(f"{k}: {v:,}" for k, v in sorted(run["skipped"].items(), key=lambda kv: -kv[1]))
     cut = f", {int(run['n_cut']):,} cut to the token limit" if int(run["n_cut"]) else ""
-    st.caption(f"**{md(Path(str(run['model_path'])).name)}** ({md(run['model_family'])}, {md(run['model_arch'])}) "
+    st.caption(f"**{md(model_label(str(run['model_path'])))}** ({md(run['model_family'])}, {md(run['model_arch'])}) "
                f"on **{md(Path(str(run['corpus_path'])).name)}** ({md(run['corpus_format'])}"
                + (f", field {md(run['field'])}" if run["field"] else "") + f"): {int(run['n_examples']):,} "
                f"examples{cut}, {int(run['n_skipped']):,} skipped" + (f" ({md(skipped)})" if skipped else "")

@@ -4,7 +4,6 @@ and which heads matter most on this input."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from model.call import intervened_outputs
 from viz.analysis import hidden_effects
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from ..text import md
 from ..tracing import trace
@@ -99,7 +99,7 @@ def _hidden_changed(ctx: Context, heads: list[str], mode: str, eff) -> None:
     st.caption(f"Mean relative change {eff.change.mean():.4f}, mean cosine {eff.cosine.mean():.4f}; the most changed "
                f"position is {most}·{md(tokens[most]) if tokens else ''}. Both runs read the same input, so positions "
                "line up.")
-    stem = f"{Path(ctx.pick.base).name}_ablation"
+    stem = f"{model_stem(ctx.pick.base)}_ablation"
     table_downloads(table, "the effects", stem, "dl_abl",
                     {"ablated": heads, "mode": mode, "measured_on": "final hidden states"})
 
@@ -123,7 +123,7 @@ def _predictions_changed(ctx: Context, heads: list[str], mode: str, ablated, eff
     st.dataframe(table.round(4), hide_index=True)
     st.caption(f"Mean KL(before ‖ after) {eff.kl.mean():.4f} nats; {int(eff.changed.sum())} of {len(tokens)} "
                "predictions change. Both runs read the same (original) input, so positions line up.")
-    stem = f"{Path(ctx.pick.base).name}_ablation"
+    stem = f"{model_stem(ctx.pick.base)}_ablation"
     table_downloads(table, "the effects", stem, "dl_abl", {"ablated": heads, "mode": mode})
 
 

@@ -13,7 +13,7 @@ from model import CaptureBudgetError, CheckpointError, RecordName, TokenizerErro
 from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
-from ..models import model_choices, open_typed_path, pipeline, snapshots
+from ..models import model_choices, model_name, model_stem, open_typed_path, pipeline, snapshots
 from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
@@ -26,14 +26,14 @@ def _other_checkpoints(ctx: Context) -> dict[str, str]:
     """label -> path: this model's snapshots and final version, then the other listed models."""
     out = {}
     for step, path in snapshots(ctx.pick.base):
-        out[f"{Path(ctx.pick.base).name} at step {step}"] = path
-    out[f"{Path(ctx.pick.base).name} (final)"] = ctx.pick.base
+        out[f"{model_name(ctx.pick.base)} at step {step}"] = path
+    out[f"{model_name(ctx.pick.base)} (final)"] = ctx.pick.base
     listed = {str(Path(p).resolve()) for p in out.values()}
-    for c in model_choices():  # the other models (this one is listed above already, by step)
-        if str(Path(c.path).resolve()) not in listed:
+    for c in model_choices():  # the other models (this one is listed above already, by step; none that cannot open)
+        if c.reason is None and str(Path(c.path).resolve()) not in listed:
             out.setdefault(c.label, c.path)
-    this = (f"{Path(ctx.pick.base).name} at step {ctx.pick.step}" if ctx.pick.step is not None
-            else f"{Path(ctx.pick.base).name} (final)")
+    this = (f"{model_name(ctx.pick.base)} at step {ctx.pick.step}" if ctx.pick.step is not None
+            else f"{model_name(ctx.pick.base)} (final)")
     out.pop(this, None)  # not the checkpoint A already is
     return out
 
@@ -52,18 +52,18 @@ def compare(ctx: Context) -> None:
         options = _other_checkpoints(ctx)
         labels = list(options)
         choice = state.selectbox("Checkpoint B", labels, key="cmp_model", default=labels[0] if labels else None)
-        typed = st.text_input("…or a checkpoint directory for B", key="cmp_path", max_chars=1024)
+        typed = st.text_input("…or a directory or hub id for B", key="cmp_path", max_chars=1024)
         path_b = options.get(choice)
         if typed and typed.strip():
             try:
                 path_b = open_typed_path(typed)
             except CheckpointError as e:
-                st.error(f"Could not open that directory: {md(short(e))}")
+                st.error(f"Could not open “{md(short(typed, 120))}”: {md(short(e))}")
                 return
         if path_b is None:
             st.info("No other checkpoint to compare with.")
             return
-        label_b, source_b = Path(path_b).name if not typed else "B", inputs.source
+        label_b, source_b = model_name(path_b) if not typed else "B", inputs.source
     forced = None
     if mode == MODES[1] and ctx.result.generated and ctx.result.target is not None:
         forced = tuple(ctx.result.target.ids)  # B reads A's output: both decoders see the same tokens
@@ -175,5 +175,5 @@ def _table(ctx: Context, traced_b) -> None:
     st.dataframe(table.round(4), hide_index=True, height=300)
     st.caption("Jensen-Shannon distance (base 2, 0 = the same distribution, 1 = disjoint) between A's and B's "
                "weight rows, averaged over the aligned query positions.")
-    stem = f"{Path(ctx.pick.base).name}_comparison"
+    stem = f"{model_stem(ctx.pick.base)}_comparison"
     table_downloads(table, "the distances", stem, "dl_cmp", {"source": ctx.inputs.source})

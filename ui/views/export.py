@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 import viz
 from model import RecordName, settings
 
+from ..models import model_name, model_stem
 from ..page_types import Context
 from .common import table_downloads
 
@@ -37,7 +36,7 @@ def export(ctx: Context) -> None:
     src, tgt = ctx.tokens("encoder") or None, ctx.tokens("decoder") or None
     budget = export_budget()
     rows = record_rows(ctx, sel.name) // (1 if h is None else ctx.info.n_heads)
-    stem = f"{Path(ctx.pick.base).name}_{sel.name}" + ("" if h is None else f"_head{h}")
+    stem = f"{model_stem(ctx.pick.base)}_{sel.name}" + ("" if h is None else f"_head{h}")
     if viz.estimated_csv_bytes(rows) > budget or not ctx.traced.record_fits(sel.name):
         st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
                    f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB) or the record "
@@ -48,7 +47,7 @@ def export(ctx: Context) -> None:
     st.dataframe(df.head(TABLE_ROWS_SHOWN), hide_index=True, height=360)
     if len(df) > TABLE_ROWS_SHOWN:
         st.caption(f"Showing the first {TABLE_ROWS_SHOWN:,} of {len(df):,} rows; the downloads hold all of them.")
-    meta = {"model": Path(ctx.pick.base).name, "step": ctx.pick.step, "source": ctx.inputs.source,
+    meta = {"model": model_name(ctx.pick.base), "step": ctx.pick.step, "source": ctx.inputs.source,
             "attention": sel.name, "head": h, "source_tokens": src, "target_tokens": tgt,
             "output": ctx.result.output_text}
     a, b, c = st.columns(3)
@@ -67,7 +66,7 @@ def export(ctx: Context) -> None:
             with st.spinner("Building the whole trace's CSV…"):
                 data = ctx.traced.memo(key, whole_trace)
             b.download_button(f"CSV of the whole trace ({len(data) / 2**20:,.1f} MB)", data,
-                              f"{Path(ctx.pick.base).name}_trace.csv", "text/csv", key="dl_trace", on_click="ignore")
+                              f"{model_stem(ctx.pick.base)}_trace.csv", "text/csv", key="dl_trace", on_click="ignore")
     else:
         b.caption(f"The whole trace has {total_rows:,} rows (~{viz.estimated_csv_bytes(total_rows) / 2**20:,.0f} "
                   f"MB of CSV), over the {budget / 2**20:.0f} MB export budget: export one attention at a time.")
@@ -89,6 +88,6 @@ def export_window(ctx: Context, head: int, stem: str) -> None:
                                                     ctx.tokens(n.query_stack), ctx.tokens(n.key_stack)), 4)
     st.dataframe(df.head(TABLE_ROWS_SHOWN), hide_index=True, height=320)
     stem = f"{stem}_head{head}_q{rows.start}-{rows.stop - 1}_k{cols.start}-{cols.stop - 1}"
-    meta = {"model": Path(ctx.pick.base).name, "attention": sel.name, "head": head,
+    meta = {"model": model_name(ctx.pick.base), "attention": sel.name, "head": head,
             "queries": [rows.start, rows.stop - 1], "keys": [cols.start, cols.stop - 1]}
     table_downloads(df, "this window", stem, "dl_win_csv", meta, json_key="dl_win_json")

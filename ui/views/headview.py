@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -12,6 +10,7 @@ import viz
 from model import allowed_matrix
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from .common import table_downloads
 
@@ -41,6 +40,6 @@ def head_view(ctx: Context) -> None:
         {"head": int, "query_pos": int, "key_pos": int})
     table.insert(2, "query_token", [q[i] for i in table["query_pos"]])
     table["key_token"] = [k[j] for j in table["key_pos"]]
-    stem = f"{Path(ctx.pick.base).name}_{sel.name}_head_view"
+    stem = f"{model_stem(ctx.pick.base)}_{sel.name}_head_view"
     table_downloads(table, "the lines drawn", stem, "dl_hv", {"threshold": threshold})
     st.caption("PNG: the “Download PNG” button above the lines.")

@@ -8,8 +8,6 @@ maps next to the original's.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -21,6 +19,7 @@ from model.core.interventions import knockout_cells
 from viz import why as vwhy
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from ..text import md
 from ..tracing import intervention_key, trace
@@ -161,7 +160,7 @@ def knockout_panel(ctx: Context, name: str, head, cells) -> None:
                f"change. Each row renormalises over the keys left. " + ("; ".join(notes) + ". " if notes else "")
                + f"Computed in {eff.seconds:.2f} s (one more forward, the knockouts passed in the call; the shared "
                "model is never changed). PNG: the camera icon of each chart.")
-    stem = f"{Path(pick.base).name}_knockout"
+    stem = f"{model_stem(pick.base)}_knockout"
     cells_list = [[int(q), int(k)] for q, k in zip(*np.nonzero(mask), strict=True)]
     meta = {"attention": name, "heads": heads, "cells": cells_list, "source": inputs.source}
     table_downloads(table, "the effects", stem, "dl_ko", meta)

@@ -4,7 +4,6 @@ norm and output head), depth by depth, at every position."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -14,6 +13,7 @@ from model.analysis import PatchingError, logit_lens, rerun, token_id
 from viz import why as vwhy
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from ..text import md, short
 from .common import chart, table_downloads
@@ -80,7 +80,7 @@ def lens_view(ctx: Context) -> None:
         + f". Lens of {lens.n_depths} depths x {T} positions in {lens.seconds:.2f} s (plus "
         f"{hidden.seconds:.2f} s for the run with hidden states; {kept}). PNG: the camera icon.")
     table = vwhy.lens_table(lens, ctx.tokens(stack), label)
-    stem = f"{Path(ctx.pick.base).name}_logit_lens"
+    stem = f"{model_stem(ctx.pick.base)}_logit_lens"
     meta = {"stack": stack, "followed": "final prediction" if token is None else label(token),
             "depths": lens.depth_labels, "source": inputs.source}
     table_downloads(table, "the lens", stem, "dl_lens", meta)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import streamlit as st
 
@@ -11,6 +10,7 @@ import viz
 from model import RecordName
 from model.analysis.needle import needle_table
 
+from ..models import model_stem
 from ..page_types import Context
 from .common import chart, open_cell, table_downloads
 
@@ -70,5 +70,5 @@ def needle(ctx: Context) -> None:
     st.caption(f"{len(table)} heads in {seconds:.2f} s. Colour scale 0 to the largest mean "
                f"({table['mean_on_span'].max():.3f}). “over chance”: the weight divided by what uniform attention "
                "over the allowed keys would put on the span (1 = no preference).")
-    stem = f"{Path(ctx.pick.base).name}_needle_{span.start}_{span.stop - 1}"
+    stem = f"{model_stem(ctx.pick.base)}_needle_{span.start}_{span.stop - 1}"
     table_downloads(table, "the table", stem, "dl_needle", {"span": [span.start, span.stop - 1]})

@@ -5,7 +5,6 @@ scale; a click opens the head in both runs and patches it position by position."
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from model.analysis import (
 from viz import why as vwhy
 
 from .. import state
+from ..models import model_stem
 from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
@@ -85,7 +85,7 @@ def patching_view(ctx: Context) -> None:
                f"toward the corrupted run) to +{m:.4g} (blue: it raises it). fraction = effect / gap. {res.n_runs} "
                f"patched runs in {res.seconds:.2f} s (the output head computed at the metric's "
                f"{len(res.metric.positions)} position(s) only). PNG: the camera icon of each chart.")
-    stem = f"{Path(ctx.pick.base).name}_patching"
+    stem = f"{model_stem(ctx.pick.base)}_patching"
     meta = {"clean": inputs.source, "corrupted": other, "metric": res.metric.describe(label),
             "clean_value": res.clean_value, "corrupt_value": res.corrupt_value,
             "positions": list(res.metric.positions)}
@@ -183,5 +183,5 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
     table = pd.DataFrame({"position": np.arange(len(pp.effect)), "token": ctx.tokens(n.query_stack)[: len(pp.effect)],
                           "effect": pp.effect})
     st.download_button("CSV of the per-position effects", viz.to_csv_bytes(table),
-                       f"{Path(pick.base).name}_patching_{name}_h{head}.csv", "text/csv",
+                       f"{model_stem(pick.base)}_patching_{name}_h{head}.csv", "text/csv",
                        key="dl_patch_pos", on_click="ignore")

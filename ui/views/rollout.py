@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ from model.analysis.rollout import most_focused_row
 from viz.analysis import data_top
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from .common import chart, table_downloads
 
@@ -138,5 +138,5 @@ def _downloads(ctx, matrix, q_labels, k_labels, what: str) -> None:
     import html
 
     df = pd.DataFrame(matrix, index=[html.unescape(s) for s in q_labels], columns=[html.unescape(s) for s in k_labels])
-    table_downloads(df.reset_index(names="query"), f"the {what}", f"{Path(ctx.pick.base).name}_{what}", f"dl_{what}",
+    table_downloads(df.reset_index(names="query"), f"the {what}", f"{model_stem(ctx.pick.base)}_{what}", f"dl_{what}",
                     {"source": ctx.inputs.source})

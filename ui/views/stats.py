@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import streamlit as st
 
@@ -13,6 +12,7 @@ from model.analysis.heads import head_table
 from model.core.rowstats import HUMAN_NAMES, SHARES
 
 from .. import state
+from ..models import model_stem
 from ..page_types import Context
 from .common import chart, open_cell, table_downloads
 
@@ -69,6 +69,6 @@ def statistics(ctx: Context) -> None:
     st.caption("Hover a column header for its definition; sort by clicking it. Masked keys never count; query rows "
                "with no allowed key are left out. Induction scores need a decoder self-attention and an input in which "
                "a token repeats.")
-    stem = f"{Path(ctx.pick.base).name}_head_statistics"
+    stem = f"{model_stem(ctx.pick.base)}_head_statistics"
     table_downloads(table, "the statistics", stem, "dl_stats",
                     {"definitions": STAT_DEFINITIONS, "names": HUMAN_NAMES, "source": ctx.inputs.source})
