@@ -65,7 +65,7 @@ def time_ms(fn) -> float:
 def bench_latency(path: Path, image: np.ndarray, repeats: int) -> dict:
     """Median ms of the processor alone, and of pipe.run with no, lazy and full capture (interleaved)."""
     from model import estimate_bytes, load
-    from model.call import open_image
+    from model.safe.images import open_image
 
     pipe = load(path, "cpu")
     pil = open_image(image)

@@ -23,6 +23,7 @@ from .core.interventions import Ablations, Interventions, Knockouts, validate
 from .core.names import RecordName
 from .core.rowstats import KeyFacts, induction_targets
 from .runtime import Lane, lane_for
+from .safe.images import open_image
 
 DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so
 INDUCTION_OCCURRENCES = 64  # induction targets: at most this many earlier occurrences of a token
@@ -369,33 +370,6 @@ def is_image(x) -> bool:
                                        or type(x).__module__.startswith("PIL."))
 
 
-def open_image(source):
-    """A PIL image, an image file's path or an (H, W, 3) uint8 array -> a checked RGB PIL image: model.safe.images
-    reads and checks it (EXIF orientation, size and pixel caps), or, where that module is not there, only PIL images
-    and arrays are taken."""
-    try:
-        from .safe.images import open_image as checked_open
-    except ImportError:
-        return _image_without_files(source)
-    return checked_open(source)
-
-
-def _image_without_files(source):
-    """PIL images and (H, W, 3) uint8 arrays only (no file is read)."""
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(source, Image.Image):
-        return source.convert("RGB")
-    if hasattr(source, "__array_interface__") and not isinstance(source, str):
-        array = np.asarray(source)
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
-            raise ValueError(f"an image array must be (H, W, 3) uint8, got {array.dtype} of shape {array.shape}")
-        return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
-    raise ValueError(f"cannot read {type(source).__name__} as an image here: give a PIL image or an (H, W, 3) uint8 "
-                     "array")
-
-
 def image_inputs(pipe: Pipeline, images: list, targets, max_new_tokens: int | None, generated_ids) -> CallInputs:
     """Each image read once (``open_image``) and turned into what the model reads (``pipe.image_input``)."""
     if pipe.info.modality != "image":
@@ -485,5 +459,5 @@ class CallMethods:
 
 __all__ = ["CallInputs", "CallMethods", "CaptureBudget", "DECODE_SECONDS", "MODES", "call_inputs", "capture_names",
            "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids", "image_inputs",
-           "image_result_of", "intervened_outputs", "is_image", "key_facts_of", "open_image", "result_of", "run",
+           "image_result_of", "intervened_outputs", "is_image", "key_facts_of", "result_of", "run",
            "run_batch"]

@@ -205,3 +205,36 @@ def test_paths_go_through_the_file_gate(tmp_path):
         open_image(fifo)  # never waits on the pipe
     with pytest.raises(ImageError, match="cannot read an image from a int"):
         open_image(42)
+
+
+def test_pixels_already_in_memory_are_checked_and_made_rgb():
+    im = picture()
+    assert open_image(im).tobytes() == im.tobytes()
+    array = np.asarray(im)
+    assert np.array_equal(np.asarray(open_image(array)), array)
+    see_through = Image.new("RGBA", (24, 24), (255, 0, 0, 0))
+    assert open_image(see_through).getpixel((3, 3)) == (255, 255, 255)  # on white, as a file's would be
+    assert open_image(Image.new("L", (24, 24), 90)).getpixel((0, 0)) == (90, 90, 90)
+    for bad, message in [(np.zeros((8, 8), np.uint8), r"must be \(H, W, 3\) uint8"),
+                         (np.zeros((8, 8, 3), np.float32), "float32"),
+                         (np.zeros((0, 8, 3), np.uint8), "0 pixels, an empty image"),
+                         (np.zeros((2, 100, 3), np.uint8), "a strip"),
+                         (Image.new("RGB", (100, 100)), r"\(10,000 pixels\); at most 9,999 pixels are read here")]:
+        with pytest.raises(ImageError, match=message):
+            open_image(bad, max_pixels=9_999)
+
+
+def test_the_traced_call_reads_paths_and_pixels_through_this_module(tmp_path):
+    from model import load
+
+    pipe = load("checkpoints/shapes", "cpu")
+    path = tmp_path / "scene.png"
+    path.write_bytes(encoded(picture(64, 64), "PNG"))
+    by_path, by_pixels = pipe.run(path), pipe.run(picture(64, 64))
+    assert by_path.logits.tolist() == by_pixels.logits.tolist()
+    with pytest.raises(ImageError, match="cmyk.png: a TIFF file"):
+        cmyk = tmp_path / "cmyk.png"
+        cmyk.write_bytes(encoded(Image.new("CMYK", (8, 8)), "TIFF"))
+        pipe.run(cmyk)
+    with pytest.raises(ValueError, match=r"must be \(H, W, 3\) uint8"):  # ImageError is a ValueError
+        pipe.run(np.zeros((8, 8), np.uint8))

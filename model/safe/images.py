@@ -1,4 +1,5 @@
-"""Reading an image a user hands us (an upload, a file's path, bytes), which may be hostile: ``open_image``.
+"""Reading an image a user hands us (an upload, a file's path, bytes, or pixels already in memory), which may be
+hostile: ``open_image``.
 
 The format is the one the bytes say (PNG, JPEG or WebP; a TIFF named .png is a TIFF), the file is read with a byte
 cap, and its width and height are read from its header by this module before any decoder runs, so a file that
@@ -167,16 +168,23 @@ def check_header(data: bytes, name: str, max_pixels: int) -> tuple[str, Header]:
         head = header(data, fmt)
     except (ValueError, struct.error) as e:
         raise ImageError(f"{name}: a damaged {fmt} file ({e})") from None
-    w, h = head.width, head.height
+    check_size(head.width, head.height, name, max_pixels, declared=True)
+    return fmt, head
+
+
+def check_size(w: int, h: int, name: str, max_pixels: int, *, declared: bool = False) -> None:
+    """ImageError unless ``w`` x ``h`` is a picture read here: no side 0, at most ``max_pixels`` pixels, sides within
+    MAX_ASPECT of each other (``declared``: the sizes come from a file's header, not yet decoded)."""
+    says = "its header declares" if declared else "it has"
     if w < 1 or h < 1:
-        raise ImageError(f"{name}: its header declares {w} x {h} pixels, an empty image")
+        raise ImageError(f"{name}: {says} {w} x {h} pixels, an empty image")
     if w * h > max_pixels:
-        raise ImageError(f"{name}: its header declares {w:,} x {h:,} pixels ({pixels(w * h)}); at most "
-                         f"{pixels(max_pixels)} are decoded here (refused before decoding)")
+        done = "decoded here (refused before decoding)" if declared else "read here"
+        raise ImageError(f"{name}: {says} {w:,} x {h:,} pixels ({pixels(w * h)}); at most {pixels(max_pixels)} are "
+                         f"{done}")
     if max(w, h) > MAX_ASPECT * min(w, h):
         raise ImageError(f"{name}: {w:,} x {h:,} pixels is a strip, not a picture (one side more than {MAX_ASPECT} "
                          "times the other); a model squeezes it into its square input")
-    return fmt, head
 
 
 def to_rgb(im: Image.Image, name: str) -> tuple[Image.Image, list[str]]:
@@ -254,10 +262,29 @@ def read_image(source, *, max_bytes: int | None = None, max_pixels: int | None =
                        notes=tuple(notes + converted))
 
 
+def decoded_image(source, *, max_pixels: int | None = None) -> Image.Image:
+    """An image already in memory (a PIL image, an (H, W, 3) uint8 array) -> 8-bit RGB, its size checked as a file's
+    header is (``check_size``); ImageError otherwise. Pixels are taken as given (no EXIF orientation: the caller
+    decoded them)."""
+    max_pixels = limits()[1] if max_pixels is None else max_pixels
+    if isinstance(source, Image.Image):
+        name = "the image"
+        check_size(source.width, source.height, name, max_pixels)
+        return to_rgb(source, name)[0]
+    array = np.asarray(source)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(f"an image array must be (H, W, 3) uint8, got {array.dtype} of shape {array.shape}")
+    check_size(array.shape[1], array.shape[0], "the image array", max_pixels)
+    return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
 def open_image(source, *, max_bytes: int | None = None, max_pixels: int | None = None) -> Image.Image:
-    """A user's image as 8-bit RGB, upright, checked and decoded once (see ``read_image``); ImageError otherwise."""
+    """A user's image as 8-bit RGB: a file (bytes, a path, a binary file object) upright, checked and decoded once
+    (see ``read_image``), or an image already in memory (see ``decoded_image``); ImageError otherwise."""
+    if isinstance(source, Image.Image) or hasattr(source, "__array_interface__"):
+        return decoded_image(source, max_pixels=max_pixels)
     return read_image(source, max_bytes=max_bytes, max_pixels=max_pixels).image
 
 
-__all__ = ["EXTENSIONS", "FORMATS", "MAX_ASPECT", "Header", "ImageError", "OpenedImage", "check_header", "header",
-           "limits", "open_image", "read_image", "sniff", "to_rgb"]
+__all__ = ["EXTENSIONS", "FORMATS", "MAX_ASPECT", "Header", "ImageError", "OpenedImage", "check_header", "check_size",
+           "decoded_image", "header", "limits", "open_image", "read_image", "sniff", "to_rgb"]
