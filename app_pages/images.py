@@ -45,7 +45,7 @@ with boot.first_load("the image model"):
         st.caption(f"{md(picture.name)}: {md(note)}.")
     try:
         traced = trace_image(pick.path, pick.device, picture.key, picture.image)
-        call = image_call(pick.pipe, traced, picture.image)
+        call = image_call(pick.pipe, traced)
     except (CaptureBudgetError, ValueError) as e:
         st.error(md(short(e, 600)))
         boot.stop()

@@ -33,6 +33,18 @@ def is_hf_directory(path: str | Path, policy: PathPolicy | None = None) -> bool:
     return isinstance(data, dict) and "model_type" in data
 
 
+def modality_of(path: str | Path, policy: PathPolicy | None = None) -> str:
+    """What the model in directory ``path`` reads, from its config.json alone, decided as ``load`` decides which
+    pipeline to build: "image" for this project's vision transformer (``"arch": "vit"``) or a transformers family
+    that model.hf.families declares an image model (transformers is imported only then), else "text". Equals the
+    loaded pipeline's ``info.modality``; for a directory that cannot be read, "text" (loading it says why)."""
+    if is_hf_directory(path, policy):
+        from .hf.vision import vision_family
+
+        return "image" if vision_family(path, policy) is not None else "text"
+    return "image" if is_vision_checkpoint(path, policy) else "text"
+
+
 def model_dir(path: str | Path, policy: PathPolicy | None = None, allow_download: bool = False) -> Path:
     """The directory ``load`` opens: ``path`` itself when it is one (or a ``Path``), else a hub id resolved through
     the Hugging Face cache (model.hub.locate), downloaded first when allowed."""
@@ -71,4 +83,4 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
     return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
 
-__all__ = ["is_hf_directory", "load", "model_dir"]
+__all__ = ["is_hf_directory", "load", "modality_of", "model_dir"]

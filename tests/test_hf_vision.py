@@ -178,6 +178,16 @@ def test_text_and_images_go_to_the_models_that_read_them(pipes, dirs, tmp_path):
         pipes["vit"].greedy(picture())
 
 
+def test_the_modality_read_from_a_directory_is_the_loaded_pipelines(pipes, dirs, tmp_path):
+    from model import modality_of
+    from tests.hf_models import build
+
+    for family, path in dirs.items():  # the pickers list by modality_of; the call reads info.modality
+        assert modality_of(path) == pipes[family].info.modality == "image", family
+    bert = build("bert", tmp_path / "bert")
+    assert modality_of(bert) == load(bert, "cpu").info.modality == "text"
+
+
 # loading: what a hostile or broken image-model directory gets -------------------------------------------------------
 
 def test_a_directory_without_its_image_processor_is_refused(dirs, tmp_path):

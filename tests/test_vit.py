@@ -287,3 +287,13 @@ def test_the_shipped_model_is_small_and_its_pixels_are_the_trainers(shapes, fres
     assert size <= 2 * 1024 * 1024, size
     image = PIL.fromarray(fresh[0].pixels)
     assert torch.equal(shapes.image_input(image).pixels, batch_pixels(fresh[:1], shapes.config)[0])
+
+
+def test_each_shipped_checkpoints_modality_read_from_its_directory_is_the_loaded_pipelines():
+    from model import modality_of
+
+    shipped = sorted(p for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").is_file())
+    assert SHAPES_DIR in shipped
+    for path in shipped:
+        expected = "image" if path == SHAPES_DIR else "text"
+        assert modality_of(path) == load(path, "cpu").info.modality == expected, path.name

@@ -8,28 +8,16 @@ The one module of the page that reads the model's result (model.call.run on an i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+import torch
 
 from model import RecordName
-from model.safe.files import read_json_file
 
 from ..tracing import Traced
 
 DEFAULT_IMAGE_MODEL = "shapes"  # the shipped image model (the shapes task), opened first
 TOP_CLASSES = 5  # the prediction's table: at most this many classes
-
-
-def is_image_model(path: str) -> bool:
-    """Whether the checkpoint at ``path`` reads pictures (its config.json says so); False for anything unreadable."""
-    try:
-        config = read_json_file(Path(path) / "config.json")
-    except Exception:  # a broken checkpoint is the inspector's to report, not this picker's
-        return False
-    if not isinstance(config, dict):
-        return False
-    return bool(config.get("image_size")) or "vision_config" in config
 
 
 @dataclass(frozen=True)
@@ -86,20 +74,18 @@ class ImageCall:
             return None
 
 
-def image_call(pipe, traced: Traced, image) -> ImageCall:
-    """Read one traced call of an image model (``image``: the PIL picture it was given)."""
+def image_call(pipe, traced: Traced) -> ImageCall:
+    """Read one traced call of an image model (``pipe.info.modality == "image"``): the picture is the one the model
+    saw (``result.image.seen()``), the classes ``pipe.info.classes`` in the order of the (1, n_classes) logits."""
     result = traced.result
     names = sorted((n for n in result.trace if RecordName.parse(n).kind == "encoder self"),
                    key=lambda n: RecordName.parse(n).layer)
-    grid = tuple(int(x) for x in result.patch_grid)
-    labels = [str(t) for t in result.tokens_for("encoder")]
-    seen = getattr(result, "image", None)  # the ImageEncoding: the pixels the model read
-    picture = seen.seen() if seen is not None else np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rows, cols = result.patch_grid
     classes, probs = [], np.zeros(0, np.float32)
-    if result.logits is not None:
-        logits = np.asarray(result.logits, dtype=np.float64).reshape(-1)
-        probs = np.exp(logits - logits.max())
-        probs = (probs / probs.sum()).astype(np.float32)
-        classes = list(getattr(pipe.info, "classes", ()) or [str(i) for i in range(len(probs))])
-    return ImageCall(traced=traced, names=names, grid=(grid[0], grid[1]), positions=[int(p) for p in
-                     result.patch_positions], labels=labels, picture=picture, classes=classes, probs=probs)
+    if result.logits is not None:  # a classifier (a bare encoder has no logits): softmax as result.probability's
+        probs = torch.softmax(result.logits[-1].float(), -1).numpy()
+        classes = list(pipe.info.classes) or [str(i) for i in range(len(probs))]
+    return ImageCall(traced=traced, names=names, grid=(int(rows), int(cols)),
+                     positions=[int(p) for p in result.patch_positions],
+                     labels=[str(t) for t in result.tokens_for("encoder")], picture=result.image.seen(),
+                     classes=classes, probs=probs)

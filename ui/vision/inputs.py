@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from model import CheckpointError
+from model import CheckpointError, modality_of
 from model.safe.images import EXTENSIONS, ImageError, limits, read_image
 
 from .. import state
-from ..models import model_choices, model_name, pipeline
+from ..models import ModelChoice, model_choices, model_name, path_policy, pipeline
 from ..page_types import ModelPick
 from ..text import md, short
-from .calls import DEFAULT_IMAGE_MODEL, is_image_model
+from .calls import DEFAULT_IMAGE_MODEL
 
 SAMPLE_MAX = 1_000_000  # sample seeds 0..SAMPLE_MAX
 SOURCES = ("a sample", "an upload")
@@ -36,18 +36,25 @@ class Picture:
     label: str = ""  # a sample's true class (the red object's shape)
 
 
+def image_model_choices() -> list[ModelChoice]:
+    """The listed models that read images (model.modality_of: as ``load`` will decide), none that cannot open."""
+    policy = path_policy()
+    return [c for c in model_choices() if c.reason is None and modality_of(c.path, policy) == "image"]
+
+
 def image_model_sidebar() -> ModelPick | None:
-    """The model picker (the image models among the shipped ones and the models directory); None when there is
-    none (the page says so)."""
-    choices = [c for c in model_choices() if is_image_model(c.path)]
+    """The model picker (the image models among the shipped ones, the models directory's and the Hugging Face
+    cache's); None when there is none (the page says so)."""
+    choices = image_model_choices()
     st.header("Model")
     if not choices:
         return None
     labels = [c.label for c in choices]
     default = next((c.label for c in choices if Path(c.path).name == DEFAULT_IMAGE_MODEL), labels[0])
     label = state.selectbox("Image model", labels, key="image_model", default=default,
-                            help="The image models among the shipped checkpoints and the models directory "
-                                 "(INSPECTOR_MODELS).")
+                            help="The image models among the shipped checkpoints, the models directory "
+                                 "(INSPECTOR_MODELS) and the Hugging Face cache; text models open on the "
+                                 "Attention inspector.")
     path = next(c.path for c in choices if c.label == label)
     device = st.session_state.get("device", "auto")
     try:

@@ -89,7 +89,7 @@ def whatif_section(pick: ModelPick, call: ImageCall, picture: Picture, sel: Imag
         return
     after_traced = trace_image(pick.path, pick.device, picture.key, picture.image, ablations=ablations or None,
                                knockouts=knockouts or None)
-    after = image_call(pick.pipe, after_traced, picture.image)
+    after = image_call(pick.pipe, after_traced)
     before_label, before_p = call.predicted
     after_label, after_p = after.predicted
     changed = "changes" if after_label != before_label else "stays"
