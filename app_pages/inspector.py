@@ -21,7 +21,7 @@ st.title("Attention inspector")  # painted before torch is imported: a cold star
 with boot.first_load():  # a line saying what is loading, until the traced call is ready
     from model import CaptureBudgetError, CheckpointError, TokenizerError
     from ui import links
-    from ui.header import show_output, show_story, show_warnings
+    from ui.header import show_image_model, show_output, show_story, show_warnings
     from ui.inspector import inspector
     from ui.models import example_for, snapshots
     from ui.sidebar import input_sidebar, model_caption, model_sidebar
@@ -31,10 +31,14 @@ with boot.first_load():  # a line saying what is loading, until the traced call 
     links.read_link()  # a session's first run: the link's model, text and view
     with st.sidebar:
         pick = model_sidebar()
-        inputs = input_sidebar(pick.pipe)
+        reads_text = pick.pipe.info.modality == "text"
+        inputs = input_sidebar(pick.pipe) if reads_text else None
         caption = st.empty()
         links.session_uploader()
     links.show_notes()
+    if not reads_text:  # an image model: the image page shows it
+        show_image_model(pick)
+        boot.stop()
 
     if inputs is None:
         what = "a source sentence" if pick.pipe.arch == "encoder-decoder" else "a text"

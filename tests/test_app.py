@@ -150,6 +150,22 @@ def test_picking_a_shipped_model_loads_its_example_and_story(monkeypatch):
     assert "induction head" in at.markdown[0].value
 
 
+def test_an_image_model_picked_or_linked_here_is_sent_to_the_image_page(monkeypatch):
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
+    at = app(None)
+    at.selectbox(key="model").set_value("shapes").run()
+    assert_clean(at)
+    assert not at.error and "reads images, not text" in plain(page_text(at))
+    link = at.get("page_link")[0].proto
+    assert link.page == "images" and link.query_string == "model=shapes"
+    assert not at.get("plotly_chart") and "source" not in [t.key for t in at.sidebar.text_area]
+    linked = AppTest.from_file(APP, default_timeout=90)
+    linked.query_params["model"] = "shapes"
+    linked.run()
+    assert_clean(linked)
+    assert "reads images, not text" in plain(page_text(linked)) and linked.get("page_link")
+
+
 def test_untrained_snapshot_gets_a_message_that_fits(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     at = app(None)

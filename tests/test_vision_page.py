@@ -98,6 +98,7 @@ def test_the_page_opens_on_a_sample_with_its_prediction_and_the_cls_row(traced):
                                     traced.patch_positions, traced.patch_grid)
     np.testing.assert_allclose(drawn(at), expected, rtol=0, atol=1e-6)  # the overlay is the trace's own row
     assert at.query_params["sample"] == str(SEED) and at.query_params["head"] == "mean"
+    assert at.sidebar.selectbox(key="image_model").options == ["shapes"]  # the text models open on the inspector
 
 
 @pytest.mark.parametrize("how", [0, 1, "rollout"])
@@ -129,6 +130,16 @@ def test_a_link_opens_its_view_and_bad_values_end_in_messages(traced):
                    "head “x” is not a number", "query “1e9” is not a number"):
         assert needle in warning, needle
     assert bad.session_state["img_how"] == "mean"  # the default stands
+
+
+def test_a_link_followed_later_in_the_session_is_read_and_the_pages_own_address_is_not():
+    at = page()
+    at.selectbox(key="img_how").set_value(1).run()
+    assert at.session_state["img_how"] == 1 and at.query_params["head"] == "1"  # not undone by its own address
+    at.query_params.clear()
+    at.query_params.update({"model": "shapes", "sample": "3"})  # the inspector's link, or one pasted in
+    at.run()
+    assert not at.exception and at.session_state["image_seed"] == 3
 
 
 def test_a_saved_session_reopens_the_view_and_an_upload_is_only_named(traced):

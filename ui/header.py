@@ -6,15 +6,18 @@ import math
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from model import RecordName, RunResult
 
 from . import state
+from .links import model_param
 from .models import model_name, story_for
 from .page_types import ModelPick
 from .text import finite_number, md
 from .views.registry import DECODING, MAP
 
+IMAGE_PAGE = "app_pages/images.py"  # where a model that reads images opens (app.py's navigation)
 LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
 WIDE_TABLE_MAX = 40  # teacher-forced comparison: positions side by side up to this many, one row each above
 
@@ -29,6 +32,19 @@ def _accuracy_text(meta: dict) -> str:
         return (f"on {n_seq:,.0f} fresh sequences: loss {first:.4g} on first occurrences vs {rep:.4g} on "
                 f"repetitions, best induction score {best:.4g}")
     return ""
+
+
+def show_image_model(pick: ModelPick) -> None:
+    """A model that reads images (``pick.pipe.info.modality == "image"``) picked on the text inspector: say so and
+    link to the image page, which opens it (by its name, when the pickers list it)."""
+    name = model_name(pick.base)
+    st.info(f"**{md(name)}** reads images, not text: its attention over a picture is on the Image attention page.")
+    link = model_param(pick.base)
+    try:
+        st.page_link(IMAGE_PAGE, label=f"Open {name} on the Image attention page", icon=":material/image:",
+                     query_params={"model": link} if link else None)
+    except StreamlitAPIException:  # the inspector run alone (streamlit run app_pages/inspector.py): no other page
+        st.caption("Run `streamlit run app.py` for the Image attention page.")
 
 
 def show_story(pick: ModelPick) -> None:

@@ -18,11 +18,11 @@ from .. import state
 from ..links import CONTROL, LinkError, link_url, model_param
 from ..text import md, short
 from .calls import ImageCall
-from .inputs import SAMPLE_MAX, SOURCES, Picture
+from .inputs import SAMPLE_MAX, SOURCES, Picture, image_model_choices
 from .page import HOW, ImageSelection
 
 PARAMS = ("model", "sample", "layer", "head", "query")
-READ = "_img_link_read"
+READ = "_img_link_read"  # the link parameters last read or written
 PENDING = "_img_pending"  # selection from a link or session, applied once the traced call is known
 NOTES = "_img_notes"
 EXPECTED = "_img_expected_upload"  # a saved session's upload: {name, bytes, sha256}
@@ -47,14 +47,11 @@ def _number(value, what: str, lo: int, hi: int) -> int:
 
 
 def _model(name) -> str | None:
-    """The picker label of the image model a link or session names (by directory name or label)."""
-    from ..models import model_choices
-    from .calls import is_image_model
-
+    """The picker label of the image model a link or session names (by directory name, hub id or label)."""
     if not isinstance(name, str) or len(name) > 200 or CONTROL.search(name):
         raise LinkError("the model is not a name")
-    for c in model_choices():
-        if name in (c.label, Path(c.path).name) and is_image_model(c.path):
+    for c in image_model_choices():
+        if name in (c.label, c.link_name, Path(c.path).name):
             return c.label
     raise LinkError(f"this server lists no image model called “{short(name, 80)}”")
 
@@ -78,11 +75,14 @@ def _put_values(values: dict, where: str) -> None:
 
 
 def read_link() -> None:
-    """On a session's first run of the page: the link's model, sample and selection."""
-    if st.session_state.get(READ):
+    """The link's model, sample and selection, when the page's address holds a link it did not write itself: a
+    session's first run, or an arrival by a link (the inspector's “open it on the Image attention page”)."""
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in PARAMS}
+    first = READ not in st.session_state
+    if not first and (st.session_state[READ] == params or not params):  # its own address, or a bare one
+        st.session_state[READ] = params
         return
-    st.session_state[READ] = True
-    params = st.query_params.to_dict()
+    st.session_state[READ] = params
     _put_values({k: params.get(k) for k in PARAMS}, "the link")
 
 
@@ -205,6 +205,7 @@ def share(base: str, picture: Picture, sel: ImageSelection) -> None:
     current = st.query_params.to_dict()
     if {k: current[k] for k in PARAMS if k in current} != params:
         st.query_params.from_dict({**{k: v for k, v in current.items() if k not in PARAMS}, **params})
+    st.session_state[READ] = params  # the page's own address: not a link to read again
     with st.popover("Copy link", icon=":material/link:", help="A link that reopens this view, or a saved session"):
         st.code(link_url(params), language=None, wrap_lines=True)
         if picture.seed is None:
