@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from model import run
-from model.analysis.patch_maps import head_rows, high_norm, patch_knockouts, query_row, received, value_norms
+from model.analysis.patch_maps import head_rows, patch_knockouts, query_row
 from model.analysis.rollout import rollout
+from model.analysis.tokens import TokenNorms
 from viz import overlay
 
 GRID = (2, 3)
@@ -135,15 +136,22 @@ def test_head_grid_is_one_picture_with_a_click_target_per_head():
     assert [a.text for a in fig.layout.annotations] == [f"head {h}" for h in range(5)]
 
 
-def test_norms_figure_flags_tokens_over_the_threshold():
-    norms = np.array([1.0, 1.1, 0.9, 10.0, 1.0], np.float32)
-    flagged, threshold = high_norm(norms, [1, 2, 3, 4])
-    assert flagged.tolist() == [False, False, False, True, False]
-    assert threshold == pytest.approx(3 * np.median([1.1, 0.9, 10.0, 1.0]))
-    scaled, _ = high_norm(norms * 1000, [1, 2, 3, 4])  # a model's scale changes nothing
-    assert scaled.tolist() == flagged.tolist()
-    fig = overlay.norms_figure(["[CLS]", "a", "b", "c", "d"], np.full(5, 0.2), norms, flagged, threshold=threshold)
-    assert fig.layout.meta["flagged"] == [3]
+def test_norms_figure_draws_each_norm_with_its_line_and_flags_tokens():
+    value = np.array([1.0, 1.1, 0.9, 10.0, 1.0, 1.2], np.float32)
+    output = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 30.0], np.float32)
+    norms = TokenNorms(name="encoder.0.self_attn", value=value, output=output, received=np.full(6, 1.0))
+    assert norms.outliers(of="value") == [3] and norms.outliers(of="output") == [5]
+    assert norms.threshold("value") == pytest.approx(4 * np.median(value))
+    scaled = TokenNorms(name="x", value=value * 1000, output=None, received=np.ones(6))
+    assert scaled.outliers() == [3] and scaled.outliers(of="output") == []  # a model's scale changes nothing
+    flagged = np.isin(np.arange(6), [3, 5])
+    fig = overlay.norms_figure(["[CLS]", "a", "b", "c", "d", "e"], norms.received,
+                               {"value norm": value, "output norm": output}, flagged,
+                               thresholds={"value norm": norms.threshold("value"), "output norm": float("inf")})
+    assert fig.layout.meta["flagged"] == [3, 5]
+    assert fig.layout.meta["thresholds"] == {"value norm": pytest.approx(4 * np.median(value)), "output norm": None}
+    assert [d.name for d in fig.data] == ["attention received", "value norm", "output norm"]
+    assert [sh.yref for sh in fig.layout.shapes] == ["y2"]  # a line only where there is a finite one
     assert fig.data[1].marker.color[3] == overlay.FLAG_COLOUR and fig.data[1].marker.color[0] != overlay.FLAG_COLOUR
 
 
@@ -157,14 +165,3 @@ def test_patch_knockouts_take_the_patches_out_of_every_querys_keys(traced):
     assert set(patch_knockouts(names[:1], 4, T, [2], heads=[1])[names[0]]) == {1}
     with pytest.raises(ValueError, match="outside"):
         patch_knockouts(names, 4, T, [T])
-
-
-def test_received_and_value_norms(traced):
-    name = names_of(traced)[0]
-    rec = traced.trace[name].numpy()
-    got = received(traced.trace, name)
-    np.testing.assert_allclose(got, np.asarray(rec.weights)[0].mean(axis=(0, 1)), atol=1e-6)
-    assert got.sum() == pytest.approx(1.0, abs=1e-5)
-    v = np.asarray(rec.v)[0]
-    np.testing.assert_allclose(value_norms(rec), np.linalg.norm(v.transpose(1, 0, 2).reshape(v.shape[1], -1), axis=1),
-                               rtol=1e-5)

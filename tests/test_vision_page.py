@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from model import RecordName, load, run
 from model.analysis.patch_maps import patch_knockouts, query_row
+from model.analysis.tokens import token_norms
 from ui.vision.inputs import Picture, sample_picture
 from ui.vision.links import parse_session, session_bytes
 from ui.vision.page import ImageSelection
@@ -240,14 +241,45 @@ def test_knocking_out_the_red_object_is_a_call_of_its_own(shapes, traced):
                                atol=1e-5)
 
 
-def test_the_statistics_flag_tokens_by_the_rule_they_state(traced):
+def statistics_meta(at) -> dict:
+    return next(s for s in specs(at) if "thresholds" in (s["layout"].get("meta") or {}))["layout"]["meta"]
+
+
+def test_the_statistics_are_token_norms_and_flag_by_its_rule(traced):
     at = page(state={"img_section": "Statistics"})
     assert not at.exception
-    spec = next(s for s in specs(at) if "threshold" in (s["layout"].get("meta") or {}))
-    from model.analysis.patch_maps import value_norms
+    norms = token_norms(traced.trace, names_of(traced)[-1])
+    meta = statistics_meta(at)
+    assert meta["thresholds"] == {"value norm": pytest.approx(4 * np.median(norms.value), rel=1e-5),
+                                  "output norm": pytest.approx(4 * np.median(norms.output), rel=1e-5)}
+    assert meta["flagged"] == sorted(set(norms.outliers()) | set(norms.outliers(of="output"))) == []
+    table = next(df.value for df in at.dataframe if "output norm" in df.value.columns)
+    np.testing.assert_allclose(table["value norm"], norms.value, rtol=1e-6)
+    np.testing.assert_allclose(table["output norm"], norms.output, rtol=1e-6)
+    np.testing.assert_allclose(table["attention received"], norms.received, rtol=1e-6)
+    assert "No high-norm token in this layer" in text_of(at)
 
-    names = names_of(traced)
-    norms = value_norms(traced.trace[names[-1]].numpy())
-    threshold = 3 * float(np.median(norms[list(traced.patch_positions)]))
-    assert spec["layout"]["meta"]["threshold"] == pytest.approx(threshold, rel=1e-5)
-    assert spec["layout"]["meta"]["flagged"] == [int(i) for i in np.flatnonzero(norms > threshold)]
+
+def test_a_model_with_a_high_norm_token_has_it_called_out(tmp_path, monkeypatch):
+    """A post-LN ViT with a huge vector at position 6 (patch r0c5) from the start: the artefact tokens of Darcet et
+    al. (as tests/test_tokens.py builds it), saved to the models directory."""
+    import torch
+
+    from model.own.checkpoint import save_vision_checkpoint
+    from model.own.config import VisionConfig
+    from model.own.vit import VisionTransformer
+    from model.training.shapes import SHAPES
+
+    torch.manual_seed(0)
+    config = VisionConfig(class_names=SHAPES, d_model=32, n_heads=4, n_encoder_layers=2, d_ff=64, norm="post")
+    model = VisionTransformer(config).eval().requires_grad_(False)
+    with torch.no_grad():
+        model.positions[0, 6] += 40.0
+    save_vision_checkpoint(tmp_path / "artefact", model, {})
+    monkeypatch.setenv("INSPECTOR_MODELS", str(tmp_path))
+    at = page({"model": "artefact", "sample": str(SEED), "layer": "0"}, state={"img_section": "Statistics"})
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["image_model"] == "artefact (models directory)"
+    assert 6 in statistics_meta(at)["flagged"]
+    warning = plain("\n".join(w.value for w in at.warning))
+    assert "High-norm tokens" in warning and "r0c5" in warning

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -263,37 +264,43 @@ def head_grid_figure(image: np.ndarray, values: np.ndarray, titles: Sequence[str
         meta={"panels": N}, clickmode="event+select", dragmode=False))
 
 
-def norms_figure(labels: Sequence[str], attention: np.ndarray, norms: np.ndarray, flagged: np.ndarray, *,
-                 threshold: float, norm_name: str = "value norm", attention_name: str = "attention received",
+def norms_figure(labels: Sequence[str], attention: np.ndarray, norms: dict[str, np.ndarray], flagged: np.ndarray, *,
+                 thresholds: dict[str, float], attention_name: str = "attention received",
                  title: str = "") -> go.Figure:
-    """Per token, the attention it receives (top) and its norm (bottom), on one token axis; tokens whose norm
-    passes ``threshold`` (a dashed line) are flagged in red in both."""
-    att = np.asarray(attention, dtype=np.float32)
-    nrm = np.asarray(norms, dtype=np.float32)
+    """Per token, the attention it receives (top panel) and each of its ``norms`` (name -> (T,), a panel each,
+    ``thresholds[name]`` drawn as a dashed line where finite), on one token axis; ``flagged`` tokens in red in every
+    panel."""
     flag = np.asarray(flagged, dtype=bool)
-    T = len(nrm)
+    T = len(flag)
     x = list(range(T))
     names = [esc(t) for t in labels][:T]
     colours = [FLAG_COLOUR if f else "#440154" for f in flag]
-    data = [
-        dict(type="bar", x=x, y=att, marker={"color": colours}, customdata=names, xaxis="x", yaxis="y",
-             hovertemplate=f"%{{customdata}}<br>{esc(attention_name)} %{{y:.4f}}<extra></extra>", name=attention_name),
-        dict(type="bar", x=x, y=nrm, marker={"color": colours}, customdata=names, xaxis="x2", yaxis="y2",
-             hovertemplate=f"%{{customdata}}<br>{esc(norm_name)} %{{y:.3f}}<extra></extra>", name=norm_name),
-    ]
+    panels = [(attention_name, np.asarray(attention, dtype=np.float32), ".4f")]
+    panels += [(name, np.asarray(v, dtype=np.float32), ".3f") for name, v in norms.items()]
+    n, gap = len(panels), 0.06
+    height = (1.0 - gap * (n - 1)) / n
     step = max(1, -(-T // 40))
     ticks = {"tickmode": "array", "tickvals": x[::step], "ticktext": names[::step], "tickangle": -90,
              "tickfont": {"size": 9}, "range": [-0.5, T - 0.5]}
+    data, layout, shapes = [], {}, []
+    for i, (name, values, fmt) in enumerate(panels):
+        axis = "" if i == 0 else str(i + 1)
+        top = 1.0 - i * (height + gap)
+        data.append(dict(type="bar", x=x, y=values, marker={"color": colours}, customdata=names, xaxis=f"x{axis}",
+                         yaxis=f"y{axis}", name=name,
+                         hovertemplate=f"%{{customdata}}<br>{esc(name)} %{{y:{fmt}}}<extra></extra>"))
+        layout[f"xaxis{axis}"] = {**ticks, "anchor": f"y{axis}", "showticklabels": i == n - 1,
+                                  **({"matches": "x"} if i else {})}
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "title": {"text": esc(name)}}
+        line = thresholds.get(name, math.inf)
+        if math.isfinite(line):
+            shapes.append(dict(type="line", xref=f"x{axis}", yref=f"y{axis}", x0=-0.5, x1=T - 0.5, y0=line, y1=line,
+                               line={"color": FLAG_COLOUR, "dash": "dash", "width": 1}))
     return figure(data, dict(
-        title={"text": title, "x": 0}, height=460, showlegend=False, bargap=0.1,
-        margin={"l": 10, "r": 10, "t": 45, "b": 10},
-        xaxis={**ticks, "anchor": "y", "showticklabels": False},
-        yaxis={"domain": [0.58, 1.0], "title": {"text": esc(attention_name)}},
-        xaxis2={**ticks, "anchor": "y2", "matches": "x"},
-        yaxis2={"domain": [0.0, 0.45], "title": {"text": esc(norm_name)}},
-        shapes=[dict(type="line", xref="x2", yref="y2", x0=-0.5, x1=T - 0.5, y0=threshold, y1=threshold,
-                     line={"color": FLAG_COLOUR, "dash": "dash", "width": 1})],
-        meta={"flagged": [int(i) for i in np.flatnonzero(flag)], "threshold": float(threshold)}))
+        title={"text": title, "x": 0}, height=160 + 150 * n, showlegend=False, bargap=0.1,
+        margin={"l": 10, "r": 10, "t": 45, "b": 10}, shapes=shapes, **layout,
+        meta={"flagged": [int(i) for i in np.flatnonzero(flag)],
+              "thresholds": {k: (float(v) if math.isfinite(v) else None) for k, v in thresholds.items()}}))
 
 
 __all__ = ["ALPHA_FLOOR", "OPACITY", "blend", "cell_edges", "drawn_values", "head_grid_figure", "heat_alpha",

@@ -1,5 +1,5 @@
 """An image model's attention read per query over the picture: one head's row, the mean over heads, or rollout up
-to a layer; the knockout of chosen patches; and the tokens whose norm stands out (registers, high-norm tokens).
+to a layer; and the knockout of chosen patches. (Each token's norms and the high-norm rule: model.analysis.tokens.)
 
 Read from one traced call: ``names`` are its encoder self-attentions bottom to top (``encoder.{l}.self_attn``), a
 query is a sequence position, and the patches are ``result.patch_positions`` (row-major over
@@ -16,11 +16,6 @@ import numpy as np
 from .rollout import rollout
 
 HOW = ("head", "mean", "rollout")  # one head's weights, the mean over heads, rollout up to the layer
-# A token is flagged when its norm is more than this many times the median patch's. Relative to the picture's own
-# patches, so the rule does not depend on a model's scale; ordinary patches stay within a small factor of their
-# median, while the high-norm tokens Darcet et al. (2024, "Vision Transformers Need Registers") describe form a
-# separate mode far above them. The page draws every norm, so a reader sees the tokens near the line too.
-HIGH_NORM_RATIO = 3.0
 
 
 def query_row(trace, names: Sequence[str], layer: int, how: str | int, query: int) -> np.ndarray:
@@ -58,29 +53,4 @@ def patch_knockouts(names: Sequence[str], n_heads: int, n_tokens: int, positions
     return {str(name): {int(h): cells for h in heads} for name in names}
 
 
-def high_norm(norms: np.ndarray, patch_positions: Sequence[int], ratio: float = HIGH_NORM_RATIO
-              ) -> tuple[np.ndarray, float]:
-    """(flagged bool (T,), threshold): the tokens whose norm is over ``ratio`` times the median norm of the
-    patches (any token may be flagged: [CLS], a register, a patch)."""
-    n = np.asarray(norms, dtype=np.float64)
-    patches = n[np.asarray(patch_positions, dtype=np.int64)]
-    threshold = float(ratio * np.median(patches)) if patches.size else float("inf")
-    return n > threshold, threshold
-
-
-def received(trace, name: str) -> np.ndarray:
-    """(T,) the weight each key receives, averaged over heads and query rows: where the attention goes (a sink, a
-    register)."""
-    T = trace.shape(name).tk
-    return trace.columns(name, range(T)).mean(axis=(0, 1)).astype(np.float32)
-
-
-def value_norms(record) -> np.ndarray:
-    """(T,) the norm of each token's value vector, all key/value heads together: ||v_j|| of the values a weight
-    multiplies (Kobayashi et al. 2020: a large weight on a small value moves little)."""
-    v = np.asarray(record.v, dtype=np.float64)[0]  # (H_kv, T, d_v)
-    return np.sqrt((v ** 2).sum(axis=(0, 2))).astype(np.float32)
-
-
-__all__ = ["HIGH_NORM_RATIO", "HOW", "head_rows", "high_norm", "patch_knockouts", "query_row", "received",
-           "value_norms"]
+__all__ = ["HOW", "head_rows", "patch_knockouts", "query_row"]
