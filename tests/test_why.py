@@ -12,21 +12,21 @@ import torch
 
 from model import forbidden_by_reason, intervened_outputs, load, mask_reason_matrix, run
 from model.analysis import (
-                            PatchingError,
-                            default_positions,
-                            effect_of,
-                            induction_score,
-                            knockout_effect,
-                            knockout_spec,
-                            logit_lens,
-                            metric_for,
-                            parse_pairs,
-                            patch_heads,
-                            patch_positions,
-                            rerun,
-                            run_corrupt,
-                            select_cells,
-                            token_id,
+    PatchingError,
+    default_positions,
+    effect_of,
+    induction_score,
+    knockout_effect,
+    knockout_spec,
+    logit_lens,
+    metric_for,
+    parse_pairs,
+    patch_each_position,
+    patch_heads,
+    rerun,
+    run_corrupt,
+    select_cells,
+    token_id,
 )
 from model.core.interventions import knockout_cells
 from model.core.names import in_forward_order
@@ -488,16 +488,16 @@ def test_patching_one_position_of_a_last_layer_head(induction):
     clean = run(induction, seq.text, capture=False, keep_contexts=True)
     corrupt = run_corrupt(induction, clean, other.text)
     second = list(range(seq.second.start + 1, seq.second.stop))
-    pp = patch_positions(induction, clean, corrupt, "decoder.1.self_attn", 1, positions=second)
+    pp = patch_each_position(induction, clean, corrupt, "decoder.1.self_attn", 1, positions=second)
     assert pp.effect.shape == (len(clean.target.ids),)
     outside = [t for t in range(len(pp.effect)) if t not in second]
     assert (pp.effect[outside] == 0).all()  # the last layer's context at t reaches position t only
     whole = patch_heads(induction, clean, corrupt, positions=second).effect["decoder masked self"][1, 1]
     assert pp.effect[second].sum() == pytest.approx(whole, abs=1e-3)  # so the positions add up
-    same = patch_positions(induction, clean, run_corrupt(induction, clean, seq.text), "decoder.1.self_attn", 1)
+    same = patch_each_position(induction, clean, run_corrupt(induction, clean, seq.text), "decoder.1.self_attn", 1)
     assert (same.effect == 0).all()
     with pytest.raises(PatchingError, match="keep_contexts"):
-        patch_positions(induction, run(induction, seq.text, capture=False), corrupt, "decoder.1.self_attn", 1)
+        patch_each_position(induction, run(induction, seq.text, capture=False), corrupt, "decoder.1.self_attn", 1)
 
 
 def test_corrupted_encoder_decoder_run_reads_the_clean_output(dates):

@@ -12,15 +12,15 @@ from streamlit.testing.v1 import AppTest
 import viz
 from model import load, run
 from model.analysis import (
-                            knockout_effect,
-                            knockout_spec,
-                            logit_lens,
-                            patch_heads,
-                            patch_positions,
-                            rerun,
-                            run_corrupt,
-                            select_cells,
-                            token_id,
+    knockout_effect,
+    knockout_spec,
+    logit_lens,
+    patch_each_position,
+    patch_heads,
+    rerun,
+    run_corrupt,
+    select_cells,
+    token_id,
 )
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, page_text, plain, plotly_array
@@ -144,7 +144,7 @@ def test_the_patching_view_patches_every_head(dates):
     assert len(maps) == 2
     corrupt_traced = dates.run(OTHER, generated_ids=list(clean.target.ids))
     np.testing.assert_array_equal(viz.figure_matrices(maps[1])[0], corrupt_traced.trace[name].weights[0, head])
-    pp = patch_positions(dates, clean, corrupt, name, head)
+    pp = patch_each_position(dates, clean, corrupt, name, head)
     bars = next(s for s in specs if "patched at one query position" in s["layout"]["title"]["text"])
     np.testing.assert_allclose(plotly_array(bars["data"][0]["y"]), pp.effect, atol=1e-4)
     assert downloads(at) == ["CSV of the effects", "JSON of the effects", "CSV of the per-position effects"]

@@ -25,8 +25,8 @@ from .patching import (
                     check_alignment,
                     default_positions,
                     metric_for,
+                    patch_each_position,
                     patch_heads,
-                    patch_positions,
                     rerun,
                     run_corrupt,
                     token_id,
@@ -48,7 +48,7 @@ __all__ = ["HEAD_FUSIONS", "SELECTIONS", "STAT_DEFINITIONS", "AblationEffect", "
            "align_tokens", "alignment_score", "check_alignment", "default_positions", "effect_of", "entropy", "flow",
            "flow_matrix_affordable", "flow_row_affordable", "fuse_heads", "head_js_distances", "head_scores",
            "induction_score", "induction_targets", "js_distance_rows", "knockout_effect", "knockout_spec",
-           "logit_lens", "metric_for", "needle_table", "parse_pairs", "patch_heads", "patch_positions",
+           "logit_lens", "metric_for", "needle_table", "parse_pairs", "patch_each_position", "patch_heads",
            "previous_token_score", "rank_heads", "rerun", "residual_attention", "restrict", "rollout",
            "run_corrupt", "select_cells", "source_attribution", "span_mass", "token_id", "token_norms",
            "uniform_weights", "TokenNorms"]

@@ -227,9 +227,9 @@ class PositionPatching:
     seconds: float
 
 
-def patch_positions(pipe, clean, corrupt, name: str, head: int, answer: int | None = None,
-                    wrong: int | None = None, *, positions: Sequence[int] | None = None,
-                    budget: int = BUDGET_BYTES) -> PositionPatching:
+def patch_each_position(pipe, clean, corrupt, name: str, head: int, answer: int | None = None,
+                        wrong: int | None = None, *, positions: Sequence[int] | None = None,
+                        budget: int = BUDGET_BYTES) -> PositionPatching:
     """Patch one head's context from ``corrupt`` at one query position at a time (the other positions keep the clean
     context): which positions of that head carry the difference. Both runs need ``keep_contexts=True``."""
     started = time.perf_counter()
@@ -297,5 +297,5 @@ def token_id(pipe, text: str) -> int:
 
 
 __all__ = ["BUDGET_BYTES", "METRICS", "Metric", "PatchingError", "PatchingResult", "PositionPatching",
-           "check_alignment", "default_positions", "items_per_pass", "metric_for", "patch_heads",
-           "patch_positions", "rerun", "run_corrupt", "token_id"]
+           "check_alignment", "default_positions", "items_per_pass", "metric_for", "patch_each_position",
+           "patch_heads", "rerun", "run_corrupt", "token_id"]

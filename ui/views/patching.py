@@ -16,8 +16,8 @@ from model.analysis import (
     PatchingError,
     check_alignment,
     metric_for,
+    patch_each_position,
     patch_heads,
-    patch_positions,
     rerun,
     run_corrupt,
 )
@@ -172,12 +172,12 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
                                         title=f"{what}: {viz.esc(n.kind)} layer {n.layer} head {head}"),
                   f"patch_map_{what.split()[0]}")
     with st.spinner("Patching that head one position at a time…"):
-        pp = ctx.traced.memo(("why", "patch positions", other, name, head, answer, wrong),
-                             lambda: patch_positions(pipe, clean, corrupt, name, head, answer, wrong))
+        pp = ctx.traced.memo(("why", "patch each position", other, name, head, answer, wrong),
+                             lambda: patch_each_position(pipe, clean, corrupt, name, head, answer, wrong))
     labels = vwhy.position_labels(ctx.tokens(n.query_stack))
     chart(vwhy.position_patching(pp.effect, labels, pp.metric.positions,
                                  title=f"head {head} patched at one query position at a time (outlined: the "
-                                       "positions the metric reads)"), "patch_positions")
+                                       "positions the metric reads)"), "patch_each_position")
     st.caption(f"Each bar: the metric's change when only that query position of the head takes the corrupted "
                f"context (the other positions keep the clean one); {len(pp.effect)} runs in {pp.seconds:.2f} s.")
     table = pd.DataFrame({"position": np.arange(len(pp.effect)), "token": ctx.tokens(n.query_stack)[: len(pp.effect)],
