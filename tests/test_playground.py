@@ -256,8 +256,10 @@ def test_each_sections_figures_carry_the_matrices_names():
 def test_the_image_section_draws_the_cls_query_over_the_picture(default_page):
     """Section 8: the patch figures hold model.teaching's numbers at the patches, row-major."""
     from model import teaching
+    from model.training.shapes import scenes
 
-    steps = teaching.patch_attention(teaching.shapes_picture(123), 8, 64, 32, 123, teaching.QUERIES[0])
+    steps = teaching.patch_attention(scenes(1, 123)[0].pixels, 8, teaching.PATCH_D_MODEL, teaching.PATCH_D_K, 123,
+                                     teaching.QUERIES[0])
     by_title = {s["layout"].get("title", {}).get("text", "").split("<br>")[0]: s for s in specs(default_page)}
     weights = next(decode(t["z"]) for t in by_title["weights softmax(q·k_j / √d_k)"]["data"] if t["type"] == "heatmap")
     np.testing.assert_allclose(weights, steps.weights[1:].reshape(8, 8), atol=1e-7)

@@ -6,6 +6,7 @@ import torch
 
 from model import teaching
 from model.core.attention import attention, subsequent_mask
+from model.training.shapes import COLOURS, scenes
 
 
 def np_softmax(x: np.ndarray) -> np.ndarray:
@@ -180,17 +181,9 @@ def test_cut_into_patches_is_row_major_over_the_grid():
     assert teaching.patch_labels(2, 3) == ["[CLS]", "r0c0", "r0c1", "r0c2", "r1c0", "r1c1", "r1c2"]
 
 
-def test_shapes_picture_is_seeded_and_holds_one_red_shape():
-    a, b = teaching.shapes_picture(5), teaching.shapes_picture(5)
-    assert np.array_equal(a, b) and a.shape == (64, 64, 3) and a.dtype == np.uint8
-    assert not np.array_equal(a, teaching.shapes_picture(6))
-    red = (a == teaching.PICTURE_COLOURS["red"]).all(-1)
-    assert 20 < red.sum() < 64 * 64 // 4  # one shape, not the whole picture
-
-
 @pytest.mark.parametrize("query", teaching.QUERIES)
 def test_the_cls_query_is_attention_over_the_patch_tokens(query):
-    img = teaching.shapes_picture(3)
+    img = scenes(1, 3)[0].pixels
     s = teaching.patch_attention(img, 8, 64, 32, 3, query)
     assert s.grid == (8, 8) and s.X.shape == (65, 64) and s.K.shape == (65, 32) and s.labels[1] == "r0c0"
     np.testing.assert_allclose(s.K, s.X @ s.W_key, atol=1e-4)
@@ -203,12 +196,14 @@ def test_the_cls_query_is_attention_over_the_patch_tokens(query):
 
 
 def test_a_query_that_looks_for_red_finds_the_red_patches():
-    """A perturbation, not a golden number: paint the red shape blue and its patches lose their weight."""
-    img = teaching.shapes_picture(3)
-    red = (img == teaching.PICTURE_COLOURS["red"]).all(-1)
-    covered = teaching.cut_into_patches(red[..., None].astype(np.uint8), 8).mean(1) > 0.2  # (64,) patches
-    on_red = teaching.patch_attention(img, 8, 64, 32, 3).weights[1:][covered].sum()
-    blue = img.copy()
-    blue[red] = teaching.PICTURE_COLOURS["blue"]
-    after = teaching.patch_attention(blue, 8, 64, 32, 3).weights[1:][covered].sum()
-    assert on_red > 0.5 > 0.1 > after
+    """A perturbation, not a golden number: on scenes of the shapes task (black background), the patches holding
+    red take most of the [CLS] weight; paint the red shape blue and they lose it."""
+    d_model, d_k = teaching.PATCH_D_MODEL, teaching.PATCH_D_K
+    for seed in range(8):
+        scene = scenes(1, seed)[0]
+        red = scene.patches(8).reshape(-1)  # (64,) the patches holding a red pixel
+        on_red = teaching.patch_attention(scene.pixels, 8, d_model, d_k, seed).weights[1:][red].sum()
+        blue = scene.pixels.copy()
+        blue[scene.mask()] = COLOURS["blue"]
+        after = teaching.patch_attention(blue, 8, d_model, d_k, seed).weights[1:][red].sum()
+        assert on_red > 0.7 and after < 0.1, seed
