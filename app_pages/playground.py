@@ -268,8 +268,8 @@ def section_patches(c: dict) -> None:
                + ("A key that matches red scores high, so the red shape's patches take most of the weight; the "
                   "black background scores lower, but not far lower (black and red share the low green and blue), "
                   "which is why this query is wide (d_model 256, d_k 128) and sharp. A trained model learns its own: "
-                  "the shipped shapes model's layer 1 head 0 puts about 93% of [CLS]'s attention on the red object "
-                  "(see the Image attention page)."
+                  "the shipped shapes model's layer 1 head 0 puts over 90% of [CLS]'s attention on the red "
+                  "object's patches (see the Image attention page)."
                   if query == teaching.QUERIES[0] else
                   "With random weights the [CLS] query matches nothing in particular: training makes it ask "
                   "something."))

@@ -236,6 +236,9 @@ def test_knocking_out_the_red_object_is_a_call_of_its_own(shapes, traced):
     assert not at.exception, [e.value for e in at.exception]
     shown = text_of(at)
     assert f"With {len(red)} patch(es) knocked out in every layer and head" in shown
+    before = f"{picture.label} ({probs(traced)[truth]:.3f})"
+    assert f"the prediction **changes**: {before} → **{after.output_text}**" in shown
+    assert after.output_text != picture.label  # the shapes model answers from the red object: without it, a guess
     table = next(df.value for df in at.dataframe if "after" in df.value.columns)
     np.testing.assert_allclose(table.set_index("class").loc[list(shapes.info.classes), "after"], probs(after),
                                atol=1e-5)
