@@ -106,3 +106,22 @@ def test_each_section_below_the_picture_draws(page, section):
         wait_idle(page, TIMEOUT)
         page.screenshot(path=str(ARTIFACTS / "vision-04-knockout.png"), full_page=True)
         assert exception_boxes(page) == []
+
+
+def test_the_inspector_sends_an_image_model_to_this_page(page):
+    """The text inspector opened on the shapes model: a message and a link, which opens the model here."""
+    base = page.url.split("/images")[0]
+    page.goto(f"{base}/?model=shapes")
+    page.get_by_text("reads images, not text").wait_for(timeout=TIMEOUT)
+    link = page.get_by_role("link", name="Open shapes on the Image attention page")
+    link.wait_for(timeout=TIMEOUT)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"], [data-stale=\"true\"]')",
+                           timeout=TIMEOUT)
+    page.screenshot(path=str(ARTIFACTS / "vision-05-inspector-sends-here.png"))
+    assert exception_boxes(page) == []
+    link.click()
+    page.wait_for_selector(OVERLAY, timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    assert "/images" in page.url and "model=shapes" in page.url
+    assert page.get_by_text("Prediction for").count() == 1  # the prediction line (the name is bidi-isolated)
+    assert exception_boxes(page) == []
