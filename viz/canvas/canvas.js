@@ -80,6 +80,7 @@ class AttentionCanvas {
   build() {
     const root = document.createElement("div");
     root.className = "attn";
+    root.dataset.key = this.key; // tests and benchmarks find an instance's controls by it
     root.innerHTML = `
       <div class="attn-bar">
         <div class="attn-choices" role="group" aria-label="map"></div>
