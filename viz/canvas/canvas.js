@@ -34,7 +34,7 @@
 const EXACT_MAX_DEFAULT = 256; // tokens on the axes from this many cells per axis down (the overview says)
 const PENDING_MAX = 4; // parts held until the overview comes
 const HELD_BYTES = 96 * 2 ** 20; // the stacks' maps the page keeps (the least recently shown go first)
-const CHOICE_REPORT_MS = 200; // a slider's choice is reported this long after its last step
+const CHOICE_REPORT_MS = 500; // a slider's choice is reported this long after its last step: no rerun while it moves
 const SHORT_MAX = 48; // tokens per axis up to which the zoom buttons are left out (wheel and keys still zoom)
 
 // window.__attnCanvasStats[key]: what each instance drew, and hooks for tests and benchmarks
@@ -173,7 +173,9 @@ class AttentionCanvas {
     buildChoices(this);
     this.waiting(false);
     measureLabels(this);
-    this.layout();
+    // the same frame (size, labels' room) as the map before: no layout, which would read the page's geometry
+    const same = old && ["n_rows", "n_cols", "LW", "BH", "flatBH", "colW"].every((k) => old[k] === ov[k]);
+    if (!same) this.layout();
     if (old) this.draw(cause, t0);
     else requestAnimationFrame(() => this.draw(cause, t0)); // a fresh page: the head Python sends with it first
     const queued = this.pending;
