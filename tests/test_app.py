@@ -635,6 +635,7 @@ def test_the_stack_and_its_neighbours_within_their_budgets(ckpt, monkeypatch):
     got = {json.dumps(o["choice"], sort_keys=True) for o in near["overviews"]}
     want = {json.dumps({"kind": k, "layer": 2, "stage": s}, sort_keys=True) for k, s in
             [("cross", "scores"), ("cross", "scaled"), ("cross", "masked"), ("decoder masked self", "weights")]}
+    # (the layers beside it, 1 and 0, are in the stack)
     assert got == want  # encoder self has no layer 2
     monkeypatch.setattr(canvas_view, "STACK_BYTES", 0)
     monkeypatch.setattr(canvas_view, "NEAR_NOW_BYTES", 0)  # neighbours after the map is drawn

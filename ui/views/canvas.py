@@ -168,14 +168,15 @@ def stack_part(ctx: Context, shown: MapChoice) -> dict:
     return tiles.stack_payload([])
 
 
-CHEAP_CELLS = 1 << 20  # a lazy trace computes another stage's overview when a head has at most this many cells
+CHEAP_CELLS = 1 << 18  # a lazy trace computes another stage's overview when a head has at most this many cells
 
 
 def neighbours(ctx: Context, shown: MapChoice) -> list[MapChoice]:
-    """The maps a user goes to next from ``shown``: the layers beside it, its other stages, the other kinds at its
-    layer. Another stage of a long lazy trace costs a pass over the attention: weights only there."""
+    """The maps a user goes to next from ``shown``: the layers beside it (two each way: the next step is held before
+    its own neighbours come), its other stages, the other kinds at its layer. Another stage of a long lazy trace
+    costs a pass over the attention (over 1 s at 1,024 tokens here): weights only there."""
     every = set(all_choices(ctx))
-    out = [MapChoice(shown.kind, shown.layer + d, shown.stage) for d in (1, -1)]
+    out = [MapChoice(shown.kind, shown.layer + d, shown.stage) for d in (1, -1, 2, -2)]
     out += [MapChoice(shown.kind, shown.layer, s) for s in stages_of(ctx) if s != shown.stage]
     out += [MapChoice(k, shown.layer, shown.stage) for k in story_order(ctx.info.kinds()) if k != shown.kind]
 

@@ -74,6 +74,7 @@ class AttentionCanvas {
     this.stat.devicePixel = (r, c) => devicePixel(this.dev, this.view, r, c);
     this.stat.lut = lutRgb;
     this.stat.shown = () => shownCells(this); // the shown head's held cells, for tests
+    this.stat.holds = (choice) => this.held.has(choiceKey(choice)); // a map the page can draw without Python
     this.build();
   }
 
