@@ -665,3 +665,18 @@ def test_a_map_picked_on_the_page_moves_the_selectors(monkeypatch):
     canvas_view._choice_from_page()  # nothing of the wrong type is taken
     assert (fake.session_state["kind"], fake.session_state["layer"], fake.session_state["stage"]) == \
         ("encoder self", 1, "scores")
+
+
+def test_a_pooled_maps_neighbours_are_counted_by_their_pooled_bytes(monkeypatch):
+    """Reported while measuring: a 1,024-token map's neighbours were counted at T x T bytes each, so one fitted the
+    16 MiB budget and the next layer's never came. A pooled overview holds its blocks: H x (T / pool)^2 bytes."""
+    import types
+
+    import ui.views.canvas as canvas_view
+
+    shape = types.SimpleNamespace(n_heads=12, tq=1024, tk=1000)
+    trace = types.SimpleNamespace(shape=lambda name: shape, overview_pool=lambda name: 2)
+    ctx = types.SimpleNamespace(traced=types.SimpleNamespace(trace=trace, lazy=True))
+    assert canvas_view.precision_of(ctx, "decoder.0.self_attn") == "p2"
+    assert canvas_view.overview_bytes(ctx, "decoder.0.self_attn") == 12 * 512 * 500
+    assert 4 * canvas_view.overview_bytes(ctx, "decoder.0.self_attn") <= canvas_view.NEAR_BYTES  # 2 layers each way

@@ -108,6 +108,15 @@ def precision_of(ctx: Context, name: str) -> str:
     return "u1"
 
 
+def overview_bytes(ctx: Context, name: str) -> int:
+    """What a map's overview holds (``precision_of``): every head's float32 or uint8 cells, or its pooled blocks."""
+    precision = precision_of(ctx, name)
+    if precision.startswith("p"):
+        shape, pool = ctx.traced.trace.shape(name), int(precision[1:])
+        return shape.n_heads * -(-shape.tq // pool) * -(-shape.tk // pool)
+    return _cells(ctx, name) * (4 if precision == "f4" else 1)
+
+
 def map_overview(ctx: Context, choice: MapChoice, precision: str | None = None) -> dict:
     """The overview of one map (every head), memoised per traced call; its id names the map and how it is held, so
     that the same map sent in a stack and as the shown overview is one map to the page."""
@@ -193,7 +202,7 @@ def near_part(ctx: Context, shown: MapChoice, stack: dict, *, defer: bool) -> di
     todo = [c for c in neighbours(ctx, shown) if json.dumps(c.as_dict(), sort_keys=True) not in have]
     if not todo:
         return tiles.stack_payload([], slot="near")
-    per_map = {c: _cells(ctx, c.name) * (4 if precision_of(ctx, c.name) == "f4" else 1) for c in todo}
+    per_map = {c: overview_bytes(ctx, c.name) for c in todo}
     ready = all(ctx.traced.has(("canvas-overview", c.name, c.stage, precision_of(ctx, c.name))) for c in todo)
     if defer and not ready and (sum(per_map.values()) > NEAR_NOW_BYTES or ctx.traced.lazy):
         return tiles.deferred_stack("near")
