@@ -21,6 +21,8 @@ else:
     from ui.boot import page_icon
 
     st.set_page_config(page_title="Attention inspector", page_icon=page_icon(), layout="wide")
+    # less empty space above the title (Streamlit leaves 6rem): the first map fits the first screen at 1440 x 900
+    st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 3rem; }</style>")
     # The pages live in app_pages/, not pages/: a pages/ folder next to st.navigation turns on Streamlit's older
     # folder-based routing too, and a visitor opening /playground directly got that page without this entry point.
     # Menu icons are drawn with the font Streamlit serves itself; the page icon is a local image (a ":material/:"

@@ -18,6 +18,8 @@
     load.json     eight Chromium sessions against one server for three minutes
     vision.json   image calls: traced against uncaptured, and a capture's memory, on the shipped ViT (shapes) and a
                   ViT-B/16-shaped model at 224 x 224
+    switch.json   head, layer, kind and stage changes on the canvas in Chromium (dates, GPT-2-small-shaped up to
+                  1,024, Llama-shaped at 8,192), BertViz's head switch at T = 32, the Training slider
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
     hub.json      hub ids: scanning a cache of 200 / 500 models, resolving an id, loading by id vs by path, a
                   download over loopback (run alone: python -m benchmarks.bench_hub)
@@ -33,7 +35,7 @@ STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
          ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"],
-         ["-m", "benchmarks.bench_vision"]]
+         ["-m", "benchmarks.bench_vision"], ["-m", "benchmarks.bench_switch"]]
 
 
 def main() -> int:

@@ -9,9 +9,11 @@ local HTTP server.
 For T = 32, 128, 512 on the GPT-2-small-shaped model (12 x 12 heads, random weights):
   BertViz head_view and model_view: HTML bytes per attention value (page bytes / (L x H x T x T)) and the time from
   navigation to the first drawn line (capped at 120 s; a failure is recorded as such);
-  this app: the bytes it ships per value for one exact map (T x T values), the 144-head overview's bytes per
+  this app: the bytes it ships per value for one layer's map on the canvas (every head: exact float32 cells, or
+  uint8 above 4 MiB) and for every layer at once (a short input's stack), the 144-head overview's bytes per
   thumbnail cell, the head view's bytes per line drawn, and in the browser the time from a new input to the drawn
-  map and to the drawn head view.
+  map and to the drawn head view. BertViz's head switch against the map's, in one Chromium run:
+  benchmarks/bench_switch.py.
 
     python -m benchmarks.bench_bertviz     # prints a table, writes benchmarks/results/bertviz.json
 """
@@ -117,24 +119,31 @@ def bertviz_page(page, html: str, files: dict[str, bytes]) -> dict:
 
 
 def our_payloads(weights, tokens) -> dict:
-    """Bytes this app ships: one exact map, the 144-head overview, the head view (all heads of one layer)."""
+    """Bytes this app ships: one layer's map (every head, the canvas's overview: exact float32 cells up to
+    ui.views.record_map.EXACT_BYTES, else uint8), every layer's (the page's stack, as the app sends it for a short
+    input), the 144-head overview, the head view (all heads of one layer)."""
     import viz
     from model.core.pooling import overview_factor, pool_weights, thumbnails
+    from ui.views.record_map import EXACT_BYTES
+    from viz import tiles
 
     T = len(tokens)
-    labels = viz.token_labels(tokens)
-    causal = np.tril(np.ones((T, T), bool))
-    w = weights[0][0, 0].numpy()
-    fig = viz.attention_heatmap(w, labels, labels, reasons=np.where(causal, "", "causal"))
-    map_bytes = len(pio.to_json(fig.to_dict(), validate=False).replace("/", "\\u002f"))
+    causal = np.triu(np.full((T, T), tiles.REASON_BITS["causal"], np.uint8), 1)
+    H = weights[0].shape[1]
+    exact = H * T * T * 4 <= EXACT_BYTES
+    layer_maps = [tiles.exact_overview(w[0].numpy(), tokens, codes=causal, exact=exact, choice={"layer": i})
+                  for i, w in enumerate(weights)]
+    map_bytes = len(tiles.pack(layer_maps[0]))
+    stack_bytes = len(tiles.pack(tiles.stack_payload(layer_maps)))
     thumbs = [t for layer in weights for t in thumbnails(pool_weights(layer[0], overview_factor(T, T))[0])]
     cells = [(layer, h) for layer in range(len(weights)) for h in range(weights[0].shape[1])]
     overview = viz.overview_mosaic(thumbs, cells, cols=weights[0].shape[1], title="overview")
     ov_bytes = len(pio.to_json(overview.to_dict(), validate=False))
-    lines = viz.select_lines(weights[0][0].numpy(), list(range(weights[0].shape[1])), 0.05, causal[None])
+    lines = viz.select_lines(weights[0][0].numpy(), list(range(weights[0].shape[1])), 0.05, (causal == 0)[None])
     html, _ = viz.head_view_html(tokens, tokens, lines, list(range(weights[0].shape[1])), left_title="q",
                                  right_title="k")
-    return {"map_bytes_per_value": round(map_bytes / T ** 2, 3),
+    return {"map_bytes_per_value": round(map_bytes / (H * T ** 2), 3), "map_exact": exact,
+            "stack_bytes_per_value": round(stack_bytes / (len(weights) * H * T ** 2), 3),
             "overview_bytes_per_thumbnail_cell": round(ov_bytes / sum(t.size for t in thumbs), 3),
             "overview_bytes_per_attention_value": round(ov_bytes / (len(weights) * weights[0].shape[1] * T ** 2), 4),
             "head_view_bytes": len(html), "head_view_lines": len(lines.lines)}
@@ -210,8 +219,9 @@ def main(argv=None) -> None:
             when = f"{b['rendered_ms'] / 1000:.2f} s" if b["ok"] else f"FAILED ({b['failure']})"
             print(f"  BertViz {name:<10}: {b['html_bytes'] / 2**20:8.1f} MB HTML, {b['bytes_per_value']:6.2f} B/value,"
                   f" drawn after {when}")
-        print(f"  app exact map      : {r['map_bytes_per_value']:6.2f} B/value of the map; new input -> map "
-              f"{app['new_input_to_map_ms'] / 1000:.2f} s")
+        print(f"  app layer map      : {r['map_bytes_per_value']:6.2f} B/value (every head, "
+              f"{'float32' if r['map_exact'] else 'uint8'}), every layer {r['stack_bytes_per_value']:.2f} B/value; "
+              f"new input -> map {app['new_input_to_map_ms'] / 1000:.2f} s")
         print(f"  app 144-head overview: {r['overview_bytes_per_thumbnail_cell']:.3f} B per thumbnail cell "
               f"({r['overview_bytes_per_attention_value']:.4f} B per attention value)")
         print(f"  app head view      : {r['head_view_bytes'] / 1024:.0f} kB for {r['head_view_lines']:,} lines, drawn "

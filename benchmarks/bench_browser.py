@@ -1,13 +1,14 @@
 """What a user waits for, measured in headless Chromium against `streamlit run app.py`.
 
-(e) cold start: server launch -> first heatmap visible, on the shipped default model;
-(d) source change (from the Ctrl+Enter keydown, on the page's clock) -> updated heatmap drawn, at T = 32, 128,
+(e) cold start: server launch -> first map drawn, on the shipped default model;
+(d) source change (from the Ctrl+Enter keydown, on the page's clock) -> updated map drawn, at T = 32, 128,
     512 tokens (source and target), on a long-context checkpoint made here (char tokenizer, demo size, max_len
     1024; random weights: the cost of a trace does not depend on what the model learned). Teacher forcing fixes
     the target length, so T is exact;
 (g) a GPT-2-small-shaped model (12 x 12 heads, random weights): first map after a new input at T = 128, 512, 1024,
-    head and layer changes (the exact map) at T = 128 and 1024, from the option's click on the page's clock, and
-    the server's peak memory; the same head change on the shipped dates model.
+    head and layer changes through the page's selectors (a rerun each) at T = 128 and 1024, from the option's click
+    on the page's clock, and the server's peak memory; the same on the shipped dates model. (The map's own buttons
+    change head, layer, kind and stage without a rerun: benchmarks/bench_switch.py.)
 
     python -m benchmarks.bench_browser     # prints a table, writes benchmarks/results/browser.json
 """
@@ -49,20 +50,18 @@ def text_of(n: int, shift: int) -> str:
     return "".join(ALPHABET[(i * 7 + shift) % 26] for i in range(n))
 
 
-# the first heatmap's shape and its last row (which changes with every new text; a causal map's first row does not)
+# the map the canvas shows: its shape, and which map and head (a new text, layer or head is another key)
 FINGERPRINT_JS = """() => {
-    const d = document.querySelector('.js-plotly-plot');
-    const t = d && d._fullData && d._fullData.find(t => t.type === 'heatmap');
-    if (!t || !t.z || !t.z.length) return null;
-    const last = t.z[t.z.length - 1];
-    const key = t.z.length + 'x' + last.length + ':' + Array.from(last).join(',');
-    return {rows: t.z.length, cols: t.z[0].length, key: key};
+    const s = window.__attnCanvasStats && window.__attnCanvasStats.map;
+    const m = s && s.draws > 0 && s.shown && s.shown();
+    if (!m) return null;
+    return {rows: m.rows, cols: m.cols, key: m.overview + ':' + m.head + ':' + m.values.length};
 }"""
 
 
 def arm_js(event: str, condition: str) -> str:
     """Page script: the clock starts at the first ``event`` matching ``condition`` (on the browser's clock) and
-    stops at the first animation frame in which the drawn heatmap holds new data (plotly.js has rendered it)."""
+    stops at the first animation frame in which the canvas shows another map (it draws before that frame)."""
     return f"""() => {{
     const fingerprint = {FINGERPRINT_JS};
     const before = fingerprint();
@@ -86,7 +85,7 @@ ARM_JS = arm_js("keydown", "e.key === 'Enter' && e.ctrlKey")  # from the Ctrl+En
 ARM_CLICK_JS = arm_js("pointerup", "e.target.closest('[role=option]')")  # from the click on a selectbox option
 
 
-def heatmap_shape_js() -> str:
+def map_shape_js() -> str:
     return (f"([rows, cols]) => {{ const f = ({FINGERPRINT_JS})();"
             " return f !== null && f.rows === rows && f.cols === cols; }")
 
@@ -101,7 +100,7 @@ def cold_start() -> float:
     t0 = time.perf_counter()
     with streamlit_server() as url, chromium() as page:
         page.goto(url)
-        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        page.wait_for_selector("canvas.attn-map[data-drawn]", timeout=120_000)
         return time.perf_counter() - t0
 
 
@@ -121,7 +120,7 @@ def source_change(lengths: list[int], repeats: int) -> list[dict]:
                 n = T - 1  # + [EOS] on the source, [BOS] + text on the decoder input
                 commit_text(page, "Target text (the decoder reads it, shifted right)", text_of(n, 99))
                 commit_text(page, "Source text", text_of(n, 98))
-                page.wait_for_function(heatmap_shape_js(), arg=[T, T], timeout=120_000)
+                page.wait_for_function(map_shape_js(), arg=[T, T], timeout=120_000)
                 wait_idle(page, 120_000)
                 times = []
                 for r in range(repeats):  # a new text each time: nothing cached
@@ -225,16 +224,17 @@ def main(argv=None) -> None:
     }
     if not args.skip_gpt2:
         result["gpt2_small"] = gpt2_small_session([128, 512, 1024], 3)
-    print(f"cold start (launch -> first heatmap): {cold:.1f} s "
+    print(f"cold start (launch -> first map): {cold:.1f} s "
           f"({'ok' if cold <= COLD_START_TARGET_S else 'MISSED'}, target {COLD_START_TARGET_S:.0f} s)")
-    print("source change -> updated heatmap drawn, teacher forcing, source = target = T tokens")
+    print("source change -> updated map drawn, teacher forcing, source = target = T tokens")
     print(f"{'T':>6} | {'median ms':>10} | {'min':>8} | {'max':>8} | target")
     for r in updates:
         verdict = "" if r["target_ms"] is None else \
             f"{r['target_ms']:.0f} ms {'ok' if r['median_ms'] <= r['target_ms'] else 'MISSED'}"
         print(f"{r['T']:>6} | {r['median_ms']:>10} | {r['min_ms']:>8} | {r['max_ms']:>8} | {verdict}")
     d = result["dates_changes"]
-    print(f"dates model, exact map: head change {d['head_change_ms']} ms, layer change {d['layer_change_ms']} ms "
+    print(f"dates model, through the selectors: head change {d['head_change_ms']} ms, layer change "
+          f"{d['layer_change_ms']} ms "
           f"(median; max {d['head_change_max_ms']} / {d['layer_change_max_ms']})")
     if "gpt2_small" in result:
         g = result["gpt2_small"]

@@ -75,7 +75,7 @@ def visitor(browser, url: str, seconds: float, seed: int, out: dict) -> None:
     times, failures, downloads, failed_downloads, errors = [], 0, 0, 0, []
     try:
         page.goto(url)
-        page.wait_for_selector(".js-plotly-plot", timeout=180_000)
+        page.wait_for_selector("canvas.attn-map[data-drawn]", timeout=180_000)
         settle(page)
         end = time.monotonic() + seconds
         while time.monotonic() < end:

@@ -43,15 +43,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(script: str = "app.py", timeout: float = 90.0, env: dict | None = None,
-                     args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Run `streamlit run script` headless on a free port (``args``: the script's own, after `--`); yield its URL;
-    always stop it (whole process group)."""
+                     args: tuple[str, ...] = (), root: Path | None = None) -> Iterator[str]:
+    """Run `streamlit run script` headless on a free port (``args``: the script's own, after `--`; in ``root``,
+    default this checkout); yield its URL; always stop it (whole process group)."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"] + (["--", *args] if args else [])
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=root or ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **(env or {})})
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
@@ -116,9 +116,26 @@ def heatmaps(page) -> list[list[dict]]:
     return page.evaluate(PLOTLY_HEATMAPS_JS)
 
 
+CANVAS_MAP_JS = """(key) => { const s = window.__attnCanvasStats && window.__attnCanvasStats[key];
+    const m = s && s.shown && s.shown();
+    return m ? {...m, choice: s.choice || null} : null; }"""
+
+
+def canvas_map(page, key: str = "map") -> dict | None:
+    """What the attention canvas ``key`` shows: {rows, cols, z ((rows, cols) float32 exact cells, or uint8 colour
+    indices when not exact), exact, head, overview, choice}; None when there is none."""
+    import numpy as np
+
+    m = page.evaluate(CANVAS_MAP_JS, key)
+    if m is None:
+        return None
+    m["z"] = np.asarray(m.pop("values"), dtype=np.float32 if m["exact"] else np.uint8).reshape(m["rows"], m["cols"])
+    return m
+
+
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current run (no running indicator) and a chart is drawn."""
-    page.wait_for_selector(".js-plotly-plot", timeout=timeout)
+    """Wait until Streamlit has finished the current run (no running indicator) and a chart or map is drawn."""
+    page.wait_for_selector(".js-plotly-plot, canvas.attn-map[data-drawn]", timeout=timeout)
     page.wait_for_function(
         """() => {
             const status = document.querySelector('[data-testid="stStatusWidget"]');

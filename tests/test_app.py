@@ -26,6 +26,7 @@ from model import (
     save_checkpoint,
 )
 from model.analysis import align_tokens, effect_of, head_js_distances, source_attribution
+from tests.canvas_parts import canvas_matrix, canvas_overview, canvas_parts, col_labels, row_labels
 from ui.views.registry import NAMES as VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,8 @@ def charts(at) -> list[dict]:
 
 
 def main_matrix(at) -> np.ndarray:
-    return viz.figure_matrices(charts(at)[0])[0]
+    """The exact cells of the head the attention map shows (the canvas's parts)."""
+    return canvas_matrix(at)
 
 
 def reference(path: str, source: str = SOURCE, target: str | None = None):
@@ -123,10 +125,10 @@ def test_opens_on_the_dates_story(monkeypatch):
     assert at.selectbox(key="layer").value == 1 and at.selectbox(key="head").value == 3
     ref = reference(str(dates))
     assert ref.output_text == "2026-11-21"
-    spec = charts(at)[0]
-    np.testing.assert_array_equal(viz.figure_matrices(spec)[0], ref.trace.numpy()["decoder.1.cross_attn"].weights[0, 3])
+    np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.1.cross_attn"].weights[0, 3])
     # rows say what they read and what they produce; labels never read as numbers
-    assert spec["data"][0]["y"][0] == "0·[BOS] → 2" and spec["data"][0]["x"][3] == "3·2"
+    ov = canvas_overview(at)
+    assert row_labels(ov)[0] == "0·[BOS] → 2" and col_labels(ov)[3] == "3·2"
     # the output and its probability in the header
     output = at.markdown[1].value.replace("\\", "")
     assert "2026-11-21" in output and "probability of this output" in output
@@ -180,9 +182,10 @@ def test_first_screen_is_a_cross_attention_map(ckpt):
     at = app(ckpt)
     assert_clean(at)
     ref = reference(ckpt)
-    spec = charts(at)[0]
-    assert spec["data"][0]["x"] == viz.token_labels(ref.source.tokens)
-    assert spec["data"][0]["y"] == viz.token_labels(ref.target.tokens, ref.output_tokens)
+    ov = canvas_overview(at)
+    assert col_labels(ov) == [f"{i}·{t}" for i, t in enumerate(ref.source.tokens)]
+    assert row_labels(ov) == [f"{i}·{t} → {p}" for i, (t, p) in enumerate(zip(ref.target.tokens, ref.output_tokens,
+                                                                               strict=True))]
     np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
     assert any("running on" in c.value for c in at.sidebar.caption)
 
@@ -202,12 +205,15 @@ def test_controls_change_what_they_should(ckpt):
     at.radio(key="kind").set_value("decoder masked self").run()
     at.selectbox(key="layer").set_value(1).run()
     w = tr["decoder.1.self_attn"].weights[0, 1]
-    np.testing.assert_array_equal(main_matrix(at), w)  # masked weights are 0, drawn under a hatched overlay
-    assert any("masked (causal)" in t.get("text", "") for t in charts(at)[0]["data"][1:])
+    np.testing.assert_array_equal(main_matrix(at), w)  # masked weights are 0, drawn hatched
+    ov = canvas_overview(at)
+    causal = np.triu(np.ones(w.shape, dtype=bool), 1)
+    assert ((ov["reasons"][1] & 2) != 0).tolist() == causal.tolist()  # the causal bit of the reason table
+    assert {"bit": 2, "name": "causal", "hatch": "\\"} in ov["reason_table"]
     at.selectbox(key="stage").set_value("scaled").run()
-    spec = charts(at)[0]
-    assert spec["data"][0]["zmid"] == 0
-    np.testing.assert_array_equal(viz.figure_matrices(spec)[0], tr["decoder.1.self_attn"].scaled[0, 1])
+    ov = canvas_overview(at)
+    assert ov["colormap"] == "rdbu_r" and ov["lo"] == -ov["hi"]  # diverging around 0
+    np.testing.assert_array_equal(main_matrix(at), tr["decoder.1.self_attn"].scaled[0, 1])
     at.selectbox(key="head").set_value(-1).run()  # all heads: the head grid
     assert len(viz.figure_matrices(charts(at)[0])) == 2
     assert_clean(at)
@@ -220,7 +226,7 @@ def test_every_view_renders_from_the_trace(ckpt, view):
     specs = charts(at)
     ref = reference(ckpt).trace.numpy()
     if view == "Attention map":
-        np.testing.assert_array_equal(viz.figure_matrices(specs[0])[0], ref["decoder.2.cross_attn"].weights[0, 0])
+        np.testing.assert_array_equal(main_matrix(at), ref["decoder.2.cross_attn"].weights[0, 0])
     elif view == "Head grid":
         mats = viz.figure_matrices(specs[0])
         np.testing.assert_array_equal(mats[1], ref["decoder.2.cross_attn"].weights[0, 1])
@@ -343,15 +349,16 @@ def test_long_source_is_truncated_with_a_warning(ckpt):
     at = app(ckpt, source=" ".join(["Saturday"] * 60))
     assert_clean(at)
     assert any("cut off" in w.value for w in at.warning)
-    assert len(charts(at)[0]["data"][0]["x"]) == 24  # max_len tokens, [EOS] included
+    assert canvas_overview(at)["n_cols"] == 24  # max_len tokens, [EOS] included
 
 
 def test_hostile_text_is_never_html(ckpt):
     text = "<script>alert(1)</script> **bold** 😀 日本 \x07 Saturday"
     at = app(ckpt, source=text)
     assert_clean(at)
-    spec = at.get("plotly_chart")[0].proto.spec
-    assert "<script>" not in spec and "[UNK]" in spec
+    ov = canvas_overview(at)
+    labels = col_labels(ov)
+    assert not any("<script>" in t for t in labels) and any("[UNK]" in t for t in labels)  # tokens, drawn as text
     for view in VIEWS:
         at.session_state["view"] = view
         at.run()
@@ -416,9 +423,11 @@ def wire_per_cell(z: dict) -> float:
 
 
 def test_chart_payload_is_binary_float32(ckpt):
-    at = app(ckpt)  # the first screen: cross-attention weights
-    z = charts(at)[0]["data"][0]["z"]
-    assert z["dtype"] == "f4" and wire_per_cell(z) <= 6 + 60 / 240  # ~50-byte header over 24 x 10 cells
+    at = app(ckpt)  # the first screen: cross-attention weights, exact float32 cells on the canvas
+    part = [e.proto.bytes for e in at.get("bidi_component") if e.proto.id.endswith("-map")][0]
+    ov = canvas_overview(at)
+    cells = ov["values"].size
+    assert ov["values"].dtype == np.float32 and len(part) <= 4 * cells + 2500  # labels, reason table, header
     at.session_state["view"] = "Step by step"
     at.run()
     for spec in charts(at):
@@ -445,9 +454,10 @@ def test_over_budget_input_is_captured_lazily_and_bitwise(ckpt, monkeypatch):
     at = app(ckpt)
     assert_clean(at)
     assert runs == [True] and any("computed when you open them" in i.value for i in at.info)
+    at.run()  # the page asks for the new map's exact cells (deferred: the map is drawn first): the next run
     np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.2.cross_attn"].weights[0, 0])
     at.session_state["layer"] = 0  # another layer: one attention computed on demand, no new model run
-    at.run()
+    at.run().run()
     assert_clean(at)
     assert runs == [True]
     np.testing.assert_array_equal(main_matrix(at), ref.trace.numpy()["decoder.0.cross_attn"].weights[0, 0])
@@ -527,8 +537,8 @@ def test_selectors_always_show_what_is_drawn(ckpt):
     assert_clean(at)
     assert (at.selectbox(key="layer").value, at.selectbox(key="head").value, at.selectbox(key="stage").value) == \
         (0, 1, "scaled")
-    title = charts(at)[0]["layout"]["title"]["text"]
-    assert "layer 0 · head 1 · scaled scores" in title
+    ov = canvas_overview(at)
+    assert "layer 0 · scaled scores" in ov["title"] and canvas_parts(at)["map.sync"]["head"] == 1
     ref = reference(ckpt, "Monday 3 March 1999").trace.numpy()
     np.testing.assert_array_equal(main_matrix(at), ref["decoder.0.cross_attn"].scaled[0, 1])
 
@@ -593,3 +603,96 @@ def test_clicking_anywhere_on_a_thumbnail_opens_that_head(ckpt, monkeypatch):
     inspector_module.open_cell("overview", cells_t, "cross")
     assert (fake.session_state["layer"], fake.session_state["head"], fake.session_state["view"]) == \
         (cells_t[3][0], cells_t[3][1], "Attention map")
+
+
+# issue 30: one renderer, maps switched in the page ---------------------------------------------------------------
+
+def test_a_short_input_sends_every_map_once_exact(monkeypatch):
+    """The dates model: every kind, layer and stage, float32, in one stack that does not change with the selection."""
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
+    at = app(None)
+    assert_clean(at)
+    parts = canvas_parts(at)
+    stack = parts["map.stack"]["overviews"]
+    assert len(stack) == 3 * 2 * 4  # kinds x layers x stages
+    assert all("values" in o for o in stack)
+    total = sum(viz.tiles.part_bytes(o) for o in stack)
+    assert total < 64 * 2**10  # 46 kB of float32 cells
+    ref = reference(str(ROOT / "checkpoints" / "dates")).trace.numpy()
+    enc = next(o for o in stack if o["choice"] == {"kind": "encoder self", "layer": 0, "stage": "scaled"})
+    np.testing.assert_array_equal(enc["values"], ref["encoder.0.self_attn"].scaled[0])
+    shown = parts["map"]
+    assert shown["id"] in {o["id"] for o in stack}  # the shown map is one of them: the page holds it once
+    groups = {g["name"]: [v for v, _ in g["options"]] for g in shown["choices"]["groups"]}
+    assert groups == {"kind": ["cross", "encoder self", "decoder masked self"], "layer": [0, 1],
+                      "stage": ["scores", "scaled", "masked", "weights"]}
+    before = [e.proto.bytes for e in at.get("bidi_component") if e.proto.id.endswith("-map.stack")]
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="stage").set_value("masked").run()
+    after = [e.proto.bytes for e in at.get("bidi_component") if e.proto.id.endswith("-map.stack")]
+    assert before == after  # the same bytes: Streamlit sends them once
+
+
+def test_the_stack_and_its_neighbours_within_their_budgets(ckpt, monkeypatch):
+    import ui.views.canvas as canvas_view
+
+    at = app(ckpt)  # 3 kinds, 2 + 3 + 3 layers, 4 stages, 2 heads
+    every = len(canvas_parts(at)["map.stack"]["overviews"])
+    assert every == (2 + 3 + 3) * 4
+    ov = canvas_overview(at)
+    one = ov["values"].nbytes  # a decoder-cross map: the largest kind here
+    monkeypatch.setattr(canvas_view, "STACK_BYTES", 3 * one)  # room for the shown kind and stage's 3 layers only
+    at.session_state["source"] = "Monday 3 March 1999"
+    at.run()
+    stack = canvas_parts(at)["map.stack"]["overviews"]
+    assert sorted(o["choice"]["layer"] for o in stack) == [0, 1, 2]
+    assert {(o["choice"]["kind"], o["choice"]["stage"]) for o in stack} == {("cross", "weights")}
+    near = canvas_parts(at)["map.near"]  # the rest beside the shown map: its other stages, the other kinds
+    got = {json.dumps(o["choice"], sort_keys=True) for o in near["overviews"]}
+    want = {json.dumps({"kind": k, "layer": 2, "stage": s}, sort_keys=True) for k, s in
+            [("cross", "scores"), ("cross", "scaled"), ("cross", "masked"), ("decoder masked self", "weights")]}
+    # (the layers beside it, 1 and 0, are in the stack)
+    assert got == want  # encoder self has no layer 2
+    monkeypatch.setattr(canvas_view, "STACK_BYTES", 0)
+    monkeypatch.setattr(canvas_view, "NEAR_NOW_BYTES", 0)  # neighbours after the map is drawn
+    at.session_state["source"] = "the cat"
+    at.run()
+    assert canvas_parts(at)["map.near"]["deferred"] is True  # the page asks once it has drawn the map
+    at.run()  # the page's request (detail_request) reruns the script
+    near = canvas_parts(at)["map.near"]["overviews"]
+    assert {"kind": "cross", "layer": 1, "stage": "weights"} in [o["choice"] for o in near]
+
+
+def test_a_map_picked_on_the_page_moves_the_selectors(monkeypatch):
+    """The page reports {kind, layer, stage} (component state "choice"); the selectors take it, bad values aside."""
+    import types
+
+    import ui.state as state_module
+    import ui.views.canvas as canvas_view
+
+    fake = types.SimpleNamespace(session_state={"map": {"choice": {"kind": "encoder self", "layer": 1,
+                                                                   "stage": "scores"}}})
+    monkeypatch.setattr(canvas_view, "st", fake)
+    monkeypatch.setattr(state_module, "st", fake)
+    canvas_view._choice_from_page()
+    assert (fake.session_state["kind"], fake.session_state["layer"], fake.session_state["stage"]) == \
+        ("encoder self", 1, "scores")
+    fake.session_state["map"] = {"choice": {"kind": 3, "layer": "1", "stage": None}}
+    canvas_view._choice_from_page()  # nothing of the wrong type is taken
+    assert (fake.session_state["kind"], fake.session_state["layer"], fake.session_state["stage"]) == \
+        ("encoder self", 1, "scores")
+
+
+def test_a_pooled_maps_neighbours_are_counted_by_their_pooled_bytes(monkeypatch):
+    """Reported while measuring: a 1,024-token map's neighbours were counted at T x T bytes each, so one fitted the
+    16 MiB budget and the next layer's never came. A pooled overview holds its blocks: H x (T / pool)^2 bytes."""
+    import types
+
+    import ui.views.canvas as canvas_view
+
+    shape = types.SimpleNamespace(n_heads=12, tq=1024, tk=1000)
+    trace = types.SimpleNamespace(shape=lambda name: shape, overview_pool=lambda name: 2)
+    ctx = types.SimpleNamespace(traced=types.SimpleNamespace(trace=trace, lazy=True))
+    assert canvas_view.precision_of(ctx, "decoder.0.self_attn") == "p2"
+    assert canvas_view.overview_bytes(ctx, "decoder.0.self_attn") == 12 * 512 * 500
+    assert 4 * canvas_view.overview_bytes(ctx, "decoder.0.self_attn") <= canvas_view.NEAR_BYTES  # 2 layers each way

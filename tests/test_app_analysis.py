@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 import viz
 from model import intervened_outputs, load, mask_reason_matrix
 from model.analysis import effect_of, flow, rank_heads, rollout, source_attribution
+from tests.canvas_parts import canvas_matrix, canvas_parts
 from tests.test_app import APP, assert_clean, charts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,9 +93,12 @@ def test_ablation_view_runs_the_intervention_in_the_call(ref):
     assert "Output before:** 2026-11-21" in text and "Output after ablating 2 head(s)" in text
     ablated = pipe.run(SOURCE, ablations=spec)
     assert ablated.output_text.replace("-", "") in text.replace("-", "")
-    maps = charts(at)[1:]  # the original and the ablated run, side by side
-    assert len(maps) == 2
-    np.testing.assert_array_equal(viz.figure_matrices(maps[1])[0], ablated.trace["decoder.1.cross_attn"].weights[0, 3])
+    parts = canvas_parts(at)  # the original and the ablated run, side by side, on canvases
+    assert {"abl_map_original", "abl_map_ablated"} <= set(parts)
+    np.testing.assert_array_equal(canvas_matrix(at, "abl_map_ablated"),
+                                  ablated.trace["decoder.1.cross_attn"].weights[0, 3])
+    np.testing.assert_array_equal(canvas_matrix(at, "abl_map_original"),
+                                  ref.trace["decoder.1.cross_attn"].weights[0, 3])
 
 
 def test_which_heads_matter_ranks_every_head(ref):
@@ -145,22 +149,30 @@ def test_training_view_every_step_and_head_without_rerunning_the_model(monkeypat
 
     at = view("Training")
     assert_clean(at)
-    steps = at.select_slider(key="train_step").options
-    assert steps == ["0", "100", "250", "500", "750"]
+    parts = canvas_parts(at)
+    slider = parts["train_map"]["choices"]["groups"][0]
+    assert slider["control"] == "slider" and [v for v, _ in slider["options"]] == [0, 100, 250, 500, 750]
+    # every snapshot's map of this attention (every head) is in the page: the slider scrubs without a rerun
+    held = {o["choice"]["step"]: o for o in parts["train_map.stack"]["overviews"]}
+    assert sorted(held) == [0, 100, 250, 500, 750]
+    final_ids = load(DATES, "cpu").greedy(SOURCE)
+    snap = load(DATES / "snapshots" / "step_00250", "cpu").run(SOURCE, generated_ids=final_ids)
+    np.testing.assert_array_equal(held[250]["values"], snap.trace["decoder.1.cross_attn"].weights[0].numpy())
     runs = []
     original = TransformerPipeline.run
     monkeypatch.setattr(TransformerPipeline, "run", lambda self, *a, **k: (runs.append(1), original(self, *a, **k))[1])
     for step in (0, 100, 250, 500, 750):
-        at.select_slider(key="train_step").set_value(step).run()
+        at.session_state["train_step"] = step  # what the page's slider reports (or a click on a thumbnail)
+        at.run()
         assert_clean(at)
+        assert canvas_parts(at)["train_map"]["choice"] == {"step": step}
     for head in range(4):
         at.selectbox(key="head").set_value(head).run()
         assert_clean(at)
     assert runs == []  # steps and heads come from the cached series: no model runs again
     snap = load(DATES / "snapshots" / "step_00750", "cpu")
-    final_ids = load(DATES, "cpu").greedy(SOURCE)
     w = snap.run(SOURCE, generated_ids=final_ids).trace["decoder.1.cross_attn"].weights[0, 3].numpy()
-    np.testing.assert_array_equal(viz.figure_matrices(charts(at)[0])[0], w)
+    np.testing.assert_array_equal(canvas_matrix(at, "train_map"), w)
 
 
 def test_the_induction_training_view_tells_what_to_look_for():
@@ -174,5 +186,5 @@ def test_the_induction_training_view_tells_what_to_look_for():
     expander = " ".join(m.value for m in at.markdown)
     assert "induction head" in expander and "previous-token" in expander.lower()
     assert at.radio(key="train_score").value == "induction"
-    lines = charts(at)[1]
+    lines = charts(at)[0]  # the map is on the canvas; the score lines are the first chart
     assert len([t for t in lines["data"] if t.get("name", "").startswith("head")]) == 4

@@ -1,6 +1,6 @@
 """End-to-end: `streamlit run app.py` in a subprocess, driven through Debian's Chromium with Playwright.
 
-The heatmap the browser draws must hold the numbers of the model's own trace for that input.
+The map the browser draws (the attention canvas) must hold the numbers of the model's own trace for that input.
 With CI=true a missing browser is a failure, not a skip. Screenshots go to artifacts/.
 """
 
@@ -14,6 +14,7 @@ import pytest
 from model import load
 from tests.e2e_support import (
     ARTIFACTS,
+    canvas_map,
     chromium,
     chromium_available,
     exception_boxes,
@@ -64,34 +65,44 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
 
 
-def first_map(page):
-    maps = [m for m in heatmaps(page) if m]
-    assert maps, "no Plotly heatmap on the page"
-    return maps[0][0]
+def first_map(page, key="map"):
+    """What the attention canvas ``key`` shows: its head's exact cells (the page's own copy) and which map it is."""
+    m = canvas_map(page, key)
+    assert m is not None, f"no attention canvas {key!r} on the page"
+    return m
 
 
-def wait_for_map(page, rows=None, cols=None, different_from=None):
-    """Wait until the first heatmap has the given shape and/or differs from ``different_from`` (values)."""
+def wait_for_map(page, rows=None, cols=None, different_from=None, key="map"):
+    """Wait until the canvas shows a map of the given shape and/or other cells than ``different_from``."""
     page.wait_for_function(
-        """([rows, cols, before]) => {
-            const d = document.querySelector('.js-plotly-plot');
-            const t = d && d._fullData && d._fullData.find(t => t.type === 'heatmap');
-            if (!t || !t.z) return false;
-            if (rows !== null && t.z.length !== rows) return false;
-            if (cols !== null && t.z[0].length !== cols) return false;
-            if (before !== null && JSON.stringify(Array.from(t.z, r => Array.from(r))) === before) return false;
+        """([key, rows, cols, before]) => {
+            const s = window.__attnCanvasStats && window.__attnCanvasStats[key];
+            const m = s && s.shown && s.shown();
+            if (!m || !m.exact) return false;
+            if (rows !== null && m.rows !== rows) return false;
+            if (cols !== null && m.cols !== cols) return false;
+            if (before !== null && JSON.stringify(m.values) === before) return false;
             return true;
         }""",
-        arg=[rows, cols, None if different_from is None else json.dumps(different_from, separators=(",", ":"))],
+        arg=[key, rows, cols, None if different_from is None else json.dumps(
+            np.asarray(different_from, dtype=np.float32).ravel().tolist(), separators=(",", ":"))],
         timeout=TIMEOUT)
     wait_idle(page, TIMEOUT)
 
 
 def choose(page, label, option):
-    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    """Pick ``option`` in the Streamlit selectbox labelled ``label`` (opened again if a rerun closed its list)."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(5):
+        box.click()
+        try:
+            item.wait_for(state="visible", timeout=5_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: a rerun re-drew the selectbox
+            page.keyboard.press("Escape")
+            wait_idle(page, TIMEOUT)
+    item.click()
 
 
 def selectbox_value(page, label) -> str:
@@ -120,24 +131,101 @@ def test_first_page_shows_the_story_map(page, pipe):
     res = pipe.run(DEFAULT_SOURCE)
     w = res.trace.numpy()["decoder.1.cross_attn"].weights[0, 3]  # the story: layer 1, head 3
     assert (m["rows"], m["cols"]) == (len(res.target.ids), len(res.source.ids)) == w.shape
-    np.testing.assert_allclose(np.array(m["z"], dtype=np.float32), w, atol=1e-6)
+    assert m["head"] == 3 and m["choice"] == {"kind": "cross", "layer": 1, "stage": "weights"}
+    np.testing.assert_array_equal(m["z"], w)  # float32 cells, as the model computed them
     text = page.locator("body").inner_text()
     assert "Look at layer 1 cross-attention, head 3" in text and "probability of this output" in text
     assert "Deploy" not in text
 
 
+def test_the_first_map_fits_the_first_screen_with_its_controls(page):
+    """A newcomer's 1440 x 900 screen: the story's map, its labels and the layer / head buttons without scrolling."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.reload()
+    wait_idle(page, TIMEOUT)
+    page.wait_for_timeout(500)
+    canvas = page.locator(".attn[data-key=map] canvas.attn-map").bounding_box()
+    for group in ("layer", "kind"):
+        box = page.locator(f'.attn[data-key=map] .attn-choice[data-choice="{group}"]').bounding_box()
+        assert 0 <= box["y"] and box["y"] + box["height"] <= 900, group
+    assert page.locator(".attn[data-key=map] button[data-head='3']").bounding_box()["y"] >= 0
+    assert canvas["y"] + canvas["height"] <= 900, canvas  # the map, its key labels included
+    page.screenshot(path=str(ARTIFACTS / "browser-00-first-screen-1440x900.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.reload()
+    wait_idle(page, TIMEOUT)
+
+
+def test_the_short_map_hover_and_a_knockout_from_its_selection(page, pipe):
+    res = pipe.run(DEFAULT_SOURCE)
+    toks, src = res.target.tokens, res.source.tokens
+    w = res.trace.numpy()["decoder.1.cross_attn"].weights[0, 3]
+    canvas = page.locator(".attn[data-key=map] canvas.attn-map")
+    canvas.scroll_into_view_if_needed()
+    for r, c in [(0, 6), (4, 3)]:
+        p = page.evaluate("([r, c]) => window.__attnCanvasStats.map.cellToClient(r, c)", [r, c])
+        page.mouse.move(p["x"], p["y"])
+        tip = page.locator(".attn-tip div").first.inner_text()
+        assert tip == f"query {r}·{toks[r]} (→ {res.output_tokens[r]}) → key {c}·{src[c]}: {float(w[r, c]):.4f}"
+    page.locator(".attn[data-key=map] button[data-mode='column']").click()
+    p = page.evaluate("() => window.__attnCanvasStats.map.cellToClient(2, 9)")
+    page.mouse.click(p["x"], p["y"])
+    button = page.get_by_role("button", name="Knock out key column 9 of head 3")
+    button.wait_for(timeout=TIMEOUT)
+    shot(page, "02a-selected-column")
+    button.click()
+    page.get_by_text("Output after knocking out").first.wait_for(timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    shot(page, "02b-knocked-out")
+    assert exception_boxes(page) == []
+    page.locator(".attn[data-key=map] button[data-act='clear']").click()
+    page.locator(".attn[data-key=map] button[data-mode='view']").click()
+    wait_idle(page, TIMEOUT)
+
+
+def test_layer_kind_stage_and_head_change_on_the_map_and_the_selectors_follow(page, pipe):
+    tr = pipe.run(DEFAULT_SOURCE).trace.numpy()
+    for group, text, name, stage in (("layer", "0", "decoder.0.cross_attn", "weights"),
+                                     ("stage", "scaled scores", "decoder.0.cross_attn", "scaled"),
+                                     ("kind", "encoder self", "encoder.0.self_attn", "scaled"),
+                                     ("stage", "weights", "encoder.0.self_attn", "weights"),
+                                     ("kind", "cross", "decoder.0.cross_attn", "weights")):
+        n = page.evaluate("() => window.__attnCanvasStats.map.draws")
+        page.locator(f'.attn[data-key=map] .attn-choice[data-choice="{group}"] button', has_text=text).first.click()
+        page.wait_for_function("(n) => window.__attnCanvasStats.map.draws > n", arg=n, timeout=TIMEOUT)
+        rec = page.evaluate("(n) => window.__attnCanvasStats.map.history.find(r => r.n > n)", n)
+        assert rec["cause"] == group  # drawn from the maps the page holds, before any rerun
+        m = first_map(page)
+        np.testing.assert_array_equal(m["z"], getattr(tr[name], stage)[0, m["head"]])
+        wait_idle(page, TIMEOUT)
+        page.wait_for_timeout(300)
+        wait_idle(page, TIMEOUT)
+    assert selectbox_value(page, "Layer") == "0" and selectbox_value(page, "Stage") == "weights"
+    n = page.evaluate("() => window.__attnCanvasStats.map.draws")
+    page.locator(".attn[data-key=map] button[data-head='2']").click()
+    page.wait_for_function("(n) => window.__attnCanvasStats.map.draws > n", arg=n, timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    wait_idle(page, TIMEOUT)
+    assert selectbox_value(page, "Head") == "head 2"
+    np.testing.assert_array_equal(first_map(page)["z"], tr["decoder.0.cross_attn"].weights[0, 2])
+    assert exception_boxes(page) == []
+
+
 def test_changing_layer_and_head_updates_the_map(page, pipe):
+    choose(page, "Layer", "1")
+    page.wait_for_timeout(300)
+    wait_idle(page, TIMEOUT)
     before = first_map(page)["z"]
     choose(page, "Layer", "0")
     wait_for_map(page, different_from=before)
     choose(page, "Head", "head 2")
     res = pipe.run(DEFAULT_SOURCE)
     w = res.trace.numpy()["decoder.0.cross_attn"].weights[0, 2]
-    page.wait_for_timeout(300)
+    page.wait_for_function("() => window.__attnCanvasStats.map.head === 2", timeout=TIMEOUT)
     wait_idle(page, TIMEOUT)
     m = first_map(page)
     shot(page, "02-layer0-head2")
-    np.testing.assert_allclose(np.array(m["z"], dtype=np.float32), w, atol=1e-6)
+    np.testing.assert_array_equal(m["z"], w)
     assert exception_boxes(page) == []
 
 
@@ -149,7 +237,7 @@ def test_typing_a_new_source_updates_the_map(page, pipe):
     shot(page, "03-new-source")
     m = first_map(page)
     w = res.trace.numpy()["decoder.0.cross_attn"].weights[0, 2]  # layer 0, head 2 still selected
-    np.testing.assert_allclose(np.array(m["z"], dtype=np.float32), w, atol=1e-6)
+    np.testing.assert_array_equal(m["z"], w)
     assert exception_boxes(page) == []
 
 
@@ -160,17 +248,16 @@ def test_selectors_agree_with_the_chart_after_the_source_is_cleared(page, pipe):
     page.wait_for_timeout(300)
     wait_idle(page, TIMEOUT)
     type_source(page, "")
-    page.wait_for_function("() => !document.querySelector('.js-plotly-plot')", timeout=TIMEOUT)
+    page.wait_for_function("() => !(window.__attnCanvasStats || {}).map", timeout=TIMEOUT)  # the map is gone
     type_source(page, "Nov 5, 1901")
     res = pipe.run("Nov 5, 1901")
     wait_for_map(page, rows=len(res.target.ids), cols=len(res.source.ids))
     shot(page, "04-selectors-after-clearing")
     assert (selectbox_value(page, "Layer"), selectbox_value(page, "Head"), selectbox_value(page, "Stage")) == \
         ("0", "head 2", "scaled scores")
-    title = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
-    assert "layer 0 · head 2 · scaled scores" in title
-    np.testing.assert_allclose(np.array(first_map(page)["z"], dtype=np.float32),
-                               res.trace.numpy()["decoder.0.cross_attn"].scaled[0, 2], atol=1e-5)
+    m = first_map(page)
+    assert m["choice"] == {"kind": "cross", "layer": 0, "stage": "scaled"} and m["head"] == 2
+    np.testing.assert_array_equal(m["z"], res.trace.numpy()["decoder.0.cross_attn"].scaled[0, 2])
     choose(page, "Stage", "weights")
     page.wait_for_timeout(300)
     wait_idle(page, TIMEOUT)
@@ -222,16 +309,25 @@ def test_training_view_of_the_induction_model(page):
     page.wait_for_timeout(500)
     wait_idle(page, TIMEOUT)
     view(page, "Training")
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=TIMEOUT)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2 && "
+                           "window.__attnCanvasStats.train_map && window.__attnCanvasStats.train_map.held > 5",
+                           timeout=TIMEOUT)
     wait_idle(page, TIMEOUT)
     shot(page, "08-training-view")
     text = page.locator("body").inner_text()
     assert "Previous-token heads and induction heads" in text
-    final = first_map(page)["z"]
-    page.locator('[data-testid="stSlider"]').filter(has_text="Snapshot").first.locator(
-        'input[type="range"]').focus()
-    page.keyboard.press("Home")  # the first snapshot: step 0
-    wait_for_map(page, different_from=final)
+    final = first_map(page, "train_map")
+    slider = page.locator(".attn-slider input[type=range]")
+    slider.focus()
+    n = page.evaluate("() => window.__attnCanvasStats.train_map.draws")
+    page.keyboard.press("Home")  # the first snapshot: step 0, drawn from the maps the page holds
+    page.wait_for_function("(n) => window.__attnCanvasStats.train_map.draws > n", arg=n, timeout=TIMEOUT)
+    rec = page.evaluate("(n) => window.__attnCanvasStats.train_map.history.find(r => r.n > n)", n)
+    assert rec["cause"] == "step" and rec["choice"] == {"step": 0}
+    assert first_map(page, "train_map")["z"].tolist() != final["z"].tolist()
+    page.wait_for_timeout(500)
+    wait_idle(page, TIMEOUT)
+    assert "At step 0" in page.locator("body").inner_text()  # the rest of the page followed
     shot(page, "09-training-step0")
     assert exception_boxes(page) == []
 

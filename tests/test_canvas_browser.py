@@ -60,7 +60,7 @@ def test_wrapper_mounts_each_part_as_its_own_element():
     assert parts["map.detail"]["tile"]["pool"] == 2 and parts["map.detail"]["overview"] == ov["id"]
     assert parts["map.sync"]["seen"] == {}  # nothing reported yet
     state = json.loads(at.code[0].value)["state"]
-    assert state == {"view": None, "head": None, "query": None, "selection": None}
+    assert state == {"view": None, "head": None, "query": None, "selection": None, "choice": None}
     at.run()  # a rerun builds the same overview bytes: Streamlit's message cache then sends a reference only
     again = {e.proto.id.rsplit("-", 1)[-1]: e.proto.bytes for e in at.get("bidi_component")}
     assert again["map"] == raw["map"] and again["map.head"] == raw["map.head"]
@@ -469,3 +469,134 @@ def test_a_view_too_big_to_read_exactly_says_so_and_zooming_in_reads_it(browser)
         lines = page.locator(".attn-tip div").all_inner_texts()
         assert lines[0].endswith(f": {value:.4f}") and lines[1] == "weights · exact cell"
         shot(page, "1024-too-big-then-zoomed")
+
+
+# ---- short maps: every cell exact in the page, every layer held
+
+SHORT = "T=8&H=4&L=2&causal=1&exact=1&stack=1&produces=1"  # 8 tokens, decoder rows "i·token → next"
+
+
+@pytest.fixture(scope="module")
+def short(browser):
+    with demo_page(browser, SHORT, ready="s.draws >= 1 && s.labels && s.held >= 2") as page:
+        yield page
+
+
+def short_stats(page) -> dict:
+    return page.evaluate("""() => { const s = window.__attnCanvasStats.map;
+        return JSON.parse(JSON.stringify({labels: s.labels, legend: s.legend, mapRect: s.mapRect, head: s.head,
+            choice: s.choice, history: s.history, draws: s.draws, note: s.note})); }""")
+
+
+def disjoint(rects) -> bool:
+    return all(a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or a["y"] + a["h"] <= b["y"] or
+               b["y"] + b["h"] <= a["y"] for i, a in enumerate(rects) for b in rects[i + 1:])
+
+
+def short_tokens():
+    toks = tokens(8)
+    return shown(toks), shown(toks[1:] + ["[EOS]"])
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_short_map_names_every_token_on_both_axes_without_overlap(short):
+    toks, produces = short_tokens()
+    s = short_stats(short)
+    assert [r["text"] for r in s["labels"]["rows"]] == [f"{i}·{toks[i]} → {produces[i]}" for i in range(8)]
+    assert [c["text"] for c in s["labels"]["cols"]] == [f"{j}·{toks[j]}" for j in range(8)]
+    assert disjoint(s["labels"]["rows"]) and disjoint(s["labels"]["cols"])
+    m = s["mapRect"]
+    assert m["w"] == pytest.approx(m["h"]) and m["w"] / 8 >= 16  # square cells, each at least 16 px
+    assert s["legend"] == ["causal"] and s["note"] == "exact"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_short_map_hover_colours_and_hatching(short):
+    syn = Synthetic(8, n_heads=4, causal=True)
+    toks, produces = short_tokens()
+    head = short_stats(short)["head"]
+    for r, c in [(5, 2), (7, 7), (3, 0)]:
+        p = short.evaluate("([r, c]) => window.__attnCanvasStats.map.cellToClient(r, c)", [r, c])
+        short.mouse.move(p["x"], p["y"])
+        lines = short.locator(".attn-tip div").all_inner_texts()
+        v = float(syn.full[head, r, c])
+        assert lines == [f"query {r}·{toks[r]} (→ {produces[r]}) → key {c}·{toks[c]}: {v:.4f}", "weights · exact cell"]
+        assert colour_matches(short, r, c, syn.full[head, r, c])
+    p = short.evaluate("() => window.__attnCanvasStats.map.cellToClient(2, 6)")
+    short.mouse.move(p["x"], p["y"])
+    lines = short.locator(".attn-tip div").all_inner_texts()
+    assert lines == [f"query 2·{toks[2]} (→ {produces[2]}) → key 6·{toks[6]}: masked: causal", "weights 0.0000"]
+    for r, c in [(0, 1), (2, 6), (6, 7)]:
+        assert pixel(short, r, c) in (GREY, WHITE)
+    short.mouse.move(5, 5)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_short_map_click_picks_the_query_and_selects_cells(short):
+    p = short.evaluate("() => window.__attnCanvasStats.map.cellToClient(6, 3)")
+    short.mouse.click(p["x"], p["y"])
+    assert wait_state(short, lambda s: s["query"] == 6)["query"] == 6
+    short.locator("button[data-mode='cells']").click()
+    for r, c in [(4, 1), (5, 1)]:
+        p = short.evaluate("([r, c]) => window.__attnCanvasStats.map.cellToClient(r, c)", [r, c])
+        short.mouse.click(p["x"], p["y"])
+    wait_state(short, lambda s: s["selection"] == {"kind": "cells", "cells": [[4, 1], [5, 1]]})
+    short.locator("button[data-mode='column']").click()
+    p = short.evaluate("() => window.__attnCanvasStats.map.cellToClient(7, 2)")
+    short.mouse.click(p["x"], p["y"])
+    wait_state(short, lambda s: s["selection"] == {"kind": "column", "col": 2})
+    short.locator("button[data-act='clear']").click()
+    wait_state(short, lambda s: s["selection"] is None)
+    short.locator("button[data-mode='view']").click()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_layer_picked_on_the_page_is_drawn_from_the_held_maps_and_python_follows(short):
+    layer1 = Synthetic(8, n_heads=4, layer=1, causal=True)
+    n = short_stats(short)["draws"]
+    short.locator('.attn-choice[data-choice="layer"] button', has_text="1").click()
+    wait_drawn(short, n)
+    s = short_stats(short)
+    rec = next(r for r in s["history"] if r["n"] > n)
+    # the first frame after the click is the layer drawn in the page (a rerun's overview would be cause "overview")
+    assert rec["cause"] == "layer" and rec["choice"] == {"layer": 1}
+    assert all(colour_matches(short, r, c, layer1.full[s["head"], r, c]) for r, c in [(3, 1), (7, 5), (6, 6)])
+    assert wait_state(short, lambda st: st["choice"] == {"layer": 1})["choice"] == {"layer": 1}
+    short.wait_for_function("() => JSON.parse(document.querySelector('[data-testid=\"stCode\"]').innerText)"
+                            ".layer === 1", timeout=30_000)  # the page's layer radio (Python) followed
+    short.locator('.attn-choice[data-choice="layer"] button', has_text="0").click()
+    wait_state(short, lambda st: st["choice"] == {"layer": 0})
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_short_map_screenshot_cells_hatches_and_labels(short):
+    """What is on screen, read from a screenshot: every cell's colour at its centre (Viridis of its exact value, or the
+    grey and white hatch where masked), and ink in every row's and column's label area."""
+    import io
+
+    from PIL import Image
+
+    syn = Synthetic(8, n_heads=4, causal=True)
+    short.mouse.move(5, 5)
+    s = short_stats(short)
+    png = short.locator("canvas.attn-map").screenshot(path=str(ARTIFACTS / "canvas-8-short.png"))
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    m, head = s["mapRect"], s["head"]
+    cw, ch = m["w"] / 8, m["h"] / 8
+    for r in range(8):
+        for c in range(8):
+            px = img.getpixel((int(m["x"] + (c + 0.5) * cw), int(m["y"] + (r + 0.5) * ch)))
+            if c > r:
+                assert px in (GREY, WHITE), (r, c, px)
+            else:
+                q = page_q(syn.full[head, r, c])
+                assert any(close(px, viridis(k)) for k in (q - 1, q, q + 1) if 0 <= k <= 255), (r, c, px)
+    dark = lambda box: sum(1 for x in range(int(box[0]), int(box[2])) for y in range(int(box[1]), int(box[3]))  # noqa: E731
+                           if sum(img.getpixel((x, y))) < 400)
+    for rect in s["labels"]["rows"] + s["labels"]["cols"]:
+        assert dark((rect["x"], rect["y"], rect["x"] + rect["w"], rect["y"] + rect["h"])) > 5, rect

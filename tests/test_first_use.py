@@ -13,6 +13,7 @@ import pytest
 from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
+from tests.canvas_parts import canvas_parts, col_labels
 from ui.links import session_limit
 from ui.page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS
 
@@ -158,7 +159,7 @@ def test_hostile_query_params_end_in_a_message_and_a_safe_default(query, words):
     assert words in warnings_text(at)
     assert at.session_state["model"] == "dates"
     assert at.session_state["kind"] in ("cross", "encoder self", "decoder masked self")
-    assert charts(at), "the default view is still drawn"
+    assert canvas_parts(at).get("map"), "the default view is still drawn"
 
 
 def test_a_public_server_never_opens_a_path_from_a_link(monkeypatch, tmp_path):
@@ -478,10 +479,10 @@ def test_the_difference_map_labels_cells_with_both_runs_positions():
     at.text_area(key="cmp_source").input("Sunday, November 22, 2026").run()
     clean(at)
     diff = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("A − B"))
-    a = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("A (this)"))
-    b = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("B (input B)"))
+    parts = canvas_parts(at)  # A and B on canvases, the difference a Plotly map of matched positions
+    assert parts["cmp_A"]["title"].startswith("A (this)") and parts["cmp_B"]["title"].startswith("B (input B)")
     ticks = diff["data"][0]["x"]
-    a_ticks, b_ticks = a["data"][0]["x"], b["data"][0]["x"]
+    a_ticks, b_ticks = col_labels(parts["cmp_A"]), col_labels(parts["cmp_B"])
     assert ticks[0].startswith("A1 / B1")  # "Saturday" / "Sunday" differ: the first matched token is ","
     for label in ticks:  # every label names a cell of both maps, and the token there
         where, token = label.split("·", 1)
@@ -502,7 +503,7 @@ def test_comparing_a_t5_model_with_the_dates_checkpoint_gives_maps_or_a_message(
     clean(at)  # never "the given decoder ids must start with this model's decoder start"
     text = warnings_text(at) + " " + unescaped(" ".join(m.value for m in list(at.info) + list(at.caption)))
     assert "decoder ids" not in text
-    assert charts(at), "both maps of the comparison"
+    assert {"cmp_A", "cmp_B"} <= set(canvas_parts(at)), "both maps of the comparison"
     assert "B decodes its own output" in text
 
 

@@ -204,9 +204,9 @@ def test_the_one_query_table_shows_its_last_row_without_scrolling(page, server):
 README_SHOTS = {  # file -> (link parameters, which chart to scroll into view: None = the top of the page)
     "first-screen.png": ({}, None),
     "head-grid-induction.png": ({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "all",
-                                 "view": "head-grid"}, 0),
+                                 "view": "head-grid"}, ".js-plotly-plot"),
     "training-induction.png": ({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "1",
-                                "view": "training"}, 0),
+                                "view": "training"}, ".attn[data-key=train_map]"),
 }
 MAX_SHOT_BYTES = 300_000
 
@@ -233,7 +233,7 @@ def test_readme_screenshots(page, server, name):
         open_link(page, server, **params)
         assert exception_boxes(page) == []
         if chart is not None:
-            plot = page.locator(".js-plotly-plot").nth(chart)
+            plot = page.locator(chart).first
             plot.evaluate("""e => { e.scrollIntoView({block: 'start'});
                 const main = document.querySelector('[data-testid="stMain"]');
                 if (main) main.scrollBy(0, -110); }""")  # the chart's title below Streamlit's header

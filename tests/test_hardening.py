@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from model import CheckpointError, TransformerPipeline, load, load_checkpoint
 from model.safe.paths import PathPolicy, resolve_checkpoint_dir
+from tests.canvas_parts import canvas_matrix, canvas_parts
 from tests.hostile import forbid, public_policy, sparse_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +65,21 @@ def decode(value):
 RAW_HTML = ("<script", "<img", "<i>it", "<a ", "<a\"", "<b>b")  # raw tags: escaped text (&lt;img) is fine
 
 
+def map_bytes(at) -> bytes | None:
+    """The attention map's overview as the page received it (None when no map is drawn)."""
+    return next((e.proto.bytes for e in at.get("bidi_component") if e.proto.id.endswith("-map")), None)
+
+
 def check_charts(at) -> int:
-    """Every chart: numeric arrays finite, no raw HTML in any label, title or hover text. Returns the chart count."""
+    """Every chart: numeric arrays finite, no raw HTML in any label, title or hover text; every canvas map: its cells
+    finite (a masked score is -inf) and its labels text the page draws as text. Returns the chart and map count."""
     n = 0
+    for part in canvas_parts(at).values():
+        if part.get("part") != "overview":
+            continue
+        n += 1
+        cells = part.get("values", part.get("tiles"))
+        assert not np.isnan(np.asarray(cells, dtype=np.float32)).any(), "NaN in a canvas map"
     for el in at.get("plotly_chart"):
         n += 1
         spec = json.loads(el.proto.spec)
@@ -156,15 +169,15 @@ def test_hostile_inputs_in_the_compare_boxes():
 @pytest.mark.slow
 def test_hostile_strings_in_the_checkpoint_path_box():
     at = AppTest.from_file(APP, default_timeout=120).run()
-    before = at.get("plotly_chart")[0].proto.spec
+    before = map_bytes(at)
     for text in HOSTILE_PATHS + HOSTILE[:20]:
         at.session_state["model_path"] = text
         at.run()
         assert not at.exception, (repr(text[:40]), at.exception)
         check_markdown(at)
         if text.strip():
-            assert at.error or at.get("plotly_chart"), repr(text[:40])
-        assert at.get("plotly_chart")[0].proto.spec == before  # the previous model stays on screen
+            assert at.error or map_bytes(at), repr(text[:40])
+        assert map_bytes(at) == before  # the previous model stays on screen
 
 
 @pytest.mark.slow
@@ -439,7 +452,7 @@ def test_untrusted_or_broken_checkpoint_in_the_app(tmp_path, damage):
         cfg["d_ff"] *= 2
         (bad / "config.json").write_text(json.dumps(cfg))
     at = AppTest.from_file(APP, default_timeout=120).run()
-    first = json.loads(at.get("plotly_chart")[0].proto.spec)
+    first = map_bytes(at)
     at.session_state["model_path"] = str(bad)
     at.run()
     assert not at.exception
@@ -447,10 +460,10 @@ def test_untrusted_or_broken_checkpoint_in_the_app(tmp_path, damage):
     message = at.error[0].value.replace("\\", "")
     assert ("config.json" in message or "model.safetensors" in message) and str(bad) in message
     assert not marker.exists(), "the pickle ran"
-    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"] == first["data"][0]["z"]
+    assert map_bytes(at) == first
     at.session_state["source"] = "3.4.1999"
     at.run()
-    assert not at.exception and at.get("plotly_chart")
+    assert not at.exception and map_bytes(at)
 
 
 class _Exploit:
@@ -517,8 +530,7 @@ def test_eight_simultaneous_sessions_get_their_own_results(monkeypatch):
             at.session_state["device"] = "cpu"
             at.run()
             assert not at.exception, at.exception
-            spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-            results[i] = decode(next(t for t in spec["data"] if t.get("type") == "heatmap")["z"])
+            results[i] = canvas_matrix(at)
         except BaseException as e:  # reported below: a thread's assert does not fail the test by itself
             errors.append((i, repr(e)))
 
@@ -730,7 +742,7 @@ def test_the_app_refuses_a_checkpoint_whose_files_link_out_of_the_roots(tmp_path
     at.run()
     assert not at.exception
     assert "links outside the allowed checkpoint directories" in at.error[0].value.replace("\\", "")
-    assert at.get("plotly_chart")  # the previous model stays
+    assert map_bytes(at)  # the previous model stays
 
 
 def test_snapshots_and_models_that_link_out_of_the_roots_are_not_offered(tmp_path, monkeypatch):

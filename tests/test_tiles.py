@@ -279,3 +279,47 @@ def test_a_detail_over_the_cell_cap_is_skipped_and_says_the_cap():
                     "view": {"r0": 0, "r1": 4100, "c0": 0, "c1": 4096}, "max_cells": tiles.DETAIL_MAX_CELLS}
     # a window within the cap is computed, whatever its pool
     assert not tiles.detail_too_big(tiles.detail_window({"r0": 0, "r1": 32768, "c0": 0, "c1": 512}, 32768, 32768))
+
+
+def test_a_short_maps_overview_carries_its_exact_cells_and_which_map_it_is():
+    rng = np.random.default_rng(3)
+    v = rng.random((4, 11, 11)).astype(np.float32)
+    codes = np.triu(np.full((11, 11), tiles.REASON_BITS["causal"], np.uint8), 1)
+    groups = tiles.choice_groups([tiles.choice_group("layer", [0, 1]),
+                                  tiles.choice_group("stage", ["scores", "weights"], texts=["scores", "weights"],
+                                                     after_heads=True)], [[0, "weights"], [1, "weights"]])
+    ov = tiles.exact_overview(v, [str(i) for i in range(11)], codes=codes, choice={"layer": 1, "stage": "weights"},
+                              choices=groups, scope="call-1")
+    back = tiles.unpack(tiles.pack(ov))
+    assert "tiles" not in back and back["values"].dtype == np.float32
+    np.testing.assert_array_equal(back["values"], v)  # exact: bitwise the float32 cells
+    np.testing.assert_array_equal(back["reasons"], codes)
+    assert back["choice"] == {"layer": 1, "stage": "weights"} and back["scope"] == "call-1"
+    assert back["choices"]["groups"][1]["after_heads"] and back["choices"]["valid"] == [[0, "weights"], [1, "weights"]]
+    assert (back["lo"], back["hi"], back["colormap"]) == (0.0, 1.0, "viridis")
+    small = tiles.exact_overview(v, [str(i) for i in range(11)], exact=False)  # uint8: a quarter of the bytes
+    assert small["tiles"].nbytes * 4 == ov["values"].nbytes
+    assert tiles.part_bytes(ov) == v.nbytes + codes.nbytes + ov["rows"].nbytes  # cells, reasons, labels
+    np.testing.assert_allclose(tiles.dequantize(small["tiles"], 0, 1), v, atol=1 / 510 + 1e-7)
+    scores = tiles.exact_overview(v - 0.5, [str(i) for i in range(11)], stage="scores")
+    assert scores["colormap"] == "rdbu_r" and scores["lo"] == -scores["hi"]
+
+
+def test_overview_stack_and_choice_parts_refuse_what_the_page_could_not_draw():
+    v = np.zeros((2, 3, 3), np.float32)
+    with pytest.raises(ValueError):
+        tiles.overview_payload(None, 1, 3, 3, list("abc"))  # neither tiles nor values
+    with pytest.raises(ValueError):
+        tiles.overview_payload(np.zeros((2, 3, 3), np.uint8), 1, 3, 3, list("abc"), values=v)  # both
+    with pytest.raises(ValueError):
+        tiles.overview_payload(None, 2, 3, 3, list("abc"), values=v[:, :2, :2])  # exact values are not pooled
+    with pytest.raises(ValueError):
+        tiles.stack_payload([tiles.exact_overview(v, list("abc"))])  # a stacked map says which it is
+    with pytest.raises(ValueError):
+        tiles.choice_group("layer", [0, 1], control="dial")
+    with pytest.raises(ValueError):
+        tiles.choice_group("layer", [0, 1], texts=["0"])
+    stack = tiles.stack_payload([tiles.exact_overview(v, list("abc"), choice={"step": s}) for s in (0, 100)])
+    assert [o["choice"] for o in tiles.unpack(tiles.pack(stack))["overviews"]] == [{"step": 0}, {"step": 100}]
+    assert tiles.part_bytes(stack) == sum(tiles.part_bytes(o) for o in stack["overviews"]) > 2 * v.nbytes
+    assert tiles.unpack(tiles.pack(tiles.deferred_stack()))["deferred"] is True

@@ -22,6 +22,7 @@ from model.analysis import (
     select_cells,
     token_id,
 )
+from tests.canvas_parts import canvas_matrix, canvas_parts
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, page_text, plain, plotly_array
 from tests.test_hardening import HOSTILE, check_charts
@@ -140,10 +141,9 @@ def test_the_patching_view_patches_every_head(dates):
                              for h in range(e.shape[1])), key=lambda c: abs(res.effect[c[0]][c[1], c[2]]))
     name = {"cross": "decoder.{}.cross_attn", "encoder self": "encoder.{}.self_attn",
             "decoder masked self": "decoder.{}.self_attn"}[kind].format(res.layers[kind][layer])
-    maps = [s for s in specs if s["layout"]["title"]["text"].startswith(("clean (this input)", "corrupted"))]
-    assert len(maps) == 2
+    assert {"patch_map_clean", "patch_map_corrupted"} <= set(canvas_parts(at))  # both runs, side by side
     corrupt_traced = dates.run(OTHER, generated_ids=list(clean.target.ids))
-    np.testing.assert_array_equal(viz.figure_matrices(maps[1])[0], corrupt_traced.trace[name].weights[0, head])
+    np.testing.assert_array_equal(canvas_matrix(at, "patch_map_corrupted"), corrupt_traced.trace[name].weights[0, head])
     pp = patch_each_position(dates, clean, corrupt, name, head)
     bars = next(s for s in specs if "patched at one query position" in s["layout"]["title"]["text"])
     np.testing.assert_allclose(plotly_array(bars["data"][0]["y"]), pp.effect, atol=1e-4)
@@ -199,17 +199,18 @@ def test_the_knockout_view_knocks_out_a_key_column(dates):
     np.testing.assert_allclose(plotly_array(effects["data"][1]["y"]), eff.effect.p_after, atol=1e-6)
     assert effects["data"][1]["name"] == "after knockout"
     knocked = dates.run(SOURCE, generated_ids=list(ref.target.ids), knockouts=spec)
-    maps = [s for s in charts(at) if s["layout"]["title"]["text"].startswith(("original:", "knocked out:"))]
-    np.testing.assert_array_equal(viz.figure_matrices(maps[1])[0], knocked.trace[name].weights[0, 3])
-    assert any(t.get("name") == "masked (knocked out)" for t in maps[1]["data"])
+    np.testing.assert_array_equal(canvas_matrix(at, "ko_map_knocked"), knocked.trace[name].weights[0, 3])
+    after = canvas_parts(at)["ko_map_knocked"]
+    assert ((after["reasons"][3] & 8) != 0)[:, 9].all()  # the knocked-out column, hatched and named so
+    pick = canvas_parts(at)["ko_pick"]  # the cells chosen, hatched on the map before the run
+    assert ((pick["reasons"][3] & 8) != 0).sum() == Tq and ((pick["reasons"][0] & 8) == 0).all()
     text = text_of(at)
     assert "Output after knocking out 11 cell(s) of decoder.1.cross_attn head 3" in text and "Computed in" in text
     assert downloads(at) == ["CSV of the effects", "JSON of the effects"]
     # the what-if stays while another attention of the knocked-out run is looked at
     at.selectbox(key="ko_show").set_value("decoder.1.self_attn").run()
     assert_clean(at)
-    maps = [s for s in charts(at) if s["layout"]["title"]["text"].startswith(("original:", "knocked out:"))]
-    np.testing.assert_array_equal(viz.figure_matrices(maps[1])[0],
+    np.testing.assert_array_equal(canvas_matrix(at, "ko_map_knocked"),
                                   knocked.trace["decoder.1.self_attn"].weights[0, 3])
 
 

@@ -3,6 +3,7 @@ head, stage or view never runs the model again. Captured in full when that fits 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .models import load_pipeline
 
 MAX_GENERATED = 128  # default cap on generated tokens (a model that never ends stops here)
 MIN_RECORD_CAP = 512 * 2**20  # one complete record may hold up to max(this, the budget), even when lazy
+_SERIAL = itertools.count(1)  # each traced call's number in this process (the canvas's scope: maps of one call)
 
 
 def max_capture_bytes() -> int:
@@ -47,6 +49,7 @@ class Traced:
 
     result: RunResult
     device: str
+    serial: int = field(default_factory=lambda: next(_SERIAL))
     _numpy: dict = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
     _recent: dict = field(default_factory=dict, repr=False)

@@ -1,8 +1,11 @@
-"""Attention heatmaps: tokens on both axes, masked cells drawn apart, binary float32 payloads.
+"""Plotly heatmaps: tokens on both axes, masked cells drawn apart, binary float32 payloads.
 
-One visual language everywhere (inspector, analyses and playground): tokens labelled ``position·token``
-(0-based, so "1·2" never reads as twelve), decoder rows ``0·[BOS] → 2`` (what the row produces), softmax
-weights in Viridis 0..1, scores diverging around 0, and masked cells in one grey, hatched, the reason in the hover.
+The attention map itself is the canvas (viz/tiles.py, viz/canvas/); these are the Plotly matrices that remain: Step
+by step's panels, the rollout, flow and difference maps, the playground. One visual language with the canvas:
+tokens labelled ``position·token`` (0-based, so "1·2" never reads as twelve), decoder rows ``0·[BOS] → 2`` (what
+the row produces), softmax weights in Viridis 0..1, scores diverging around 0, and masked cells in one grey
+(MASK_COLOUR, the canvas's MASK_GREY), hatched as the canvas hatches them (tiles.REASON_HATCHES), the reason in the
+hover.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .tiles import REASON_HATCHES
+
 COMPACT_ABOVE = 256  # above this many tokens on an axis, matrices are sent as uint8 (1 byte per cell)
 GRID_MAX_TOKENS = 128  # head grids of exact weights up to this length; longer ones use pooled overviews
 MASK_COLOUR = "#8c8c8c"  # one grey for every masked cell: outside every colour scale used here, colour-blind safe
-# hatch per reason (the first one named), as the attention canvas draws them (ui/components/attention_canvas)
-MASK_PATTERNS = {"padding": "/", "causal": "\\", "window": "x", "knocked out": ".", "other": "-"}
 BACKGROUND = "#9e9e9e"  # shows through masked (NaN) cells of thumbnails
 WEIGHT_SCALE = "Viridis"  # sequential, 0..1, for softmax weights
 SCORE_SCALE = "RdBu_r"  # diverging, centred on 0, for scores / scaled / masked scores
@@ -136,7 +139,7 @@ def _mask_traces(reasons: dict[str, np.ndarray], value_text: str) -> list[dict]:
         xs, ys = mask_regions(forbidden)
         if not xs:
             continue
-        shape = MASK_PATTERNS.get(reason.split("+")[0], MASK_PATTERNS["other"])
+        shape = REASON_HATCHES.get(reason.split("+")[0], REASON_HATCHES["other"])  # the canvas's hatch
         traces.append(dict(
             type="scatter", x=xs, y=ys, xaxis="x2", yaxis="y2", mode="lines", fill="toself",
             line={"width": 0, "color": MASK_COLOUR},

@@ -26,7 +26,8 @@ from model.teaching import (
     SelfAttentionSteps,
 )
 
-from .heatmap import MASK_COLOUR, MASK_PATTERNS, WEIGHT_SCALE, mask_regions
+from .heatmap import MASK_COLOUR, WEIGHT_SCALE, mask_regions
+from .tiles import REASON_HATCHES
 
 DIVERGING = "RdBu_r"  # scores and raw matrices: blue < 0 < red, centred on 0
 SEQUENTIAL = WEIGHT_SCALE  # attention weights, fixed 0..1: Viridis, as in the inspector
@@ -108,7 +109,7 @@ def _mask_overlay(masked: np.ndarray, reason: str = "causal") -> go.Scatter:
     """Masked cells hatched grey, as in the inspector (cell centres at integers, edges at +-0.5)."""
     xs, ys = mask_regions(np.asarray(masked, dtype=bool))
     return go.Scatter(x=xs, y=ys, mode="lines", fill="toself", line=dict(width=0, color=MASK_COLOUR),
-                      fillcolor=MASK_COLOUR, fillpattern=dict(shape=MASK_PATTERNS[reason], bgcolor=MASK_COLOUR,
+                      fillcolor=MASK_COLOUR, fillpattern=dict(shape=REASON_HATCHES[reason], bgcolor=MASK_COLOUR,
                                                               fgcolor="#ffffff", size=6),
                       hoveron="fills", hoverinfo="text", text=f"masked ({reason}): −∞ before the softmax",
                       showlegend=False, name="masked")

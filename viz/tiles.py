@@ -9,6 +9,11 @@ sent in up to three parts, each its own element so that Streamlit re-sends only 
 - ``detail_payload``: the cells of the view the page reported: float32 values (exact when ``pool`` is 1, else block
   maxima with the argmax cell of each block), so that the hover is exact at every zoom.
 
+A short map's overview carries its exact float32 cells (``values``; ``exact_overview``), so that it needs no detail.
+An overview may say which map it is (``choice``, e.g. {kind, layer, stage}) and which others the page may switch to
+(``choices``, from ``choice_groups``); a ``stack_payload`` carries several of them at once (other layers, stages,
+kinds, training steps), drawn by the page without asking Python.
+
 Masked cells carry reason bits (``REASON_BITS``; the overview sends ``reason_table()``, from which the page hatches
 and names them); a pooled block is masked only when all its cells are.
 """
@@ -142,15 +147,28 @@ def labels_from_blob(blob: np.ndarray) -> list[str]:
     return np.asarray(blob, dtype=np.uint8).tobytes().decode("utf-8").split("\n")
 
 
-def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row_labels: Sequence[str],
+def overview_payload(tiles: np.ndarray | None, pool: int, n_rows: int, n_cols: int, row_labels: Sequence[str],
                      col_labels: Sequence[str] | None = None, *, reasons: np.ndarray | None = None,
                      produces: Sequence[str] | None = None, lo: float = 0.0, hi: float = 1.0,
                      colormap: str = "viridis", value_name: str = "weight", title: str = "",
-                     heads: Sequence[str] | None = None, head: int = 0, overview_id: str | None = None) -> dict:
-    """The overview part: every head's uint8 tile ((H, ceil(n_rows/pool), ceil(n_cols/pool)), 255 = ``hi``),
+                     heads: Sequence[str] | None = None, head: int = 0, overview_id: str | None = None,
+                     values: np.ndarray | None = None, choice: Mapping | None = None, choices: Mapping | None = None,
+                     scope: str | None = None, selectable: bool = True) -> dict:
+    """The overview part: every head's uint8 tile ((H, ceil(n_rows/pool), ceil(n_cols/pool)), 255 = ``hi``), or,
+    when ``pool`` is 1, their exact float32 ``values`` instead ((H, n_rows, n_cols): the hover needs no detail);
     labels once per axis (``col_labels`` None: the same tokens as the rows), optional reason bits ((r, c) for every
-    head, or (H, r, c)), value range, colormap and title. ``head``: the head a fresh page shows first."""
-    t = np.ascontiguousarray(tiles, dtype=np.uint8)
+    head, or (H, r, c)), value range, colormap and title. ``head``: the head a fresh page shows first. ``choice``:
+    which map this is ({group name: value}); ``choices``: the groups the page may switch between (``choice_groups``);
+    ``scope``: the traced call it comes from (the page drops held maps of another scope); ``selectable`` False: no
+    selection tools on the page."""
+    if (tiles is None) == (values is None):
+        raise ValueError("an overview has uint8 tiles or (pool 1) float32 values, one of the two")
+    if values is not None:
+        t = np.ascontiguousarray(values, dtype=np.float32)
+        if pool != 1:
+            raise ValueError("float32 values are exact cells: pool 1")
+    else:
+        t = np.ascontiguousarray(tiles, dtype=np.uint8)
     if t.ndim == 2:
         t = t[None]
     H, r, c = t.shape
@@ -164,10 +182,10 @@ def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row
     if colormap not in COLORMAPS:
         raise ValueError(f"colormap {colormap!r}: one of {COLORMAPS}")
     part = {"part": "overview", "n_rows": int(n_rows), "n_cols": int(n_cols), "n_heads": H, "pool": int(pool),
-            "tiles": t, "lo": float(lo), "hi": float(hi), "colormap": colormap, "value_name": value_name,
-            "title": title, "heads": [str(h) for h in (heads if heads is not None else range(H))], "head": int(head),
-            "rows": labels_blob(row_labels), "reason_table": reason_table(),
-            "exact_max": EXACT_MAX}
+            "values" if values is not None else "tiles": t, "lo": float(lo), "hi": float(hi), "colormap": colormap,
+            "value_name": value_name, "title": title,
+            "heads": [str(h) for h in (heads if heads is not None else range(H))], "head": int(head),
+            "rows": labels_blob(row_labels), "reason_table": reason_table(), "exact_max": EXACT_MAX}
     if col_labels is not None:
         part["cols"] = labels_blob(col_labels)
     if produces is not None:
@@ -178,8 +196,93 @@ def overview_payload(tiles: np.ndarray, pool: int, n_rows: int, n_cols: int, row
             raise ValueError(f"reasons of shape {rc.shape} for tiles of shape {t.shape}")
         if rc.any():
             part["reasons"] = rc
+    if choice is not None:
+        part["choice"] = dict(choice)
+    if choices is not None:
+        part["choices"] = dict(choices)
+    if scope is not None:
+        part["scope"] = str(scope)
+    if not selectable:
+        part["selectable"] = False
     part["id"] = overview_id or _digest(part)
     return part
+
+
+def exact_overview(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str] | None = None, *,
+                   codes: np.ndarray | None = None, stage: str = "weights", exact: bool = True,
+                   lo: float | None = None, hi: float | None = None, **kwargs) -> dict:
+    """The overview of a map held whole ((H, n_rows, n_cols) values of one stage, reason bits (n_rows, n_cols) or
+    (H, n_rows, n_cols)): exact float32 cells (``exact``), else uint8 (a quarter of the bytes: 1/255 of the range),
+    on the stage's value range (``value_range``, unless ``lo`` / ``hi`` are given)."""
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim == 2:
+        v = v[None]
+    if lo is None or hi is None:
+        lo, hi, cmap = value_range(stage, v)
+        kwargs.setdefault("colormap", cmap)
+    masked = None if codes is None else np.broadcast_to(np.asarray(codes) != 0, v.shape)
+    if exact:
+        return overview_payload(None, 1, v.shape[1], v.shape[2], row_labels, col_labels, values=v, reasons=codes,
+                                lo=lo, hi=hi, **kwargs)
+    q = quantize(v if masked is None else np.where(masked, np.float32(lo), v), lo, hi)
+    return overview_payload(q, 1, v.shape[1], v.shape[2], row_labels, col_labels, reasons=codes, lo=lo, hi=hi,
+                            **kwargs)
+
+
+def choice_group(name: str, options: Sequence, *, label: str | None = None, texts: Sequence[str] | None = None,
+                 control: str = "buttons", after_heads: bool = False) -> dict:
+    """One control of the page's bar: the values a choice ``name`` takes (ints or strings), shown as ``texts``;
+    ``control``: "buttons", "select" or "slider"; ``after_heads``: placed after the head buttons."""
+    if control not in ("buttons", "select", "slider"):
+        raise ValueError(f"control {control!r}: buttons, select or slider")
+    texts = [str(o) for o in options] if texts is None else [str(t) for t in texts]
+    if len(texts) != len(options):
+        raise ValueError(f"{len(texts)} texts for {len(options)} options")
+    group = {"name": name, "label": label or name, "options": [[_plain(o), t] for o, t in zip(options, texts,
+                                                                                                strict=True)],
+             "control": control}
+    if after_heads:
+        group["after_heads"] = True
+    return group
+
+
+def choice_groups(groups: Sequence[Mapping], valid: Sequence[Sequence] | None = None) -> dict:
+    """The choices an overview offers: its groups and the valid combinations (values in group order; None: every
+    combination is a map)."""
+    out = {"groups": [dict(g) for g in groups], "valid": None}
+    if valid is not None:
+        out["valid"] = [[_plain(v) for v in combo] for combo in valid]
+    return out
+
+
+def stack_payload(overviews: Sequence[Mapping], slot: str = "stack") -> dict:
+    """Several overviews at once, each with its ``choice``: the page holds them and draws one when the user picks
+    it. ``slot``: which of the page's stacks this is (each is replaced by the next part of its slot)."""
+    if any("choice" not in o for o in overviews):
+        raise ValueError("every overview of a stack says which map it is (choice)")
+    return {"part": "stack", "slot": slot, "overviews": [dict(o) for o in overviews]}
+
+
+def deferred_stack(slot: str = "near") -> dict:
+    """A stack not computed in this run: the page draws the map at once and asks for it (``detail_request``)."""
+    return {"part": "stack", "slot": slot, "deferred": True}
+
+
+def part_bytes(part: Mapping) -> int:
+    """The bytes of a part's arrays (what it costs on the wire, headers aside)."""
+    total = 0
+    for v in part.values():
+        if isinstance(v, np.ndarray):
+            total += v.nbytes
+        elif isinstance(v, Mapping):
+            total += part_bytes(v)
+        elif isinstance(v, (list, tuple)):
+            total += sum(part_bytes(x) for x in v if isinstance(x, Mapping))
+    return total
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def head_payload(tile: np.ndarray, pool: int, head: int, overview_id: str, reasons: np.ndarray | None = None) -> dict:

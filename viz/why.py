@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .analysis import head_strip, position_effects
-from .heatmap import SEPARATOR, WEIGHT_SCALE, attention_heatmap, esc, figure, token_axis
+from .heatmap import SEPARATOR, WEIGHT_SCALE, esc, figure, token_axis
 
 # diverging, white at 0: red = patching the head lowers the metric (toward the corrupted run), blue = it raises it
 PATCH_SCALE = [[0.0, "#b2182b"], [0.17, "#ef8a62"], [0.33, "#fddbc7"], [0.5, "#f7f7f7"], [0.67, "#d1e5f0"],
@@ -142,22 +142,9 @@ def knockout_effects(tokens: Sequence[str], p_before, p_after, kl, *, title: str
     return fig
 
 
-def selection_map(weights: np.ndarray, q_labels: Sequence[str], k_labels: Sequence[str], reasons: dict,
-                  cells: np.ndarray, *, title: str) -> go.Figure:
-    """One head's map with the cells chosen for a knockout drawn as "knocked out" (cells the mask forbids anyway keep
-    their own reason)."""
-    reasons = {k: np.asarray(v, dtype=bool) for k, v in reasons.items()}
-    masked = np.zeros(np.shape(weights), dtype=bool)
-    for f in reasons.values():
-        masked |= f
-    chosen = np.asarray(cells, dtype=bool) & ~masked
-    return attention_heatmap(np.asarray(weights), q_labels, k_labels, reasons={**reasons, "knocked out": chosen},
-                             title=title)
-
-
 def position_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i}{SEPARATOR}{esc(t)}" for i, t in enumerate(tokens)]
 
 
 __all__ = ["PATCH_SCALE", "knockout_effects", "lens_cell_text", "lens_chars", "lens_heatmap", "lens_table",
-           "patching_strip", "position_labels", "position_patching", "selection_map"]
+           "patching_strip", "position_labels", "position_patching"]

@@ -120,6 +120,14 @@ def forbidden_by_reason(rec: AttentionRecord, head: int = 0, batch_index: int = 
     return reasons_from_codes(codes[0], forbidden[0])
 
 
+def record_codes(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
+    """(H, Tq, Tk) uint8 reason bits of every head's cells (``REASON_BITS``; 0 = may attend; the "other" bit where a
+    forbidden cell has none of the kept reasons): what the canvas hatches and names."""
+    _, H, Tq, Tk = rec.weights.shape
+    codes, forbidden = _record_codes(rec, batch_index, slice(None), range(Tq), range(Tk))
+    return np.where(forbidden & (codes == 0), np.uint8(REASON_BITS["other"]), codes).astype(np.uint8)
+
+
 def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray:
     """(H, Tq, Tk) strings: why each cell is masked (see ``forbidden_by_reason``), "" where the query may attend.
     (An object array: for one head's map use ``forbidden_by_reason``; for "may attend", ``allowed_matrix``.)"""
@@ -130,4 +138,4 @@ def mask_reason_matrix(rec: AttentionRecord, batch_index: int = 0) -> np.ndarray
 
 
 __all__ = ["MASK_REASONS", "REASON_BITS", "allowed_matrix", "codes_from_reasons", "forbidden_by_reason",
-           "mask_reason_matrix", "reason_codes", "reason_name", "reasons_from_codes"]
+           "mask_reason_matrix", "reason_codes", "reason_name", "reasons_from_codes", "record_codes"]

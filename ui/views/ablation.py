@@ -22,6 +22,7 @@ from ..page_types import Context
 from ..text import md
 from ..tracing import trace
 from .common import chart, four_decimals, open_cell, table_downloads
+from .record_map import record_map
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "
@@ -133,22 +134,11 @@ def _maps(ctx: Context, ablated) -> None:
     h = max(sel.head, 0)
     a, b = st.columns(2)
     for col, traced, what in ((a, ctx.traced, "original"), (b, ablated, "ablated run")):
-        rec = traced.record(sel.name)
-        _, _, ql_run, kl_run = _labels_for(traced, ctx, sel.name)
         with col:
-            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], ql_run, kl_run, reasons=viz.head_reasons(rec, h),
-                                        title=f"{what}: {sel.kind} layer {sel.layer} head {h}"),
-                  f"abl_map_{what.split()[0]}")
+            record_map(f"abl_map_{what.split()[0]}", traced, sel.name, h, title=f"{what}: {sel.kind} layer {sel.layer}",
+                       on_head=lambda x: state.set_value("head", x))
     st.caption("The ablated run's trace is inspectable like any other: the maps above are its records (a head that "
                "was ablated still computes its weights; what it passes on is replaced).")
-
-
-def _labels_for(traced, ctx: Context, name: str):
-    n = RecordName.parse(name)
-    res = traced.result
-    toks = res.tokens_for(n.query_stack)
-    q_labels = viz.token_labels(toks, res.output_tokens if n.query_stack == "decoder" else None)
-    return toks, res.tokens_for(n.key_stack), q_labels, viz.token_labels(res.tokens_for(n.key_stack))
 
 
 def _which_heads_matter(ctx: Context, mode: str) -> None:

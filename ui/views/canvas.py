@@ -1,22 +1,27 @@
-"""The attention map at any length, on the canvas component: the pooled overview of every head of one attention,
-exact cells once zoomed in, the query strip of a clicked row, and "find in text".
+"""The attention map at every length, on the canvas component: every head of one attention (exact cells for short
+inputs, a pooled overview with exact cells once zoomed in for long ones), the maps the page may switch to without a
+rerun (other layers, kinds and stages), the query strip of a clicked row, and "find in text".
 
-Parts are built from the trace (viz.tiles) and kept per traced call: the overview once per attention and stage,
-the detail once per head, stage and view (a few recent ones).
+Parts are built from the trace (viz.tiles) and kept per traced call: each map's overview once per attention and
+stage, the stack of a short input's maps once, the detail once per head, stage and view (a few recent ones).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 import viz
-from model import RecordName
+from model import STAGES, RecordName
 from model.analysis.knockout import select_cells
+from model.capture.trace import stage_values
+from model.core.names import story_order
+from model.core.reasons import record_codes
 from viz import tiles
 
 from .. import state
@@ -24,15 +29,57 @@ from ..components import attention_canvas
 from ..page_types import Context
 from .common import chart
 from .knockout import knockout_panel
+from .record_map import EXACT_BYTES
 
-CANVAS_ABOVE = 128  # maps with more tokens than this on an axis are drawn on the canvas (Plotly below)
 MAP_KEY = "map"
 RECENT_DETAILS = 24  # detail parts kept per traced call
+STACK_BYTES = 4 * 2**20  # the maps a short input sends at once (every kind, layer and stage, if they fit)
+NEAR_BYTES = 16 * 2**20  # the neighbours of the shown map sent after it is drawn (layers beside it, its stages)
+NEAR_NOW_BYTES = 1 * 2**20  # up to this size the neighbours go in the same run; above, once the page asks
 
 
-def wants_canvas(ctx: Context, name: str) -> bool:
-    shape = ctx.traced.trace.shape(name)
-    return max(shape.tq, shape.tk) > CANVAS_ABOVE
+@dataclass(frozen=True)
+class MapChoice:
+    """One map the page can show: an attention kind, a layer and a stage (every head of it)."""
+
+    kind: str
+    layer: int
+    stage: str
+
+    @property
+    def name(self) -> str:
+        return str(RecordName.of_kind(self.kind, self.layer))
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "layer": self.layer, "stage": self.stage}
+
+
+def stages_of(ctx: Context) -> list[str]:
+    return [s for s in STAGES if s in ctx.info.stages]
+
+
+def all_choices(ctx: Context) -> list[MapChoice]:
+    """Every map of the model, in the page's order: kinds (cross first), layers, stages."""
+    out = []
+    for kind in story_order(ctx.info.kinds()):
+        for layer in sorted(RecordName.parse(n).layer for n in ctx.info.names_of_kind(kind)):
+            out += [MapChoice(kind, layer, s) for s in stages_of(ctx)]
+    return out
+
+
+def choices_of(ctx: Context) -> dict:
+    """The page's controls: kind (when the model has several), layer and, after the heads, stage."""
+    every = all_choices(ctx)
+    kinds = list(dict.fromkeys(c.kind for c in every))
+    layers = sorted({c.layer for c in every})
+    stages = stages_of(ctx)
+    groups = [tiles.choice_group("kind", kinds, label="attention"), tiles.choice_group("layer", layers),
+              tiles.choice_group("stage", stages, texts=[viz.STAGE_NAMES[s] for s in stages], after_heads=True)]
+    return tiles.choice_groups(groups, [[c.kind, c.layer, c.stage] for c in every])
+
+
+def scope_of(ctx: Context) -> str:
+    return f"call-{ctx.traced.serial}"
 
 
 def _labels(ctx: Context, name: str):
@@ -45,11 +92,54 @@ def _labels(ctx: Context, name: str):
     return rows, cols, produces
 
 
-def overview_part(ctx: Context, name: str, stage: str) -> dict:
-    """Every head's overview tile of one attention and stage (uint8), its masks' blocks and the token labels."""
+def _cells(ctx: Context, name: str) -> int:
+    shape = ctx.traced.trace.shape(name)
+    return shape.n_heads * shape.tq * shape.tk
+
+
+def precision_of(ctx: Context, name: str) -> str:
+    """How a map's overview holds its cells: "f4" (exact float32, from the record, up to EXACT_BYTES), "u1" (uint8
+    of every cell, pool 1) or "p<pool>" (uint8 block maxima from the trace's overview)."""
+    trace = ctx.traced.trace
+    pool = trace.overview_pool(name)
+    if pool > 1:
+        return f"p{pool}"
+    if _cells(ctx, name) * 4 <= EXACT_BYTES and not ctx.traced.lazy:
+        return "f4"
+    return "u1"
+
+
+def overview_bytes(ctx: Context, name: str) -> int:
+    """What a map's overview holds (``precision_of``): every head's float32 or uint8 cells, or its pooled blocks."""
+    precision = precision_of(ctx, name)
+    if precision.startswith("p"):
+        shape, pool = ctx.traced.trace.shape(name), int(precision[1:])
+        return shape.n_heads * -(-shape.tq // pool) * -(-shape.tk // pool)
+    return _cells(ctx, name) * (4 if precision == "f4" else 1)
+
+
+def map_overview(ctx: Context, choice: MapChoice, precision: str | None = None) -> dict:
+    """The overview of one map (every head), memoised per traced call; its id names the map and how it is held, so
+    that the same map sent in a stack and as the shown overview is one map to the page."""
+    name, stage = choice.name, choice.stage
+    precision = precision or precision_of(ctx, name)
+    scope = scope_of(ctx)
+
     def build() -> dict:
         trace = ctx.traced.trace
         shape = trace.shape(name)
+        rows, cols, produces = _labels(ctx, name)
+        n = RecordName.parse(name)
+        common = dict(produces=produces, value_name=viz.STAGE_NAMES.get(stage, stage),
+                      title=f"{n.kind} attention · layer {n.layer} · {viz.STAGE_NAMES.get(stage, stage)}",
+                      heads=[str(h) for h in range(shape.n_heads)], choice=choice.as_dict(), scope=scope,
+                      overview_id=f"{scope}/{name}/{stage}/{precision}")
+        if precision in ("f4", "u1") and not ctx.traced.lazy:
+            rec = ctx.traced.record(name)
+            values = np.asarray(stage_values(rec, stage), dtype=np.float32)[0]  # (H, Tq, Tk)
+            codes = record_codes(rec) if stage in ("masked", "weights") else None
+            return tiles.exact_overview(values, rows, cols, codes=codes, stage=stage, exact=precision == "f4",
+                                        **common)
         pool = trace.overview_pool(name)
         if stage == "weights":
             held, lo, hi, cmap = trace.overview(name, "max"), 0.0, 1.0, "viridis"
@@ -59,14 +149,70 @@ def overview_part(ctx: Context, name: str, stage: str) -> dict:
             held = tiles.quantize(values, lo, hi)
         reasons = trace.block_reasons(name)
         codes = tiles.codes_from_reasons(reasons, held.shape[1:]) if reasons else None
-        rows, cols, produces = _labels(ctx, name)
-        n = RecordName.parse(name)
-        return tiles.overview_payload(
-            held, pool, shape.tq, shape.tk, rows, cols, reasons=codes, produces=produces, lo=lo, hi=hi,
-            colormap=cmap, value_name=viz.STAGE_NAMES.get(stage, stage),
-            title=f"{n.kind} attention · layer {n.layer} · {viz.STAGE_NAMES.get(stage, stage)}",
-            heads=[str(h) for h in range(shape.n_heads)], head=max(ctx.sel.head, 0))
-    return ctx.traced.memo(("canvas-overview", name, stage), build)
+        return tiles.overview_payload(held, pool, shape.tq, shape.tk, rows, cols, reasons=codes, lo=lo, hi=hi,
+                                      colormap=cmap, **common)
+    return ctx.traced.memo(("canvas-overview", name, stage, precision), build)
+
+
+def overview_part(ctx: Context, name: str, stage: str) -> dict:
+    """The shown map's overview: every head's tile of one attention and stage, and the page's choices."""
+    n = RecordName.parse(name)
+    ov = map_overview(ctx, MapChoice(n.kind, n.layer, stage))
+    return {**ov, "choices": choices_of(ctx)}
+
+
+def stack_part(ctx: Context, shown: MapChoice) -> dict:
+    """A short input's maps, sent at once so that the page switches between them without a rerun: every kind, layer
+    and stage as float32 if they fit STACK_BYTES, else as uint8, else every layer of the shown kind and stage (float32
+    or uint8). Empty for long inputs and lazy traces (their neighbours come in the near stack)."""
+    every = all_choices(ctx)
+    if ctx.traced.lazy or any(ctx.traced.trace.overview_pool(c.name) > 1 for c in every):
+        return tiles.stack_payload([])
+    cells = {c: _cells(ctx, c.name) for c in every}
+    same = [c for c in every if c.kind == shown.kind and c.stage == shown.stage]
+    for chosen, precision in ((every, "f4"), (every, "u1"), (same, "f4"), (same, "u1")):
+        if sum(cells[c] for c in chosen) * (4 if precision == "f4" else 1) <= STACK_BYTES:
+            key = ("canvas-stack", precision, None if chosen is every else (shown.kind, shown.stage))
+            return ctx.traced.memo(key, lambda chosen=chosen, precision=precision: tiles.stack_payload(
+                [map_overview(ctx, c, precision) for c in chosen]))
+    return tiles.stack_payload([])
+
+
+CHEAP_CELLS = 1 << 18  # a lazy trace computes another stage's overview when a head has at most this many cells
+
+
+def neighbours(ctx: Context, shown: MapChoice) -> list[MapChoice]:
+    """The maps a user goes to next from ``shown``: the layers beside it (two each way: the next step is held before
+    its own neighbours come), its other stages, the other kinds at its layer. Another stage of a long lazy trace
+    costs a pass over the attention (over 1 s at 1,024 tokens here): weights only there."""
+    every = set(all_choices(ctx))
+    out = [MapChoice(shown.kind, shown.layer + d, shown.stage) for d in (1, -1, 2, -2)]
+    out += [MapChoice(shown.kind, shown.layer, s) for s in stages_of(ctx) if s != shown.stage]
+    out += [MapChoice(k, shown.layer, shown.stage) for k in story_order(ctx.info.kinds()) if k != shown.kind]
+
+    def cheap(c: MapChoice) -> bool:
+        shape = ctx.traced.trace.shape(c.name)
+        return not ctx.traced.lazy or c.stage == "weights" or shape.tq * shape.tk <= CHEAP_CELLS
+    return [c for c in out if c in every and cheap(c)]
+
+
+def near_part(ctx: Context, shown: MapChoice, stack: dict, *, defer: bool) -> dict:
+    """The shown map's neighbours not in the stack, up to NEAR_BYTES; deferred (the page asks once the map is drawn)
+    when ``defer`` and they are more than NEAR_NOW_BYTES or need a pass over the attention."""
+    have = {json.dumps(o["choice"], sort_keys=True) for o in stack.get("overviews", [])}
+    todo = [c for c in neighbours(ctx, shown) if json.dumps(c.as_dict(), sort_keys=True) not in have]
+    if not todo:
+        return tiles.stack_payload([], slot="near")
+    per_map = {c: overview_bytes(ctx, c.name) for c in todo}
+    ready = all(ctx.traced.has(("canvas-overview", c.name, c.stage, precision_of(ctx, c.name))) for c in todo)
+    if defer and not ready and (sum(per_map.values()) > NEAR_NOW_BYTES or ctx.traced.lazy):
+        return tiles.deferred_stack("near")
+    chosen, total = [], 0
+    for c in todo:
+        if total + per_map[c] <= NEAR_BYTES:
+            chosen.append(c)
+            total += per_map[c]
+    return tiles.stack_payload([map_overview(ctx, c) for c in chosen], slot="near")
 
 
 def detail_part(ctx: Context, name: str, head: int, stage: str, view: dict | None, overview_id: str, *,
@@ -96,6 +242,16 @@ def _head_from_page() -> None:
         state.set_value("head", head)
 
 
+def _choice_from_page() -> None:
+    """The page drew another map (a layer, kind or stage picked on it): the page's selectors follow."""
+    choice = (st.session_state.get(MAP_KEY) or {}).get("choice")
+    if not isinstance(choice, dict):
+        return
+    for name, kind in (("kind", str), ("layer", int), ("stage", str)):
+        if isinstance(choice.get(name), kind) and not isinstance(choice.get(name), bool):
+            state.set_value(name, choice[name])
+
+
 def _query_from_page() -> None:
     query = (st.session_state.get(MAP_KEY) or {}).get("query")
     if isinstance(query, int):
@@ -106,6 +262,7 @@ def canvas_map(ctx: Context, stage: str) -> dict:
     """Draw the map of the selected attention and head; returns the page's state (view, head, query, selection)."""
     sel = ctx.sel
     name, head = sel.name, max(sel.head, 0)
+    shown = MapChoice(sel.kind, sel.layer, stage)
     started = time.perf_counter()
     with st.spinner("Pooling every head's map…" if stage == "weights" else
                     f"Computing the {viz.STAGE_NAMES.get(stage, stage)} of every head, a block of rows at a time…"):
@@ -113,29 +270,42 @@ def canvas_map(ctx: Context, stage: str) -> dict:
     seen = dict(st.session_state.get(MAP_KEY) or {})
     view = seen.get("view") if isinstance(seen.get("view"), dict) else None
     goto = st.session_state.pop("map_goto", None)
-    # a new overview (another layer, stage or input) goes to the page alone; its detail follows when the page asks
-    # (Streamlit draws the map only once the run ends: its detail, 80 ms at 1,024 tokens, would delay it)
+    # a new overview (another layer, stage or input) goes to the page alone; its detail and neighbours follow when
+    # the page asks (Streamlit draws the map only once the run ends: they would delay it)
     new = st.session_state.get("map_overview_sent") != overview["id"]
     st.session_state["map_overview_sent"] = overview["id"]
-    detail = lambda: detail_part(ctx, name, head, stage, view, overview["id"], defer=new)  # noqa: E731
-    result = attention_canvas({"overview": overview, "head": None, "detail": detail}, key=MAP_KEY,
-                              on_head_change=_head_from_page, on_query_change=_query_from_page,
-                              on_detail_request_change=_noop, goto=goto)
+    exact = "values" in overview
+    stack = stack_part(ctx, shown)
+    detail = None if exact else (  # exact cells need no detail
+        lambda: detail_part(ctx, name, head, stage, view, overview["id"], defer=new))
+    result = attention_canvas({"overview": overview, "head": None, "detail": detail,
+                               "stacks": {"stack": stack, "near": lambda: near_part(ctx, shown, stack, defer=new)}},
+                              key=MAP_KEY, on_head_change=_head_from_page, on_query_change=_query_from_page,
+                              on_detail_request_change=_noop, on_choice_change=_choice_from_page, goto=goto,
+                              head=head)
     shape = ctx.traced.trace.shape(name)
     pool = overview["pool"]
     how = "exact" if pool == 1 else f"max over {pool} × {pool} blocks"
-    exact = ("computed on demand from the saved q and k by attention(), bitwise what the call computed"
-             if ctx.traced.lazy and getattr(ctx.traced.trace, "exact", False) else
-             "computed on demand by attention() from the q and k the call kept; the model's own forward ran the fast "
-             "path, which agrees to float rounding (~1e-7)" if ctx.traced.lazy else "captured")
+    computed = ("computed on demand from the saved q and k by attention(), bitwise what the call computed"
+                if ctx.traced.lazy and getattr(ctx.traced.trace, "exact", False) else
+                "computed on demand by attention() from the q and k the call kept; the model's own forward ran the "
+                "fast path, which agrees to float rounding (~1e-7)" if ctx.traced.lazy else "captured")
     side = int(tiles.DETAIL_MAX_CELLS ** 0.5)
     hover = ("hover any cell for both tokens and its value" if shape.tq * shape.tk <= tiles.DETAIL_MAX_CELLS else
              f"hover any cell for both tokens and its value (exact once at most {side:,} × {side:,} cells are in "
              "view; over that, the overview's, to 1/255)")
-    st.caption(f"{shape.tq:,} × {shape.tk:,} tokens; the whole map is {how}, zoom in (wheel, drag a box, + / −, "
-               f"arrow keys) for exact cells with token labels; {hover}; click "
-               f"a row for its query strip. Every value is the number the model used in this call ({exact}). "
-               f"Drawn in {time.perf_counter() - started:.2f} s on the server.")
+    zoom = "" if exact else ("; zoom in (wheel, drag a box, + / −, arrow keys) for exact cells with token labels")
+    rows = (" Decoder rows read their token and, after the arrow, say what the model predicts there."
+            if RecordName.parse(name).query_stack == "decoder" and ctx.result.output_tokens else "")
+    if shape.n_kv_heads < shape.n_heads:
+        group = shape.n_heads // shape.n_kv_heads
+        rows += (f" Grouped-query attention: heads {group} at a time share a key/value head (head h reads key/value "
+                 f"head h // {group}).")
+    st.caption(f"{shape.tq:,} × {shape.tk:,} tokens, queries down, keys across; the whole map is {how}{zoom}; "
+               f"{hover}; click a row for its query strip; layers, kinds, stages and heads switch on the map itself."
+               f"{rows} Hatched grey cells are masked (the legend and the hover say why). Every value is the number "
+               f"the model used in this call ({computed}). Drawn in {time.perf_counter() - started:.2f} s on the "
+               "server.")
     return result
 
 
@@ -228,5 +398,5 @@ def find_in_text(ctx: Context) -> None:
     st.caption(f"{len(matches)} position(s) hold it" + (" (the first 500)" if len(matches) == 500 else "") + ".")
 
 
-__all__ = ["CANVAS_ABOVE", "canvas_map", "find_in_text", "knockout_from_map", "query_strip", "selected_cells",
-           "wants_canvas"]
+__all__ = ["MapChoice", "canvas_map", "find_in_text", "knockout_from_map", "map_overview", "query_strip",
+           "selected_cells", "stack_part"]

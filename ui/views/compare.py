@@ -18,6 +18,7 @@ from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
 from .common import chart, table_downloads
+from .record_map import record_map
 
 MODES = ("another input, same model", "same input, another checkpoint")
 
@@ -106,14 +107,10 @@ def _maps(ctx: Context, traced_b, label_b: str, h: int) -> None:
     qa, ka = _axes(ctx.result, sel.name)
     qb, kb = _axes(traced_b.result, sel.name)
     a, b = st.columns(2)
-    for col, rec, q, k, res, what in ((a, rec_a, qa, ka, ctx.result, "A (this)"),
-                                      (b, rec_b, qb, kb, traced_b.result, f"B ({label_b})")):
-        produces = res.output_tokens if sel.stack == "decoder" else None
+    for col, traced, what in ((a, ctx.traced, "A (this)"), (b, traced_b, f"B ({label_b})")):
         with col:
-            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], viz.token_labels(q, produces),
-                                        viz.token_labels(k), reasons=viz.head_reasons(rec, h),
-                                        title=f"{viz.esc(what)}: {sel.kind} layer {sel.layer} head {h}"),
-                  f"cmp_{what[0]}")
+            record_map(f"cmp_{what[0]}", traced, sel.name, h, title=f"{what}: {sel.kind} layer {sel.layer}",
+                       on_head=lambda x: state.set_value("head", x))
     rows, cols = align_tokens(qa, qb), align_tokens(ka, kb)
     if rows.size == 0 or cols.size == 0:
         st.info("The two inputs share no tokens in order: there is nothing to align for a difference map.")

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import viz
 from model import RecordName, allowed_matrix, run
 from model.analysis import SELECTIONS, knockout_effect, knockout_spec, parse_pairs, select_cells
 from model.core.interventions import knockout_cells
@@ -24,6 +23,7 @@ from ..page_types import Context
 from ..text import md
 from ..tracing import intervention_key, trace
 from .common import chart, table_downloads
+from .record_map import record_map
 
 ACTIVE = "ko_active"  # session key: the selection whose what-if is shown (kept across reruns after the click)
 
@@ -60,11 +60,11 @@ def knockout_view(ctx: Context) -> None:
         st.error(md(str(e)))
         return
     h0 = heads[0]
-    reasons = viz.head_reasons(rec, h0)
     which = "every head" if len(heads) > 1 else f"head {h0}"
-    chart(vwhy.selection_map(np.asarray(rec.weights)[0, h0], q_labels, k_labels, reasons, cells,
-                             title=f"{viz.esc(sel.kind)} layer {sel.layer} {which}: the cells to knock out "
-                                   f"(hatched), on head {h0}'s weights"), "ko_pick")
+    knocked = np.zeros((ctx.info.n_heads, Tq, Tk), dtype=bool)
+    knocked[heads] = cells
+    record_map("ko_pick", ctx.traced, name, h0, knocked=knocked, on_head=lambda h: state.set_value("head", h),
+               title=f"{sel.kind} layer {sel.layer} {which}: the cells to knock out (hatched)")
     allowed = allowed_matrix(rec)[h0]
     n, n_masked = int(cells.sum()), int((cells & ~allowed).sum())
     st.caption(f"{n} cell(s) chosen in {which}" + (f"; {n_masked} of them are masked anyway (knocking them out "
@@ -193,17 +193,11 @@ def _maps(ctx: Context, knocked, name: str, heads: list[int]) -> None:
     with b:
         h = state.selectbox("Head", list(range(ctx.info.n_heads)), key="ko_show_head", default=heads[0])
     n = RecordName.parse(show)
-    # plain position·token labels (no "→ prediction"): two maps side by side need the width for the cells
-    q_labels, k_labels = viz.token_labels(ctx.tokens(n.query_stack)), viz.token_labels(ctx.tokens(n.key_stack))
     left, right = st.columns(2)
     for col, traced, what in ((left, ctx.traced, "original"), (right, knocked, "knocked out")):
-        rec = traced.record(show)
         with col:
-            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, h], q_labels, k_labels,
-                                        reasons=viz.head_reasons(rec, h),
-                                        title=f"{what}: {viz.esc(RecordName.parse(show).kind)} layer "
-                                              f"{RecordName.parse(show).layer} head {h}"),
-                  f"ko_map_{what.split()[0]}")
+            record_map(f"ko_map_{what.split()[0]}", traced, show, h, title=f"{what}: {n.kind} layer {n.layer}",
+                       produces=False, on_head=lambda x: state.set_value("ko_show_head", x))
     st.caption("The knocked-out run reads the original input (and output), so both maps line up cell by cell; its "
                "trace is inspectable like any other (pick any attention and head above). Knocked-out cells are "
                "hatched and say “knocked out” in the hover; heads after the knockout see changed inputs.")

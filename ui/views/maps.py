@@ -18,6 +18,8 @@ OVERVIEW_EXACT_MAX = 64  # up to this many tokens per axis the overview shows ex
 
 
 def attention_map(ctx: Context) -> None:
+    """One attention's map at any length on the canvas (every head, and the maps the page switches to by itself);
+    "all heads": the head grid."""
     sel = ctx.sel
     if sel.head < 0:
         head_grid(ctx, "map_grid")
@@ -25,41 +27,17 @@ def attention_map(ctx: Context) -> None:
     stage = sel.stage
     if stage == "adjusted" and "adjusted" not in ctx.info.stages:
         stage = "scaled"
-    if canvas.wants_canvas(ctx, sel.name) or not ctx.traced.record_fits(sel.name):
-        result = canvas.canvas_map(ctx, stage)
-        canvas.knockout_from_map(ctx, (result or {}).get("selection") if hasattr(result, "get") else None)
-        left, right = st.columns([3, 2])
-        with right:
-            canvas.find_in_text(ctx)
-        with left:
-            query = st.session_state.get("map_query")
-            if isinstance(query, int):
-                canvas.query_strip(ctx, query)
-            else:
-                st.caption("Click a row of the map for its query strip: that query's weight on every key.")
-        return
-    rec = ctx.rec
-    stage = sel.stage
-    if stage == "adjusted" and rec.adjusted is None:
-        st.caption("This model does not adjust its scaled scores (no bias or softcap): showing the scaled scores.")
-        stage = "scaled"
-    _, _, ql, kl = ctx.axes_for(sel.name)
-    values = np.asarray(getattr(rec, stage))[0, sel.head]
-    masks_applied = stage in ("masked", "weights")
-    exact = "computed on demand from the saved inputs, bitwise the full capture" if ctx.traced.lazy else "captured"
-    fig = viz.attention_heatmap(values, ql, kl, stage=stage, reasons=ctx.reasons(rec, sel.head) if masks_applied
-                                else None, title=f"{sel.kind} attention · layer {sel.layer} · head {sel.head} · "
-                                                 f"{viz.STAGE_NAMES[stage]} {viz.shape_text(values)}")
-    chart(fig, "map")
-    notes = ["Rows are queries, columns are keys; hover a cell for both tokens and the value."]
-    if sel.stack == "decoder":
-        notes.append("A decoder row reads its token and, after the arrow, says what the model predicts next there.")
-    if masks_applied:
-        notes.append("Hatched grey cells are masked (the hover says why: padding, causal, window): weight 0.")
-    if rec.kv_groups > 1:
-        notes.append(f"Head {sel.head} reads key/value head {rec.kv_head(sel.head)} (grouped-query attention).")
-    notes.append(f"Every value is the number the model used in this call ({exact}).")
-    st.caption(" ".join(notes))
+    result = canvas.canvas_map(ctx, stage)
+    canvas.knockout_from_map(ctx, (result or {}).get("selection") if hasattr(result, "get") else None)
+    left, right = st.columns([3, 2])
+    with right:
+        canvas.find_in_text(ctx)
+    with left:
+        query = st.session_state.get("map_query")
+        if isinstance(query, int):
+            canvas.query_strip(ctx, query)
+        else:
+            st.caption("Click a row of the map for its query strip: that query's weight on every key.")
 
 
 def head_grid(ctx: Context, key: str = "grid") -> None:

@@ -29,6 +29,7 @@ from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
 from .common import chart, table_downloads
+from .record_map import record_map
 
 METRIC_CHOICES = ("log-probability of the clean output", "logit difference: answer − wrong")
 PICK = "patch_pick"  # session key: (attention name, head) opened from the grid
@@ -163,14 +164,10 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
     traced_b, _ = trace(pick.path, pick.device, other, inputs.target, inputs.max_new, decoder_ids=decoder_ids)
     left, right = st.columns(2)
     for col, traced, what in ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted")):
-        rec = traced.record(name)
-        res = traced.result
-        # plain position·token labels (no "→ prediction"): two maps side by side need the width for the cells
-        q, k = viz.token_labels(res.tokens_for(n.query_stack)), viz.token_labels(res.tokens_for(n.key_stack))
         with col:
-            chart(viz.attention_heatmap(np.asarray(rec.weights)[0, head], q, k, reasons=viz.head_reasons(rec, head),
-                                        title=f"{what}: {viz.esc(n.kind)} layer {n.layer} head {head}"),
-                  f"patch_map_{what.split()[0]}")
+            record_map(f"patch_map_{what.split()[0]}", traced, name, head, produces=False,
+                       title=f"{what}: {n.kind} layer {n.layer}",
+                       on_head=lambda x: st.session_state.__setitem__(PICK, (name, int(x))))
     with st.spinner("Patching that head one position at a time…"):
         pp = ctx.traced.memo(("why", "patch each position", other, name, head, answer, wrong),
                              lambda: patch_each_position(pipe, clean, corrupt, name, head, answer, wrong))

@@ -2,11 +2,13 @@
 
 The decoder input is the final model's (its generated output, or the typed target, or the decoder-only text), so
 every snapshot's maps share their axes. Snapshots load once per input, outside the app's model cache, and only their
-attention weights are kept.
+attention weights are kept. The map is the canvas, holding every snapshot's map of the selected attention (every
+head): its step slider scrubs through them in the page; the rest of the view follows with the rerun.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,17 +20,23 @@ import viz
 from model import CheckpointError, RecordName, allowed_matrix, forbidden_by_reason, load
 from model.analysis import entropy, induction_score, previous_token_score, uniform_weights
 from model.analysis.compare import similarity_to_reference
+from model.core.reasons import codes_from_reasons
 from model.own.checkpoint import META_FILE
 from model.own.checkpoint import stamp as checkpoint_stamp
 from model.safe.files import read_json_file
+from viz import tiles
 from viz.training import metric_panels
 
 from .. import state
+from ..components import attention_canvas
 from ..models import pipeline, snapshots
 from ..page_types import Context
 from ..text import finite_number, md, short
 from ..tracing import max_capture_bytes
 from .common import chart
+
+STEPS_BYTES = 4 * 2**20  # every snapshot's map of one attention goes to the page up to this size (float32, else
+# uint8)
 
 SCORES = {"prev_token": "previous-token score", "induction": "induction score", "similarity":
           "similarity to the final model", "entropy_norm": "normalised entropy"}
@@ -161,20 +169,23 @@ def training(ctx: Context) -> None:
         st.info(f"The snapshots have no {name}.")
         return
     steps = series.steps
-    step = state.select_slider("Snapshot", steps, key="train_step", default=steps[-1],
-                               help="The training step at which this snapshot was saved.")
+    step = state.keep("train_step", steps, default=steps[-1])
     s = steps.index(step)
     h = max(sel.head, 0)
     stack = RecordName.parse(name).stack
     q_labels = viz.token_labels(series.q_tokens[name], series.produces if stack == "decoder" else None)
     k_labels = viz.token_labels(series.k_tokens[name])
-    reasons = series.reasons[name][min(h, len(series.reasons[name]) - 1)]
     snap_meta = series.metas[s]
     recorded = _recorded(snap_meta)
     left, right = st.columns([3, 2])
     with left:
-        chart(viz.attention_heatmap(series.weights[name][s, h], q_labels, k_labels, reasons=reasons,
-                                    title=f"step {step}: {sel.kind} layer {sel.layer} head {h}"), "train_map")
+        key = (base, ctx.pick.device, checkpoint_stamp(base), ctx.inputs.source, ctx.inputs.target, final_ids)
+        maps = step_maps(key, name, sel.kind, sel.layer)
+        shown = next(o for o in maps["overviews"] if o["choice"]["step"] == step)
+        attention_canvas({"overview": {**shown, "choices": maps["choices"]}, "stacks": {"stack": maps}},
+                         key="train_map", on_choice_change=_step_from_page, on_head_change=_head_from_page, head=h)
+        st.caption("Move the map's step slider (or its arrow keys) through the snapshots: each snapshot's map of this "
+                   "attention is in the page, so the map follows at once; the figures beside and below follow it.")
     with right:
         st.markdown(f"**At step {step}** (recorded when the snapshot was saved):  \n" + ("  \n".join(
             f"{md(k)}: {_shown(v)}" for k, v in recorded.items()) or "no figures recorded"))
@@ -207,6 +218,39 @@ def training(ctx: Context) -> None:
     cells = [(i, 0) for i in range(len(steps))]
     chart(fig, "train_strip", on_select=partial(_jump, "train_strip", cells, steps), selection_mode="points",
           theme=None)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def step_maps(key: tuple, name: str, kind: str, layer: int) -> dict:
+    """Every snapshot's map of attention ``name`` (every head) as a stack for the canvas, each with its choice
+    {"step": step}, float32 if they fit STEPS_BYTES, else uint8; ``key``: snapshot_series' arguments."""
+    series = snapshot_series(*key)
+    w = series.weights[name]  # (S, H, Tq, Tk)
+    stack = RecordName.parse(name).stack
+    produces = series.produces if stack == "decoder" and len(series.produces) == w.shape[2] else None
+    codes = np.stack([codes_from_reasons(r, w.shape[2:]) for r in series.reasons[name]])  # (H, Tq, Tk)
+    exact = w.size * 4 <= STEPS_BYTES
+    scope = "train-" + hashlib.blake2b(repr((key, name)).encode(), digest_size=6).hexdigest()
+    cols = series.k_tokens[name] if stack != RecordName.parse(name).key_stack else None
+    overviews = [tiles.exact_overview(
+        w[i], series.q_tokens[name], cols, codes=codes, stage="weights", exact=exact, produces=produces,
+        value_name="weights", title=f"step {step}: {kind} attention · layer {layer}",
+        heads=[str(h) for h in range(w.shape[1])], choice={"step": int(step)}, scope=scope, selectable=False,
+        overview_id=f"{scope}/{name}/{step}") for i, step in enumerate(series.steps)]
+    group = tiles.choice_group("step", [int(x) for x in series.steps], label="training step", control="slider")
+    return {**tiles.stack_payload(overviews), "choices": tiles.choice_groups([group])}
+
+
+def _step_from_page() -> None:
+    step = (st.session_state.get("train_map") or {}).get("choice", {}) or {}
+    if isinstance(step.get("step"), int) and not isinstance(step.get("step"), bool):
+        state.set_value("train_step", step["step"])
+
+
+def _head_from_page() -> None:
+    head = (st.session_state.get("train_map") or {}).get("head")
+    if isinstance(head, int) and not isinstance(head, bool):
+        state.set_value("head", head)
 
 
 def load_meta(base: str) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 DIR = Path(__file__).parent
 # Each file defines top-level functions and constants; only the host's file exports. Anything evaluated at load
 # time uses what the files before it define (colours.js builds its tables first).
-ORDER = ("colours.js", "wire.js", "geometry.js", "draw.js", "axes.js", "tooltip.js", "input.js", "sync.js",
-         "canvas.js")
+ORDER = ("colours.js", "wire.js", "geometry.js", "draw.js", "axes.js", "tooltip.js", "choices.js", "input.js",
+         "sync.js", "canvas.js")
 HOSTS = ("streamlit",)  # host_<name>.js
 
 

@@ -23,22 +23,31 @@ function colLabel(ov, j) {
   return t === undefined ? String(j) : `${j}·${t}`;
 }
 
-// the page's font and text colour (the host themes .attn), and the width of the widest labels: LW, BH in CSS px
+// the page's font and text colour (the host themes .attn), and per overview (once) the width of the widest labels:
+// ac.LW (rows, CSS px); ov.BH (keys standing up), ov.flatBH and ov.colW (keys lying flat, if they are short)
 function measureLabels(ac) {
-  const css = getComputedStyle(ac.root);
-  ac.fontFamily = css.fontFamily || "sans-serif";
-  ac.textColour = css.color || "#31333f";
-  const ctx = ac.ctx;
+  if (!ac.fontFamily) {
+    const css = getComputedStyle(ac.root);
+    ac.fontFamily = css.fontFamily || "sans-serif";
+    ac.textColour = css.color || "#31333f";
+  }
   const ov = ac.ov;
-  ctx.font = font(ac, 11);
-  const widest = (n, label) => {
-    const step = Math.max(1, Math.floor(n / 1500));
-    let w = ctx.measureText(String(n)).width;
-    for (let i = 0; i < n; i += step) w = Math.max(w, ctx.measureText(label(i)).width);
-    return w;
-  };
-  ac.LW = clamp(Math.ceil(widest(ov.n_rows, (i) => rowLabel(ov, i))) + 12, 44, 190);
-  ac.BH = clamp(Math.ceil(widest(ov.n_cols, (j) => colLabel(ov, j))) + 10, 30, 120) + 4;
+  if (ov.LW === undefined) {
+    const ctx = ac.ctx;
+    ctx.font = font(ac, 11);
+    const widest = (n, label) => {
+      const step = Math.max(1, Math.floor(n / 1500));
+      let w = ctx.measureText(String(n)).width;
+      for (let i = 0; i < n; i += step) w = Math.max(w, ctx.measureText(label(i)).width);
+      return w;
+    };
+    ov.LW = clamp(Math.ceil(widest(ov.n_rows, (i) => rowLabel(ov, i))) + 12, 44, 190);
+    const colW = Math.ceil(widest(ov.n_cols, (j) => colLabel(ov, j)));
+    ov.BH = clamp(colW + 10, 30, 120) + 4;
+    ov.colW = colW;
+    ov.flatBH = ov.n_cols <= ov.exactMax ? 22 : 0; // flat labels are tried on maps labelled token by token
+  }
+  ac.LW = ov.LW;
 }
 
 // text cut to maxW CSS px in the current font, with "…" (cached)
@@ -74,20 +83,22 @@ function drawAxes(ac, note) {
   ctx.textAlign = "left";
   const name = (ov.heads && ov.heads[ac.head]) || String(ac.head);
   ctx.font = font(ac, 14, 600);
-  ctx.fillText(fit(ac, `${ov.title ? ov.title + " · " : ""}head ${name}`, ac.W - 8), 4, 16);
+  const title = fit(ac, `${ov.title ? ov.title + " · " : ""}head ${name}`, ac.W - 8);
+  ctx.fillText(title, 4, 15);
+  const after = 4 + ctx.measureText(title).width + 12;
   ctx.font = font(ac, 12);
   ctx.globalAlpha = 0.75;
   const r1 = Math.ceil(v.r1) - 1;
   const c1 = Math.ceil(v.c1) - 1;
   const range = `queries ${Math.floor(v.r0)}–${r1} × keys ${Math.floor(v.c0)}–${c1} ` +
     `of ${ov.n_rows} × ${ov.n_cols}`;
-  ctx.fillText(fit(ac, `${note.text} · ${range}`, ac.W - 8), 4, 34);
+  if (ac.W - after > 60) ctx.fillText(fit(ac, `${note.text} · ${range}`, ac.W - after - 4), after, 15);
   ctx.globalAlpha = 1;
 
   // axis names in the free corners
   ctx.font = font(ac, 11, 600);
   ctx.textAlign = "right";
-  ctx.fillText("query ↓", m.x - 4, m.y - 9);
+  ctx.fillText("query ↓", m.x - 4, m.y - 6);
   ctx.textAlign = "left";
   ctx.fillText("key →", 4, m.y + m.h + 14);
 
@@ -103,43 +114,74 @@ function drawAxes(ac, note) {
   ctx.textBaseline = "middle";
   ctx.textAlign = "right";
   const rowStep = tokensRows ? niceStep(13 / rowPx) : niceStep(36 / rowPx);
+  const rowRects = [];
   for (let i = Math.ceil(v.r0 / rowStep) * rowStep; i < v.r1; i += rowStep) {
     const y = m.y + ((tokensRows ? i + 0.5 : i) - v.r0) * rowPx;
     if (y < m.y - 0.5 || y > m.y + m.h + 0.5) continue;
-    ctx.fillText(fit(ac, tokensRows ? rowLabel(ov, i) : String(i), ac.LW - 10), m.x - 5, y);
+    const text = fit(ac, tokensRows ? rowLabel(ov, i) : String(i), ac.LW - 10);
+    ctx.fillText(text, m.x - 5, y);
     ctx.fillRect(m.x - 3, y - 0.5, 3, 1);
+    const w = ctx.measureText(text).width;
+    rowRects.push({ i, text, x: m.x - 5 - w, y: y - 6.5, w, h: 13 });
   }
-  const colStep = tokensCols ? niceStep(13 / colPx) : niceStep(48 / colPx);
+  // keys: flat under their column when each fits it (short maps), else standing up, every colStep-th
+  const flat = ac.flatCols && tokensCols;
+  const colStep = flat ? 1 : tokensCols ? niceStep(13 / colPx) : niceStep(48 / colPx);
+  const colRects = [];
   ctx.save();
   for (let j = Math.ceil(v.c0 / colStep) * colStep; j < v.c1; j += colStep) {
     const x = m.x + ((tokensCols ? j + 0.5 : j) - v.c0) * colPx;
     if (x < m.x - 0.5 || x > m.x + m.w + 0.5) continue;
     ctx.fillRect(x - 0.5, m.y + m.h, 1, 3);
+    if (flat) {
+      const text = fit(ac, colLabel(ov, j), colPx - 4);
+      ctx.textAlign = "center";
+      ctx.textBaseline = "top";
+      ctx.fillText(text, x, m.y + m.h + 5);
+      const w = ctx.measureText(text).width;
+      colRects.push({ j, text, x: x - w / 2, y: m.y + m.h + 5, w, h: 13 });
+      continue;
+    }
+    const text = fit(ac, tokensCols ? colLabel(ov, j) : String(j), ac.BH - 10);
     ctx.setTransform(ac.dpr, 0, 0, ac.dpr, 0, 0);
     ctx.translate(x, m.y + m.h + 5);
     ctx.rotate(-Math.PI / 2);
     ctx.textAlign = "right";
-    ctx.fillText(fit(ac, tokensCols ? colLabel(ov, j) : String(j), ac.BH - 10), 0, 0);
+    ctx.textBaseline = "middle";
+    ctx.fillText(text, 0, 0);
     ctx.setTransform(ac.dpr, 0, 0, ac.dpr, 0, 0);
+    const w = ctx.measureText(text).width;
+    colRects.push({ j, text, x: x - 6.5, y: m.y + m.h + 5, w: 13, h: w });
   }
   ctx.restore();
+  ac.stat.labels = { rows: rowRects, cols: colRects, flat };
   drawColourBar(ac);
 }
 
-function hasMasks(ac) {
+// the reason bits of the shown head's masked cells (its tiles and details)
+function maskBits(ac) {
+  let bits = ac.ov.reasonBits || 0;
   const ht = ac.headTiles.get(`${ac.ov.id}:${ac.head}`);
-  return !!(ht && ht.m) || ac.details.some((d) => d.m && d.head === ac.head);
+  for (const t of [ht, ...ac.details.filter((d) => d.head === ac.head)]) {
+    if (t && t.m && !t.bitsOf) { let b = 0; for (let i = 0; i < t.m.length; i++) b |= t.m[i]; t.bitsOf = b | 256; }
+    if (t && t.bitsOf) bits |= t.bitsOf & 255;
+  }
+  return bits;
 }
 
-// right of the map: lo at the bottom, hi at the top, the value's name; a hatched "masked" swatch below
+// right of the map: lo at the bottom, hi at the top, the value's name; below it one hatched swatch per reason the
+// map's masked cells have (its hatch and its name, from the overview's reason table)
 function drawColourBar(ac) {
   const ctx = ac.ctx;
   const ov = ac.ov;
   const m = ac.map;
   const x = m.x + m.w + 14;
   const w = 12;
-  const masked = ov.reasons || hasMasks(ac);
-  const h = Math.max(40, m.h - (masked ? 30 : 0));
+  const bits = maskBits(ac);
+  const present = (ov.reason_table || []).filter((r) => bits & r.bit);
+  if (bits && !present.length) present.push({ bit: 0, name: "masked", hatch: "-" });
+  const legend = present.length ? 8 + 17 * present.length : 0;
+  const h = Math.max(40, m.h - legend);
   if (!ac.bar || ac.bar.name !== ov.colormap) { // 1 x 256 pixels, top = hi, drawn scaled
     const bar = document.createElement("canvas");
     bar.width = 1;
@@ -173,22 +215,28 @@ function drawColourBar(ac) {
   ctx.textAlign = "center";
   ctx.fillText(fit(ac, ov.value_name || "value", h), 0, 0);
   ctx.restore();
-  if (masked) {
-    const y = m.y + h + 12;
-    ctx.fillStyle = MASK_GREY;
-    ctx.fillRect(x, y, w, 12);
-    ctx.strokeStyle = HATCH_LINE;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    for (let k = -12; k < 12; k += 4) { ctx.moveTo(x + k, y + 12); ctx.lineTo(x + k + 12, y); }
-    ctx.save();
-    ctx.rect(x, y, w, 12);
-    ctx.clip();
-    ctx.stroke();
-    ctx.restore();
+  const { table, size } = hatchTable(ac);
+  present.forEach((r, i) => {
+    const y = m.y + h + 10 + 17 * i;
+    swatch(ac, table[ac.ov.hatchKinds.kinds.indexOf(r.hatch)] || table[0], size, x, y, w, 12);
     ctx.fillStyle = ac.textColour;
-    ctx.fillText("masked", x + w + 5, y + 6);
+    ctx.fillText(fit(ac, r.name, BAR_W - w - 20), x + w + 5, y + 6);
+  });
+  ac.stat.legend = present.map((r) => r.name);
+}
+
+// a hatch tile (device pixels, hatchTable) repeated over a CSS px rectangle, pixel for pixel as the map draws it
+function swatch(ac, tile, size, x, y, w, h) {
+  const X = Math.round(x * ac.dpr);
+  const Y = Math.round(y * ac.dpr);
+  const W = Math.round(w * ac.dpr);
+  const H = Math.round(h * ac.dpr);
+  const img = ac.ctx.createImageData(W, H);
+  const out = new Uint32Array(img.data.buffer);
+  for (let j = 0; j < H; j++) {
+    for (let i = 0; i < W; i++) out[j * W + i] = tile[((Y + j) % size) * size + ((X + i) % size)];
   }
+  ac.ctx.putImageData(img, X, Y);
 }
 
 // cell borders once cells are at least 12 CSS px

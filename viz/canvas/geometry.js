@@ -3,8 +3,10 @@
 // ({x, y, w, h}); `dev` the same in device pixels ({X, Y, W, H}).
 
 const MIN_SPAN = 2; // cells: the deepest zoom shows 2 x 2 cells
-const TOP = 60; // CSS px above the map: title, note, axis name
+const TOP = 36; // CSS px above the map: the title and note line, the axis name
 const BAR_W = 92; // CSS px right of the map: the colour bar and its labels
+const MAX_CELL = 36; // CSS px: the largest side of a cell (short maps: square cells, not a wall of colour)
+const MIN_ROW = 16; // CSS px per row that a short map keeps even when it does not fit the first screen
 
 function clamp(x, lo, hi) {
   return x < lo ? lo : x > hi ? hi : x;
@@ -90,16 +92,18 @@ function devicePixel(dev, v, r, c) {
     y: Math.floor(dev.Y + ((r + 0.5 - v.r0) / (v.r1 - v.r0)) * dev.H) };
 }
 
-// the canvas's height and the map's rectangle for a canvas W CSS px wide: labels LW wide on the left and BH high
-// below, the colour bar on the right, the map's aspect that of the cells, at most a window's height
-function frame(W, windowH, LW, BH, aspect) {
+// the canvas's height and the map's rectangle for a canvas W CSS px wide whose map canvas starts `top` px below the
+// top of the first screen: labels LW wide on the left and BH high below, the colour bar on the right; square cells
+// of at most MAX_CELL px; as high as the first screen leaves below `top` (a short map fits it whole), at least
+// MIN_ROW px a row or the old window-based height, whichever is less, and at most 680 px
+function frame(W, windowH, top, LW, BH, nRows, nCols) {
   const availW = Math.max(60, W - LW - BAR_W);
-  const maxH = clamp(windowH - 360, 220, 680);
-  let mw = availW;
-  let mh = availW * aspect;
-  if (mh > maxH) { mh = maxH; mw = Math.min(availW, maxH / aspect); }
-  mh = Math.max(48, mh);
-  mw = Math.max(48, mw);
+  const tall = clamp(windowH - 360, 220, 680);
+  const room = top >= 0 && top < windowH ? windowH - top - TOP - BH - 14 : tall;
+  const maxH = clamp(Math.max(room, Math.min(MIN_ROW * nRows, tall)), 120, 680);
+  const cell = Math.min(availW / nCols, maxH / nRows, MAX_CELL);
+  const mw = Math.max(48, cell * nCols);
+  const mh = Math.max(48, cell * nRows);
   return { H: Math.ceil(TOP + mh + BH + 6), map: { x: LW, y: TOP, w: mw, h: mh } };
 }
 

@@ -22,6 +22,7 @@ function bindInput(ac) {
     if (b) ac.setHead(Number(b.dataset.head), e.timeStamp);
   });
   ac.headBox.addEventListener("change", (e) => ac.setHead(Number(e.target.value), e.timeStamp));
+  bindChoices(ac);
   root.addEventListener("keydown", (e) => onKey(ac, e));
   const c = ac.canvas;
   c.addEventListener("wheel", (e) => onWheel(ac, e), { passive: false });
@@ -37,8 +38,9 @@ function buildHeads(ac) {
   const ov = ac.ov;
   const box = ac.headBox;
   const names = ov.heads || [];
-  if (box.dataset.for !== ov.id + ":" + names.length) {
-    box.dataset.for = ov.id + ":" + names.length;
+  const sig = names.join("\n");
+  if (box.dataset.for !== sig) { // rebuilt only when the heads' names change (not for another layer's map)
+    box.dataset.for = sig;
     if (names.length <= 48) {
       box.innerHTML = `<span class="attn-label">head</span>` + names.map((n, h) =>
         `<button data-head="${h}" aria-pressed="false">${String(n).replace(/[<&>"]/g, "")}</button>`).join("");
@@ -164,7 +166,7 @@ function click(ac, cell, t0) {
 }
 
 function onKey(ac, e) {
-  if (!ac.ov || e.target.tagName === "SELECT") return;
+  if (!ac.ov || e.target.tagName === "SELECT" || e.target.tagName === "INPUT") return; // a list's or slider's keys
   const a = KEYS[e.key];
   if (a) {
     e.preventDefault();

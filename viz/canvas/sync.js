@@ -1,6 +1,7 @@
 // sync.js: the page's state and Python's, both ways. Out: the view (whole cells, once zooming and panning rest),
 // through the host's report(name, value). In: the "sync" part, what Python saw and asks ({head, view, overview,
-// seen: {view, head, query, selection}, goto: {r0, r1, c0, c1, nonce} or null}). Functions take the canvas first.
+// seen: {view, head, query, selection, choice}, goto: {r0, r1, c0, c1, nonce} or null}). Functions take the canvas
+// first.
 
 const VIEW_REPORT_MS = 120; // the view is reported this long after the last zoom / pan step
 
@@ -9,9 +10,14 @@ function scheduleViewReport(ac) {
   ac.viewTimer = setTimeout(() => reportView(ac), VIEW_REPORT_MS);
 }
 
-function reportView(ac) {
+// the view in whole cells, end exclusive
+function reportedCells(ac) {
   const v = ac.view;
-  const out = { r0: Math.floor(v.r0), r1: Math.ceil(v.r1 - 1e-9), c0: Math.floor(v.c0), c1: Math.ceil(v.c1 - 1e-9) };
+  return { r0: Math.floor(v.r0), r1: Math.ceil(v.r1 - 1e-9), c0: Math.floor(v.c0), c1: Math.ceil(v.c1 - 1e-9) };
+}
+
+function reportView(ac) {
+  const out = reportedCells(ac);
   const s = JSON.stringify(out);
   if (s === ac.reported.view) return;
   ac.reported.view = s;
@@ -24,7 +30,7 @@ function reportView(ac) {
 // anything changed (then redraw).
 function applySync(ac, p) {
   const seen = p.seen || {};
-  let changed = false;
+  let changed = applyChoice(ac, seen);
   if (typeof p.head === "number" && p.head !== ac.head && p.head < ac.ov.n_heads &&
       (ac.reported.head === undefined || seen.head === ac.reported.head)) {
     ac.head = p.head; // Python chose another head (its widget, not this page): follow, and say so
@@ -60,4 +66,25 @@ function applySync(ac, p) {
     changed = true;
   }
   return changed;
+}
+
+// The map the page picked (ac.asked) and Python's: once Python has seen the pick and still sends another map, it
+// chose otherwise (that combination is not there): show Python's. A map Python chose with its own widgets is
+// reported back, so that the page's state says what it shows. Returns false: show() draws what it changes.
+function applyChoice(ac, seen) {
+  const offered = ac.offered;
+  if (!offered || !offered.choice) return false;
+  const seenKey = seen.choice ? choiceKey(seen.choice) : null;
+  if (ac.asked) {
+    if (seenKey !== choiceKey(ac.asked) || choiceKey(offered.choice) === seenKey) return false;
+    ac.asked = null;
+    ac.show(offered, "overview");
+    return false; // show() drew it
+  }
+  const shown = choiceKey(offered.choice);
+  if (seenKey !== null && seenKey !== shown && ac.reported.choice !== shown) {
+    ac.reported.choice = shown;
+    ac.report("choice", offered.choice);
+  }
+  return false;
 }
