@@ -15,9 +15,8 @@ import pandas as pd
 import streamlit as st
 
 import viz
-from model import RecordName
 from model.analysis.knockout import select_cells
-from viz import tiles
+from viz import map_parts, tiles
 
 from .. import state
 from ..components import attention_canvas
@@ -35,36 +34,12 @@ def wants_canvas(ctx: Context, name: str) -> bool:
 
 
 def _labels(ctx: Context, name: str):
-    n = RecordName.parse(name)
-    rows = ctx.tokens(n.query_stack)
-    cols = None if n.key_stack == n.query_stack else ctx.tokens(n.key_stack)
-    produces = ctx.result.output_tokens if n.query_stack == "decoder" and ctx.result.output_tokens else None
-    if produces is not None and len(produces) != len(rows):
-        produces = None
-    return rows, cols, produces
+    return map_parts.map_labels(ctx.result, name)
 
 
 def overview_part(ctx: Context, name: str, stage: str) -> dict:
     """Every head's overview tile of one attention and stage (uint8), its masks' blocks and the token labels."""
-    def build() -> dict:
-        trace = ctx.traced.trace
-        shape = trace.shape(name)
-        pool = trace.overview_pool(name)
-        if stage == "weights":
-            held, lo, hi, cmap = trace.overview(name, "max"), 0.0, 1.0, "viridis"
-        else:
-            values = trace.stage_overview(name, stage)
-            lo, hi, cmap = tiles.value_range(stage, values)
-            held = tiles.quantize(values, lo, hi)
-        reasons = trace.block_reasons(name)
-        codes = tiles.codes_from_reasons(reasons, held.shape[1:]) if reasons else None
-        rows, cols, produces = _labels(ctx, name)
-        n = RecordName.parse(name)
-        return tiles.overview_payload(
-            held, pool, shape.tq, shape.tk, rows, cols, reasons=codes, produces=produces, lo=lo, hi=hi,
-            colormap=cmap, value_name=viz.STAGE_NAMES.get(stage, stage),
-            title=f"{n.kind} attention · layer {n.layer} · {viz.STAGE_NAMES.get(stage, stage)}",
-            heads=[str(h) for h in range(shape.n_heads)], head=max(ctx.sel.head, 0))
+    build = lambda: map_parts.overview_part(ctx.result, name, stage, max(ctx.sel.head, 0))  # noqa: E731
     return ctx.traced.memo(("canvas-overview", name, stage), build)
 
 
