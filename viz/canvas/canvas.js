@@ -15,10 +15,9 @@
 //     "sync" (held until an overview has come); t0: performance.now() when the part arrived;
 //   - may set ac.report again (a new channel), and calls ac.destroy() when its element goes;
 //   - ends the module with the `export default` its framework loads.
-// The first host mounts each part on its own and finds the instance by key. A Jupyter anywidget host
-// (host_anywidget.js, for viz/notebook.py) would export { render({ model, el }) }: one instance in `el`,
-// report = (name, value) => { model.set(name, value); model.save_changes(); }, each part's bytes (a DataView
-// there: new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength)) through unpack, and () => ac.destroy() back.
+// host_streamlit.js mounts each part on its own and finds the instance by key; host_anywidget.js (the notebook
+// widget, viz/notebook.py) makes one instance in its `el`, reports through the widget's traits and takes parts
+// from a trait and from messages; host_static.js (the standalone file, viz/standalone.py) reads them from the page.
 
 const EXACT_MAX_DEFAULT = 256; // tokens on the axes from this many cells per axis down (the overview says)
 const PENDING_MAX = 4; // parts held until the overview comes
@@ -72,6 +71,7 @@ class AttentionCanvas {
           <button data-act="up" title="pan up (↑)">↑</button>
           <button data-act="down" title="pan down (↓)">↓</button>
           <button data-act="right" title="pan right (→)">→</button>
+          <button data-act="png" title="save the map as a PNG at 2× (axes and colour bar included)">PNG</button>
         </div>
         <div class="attn-modes" role="group" aria-label="select">
           <span class="attn-label">select</span>
@@ -156,7 +156,7 @@ class AttentionCanvas {
       return;
     }
     if (p.part === "detail" && p.skipped) { // a view too big to read exactly: the overview's values, and say so
-      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells };
+      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells, note: p.note || null };
       this.stat.skipped = { ...this.skipped };
       return;
     }
@@ -192,7 +192,7 @@ class AttentionCanvas {
   layout() {
     const ov = this.ov;
     const W = Math.max(240, Math.floor(this.root.clientWidth || 600));
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = this.scale || window.devicePixelRatio || 1; // scale: a snapshot's ratio (snapshot.js)
     const { H, map } = frame(W, window.innerHeight || 900, this.LW, this.BH, ov.n_rows / ov.n_cols);
     const key = [W, H, dpr, map.w, map.h].join(",");
     if (key === this.layoutKey) return false;
