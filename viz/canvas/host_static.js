@@ -50,6 +50,16 @@ async function boot() {
   ac.addPart({ part: "sync", overview: ov.id, head: spec.head, view: null, seen: {}, goto: view }, t0);
   feed(ac.head);
   ac.stat.file = { parts: spec.parts.length, exactHeads: [...byHead.keys()], ready: performance.now() - t0 };
+  // the file's exact value of one cell, or null where it holds none (tests compare them with the trace)
+  ac.stat.exactCell = (head, r, c) => {
+    for (const d of byHead.get(head) || []) {
+      const t = d.tile;
+      if (t.pool === 1 && r >= t.r0 && r < t.r0 + t.rows && c >= t.c0 && c < t.c0 + t.cols) {
+        return t.values[(r - t.r0) * t.cols + (c - t.c0)];
+      }
+    }
+    return null;
+  };
 }
 
 boot().catch((e) => {
