@@ -53,6 +53,7 @@ function render({ model, el }) {
   const t0 = performance.now();
   const root = document.createElement("div");
   root.className = "attn attn-widget";
+  root.dataset.key = model.get("key") || "notebook";
   const bar = document.createElement("div");
   bar.className = "attn-bar";
   const picks = document.createElement("div");
