@@ -212,9 +212,14 @@ def run_all_cells(page, url: str, name: str, timeout: float = 120_000) -> None:
     page.click("li.lm-Menu-item:has-text('Run All Cells')")
 
 
-def cell_output(page, marker: str, timeout: float = 300_000) -> str:
-    """The text a cell printed on the line starting with ``marker`` (waits until it is there)."""
-    page.wait_for_function("(m) => Array.from(document.querySelectorAll('.jp-OutputArea-output pre'))"
-                           ".some((e) => e.innerText.startsWith(m))", arg=marker, timeout=timeout)
-    texts = page.eval_on_selector_all(".jp-OutputArea-output pre", "(es) => es.map((e) => e.innerText)")
-    return next(t for t in texts if t.startswith(marker))[len(marker):].strip()
+def cell_output(page, marker: str, timeout: float = 300_000):
+    """The JSON a cell printed after ``marker`` on one line (waits until the whole of it has arrived: a long print
+    comes in several stream messages)."""
+    handle = page.wait_for_function("""(m) => {
+        for (const e of document.querySelectorAll('.jp-OutputArea-output pre')) {
+            const line = e.innerText.split('\\n').find((l) => l.startsWith(m + ' '));
+            if (line === undefined) continue;
+            try { return JSON.parse(line.slice(m.length + 1)); } catch (err) { return false; }
+        }
+        return false; }""", arg=marker, timeout=timeout)
+    return handle.json_value()

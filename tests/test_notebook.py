@@ -163,3 +163,26 @@ def test_the_file_holds_everything_and_fetches_nothing(widget, tmp_path):
     assert "http://" not in text and "https://" not in text and "<link" not in text and " src=" not in text
     assert "connect-src 'none'" in text  # the page may not open a connection
     assert out.nbytes < 200_000
+
+
+def test_the_widget_at_8192_tokens(tmp_path):
+    from model import load
+    from tests.test_long import T, long_text, tiny_long
+
+    pipe = load(tiny_long(tmp_path / "llama", "llama"), "cpu")
+    w = nb.show(pipe, long_text(pipe, T))
+    assert w.result.mode == "lazy" and w.result.trace.shape(w.name).tq == T
+    ov = tiles.unpack(w.overview)
+    assert ov["pool"] == 16 and ov["tiles"].shape == (4, 512, 512) and len(w.overview) < 2 * 2**20
+    sent = listen(w)
+    w._on_msg(w, {"type": "ready"}, [])
+    whole = parts(sent)[-1]
+    assert whole["part"] == "detail" and whole["skipped"]  # 8,192 x 8,192 cells in view: the overview's values
+    w.view = {"r0": 4000, "r1": 4300, "c0": 3900, "c1": 4200}
+    exact = parts(sent)[-1]["tile"]
+    assert exact["pool"] == 1
+    want = w.result.trace.window(w.name, 0, range(4000, 4300), range(3900, 4200)).values
+    np.testing.assert_array_equal(exact["values"], want)
+    out = w.save_html(tmp_path / "long.html")
+    assert out.exact_heads == () and out.exact_window["head"] == 0 and out.nbytes < 4 * 2**20
+    assert out.exact_window["r0"] <= 4000 and out.exact_window["r1"] >= 4300  # the view, whole, inside the budget

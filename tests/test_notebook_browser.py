@@ -10,7 +10,6 @@ head buttons work, and its PNG button saves the map at 2x with its axes and colo
 from __future__ import annotations
 
 import io
-import json
 import os
 
 import numpy as np
@@ -56,7 +55,7 @@ dates = nb.show(r'{CHECKPOINTS / "dates"}', {DATES!r}, device='cpu', attention='
 dates""",
     """name = 'decoder.1.cross_attn'
 print('DATES', json.dumps({'key': dates.key, 'values': [dates.result.trace.window(name, h, range(11), range(11))
-      .values.tolist() for h in range(4)]}))""",
+      .values.tolist() for h in range(4)], 'rows': dates.result.target.tokens, 'cols': dates.result.source.tokens}))""",
     """import torch, transformers
 from tests.hf_models import byte_level_tokenizer
 bpe = byte_level_tokenizer(['<|endoftext|>'], None)
@@ -82,8 +81,8 @@ def lab(context, tmp_path_factory):
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         run_all_cells(page, url, "widget.ipynb", TIMEOUT)
-        dates = json.loads(cell_output(page, "DATES", TIMEOUT))
-        long = json.loads(cell_output(page, "LONG", TIMEOUT))
+        dates = cell_output(page, "DATES", TIMEOUT)
+        long = cell_output(page, "LONG", TIMEOUT)
         for key in (dates["key"], long["key"]):
             page.wait_for_function("(k) => { const s = (window.__attnCanvasStats || {})[k]; return s && s.detail; }",
                                    arg=key, timeout=TIMEOUT)
@@ -118,6 +117,41 @@ def test_a_head_change_is_drawn_without_the_kernel(lab):
     assert tuple(got["pixel"]) == viridis(page_q(values[2, r, c]))  # head 2's value, drawn before any reply
     page.wait_for_function("(k) => window.__attnCanvasStats[k].draws > 0 && window.__attnCanvasStats[k].detail"
                            " && window.__attnCanvasStats[k].detail.head === 2", arg=key, timeout=TIMEOUT)
+
+
+def test_find_in_text_and_the_query_strip(lab):
+    page, dates, _ = lab
+    key, values = dates["key"], np.asarray(dates["values"], dtype=np.float32)
+    pos = next(i for i, t in enumerate(dates["rows"]) if "6" in t)
+    box = page.locator(f'[data-key="{key}"] .attn-find input')
+    box.fill("6")
+    box.press("Enter")
+    page.wait_for_function("([k, q]) => window.__attnCanvasStats[k].query === q", arg=[key, pos], timeout=TIMEOUT)
+    strip = page.locator(f'[data-key="{key}"] .attn-strip')
+    strip.wait_for(state="visible", timeout=TIMEOUT)  # the row, computed in the kernel
+    head = page.evaluate("(k) => window.__attnCanvasStats[k].head", key)
+    assert strip.locator(".attn-strip-title").inner_text().startswith(f"query {pos}·{dates['rows'][pos]}")
+    best = int(values[head, pos].argmax())
+    top = strip.locator(".attn-strip-top").inner_text()
+    assert top.startswith(f"strongest keys: {best}·{dates['cols'][best]} {values[head, pos, best]:.4f}")
+
+
+def test_the_stage_picker_draws_a_new_overview(lab):
+    page, dates, _ = lab
+    key, values = dates["key"], np.asarray(dates["values"], dtype=np.float32)
+    head = page.evaluate("(k) => window.__attnCanvasStats[k].head", key)
+    r, c = int(values[head].argmax() // 11), int(values[head].argmax() % 11)
+    weights = viridis(page_q(values[head, r, c]))
+    picker = f'[data-key="{key}"] select[data-pick="stage"]'
+    seen = [page.evaluate("(k) => window.__attnCanvasStats[k].overview", key)]
+    for stage in ("scores", "weights"):
+        page.select_option(picker, stage)
+        seen.append(page.wait_for_function("([k, ov]) => { const s = window.__attnCanvasStats[k];"
+                                           " return s.overview !== ov && s.overview; }", arg=[key, seen[-1]],
+                                           timeout=TIMEOUT).json_value())
+        assert page.eval_on_selector(picker, "(s) => s.value") == stage  # the pickers follow the new overview
+        drawn = tuple(page.evaluate(PIXEL_JS, [key, r, c]))
+        assert (drawn == weights) == (stage == "weights")  # scores on a diverging scale, then the weights again
 
 
 def test_a_zoom_to_exact_cells_shows_the_traces_value(lab):

@@ -150,14 +150,15 @@ class AttentionWidget(anywidget.AnyWidget):
             return  # the page set attention and stage together: one overview
         self._built = (self.name, self.stage)
         shape = self.result.trace.shape(self.name)
-        self.head = min(self.head, shape.n_heads - 1)
+        head = min(self.head, shape.n_heads - 1)
         old = self._part
-        self._part = map_parts.overview_part(self.result, self.name, self.stage, self.head)
-        if old is not None and (old["n_rows"], old["n_cols"]) != (shape.tq, shape.tk):
-            self.view = None  # the page shows the whole new map and reports it
+        self._part = map_parts.overview_part(self.result, self.name, self.stage, head)
         data = tiles.pack({**self._part, "key": self.key})
         self.sent["overview"] += len(data)
         self.overview = data
+        self.head = head  # the observers below see the new overview
+        if old is not None and (old["n_rows"], old["n_cols"]) != (shape.tq, shape.tk):
+            self.view = None  # the page shows the whole new map and reports it
 
     def _send_detail(self) -> None:
         shape = self.result.trace.shape(self.name)

@@ -54,6 +54,7 @@ function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "attn attn-widget";
   root.dataset.key = model.get("key") || "notebook";
+  root.dataset.lmSuppressShortcuts = "true"; // keys typed into the widget are its own, not the notebook's commands
   const bar = document.createElement("div");
   bar.className = "attn-bar";
   const picks = document.createElement("div");
