@@ -20,8 +20,11 @@ import os
 import secrets
 from pathlib import Path
 
-import anywidget
-import traitlets as t
+try:
+    import anywidget
+    import traitlets as t
+except ImportError as e:  # the widget is an optional part: the app does not need it
+    raise ImportError(f"viz.notebook needs anywidget ({e}): pip install -r requirements-notebook.txt") from e
 
 from model import CaptureBudget, Pipeline, RunResult, load, run
 from model.core.names import RecordName, story_order
