@@ -23,6 +23,8 @@
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
     hub.json      hub ids: scanning a cache of 200 / 500 models, resolving an id, loading by id vs by path, a
                   download over loopback (run alone: python -m benchmarks.bench_hub)
+    notebook.json the notebook widget against CircuitsVis's attention_heads (T = 32 / 1,024 / 8,192) in JupyterLab
+                  and Chromium: payload bytes per drawn cell, time to first draw (needs requirements-bench.txt)
 """
 
 import importlib.util
@@ -35,14 +37,16 @@ STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
          ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"],
-         ["-m", "benchmarks.bench_vision"], ["-m", "benchmarks.bench_switch"]]
+         ["-m", "benchmarks.bench_vision"], ["-m", "benchmarks.bench_switch"], ["-m", "benchmarks.bench_notebook"]]
+OPTIONAL = {"benchmarks.bench_bertviz": "bertviz", "benchmarks.bench_notebook": "circuitsvis"}  # step -> package
 
 
 def main() -> int:
     failed = []
     for step in STEPS:
-        if step[-1] == "benchmarks.bench_bertviz" and importlib.util.find_spec("bertviz") is None:
-            print("\n=== BertViz comparison skipped: pip install -r requirements-bench.txt", flush=True)
+        package = OPTIONAL.get(step[-1])
+        if package is not None and importlib.util.find_spec(package) is None:
+            print(f"\n=== {step[-1]} skipped ({package} is missing): pip install -r requirements-bench.txt", flush=True)
             continue
         print(f"\n=== python {' '.join(step)}", flush=True)
         if subprocess.run([sys.executable, *step], cwd=ROOT).returncode != 0:

@@ -1,4 +1,4 @@
-"""Start the app with `streamlit run` on a free port and drive Debian's Chromium through Playwright.
+"""Start the app with `streamlit run` (or JupyterLab) on a free port and drive Debian's Chromium through Playwright.
 
 Shared by the browser tests (tests/test_browser.py) and the browser benchmarks (benchmarks/bench_browser.py).
 """
@@ -30,9 +30,10 @@ def chromium_available() -> bool:
 
 
 class ServerURL(str):
-    """The server's URL; ``.pid`` is its process id (for memory measurements)."""
+    """The server's URL; ``.pid`` is its process id (for memory measurements), ``.token`` a Jupyter server's token."""
 
     pid: int = 0
+    token: str = ""
 
 
 def free_port() -> int:
@@ -148,3 +149,96 @@ def wait_idle(page, timeout: float = 60_000) -> None:
 
 def exception_boxes(page) -> list[str]:
     return [e.inner_text() for e in page.query_selector_all('[data-testid="stException"]')]
+
+
+def lab_settings(root: Path) -> dict:
+    """Environment for a JupyterLab of its own under ``root``: config, data, runtime, settings and workspaces there
+    (nothing read from or written to the user's), the preferred kernel started without asking, no news prompt."""
+    dirs = {name: root / f".{name}" for name in ("config", "data", "runtime", "settings", "workspaces")}
+    settings = dirs["settings"] / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "apputils-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    return {"JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]), "PYTHONPATH": str(ROOT)}
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, timeout: float = 120.0) -> Iterator[str]:
+    """`jupyter lab` on 127.0.0.1, a free port and a random token, serving ``root`` (its kernels import this
+    repository's packages); yield its URL (``.token``: the token); always stop it (whole process group)."""
+    import secrets
+
+    port, token = free_port(), secrets.token_hex(16)
+    log = tempfile.NamedTemporaryFile("w+", prefix="jupyterlab-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           "--LabApp.news_url=None"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **lab_settings(root)})
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
+    url.token = token
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jupyter lab did not answer on {url} within {timeout:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+        os.unlink(log.name)
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of code cells (no outputs) for the python3 kernel."""
+    import json
+
+    nb = {"cells": [{"cell_type": "code", "id": f"cell-{i}", "metadata": {}, "source": src, "outputs": [],
+                     "execution_count": None} for i, src in enumerate(cells)],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb), encoding="utf-8")
+
+
+def run_all_cells(page, url: str, name: str, timeout: float = 120_000) -> None:
+    """Open notebook ``name`` of the lab at ``url`` and run every cell once its kernel is idle (Run > Run All)."""
+    page.goto(f"{url}/lab/tree/{name}?token={url.token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout)
+    page.wait_for_function("() => /\\| Idle/.test((document.querySelector('#jp-main-statusbar') || {}).innerText"
+                           " || '')", timeout=timeout)
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("li.lm-Menu-item:has-text('Run All Cells')")
+
+
+def cell_output(page, marker: str, timeout: float = 300_000):
+    """The JSON a cell printed after ``marker`` on one line (waits until the whole of it has arrived: a long print
+    comes in several stream messages)."""
+    handle = page.wait_for_function("""(m) => {
+        for (const e of document.querySelectorAll('.jp-OutputArea-output pre')) {
+            const line = e.innerText.split('\\n').find((l) => l.startsWith(m + ' '));
+            if (line === undefined) continue;
+            try { return JSON.parse(line.slice(m.length + 1)); } catch (err) { return false; }
+        }
+        return false; }""", arg=marker, timeout=timeout)
+    return handle.json_value()

@@ -49,6 +49,25 @@ class HFPipeline(CallMethods, Pipeline):
             model, config, tokenizer, dtype, n_params, max_len = load_model(path, device, policy)
         except NotImplementedError as e:  # an architecture this app cannot trace exactly
             raise CheckpointError(f"{path}: {e}") from None
+        self._setup(model, config, tokenizer, dtype, n_params, max_len, path, hooks=[])
+
+    @classmethod
+    def around(cls, model, tokenizer: TextTokenizer, max_len: int, label: str, hooks: list) -> "HFPipeline":
+        """A pipeline around a model already built and switched to this app's attention (model.hf.adopt does both,
+        for one call): the same probe and checks as a load. The pre-hooks it adds go into ``hooks`` (their handles),
+        so that the caller can take them off again, even when a check fails half-way."""
+        self = cls.__new__(cls)
+        floats = [p for p in model.parameters() if p.is_floating_point()]
+        dtype = max({p.dtype for p in floats}, key=lambda d: sum(p.numel() for p in floats if p.dtype == d)) \
+            if floats else torch.float32
+        n_params = sum(p.numel() for p in model.parameters())
+        self._setup(model, model.config, tokenizer, dtype, n_params, max_len, Path(label), hooks=hooks)
+        return self
+
+    def _setup(self, model, config, tokenizer: TextTokenizer, dtype: torch.dtype, n_params: int, max_len: int,
+               path: Path, hooks: list) -> None:
+        """What a pipeline knows of its model: sizes, special ids, the probe that names its attention modules, the
+        pre-hooks (their handles appended to ``hooks``), the coverage check."""
         self.model, self.tokenizer = model, tokenizer
         self._config = config
         self.path = str(path)
@@ -88,7 +107,7 @@ class HFPipeline(CallMethods, Pipeline):
         except NotImplementedError as e:
             raise CheckpointError(f"{path}: {e}") from None
         for module, spec in self.specs.items():  # once, at load: hand each call the projections' inputs
-            module.register_forward_pre_hook(input_hook(spec.key_input), with_kwargs=True)
+            hooks.append(module.register_forward_pre_hook(input_hook(spec.key_input), with_kwargs=True))
         names = ordered(self.specs)
         n_enc = len({RecordName.parse(n).layer for n in names if n.startswith("encoder.")})
         n_dec = len({RecordName.parse(n).layer for n in names if n.startswith("decoder.")})

@@ -22,7 +22,7 @@ from model.analysis.knockout import select_cells
 from model.capture.trace import stage_values
 from model.core.names import story_order
 from model.core.reasons import record_codes
-from viz import tiles
+from viz import map_parts, tiles
 
 from .. import state
 from ..components import attention_canvas
@@ -83,13 +83,7 @@ def scope_of(ctx: Context) -> str:
 
 
 def _labels(ctx: Context, name: str):
-    n = RecordName.parse(name)
-    rows = ctx.tokens(n.query_stack)
-    cols = None if n.key_stack == n.query_stack else ctx.tokens(n.key_stack)
-    produces = ctx.result.output_tokens if n.query_stack == "decoder" and ctx.result.output_tokens else None
-    if produces is not None and len(produces) != len(rows):
-        produces = None
-    return rows, cols, produces
+    return map_parts.map_labels(ctx.result, name)
 
 
 def _cells(ctx: Context, name: str) -> int:
@@ -129,9 +123,8 @@ def map_overview(ctx: Context, choice: MapChoice, precision: str | None = None) 
         trace = ctx.traced.trace
         shape = trace.shape(name)
         rows, cols, produces = _labels(ctx, name)
-        n = RecordName.parse(name)
         common = dict(produces=produces, value_name=viz.STAGE_NAMES.get(stage, stage),
-                      title=f"{n.kind} attention · layer {n.layer} · {viz.STAGE_NAMES.get(stage, stage)}",
+                      title=map_parts.map_title(name, stage),
                       heads=[str(h) for h in range(shape.n_heads)], choice=choice.as_dict(), scope=scope,
                       overview_id=f"{scope}/{name}/{stage}/{precision}")
         if precision in ("f4", "u1") and not ctx.traced.lazy:
@@ -140,17 +133,8 @@ def map_overview(ctx: Context, choice: MapChoice, precision: str | None = None) 
             codes = record_codes(rec) if stage in ("masked", "weights") else None
             return tiles.exact_overview(values, rows, cols, codes=codes, stage=stage, exact=precision == "f4",
                                         **common)
-        pool = trace.overview_pool(name)
-        if stage == "weights":
-            held, lo, hi, cmap = trace.overview(name, "max"), 0.0, 1.0, "viridis"
-        else:
-            values = trace.stage_overview(name, stage)
-            lo, hi, cmap = tiles.value_range(stage, values)
-            held = tiles.quantize(values, lo, hi)
-        reasons = trace.block_reasons(name)
-        codes = tiles.codes_from_reasons(reasons, held.shape[1:]) if reasons else None
-        return tiles.overview_payload(held, pool, shape.tq, shape.tk, rows, cols, reasons=codes, lo=lo, hi=hi,
-                                      colormap=cmap, **common)
+        return map_parts.overview_part(ctx.result, name, stage, choice=choice.as_dict(), scope=scope,
+                                       overview_id=common["overview_id"])
     return ctx.traced.memo(("canvas-overview", name, stage, precision), build)
 
 

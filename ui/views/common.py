@@ -10,6 +10,8 @@ from .. import state
 from .registry import MAP
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+# what every chart's camera button saves, chosen in the Export view (plotly.js's camera takes one format per chart)
+FIGURE_FORMATS = {"PNG at 2×": {"format": "png", "scale": 2}, "SVG (vector)": {"format": "svg"}}
 
 
 def table_downloads(table, what: str, stem: str, key: str, meta: dict | None = None, *,
@@ -23,8 +25,14 @@ def table_downloads(table, what: str, stem: str, key: str, meta: dict | None = N
                       key=json_key or f"{key}_json", on_click="ignore")
 
 
+def plot_config(name: str = "chart") -> dict:
+    """Plotly's config: the camera saves ``name``.png at 2x, or ``name``.svg once SVG is chosen in the Export view."""
+    chosen = FIGURE_FORMATS.get(st.session_state.get(state.KEPT + "figure_format"), PLOT_CONFIG["toImageButtonOptions"])
+    return {**PLOT_CONFIG, "toImageButtonOptions": {**chosen, "filename": name}}
+
+
 def chart(fig, key: str, **kwargs) -> None:
-    st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
+    st.plotly_chart(fig, key=key, config=plot_config(key), **kwargs)
 
 
 ROW_PX = 35  # Streamlit's dataframe row (and header) height

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 import viz
 from model import RecordName, settings
+from viz import standalone
 
+from .. import state
 from ..models import model_name, model_stem
 from ..page_types import Context
-from .common import table_downloads
+from .common import FIGURE_FORMATS, table_downloads
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 
@@ -37,6 +41,7 @@ def export(ctx: Context) -> None:
     budget = export_budget()
     rows = record_rows(ctx, sel.name) // (1 if h is None else ctx.info.n_heads)
     stem = f"{model_stem(ctx.pick.base)}_{sel.name}" + ("" if h is None else f"_head{h}")
+    figures(ctx, stem)
     if viz.estimated_csv_bytes(rows) > budget or not ctx.traced.record_fits(sel.name):
         st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
                    f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB) or the record "
@@ -70,8 +75,8 @@ def export(ctx: Context) -> None:
     else:
         b.caption(f"The whole trace has {total_rows:,} rows (~{viz.estimated_csv_bytes(total_rows) / 2**20:,.0f} "
                   f"MB of CSV), over the {budget / 2**20:.0f} MB export budget: export one attention at a time.")
-    st.caption("PNG: the camera icon in any chart's toolbar. In the CSV, text cells that start with = + - @ carry a "
-               "leading apostrophe so that spreadsheets do not run them; the JSON keeps the exact text.")
+    st.caption("In the CSV, text cells that start with = + - @ carry a leading apostrophe so that spreadsheets do not "
+               "run them; the JSON keeps the exact text.")
 
 
 def export_window(ctx: Context, head: int, stem: str) -> None:
@@ -91,3 +96,29 @@ def export_window(ctx: Context, head: int, stem: str) -> None:
     meta = {"model": model_name(ctx.pick.base), "attention": sel.name, "head": head,
             "queries": [rows.start, rows.stop - 1], "keys": [cols.start, cols.stop - 1]}
     table_downloads(df, "this window", stem, "dl_win_csv", meta, json_key="dl_win_json")
+
+
+def figures(ctx: Context, stem: str) -> None:
+    """The map as one self-contained HTML file (viz.standalone: this attention and stage, opened at the head and view
+    the map shows; prepared when asked, then an ordinary download), and what every chart's camera saves."""
+    sel = ctx.sel
+    stage = sel.stage if sel.stage != "adjusted" or "adjusted" in ctx.info.stages else "scaled"
+    head = max(sel.head, 0)
+    view = (st.session_state.get("map") or {}).get("view")
+    view = view if isinstance(view, dict) and set(view) >= {"r0", "r1", "c0", "c1"} else None
+    a, b = st.columns(2)
+    key = ("standalone_html", sel.name, stage, head, json.dumps(view, sort_keys=True))
+    if ctx.traced.has_recent(key) or a.button("Prepare this map as one HTML file", key="prep_html",
+                                              help="Every head's overview, exact cells up to "
+                                                   f"{standalone.EXACT_CELLS:,}; opens offline in any browser"):
+        caption = f"{model_name(ctx.pick.base)}: {ctx.inputs.source[:80]}"
+        with st.spinner("Writing the file…"):
+            out = ctx.traced.recent(key, lambda: standalone.standalone_html(ctx.result, sel.name, stage, head, view,
+                                                                            caption=caption), 2)
+        a.download_button(f"HTML of this map ({out.nbytes / 2**20:,.1f} MB)", out.html.encode("utf-8"),
+                          f"{stem}_{stage}.html", "text/html", key="dl_html", on_click="ignore")
+        a.caption(f"One file, nothing fetched when opened: hover, zoom, head buttons, find, PNG; {out.note}.")
+    with b:
+        state.segmented_control("Every chart's camera saves", list(FIGURE_FORMATS), key="figure_format")
+    b.caption("PNG at 2× or SVG (vector, for papers); the attention canvas has its own PNG button (2×, with its axes "
+              "and colour bar).")

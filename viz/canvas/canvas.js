@@ -26,10 +26,9 @@
 // "scope" (the traced call it comes from: maps of another scope are dropped when it changes) and "selectable"
 // (false: no selection tools); a "stack" part ({part: "stack", slot, overviews: [overview, ...]}, or {deferred:
 // true}: the page asks for it with a "detail_request") carries several maps at once, each with its "choice".
-// The first host mounts each part on its own and finds the instance by key. A Jupyter anywidget host
-// (host_anywidget.js, for viz/notebook.py) would export { render({ model, el }) }: one instance in `el`,
-// report = (name, value) => { model.set(name, value); model.save_changes(); }, each part's bytes (a DataView
-// there: new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength)) through unpack, and () => ac.destroy() back.
+// host_streamlit.js mounts each part on its own and finds the instance by key; host_anywidget.js (the notebook
+// widget, viz/notebook.py) makes one instance in its `el`, reports through the widget's traits and takes parts
+// from a trait and from messages; host_static.js (the standalone file, viz/standalone.py) reads them from the page.
 
 const EXACT_MAX_DEFAULT = 256; // tokens on the axes from this many cells per axis down (the overview says)
 const PENDING_MAX = 4; // parts held until the overview comes
@@ -95,6 +94,7 @@ class AttentionCanvas {
           <button data-act="up" title="pan up (↑)">↑</button>
           <button data-act="down" title="pan down (↓)">↓</button>
           <button data-act="right" title="pan right (→)">→</button>
+          <button data-act="png" title="save the map as a PNG at 2× (axes and colour bar included)">PNG</button>
         </div>
       </div>
       <div class="attn-stage">
@@ -229,7 +229,7 @@ class AttentionCanvas {
       return;
     }
     if (p.part === "detail" && p.skipped) { // a view too big to read exactly: the overview's values, and say so
-      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells };
+      this.skipped = { overview: p.overview, head: p.head, maxCells: p.max_cells, note: p.note || null };
       this.stat.skipped = { ...this.skipped };
       return;
     }
@@ -271,7 +271,7 @@ class AttentionCanvas {
   layout() {
     const ov = this.ov;
     const W = Math.max(240, Math.floor(this.root.clientWidth || 600));
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = this.scale || window.devicePixelRatio || 1; // scale: a snapshot's ratio (snapshot.js)
     const windowH = window.innerHeight || 900;
     const stage = this.canvas.parentElement.getBoundingClientRect();
     const top = stage.top - scrollerTop(this.root); // where the map's canvas starts on the first screen

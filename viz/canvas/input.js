@@ -69,6 +69,7 @@ function act(ac, a, t0, big = false) {
   else if (a === "right") pan(0, s);
   else if (a === "up") pan(-s, 0);
   else if (a === "down") pan(s, 0);
+  else if (a === "png") savePng(ac);
 }
 
 // "view" (click: the query row; drag: pan), "cells", "row", "column" or "rect"

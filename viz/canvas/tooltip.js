@@ -65,8 +65,8 @@ function describe(ac, r, c) {
       "from the overview; the exact values are on their way"];
   }
   const approx = ov.lo + (t.q[k] / 255) * (ov.hi - ov.lo);
-  return [`${cells}: ≈ ${tickText(approx)}`, coarse ?
-    `${vname}, from the uint8 overview; zoom in to at most ${side} × ${side} cells for exact values` :
+  return [`${cells}: ≈ ${tickText(approx)}`, coarse ? (sk.note ? `${vname}, from the uint8 overview; ${sk.note}` :
+    `${vname}, from the uint8 overview; zoom in to at most ${side} × ${side} cells for exact values`) :
     `${vname}, from the uint8 overview; the exact value is on its way`];
 }
 
