@@ -99,7 +99,7 @@ def child_memory(shape: str, T: int) -> dict:
     pipe, text = _setup(shape, T)
     loaded = _status("VmHWM")
     out = run(pipe, text, capture=False)
-    logits = out.logits.untyped_storage().nbytes()
+    logits = out.logits.nbytes()
     del out
     uncaptured = _status("VmHWM")
     res = run(pipe, text, mode="lazy")

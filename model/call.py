@@ -17,6 +17,7 @@ from .core.encoding import Encoding
 from .core.interventions import Ablations, Interventions, Knockouts, validate
 from .core.names import RecordName
 from .core.rowstats import KeyFacts, induction_targets
+from .logits import KeptLogits, kept_from_head, kept_from_logits
 from .runtime import Lane, lane_for
 
 DECODE_SECONDS = 30.0  # greedy decoding stops after this long (a huge model on a slow machine) and says so
@@ -70,9 +71,10 @@ def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 
 
 def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
-            lane: Lane | None = None, logits_at: Sequence[int] | None = None):
+            lane: Lane | None = None, logits_at: Sequence[int] | None = None, run_head: bool = True):
     """One padded forward on a lane (by its size) -> (ForwardOutput, lane). ``logits_at``: positions of the output
-    stack where the output head runs (the logits are (B, P, V))."""
+    stack where the output head runs (the logits are (B, P, V)). ``run_head=False``: the head is left to the caller
+    where the pipeline can (ForwardOutput.head_input)."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
         src, src_valid = pad_batch(sources, pipe.pad_id, pipe.device)
@@ -83,6 +85,8 @@ def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[
 
     at = {} if logits_at is None else {"logits_at": torch.as_tensor(list(logits_at), dtype=torch.long,
                                                                      device=pipe.device)}
+    if not run_head:
+        at["run_head"] = False
 
     def run():
         with torch.inference_mode():
@@ -185,12 +189,14 @@ def run_batch(pipe: Pipeline, texts: Sequence[str], targets: Sequence[str] | Non
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
                         hidden_states=hidden_states, key_facts=key_facts_of(inputs), overviews=overviews,
                         keep_contexts=keep_contexts, statistics=statistics)
-    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder)  # run once
+    # run once; the output head is the call's, a block of positions at a time (model.logits)
+    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder, run_head=False)
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
                                                          max_record_bytes=budget.record_bytes)
+    logits = [lane.run(lambda i=i: kept_logits_of(pipe, inputs, i, out, lane)) for i in range(len(texts))]
     seconds = time.perf_counter() - started
-    return [result_of(pipe, inputs, i, out, recorder, trace, mode=chosen, estimate=estimate, seconds=seconds)
-            for i in range(len(texts))]
+    return [result_of(pipe, inputs, i, out, recorder, trace, mode=chosen, estimate=estimate, seconds=seconds,
+                      logits=logits[i]) for i in range(len(texts))]
 
 
 def checked_call(pipe: Pipeline, n: int, targets, generated_ids, capture, mode: str, ablations, knockouts
@@ -291,15 +297,27 @@ def key_facts_of(inputs: CallInputs) -> dict[str, list[KeyFacts]]:
     return key_facts
 
 
+def kept_logits_of(pipe: Pipeline, inputs: CallInputs, i: int, out, lane: Lane | None = None
+                   ) -> KeptLogits | None:
+    """Item ``i``'s logits as the call keeps them (model.logits): computed from the head's input a block of
+    positions at a time (on the call's lane), or from the logits the forward returned; None without a head."""
+    output = inputs.decoder if pipe.arch != "encoder-only" else inputs.sources
+    ids = output[i].ids
+    next_ids = ids[1:] if pipe.arch != "encoder-only" else []  # the token each position of the decoder predicts
+    if out.head_input is not None:
+        return kept_from_head(pipe.output_head, out.head_input[i, :len(ids)], pipe.info.vocab_size, next_ids,
+                              lane=lane)
+    return None if out.logits is None else kept_from_logits(out.logits[i, :len(ids)], next_ids)
+
+
 def result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
-              estimate: int, seconds: float) -> RunResult:
-    """Item ``i`` of the batch as one finished result, cut to its own lengths."""
+              estimate: int, seconds: float, logits: KeptLogits | None) -> RunResult:
+    """Item ``i`` of the batch as one finished result, cut to its own lengths (``logits``: its kept logits)."""
     arch = pipe.arch
     s = None if inputs.sources is None else inputs.sources[i]
     d = None if inputs.decoder is None else inputs.decoder[i]
     n = len((d if arch != "encoder-only" else s).ids)
-    logits = None if out.logits is None else out.logits[i, :n].float().cpu()
-    out_ids = [] if logits is None else logits.argmax(-1).tolist()
+    out_ids = [] if logits is None else logits.argmax.tolist()
     n_prompt = len(inputs.prompts[i].ids) if arch == "decoder-only" else 0
     if inputs.generated:
         text = pipe.detokenize(d.ids[n_prompt:] if arch == "decoder-only" else d.ids[1:])
@@ -388,4 +406,4 @@ class CallMethods:
 
 __all__ = ["CallInputs", "CallMethods", "CaptureBudget", "DECODE_SECONDS", "MODES", "call_inputs", "capture_names",
            "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids",
-           "intervened_outputs", "key_facts_of", "result_of", "run", "run_batch"]
+           "intervened_outputs", "kept_logits_of", "key_facts_of", "result_of", "run", "run_batch"]

@@ -78,9 +78,15 @@ class TransformerPipeline(CallMethods, Pipeline):
                            d_query_in=d, d_key_in=d, d_out=d, adjusted=False, element_size=size)
 
     def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
-                logits_at=None) -> ForwardOutput:
+                logits_at=None, run_head=True) -> ForwardOutput:
         # padding comes from pad_id: the batch is padded with it (src_valid / tgt_valid agree)
+        if not run_head and logits_at is None:  # the head is the caller's: the residual stream unembed reads
+            return ForwardOutput(logits=None, head_input=self.model(src, tgt, recorder, head=False))
         return ForwardOutput(logits=self.model(src, tgt, recorder, logits_at=logits_at))
+
+    def output_head(self, head_input: torch.Tensor) -> torch.Tensor:
+        """The decoder's final norm and generator (``Transformer.unembed``), as the forward runs them."""
+        return self.model.unembed(head_input)
 
     def greedy_batch(self, src_ids, prefixes, n_new, deadline):
         """Batched greedy decoding with the model's key/value cache (prefixes of one length)."""
