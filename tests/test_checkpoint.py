@@ -79,7 +79,8 @@ def test_hostile_text_never_raises(tokenizers, text):
 def test_unknown_characters_become_unk(tokenizers):
     src_tok, _ = tokenizers
     enc = src_tok.tokenize("21 😀 November")
-    assert enc.tokens == ["2", "1", "[UNK]", "November"]
+    assert enc.tokens == ["2", "1", "[UNK]", "November"] and enc.n_unknown == 1
+    assert src_tok.tokenize("21 November", eos=True).n_unknown == 0
 
 
 def test_truncation_is_reported(tokenizers):

@@ -291,6 +291,15 @@ def test_negative_control_a_broken_mask_fails_the_comparison(pipes, dirs, monkey
         compare(broken, att)
 
 
+def test_unknown_tokens_are_counted(pipes):
+    """A WordPiece text with a character its vocabulary lacks has [UNK] tokens, counted; a byte-level BPE reads every
+    text (it has no unknown token)."""
+    enc = pipes["bert"].tokenize_source("the cat sat on the mat ☃ ☃")
+    assert enc.n_unknown == enc.tokens.count("[UNK]") == 2
+    assert pipes["bert"].tokenize_source("the cat sat").n_unknown == 0
+    assert pipes["gpt2"].tokenizer.unk_id is None and pipes["gpt2"].tokenize_target("☃ ☃").n_unknown == 0
+
+
 def test_encoder_only_run_gives_masked_lm_logits(pipes):
     pipe = pipes["bert"]
     res = pipe.run("the cat sat on the [MASK]")

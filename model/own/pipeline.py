@@ -13,7 +13,7 @@ from ..core.attention import RecordShape
 from ..core.encoding import Encoding
 from ..core.names import RecordName
 from .config import ModelConfig
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from .transformer import Transformer
 
 
@@ -58,9 +58,9 @@ class TransformerPipeline(CallMethods, Pipeline):
         if prompt is not None:
             return Encoding(ids=list(ids), tokens=tokens, offsets=list(prompt.offsets) + [(0, 0)] * (
                 len(ids) - len(prompt.ids)), truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
-                special=special)
+                special=special, n_unknown=list(ids).count(UNK_ID))
         return Encoding(ids=list(ids), tokens=tokens, offsets=[(0, 0)] * len(ids), truncated=False,
-                        n_text_tokens=len(ids) - 1, special=special)
+                        n_text_tokens=len(ids) - 1, special=special, n_unknown=list(ids).count(UNK_ID))
 
     def token_label(self, token_id: int) -> str:
         return self.tgt_tokenizer.id_to_token(token_id)
