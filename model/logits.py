@@ -1,13 +1,16 @@
 """What a traced call keeps of its (T, V) logits: per position the top-k ids and logits, the log-sum-exp and the
 log-probability of the chosen token (the next one of the input), and whole rows on demand.
 
-The call runs the model's output head itself, a block of positions at a time, on what the head reads (the last
-hidden state: (T, d_model), small), and keeps that input: ``rows(positions)`` runs the head again on the same
-blocks (the same shapes, on the call's lane), so a row asked for later is bitwise the row the call computed. The
-whole (T, V) is kept only when it is small (``WHOLE_BYTES``), or when the pipeline cannot leave its head to the
-call (a family this app does not know the head of): then it holds what the model's forward returned.
+The call runs the model's output head itself, on what the head reads (the last hidden state, (T, d_model): small),
+a block of at most ``BLOCK_BYTES`` of logits at a time (one block up to about 1,300 positions of a 50k vocabulary:
+a matrix product per block reads the whole output matrix again), reduces each block and drops it; it keeps the
+head's input. ``rows(positions)`` runs the head again on a few rows around the ones asked for and checks them
+against the kept top-k logits, bit for bit; where they differ (a matrix product that takes another path for fewer
+rows), it runs the head on the call's own block (the same shape as the call: the same bits). The whole (T, V) is
+kept only when small (``WHOLE_BYTES``), or when the pipeline cannot leave its head to the call (a family this app
+does not know the head of): then it holds what the model's forward returned.
 
-At T = 8,192 with a 32,000-token vocabulary the logits are 1 GB of float32; this keeps 17 MB (d_model 512).
+At T = 8,192 with a 32,000-token vocabulary the logits are 1,000 MiB of float32; this keeps 17 MiB (d_model 512).
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ from .runtime import Lane
 
 TOP_K = 10  # ids and logits kept per position (the decoding view's alternatives, the lens' top tokens)
 WHOLE_BYTES = 4 * 2**20  # (T, V) float32 logits up to this are kept whole
-BLOCK_BYTES = 16 * 2**20  # about what one block of (rows, V) float32 logits holds
-MIN_BLOCK_ROWS = 16  # below this many rows a CPU matrix product takes another path (other bits): blocks never do
+BLOCK_BYTES = 256 * 2**20  # the most one block of (rows, V) float32 logits holds during the call
+MIN_ROWS = 16  # rows of a recomputation: below this a CPU matrix product takes another path (other bits)
 
 
-def block_rows(vocab_size: int) -> int:
-    """Positions per block of the output head for this vocabulary: a multiple of 16, at least 16."""
-    return max(MIN_BLOCK_ROWS, BLOCK_BYTES // (4 * max(vocab_size, 1)) // 16 * 16)
+def block_rows(n: int, vocab_size: int) -> int:
+    """Positions per block of the call's output head: ``n`` split evenly into blocks of at most ``BLOCK_BYTES``
+    (a multiple of 16 rows when there are several)."""
+    most = max(MIN_ROWS, BLOCK_BYTES // (4 * max(vocab_size, 1)) // MIN_ROWS * MIN_ROWS)
+    if n <= most:
+        return max(n, 1)
+    per_block = -(-n // -(-n // most))  # n over the fewest blocks that fit, rounded up
+    return -(-per_block // MIN_ROWS) * MIN_ROWS
 
 
 def block_of(position: int, n: int, rows: int) -> tuple[int, int]:
@@ -53,13 +61,13 @@ class KeptLogits:
 
     top_ids: torch.Tensor  # (T, k) int64: the k largest logits' ids at each position, largest first
     top_logits: torch.Tensor  # (T, k) float32: those logits
-    lse: torch.Tensor  # (T,) float32: each row's log-sum-exp (log p(i) = logit(i) - lse)
+    lse: torch.Tensor  # (T,) float32: each row's log-sum-exp, as its log_softmax used it (log p = logit - lse)
     chosen_ids: torch.Tensor  # (T,) int64: the input's next token at each position; at the last one, the prediction
     chosen_log_probs: torch.Tensor  # (T,) float32: log p(chosen), the row's log_softmax there
     vocab_size: int
     whole: torch.Tensor | None = None  # (T, V) float32: every logit, kept when small or when the head cannot rerun
     head_input: torch.Tensor | None = None  # (T, d_model) what the output head read (model dtype and device)
-    rows_per_block: int = MIN_BLOCK_ROWS
+    rows_per_block: int = 1  # the call's blocks (block_of)
     head: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False, compare=False)
     lane: Lane | None = field(default=None, repr=False, compare=False)
 
@@ -95,8 +103,19 @@ class KeptLogits:
         for n, p in enumerate(positions):
             by_block.setdefault(block_of(p, T, self.rows_per_block), []).append(n)
         for (start, stop), ns in by_block.items():
-            z = self._block(start, stop)
-            out[ns] = z[[positions[n] - start for n in ns]]
+            want = [positions[n] for n in ns]
+            if len(set(want)) <= MIN_ROWS < stop - start:  # a few rows of a big block: 16 rows around each
+                by_window: dict[int, list[int]] = {}
+                for n, p in zip(ns, want, strict=True):
+                    by_window.setdefault(min(p // MIN_ROWS * MIN_ROWS, T - MIN_ROWS), []).append(n)
+                done = True
+                for w, wns in by_window.items():
+                    z = self._run_head(w, w + MIN_ROWS)[[positions[n] - w for n in wns]]
+                    done = done and self._same_as_kept(z, [positions[n] for n in wns])
+                    out[wns] = z
+                if done:
+                    continue  # else another path for fewer rows (other bits): the call's own block below
+            out[ns] = self._run_head(start, stop)[[p - start for p in want]]
         return out
 
     def row(self, position: int) -> torch.Tensor:
@@ -104,13 +123,15 @@ class KeptLogits:
         return self.rows([position])[0]
 
     def each_block(self) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """(first, stop, (stop - first, V) logits) over every position, a block at a time (never (T, V) at once)."""
-        T = len(self)
-        for start, stop, first in blocks(T, self.rows_per_block):
-            z = self.whole[start:stop] if self.whole is not None else self._block(start, stop)
+        """(first, stop, (stop - first, V) logits) over every position, the call's blocks (never (T, V) at once)."""
+        for start, stop, first in blocks(len(self), self.rows_per_block):
+            z = self.whole[start:stop] if self.whole is not None else self._run_head(start, stop)
             yield first, stop, z[first - start:]
 
-    def _block(self, start: int, stop: int) -> torch.Tensor:
+    def _same_as_kept(self, rows: torch.Tensor, positions: list[int]) -> bool:
+        return bool(torch.equal(rows.gather(-1, self.top_ids[positions]), self.top_logits[positions]))
+
+    def _run_head(self, start: int, stop: int) -> torch.Tensor:
         if self.head is None or self.head_input is None:
             raise ValueError("these logits were kept without their head's input: no row can be recomputed")
 
@@ -150,10 +171,13 @@ def keep_logits(logits_of: Callable[[int, int], torch.Tensor], n: int, next_ids:
         if tie.any():  # equal logits in first place: argmax's order (the lowest id first), as a stable sort gives
             values[tie], ids[tie] = (t[:, :k] for t in torch.sort(z[tie], -1, descending=True, stable=True))
         top_ids[own], top_logits[own] = ids, values
-        lse[own] = torch.logsumexp(z, -1)
         picked = torch.where(chosen[own] < 0, ids[:, 0], chosen[own])
         chosen[own] = picked
-        chosen_lp[own] = torch.log_softmax(z, -1).gather(-1, picked[:, None])[:, 0]
+        lp = torch.log_softmax(z, -1)  # (rows, V): one pass for the chosen and the top token's log-probability
+        chosen_lp[own] = lp.gather(-1, picked[:, None])[:, 0]
+        # log_softmax is z - max - log(sum): at the top token z - max is 0, so there -lp is lse - max
+        lse[own] = values[:, 0] - lp.gather(-1, ids[:, :1])[:, 0]
+        del lp
         if whole is not None:
             whole[own] = z
     return dict(top_ids=top_ids, top_logits=top_logits, lse=lse, chosen_ids=chosen, chosen_log_probs=chosen_lp,
@@ -167,7 +191,7 @@ def kept_from_head(head: Callable[[torch.Tensor], torch.Tensor], head_input: tor
     kept as KeptLogits (whole when T x V float32 fits ``whole_bytes``; else the head's input, for rows on demand).
     ``vocab_size``: the model's (it sizes the blocks; the kept width is what the head gives)."""
     n = int(head_input.shape[0])
-    rows = block_rows(vocab_size)
+    rows = block_rows(n, vocab_size)
     keep_whole = n * vocab_size * 4 <= (WHOLE_BYTES if whole_bytes is None else whole_bytes)
 
     def logits_of(start: int, stop: int) -> torch.Tensor:
@@ -185,10 +209,10 @@ def kept_from_logits(logits: torch.Tensor, next_ids: Sequence[int]) -> KeptLogit
     T, V = logits.shape
     logits = logits.float().cpu()
     with torch.inference_mode():
-        fields = keep_logits(lambda start, stop: logits[start:stop], T, next_ids, rows_per_block=block_rows(V),
+        fields = keep_logits(lambda start, stop: logits[start:stop], T, next_ids, rows_per_block=block_rows(T, V),
                              keep_whole=False)
     return KeptLogits(**{**fields, "whole": logits})
 
 
-__all__ = ["BLOCK_BYTES", "KeptLogits", "MIN_BLOCK_ROWS", "TOP_K", "WHOLE_BYTES", "block_of", "block_rows", "blocks",
+__all__ = ["BLOCK_BYTES", "KeptLogits", "MIN_ROWS", "TOP_K", "WHOLE_BYTES", "block_of", "block_rows", "blocks",
            "kept_from_head", "kept_from_logits", "keep_logits"]

@@ -4,6 +4,8 @@ call's own; the blocks, and the bytes kept."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -93,10 +95,19 @@ def test_kept_logits_read_what_the_whole_logits_gave(name, family_dir, dates, in
             assert len({block_of(p, T, kept.rows_per_block) for p in range(T)}) > 1  # several blocks
         torch.testing.assert_close(kept.rows(), ref, atol=0, rtol=0)
         torch.testing.assert_close(kept.rows([T - 1, 0, T // 2]), ref[[T - 1, 0, T // 2]], atol=0, rtol=0)
+        if T > 16:  # one block of the whole input: a row asked for runs the head on 16 rows, the same bits
+            sizes = []
+
+            def counted(h, sizes=sizes, head=kept.head):
+                sizes.append(len(h))
+                return head(h)
+            one = dataclasses.replace(kept, rows_per_block=T, head=counted)
+            torch.testing.assert_close(one.rows([T - 1, 0]), ref[[T - 1, 0]], atol=0, rtol=0)
+            assert sizes == [16, 16]
         assert result.output_ids == ref.argmax(-1).tolist()
         values, ids = ref.topk(kept.top_ids.shape[1], -1)
         assert torch.equal(kept.top_ids, ids) and torch.equal(kept.top_logits, values)
-        assert torch.equal(kept.lse, torch.logsumexp(ref, -1))
+        torch.testing.assert_close(kept.lse, torch.logsumexp(ref, -1), atol=0, rtol=1e-6)  # log_softmax's own
         chosen = torch.tensor(list((result.target or result.source).ids[1:]) + [int(ref[-1].argmax())]) \
             if pipe.arch != "encoder-only" else ref.argmax(-1)
         assert torch.equal(kept.chosen_ids, chosen)
@@ -147,34 +158,39 @@ def test_a_whole_small_call_is_kept_whole(dates):
 
 
 def test_blocks_cover_every_position_once_and_have_one_size():
-    for n, rows in ((5, 16), (16, 16), (17, 16), (50, 16), (64, 16), (1000, 80)):
+    for n, rows in ((5, 16), (16, 16), (17, 16), (50, 16), (64, 16), (1000, 80), (8192, 2048)):
         owned = []
         for start, stop, first in blocks(n, rows):
             assert stop - start == min(n, rows) and start <= first < stop
             owned += list(range(first, stop))
             assert all(block_of(p, n, rows) == (start, stop) for p in range(first, stop))
         assert owned == list(range(n))
-    assert block_rows(50257) == 80 and block_rows(32000) == 128 and block_rows(40) >= 16
-    assert block_rows(10**7) == 16
+    assert block_rows(1024, 50257) == 1024 and block_rows(3000, 50257) == 1008  # one block; three of 1,000 -> 1,008
+    assert block_rows(8192, 32000) == 2048 and block_rows(12, 40) == 12 and block_rows(100, 10**9) == 16
 
 
-def test_rows_on_demand_run_the_head_on_the_calls_blocks():
-    """A row asked for is computed with its whole block (the shape the call used), through the head given."""
+def test_rows_on_demand_are_checked_against_the_kept_top_logits():
+    """A row asked for runs the head on 16 rows around it; where that gives other bits than the call (here a head
+    whose numbers depend on how many rows it is given), the row comes from the call's own block."""
     torch.manual_seed(0)
     W = torch.randn(300, 8)
     seen = []
 
-    def head(x):
-        seen.append(tuple(x.shape))
-        return x @ W.T
+    def head(x, drift=0.0):
+        seen.append(len(x))
+        return x @ W.T + (drift if len(x) < 40 else 0.0)
 
     x = torch.randn(40, 8)
     kept = kept_from_head(head, x, 300, list(range(1, 40)), whole_bytes=0)
-    assert kept.rows_per_block == block_rows(300) and kept.shape == (40, 300)
+    assert kept.rows_per_block == 40 and kept.shape == (40, 300)
+    full = x @ W.T
     seen.clear()
-    row = kept.row(39)
-    assert seen == [(min(40, kept.rows_per_block), 8)]
-    assert torch.equal(row, head(x[block_of(39, 40, kept.rows_per_block)[0]:])[-1])
+    assert torch.equal(kept.row(39), full[39]) and seen == [16]  # the last 16 rows, checked: the same
+    drifting = dataclasses.replace(kept, head=lambda h: head(h, drift=1e-3))
+    seen.clear()
+    assert torch.equal(drifting.rows([3, 39]), full[[3, 39]]) and seen == [16, 16, 40]
+    seen.clear()
+    assert torch.equal(kept.rows(list(range(20))), full[:20]) and seen == [40]  # many rows: the call's block
     with pytest.raises(IndexError):
         kept.rows([40])
 
