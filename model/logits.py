@@ -2,9 +2,9 @@
 log-probability of the chosen token (the next one of the input), and whole rows on demand.
 
 The call runs the model's output head itself, on what the head reads (the last hidden state, (T, d_model): small),
-a block of at most ``BLOCK_BYTES`` of logits at a time (one block up to about 1,300 positions of a 50k vocabulary:
-a matrix product per block reads the whole output matrix again), reduces each block and drops it; it keeps the
-head's input. ``rows(positions)`` runs the head again on a few rows around the ones asked for and checks them
+a block of at most ``BLOCK_BYTES`` of logits at a time (about 650 positions of a 50k vocabulary: not fewer, as a
+matrix product per block reads the whole output matrix again), reduces each block in place and drops it; it keeps
+the head's input. ``rows(positions)`` runs the head again on a few rows around the ones asked for and checks them
 against the kept top-k logits, bit for bit; where they differ (a matrix product that takes another path for fewer
 rows), it runs the head on the call's own block (the same shape as the call: the same bits). The whole (T, V) is
 kept only when small (``WHOLE_BYTES``), or when the pipeline cannot leave its head to the call (a family this app
@@ -24,7 +24,7 @@ from .runtime import Lane
 
 TOP_K = 10  # ids and logits kept per position (the decoding view's alternatives, the lens' top tokens)
 WHOLE_BYTES = 4 * 2**20  # (T, V) float32 logits up to this are kept whole
-BLOCK_BYTES = 256 * 2**20  # the most one block of (rows, V) float32 logits holds during the call
+BLOCK_BYTES = 128 * 2**20  # the most one block of (rows, V) float32 logits holds during the call
 MIN_ROWS = 16  # rows of a recomputation: below this a CPU matrix product takes another path (other bits)
 
 
@@ -148,10 +148,10 @@ class KeptLogits:
 
 
 def keep_logits(logits_of: Callable[[int, int], torch.Tensor], n: int, next_ids: Sequence[int], *,
-                rows_per_block: int, keep_whole: bool, top_k: int = TOP_K) -> dict:
+                rows_per_block: int, keep_whole: bool, scratch: bool = False, top_k: int = TOP_K) -> dict:
     """One pass over the blocks of ``n`` positions (``logits_of(start, stop)`` -> (rows, V) logits) -> the fields of
     KeptLogits. ``next_ids``: the input's token after each position (the last position, or an encoder's, have none:
-    their chosen token is the prediction)."""
+    their chosen token is the prediction). ``scratch``: each block is a new tensor this pass may overwrite."""
     lse = torch.empty(n, dtype=torch.float32)
     chosen_lp = torch.empty(n, dtype=torch.float32)
     chosen = torch.full((n,), -1, dtype=torch.long)
@@ -173,13 +173,15 @@ def keep_logits(logits_of: Callable[[int, int], torch.Tensor], n: int, next_ids:
         top_ids[own], top_logits[own] = ids, values
         picked = torch.where(chosen[own] < 0, ids[:, 0], chosen[own])
         chosen[own] = picked
-        lp = torch.log_softmax(z, -1)  # (rows, V): one pass for the chosen and the top token's log-probability
+        if whole is not None:
+            whole[own] = z
+        # one log_softmax pass for the chosen and the top token's log-probability; in place when the block is the
+        # head's own output (one (rows, V) buffer, not two), the same bits
+        lp = torch.log_softmax(z, -1, out=z) if scratch and z.is_contiguous() else torch.log_softmax(z, -1)
         chosen_lp[own] = lp.gather(-1, picked[:, None])[:, 0]
         # log_softmax is z - max - log(sum): at the top token z - max is 0, so there -lp is lse - max
         lse[own] = values[:, 0] - lp.gather(-1, ids[:, :1])[:, 0]
-        del lp
-        if whole is not None:
-            whole[own] = z
+        del lp, z
     return dict(top_ids=top_ids, top_logits=top_logits, lse=lse, chosen_ids=chosen, chosen_log_probs=chosen_lp,
                 vocab_size=V, whole=whole, rows_per_block=rows_per_block)
 
@@ -198,7 +200,7 @@ def kept_from_head(head: Callable[[torch.Tensor], torch.Tensor], head_input: tor
         return head(head_input[start:stop])
 
     with torch.inference_mode():
-        fields = keep_logits(logits_of, n, next_ids, rows_per_block=rows, keep_whole=keep_whole)
+        fields = keep_logits(logits_of, n, next_ids, rows_per_block=rows, keep_whole=keep_whole, scratch=True)
     if keep_whole:
         return KeptLogits(**fields)
     return KeptLogits(**fields, head_input=head_input, head=head, lane=lane)

@@ -165,8 +165,9 @@ def test_blocks_cover_every_position_once_and_have_one_size():
             owned += list(range(first, stop))
             assert all(block_of(p, n, rows) == (start, stop) for p in range(first, stop))
         assert owned == list(range(n))
-    assert block_rows(1024, 50257) == 1024 and block_rows(3000, 50257) == 1008  # one block; three of 1,000 -> 1,008
-    assert block_rows(8192, 32000) == 2048 and block_rows(12, 40) == 12 and block_rows(100, 10**9) == 16
+    assert block_rows(600, 50257) == 600 and block_rows(1024, 50257) == 512  # one block; two
+    assert block_rows(3000, 50257) == 608  # five blocks of 600, rounded up to 16 rows
+    assert block_rows(8192, 32000) == 1024 and block_rows(12, 40) == 12 and block_rows(100, 10**9) == 16
 
 
 def test_rows_on_demand_are_checked_against_the_kept_top_logits():
