@@ -71,8 +71,11 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
     dev = resolve_device(device)
     if is_hf_directory(path, policy):
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
+        from .runtime import release_freed_memory
 
-        return load_hf(path, device=dev, policy=policy)
+        pipe = load_hf(path, device=dev, policy=policy)
+        release_freed_memory()  # what loading freed (about 0.6 x the weights) would stay with this thread's arena
+        return pipe
     config, model, src_tok, tgt_tok, meta = load_checkpoint(path, device=dev, policy=policy)
     return TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(path))
 
