@@ -30,6 +30,7 @@ _EXPORTS = {  # name -> the module (under model) that defines it
     "KINDS": "core.names", "RecordName": "core.names", "record_name": "core.names",
     "allowed_matrix": "core.reasons", "forbidden_by_reason": "core.reasons", "mask_reason_matrix": "core.reasons",
     "available_devices": "load", "is_hf_directory": "load", "load": "load", "resolve_device": "load",
+    "KeptLogits": "logits",
     "load_checkpoint": "own.checkpoint", "save_checkpoint": "own.checkpoint",
     "ModelConfig": "own.config",
     "TransformerPipeline": "own.pipeline",
