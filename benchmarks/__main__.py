@@ -12,6 +12,8 @@
                   memory beyond it, one 256 x 256 window of any stage
     canvas.json   the attention canvas alone (synthetic attention, T = 256 .. 32,768) in headless Chromium
     app_canvas.json  the app's canvas maps (GPT-2-small-shaped at T = 512 / 1,024, Llama-shaped at 4,096)
+    first_map.json   a new input's first map in the server's process against the uncaptured forward (GPT-2-small
+                  shape); the logits one call keeps at 8,192 tokens (Llama-shaped)
     why.json      head patching, logit lens and knockouts on the GPT-2-small-shaped model
     atlas.json    corpus atlas builds (examples/s, memory over 10,000 examples) and the Atlas view's queries
     first_use.json  a newcomer's cold start (frame, first heatmap)
@@ -35,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
-         ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
+         ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"],
+         ["-m", "benchmarks.bench_first_map"], ["-m", "benchmarks.bench_why"],
          ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"],
          ["-m", "benchmarks.bench_vision"], ["-m", "benchmarks.bench_switch"], ["-m", "benchmarks.bench_notebook"]]
 OPTIONAL = {"benchmarks.bench_bertviz": "bertviz", "benchmarks.bench_notebook": "circuitsvis"}  # step -> package

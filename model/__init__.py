@@ -32,6 +32,7 @@ _EXPORTS = {  # name -> the module (under model) that defines it
     "allowed_matrix": "core.reasons", "forbidden_by_reason": "core.reasons", "mask_reason_matrix": "core.reasons",
     "is_hf_directory": "load", "load": "load", "modality_of": "load",
     "available_devices": "runtime", "resolve_device": "runtime",
+    "KeptLogits": "capture.logits",
     "load_checkpoint": "own.checkpoint", "save_checkpoint": "own.checkpoint",
     "ModelConfig": "own.config",
     "TransformerPipeline": "own.pipeline",

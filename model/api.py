@@ -4,7 +4,8 @@ call returns.
 Two kinds implement ``Pipeline``: the project's own transformer (``model.own.pipeline.TransformerPipeline``) and
 models in the Hugging Face layout run by transformers (``model.hf.HFPipeline``). Each implements, once: tokenizing
 (``tokenize_source`` / ``tokenize_target``), the decoder's start, token labels and text, record shapes, one forward
-under a per-call ``Recorder``, plain greedy decoding and the unembedding (for the logit lens). Everything a call
+under a per-call ``Recorder``, plain greedy decoding, its output head (``output_head``: the call runs it a block of
+positions at a time) and the unembedding (for the logit lens). Everything a call
 can do (capture in full or lazily, ablations, knockouts, patching, hidden states, batches of a corpus) is written
 once, in ``model.call``, on top of these.
 
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .capture.logits import KeptLogits
 from .capture.trace import Trace
 from .core.attention import RecordShape
 from .core.encoding import Encoding
@@ -137,7 +139,7 @@ class RunResult:
     output_tokens: list[str]  # the same as strings
     output_text: str  # generated text, or the teacher-forced predictions decoded
     generated: bool  # True when (part of) the decoder input was generated greedily here
-    logits: torch.Tensor | None  # (T, V) logits of that call, on the CPU (None: a model without an output head)
+    logits: KeptLogits | None  # what the call kept of its (T, V) logits (model.capture.logits); None: no output head
     trace: Trace | None  # every attention record of the call, batch size 1 (None: nothing captured)
     n_prompt: int = 0  # decoder-only: how many tokens of ``target`` were given (the rest were generated)
     stopped: str = ""  # why generation ended: "eos", "limit" (length cap) or "time" (decoding time cap); "" if none
@@ -168,7 +170,7 @@ class RunResult:
 
     def probs_at(self, position: int) -> torch.Tensor | None:
         """(V,) the next-token distribution at one position (softmax of that row of the logits)."""
-        return None if self.logits is None else torch.softmax(self.logits[position], -1)
+        return None if self.logits is None else torch.softmax(self.logits.row(position), -1)
 
     def generated_token_probabilities(self) -> list[float]:
         """The probability the model gave each token it generated here (and its end-of-sequence token, when it
@@ -176,13 +178,11 @@ class RunResult:
         if not self.generated or self.logits is None or self.target is None:
             return []
         start = self.n_prompt if self.n_prompt else 1  # first generated position of the decoder input
-        ids = list(self.target.ids[start:])
-        positions = list(range(start - 1, len(self.target.ids) - 1))
+        positions = list(range(start - 1, len(self.target.ids) - 1))  # each predicts the next token of the input
         if self.stopped == "eos" and self.output_ids:
-            ids.append(self.output_ids[-1])
-            positions.append(len(self.target.ids) - 1)
-        logp = torch.log_softmax(self.logits[positions], -1)  # only the rows needed
-        return [float(logp[n, i].exp()) for n, i in enumerate(ids)]
+            positions.append(len(self.target.ids) - 1)  # the last one predicts the end token: its prediction
+        logp = self.logits.chosen_log_probs  # (T,) log p(the input's next token), the prediction at the last
+        return [float(logp[p].exp()) for p in positions]
 
     def tokens_for(self, stack: str) -> list[str]:
         enc = self.source if stack == "encoder" else self.target
@@ -201,6 +201,7 @@ class ForwardOutput:
 
     logits: torch.Tensor | None  # (B, T, V) of the output stack (B, P, V with logits_at); None without an output head
     last_hidden: torch.Tensor | None = None  # (B, T, d_model) the output stack's last hidden state, when no head
+    head_input: torch.Tensor | None = None  # (B, T, d_model) what the output head reads, when left to the caller
 
 
 class Pipeline(ABC):
@@ -253,18 +254,26 @@ class Pipeline(ABC):
     @abstractmethod
     def forward(self, src: torch.Tensor | None, tgt: torch.Tensor | None, recorder: Recording | None, *,
                 src_valid: torch.Tensor | None = None, tgt_valid: torch.Tensor | None = None,
-                logits_at: torch.Tensor | None = None) -> ForwardOutput:
+                logits_at: torch.Tensor | None = None, run_head: bool = True) -> ForwardOutput:
         """One forward of padded ids (B, S) / (B, T) under ``recorder`` (None: the fast path) -> the logits of the
         output stack (B, T, V), or for a model without an output head its last hidden state. ``*_valid``: bool
         (B, len), True = a real token (False = padding). ``logits_at``: (P,) positions of the output stack: the
         output head runs on those only -> (B, P, V) (patching needs a few positions of a 50k-token vocabulary).
         A vision model (``ImagePipeline``) also takes ``pixels=`` (B, C, H, W); ``src`` then holds the positions
-        (the ids of ``ImageEncoding.encoding``) and an image classifier's logits are (B, 1, n_classes)."""
+        (the ids of ``ImageEncoding.encoding``) and an image classifier's logits are (B, 1, n_classes).
+        ``run_head=False``: the output head is left to the caller, who gets what it reads (``head_input``) and runs
+        ``output_head`` a block of positions at a time; a pipeline that cannot returns its logits as usual."""
 
     def image_input(self, image: Any) -> ImageEncoding:
         """A vision model: an RGB ``PIL.Image.Image`` -> the pixels it reads, as its image processor makes them, and
         the labels of its sequence. A text model raises ValueError."""
         raise ValueError(f"this model ({self.info.family}) reads text, not images")
+
+
+    def output_head(self, head_input: torch.Tensor) -> torch.Tensor:
+        """(..., d_model) what the output head reads (``ForwardOutput.head_input``) -> (..., V) the logits, as the
+        forward computes them (the same operations: the same bits on the same rows)."""
+        raise NotImplementedError(f"{type(self).__name__} does not run its output head apart")
 
     @abstractmethod
     def greedy_batch(self, src_ids: list[list[int]] | None, prefixes: list[list[int]], n_new: int, deadline: float

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .api import CaptureBudgetError, ImageEncoding, Pipeline, RunResult
+from .capture.logits import KeptLogits, kept_from_head, kept_from_logits
 from .capture.recorder import Recorder
 from .core.encoding import Encoding
 from .core.interventions import Ablations, Interventions, Knockouts, validate
@@ -76,10 +77,12 @@ def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 
 
 def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
-            lane: Lane | None = None, logits_at: Sequence[int] | None = None, pixels: torch.Tensor | None = None):
+            lane: Lane | None = None, logits_at: Sequence[int] | None = None, pixels: torch.Tensor | None = None,
+            run_head: bool = True):
     """One padded forward on a lane (by its size) -> (ForwardOutput, lane). ``logits_at``: positions of the output
     stack where the output head runs (the logits are (B, P, V)). ``pixels``: a vision model's (B, C, H, W) input
-    (``sources`` are then its positions)."""
+    (``sources`` are then its positions). ``run_head=False``: the head is left to the caller where the pipeline can
+    (ForwardOutput.head_input)."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
         src, src_valid = pad_batch(sources, pipe.pad_id, pipe.device)
@@ -92,6 +95,8 @@ def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[
                                                                      device=pipe.device)}
     if pixels is not None:
         at["pixels"] = pixels.to(pipe.device)
+    if not run_head:
+        at["run_head"] = False
 
     def run():
         with torch.inference_mode():
@@ -196,12 +201,16 @@ def run_batch(pipe: Pipeline, texts: Sequence, targets: Sequence[str] | None = N
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
                         hidden_states=hidden_states, key_facts=key_facts_of(inputs), overviews=overviews,
                         keep_contexts=keep_contexts, statistics=statistics)
-    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder, pixels=inputs.pixels)
+    # run once; a text model's output head is the call's, a block of positions at a time (model.capture.logits)
+    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder, pixels=inputs.pixels,
+                                  run_head=inputs.images is not None)
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
                                                          max_record_bytes=budget.record_bytes)
+    logits = [None] * len(texts) if inputs.images is not None else \
+        [lane.run(lambda i=i: kept_logits_of(pipe, inputs, i, out, lane)) for i in range(len(texts))]
     seconds = time.perf_counter() - started
-    return [result_of(pipe, inputs, i, out, recorder, trace, mode=chosen, estimate=estimate, seconds=seconds)
-            for i in range(len(texts))]
+    return [result_of(pipe, inputs, i, out, recorder, trace, mode=chosen, estimate=estimate, seconds=seconds,
+                      logits=logits[i]) for i in range(len(texts))]
 
 
 def checked_call(pipe: Pipeline, n: int, targets, generated_ids, capture, mode: str, ablations, knockouts
@@ -310,17 +319,29 @@ def key_facts_of(inputs: CallInputs) -> dict[str, list[KeyFacts]]:
     return key_facts
 
 
+def kept_logits_of(pipe: Pipeline, inputs: CallInputs, i: int, out, lane: Lane | None = None
+                   ) -> KeptLogits | None:
+    """Item ``i``'s logits as the call keeps them (model.capture.logits): computed from the head's input a block of
+    positions at a time (on the call's lane), or from the logits the forward returned; None without a head."""
+    output = inputs.decoder if pipe.arch != "encoder-only" else inputs.sources
+    ids = output[i].ids
+    next_ids = ids[1:] if pipe.arch != "encoder-only" else []  # the token each position of the decoder predicts
+    if out.head_input is not None:
+        return kept_from_head(pipe.output_head, out.head_input[i, :len(ids)], pipe.info.vocab_size, next_ids,
+                              lane=lane)
+    return None if out.logits is None else kept_from_logits(out.logits[i, :len(ids)], next_ids)
+
+
 def result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
-              estimate: int, seconds: float) -> RunResult:
-    """Item ``i`` of the batch as one finished result, cut to its own lengths."""
+              estimate: int, seconds: float, logits: KeptLogits | None) -> RunResult:
+    """Item ``i`` of the batch as one finished result, cut to its own lengths (``logits``: its kept logits)."""
     if inputs.images is not None:
         return image_result_of(pipe, inputs, i, out, recorder, trace, mode=mode, estimate=estimate, seconds=seconds)
     arch = pipe.arch
     s = None if inputs.sources is None else inputs.sources[i]
     d = None if inputs.decoder is None else inputs.decoder[i]
     n = len((d if arch != "encoder-only" else s).ids)
-    logits = None if out.logits is None else out.logits[i, :n].float().cpu()
-    out_ids = [] if logits is None else logits.argmax(-1).tolist()
+    out_ids = [] if logits is None else logits.argmax.tolist()
     n_prompt = len(inputs.prompts[i].ids) if arch == "decoder-only" else 0
     if inputs.generated:
         text = pipe.detokenize(d.ids[n_prompt:] if arch == "decoder-only" else d.ids[1:])
@@ -389,7 +410,8 @@ def image_inputs(pipe: Pipeline, images: list, targets, max_new_tokens: int | No
 def image_result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
                     estimate: int, seconds: float) -> RunResult:
     """Item ``i`` of an image batch as one result: a classifier's prediction is ``output_text`` (the class name),
-    ``output_ids`` / ``output_tokens`` (its id and name) and ``probability``; the logits are (1, n_classes)."""
+    ``output_ids`` / ``output_tokens`` (its id and name) and ``probability``; the logits are (1, n_classes), kept whole
+    (model.capture.logits.KeptLogits)."""
     s, image = inputs.sources[i], inputs.images[i]
     T = len(s.ids)
     logits = None if out.logits is None else out.logits[i].float().cpu()  # (1, n_classes)
@@ -406,8 +428,9 @@ def image_result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: R
     contexts = None if not recorder.keep_contexts else {name: c[i].cpu() for name, c in recorder.contexts.items()}
     return RunResult(
         source=s, target=None, output_ids=out_ids, output_tokens=labels, output_text=" ".join(labels),
-        generated=False, logits=logits, trace=trace, mode=mode, estimate_bytes=estimate, seconds=seconds,
-        hidden=hidden, final_hidden=final, contexts=contexts, image=image, probability=probability)
+        generated=False, logits=None if logits is None else kept_from_logits(logits, []), trace=trace, mode=mode,
+        estimate_bytes=estimate, seconds=seconds, hidden=hidden, final_hidden=final, contexts=contexts, image=image,
+        probability=probability)
 
 
 def intervened_outputs(pipe: Pipeline, result: RunResult, specs: Sequence[Interventions | dict], *,
@@ -459,5 +482,5 @@ class CallMethods:
 
 __all__ = ["CallInputs", "CallMethods", "CaptureBudget", "DECODE_SECONDS", "MODES", "call_inputs", "capture_names",
            "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids", "image_inputs",
-           "image_result_of", "intervened_outputs", "is_image", "key_facts_of", "result_of", "run",
+           "image_result_of", "intervened_outputs", "is_image", "kept_logits_of", "key_facts_of", "result_of", "run",
            "run_batch"]

@@ -74,8 +74,11 @@ def load(path: str | Path, device: str | torch.device = "auto", policy: PathPoli
     path = model_dir(path, policy, allow_download)
     if is_hf_directory(path, policy):
         from .hf import load_hf  # lazy: the app's cold start on its own models does not pay for transformers
+        from .runtime import release_freed_memory
 
-        return load_hf(path, device=dev, policy=policy)
+        pipe = load_hf(path, device=dev, policy=policy)
+        release_freed_memory()  # what loading freed (about 0.6 x the weights) would stay with this thread's arena
+        return pipe
     if is_vision_checkpoint(path, policy):
         config, model, meta = load_vision_checkpoint(path, device=dev, policy=policy)
         return VisionPipeline(config, model, meta, str(path))

@@ -202,7 +202,7 @@ def test_rank_heads_ablates_every_head_and_matches_single_runs(tiny_pipe):
     assert (table["mean_kl"].diff().dropna() <= 0).all()
     top = table.iloc[0]
     alone = tiny_pipe.run("a b c d", "c d e", ablations={top["attention"]: {int(top["head"]): "zero"}})
-    eff = effect_of(res.logits, alone.logits)
+    eff = effect_of(res.logits, alone.logits.rows())
     assert eff.kl.mean() == pytest.approx(top["mean_kl"], rel=1e-4, abs=1e-6)
 
 

@@ -352,6 +352,18 @@ def test_long_source_is_truncated_with_a_warning(ckpt):
     assert canvas_overview(at)["n_cols"] == 24  # max_len tokens, [EOS] included
 
 
+def test_text_the_model_cannot_read_is_named(monkeypatch):
+    """The dates model's vocabulary has no "cat": the page says how many source tokens are [UNK], and what the
+    model reads; a date gets no such line."""
+    monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
+    at = app(None, source="The cat sat on the mat.")
+    assert_clean(at)
+    notes = [plain(w.value) for w in at.warning if "unknown to this model" in w.value]
+    assert len(notes) == 1 and "6 of the 7 source tokens" in notes[0] and "a date as people write it" in notes[0]
+    at = app(None, source="March 3, 1999")
+    assert not any("unknown to this model" in w.value for w in at.warning)
+
+
 def test_hostile_text_is_never_html(ckpt):
     text = "<script>alert(1)</script> **bold** 😀 日本 \x07 Saturday"
     at = app(ckpt, source=text)

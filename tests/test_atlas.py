@@ -309,6 +309,36 @@ def test_the_stored_statistics_equal_head_table_of_single_runs(dates, tmp_path):
     assert ex["output_text"].tolist() == [dates.generate(t) for t in DATE_TEXTS]
 
 
+def test_the_shipped_example_atlas_is_what_its_script_builds(dates, tmp_path):
+    """examples/atlas/example-dates.duckdb (the Corpus atlas page's first database) is the run that
+    ``python -m model.atlas.example`` builds: the same corpus, model and options (its run id), every example and head,
+    and a sample of its rows computed again equal to what it stores. If this fails after retraining checkpoints/dates,
+    run ``python -m model.atlas.example``."""
+    from model.atlas import example
+    from model.atlas.build import prepare
+
+    assert example.DATABASE.stat().st_size < 8 * 2**20  # a few MB in the repository
+    assert example.CORPUS.read_text(encoding="utf-8") == example.corpus_text()
+    data = write_lines(tmp_path / "corpus.txt", example.corpus_text().splitlines())
+    prepared = prepare(BuildRequest(model=str(example.MODEL), data=str(data), db=str(tmp_path / "x.duckdb"),
+                                    device="cpu", qk_examples=example.QK_EXAMPLES))
+    con = open_read_only(example.DATABASE)
+    try:
+        runs = Q.runs(con)
+        assert len(runs) == 1 and runs.iloc[0]["run_id"] == prepared.info.run_id, "run python -m model.atlas.example"
+        run = runs.iloc[0]
+        assert run["status"] == "finished" and int(run["n_examples"]) == example.N_EXAMPLES
+        assert run["model_path"] == example.MODEL_NAME and len(Q.run_heads(con, run["run_id"])) == 24
+    finally:
+        con.close()
+    stored = table_df(example.DATABASE, "head_stats")
+    assert len(stored) == example.N_EXAMPLES * 24
+    sample = [r for r in prepared.corpus.records()][::37]
+    again = stats_frame(atlas_batch(dates, sample, prepared.options))
+    mine = stored[stored["example_id"].isin([r.example_id for r in sample])].drop(columns="run_id")
+    assert_stats_close(mine.reset_index(drop=True), again[mine.columns].reset_index(drop=True))
+
+
 def test_the_q_and_k_vectors_are_the_traces(dates, hf_models):
     llama = load(hf_models["llama"], "cpu")  # 4 query heads read 2 key/value heads
     for pipe, text in ((dates, DATE_TEXTS[0]), (llama, HF_TEXTS[2])):

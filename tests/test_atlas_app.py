@@ -294,6 +294,18 @@ def test_a_database_another_process_writes_is_a_message(atlases, tmp_path):
     assert len(at.dataframe) == 2
 
 
+def test_a_first_visit_opens_on_the_shipped_example(tmp_path, monkeypatch):
+    """With no database of one's own, the page opens on the shipped example atlas (model.atlas.example): the dates
+    model over 256 dates, its strip drawn."""
+    monkeypatch.setenv("INSPECTOR_ATLASES", str(tmp_path / "none"))
+    at = page()
+    clean(at)
+    assert at.selectbox(key="atlas_db").options[0] == "example-dates.duckdb"
+    assert at.selectbox(key="atlas_db").value == "example-dates.duckdb"
+    assert "example-dates.txt" in text_of(at) and "256 examples" in text_of(at) and len(at.dataframe) >= 1
+    assert "Pick an atlas database" not in text_of(at)
+
+
 def test_building_an_atlas_from_the_page(tmp_path, monkeypatch):
     folder = tmp_path / "built"
     monkeypatch.setenv("INSPECTOR_ATLASES", str(folder))
@@ -301,7 +313,6 @@ def test_building_an_atlas_from_the_page(tmp_path, monkeypatch):
     data.write_text("21.11.2026\n\nNov 3, 1999\n")
     at = page()
     clean(at)
-    assert "Pick an atlas database" in text_of(at)
     at.text_input(key="atlas_b_data").set_value(str(data))
     at.text_input(key="atlas_b_name").set_value("mine")
     at.button(key="atlas_b_go").click()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from model import ModelConfig, Recorder, Transformer, attention, repeat_kv
 from model.core.interventions import ablate
-from model.core.pooling import pool_weights, thumbnails
+from model.core.pooling import block_max, pool_max, pool_weights, quantize_weights, thumbnails
 from tests.forward import forward
 
 SRC = torch.tensor([[5, 6, 7, 8, 2, 0, 0], [9, 10, 11, 12, 13, 14, 2]])
@@ -31,6 +31,22 @@ def assert_records_identical(a, b, name=""):
         assert (x is None) == (y is None), (name, f.name)
         if x is not None:
             assert torch.equal(x, y), (name, f.name)
+
+
+@pytest.mark.parametrize("shape,factor", [((3, 683, 1024), 2), ((2, 37, 53), 8), ((1, 64, 64), 4), ((4, 5, 130), 16),
+                                          ((2, 9, 7), 1), ((1, 20, 3), 32)])
+def test_block_max_is_max_pool2d(shape, factor):
+    """The overviews' block maxima (by rows, then columns) are max_pool2d's with ceil_mode, bitwise: partial edge
+    blocks, -inf and NaN included."""
+    torch.manual_seed(sum(shape) + factor)
+    x = torch.randn(shape)
+    x[x > 1.5] = float("-inf")
+    x[..., 0, 0] = float("nan")
+    ref = F.max_pool2d(x[None], factor, factor, ceil_mode=True)[0] if factor > 1 else x
+    torch.testing.assert_close(block_max(x, factor), ref, atol=0, rtol=0, equal_nan=True)
+    w = torch.rand(shape)
+    ref_w = F.max_pool2d(w[None], factor, factor, ceil_mode=True)[0] if factor > 1 else w
+    np.testing.assert_array_equal(pool_max(w, factor), quantize_weights(ref_w))
 
 
 def test_lazy_records_are_bitwise_the_full_capture():

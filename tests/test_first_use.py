@@ -101,6 +101,27 @@ def selection(at) -> dict:
 
 # links that reopen a view --------------------------------------------------------------------------------------------
 
+def test_the_servers_warm_up_traces_what_the_first_visit_shows(monkeypatch):
+    """ui.warmup.first_trace opens the default model and traces its example with the sidebar's defaults: the first
+    visit then runs the model 0 times (the same cache keys), and draws the same map."""
+    from model.own.pipeline import TransformerPipeline
+    from ui.warmup import first_trace
+
+    calls = []
+    original = TransformerPipeline.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TransformerPipeline, "forward", counting)
+    first_trace()
+    warmed = len(calls)
+    at = run()
+    assert not at.exception and warmed >= 1 and len(calls) == warmed
+    assert at.selectbox(key="model").value == "dates" and at.get("plotly_chart")
+
+
 def test_a_link_opens_that_view():
     at = run({"model": "induction", "kind": "decoder-masked-self", "layer": "1", "head": "2", "stage": "scores",
               "view": "head-grid", "text": "cat dog owl cat dog owl"})

@@ -83,7 +83,7 @@ def test_records_equal_transformers_eager_attention(pipes, dirs, family):
     res = traced(pipe)
     att, logits = eager(pipe, dirs[family], res)
     compare(res, att)
-    torch.testing.assert_close(res.logits, logits.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(res.logits.rows(), logits.float(), atol=1e-5, rtol=1e-5)
     for rec in res.trace.values():  # every record is internally the math it claims
         torch.testing.assert_close(rec.weights.sum(-1)[rows_with_a_key(rec)],
                                    torch.ones_like(rec.weights.sum(-1)[rows_with_a_key(rec)]))
@@ -97,7 +97,7 @@ def test_more_families_equal_transformers_eager_attention(tmp_path, family):
     res = traced(pipe)
     att, logits = eager(pipe, tmp_path / family, res)
     assert compare(res, att, atol=0.0) == 0.0
-    torch.testing.assert_close(res.logits, logits.float(), atol=0, rtol=0)
+    torch.testing.assert_close(res.logits.rows(), logits.float(), atol=0, rtol=0)
     lazy = traced(pipe, mode="lazy")
     for name in res.trace:
         assert torch.equal(lazy.trace[name].weights, res.trace[name].weights), name
@@ -110,7 +110,7 @@ def test_captured_and_uncaptured_calls_agree(pipes, family):
     pipe = pipes[family]
     a, b = traced(pipe), traced(pipe, capture=False)
     assert b.trace is None and b.mode == "none"
-    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.logits.rows(), b.logits.rows(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -289,6 +289,15 @@ def test_negative_control_a_broken_mask_fails_the_comparison(pipes, dirs, monkey
     broken = traced(pipe)
     with pytest.raises(AssertionError):
         compare(broken, att)
+
+
+def test_unknown_tokens_are_counted(pipes):
+    """A WordPiece text with a character its vocabulary lacks has [UNK] tokens, counted; a byte-level BPE reads every
+    text (it has no unknown token)."""
+    enc = pipes["bert"].tokenize_source("the cat sat on the mat ☃ ☃")
+    assert enc.n_unknown == enc.tokens.count("[UNK]") == 2
+    assert pipes["bert"].tokenize_source("the cat sat").n_unknown == 0
+    assert pipes["gpt2"].tokenizer.unk_id is None and pipes["gpt2"].tokenize_target("☃ ☃").n_unknown == 0
 
 
 def test_encoder_only_run_gives_masked_lm_logits(pipes):

@@ -137,7 +137,7 @@ def test_a_fully_knocked_out_row_gives_zeros(dates):
                                                                                                    queries=[3])}})
     rec = ko.trace[name].numpy()
     assert (np.asarray(rec.weights)[0, 0, 3] == 0).all() and (np.asarray(rec.context)[0, 0, 3] == 0).all()
-    assert np.isfinite(ko.logits.numpy()).all()
+    assert np.isfinite(ko.logits.rows().numpy()).all()
     assert (np.asarray(rec.weights)[0, 0, 2] > 0).any()  # the other rows still attend
 
 
@@ -159,7 +159,7 @@ def test_the_knocked_out_runs_trace_says_knocked_out(dates):
     lrec = lazy.trace[name].numpy()  # recomputed on demand: bitwise what the full capture holds
     np.testing.assert_array_equal(np.asarray(lrec.weights), np.asarray(rec.weights))
     np.testing.assert_array_equal(np.asarray(lrec.knocked_out), np.asarray(rec.knocked_out))
-    np.testing.assert_array_equal(lazy.logits.numpy(), ko.logits.numpy())
+    np.testing.assert_array_equal(lazy.logits.rows().numpy(), ko.logits.rows().numpy())
 
 
 def test_knockouts_compose_with_ablations(dates):
@@ -171,7 +171,7 @@ def test_knockouts_compose_with_ablations(dates):
     # a knocked-out head that is also zero-ablated passes nothing on: as the ablation alone
     both = dates.run(SOURCE, generated_ids=ids, knockouts={name: {3: cells}}, ablations={name: {3: "zero"}})
     alone = dates.run(SOURCE, generated_ids=ids, ablations={name: {3: "zero"}})
-    np.testing.assert_allclose(both.logits.numpy(), alone.logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(both.logits.rows().numpy(), alone.logits.rows().numpy(), atol=1e-5)
     rec = both.trace[name].numpy()
     assert np.asarray(rec.knocked_out)[0, 3].any() and (np.asarray(rec.context)[0, 3] == 0).all()
     # an ablation upstream and a knockout downstream: the knocked head renormalises the ablated run's weights
@@ -189,7 +189,7 @@ def test_batched_knockouts_are_the_single_calls(dates):
     batched = intervened_outputs(dates, base, specs)
     for spec, out in zip(specs, batched, strict=True):
         single = dates.run(SOURCE, generated_ids=list(base.target.ids), knockouts=spec["knockouts"], capture=False)
-        np.testing.assert_allclose(out.numpy(), single.logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(out.numpy(), single.logits.rows().numpy(), atol=1e-5)
 
 
 def test_knockouts_while_decoding_apply_to_the_positions_that_exist(dates):
@@ -301,7 +301,7 @@ def test_logit_lens_is_the_final_norm_and_head_on_transformers_hidden_states(fam
         np.testing.assert_allclose(lens.log_probs[d], ref.numpy(), atol=2e-5, err_msg=f"depth {d}")
     # the last depth is the model's own output: its log-probabilities
     np.testing.assert_allclose(lens.log_probs[-1], last.numpy(), atol=2e-5)
-    np.testing.assert_array_equal(lens.log_probs[-1], torch.log_softmax(result.logits, -1).numpy())
+    np.testing.assert_array_equal(lens.log_probs[-1], torch.log_softmax(result.logits.rows(), -1).numpy())
 
 
 @pytest.mark.parametrize("family,pre_norm", [("gpt2", False), ("llama", False), ("t5", False), ("bert", True),
@@ -314,7 +314,7 @@ def test_which_families_last_hidden_state_is_before_the_final_norm(family, pre_n
     stack = pipe.info.output_stack
     with torch.inference_mode():
         again = pipe.unembed(stack, result.hidden[stack][-1]).float()
-    assert torch.allclose(again, result.logits, atol=1e-5) is pre_norm
+    assert torch.allclose(again, result.logits.rows(), atol=1e-5) is pre_norm
 
 
 @pytest.mark.parametrize("which", ["dates", "induction"])
@@ -329,12 +329,13 @@ def test_logit_lens_of_the_projects_models(which, dates, induction):
     with torch.inference_mode():
         np.testing.assert_array_equal(hidden[0].numpy(), model.tgt_embed(ids)[0].numpy())  # depth 0: embeddings
         # the own model's last hidden state is the residual stream before its final norm: unembed gives the logits
-        np.testing.assert_allclose(pipe.unembed("decoder", hidden[-1]).numpy(), result.logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(pipe.unembed("decoder", hidden[-1]).numpy(), result.logits.rows().numpy(),
+                                   atol=1e-5)
         lens = logit_lens(pipe, result)
         for d in range(hidden.shape[0] - 1):
             ref = torch.log_softmax(model.generator(model.decoder_norm(hidden[d])), -1)
             np.testing.assert_allclose(lens.log_probs[d], ref.numpy(), atol=1e-5)
-    np.testing.assert_array_equal(lens.log_probs[-1], torch.log_softmax(result.logits, -1).numpy())
+    np.testing.assert_array_equal(lens.log_probs[-1], torch.log_softmax(result.logits.rows(), -1).numpy())
     assert lens.depth_labels[0] == "embeddings" and lens.depth_labels[-1].endswith("(output)")
 
 
@@ -366,7 +367,7 @@ def test_lens_keeps_top_k_when_the_full_array_is_too_big(dates):
         np.testing.assert_allclose(small.row(depth, pos), full.log_probs[depth, pos], atol=1e-5)
     np.testing.assert_allclose(small.log_probs_of(7), full.log_probs[..., 7], atol=1e-5)
     # the tracked token by default: the model's final prediction at each position
-    assert small.token_ids.tolist() == result.logits.argmax(-1).tolist()
+    assert small.token_ids.tolist() == result.logits.rows().argmax(-1).tolist()
 
 
 def test_lens_follows_a_given_token_and_refuses_a_call_without_hidden_states(dates):
@@ -400,12 +401,12 @@ def test_a_patched_head_is_the_ablation_tensor_passed_in_the_call(dates):
     res = patch_heads(dates, clean, corrupt)
     metric = res.metric
     assert metric.kind == "log_prob" and metric.positions == tuple(range(len(clean.target.ids)))
-    ref_clean = float(metric.value(clean.logits[list(metric.positions)]))
+    ref_clean = float(metric.value(clean.logits.rows(metric.positions)))
     assert res.clean_value == pytest.approx(ref_clean, abs=1e-4)
     for name, h in (("decoder.1.cross_attn", 3), ("encoder.0.self_attn", 1)):
         patched = run(dates, SOURCE, generated_ids=list(clean.target.ids), capture=False,
                       ablations={name: {h: corrupt.contexts[name][h]}})
-        expected = float(metric.value(patched.logits[list(metric.positions)])) - ref_clean
+        expected = float(metric.value(patched.logits.rows(metric.positions))) - ref_clean
         kind = "cross" if "cross" in name else "encoder self"
         layer = int(name.split(".")[1])
         assert res.effect[kind][res.layers[kind].index(layer), h] == pytest.approx(expected, abs=1e-3)
@@ -420,13 +421,14 @@ def test_logit_difference_metric(induction):
     corrupt = run_corrupt(induction, clean, "red fox blue owl green cat red fox blue owl gold")
     answer, wrong = token_id(induction, "cat"), token_id(induction, "gold")
     res = patch_heads(induction, clean, corrupt, answer, wrong)
-    last = clean.logits[-1]
+    last = clean.logits.row(-1)
     assert res.metric.kind == "logit_diff" and res.metric.positions == (len(clean.target.ids) - 1,)
     assert res.clean_value == pytest.approx(float(last[answer] - last[wrong]), abs=1e-4)
-    assert res.corrupt_value == pytest.approx(float(corrupt.logits[-1, answer] - corrupt.logits[-1, wrong]), abs=1e-4)
+    corrupt_last = corrupt.logits.row(-1)
+    assert res.corrupt_value == pytest.approx(float(corrupt_last[answer] - corrupt_last[wrong]), abs=1e-4)
     assert "logit(cat) − logit(gold)" in res.metric.describe(induction.token_label)
     only = metric_for(induction, clean, answer)
-    assert float(only.value(clean.logits[list(only.positions)])) == pytest.approx(
+    assert float(only.value(clean.logits.rows(only.positions))) == pytest.approx(
         float(torch.log_softmax(last, -1)[answer]), abs=1e-5)
 
 
@@ -505,7 +507,7 @@ def test_corrupted_encoder_decoder_run_reads_the_clean_output(dates):
     corrupt = run_corrupt(dates, clean, "Monday, March 13, 1999")
     assert list(corrupt.target.ids) == list(clean.target.ids) and corrupt.contexts
     again = rerun(dates, clean, SOURCE, keep_contexts=True, capture=False)
-    np.testing.assert_array_equal(again.logits.numpy(), clean.logits.numpy())
+    np.testing.assert_array_equal(again.logits.rows().numpy(), clean.logits.rows().numpy())
     with pytest.raises(ValueError, match="source"):
         rerun(dates, clean, "Monday, March 13, 1999")
 

@@ -126,6 +126,27 @@ def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) ->
                        f" (highlighted: {', '.join(str(i) for i in differ[:20])})" if differ else "") + ".")
 
 
+def unknown_note(pipe, result: RunResult) -> str | None:
+    """How many input tokens the model does not know ([UNK]: it reads them all as one token), and what it reads;
+    None when it knows every one."""
+    text = result.target if pipe.arch == "decoder-only" else result.source
+    inputs = [(text, "input" if pipe.arch != "encoder-decoder" else "source")]
+    if pipe.arch == "encoder-decoder" and not result.generated:
+        inputs.append((result.target, "target"))
+    parts = []
+    for enc, what in inputs:
+        if enc is not None and enc.n_unknown:
+            total = max(enc.n_unknown, min(enc.n_text_tokens, len(enc.ids)))  # the text's tokens the model read
+            parts.append(f"{enc.n_unknown} of the {total} {what} tokens")
+    if not parts:
+        return None
+    described = pipe.meta.get("description") if isinstance(pipe.meta.get("description"), str) else ""
+    hint = f" It was trained on {described}: give it an input of that kind." if described else \
+        " The model's vocabulary has no token for them: the output says little about that text."
+    return (f"{' and '.join(parts)} are unknown to this model (shown as [UNK]): it reads every one of them as the "
+            f"same token, so it cannot see what that text says.{hint}")
+
+
 def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bool, estimate: int) -> None:
     for note in notes:
         st.warning(note)
@@ -135,6 +156,9 @@ def show_warnings(pick: ModelPick, result: RunResult, notes: list[str], lazy: bo
                 "it computed (the softmax in float32, cast back, as transformers does)"
                 + (", shown and exported as float32, which holds each bfloat16 value exactly." if
                    info.dtype == "bfloat16" else "."))
+    note = unknown_note(pick.pipe, result)
+    if note:
+        st.warning(note)
     for enc, what in ((result.source, "source"), (result.target if not result.generated else None, "target")):
         if enc is not None and enc.truncated:
             n = f"at least {enc.n_text_tokens}" if enc.chars_cut else str(enc.n_text_tokens)

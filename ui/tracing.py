@@ -136,7 +136,7 @@ class Traced:
         """What this call holds: logits, records (or a lazy trace's inputs plus its record cache's ceiling), and
         what was computed from it."""
         logits = self.result.logits
-        held = 0 if logits is None else logits.untyped_storage().nbytes()
+        held = 0 if logits is None else logits.nbytes()
         trace = self.result.trace
         if trace is not None:
             held += trace.nbytes()
@@ -147,9 +147,11 @@ class Traced:
         return held + numpy_copies + memos
 
     def probs_at(self, position: int) -> np.ndarray | None:
-        """(V,) this call's next-token distribution at one position."""
-        row = self.result.probs_at(position)
-        return None if row is None else row.numpy()
+        """(V,) this call's next-token distribution at one position (the last few asked for are kept: a row may
+        run the output head again)."""
+        if self.result.logits is None:
+            return None
+        return self.recent(("probs_at", int(position)), lambda: self.result.probs_at(position).numpy(), keep=4)
 
 
 _TRACED: SharedLRU[Traced] = SharedLRU(trace_cache_bytes(), Traced.nbytes)

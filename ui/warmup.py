@@ -14,7 +14,7 @@ from .boot import PLOTTING_READY, WARMING, go_offline
 
 def _warm() -> None:
     """The imports every page needs first: NumPy, pandas and Plotly (then ``PLOTTING_READY`` is set: a page may draw a
-    chart), then torch, the model code and the inspector's modules."""
+    chart), then torch, the model code and the inspector's modules, then the default model's first trace."""
     try:
         import numpy  # noqa: F401
         import pandas  # noqa: F401
@@ -27,6 +27,28 @@ def _warm() -> None:
 
     configure_cpu()  # the worker lanes start now; a page's configure_once sets its own thread's count again
     from . import header, inspector, sidebar  # noqa: F401
+
+    first_trace()
+
+
+def first_trace() -> None:
+    """The default model opened and its example traced into the caches a first visit reads (the sidebar's
+    defaults: the shipped default model on "auto", its example, the generation cap), so that a cold start's first
+    map waits for neither (nor for torch's first kernels). Any failure is left for the visit to meet and say."""
+    from .boot import DEFAULT_MODEL, shipped_dir
+    from .models import pipeline
+    from .sidebar import DEFAULT_SOURCE
+    from .tracing import MAX_GENERATED, trace
+
+    path = shipped_dir() / DEFAULT_MODEL
+    try:
+        if not (path / "config.json").is_file():
+            return
+        pipe = pipeline(str(path), "auto")
+        max_new = min(max(1, pipe.info.max_len - 1), MAX_GENERATED) if pipe.arch == "encoder-decoder" else 0
+        trace(str(path), "auto", DEFAULT_SOURCE, None, max_new)
+    except Exception:  # noqa: BLE001 - the first visit loads and traces it again, and shows what went wrong
+        return
 
 
 @contextlib.asynccontextmanager
@@ -43,4 +65,4 @@ async def warm_up(_app) -> AsyncIterator[None]:
 
 
 
-__all__ = ["warm_up"]
+__all__ = ["first_trace", "warm_up"]

@@ -8,6 +8,7 @@ final hidden states, per position the cosine between the vector before and after
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import pandas as pd
 import torch
 
 from ..call import intervened_outputs
+from ..capture.logits import KeptLogits
 from ..core.names import RecordName
 
 LOGITS_BUDGET_BYTES = 256 * 2**20  # batched ablation runs are chunked so their logits stay under this
@@ -39,8 +41,17 @@ class AblationEffect:
         return self.argmax_after != self.token_ids
 
 
-def effect_of(logits_before: torch.Tensor, logits_after: torch.Tensor) -> AblationEffect:
-    """(T, V) logits of the original and the ablated run on the same input -> AblationEffect."""
+def effect_of(logits_before: torch.Tensor | KeptLogits, logits_after: torch.Tensor) -> AblationEffect:
+    """(T, V) logits of the original (or the logits its call kept: rows computed a block at a time) and of the
+    ablated run on the same input -> AblationEffect."""
+    if isinstance(logits_before, KeptLogits):
+        parts = [_effect(z, logits_after[first:stop]) for first, stop, z in logits_before.each_block()]
+        return AblationEffect(*(np.concatenate([getattr(p, f.name) for p in parts])
+                                for f in dataclasses.fields(AblationEffect)))
+    return _effect(logits_before, logits_after)
+
+
+def _effect(logits_before: torch.Tensor, logits_after: torch.Tensor) -> AblationEffect:
     lb, la = logits_before.float(), logits_after.float()
     ids = lb.argmax(-1)
     logp_b, logp_a = torch.log_softmax(lb, -1), torch.log_softmax(la, -1)
@@ -90,6 +101,7 @@ def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None)
     names = list(names or pipe.info.record_names)
     T, V = result.logits.shape
     per_chunk = max(1, int(LOGITS_BUDGET_BYTES // max(T * V * 4 * 3, 1)))  # logits, log-softmax, temporaries
+    before = result.logits.rows()  # (T, V) once, for every head
     rows = []
     for name in names:
         heads = list(range(pipe.info.n_heads))
@@ -98,7 +110,7 @@ def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None)
             logits = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, V)
             n = RecordName.parse(name)
             for h, after in zip(chunk, logits, strict=True):
-                eff = effect_of(result.logits, after)
+                eff = effect_of(before, after)
                 rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
                              "mean_kl": float(eff.kl.mean()), "max_kl": float(eff.kl.max()),
                              "mean_p_drop": float((eff.p_before - eff.p_after).mean()),

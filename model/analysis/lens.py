@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..capture.logits import KeptLogits
 from ..runtime import lane_for
 
 FULL_BYTES = 64 * 2**20  # below this the whole (depths, T, V) float32 array of log-probabilities is kept
@@ -42,7 +43,7 @@ class LogitLens:
     seconds: float  # computing it
     _pipe: Any = field(repr=False, compare=False, default=None)
     _hidden: torch.Tensor | None = field(repr=False, compare=False, default=None)  # (depths, T, d_model)
-    _logits: torch.Tensor | None = field(repr=False, compare=False, default=None)  # (T, V) the model's output
+    _logits: KeptLogits | None = field(repr=False, compare=False, default=None)  # the model's output (its call's)
 
     @property
     def n_depths(self) -> int:
@@ -59,7 +60,7 @@ class LogitLens:
         if self.log_probs is not None:
             return self.log_probs[depth, position]
         if depth == self.n_depths - 1:
-            return torch.log_softmax(self._logits[position].float(), -1).numpy()
+            return torch.log_softmax(self._logits.row(position), -1).numpy()
         with torch.inference_mode():
             logits = self._pipe.unembed(self.stack, self._hidden[depth, position][None])
         return torch.log_softmax(logits.float(), -1)[0].cpu().numpy()
@@ -88,10 +89,10 @@ def logit_lens(pipe, result, tokens: int | np.ndarray | None = None, *, top_k: i
     if hidden.shape[0] != layers + 1:
         raise ValueError(f"expected {layers + 1} residual streams of the {stack} (embeddings and {layers} blocks), got "
                          f"{hidden.shape[0]}")
-    logits = result.logits  # (T, V)
+    logits = result.logits  # the call's (T, V), as it kept them
     T, V = logits.shape
     if tokens is None:
-        ids = logits.argmax(-1).numpy()
+        ids = logits.argmax.numpy()
     else:
         ids = np.broadcast_to(np.asarray(tokens, dtype=np.int64), (T,)).copy()
         if ids.size and (ids.min() < 0 or ids.max() >= V):
@@ -104,7 +105,7 @@ def logit_lens(pipe, result, tokens: int | np.ndarray | None = None, *, top_k: i
                      _logits=logits)
 
 
-def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: torch.Tensor, ids: np.ndarray, *, top_k: int,
+def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: KeptLogits, ids: np.ndarray, *, top_k: int,
                keep_all: bool = False):
     """One pass over every depth and position, a block of rows at a time -> (tracked (depths, T), top ids and
     log-probs (depths, T, k), everything (depths, T, V) or None)."""
@@ -138,9 +139,8 @@ def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: torch.Tensor, ids
                 for start in range(0, T, rows_per_chunk):
                     rows = slice(start, min(T, start + rows_per_chunk))
                     take(depth, rows, pipe.unembed(stack, hidden[depth, rows]))
-            for start in range(0, T, rows_per_chunk):  # the last depth: the model's own logits
-                rows = slice(start, min(T, start + rows_per_chunk))
-                take(depths - 1, rows, logits[rows])
+            for first, stop, z in logits.each_block():  # the last depth: the model's own logits
+                take(depths - 1, slice(first, stop), z)
 
     lane_for(2.0 * d * V * depths * T, pipe.device).run(run)
     return tracked, top_ids, top_lp, full

@@ -100,7 +100,7 @@ def metric_for(pipe, clean, answer: int | None = None, wrong: int | None = None,
             raise PatchingError(f"token ids must lie in the vocabulary 0..{V - 1}, not {t}")
     if answer is None and wrong is not None:
         raise PatchingError("give the answer token with the wrong one")
-    tokens = tuple(int(i) for i in clean.logits[positions].argmax(-1).tolist())
+    tokens = tuple(int(i) for i in clean.logits.argmax[positions].tolist())
     kind = "log_prob" if answer is None else "logit_diff"
     return Metric(kind=kind, positions=tuple(positions), tokens=tokens,
                   answer=None if answer is None else int(answer), wrong=None if wrong is None else int(wrong))
@@ -207,7 +207,7 @@ def patch_heads(pipe, clean, corrupt, answer: int | None = None, wrong: int | No
             clean_value, values = float(values[0]), values[1:]
         n = RecordName.parse(name)
         by_kind.setdefault(n.kind, {})[n.layer] = values - clean_value
-    corrupt_value = float(metric.value(corrupt.logits[list(metric.positions)]))
+    corrupt_value = float(metric.value(corrupt.logits.rows(metric.positions)))
     effect = {k: np.stack([rows[layer] for layer in sorted(rows)]) for k, rows in by_kind.items()}
     layers = {k: sorted(rows) for k, rows in by_kind.items()}
     return PatchingResult(metric=metric, clean_value=float(clean_value), corrupt_value=corrupt_value, effect=effect,
@@ -249,7 +249,7 @@ def patch_each_position(pipe, clean, corrupt, name: str, head: int, answer: int 
         patched[t] = other[t]
         specs.append({"ablations": {name: {int(head): patched}}})
     values = _batched_metric(pipe, clean, specs, metric, items_per_pass(pipe, clean, len(metric.positions), budget))
-    corrupt_value = float(metric.value(corrupt.logits[list(metric.positions)]))
+    corrupt_value = float(metric.value(corrupt.logits.rows(metric.positions)))
     return PositionPatching(name=name, head=int(head), metric=metric, clean_value=float(values[0]),
                             corrupt_value=corrupt_value, effect=values[1:] - values[0],
                             seconds=time.perf_counter() - started)

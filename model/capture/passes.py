@@ -28,7 +28,7 @@ from ..core.attention import repeat_kv
 from ..core.interventions import ablate
 from ..core.masks import MaskSpec
 from ..core.names import RecordName
-from ..core.pooling import overview_factor, pool_max, pool_weights, quantize_weights
+from ..core.pooling import max_by_blocks, overview_factor, pool_max, pool_weights, quantize_weights
 from ..core.rowstats import KeyFacts, RowStats, collect, row_lse, row_statistics
 from .inputs import AttentionInputs, block_attention, block_bytes
 
@@ -185,21 +185,6 @@ def flash_with_lse(q, k, v, masks: MaskSpec, scale: float | None) -> tuple[torch
     return context, lse
 
 
-def _block_max(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
-    """The max over consecutive blocks of ``factor`` along ``dim`` (the last block may be shorter)."""
-    n = x.shape[dim]
-    whole = n // factor * factor
-    parts = []
-    if whole:
-        head = x.narrow(dim, 0, whole)
-        shape = list(head.shape)
-        shape[dim:dim + 1] = [whole // factor, factor]
-        parts.append(head.reshape(shape).amax(dim + 1))
-    if whole < n:
-        parts.append(x.narrow(dim, whole, n - whole).amax(dim, keepdim=True))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
-
-
 def overview_rows(batch: int, n_heads: int, tk: int, factor: int) -> int:
     """Rows per block of the overview pass: (B, H, rows, Tk) float32 scores under $ATTN_BLOCK_MB / 4 (small blocks
     stay in the cache: measured fastest here), a multiple of the pooling factor."""
@@ -246,11 +231,11 @@ def max_overview_pass(inputs: AttentionInputs, lse: torch.Tensor) -> tuple[np.nd
                 allowed = masks.allowed(rows, cols, x.device)
                 if allowed is not None:
                     x[..., cols.start - keys.start:cols.stop - keys.start].masked_fill_(~allowed, float("-inf"))
-        pooled = _block_max(x, factor, dim=3)  # (B, H, R, K / factor): each row's largest score per key block
+        pooled = max_by_blocks(x, factor, dim=3)  # (B, H, R, K / factor): each row's largest score per key block
         del x
         w = torch.exp(pooled - lse[:, :, rows.start:rows.stop, None])
         w = torch.nan_to_num(w, nan=0.0)  # rows with no key: -inf - -inf
-        w = _block_max(w, factor, dim=2)  # (B, H, R / factor, K / factor)
+        w = max_by_blocks(w, factor, dim=2)  # (B, H, R / factor, K / factor)
         rb = r0 // factor
         out[:, :, rb:rb + w.shape[2], c0 // factor:c0 // factor + w.shape[3]] = torch.from_numpy(quantize_weights(w))
     return out.numpy(), factor

@@ -32,6 +32,7 @@ class Encoding:
     special: list[bool] | None = None  # True where the token is a special token ([BOS], [CLS], <|endoftext|>...)
     chars_cut: bool = False  # True when the text was so long that its characters were cut before tokenising
     #                          (n_text_tokens then counts the kept characters' tokens only: a lower bound)
+    n_unknown: int = 0  # tokens that are the tokenizer's unknown token ([UNK], <unk>): text the model cannot read
 
 
 def cut_for(max_len: int | None) -> int | None:

@@ -27,29 +27,45 @@ def quantize_weights(x: torch.Tensor) -> np.ndarray:
     return x.float().mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
+def max_by_blocks(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
+    """The max over consecutive blocks of ``factor`` along ``dim`` (the last block may be shorter)."""
+    dim = dim % x.dim()
+    n = x.shape[dim]
+    whole = n // factor * factor
+    parts = []
+    if whole:
+        head = x.narrow(dim, 0, whole)
+        shape = list(head.shape)
+        shape[dim:dim + 1] = [whole // factor, factor]
+        parts.append(head.reshape(shape).amax(dim + 1))
+    if whole < n:
+        parts.append(x.narrow(dim, whole, n - whole).amax(dim, keepdim=True))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
 def pool_weights(weights: torch.Tensor, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """(H, R, Tk) weights -> (max, mean) pooled over factor x factor blocks, (H, ceil(R/f), ceil(Tk/f)) uint8
     (255 = weight 1). Max-pooling keeps a single strong key visible; the mean shows where mass lies."""
-    w = weights.float()[None]
+    w = weights.float()
     if factor == 1:
-        q = quantize_weights(w[0])
+        q = quantize_weights(w)
         return q, q
-    mx = F.max_pool2d(w, factor, factor, ceil_mode=True)[0]
-    mean = F.avg_pool2d(w, factor, factor, ceil_mode=True)[0]
-    return quantize_weights(mx), quantize_weights(mean)
+    mean = F.avg_pool2d(w[None], factor, factor, ceil_mode=True)[0]
+    return quantize_weights(block_max(w, factor)), quantize_weights(mean)
 
 
 def pool_max(weights: torch.Tensor, factor: int) -> np.ndarray:
     """(H, R, Tk) weights -> the max-pooled overview of ``pool_weights`` alone."""
-    w = weights.float()[None]
-    return quantize_weights(w[0] if factor == 1 else F.max_pool2d(w, factor, factor, ceil_mode=True)[0])
+    return quantize_weights(block_max(weights, factor))
 
 
 def block_max(values: torch.Tensor, factor: int) -> torch.Tensor:
-    """(H, R, C) -> (H, ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial)."""
+    """(..., R, C) -> (..., ceil(R/f), ceil(C/f)): the largest value of each f x f block (edge blocks partial),
+    as max_pool2d(ceil_mode=True) gives it, by rows then columns (about 10x faster on the CPU: no indices)."""
+    values = values.float()
     if factor == 1:
-        return values.float()
-    return F.max_pool2d(values.float()[None], factor, factor, ceil_mode=True)[0]
+        return values
+    return max_by_blocks(max_by_blocks(values, factor, -2), factor, -1)
 
 
 def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
@@ -61,5 +77,5 @@ def thumbnails(overview: np.ndarray, size: int = THUMBNAIL_MAX) -> np.ndarray:
     return F.adaptive_max_pool2d(t, (min(r, size), min(c, size)))[0].to(torch.uint8).numpy()
 
 
-__all__ = ["OVERVIEW_MAX", "THUMBNAIL_MAX", "block_max", "overview_factor", "pool_max", "pool_weights",
-           "quantize_weights", "thumbnails"]
+__all__ = ["OVERVIEW_MAX", "THUMBNAIL_MAX", "block_max", "max_by_blocks", "overview_factor", "pool_max",
+           "pool_weights", "quantize_weights", "thumbnails"]

@@ -10,6 +10,7 @@ to transformers' own SDPA function.
 What the function needs besides its arguments comes from the per-call context: the pipeline's module specs
 (which attention a module is), which positions are real tokens, and the projections' inputs, handed over by a
 forward pre-hook that each attention module got once at load (it writes into the current call's context only).
+The output head got one too: a call that runs the head itself (a block of positions at a time) takes its input.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class CallContext:
     valid: dict[str, torch.Tensor]  # "encoder" / "decoder" -> bool (B, T): True = a real token, not padding
     inputs: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = field(default_factory=dict)
     seen: list[nn.Module] = field(default_factory=list)  # modules that called the attention function, in order
+    keep_head_input: bool = False  # the call runs the output head itself: the model's head runs on no position
+    head_input: torch.Tensor | None = None  # (B, T, d) what the model's output head was handed
 
 
 _CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_call", default=None)
@@ -69,10 +72,11 @@ _CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("hf_c
 
 @contextlib.contextmanager
 def call_context(recorder: Recording | None, specs: Mapping[nn.Module, ModuleSpec],
-                valid: dict[str, torch.Tensor]) -> Iterator[CallContext]:
+                valid: dict[str, torch.Tensor], keep_head_input: bool = False) -> Iterator[CallContext]:
     """Within this block (in this thread or task only), attention calls are recorded by ``recorder`` (None: only
-    which modules call the attention function is noted, for the load-time probe)."""
-    context = CallContext(recorder=recorder, specs=specs, valid=valid)
+    which modules call the attention function is noted, for the load-time probe). ``keep_head_input``: the output
+    head's input is handed to the call, and the head itself runs on no position (``head_input_hook``)."""
+    context = CallContext(recorder=recorder, specs=specs, valid=valid, keep_head_input=keep_head_input)
     token = _CALL.set(context)
     try:
         yield context
@@ -100,6 +104,17 @@ def input_hook(key_input: str | None) -> Callable:
                                    keys if isinstance(keys, torch.Tensor) else None)
         return None
     return hook
+
+
+def head_input_hook(module: nn.Module, args: tuple, kwargs: dict):
+    """A forward pre-hook (with kwargs) on a model's output head: in a call that runs the head itself (a block of
+    positions at a time, model.capture.logits), hand over what the head reads, (B, T, d), and give the model's head
+    none of its positions (its logits come out (B, 0, V)); any other time, nothing."""
+    call = _CALL.get()
+    if call is None or not call.keep_head_input or not args or not isinstance(args[0], torch.Tensor):
+        return None
+    call.head_input = args[0]
+    return (args[0].narrow(-2, 0, 0), *args[1:]), kwargs
 
 
 def key_input_name(module: nn.Module) -> str | None:
@@ -202,5 +217,5 @@ def mask_function(*args, **kwargs):
 AttentionInterface.register(ATTENTION_NAME, inspector_attention)
 AttentionMaskInterface.register(ATTENTION_NAME, mask_function)
 
-__all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "mask_function", "input_hook", "inspector_attention",
-           "key_input_name", "call_context"]
+__all__ = ["ATTENTION_NAME", "CallContext", "ModuleSpec", "mask_function", "head_input_hook", "input_hook",
+           "inspector_attention", "key_input_name", "call_context"]

@@ -19,7 +19,7 @@ from ..core.encoding import Encoding
 from ..core.names import RecordName
 from ..safe.errors import CheckpointError
 from .families import family, name_modules, ordered
-from .interface import ModuleSpec, call_context, input_hook
+from .interface import ModuleSpec, call_context, head_input_hook, input_hook
 from .loader import load_model
 from .tokens import TextTokenizer
 from .vision import HFVisionPipeline, vision_family
@@ -108,6 +108,10 @@ class HFPipeline(CallMethods, Pipeline):
             raise CheckpointError(f"{path}: {e}") from None
         for module, spec in self.specs.items():  # once, at load: hand each call the projections' inputs
             hooks.append(module.register_forward_pre_hook(input_hook(spec.key_input), with_kwargs=True))
+        head_module = self._head_module()
+        if head_module is not None:  # and the output head's input, to a call that runs the head itself
+            hooks.append(head_module.register_forward_pre_hook(head_input_hook, with_kwargs=True))
+        self._head_apart = False  # probed below (_check_coverage): the call may run this model's head itself
         names = ordered(self.specs)
         n_enc = len({RecordName.parse(n).layer for n in names if n.startswith("encoder.")})
         n_dec = len({RecordName.parse(n).layer for n in names if n.startswith("decoder.")})
@@ -173,8 +177,9 @@ class HFPipeline(CallMethods, Pipeline):
                            d_out=info.d_model, adjusted="adjusted" in info.stages, element_size=size)
 
     def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
-                logits_at=None) -> ForwardOutput:
+                logits_at=None, run_head=True) -> ForwardOutput:
         valid, kwargs = {}, {"use_cache": False, "return_dict": True}
+        apart = not run_head and logits_at is None and self._head_apart
         keep = logits_at is not None and self._keeps_logits
         if keep:  # transformers' own option: the head runs on those positions only
             kwargs["logits_to_keep"] = torch.as_tensor(logits_at, dtype=torch.long, device=self.device)
@@ -193,7 +198,8 @@ class HFPipeline(CallMethods, Pipeline):
                 kwargs.update(decoder_input_ids=tgt, decoder_attention_mask=tgt_valid.long())
         if want_hidden:
             kwargs["output_hidden_states"] = True
-        with call_context(recorder if recorder is not None else Recorder(capture=False), self.specs, valid):
+        with call_context(recorder if recorder is not None else Recorder(capture=False), self.specs, valid,
+                          keep_head_input=apart) as call:
             out = self.model(**kwargs)
         if want_hidden:
             for stack, field_name in (("encoder", "encoder_hidden_states"), ("decoder", "decoder_hidden_states")):
@@ -205,6 +211,8 @@ class HFPipeline(CallMethods, Pipeline):
             if states is not None and self.arch != "encoder-decoder":
                 for h in states:
                     recorder.record_hidden(self.info.output_stack, h)
+        if apart and call.head_input is not None:  # the head ran on no position: the call runs it
+            return ForwardOutput(logits=None, head_input=call.head_input)
         logits = getattr(out, "logits", None)
         if logits is not None and logits.dim() == 3:
             if logits_at is not None and not keep:  # a head without logits_to_keep: computed in full, then cut
@@ -262,6 +270,27 @@ class HFPipeline(CallMethods, Pipeline):
             x = norm(x)
         if fam.head_scale and getattr(self._config, "tie_word_embeddings", False):
             x = x * (self.info.d_model ** -0.5)
+        return self._head(x)
+
+    def output_head(self, head_input: torch.Tensor) -> torch.Tensor:
+        """What the family's output head module was handed (after the final norm, and T5's rescaling) -> logits,
+        through the same modules and operations as the model's forward (bias and softcap included)."""
+        if not self._head_apart:
+            raise NotImplementedError(f"{self.info.family}: the call does not run this model's output head itself")
+        return self._head(head_input.to(self.device))
+
+    def _head_module(self) -> nn.Module | None:
+        """The module the family's head starts with (the one the output head's pre-hook sits on), if declared."""
+        fam = self.family
+        if fam is None or fam.head is None:
+            return None
+        path = {"distilbert_head": "vocab_transform", "modernbert_head": "head"}.get(fam.head, fam.head)
+        module = _attr(self.model, path)
+        return module if isinstance(module, nn.Module) else None
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """The family's output head from its first module on: the head, a final logits bias, a softcap."""
+        fam = self.family
         if fam.head == "distilbert_head":
             m = self.model
             x = m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(x))))
@@ -324,6 +353,25 @@ class HFPipeline(CallMethods, Pipeline):
                 f"(ran {sorted(set(recorder.calls))}, expected {list(self.info.record_names)}); it cannot be traced")
         if any(r.adjusted is not None for r in recorder.records.values()):
             self.info = dataclasses.replace(self.info, stages=("scores", "scaled", "adjusted", "masked", "weights"))
+        self._head_apart = self._probe_head_apart(src, tgt)
+
+    @torch.inference_mode()
+    def _probe_head_apart(self, src: list[int] | None, tgt: list[int] | None) -> bool:
+        """Whether a call may run this model's output head itself: the head's pre-hook is handed its input, and the
+        family's head on that input gives the forward's own logits, bitwise (else the call keeps whole logits)."""
+        if self._head_module() is None:
+            return False
+        src_t, tgt_t = (None if ids is None else self._tensor(ids) for ids in (src, tgt))
+        self._head_apart = True
+        try:
+            logits = self.forward(src_t, tgt_t, None).logits
+            apart = self.forward(src_t, tgt_t, None, run_head=False)
+            return apart.head_input is not None and logits is not None and \
+                torch.equal(self._head(apart.head_input), logits)
+        except (NotImplementedError, RuntimeError, TypeError, ValueError, IndexError, AttributeError):
+            return False
+        finally:
+            self._head_apart = False
 
 
 def load_hf(path: str | Path, device: torch.device, policy: PathPolicy | None = None) -> Pipeline:

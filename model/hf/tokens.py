@@ -48,6 +48,15 @@ def byte_level_label(token: str) -> str:
         return "".join(f"<0x{b:02X}>" for b in raw)
 
 
+def unknown_id(hf: HFTokenizer, model: dict) -> int | None:
+    """The id of a tokenizer model's unknown token (WordPiece / WordLevel / BPE ``unk_token``, Unigram ``unk_id``);
+    None when it has none (byte-level BPE reads every text)."""
+    if isinstance(model.get("unk_id"), int):
+        return int(model["unk_id"])
+    token = model.get("unk_token")
+    return hf.token_to_id(token) if isinstance(token, str) and token else None
+
+
 class TextTokenizer:
     """A trained model's tokenizer.json: encodes with the model's own special tokens, labels tokens readably."""
 
@@ -61,6 +70,7 @@ class TextTokenizer:
         kinds |= {str(s) for s in subs}
         self.byte_level = "ByteLevel" in kinds
         self.special_ids = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+        self.unk_id = unknown_id(hf, spec.get("model") or {})
         # a pasted megabyte is cut to what max_len tokens can hold before the tokenizer sees it
         self.hf.no_truncation()
         self.hf.no_padding()
@@ -96,7 +106,8 @@ class TextTokenizer:
         return Encoding(ids=list(ids), tokens=[self.label(i) for i in ids],
                         offsets=offsets if offsets is not None else [(0, 0)] * len(ids), truncated=truncated,
                         n_text_tokens=len(ids) if n_text_tokens is None else n_text_tokens,
-                        special=[int(i) in self.special_ids for i in ids], chars_cut=chars_cut)
+                        special=[int(i) in self.special_ids for i in ids], chars_cut=chars_cut,
+                        n_unknown=0 if self.unk_id is None else sum(int(i) == self.unk_id for i in ids))
 
     def tokenize(self, text: str, max_len: int | None = None, add_special_tokens: bool = True) -> Encoding:
         """Text -> the model's ids with its own special tokens ([CLS] ... [SEP], <s> ... </s>), cut to max_len

@@ -15,7 +15,7 @@ from ..core.attention import RecordShape
 from ..core.encoding import Encoding
 from ..core.names import RecordName
 from .config import ModelConfig, VisionConfig
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from .transformer import Transformer
 from .vit import VisionTransformer
 
@@ -61,9 +61,9 @@ class TransformerPipeline(CallMethods, Pipeline):
         if prompt is not None:
             return Encoding(ids=list(ids), tokens=tokens, offsets=list(prompt.offsets) + [(0, 0)] * (
                 len(ids) - len(prompt.ids)), truncated=prompt.truncated, n_text_tokens=prompt.n_text_tokens,
-                special=special)
+                special=special, n_unknown=list(ids).count(UNK_ID))
         return Encoding(ids=list(ids), tokens=tokens, offsets=[(0, 0)] * len(ids), truncated=False,
-                        n_text_tokens=len(ids) - 1, special=special)
+                        n_text_tokens=len(ids) - 1, special=special, n_unknown=list(ids).count(UNK_ID))
 
     def token_label(self, token_id: int) -> str:
         return self.tgt_tokenizer.id_to_token(token_id)
@@ -81,9 +81,15 @@ class TransformerPipeline(CallMethods, Pipeline):
                            d_query_in=d, d_key_in=d, d_out=d, adjusted=False, element_size=size)
 
     def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None,
-                logits_at=None) -> ForwardOutput:
+                logits_at=None, run_head=True) -> ForwardOutput:
         # padding comes from pad_id: the batch is padded with it (src_valid / tgt_valid agree)
+        if not run_head and logits_at is None:  # the head is the caller's: the residual stream unembed reads
+            return ForwardOutput(logits=None, head_input=self.model(src, tgt, recorder, head=False))
         return ForwardOutput(logits=self.model(src, tgt, recorder, logits_at=logits_at))
+
+    def output_head(self, head_input: torch.Tensor) -> torch.Tensor:
+        """The decoder's final norm and generator (``Transformer.unembed``), as the forward runs them."""
+        return self.model.unembed(head_input)
 
     def greedy_batch(self, src_ids, prefixes, n_new, deadline):
         """Batched greedy decoding with the model's key/value cache (prefixes of one length)."""

@@ -87,7 +87,8 @@ class Tokenizer:
         if eos:
             ids, tokens, offsets = ids + [EOS_ID], tokens + ["[EOS]"], offsets + [(0, 0)]
         return Encoding(ids=ids, tokens=tokens, offsets=offsets, truncated=truncated, n_text_tokens=n_text,
-                        special=[i < len(SPECIAL_TOKENS) for i in ids], chars_cut=chars_cut)
+                        special=[i < len(SPECIAL_TOKENS) for i in ids], chars_cut=chars_cut,
+                        n_unknown=ids.count(UNK_ID))
 
     def detokenize(self, ids: Iterable[int]) -> str:
         """Ids -> text, specials dropped (stops at the first [EOS])."""

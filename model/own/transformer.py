@@ -251,9 +251,10 @@ class Transformer(nn.Module):
         return self.encoder_norm(x), src_padding
 
     def decode(self, tgt_ids: torch.Tensor, memory: torch.Tensor | None, src_padding: torch.Tensor | None,
-               recorder: Recording | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
+               recorder: Recording | None = None, logits_at: torch.Tensor | None = None,
+               head: bool = True) -> torch.Tensor:
         """(B, T) decoder input ids (starting with [BOS]) -> logits (B, T, V); ``logits_at`` (P,): at those
-        positions only, (B, P, V)."""
+        positions only, (B, P, V); ``head=False``: the residual stream (B, T, d_model) that ``unembed`` reads."""
         T = tgt_ids.shape[1]
         tgt_padding = padding_mask(tgt_ids, self.config.pad_id)
         tgt_causal = causal_mask(T, device=tgt_ids.device)
@@ -265,6 +266,8 @@ class Transformer(nn.Module):
             x = layer(x, memory, src_padding, tgt_padding, tgt_causal, recorder, i, tgt_valid=tgt_valid)
             if recorder is not None:
                 recorder.record_hidden("decoder", x)
+        if not head:
+            return x
         return self.unembed(x if logits_at is None else x[:, logits_at])
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
@@ -272,9 +275,10 @@ class Transformer(nn.Module):
         return self.generator(self.decoder_norm(x))
 
     def forward(self, src_ids: torch.Tensor | None, tgt_ids: torch.Tensor, recorder: Recording | None = None,
-                logits_at: torch.Tensor | None = None) -> torch.Tensor:
+                logits_at: torch.Tensor | None = None, head: bool = True) -> torch.Tensor:
         """src_ids (B, S) (None for decoder-only), tgt_ids (B, T) -> logits (B, T, V), or (B, P, V) at the positions
-        ``logits_at``. Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
+        ``logits_at`` (``head=False``: the decoder's last residual stream, (B, T, d_model), before ``unembed``).
+        Padding masks come from ``config.pad_id``; the decoder also gets the causal mask.
 
         ``recorder`` (one call's, see model.core.recording) keeps what that call asked for and applies its
         interventions; None: the fast path, nothing kept or changed. The traced call is ``model.call.run``.
@@ -285,7 +289,7 @@ class Transformer(nn.Module):
             if src_ids is None:
                 raise ValueError("an encoder-decoder model needs src_ids")
             memory, src_padding = self.encode(src_ids, recorder)
-        return self.decode(tgt_ids, memory, src_padding, recorder, logits_at)
+        return self.decode(tgt_ids, memory, src_padding, recorder, logits_at, head)
 
     @torch.inference_mode()
     def greedy(self, src_ids: torch.Tensor | None, prefix: torch.Tensor, limit: int,

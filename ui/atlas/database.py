@@ -16,6 +16,7 @@ import streamlit as st
 
 from model import settings
 from model.atlas import queries
+from model.atlas.example import DATABASE as EXAMPLE
 from model.atlas.identity import AtlasError
 from model.atlas.locate import list_databases, resolve_database
 from model.atlas.store import open_read_only
@@ -32,20 +33,24 @@ def atlas_dir() -> Path:
 
 
 def atlas_policy() -> PathPolicy:
-    """The inspector's path policy with the atlas folder among its roots when it is restricted (public mode: only
-    databases under the roots open)."""
+    """The inspector's path policy with the atlas folder and the shipped example's among its roots when it is
+    restricted (public mode: only databases under the roots open)."""
     base = path_policy()
     if not base.restricted:
         return base
     try:
-        extra = (atlas_dir().expanduser().resolve(strict=False),)
+        extra = (atlas_dir().expanduser().resolve(strict=False), EXAMPLE.parent.resolve(strict=False))
     except (OSError, RuntimeError, ValueError):
         extra = ()
     return PathPolicy(roots=base.roots + extra, public=base.public)
 
 
 def offered() -> list[Path]:
-    return list_databases(atlas_dir(), atlas_policy())
+    """The databases of the atlas folder, then the shipped example (examples/atlas/example-dates.duckdb, built by
+    ``python -m model.atlas.example``): a first visit opens on it."""
+    found = list_databases(atlas_dir(), atlas_policy())
+    shipped = [p for p in list_databases(EXAMPLE.parent, atlas_policy()) if p.name == EXAMPLE.name]
+    return found + [p for p in shipped if p.resolve() not in {f.resolve() for f in found}]
 
 
 def open_typed(text: str) -> Path:

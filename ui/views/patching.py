@@ -122,14 +122,14 @@ def _metric_choice(ctx: Context, clean, corrupt) -> tuple[int | None, int | None
         return None, None
     pipe = ctx.pipe
     last = len(clean.logits) - 1
-    options = list(dict.fromkeys(clean.logits[last].topk(CANDIDATES).indices.tolist()
-                                 + corrupt.logits[last].topk(CANDIDATES).indices.tolist()))
+    options = list(dict.fromkeys(clean.logits.row(last).topk(CANDIDATES).indices.tolist()
+                                 + corrupt.logits.row(last).topk(CANDIDATES).indices.tolist()))
     fmt = pipe.token_label
     a, b = st.columns(2)
     with a:
         answer = state.selectbox("Answer (the clean run's token)", options, key="patch_answer", default=options[0],
                                  format_func=fmt)
-    wrong_default = int(corrupt.logits[last].argmax())
+    wrong_default = int(corrupt.logits.argmax[last])
     with b:
         wrong = state.selectbox("Wrong (the corrupted run's token)", options, key="patch_wrong",
                                 default=wrong_default if wrong_default != answer else options[-1], format_func=fmt)

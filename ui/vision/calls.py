@@ -83,7 +83,7 @@ def image_call(pipe, traced: Traced) -> ImageCall:
     rows, cols = result.patch_grid
     classes, probs = [], np.zeros(0, np.float32)
     if result.logits is not None:  # a classifier (a bare encoder has no logits): softmax as result.probability's
-        probs = torch.softmax(result.logits[-1].float(), -1).numpy()
+        probs = torch.softmax(result.logits.row(len(result.logits) - 1), -1).numpy()
         classes = list(pipe.info.classes) or [str(i) for i in range(len(probs))]
     return ImageCall(traced=traced, names=names, grid=(int(rows), int(cols)),
                      positions=[int(p) for p in result.patch_positions],
