@@ -14,6 +14,8 @@ import streamlit as st
 
 from viz import canvas, tiles
 
+from .. import validate
+
 STATE_KEYS = ("view", "head", "query", "selection", "detail_request")  # what the page reports (component state)
 
 _mount = st.components.v2.component(
@@ -39,7 +41,9 @@ def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | N
     rerun), so that a new overview is drawn without waiting for its detail. ``goto`` ({r0, r1, c0, c1, nonce}):
     move the view there once (a new nonce moves it again)."""
     overview = payload["overview"]
-    seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
+    checked = validate.canvas_state(st.session_state.get(key), overview["n_rows"], overview["n_cols"],
+                                    overview["n_heads"])  # the page's report is any JSON its script could build
+    seen = {k: v for k, v in checked.items() if k in STATE_KEYS and v is not None}
     callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
                  "on_query_change": on_query_change, "on_selection_change": on_selection_change,
                  "on_detail_request_change": on_detail_request_change}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,10 @@ import streamlit as st
 
 import viz
 from model import RecordName
-from model.analysis.knockout import select_cells
+from model.core.interventions import Cells
 from viz import tiles
 
-from .. import state
+from .. import state, validate
 from ..components import attention_canvas
 from .common import Context, chart
 from .knockout import knockout_panel
@@ -89,38 +90,45 @@ def _noop() -> None:
     """The page asked for a deferred detail: the rerun this triggers computes it."""
 
 
-def _head_from_page() -> None:
-    head = (st.session_state.get(MAP_KEY) or {}).get("head")
-    if isinstance(head, int):
+def page_state(tq: int, tk: int, n_heads: int) -> dict:
+    """What the page reported (view, head, query, selection, detail request), checked by ui.validate."""
+    return validate.canvas_state(st.session_state.get(MAP_KEY), tq, tk, n_heads)
+
+
+def _head_from_page(tq: int, tk: int, n_heads: int) -> None:
+    head = page_state(tq, tk, n_heads)["head"]
+    if head is not None:
         state.set_value("head", head)
 
 
-def _query_from_page() -> None:
-    query = (st.session_state.get(MAP_KEY) or {}).get("query")
-    if isinstance(query, int):
+def _query_from_page(tq: int, tk: int, n_heads: int) -> None:
+    query = page_state(tq, tk, n_heads)["query"]
+    if query is not None:
         st.session_state["map_query"] = query
 
 
 def canvas_map(ctx: Context, stage: str) -> dict:
-    """Draw the map of the selected attention and head; returns the page's state (view, head, query, selection)."""
+    """Draw the map of the selected attention and head; returns the page's state (view, head, query, selection),
+    checked by ui.validate."""
     sel = ctx.sel
     name, head = sel.name, max(sel.head, 0)
     started = time.perf_counter()
     with st.spinner("Pooling every head's map…" if stage == "weights" else
                     f"Computing the {viz.STAGE_NAMES.get(stage, stage)} of every head, a block of rows at a time…"):
         overview = overview_part(ctx, name, stage)
-    seen = dict(st.session_state.get(MAP_KEY) or {})
-    view = seen.get("view") if isinstance(seen.get("view"), dict) else None
+    shape = ctx.traced.trace.shape(name)
+    seen = page_state(shape.tq, shape.tk, ctx.info.n_heads)
+    view = seen["view"]
     goto = st.session_state.pop("map_goto", None)
     # a new overview (another layer, stage or input) goes to the page alone; its detail follows when the page asks
     # (Streamlit draws the map only once the run ends: its detail, 80 ms at 1,024 tokens, would delay it)
     new = st.session_state.get("map_overview_sent") != overview["id"]
     st.session_state["map_overview_sent"] = overview["id"]
     detail = lambda: detail_part(ctx, name, head, stage, view, overview["id"], defer=new)  # noqa: E731
-    result = attention_canvas({"overview": overview, "head": None, "detail": detail}, key=MAP_KEY,
-                              on_head_change=_head_from_page, on_query_change=_query_from_page,
-                              on_detail_request_change=_noop, goto=goto)
-    shape = ctx.traced.trace.shape(name)
+    bounds = (shape.tq, shape.tk, ctx.info.n_heads)
+    attention_canvas({"overview": overview, "head": None, "detail": detail}, key=MAP_KEY,
+                     on_head_change=partial(_head_from_page, *bounds),
+                     on_query_change=partial(_query_from_page, *bounds), on_detail_request_change=_noop, goto=goto)
     pool = overview["pool"]
     how = "exact" if pool == 1 else f"max over {pool} × {pool} blocks"
     exact = ("computed on demand from the saved q and k by attention(), bitwise what the call computed"
@@ -135,7 +143,7 @@ def canvas_map(ctx: Context, stage: str) -> dict:
                f"arrow keys) for exact cells with token labels; {hover}; click "
                f"a row for its query strip. Every value is the number the model used in this call ({exact}). "
                f"Drawn in {time.perf_counter() - started:.2f} s on the server.")
-    return result
+    return page_state(*bounds)
 
 
 def query_strip(ctx: Context, query: int) -> None:
@@ -154,29 +162,21 @@ def query_strip(ctx: Context, query: int) -> None:
     st.dataframe(top, hide_index=True, height=min(400, 38 + 35 * len(top)))
 
 
-def selected_cells(selection: dict | None, tq: int, tk: int) -> tuple[np.ndarray, str] | None:
-    """The canvas's selection ({"kind": "cells" | "row" | "column" | "rect", ...}) as knockout cells: (bool (Tq, Tk),
-    what it is in words), or None when nothing is selected."""
-    if not isinstance(selection, dict):
+def selected_cells(selection: dict | None, tq: int, tk: int) -> tuple[Cells, str] | None:
+    """The canvas's selection ({"kind": "cells" | "row" | "column" | "rect", ...}), checked by ui.validate, as
+    knockout cells: (Cells, never a (Tq, Tk) array; what it is in words), or None when nothing is selected."""
+    picked = validate.selection(selection, tq, tk)
+    if picked is None:
         return None
-    kind = selection.get("kind")
-    try:
-        if kind == "cells":
-            pairs = [(int(r), int(c)) for r, c in selection.get("cells") or []][:10_000]
-            return select_cells(tq, tk, pairs=pairs), f"{len(pairs)} cell(s)"
-        if kind == "row":
-            row = int(selection["row"])
-            return select_cells(tq, tk, queries=[row]), f"query row {row}"
-        if kind == "column":
-            col = int(selection["col"])
-            return select_cells(tq, tk, keys=[col]), f"key column {col}"
-        if kind == "rect":
-            r0, r1, c0, c1 = (int(selection[k]) for k in ("r0", "r1", "c0", "c1"))
-            return select_cells(tq, tk, rows=range(r0, r1), cols=range(c0, c1)), \
-                f"queries {r0}–{r1 - 1} × keys {c0}–{c1 - 1}"
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
+    kind = picked["kind"]
+    if kind == "cells":
+        return Cells.select(tq, tk, pairs=picked["cells"]), f"{len(picked['cells'])} cell(s)"
+    if kind == "row":
+        return Cells.select(tq, tk, queries=[picked["row"]]), f"query row {picked['row']}"
+    if kind == "column":
+        return Cells.select(tq, tk, keys=[picked["col"]]), f"key column {picked['col']}"
+    r0, r1, c0, c1 = (picked[k] for k in ("r0", "r1", "c0", "c1"))
+    return Cells.select(tq, tk, rows=range(r0, r1), cols=range(c0, c1)), f"queries {r0}–{r1 - 1} × keys {c0}–{c1 - 1}"
 
 
 def knockout_from_map(ctx: Context, selection: dict | None) -> None:

@@ -26,7 +26,7 @@ def attention_map(ctx: Context) -> None:
         stage = "scaled"
     if canvas.wants_canvas(ctx, sel.name) or not ctx.traced.record_fits(sel.name):
         result = canvas.canvas_map(ctx, stage)
-        canvas.knockout_from_map(ctx, (result or {}).get("selection") if hasattr(result, "get") else None)
+        canvas.knockout_from_map(ctx, result["selection"])
         left, right = st.columns([3, 2])
         with right:
             canvas.find_in_text(ctx)
