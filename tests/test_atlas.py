@@ -516,6 +516,46 @@ def test_a_real_sigint_keeps_every_finished_batch(tmp_path):
     assert len(stats) == len(stats.drop_duplicates(KEYS)) == 160 * 24
 
 
+def test_a_killed_build_is_stopped_and_resumable_not_running_forever(tmp_path):
+    """SIGKILL leaves "running" in the file (nothing could write otherwise): the builder's pid tells (issue 32)."""
+    from model.atlas.store import shown_status
+
+    data = write_lines(tmp_path / "d.txt", DATE_TEXTS * 5)  # 40 records
+    db = tmp_path / "k.duckdb"
+    proc, _, reader = held_build(data, db)
+    proc.kill()
+    proc.wait(60)
+    reader.join(60)
+    con = open_read_only(db)
+    try:
+        row = Q.runs(con).iloc[0]
+    finally:
+        con.close()
+    assert row["status"] == "running" and row["builder"]["pid"] == proc.pid and row["n_examples"] == 8
+    assert shown_status(row["status"], row["builder"], row["updated"]) == "stopped"
+    again = subprocess.run(_atlas_cmd(data, db, "--quiet"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "continuing: 8 of 40 records already stored" in again.stderr, again.stderr
+    assert table_df(db, "runs").iloc[0]["status"] == "finished"
+
+
+def test_a_builder_is_alive_while_its_process_or_heartbeat_is():
+    from datetime import timedelta
+
+    from model.atlas.store import builder_alive, builder_identity, now, shown_status
+
+    me = builder_identity()
+    assert builder_alive(me, None) and shown_status("running", me, None) == "running"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {**me, "pid": int(gone.stdout)}
+    assert not builder_alive(dead, now()) and shown_status("running", dead, now()) == "stopped"
+    assert not builder_alive({**me, "start": "-1"}, now())  # this pid, but another process's start: reused
+    elsewhere = {"pid": 1, "host": "another-machine", "start": None}
+    assert builder_alive(elsewhere, now()) and not builder_alive(elsewhere, now() - timedelta(hours=1))
+    assert not builder_alive(None, None) and shown_status("finished", None, None) == "finished"
+    for junk in ("pid", [1], {"pid": True, "host": me["host"]}, {"pid": "1"}):
+        assert builder_alive(junk, now()) in (True, False)
+
+
 def test_another_corpus_model_or_option_is_another_run_never_mixed(tmp_path):
     a = write_lines(tmp_path / "a.txt", DATE_TEXTS[:4])
     b = write_lines(tmp_path / "b.txt", DATE_TEXTS[4:])
