@@ -42,14 +42,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(script: str = "app.py", timeout: float = 90.0, env: dict | None = None) -> Iterator[str]:
-    """Run `streamlit run script` headless on a free port; yield its URL; always stop it (whole process group)."""
+def streamlit_server(script: str = "app.py", timeout: float = 90.0, env: dict | None = None,
+                     cwd: Path = ROOT) -> Iterator[str]:
+    """Run `streamlit run script` headless on a free port (in ``cwd``: another tree for a benchmark's "before"); yield
+    its URL; always stop it (whole process group)."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **(env or {})})
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
