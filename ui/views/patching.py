@@ -176,7 +176,12 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
         decoder_ids = tuple(corrupt.target.ids)
     traced_b, _ = trace(pick.path, pick.device, other, inputs.target, inputs.max_new, decoder_ids=decoder_ids)
     left, right = st.columns(2)
-    for col, traced, what in ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted")):
+    both = ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted"))
+    if not all(traced.record_fits(name) for _, traced, _ in both):  # a long input: its maps are the canvas's
+        both = ()
+        st.caption("At this length the two maps are not drawn side by side (each would be a complete record): open "
+                   "the head on the Attention map.")
+    for col, traced, what in both:
         rec = traced.record(name)
         res = traced.result
         # plain position·token labels (no "→ prediction"): two maps side by side need the width for the cells
