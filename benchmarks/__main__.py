@@ -13,9 +13,11 @@
     canvas.json   the attention canvas alone (synthetic attention, T = 256 .. 32,768) in headless Chromium
     app_canvas.json  the app's canvas maps (GPT-2-small-shaped at T = 512 / 1,024, Llama-shaped at 4,096)
     why.json      head patching, logit lens and knockouts on the GPT-2-small-shaped model
+    knockout.json one knocked-out cell at 4,096 and 8,192 tokens: peak memory beyond the traced call, before and after
     atlas.json    corpus atlas builds (examples/s, memory over 10,000 examples) and the Atlas view's queries
     first_use.json  a newcomer's cold start (frame, first heatmap)
-    load.json     eight Chromium sessions against one server for three minutes
+    load.json     eight Chromium sessions against one server for three minutes; with --fairness, a new input while
+                  four sessions run the logit lens (python -m benchmarks.bench_load --fairness)
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
 """
 
@@ -28,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
-         ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"]]
+         ["-m", "benchmarks.bench_knockout"], ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"],
+         ["-m", "benchmarks.bench_load"]]
 
 
 def main() -> int:

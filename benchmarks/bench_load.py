@@ -129,6 +129,8 @@ FILL_JS = """(t) => { const ta = document.querySelector('textarea');
     const set = Object.getOwnPropertyDescriptor(window.HTMLTextAreaElement.prototype, 'value').set;
     set.call(ta, t); ta.dispatchEvent(new Event('input', {bubbles: true})); }"""
 LENS_SESSIONS, LENS_TOKENS, PROBE_TOKENS, PROBES = 4, 1024, 60, 5
+RUNNING_JS = """() => { const s = document.querySelector('[data-testid="stStatusWidget"]');
+    return !!(s && /Running/.test(s.innerText)); }"""
 
 
 def new_input(page, text: str, timeout: float = 600_000) -> float:
@@ -177,14 +179,14 @@ def fairness(code: Path) -> dict:
                 page.get_by_role("button", name="Compute the logit lens").first.click()
             probe.wait_for_timeout(3000)  # their runs have started
             busy = [new_input(probe, text_of_tokens(tok, PROBE_TOKENS, shift=20 + i)) for i in range(PROBES)]
-            running = sum(bool(page.query_selector('[data-testid="stProgress"]')) or bool(page.query_selector(
-                '[data-testid="stStatusWidget"]')) for page in lens)
+            jobs_shown = sum(bool(page.query_selector('[data-testid="stProgress"]')) for page in lens)
+            running = sum(page.evaluate(RUNNING_JS) for page in lens)
         finally:
             browser.close()
     a, b = stats_.median(alone), stats_.median(busy)
     return {"alone_s": [round(x, 2) for x in alone], "with_lens_s": [round(x, 2) for x in busy],
             "alone_median_s": round(a, 2), "with_lens_median_s": round(b, 2), "ratio": round(b / a, 2),
-            "lens_sessions_busy_at_the_end": running}
+            "lens_sessions_at_the_end": {"showing_a_job": jobs_shown, "running_their_script": running}}
 
 
 def run_fairness(before_rev: str | None) -> None:
