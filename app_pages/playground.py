@@ -14,7 +14,6 @@ if str(ROOT) not in sys.path:  # standalone `streamlit run app_pages/playground.
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from model import teaching  # noqa: E402
@@ -23,29 +22,26 @@ from viz import playground as vp  # noqa: E402
 
 DEFAULT_SENTENCE = "Life is short, eat dessert first"
 DEFAULT_SENTENCE_2 = "La vie est courte"
-CURVE_D_KS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
-def chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, width="stretch")
+def chart(fig, key: str, where=st) -> None:
+    where.plotly_chart(fig, key=key, width="stretch")
+
+
+def operator(where, op: str) -> None:
+    where.markdown(f"<div style='text-align:center;font-size:28px'>{op}</div>", unsafe_allow_html=True)
 
 
 def product_row(left, right, result, key: str, op: str = "@") -> None:
     """left op right on one row, "= result" on the next; column widths follow the matrices' widths."""
-    def width(fig) -> int:
-        return len(fig.data[0].x) + 7  # cells plus room for tick labels and colour bar
-
+    width = vp.figure_columns
     cols = st.columns([width(left), 1, width(right)], vertical_alignment="center")
-    cols[0].plotly_chart(left, key=f"{key}_left", width="stretch")
-    cols[1].markdown(f"<div style='text-align:center;font-size:28px'>{op}</div>", unsafe_allow_html=True)
-    cols[2].plotly_chart(right, key=f"{key}_right", width="stretch")
+    chart(left, f"{key}_left", cols[0])
+    operator(cols[1], op)
+    chart(right, f"{key}_right", cols[2])
     cols = st.columns([1, width(result), max(2, 30 - width(result))], vertical_alignment="center")
-    cols[0].markdown("<div style='text-align:center;font-size:28px'>=</div>", unsafe_allow_html=True)
-    cols[1].plotly_chart(result, key=f"{key}_result", width="stretch")
-
-
-def fmt(x: float) -> str:
-    return f"{x:.2f}"
+    operator(cols[0], "=")
+    chart(result, f"{key}_result", cols[1])
 
 
 def sidebar_controls() -> dict:
@@ -67,47 +63,31 @@ def sidebar_controls() -> dict:
 
 
 def section_qkv(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, c: dict) -> None:
-    labels = sent.labels
     st.header("1. Tokens, embeddings and Q, K, V")
-    st.dataframe(pd.DataFrame([sent.tokens], index=["token"], columns=[str(i) for i in range(len(sent.tokens))]))
+    st.dataframe(vp.tokens_table(sent.tokens))
     st.caption("The sentence is split into words and punctuation; each position gets a random embedding row "
                "(seeded, no training). Labels carry the position so repeated words stay distinct.")
     st.latex(r"Q = X\,W_{query},\quad K = X\,W_{key},\quad V = X\,W_{value}")
     st.latex(r"X \in \mathbb{R}^{T\times d_{in}},\ W_{query}, W_{key} \in \mathbb{R}^{d_{in}\times d_k},"
              r"\ W_{value} \in \mathbb{R}^{d_{in}\times d_v}")
-    x_fig = vp.matrix_figure(steps.X, "X (embeddings)", labels, None, "token", "embedding dim", name="X")
-    tabs = st.tabs(["Q = X W_query", "K = X W_key", "V = X W_value"])
-    for tab, (wname, w, out, oname) in zip(tabs, (("W_query", steps.W_query, steps.Q, "Q"),
-                                                  ("W_key", steps.W_key, steps.K, "K"),
-                                                  ("W_value", steps.W_value, steps.V, "V")), strict=True):
+    figures = vp.projection_figures(steps, sent.labels)
+    for tab, name in zip(st.tabs(["Q = X W_query", "K = X W_key", "V = X W_value"]), "QKV", strict=True):
         with tab:
-            w_fig = vp.matrix_figure(w, wname, None, None, "input dim", "output dim", name=wname)
-            o_fig = vp.matrix_figure(out, oname, labels, None, "token", "dim", name=oname)
-            product_row(x_fig, w_fig, o_fig, key=f"pg_chart_{oname}")
+            product_row(*figures[name], key=f"pg_chart_{name}")
     st.caption(f"The weights are stored as (d_in × d_out) = ({c['d_in']} × d_k) or ({c['d_in']} × d_v), so "
                "Q = X W_query needs no transpose. Each row of Q, K, V belongs to one token. "
                "d_q must equal d_k (they meet in a dot product); d_v is free.")
 
 
-def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps, c: dict) -> None:
-    labels = sent.labels
+def section_scores(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -> None:
     st.header("2. Scores, weights and context vectors")
     st.latex(r"\omega = Q K^\top,\qquad \alpha = \mathrm{softmax}\!\left(\frac{\omega}{\sqrt{d_k}}\right)"
              r"\ \text{(row by row)},\qquad Z = \alpha V")
-    k_t = vp.matrix_figure(steps.K.T, "Kᵀ", None, labels, "dim", "key", name="K^T")
-    q_fig = vp.matrix_figure(steps.Q, "Q", labels, None, "query", "dim", name="Q")
-    omega_fig = vp.matrix_figure(steps.omega, "ω = Q Kᵀ (scores)", labels, labels, "query", "key", name="omega")
-    product_row(q_fig, k_t, omega_fig, key="pg_chart_omega")
+    scores, context = vp.score_figures(steps, sent.labels)
+    product_row(*scores, key="pg_chart_omega")
     st.caption("Each score ω_ij is the dot product of query i with key j: how well token i's question matches "
                "token j's label. Red is positive, blue negative.")
-    how = "ω / √d_k" if steps.scale else "ω (unscaled)"
-    mask_txt = f", masked with triu(diagonal={steps.diagonal})" if steps.allowed is not None else ""
-    alpha_fig = vp.matrix_figure(steps.weights, f"α = softmax({how}){mask_txt}", labels, labels, "query", "key",
-                                 kind="weights", name="alpha",
-                                 masked=None if steps.allowed is None else ~steps.allowed)
-    v_fig = vp.matrix_figure(steps.V, "V", labels, None, "key", "dim", name="V")
-    z_fig = vp.matrix_figure(steps.Z, "Z = α V (context vectors)", labels, None, "query", "dim", name="Z")
-    product_row(alpha_fig, v_fig, z_fig, key="pg_chart_z")
+    product_row(*context, key="pg_chart_z")
     st.caption("Softmax turns each row of scores into weights between 0 and 1 that sum to 1. Each context "
                "vector z_i is the weighted average of the value rows, weighted by row i of α.")
 
@@ -120,32 +100,14 @@ def section_query(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps) -
                         format_func=lambda j: sent.labels[j])
     b = teaching.query_breakdown(steps, i)
     n = i  # positions are 0-based everywhere, as in the inspector
-    d_k = steps.d_k
-    terms = " + ".join(f"({fmt(a)})({fmt(bb)})" for a, bb in zip(b.q[:6], steps.K[0][:6], strict=True))
-    more = r" + \dots" if d_k > 6 else ""
-    st.latex(rf"\omega_{{{n},j}} = q_{{{n}}}\cdot k_j")
-    st.latex(rf"\omega_{{{n},0}} = q_{{{n}}}\cdot k_0 = {terms}{more} = {fmt(b.omega[0])}")
-    denom = rf"\sqrt{{{d_k}}}" if steps.scale else "1"
-    if T <= 10:
-        row = ",\\ ".join(fmt(w) for w in b.weights)
-        st.latex(rf"\alpha_{{{n}}} = \mathrm{{softmax}}\!\left(\frac{{\omega_{{{n}}}}}{{{denom}}}\right)"
-                 rf" = [{row}]")
-    else:
-        st.latex(rf"\alpha_{{{n}}} = \mathrm{{softmax}}\!\left(\frac{{\omega_{{{n}}}}}{{{denom}}}\right)")
-    st.latex(rf"z_{{{n}}} = \sum_j \alpha_{{{n},j}}\, v_j")
-    table = pd.DataFrame({
-        "key j": sent.labels, f"ω_{n},j = q_{n}·k_j": b.omega, "softmax input": b.logits, "visible": b.visible,
-        f"α_{n},j": b.weights})
-    st.dataframe(table, hide_index=True)
-    st.caption(f"α_{n} is one softmax over the whole row ω_{n} (divided by √d_k = {np.sqrt(d_k):.3g}"
+    for formula in vp.query_formulas(b, steps.K[0], steps.scale, show_row=T <= 10):
+        st.latex(formula)
+    st.dataframe(vp.query_table(b, sent.labels), hide_index=True)
+    st.caption(f"α_{n} is one softmax over the whole row ω_{n} (divided by √d_k = {np.sqrt(steps.d_k):.3g}"
                f"{'' if steps.scale else ', here switched off'}), not a softmax of each score on its own; "
                "that is why the weights of a row sum to 1.")
     chart(vp.query_weights_figure(b.weights, sent.labels, sent.labels[i]), "pg_chart_query_bar")
-    z_table = pd.DataFrame(b.weighted_values, index=[f"α_{n},{j} · v_{j}" for j in range(T)],
-                           columns=vp.dim_labels(b.z.size, "dim "))
-    z_table.loc[f"sum = z_{n}"] = b.z_sum
-    z_table.loc[f"row {n} of Z from attention()"] = b.z
-    st.dataframe(z_table.style.format("{:.4f}"))
+    st.dataframe(vp.weighted_values_table(b).style.format("{:.4f}"))
     agree = "exactly" if b.max_abs_diff == 0 else f"up to {b.max_abs_diff:.1e} (float rounding)"
     st.caption(f"z_{n} is the α-weighted sum of the value vectors. Summed here by hand it matches the row from "
                f"attention() {agree}.")
@@ -158,19 +120,18 @@ def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps,
     st.latex(rf"M = \mathrm{{triu}}(\mathbf{{1}}_{{T\times T}},\ \mathrm{{diagonal}}={diagonal}),\qquad "
              r"\alpha = \mathrm{softmax}\big(\mathrm{where}(M, -\infty, \omega/\sqrt{d_k})\big)")
     mc = teaching.compare_masking(steps.Q, steps.K, steps.V, diagonal, steps.scale)
+    mask, before, after = vp.masking_figures(mc, labels, diagonal)
     cols = st.columns(2)
     with cols[0]:
-        chart(vp.mask_figure(mc.allowed, labels, diagonal), "pg_chart_mask")
+        chart(mask, "pg_chart_mask")
         st.caption("Hatched grey cells are the keys a query may not see; they are filled with −∞ before softmax "
                    "(the same grey as in the inspector).")
     with cols[1]:
-        chart(vp.matrix_figure(mc.before, "mask before softmax (−∞)", labels, labels, "query", "key",
-                               kind="weights", name="masked_before", masked=~mc.allowed), "pg_chart_mask_before")
+        chart(before, "pg_chart_mask_before")
         st.caption("−∞ becomes exactly 0 after exp, so the remaining weights already sum to 1.")
     cols = st.columns(2)
     with cols[0]:
-        chart(vp.matrix_figure(mc.after, "softmax, zero future, renormalise", labels, labels, "query", "key",
-                               kind="weights", name="masked_after", masked=~mc.allowed), "pg_chart_mask_after")
+        chart(after, "pg_chart_mask_after")
         st.caption("The other way: softmax over all keys, zero the future, divide each row by its new sum.")
     cols[1].metric("max |before − after|", f"{mc.max_abs_diff:.2e}")
     st.caption("Both ways give the same weights (up to float rounding): exp(−∞) = 0 simply drops the future "
@@ -187,9 +148,7 @@ def section_masking(sent: teaching.Sentence, steps: teaching.SelfAttentionSteps,
         if mc.nan_rows:
             st.markdown("A plain softmax of a row that is all −∞ computes exp(−∞) / Σ exp(−∞) = 0 / 0 = **NaN**, "
                         "and that NaN spreads into every later layer. The naive result:")
-            naive = pd.DataFrame(mc.naive, index=labels, columns=labels).map(
-                lambda x: "NaN" if np.isnan(x) else f"{x:.2f}")
-            st.dataframe(naive)
+            st.dataframe(vp.naive_table(mc.naive, labels))
             st.info("How this app handles it: model.core.attention.attention() gives a query whose keys are all "
                     "masked zero weights (and a zero context vector) instead of NaN, as in the charts above. "
                     "The real fix is diagonal=1.")
@@ -199,9 +158,8 @@ def section_scaling(steps: teaching.SelfAttentionSteps, sent: teaching.Sentence,
     st.header("5. Why divide by √d_k")
     st.latex(r"q, k \sim \mathcal{N}(0, I_{d_k}) \Rightarrow \mathrm{Var}(q\cdot k) = d_k,\qquad "
              r"\mathrm{Var}\!\left(\frac{q\cdot k}{\sqrt{d_k}}\right) = 1")
-    curve = teaching.scaling_curve(CURVE_D_KS, len(sent.tokens), c["seed"])
-    chart(vp.scaling_figure(curve.d_k, curve.entropy_scaled, curve.entropy_unscaled, curve.max_weight_scaled,
-                            curve.max_weight_unscaled, curve.n_keys, c["d_k"]), "pg_chart_scaling")
+    curve = teaching.scaling_curve(list(teaching.CURVE_D_KS), len(sent.tokens), c["seed"])
+    chart(vp.scaling_curve_figure(curve, c["d_k"]), "pg_chart_scaling")
     st.caption(f"Random queries and keys with unit-variance entries, {curve.n_keys} keys per row, averaged over "
                f"{curve.n_samples} seeds. Unscaled scores grow like √d_k, so softmax saturates: one key takes "
                "almost all the weight (entropy → 0, max weight → 1) and gradients vanish. Divided by √d_k, "
@@ -230,18 +188,11 @@ def section_cross(sent: teaching.Sentence, X, c: dict) -> None:
              rf"V = X_2 W_{{value}}\ ({T2}\times{c['d_v']})")
     st.latex(rf"\alpha = \mathrm{{softmax}}(QK^\top/\sqrt{{d_k}})\ "
              rf"({T1}\times{T2})")
-    l1, l2 = sent.labels, sent2.labels
-    cols = st.columns(2)
-    cols[0].plotly_chart(vp.matrix_figure(cr.X2, "X₂ (second sentence)", l2, None, "token", "embedding dim",
-                                          name="X2"), key="pg_chart_cross_x2", width="stretch")
-    cols[1].plotly_chart(vp.matrix_figure(cr.K, "K = X₂ W_key", l2, None, "key", "dim", name="K2"),
-                         key="pg_chart_cross_k", width="stretch")
-    cols = st.columns(2)
-    cols[0].plotly_chart(vp.matrix_figure(cr.weights, "α (cross-attention weights)", l1, l2, "query (sentence 1)",
-                                          "key (sentence 2)", kind="weights", name="cross_alpha"),
-                         key="pg_chart_cross_alpha", width="stretch")
-    cols[1].plotly_chart(vp.matrix_figure(cr.Z, "Z = α V", l1, None, "query (sentence 1)", "dim", name="cross_Z"),
-                         key="pg_chart_cross_z", width="stretch")
+    figures = vp.cross_figures(cr, sent.labels, sent2.labels)
+    for i, (fig, key) in enumerate(zip(figures, ("x2", "k", "alpha", "z"), strict=True)):
+        if i % 2 == 0:
+            cols = st.columns(2)
+        chart(fig, f"pg_chart_cross_{key}", cols[i % 2])
     st.caption(f"Queries come from sentence 1 ({T1} tokens, d_in={c['d_in']}), keys and values from sentence 2 "
                f"({T2} tokens, d_in2={d_in2}). The lengths and even the embedding widths may differ: only d_q = d_k "
                f"must match, because q·k is a dot product. The weights are {T1} × {T2}; the output has one row per "
@@ -256,15 +207,10 @@ def section_multihead(sent: teaching.Sentence, X, c: dict) -> None:
     common = col2.toggle("d_head = d_model // heads", True, key="pg_common_dhead",
                          help="Off: every head uses the d_k and d_v from the sidebar.")
     d_model = c["d_in"]
-    if common:
-        d_head = max(1, d_model // n_heads)
-        d_k = d_v = d_head
-        if d_model % n_heads:
-            st.warning(f"d_model = {d_model} is not divisible by {n_heads} heads: each head gets "
-                       f"{d_head} dims and the concatenation is {n_heads * d_head} wide, not {d_model}. "
-                       "Real models require d_model % n_heads == 0.")
-    else:
-        d_k, d_v = c["d_k"], c["d_v"]
+    d_k, d_v = teaching.head_widths(d_model, n_heads, c["d_k"], c["d_v"], split=common)
+    if common and d_model % n_heads:
+        st.warning(f"d_model = {d_model} is not divisible by {n_heads} heads: each head gets {d_k} dims and the "
+                   f"concatenation is {n_heads * d_k} wide, not {d_model}. Real models require d_model % n_heads == 0.")
     mh = teaching.multi_head(X, n_heads, d_k, d_v, c["seed"], causal=c["causal"], diagonal=c["diagonal"],
                              scale=c["scale"])
     st.latex(r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{X W^{(h)}_{query} (X W^{(h)}_{key})^\top}"
@@ -274,14 +220,11 @@ def section_multihead(sent: teaching.Sentence, X, c: dict) -> None:
     st.markdown(f"d_model = {d_model}, heads = {n_heads}, d_k = {d_k}, d_v = {d_v} per head "
                 f"→ concat: T × n·d_v = {len(labels)} × {n_heads * d_v}, W_out: {n_heads * d_v} × {d_model}, "
                 f"output: {len(labels)} × {d_model}.")
-    chart(vp.heads_figure(mh.weights, labels, labels, "weights", name="head"), "pg_chart_heads_alpha")
+    weights, outputs, projection = vp.multi_head_figures(mh, labels)
+    chart(weights, "pg_chart_heads_alpha")
     st.caption("Each head has its own W_query, W_key and W_value, so each learns (here: draws) its own pattern.")
-    chart(vp.heads_figure(mh.heads, labels, vp.dim_labels(d_v), "diverging", "query", "dim", name="Z head"),
-          "pg_chart_heads_z")
-    product_row(vp.concat_figure(mh.concat, labels, n_heads),
-                vp.matrix_figure(mh.W_out, "W_out", None, None, "concat dim", "model dim", name="W_out"),
-                vp.matrix_figure(mh.output, "output", labels, None, "token", "model dim", name="mh_output"),
-                key="pg_chart_mh")
+    chart(outputs, "pg_chart_heads_z")
+    product_row(*projection, key="pg_chart_mh")
     st.caption("The heads' outputs are put side by side and the output projection W_out mixes them back to "
                "d_model, so a block's output has the same width as its input. The common choice "
                "d_head = d_model // n_heads keeps the cost of n heads close to one full-width head.")
@@ -307,7 +250,7 @@ def main() -> None:
     steps = teaching.self_attention(X, c["d_k"], c["d_v"], c["seed"], causal=c["causal"], diagonal=c["diagonal"],
                                     scale=c["scale"])
     section_qkv(sent, steps, c)
-    section_scores(sent, steps, c)
+    section_scores(sent, steps)
     section_query(sent, steps)
     section_masking(sent, steps, c)
     section_scaling(steps, sent, c)

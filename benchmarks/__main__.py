@@ -18,6 +18,8 @@
     first_use.json  a newcomer's cold start (frame, first heatmap)
     load.json     eight Chromium sessions against one server for three minutes; with --fairness, a new input while
                   four sessions run the logit lens (python -m benchmarks.bench_load --fairness)
+    vision.json   image calls: traced against uncaptured, and a capture's memory, on the shipped ViT (shapes) and a
+                  ViT-B/16-shaped model at 224 x 224
     hostile.json  hostile checkpoints: time to refusal and peak memory (run alone: python -m benchmarks.bench_hostile)
 """
 
@@ -31,7 +33,7 @@ STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"], ["-m", "benchmarks.bench_why"],
          ["-m", "benchmarks.bench_knockout"], ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"],
-         ["-m", "benchmarks.bench_load"]]
+         ["-m", "benchmarks.bench_load"], ["-m", "benchmarks.bench_vision"]]
 
 
 def main() -> int:

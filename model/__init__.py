@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {  # name -> the module (under model) that defines it
-    "ARCHS": "api", "CaptureBudgetError": "api", "ModelInfo": "api", "Pipeline": "api", "RunResult": "api",
+    "ARCHS": "api", "CaptureBudgetError": "api", "ImageEncoding": "api", "ImagePipeline": "api", "ModelInfo": "api",
+    "Pipeline": "api", "RunResult": "api",
     "CaptureBudget": "call", "estimate_bytes": "call", "generate": "call", "intervened_outputs": "call",
     "run": "call", "run_batch": "call",
     "record_to_dataframe": "capture.dataframe",
@@ -29,7 +30,7 @@ _EXPORTS = {  # name -> the module (under model) that defines it
     "ABLATION_MODES": "core.interventions", "Interventions": "core.interventions",
     "KINDS": "core.names", "RecordName": "core.names", "record_name": "core.names",
     "allowed_matrix": "core.reasons", "forbidden_by_reason": "core.reasons", "mask_reason_matrix": "core.reasons",
-    "available_devices": "load", "is_hf_directory": "load", "load": "load", "resolve_device": "load",
+    "is_hf_directory": "load", "load": "load", "available_devices": "runtime", "resolve_device": "runtime",
     "load_checkpoint": "own.checkpoint", "save_checkpoint": "own.checkpoint",
     "ModelConfig": "own.config",
     "TransformerPipeline": "own.pipeline",

@@ -7,6 +7,11 @@ models in the Hugging Face layout run by transformers (``model.hf.HFPipeline``).
 under a per-call ``Recorder``, plain greedy decoding and the unembedding (for the logit lens). Everything a call
 can do (capture in full or lazily, ablations, knockouts, patching, hidden states, batches of a corpus) is written
 once, in ``model.call``, on top of these.
+
+Vision models (``ImagePipeline``: the project's ViT, ``model.own.pipeline.VisionPipeline``, and transformers' ViT,
+DeiT, CLIP / SigLIP vision towers and DINOv2, ``model.hf.vision.HFVisionPipeline``) read an image instead of a text:
+``image_input`` turns it into the pixels the model takes and the labels of its sequence (an ``ImageEncoding``), and
+the same traced call runs them (``model.call.run(pipe, image)``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .capture.trace import Trace
@@ -24,6 +30,7 @@ from .core.names import RecordName
 from .core.recording import Recording
 
 ARCHS = ("encoder-decoder", "decoder-only", "encoder-only")
+MODALITIES = ("text", "image")  # what a model reads
 
 
 class CaptureBudgetError(ValueError):
@@ -49,7 +56,9 @@ class ModelInfo:
     stages: tuple[str, ...] = ("scores", "scaled", "masked", "weights")  # the (query, key) stages its records have
     notes: dict[str, str] = field(default_factory=dict)  # per-stage remarks ("q": "after RoPE", ...)
     has_head: bool = True  # the model outputs token logits (False: a bare encoder such as BertModel)
-    vocab_size: int = 0
+    vocab_size: int = 0  # output classes of an image classifier
+    modality: str = "text"  # what model.call.run reads: "text", or "image" (a vision model)
+    classes: tuple[str, ...] = ()  # an image classifier's class names, in the order of its logits
 
     @property
     def has_encoder(self) -> bool:
@@ -76,6 +85,48 @@ class ModelInfo:
         return [n for n in self.record_names if RecordName.parse(n).kind == kind]
 
 
+def patch_label(row: int, col: int) -> str:
+    """The label of the patch at (row, col) of the grid, from 0: "r3c5"."""
+    return f"r{row}c{col}"
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """An image as a vision model reads it: the pixels it takes, and one label per position of its sequence."""
+
+    pixels: torch.Tensor  # (C, H, W) float: the image processor's output, what the patch embedding reads
+    encoding: Encoding  # the sequence: ids are the positions 0..T-1, tokens their labels ("[CLS]", "[DIST]", "reg0",
+    #                     "r0c0", "r0c1", ...); ``special`` is True at every position that is not a patch
+    patch_grid: tuple[int, int]  # (rows, cols) of patches
+    patch_positions: tuple[int, ...]  # the sequence position of patch (r, c) at index r * cols + c (row-major)
+    patch_size: int  # pixels per patch side, in ``pixels``
+    image_size: tuple[int, int]  # (height, width) of the image as given, before the processor
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # the processor's normalisation: pixels = (value * scale - mean) / std
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    scale: float = 1 / 255  # the rescale factor applied to 0..255 values before normalising
+
+    @classmethod
+    def of(cls, pixels: torch.Tensor, prefix: tuple[str, ...] | list[str], patch_size: int,
+           image_size: tuple[int, int], **normalisation) -> ImageEncoding:
+        """The sequence [prefix tokens] + the patches row by row, for ``pixels`` (C, H, W) cut into squares of
+        ``patch_size`` (the rows and columns that fit)."""
+        rows, cols = int(pixels.shape[1]) // patch_size, int(pixels.shape[2]) // patch_size
+        labels = list(prefix) + [patch_label(r, c) for r in range(rows) for c in range(cols)]
+        n = len(prefix)
+        encoding = Encoding(ids=list(range(len(labels))), tokens=labels, offsets=[(0, 0)] * len(labels),
+                            truncated=False, n_text_tokens=rows * cols, special=[i < n for i in range(len(labels))])
+        return cls(pixels=pixels, encoding=encoding, patch_grid=(rows, cols),
+                   patch_positions=tuple(range(n, n + rows * cols)), patch_size=patch_size,
+                   image_size=(int(image_size[0]), int(image_size[1])), **normalisation)
+
+    def seen(self) -> np.ndarray:
+        """(H, W, 3) uint8: the image as the model saw it (resized and cropped by the processor), for overlays."""
+        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        values = (self.pixels.float().cpu() * std + mean) / self.scale
+        return values.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One traced call: the tokens on each axis, the model's output and the trace."""
@@ -96,6 +147,19 @@ class RunResult:
     hidden: dict[str, torch.Tensor] | None = None  # stack -> (layers + 1, T, d_model) residual streams, if asked
     final_hidden: torch.Tensor | None = None  # (T, d_model) the output stack's last hidden state (no head: its output)
     contexts: dict[str, torch.Tensor] | None = None  # name -> (H, Tq, d_v) each head's context, if asked (patching)
+    image: ImageEncoding | None = None  # an image's call: the pixels the model read, the patch grid, the labels
+    probability: float | None = None  # an image classifier: the probability of its prediction (output_text)
+
+    @property
+    def patch_grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of the image's patches; None for a text."""
+        return None if self.image is None else self.image.patch_grid
+
+    @property
+    def patch_positions(self) -> tuple[int, ...] | None:
+        """The sequence position of each patch, row-major (the others are [CLS], [DIST] or registers, as
+        ``source.tokens`` labels them); None for a text."""
+        return None if self.image is None else self.image.patch_positions
 
     @property
     def stopped_at_eos(self) -> bool:
@@ -193,7 +257,14 @@ class Pipeline(ABC):
         """One forward of padded ids (B, S) / (B, T) under ``recorder`` (None: the fast path) -> the logits of the
         output stack (B, T, V), or for a model without an output head its last hidden state. ``*_valid``: bool
         (B, len), True = a real token (False = padding). ``logits_at``: (P,) positions of the output stack: the
-        output head runs on those only -> (B, P, V) (patching needs a few positions of a 50k-token vocabulary)."""
+        output head runs on those only -> (B, P, V) (patching needs a few positions of a 50k-token vocabulary).
+        A vision model (``ImagePipeline``) also takes ``pixels=`` (B, C, H, W); ``src`` then holds the positions
+        (the ids of ``ImageEncoding.encoding``) and an image classifier's logits are (B, 1, n_classes)."""
+
+    def image_input(self, image: Any) -> ImageEncoding:
+        """A vision model: an RGB ``PIL.Image.Image`` -> the pixels it reads, as its image processor makes them, and
+        the labels of its sequence. A text model raises ValueError."""
+        raise ValueError(f"this model ({self.info.family}) reads text, not images")
 
     @abstractmethod
     def greedy_batch(self, src_ids: list[list[int]] | None, prefixes: list[list[int]], n_new: int, deadline: float
@@ -213,4 +284,28 @@ class Pipeline(ABC):
         return False
 
 
-__all__ = ["ARCHS", "Pipeline", "CaptureBudgetError", "ForwardOutput", "ModelInfo", "RunResult"]
+class ImagePipeline(Pipeline):
+    """A pipeline that reads images (``info.modality == "image"``): ``image_input`` and ``forward(..., pixels=)``; its
+    text side says so. Token ids are class ids: ``token_label`` names a class."""
+
+    pad_id = 0  # positions are never padded (a batch of images shares one size)
+    eos_ids = frozenset()
+
+    def _reads_images(self, *_args, **_kwargs):
+        raise ValueError(f"this model ({self.info.family}) reads images, not text: give run() a PIL image, an image "
+                         "file's path or an (H, W, 3) uint8 array")
+
+    tokenize_source = tokenize_target = decoder_start = encoding_from_ids = _reads_images
+
+    def detokenize(self, ids: list[int]) -> str:
+        return " ".join(self.token_label(i) for i in ids)
+
+    def greedy_batch(self, src_ids, prefixes, n_new, deadline):
+        raise ValueError("an image model does not generate")
+
+    @abstractmethod
+    def image_input(self, image: Any) -> ImageEncoding: ...
+
+
+__all__ = ["ARCHS", "CaptureBudgetError", "ForwardOutput", "ImageEncoding", "ImagePipeline", "MODALITIES", "ModelInfo",
+           "Pipeline", "RunResult", "patch_label"]

@@ -1,17 +1,22 @@
 """The one traced call, for every pipeline: tokenize once, decode, choose full or lazy capture from one estimate,
 run once (on a worker lane), return a finished RunResult. Interventions (ablations, knockouts, patches), hidden
 states for the logit lens and padded batches of a corpus are options of this call, written here once.
+
+A vision model's call takes images instead of texts: the input steps turn each into the pixels and the labelled
+sequence of ``pipe.image_input`` (the image branch: ``image_inputs``, ``image_result_of``); every other step is the
+same.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .api import CaptureBudgetError, Pipeline, RunResult
+from .api import CaptureBudgetError, ImageEncoding, Pipeline, RunResult
 from .capture.recorder import Recorder
 from .core.encoding import Encoding
 from .core.interventions import Ablations, Interventions, Knockouts, validate
@@ -70,9 +75,10 @@ def pad_batch(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 
 
 def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[int]] | None, recorder: Recorder | None,
-            lane: Lane | None = None, logits_at: Sequence[int] | None = None):
+            lane: Lane | None = None, logits_at: Sequence[int] | None = None, pixels: torch.Tensor | None = None):
     """One padded forward on a lane (by its size) -> (ForwardOutput, lane). ``logits_at``: positions of the output
-    stack where the output head runs (the logits are (B, P, V))."""
+    stack where the output head runs (the logits are (B, P, V)). ``pixels``: a vision model's (B, C, H, W) input
+    (``sources`` are then its positions)."""
     src = src_valid = tgt = tgt_valid = None
     if sources is not None:
         src, src_valid = pad_batch(sources, pipe.pad_id, pipe.device)
@@ -83,6 +89,8 @@ def forward(pipe: Pipeline, sources: list[list[int]] | None, targets: list[list[
 
     at = {} if logits_at is None else {"logits_at": torch.as_tensor(list(logits_at), dtype=torch.long,
                                                                      device=pipe.device)}
+    if pixels is not None:
+        at["pixels"] = pixels.to(pipe.device)
 
     def run():
         with torch.inference_mode():
@@ -145,7 +153,7 @@ def generate(pipe: Pipeline, texts: str | Sequence[str], max_new_tokens: int | N
     return outs[0] if isinstance(texts, str) else outs
 
 
-def run(pipe: Pipeline, text: str, target: str | None = None, *, max_new_tokens: int | None = None,
+def run(pipe: Pipeline, text, target: str | None = None, *, max_new_tokens: int | None = None,
         generated_ids: list[int] | None = None, capture: bool | Collection[str] = True, mode: str = "auto",
         budget: CaptureBudget = CaptureBudget(), ablations: Ablations | None = None, knockouts: Knockouts | None = None,
         hidden_states: bool = False, keep_contexts: bool = False, statistics: bool = True) -> RunResult:
@@ -154,7 +162,9 @@ def run(pipe: Pipeline, text: str, target: str | None = None, *, max_new_tokens:
     Encoder-decoder: ``text`` is the source; generate greedily when ``target`` is None (up to ``max_new_tokens``),
     else teacher-force it. Decoder-only: ``text`` is the text; with ``max_new_tokens`` it is first extended greedily
     and the whole sequence traced. Encoder-only: ``text`` is the text. ``generated_ids``: a decoder input decoded
-    before (by this model or one with the same vocabulary), traced without decoding again.
+    before (by this model or one with the same vocabulary), traced without decoding again. A vision model
+    (``pipe.info.modality == "image"``): ``text`` is the image: a PIL image, an image file's path (os.PathLike, such
+    as pathlib.Path: a str is a text) or an (H, W, 3) uint8 array, read through model.safe.images.
     ``capture``: True, False or the names to record; ``mode``: "auto" (full when the estimate fits
     ``budget.full_bytes``, else lazy), "full", "lazy" or "none". ``ablations`` / ``knockouts``: see
     model.core.interventions (decoding runs under them too). ``hidden_states``: keep the residual streams.
@@ -167,7 +177,7 @@ def run(pipe: Pipeline, text: str, target: str | None = None, *, max_new_tokens:
                      keep_contexts=keep_contexts, statistics=statistics)[0]
 
 
-def run_batch(pipe: Pipeline, texts: Sequence[str], targets: Sequence[str] | None = None, *,
+def run_batch(pipe: Pipeline, texts: Sequence, targets: Sequence[str] | None = None, *,
               max_new_tokens: int | None = None, generated_ids: Sequence[list[int]] | None = None,
               capture: bool | Collection[str] = True, mode: str = "auto", budget: CaptureBudget = CaptureBudget(),
               ablations: Ablations | None = None, knockouts: Knockouts | None = None, hidden_states: bool = False,
@@ -185,7 +195,7 @@ def run_batch(pipe: Pipeline, texts: Sequence[str], targets: Sequence[str] | Non
     recorder = Recorder(names if chosen != "none" else False, lazy=chosen == "lazy", interventions=interventions,
                         hidden_states=hidden_states, key_facts=key_facts_of(inputs), overviews=overviews,
                         keep_contexts=keep_contexts, statistics=statistics)
-    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder)  # run once
+    out, lane, src, tgt = forward(pipe, inputs.source_ids, inputs.decoder_ids, recorder, pixels=inputs.pixels)
     trace = None if chosen == "none" else recorder.trace(src, tgt, lane=lane, max_bytes=budget.cache_bytes,
                                                          max_record_bytes=budget.record_bytes)
     seconds = time.perf_counter() - started
@@ -222,6 +232,12 @@ class CallInputs:
     decoder: list[Encoding] | None  # None: encoder-only
     generated: bool
     stopped: list[str]
+    images: list[ImageEncoding] | None = None  # a vision model's call: each image as it reads it (sources: labels)
+
+    @property
+    def pixels(self) -> torch.Tensor | None:
+        """(B, C, H, W) the images' pixels, one batch; None for texts."""
+        return None if self.images is None else torch.stack([im.pixels for im in self.images])
 
     @property
     def source_ids(self) -> list[list[int]] | None:
@@ -235,6 +251,8 @@ class CallInputs:
 def call_inputs(pipe: Pipeline, texts: list[str], targets, max_new_tokens: int | None, generated_ids,
                 interventions: Interventions) -> CallInputs:
     """Tokenize once; the decoder's input given (``generated_ids``), typed (``targets``) or decoded greedily."""
+    if pipe.info.modality == "image" or any(is_image(t) for t in texts):
+        return image_inputs(pipe, texts, targets, max_new_tokens, generated_ids)
     arch = pipe.arch
     sources = [pipe.tokenize_source(t) for t in texts] if arch != "decoder-only" else None
     prompts = [pipe.tokenize_target(t) for t in texts] if arch == "decoder-only" else None
@@ -294,6 +312,8 @@ def key_facts_of(inputs: CallInputs) -> dict[str, list[KeyFacts]]:
 def result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
               estimate: int, seconds: float) -> RunResult:
     """Item ``i`` of the batch as one finished result, cut to its own lengths."""
+    if inputs.images is not None:
+        return image_result_of(pipe, inputs, i, out, recorder, trace, mode=mode, estimate=estimate, seconds=seconds)
     arch = pipe.arch
     s = None if inputs.sources is None else inputs.sources[i]
     d = None if inputs.decoder is None else inputs.decoder[i]
@@ -341,6 +361,81 @@ def _checked_ids(pipe: Pipeline, ids: list[int], prefix: list[int]) -> list[int]
     return ids
 
 
+# ---- the image branch: a vision model's input steps and its result ------------------------------------------------
+
+def is_image(x) -> bool:
+    """An image rather than a text: a PIL image, an array, a path object (a str is always a text)."""
+    return not isinstance(x, str) and (isinstance(x, os.PathLike) or hasattr(x, "__array_interface__")
+                                       or type(x).__module__.startswith("PIL."))
+
+
+def open_image(source):
+    """A PIL image, an image file's path or an (H, W, 3) uint8 array -> a checked RGB PIL image: model.safe.images
+    reads and checks it (EXIF orientation, size and pixel caps), or, where that module is not there, only PIL images
+    and arrays are taken."""
+    try:
+        from .safe.images import open_image as checked_open
+    except ImportError:
+        return _image_without_files(source)
+    return checked_open(source)
+
+
+def _image_without_files(source):
+    """PIL images and (H, W, 3) uint8 arrays only (no file is read)."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if hasattr(source, "__array_interface__") and not isinstance(source, str):
+        array = np.asarray(source)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
+            raise ValueError(f"an image array must be (H, W, 3) uint8, got {array.dtype} of shape {array.shape}")
+        return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+    raise ValueError(f"cannot read {type(source).__name__} as an image here: give a PIL image or an (H, W, 3) uint8 "
+                     "array")
+
+
+def image_inputs(pipe: Pipeline, images: list, targets, max_new_tokens: int | None, generated_ids) -> CallInputs:
+    """Each image read once (``open_image``) and turned into what the model reads (``pipe.image_input``)."""
+    if pipe.info.modality != "image":
+        kinds = sorted({type(x).__name__ for x in images if is_image(x)})
+        raise ValueError(f"this model ({pipe.info.family}) reads text; it was given an image ({', '.join(kinds)})")
+    if any(isinstance(x, str) for x in images):
+        raise ValueError(f"this model ({pipe.info.family}) reads images, not text: give it a PIL image, an image "
+                         "file's path (a pathlib.Path) or an (H, W, 3) uint8 array")
+    if targets is not None or generated_ids is not None or max_new_tokens:
+        raise ValueError("an image model reads one image per item: no target, generated ids or new tokens")
+    encoded = [pipe.image_input(open_image(x)) for x in images]
+    if len({tuple(e.pixels.shape) for e in encoded}) > 1:
+        raise ValueError("these images come out of the model's processor in different sizes: run them one at a time")
+    return CallInputs([e.encoding for e in encoded], None, None, False, [""] * len(encoded), images=encoded)
+
+
+def image_result_of(pipe: Pipeline, inputs: CallInputs, i: int, out, recorder: Recorder, trace, *, mode: str,
+                    estimate: int, seconds: float) -> RunResult:
+    """Item ``i`` of an image batch as one result: a classifier's prediction is ``output_text`` (the class name),
+    ``output_ids`` / ``output_tokens`` (its id and name) and ``probability``; the logits are (1, n_classes)."""
+    s, image = inputs.sources[i], inputs.images[i]
+    T = len(s.ids)
+    logits = None if out.logits is None else out.logits[i].float().cpu()  # (1, n_classes)
+    out_ids = [] if logits is None else [int(logits[-1].argmax())]
+    probability = None if logits is None else float(torch.softmax(logits[-1], -1)[out_ids[0]])
+    labels = [pipe.token_label(j) for j in out_ids]
+    if trace is not None and len(inputs.stopped) > 1:
+        trace = trace.item(i, T, None)
+    hidden = None
+    if recorder.hidden:
+        hidden = {stack: torch.stack([h[i, :T] for h in layers]).float().cpu() for stack, layers in
+                  recorder.hidden.items()}
+    final = None if out.last_hidden is None else out.last_hidden[i, :T].float().cpu()
+    contexts = None if not recorder.keep_contexts else {name: c[i].cpu() for name, c in recorder.contexts.items()}
+    return RunResult(
+        source=s, target=None, output_ids=out_ids, output_tokens=labels, output_text=" ".join(labels),
+        generated=False, logits=logits, trace=trace, mode=mode, estimate_bytes=estimate, seconds=seconds,
+        hidden=hidden, final_hidden=final, contexts=contexts, image=image, probability=probability)
+
+
 def intervened_outputs(pipe: Pipeline, result: RunResult, specs: Sequence[Interventions | dict], *,
                        positions: Sequence[int] | None = None) -> torch.Tensor:
     """``result``'s input run once per spec in one padded batch, item n under ``specs[n]`` (Interventions, or
@@ -358,7 +453,9 @@ def intervened_outputs(pipe: Pipeline, result: RunResult, specs: Sequence[Interv
                           knockouts=knockouts if any(knockouts) else ())
     src = None if result.source is None else [list(result.source.ids)] * N
     tgt = None if result.target is None else [list(result.target.ids)] * N
-    out, _, _, _ = forward(pipe, src, tgt, Recorder(capture=False, interventions=batch), logits_at=positions)
+    pixels = None if result.image is None else result.image.pixels.expand(N, -1, -1, -1)
+    out, _, _, _ = forward(pipe, src, tgt, Recorder(capture=False, interventions=batch), logits_at=positions,
+                           pixels=pixels)
     values = out.logits if out.logits is not None else out.last_hidden
     return values.float().cpu()
 
@@ -367,7 +464,7 @@ class CallMethods:
     """The call's API on a pipeline: ``pipe.run(...)``, ``pipe.generate(...)``, ``pipe.greedy(...)`` (the functions
     of this module, bound)."""
 
-    def run(self, text: str, target: str | None = None, **options) -> RunResult:
+    def run(self, text, target: str | None = None, **options) -> RunResult:
         return run(self, text, target, **options)
 
     def run_batch(self, texts: Sequence[str], targets: Sequence[str] | None = None, **options) -> list[RunResult]:
@@ -387,5 +484,6 @@ class CallMethods:
 
 
 __all__ = ["CallInputs", "CallMethods", "CaptureBudget", "DECODE_SECONDS", "MODES", "call_inputs", "capture_names",
-           "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids",
-           "intervened_outputs", "key_facts_of", "result_of", "run", "run_batch"]
+           "checked_call", "choose_capture", "estimate_bytes", "forward", "generate", "greedy_ids", "image_inputs",
+           "image_result_of", "intervened_outputs", "is_image", "key_facts_of", "open_image", "result_of", "run",
+           "run_batch"]

@@ -1,4 +1,5 @@
-"""Where model computations run: process-wide CPU settings, and worker lanes with a fixed torch thread count.
+"""Where model computations run: the devices (``resolve_device``), process-wide CPU settings, and worker lanes with a
+fixed torch thread count.
 
 torch's intra-op thread count belongs to the OS thread that sets it (OpenMP), and changing it while other calls
 run races with them. So it is never changed during a call: every forward and every recomputation of a trace runs
@@ -41,6 +42,37 @@ TRIM_THRESHOLD = 512 * 2**20
 BIG_CALL_FLOPS = 1e10  # a forward of more operations than this (about 2 x parameters x tokens) takes the big lane
 
 T = TypeVar("T")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda, then mps, then cpu; an explicit device that is not available is a ValueError."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or mps")
+    return dev
+
+
+def available_devices() -> list[str]:
+    """Device names that work on this machine, "cpu" always included."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
 
 
 def small_threads() -> int:
@@ -160,5 +192,5 @@ def on_worker() -> Lane | None:
     return getattr(_worker, "lane", None)
 
 
-__all__ = ["BIG_CALL_FLOPS", "LANES", "Lane", "big_threads", "configure_cpu", "lane_for", "lanes", "on_worker",
-           "small_threads", "tune_malloc"]
+__all__ = ["BIG_CALL_FLOPS", "LANES", "Lane", "available_devices", "big_threads", "configure_cpu", "lane_for", "lanes",
+           "on_worker", "resolve_device", "small_threads", "tune_malloc"]

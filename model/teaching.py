@@ -19,6 +19,7 @@ import torch
 from .core.attention import AttentionRecord, attention
 
 MAX_TOKENS = 64  # longer sentences are cut so heatmaps stay readable
+CURVE_D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # the widths the scaling curve is drawn at
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]+")  # words, or runs of punctuation / symbols (emoji included)
 
 
@@ -253,6 +254,15 @@ class MultiHeadSteps:
     concat: np.ndarray  # (T, H * d_v) heads side by side
     W_out: np.ndarray  # (H * d_v, d_model)
     output: np.ndarray  # (T, d_model) = concat W_out
+
+
+def head_widths(d_model: int, n_heads: int, d_k: int, d_v: int, split: bool) -> tuple[int, int]:
+    """Each head's (d_k, d_v): with ``split``, d_model // n_heads for both (at least 1; the common choice, which
+    keeps n heads about as costly as one full-width head), else the given widths."""
+    if split:
+        d_head = max(1, d_model // n_heads)
+        return d_head, d_head
+    return d_k, d_v
 
 
 def multi_head(X: torch.Tensor, n_heads: int, d_k: int, d_v: int, seed: int, causal: bool = False,

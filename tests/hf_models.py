@@ -163,3 +163,61 @@ def _more(tf, family: str, small: dict):
         hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, local_attention=4,
         max_position_embeddings=64, pad_token_id=0, eos_token_id=0, bos_token_id=0, cls_token_id=0, sep_token_id=0,
         **small))
+
+
+# image models: (model class, config class, processor class, processor sizes), tiny: 32 x 32 images, 8-pixel patches
+VISION_FAMILIES = ("vit", "vit_model", "deit", "clip_vision_model", "siglip_vision_model", "clip", "siglip", "dinov2",
+                   "dinov2_with_registers")
+VISION_LABELS = {0: "cat", 1: "dog", 2: "owl"}
+
+
+def build_vision(family: str, path: Path, seed: int = 0, image_size: int = 32, patch_size: int = 8, **overrides
+                 ) -> Path:
+    """Save a tiny random image model of ``family`` and its image processor (PIL backend) under ``path``."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  image_size=image_size, patch_size=patch_size, **overrides)
+    square = {"height": image_size, "width": image_size}
+    labels = dict(id2label=VISION_LABELS, label2id={v: k for k, v in VISION_LABELS.items()})
+    if family == "vit":
+        model = tf.ViTForImageClassification(tf.ViTConfig(**common, **labels))
+        processor = tf.ViTImageProcessorPil(size=square)
+    elif family == "vit_model":
+        model = tf.ViTModel(tf.ViTConfig(**common))
+        processor = tf.ViTImageProcessorPil(size=square)
+    elif family == "deit":  # [CLS] and a distillation token; the classifier averages both heads
+        model = tf.DeiTForImageClassificationWithTeacher(tf.DeiTConfig(**common, **labels))
+        processor = tf.DeiTImageProcessorPil(size={"height": image_size + 8, "width": image_size + 8},
+                                             crop_size=square)
+    elif family == "clip_vision_model":
+        model = tf.CLIPVisionModel(tf.CLIPVisionConfig(**common))
+        processor = tf.CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=square)
+    elif family == "siglip_vision_model":  # no [CLS]: patches only
+        model = tf.SiglipVisionModel(tf.SiglipVisionConfig(**common))
+        processor = tf.SiglipImageProcessorPil(size=square)
+    elif family in ("clip", "siglip"):  # the two-tower model's directory: the app reads its vision tower
+        text = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=99,
+                    max_position_embeddings=16)
+        if family == "clip":
+            model = tf.CLIPModel(tf.CLIPConfig(text_config=text, vision_config=common, projection_dim=16))
+            processor = tf.CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=square)
+        else:
+            model = tf.SiglipModel(tf.SiglipConfig(text_config=text, vision_config=common))
+            processor = tf.SiglipImageProcessorPil(size=square)
+    elif family == "dinov2":
+        model = tf.Dinov2Model(tf.Dinov2Config(**common))
+        processor = tf.BitImageProcessorPil(size={"shortest_edge": image_size + 8}, crop_size=square)
+    elif family == "dinov2_with_registers":  # [CLS], then 4 registers, then the patches
+        model = tf.Dinov2WithRegistersForImageClassification(tf.Dinov2WithRegistersConfig(
+            **common, num_register_tokens=4, **labels))
+        processor = tf.BitImageProcessorPil(size={"shortest_edge": image_size + 8}, crop_size=square)
+    else:
+        raise ValueError(f"unknown image family {family}")
+    model.eval()
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path

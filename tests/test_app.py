@@ -26,7 +26,7 @@ from model import (
     save_checkpoint,
 )
 from model.analysis import align_tokens, effect_of, head_js_distances, source_attribution
-from ui.inspector import VIEWS
+from ui.views.registry import NAMES as VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -137,7 +137,7 @@ def test_opens_on_the_dates_story(monkeypatch):
 def test_picking_a_shipped_model_loads_its_example_and_story(monkeypatch):
     monkeypatch.setenv("INSPECTOR_CHECKPOINTS", str(ROOT / "checkpoints"))
     at = app(None)
-    assert at.selectbox(key="model").options == ["dates", "induction", "numbers", "reverse"]
+    assert at.selectbox(key="model").options == ["dates", "induction", "numbers", "reverse", "shapes"]
     at.selectbox(key="model").set_value("reverse").run()
     assert_clean(at)
     assert at.text_area(key="source").value == "red fox owl blue cat"

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from model import RecordName, load
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, main_matrix
-from ui.inspector import VIEWS
+from ui.views.registry import NAMES as VIEWS
 
 pytest.importorskip("transformers")
 

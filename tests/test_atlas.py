@@ -828,19 +828,20 @@ def test_the_projection_is_the_pca_of_the_balanced_points():
 
 def test_inspector_links_carry_the_exact_text():
     text = "a&b=c #d ?e %20 + ünï 😀\n\"'<>"
-    link = viz_atlas.inspector_link("/models/my model", text, "decoder masked self", 3, 7)
+    link = viz_atlas.inspector_link("/models/my model", text, "decoder masked self", 3, 7, "attention-map")
     parts = urlsplit(link)
     q = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     assert parts.path == "./" or link.startswith("./?")
     assert q == {"model": "/models/my model", "text": text, "kind": "decoder masked self", "layer": "3", "head": "7",
                  "view": "attention-map"}
-    assert viz_atlas.inspector_link("m", "x" * 10_000, "cross", 0, 0) is None
+    assert viz_atlas.inspector_link("m", "x" * 10_000, "cross", 0, 0, "attention-map") is None
 
 
 def test_extremes_table_and_figures():
     rows = pd.DataFrame({"example_id": [3, 9], "value": [0.9, 0.1], "n_tokens": [5, 4], "chars": [5, 9000],
                          "preview": ["hello", "y" * 300], "text": ["hello", None], "output_text": ["", ""]})
-    t = viz_atlas.extremes_table(rows, model="m", kind="cross", layer=1, head=2, value_name="entropy")
+    t = viz_atlas.extremes_table(rows, model="m", kind="cross", layer=1, head=2, view="attention-map",
+                                 value_name="entropy")
     assert t["inspector"][0].startswith("./?model=m&text=hello&kind=cross&layer=1&head=2")
     assert pd.isna(t["inspector"][1]) and "too long for a link" in t["note"][1] and t["text"][1].endswith("…")
     summary = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "value": [0.1, 0.2, np.nan, 0.4],

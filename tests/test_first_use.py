@@ -14,7 +14,8 @@ from conftest import clear_app_caches
 from streamlit.testing.v1 import AppTest
 
 from ui.links import session_limit
-from ui.sidebar import MAX_TARGET_CHARS, source_chars
+from ui.page_types import MAX_TARGET_CHARS
+from ui.sidebar import source_chars
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

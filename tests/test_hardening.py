@@ -200,7 +200,7 @@ def test_every_text_box_has_a_server_side_character_limit():
         boxes[el.key] = el.proto.max_chars
     assert {"source", "target", "model_path", "cmp_path", "pg_sentence", "pg_sentence2"} <= set(boxes)
     # the inputs a long-context model reads are capped by the deployment's MAX_SOURCE_CHARS, every other box tighter
-    from ui.sidebar import MAX_SOURCE_CHARS
+    from ui.page_types import MAX_SOURCE_CHARS
 
     long_boxes = {"source", "cmp_source", "patch_source"}
     assert all(0 < v <= MAX_SOURCE_CHARS for k, v in boxes.items() if k in long_boxes), boxes

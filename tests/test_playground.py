@@ -210,3 +210,44 @@ def test_weights_use_fixed_0_1_scale_and_scores_diverge():
 def test_figures_refuse_nan():
     with pytest.raises(ValueError, match="NaN"):
         vp.matrix_figure(np.array([[np.nan, 1.0]]), "bad")
+
+
+def test_one_query_tables_and_formulas_come_from_the_breakdown():
+    from model import teaching
+
+    sent = teaching.tokenize("the cat saw the cat")
+    steps = teaching.self_attention(teaching.embed(5, 8, 1), 7, 3, 1, causal=True)
+    b = teaching.query_breakdown(steps, 3)
+    table = vp.query_table(b, sent.labels)
+    np.testing.assert_array_equal(table["α_3,j"], steps.weights[3])
+    assert table["visible"].tolist() == [True] * 4 + [False]
+    z = vp.weighted_values_table(b)
+    np.testing.assert_allclose(z.loc["sum = z_3"], z.loc["row 3 of Z from attention()"], atol=1e-6)
+    formulas = vp.query_formulas(b, steps.K[0], scale=True, show_row=True)
+    assert f"= {b.omega[0]:.2f}" in formulas[1] and r"\dots" in formulas[1]  # d_k = 7: six terms shown
+    assert r"\sqrt{7}" in formulas[2] and f"{b.weights[0]:.2f}" in formulas[2]
+    assert "[" not in vp.query_formulas(b, steps.K[0], scale=False, show_row=False)[2]
+    naive = vp.naive_table(np.array([[np.nan, np.nan], [0.25, 0.75]]), ["0·a", "1·b"])
+    assert naive.loc["0·a"].tolist() == ["NaN", "NaN"] and naive.loc["1·b", "1·b"] == "0.75"
+
+
+def test_each_sections_figures_carry_the_matrices_names():
+    from model import teaching
+
+    X = teaching.embed(4, 6, 2)
+    steps = teaching.self_attention(X, 4, 3, 2, causal=True)
+    labels = teaching.tokenize("a b c d").labels
+
+    def names(figures):
+        return [f.data[0].name for f in figures]
+
+    assert {k: names(v) for k, v in vp.projection_figures(steps, labels).items()} == {
+        "Q": ["X", "W_query", "Q"], "K": ["X", "W_key", "K"], "V": ["X", "W_value", "V"]}
+    scores, context = vp.score_figures(steps, labels)
+    assert names(scores) == ["Q", "K^T", "omega"] and names(context) == ["alpha", "V", "Z"]
+    assert len(context[0].data) == 2  # alpha with the mask's hatching
+    mh = teaching.multi_head(X, 2, 3, 3, 2)
+    weights, outputs, projection = vp.multi_head_figures(mh, labels)
+    assert len(weights.data) == 2 and names(projection) == ["concat", "W_out", "mh_output"]
+    assert teaching.head_widths(6, 4, 5, 2, split=True) == (1, 1)
+    assert teaching.head_widths(6, 4, 5, 2, split=False) == (5, 2)

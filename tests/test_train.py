@@ -476,3 +476,47 @@ def test_carriage_returns_still_end_lines(tmp_path):
     assert read_pairs(path) == [tuple(line.split("\t")) for line in GOOD_LINES]
     path.write_bytes("\r".join(GOOD_LINES).encode())  # old Mac line ends
     assert len(read_pairs(path)) == len(GOOD_LINES)
+
+
+# issue 27: one resolved record of hyper-parameters, short functions, training imports only what it trains ------------
+
+def test_hyper_parameters_resolve_once_command_line_then_task_then_default():
+    import dataclasses
+
+    from model.training.params import HYPER_FIELDS, HyperParams, resolved
+    from model.training.tasks import get_task
+
+    induction = get_task("induction")
+    hp = resolved(TrainArgs(out="x", task="induction", lr=0.01), induction)
+    assert hp.lr == 0.01 and hp.d_model == induction.defaults["d_model"] == 64 and hp.arch == "decoder-only"
+    assert hp.clip == HyperParams.clip and resolved(TrainArgs(out="x", data="d"), None) == HyperParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hp.lr = 1.0
+    ask = {f.name for f in dataclasses.fields(TrainArgs)}
+    assert set(HYPER_FIELDS) <= ask  # every hyper-parameter can be asked for
+    from model.training.cli import build_parser
+
+    options = set(vars(build_parser().parse_args(["--task", "dates", "--out", "x"])))
+    assert set(HYPER_FIELDS) <= options  # and has its command-line option
+    source = (ROOT / "model" / "training" / "params.py").read_text().split("class HyperParams")[1].split("def ")[0]
+    for name in HYPER_FIELDS:  # every field says what it does, on its line
+        line = next(ln for ln in source.splitlines() if ln.strip().startswith(f"{name}:"))
+        assert "  # " in line, line
+
+
+def test_no_function_in_model_is_over_80_lines():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "model").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long, long
+
+
+def test_training_imports_only_the_model_it_trains():
+    code = ("import sys, model.training, model.training.cli, model.training.vision; "
+            "print(sorted(m for m in sys.modules if m in ('model.load', 'transformers') or m.startswith('model.hf')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

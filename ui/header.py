@@ -11,8 +11,9 @@ from model import RecordName, RunResult
 
 from . import state
 from .models import model_name, story_for
-from .sidebar import ModelPick
+from .page_types import ModelPick
 from .text import finite_number, md
+from .views.registry import DECODING, MAP
 
 LOW_CONFIDENCE = 0.5  # a generated token below this probability is flagged
 WIDE_TABLE_MAX = 40  # teacher-forced comparison: positions side by side up to this many, one row each above
@@ -53,7 +54,7 @@ def show_story(pick: ModelPick) -> None:
         state.set_value("kind", n.kind)
         state.set_value("layer", n.layer)
         state.set_value("head", story.head)
-        state.set_value("view", "Attention map")
+        state.set_value("view", MAP.name)
         st.rerun()
 
 
@@ -80,13 +81,13 @@ def show_output(pick: ModelPick, result: RunResult, target_typed: str | None) ->
                         f", least likely token: {min(probs):.4f}" if probs else ""))
         if probs and min(probs) < LOW_CONFIDENCE:
             st.warning(f"Low confidence: a generated token had probability {min(probs):.3f} (< {LOW_CONFIDENCE}): "
-                       "the model was unsure here; the alternatives are in the Decoding view.")
+                       f"the model was unsure here; the alternatives are in the {DECODING.name} view.")
         return
     if kind == "decoder-only":
         ids = result.target.ids
         hits = sum(int(result.output_ids[i] == ids[i + 1]) for i in range(len(ids) - 1))
         st.markdown(f"**Text** ({len(ids)} tokens, traced as written): the model's next-token prediction is right at "
-                    f"**{hits} of {len(ids) - 1}** positions (the Decoding view shows each).")
+                    f"**{hits} of {len(ids) - 1}** positions (the {DECODING.name} view shows each).")
         return
     # teacher forcing: the typed target and the model's prediction, each named, differences marked
     typed = list(result.target.tokens[1:])

@@ -29,7 +29,10 @@ from model.safe.paths import MAX_PATH_CHARS
 
 from . import state, validate
 from .models import model_choices, open_typed_path, path_policy, pipeline
-from .text import md, short
+from .page_types import MAX_TARGET_CHARS, TARGET_MODES
+from .sidebar import source_chars
+from .text import md, short, slug
+from .views.registry import View, find, named
 
 LINK_TEXT_MAX = 1500  # longer inputs go into a saved session instead
 SESSION_MIN_BYTES = 256 * 1024  # a session file may always be this large (and larger when the inputs may be)
@@ -40,11 +43,6 @@ SELECTION = ("kind", "layer", "head", "stage", "view")
 READ = "_link_read"  # this session has read its link
 PENDING = "_link_pending"  # selection values from a link or a session file, checked once the model is known
 NOTES = "_link_notes"  # what was wrong with them, shown once
-
-
-def slug(name: str) -> str:
-    """ "Head grid" -> "head-grid", "decoder masked self" -> "decoder-masked-self"."""
-    return re.sub(r"[\s_]+", "-", str(name).strip().lower())
 
 
 class LinkError(ValueError):
@@ -109,8 +107,6 @@ def read_link() -> None:
         except LinkError as e:
             _keep_note(f"{e}: showing the default model instead")
     if "text" in params:
-        from .sidebar import source_chars
-
         try:  # the text box's own limit (a link is written only for texts up to LINK_TEXT_MAX)
             st.session_state["source"] = _clean(params["text"], "text", source_chars())
         except LinkError as e:
@@ -132,7 +128,7 @@ def _as_int(value, what: str) -> int:
 
 
 def apply_selection(kinds: Sequence[str], layers_of: Callable[[str], Sequence[int]], n_heads: int,
-                    stages: Sequence[str], views: Sequence[str]) -> None:
+                    stages: Sequence[str], views: Sequence[View]) -> None:
     """Before the selectors are drawn: the pending selection (from a link or a session file) checked against this
     model's kinds, layers, heads, stages and views; what fits is selected, the rest noted."""
     pending = st.session_state.pop(PENDING, None)
@@ -179,10 +175,10 @@ def apply_selection(kinds: Sequence[str], layers_of: Callable[[str], Sequence[in
         state.set_value("stage", s)
 
     def set_view(v):
-        name = {slug(x): x for x in views}.get(slug(v)) if isinstance(v, str) else None
-        if name is None:
+        view = find(v, views) if isinstance(v, str) else None  # a link's slug, or a saved session's name
+        if view is None:
             raise LinkError(f"view “{short(v, 40)}” is not offered for this model")
-        state.set_value("view", name)
+        state.set_value("view", view.name)
 
     for key, fn in (("layer", set_layer), ("head", set_head), ("stage", set_stage), ("view", set_view)):
         attempt(key, fn)
@@ -218,7 +214,7 @@ def link_params(base: str, source: str, sel) -> dict[str, str]:
     if source and len(source) <= LINK_TEXT_MAX:
         out["text"] = source
     out.update({"kind": slug(sel.kind), "layer": str(sel.layer), "head": "all" if sel.head < 0 else str(sel.head),
-                "stage": sel.stage, "view": slug(sel.view)})
+                "stage": sel.stage, "view": named(sel.view).slug})
     return out
 
 
@@ -343,8 +339,6 @@ SESSION_KEY = "session_file"
 def session_uploader() -> None:
     """In the sidebar: open a saved session (a file uploader; the file is read in its callback, before the widgets
     of the next run are drawn)."""
-    from .sidebar import MAX_TARGET_CHARS, TARGET_MODES, source_chars
-
     def opened() -> None:
         f = st.session_state.get(SESSION_KEY)
         if f is None:

@@ -3,11 +3,9 @@ device, and the input the model kind takes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import streamlit as st
 
-from model import CheckpointError, RecordName, available_devices, settings
+from model import CheckpointError, RecordName, available_devices
 from model.safe.paths import MAX_PATH_CHARS
 
 from . import boot, state, validate
@@ -22,33 +20,16 @@ from .models import (
     snapshots,
     story_for,
 )
+from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES, Inputs, ModelPick
 from .text import md, short
 from .tracing import MAX_GENERATED
+from .views.registry import MAP, TRAINING
 
-MAX_SOURCE_CHARS = settings.count("INSPECTOR_MAX_SOURCE_CHARS")  # the deployment's cap (server-side)
 MAX_TOKENS = 32_768  # the longest input the app traces
 CHARS_PER_TOKEN = 8  # the text box holds this many characters per token the model reads (English BPE: ~4.5)
 MAX_UPLOAD_MB = 4  # a .txt upload larger than this is refused
-MAX_TARGET_CHARS = 5000
 DEFAULT_SOURCE = "Saturday, November 21, 2026"
-TARGET_MODES = ("generate greedily", "type a target (teacher forcing)")
 TYPED = "↳ typed directory"  # the picker's option while a typed directory is open
-
-
-@dataclass(frozen=True)
-class ModelPick:
-    path: str  # the directory loaded (a snapshot's own directory when one is picked)
-    base: str  # the model the snapshots belong to
-    device: str
-    pipe: object
-    step: int | None  # the snapshot's training step; None = the final model
-
-
-@dataclass(frozen=True)
-class Inputs:
-    source: str
-    target: str | None  # None: generate (encoder-decoder), or no target (other kinds)
-    max_new: int  # tokens to generate (encoder-decoder: the cap; decoder-only: how many to add, 0 = none)
 
 
 def apply_story(path: str | None, first_visit: bool = False) -> None:
@@ -74,7 +55,7 @@ def apply_story(path: str | None, first_visit: bool = False) -> None:
         put("kind", n.kind)
         put("layer", n.layer)
         put("head", story.head)
-        put("view", "Attention map")
+        put("view", MAP.name)
 
 
 def model_sidebar() -> ModelPick:
@@ -148,7 +129,7 @@ def model_sidebar() -> ModelPick:
         options = [FINAL] + [f"step {s}" for s, _ in steps]
         picked = state.selectbox("Training step", options, key="snapshot", default=FINAL,
                               help="This checkpoint was saved during training too: see its attention at each step "
-                                   "(the Training view shows them all).")
+                                   f"(the {TRAINING.name} view shows them all).")
         if picked != FINAL:
             step = int(picked.split()[1])
             path = dict(steps)[step]

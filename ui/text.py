@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:=\"'&")
 FSI, PDI = "\u2068", "\u2069"  # FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE
@@ -35,3 +36,8 @@ def finite_number(value) -> float | None:
     a checkpoint's figures are not trusted."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return float(value) if ok else None
+
+
+def slug(name: str) -> str:
+    """A name as a link writes it: "Head grid" -> "head-grid", "decoder masked self" -> "decoder-masked-self"."""
+    return re.sub(r"[\s_]+", "-", str(name).strip().lower())

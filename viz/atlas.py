@@ -20,7 +20,6 @@ from model.core.rowstats import SHARES
 from .grids import click_targets, clicked_numbers
 from .heatmap import WEIGHT_SCALE, esc, figure
 
-INSPECTOR_VIEW = "attention-map"  # the deep link's view parameter for the attention map
 MAX_URL_CHARS = 7_000  # longer links are not offered (proxies and servers cap a request line at about 8 kB)
 QUERY_COLOUR, KEY_COLOUR = "#d95f02", "#1b9e77"
 OTHER_COLOUR = "#bdbdbd"
@@ -34,10 +33,11 @@ def stat_range(stat: str) -> tuple[float | None, float | None]:
     return (0.0, 1.0) if stat in SHARES else (None, None)
 
 
-def inspector_link(model: str, text: str, kind: str, layer: int, head: int, view: str = INSPECTOR_VIEW,
+def inspector_link(model: str, text: str, kind: str, layer: int, head: int, view: str,
                    base: str = "./") -> str | None:
-    """The inspector's deep link for one example at one head (``?model=&text=&kind=&layer=&head=&view=``), relative
-    to the app's root; None when the text makes it longer than MAX_URL_CHARS."""
+    """The inspector's deep link for one example at one head (``?model=&text=&kind=&layer=&head=&view=``; ``view``:
+    the view's slug, from the caller), relative to the app's root; None when the text makes it longer than
+    MAX_URL_CHARS."""
     query = urlencode({"model": model, "text": text, "kind": kind, "layer": int(layer), "head": int(head),
                        "view": view}, quote_via=quote)
     url = f"{base}?{query}"
@@ -109,14 +109,14 @@ def distribution_figure(hist: pd.DataFrame, value_name: str, *, title: str = "",
         shapes=shapes, annotations=notes, showlegend=False))
 
 
-def extremes_table(rows: pd.DataFrame, *, model: str, kind: str, layer: int, head: int,
+def extremes_table(rows: pd.DataFrame, *, model: str, kind: str, layer: int, head: int, view: str,
                    value_name: str = "value") -> pd.DataFrame:
     """Rows from model.atlas.queries.extremes -> a table for the page: example, value, tokens, the text's start, a
-    link that opens the example in the inspector at this head (None, with a note, when the text is too long for
-    a link)."""
+    link that opens the example in the inspector at this head in ``view`` (a view's slug; None, with a note, when
+    the text is too long for a link)."""
     links, notes, previews = [], [], []
     for text, chars, preview in zip(rows["text"], rows["chars"], rows["preview"], strict=True):
-        link = None if text is None or pd.isna(text) else inspector_link(model, text, kind, layer, head)
+        link = None if text is None or pd.isna(text) else inspector_link(model, text, kind, layer, head, view)
         links.append(link)
         notes.append("" if link is not None else f"{int(chars):,} characters: too long for a link")
         previews.append(str(preview) + ("…" if int(chars) > len(str(preview)) else ""))
@@ -181,5 +181,5 @@ def clicked_point(selection) -> tuple[int, int, str] | None:
     return custom[0], custom[1], "k" if custom[2] else "q"
 
 
-__all__ = ["COLOUR_BY", "INSPECTOR_VIEW", "MAX_URL_CHARS", "clicked_point", "distribution_figure", "extremes_table",
+__all__ = ["COLOUR_BY", "MAX_URL_CHARS", "clicked_point", "distribution_figure", "extremes_table",
            "inspector_link", "qk_scatter", "stat_range", "summary_strip"]

@@ -1,6 +1,8 @@
-"""Plotly figures for the teaching playground: matrices as heatmaps, the scaling curve, heads side by side.
+"""Plotly figures and tables for the teaching playground: matrices as heatmaps, the scaling curve, heads side by
+side, one query's numbers as tables and formulas.
 
-Pure: NumPy arrays and token labels in, ``plotly.graph_objects.Figure`` out. Labels are HTML-escaped
+Pure: NumPy arrays, model.teaching's records and token labels in, ``plotly.graph_objects.Figure``,
+``pandas.DataFrame`` or LaTeX text out. Labels are HTML-escaped
 (Plotly renders a subset of HTML in tick and hover text) and shortened; axes are integers with ticktext.
 """
 
@@ -10,8 +12,18 @@ import html
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from model.teaching import (
+    CrossAttentionSteps,
+    MaskComparison,
+    MultiHeadSteps,
+    QueryBreakdown,
+    ScalingCurve,
+    SelfAttentionSteps,
+)
 
 from .heatmap import MASK_COLOUR, MASK_PATTERNS, WEIGHT_SCALE, mask_regions
 
@@ -229,3 +241,121 @@ def concat_figure(concat: np.ndarray, row_labels: Sequence[str], n_heads: int) -
     for h in range(1, n_heads):
         fig.add_vline(x=h * d_v - 0.5, line=dict(color="black", width=2))
     return fig
+
+
+# The playground's figures, section by section (trace names are the matrices' names: the tests read them back)
+
+Figures3 = tuple[go.Figure, go.Figure, go.Figure]
+
+
+def projection_figures(steps: SelfAttentionSteps, labels: Sequence[str]) -> dict[str, Figures3]:
+    """X @ W = output for each of Q, K and V: {"Q": (X, W_query, Q), ...}."""
+    x = matrix_figure(steps.X, "X (embeddings)", labels, None, "token", "embedding dim", name="X")
+    out = {}
+    for w_name, w, name, values in (("W_query", steps.W_query, "Q", steps.Q), ("W_key", steps.W_key, "K", steps.K),
+                                    ("W_value", steps.W_value, "V", steps.V)):
+        out[name] = (x, matrix_figure(w, w_name, None, None, "input dim", "output dim", name=w_name),
+                     matrix_figure(values, name, labels, None, "token", "dim", name=name))
+    return out
+
+
+def score_figures(steps: SelfAttentionSteps, labels: Sequence[str]) -> tuple[Figures3, Figures3]:
+    """Q @ Kᵀ = ω (the scores), and α @ V = Z (α hatched where the causal mask forbids)."""
+    how = "ω / √d_k" if steps.scale else "ω (unscaled)"
+    masked = f", masked with triu(diagonal={steps.diagonal})" if steps.allowed is not None else ""
+    scores = (matrix_figure(steps.Q, "Q", labels, None, "query", "dim", name="Q"),
+              matrix_figure(steps.K.T, "Kᵀ", None, labels, "dim", "key", name="K^T"),
+              matrix_figure(steps.omega, "ω = Q Kᵀ (scores)", labels, labels, "query", "key", name="omega"))
+    context = (matrix_figure(steps.weights, f"α = softmax({how}){masked}", labels, labels, "query", "key",
+                             kind="weights", name="alpha", masked=None if steps.allowed is None else ~steps.allowed),
+               matrix_figure(steps.V, "V", labels, None, "key", "dim", name="V"),
+               matrix_figure(steps.Z, "Z = α V (context vectors)", labels, None, "query", "dim", name="Z"))
+    return scores, context
+
+
+def masking_figures(mc: MaskComparison, labels: Sequence[str], diagonal: int) -> Figures3:
+    """The mask, the weights masked before the softmax (−∞) and after it (zeroed, renormalised)."""
+    return (mask_figure(mc.allowed, labels, diagonal),
+            matrix_figure(mc.before, "mask before softmax (−∞)", labels, labels, "query", "key", kind="weights",
+                          name="masked_before", masked=~mc.allowed),
+            matrix_figure(mc.after, "softmax, zero future, renormalise", labels, labels, "query", "key",
+                          kind="weights", name="masked_after", masked=~mc.allowed))
+
+
+def scaling_curve_figure(curve: ScalingCurve, current_d_k: int | None = None) -> go.Figure:
+    """``scaling_figure`` of model.teaching.scaling_curve's record."""
+    return scaling_figure(curve.d_k, curve.entropy_scaled, curve.entropy_unscaled, curve.max_weight_scaled,
+                          curve.max_weight_unscaled, curve.n_keys, current_d_k)
+
+
+def cross_figures(cr: CrossAttentionSteps, labels_1: Sequence[str],
+                  labels_2: Sequence[str]) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure]:
+    """Cross-attention: X₂, K = X₂ W_key, the weights (sentence 1's queries over sentence 2's keys), Z = α V."""
+    return (matrix_figure(cr.X2, "X₂ (second sentence)", labels_2, None, "token", "embedding dim", name="X2"),
+            matrix_figure(cr.K, "K = X₂ W_key", labels_2, None, "key", "dim", name="K2"),
+            matrix_figure(cr.weights, "α (cross-attention weights)", labels_1, labels_2, "query (sentence 1)",
+                          "key (sentence 2)", kind="weights", name="cross_alpha"),
+            matrix_figure(cr.Z, "Z = α V", labels_1, None, "query (sentence 1)", "dim", name="cross_Z"))
+
+
+def multi_head_figures(mh: MultiHeadSteps, labels: Sequence[str]) -> tuple[go.Figure, go.Figure, Figures3]:
+    """Every head's weights, every head's output, and concat @ W_out = output."""
+    n_heads, d_v = mh.heads.shape[0], mh.heads.shape[2]
+    return (heads_figure(mh.weights, labels, labels, "weights", name="head"),
+            heads_figure(mh.heads, labels, dim_labels(d_v), "diverging", "query", "dim", name="Z head"),
+            (concat_figure(mh.concat, labels, n_heads),
+             matrix_figure(mh.W_out, "W_out", None, None, "concat dim", "model dim", name="W_out"),
+             matrix_figure(mh.output, "output", labels, None, "token", "model dim", name="mh_output")))
+
+
+def figure_columns(fig: go.Figure) -> int:
+    """A matrix figure's width beside others, in grid columns: its cells plus room for tick labels and colour bar."""
+    return len(fig.data[0].x) + 7
+
+
+def tokens_table(tokens: Sequence[str]) -> pd.DataFrame:
+    """The tokens in one row, their 0-based positions as the columns."""
+    return pd.DataFrame([list(tokens)], index=["token"], columns=[str(i) for i in range(len(tokens))])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def query_formulas(b: QueryBreakdown, k_0: np.ndarray, scale: bool, show_row: bool) -> list[str]:
+    """One query's formulas in LaTeX with its numbers: the score with key 0 term by term (up to 6 terms), the
+    softmax of its row (the weights written out when ``show_row``) and the context vector."""
+    n, d_k = b.index, b.q.size
+    terms = " + ".join(f"({_fmt(a)})({_fmt(c)})" for a, c in zip(b.q[:6], k_0[:6], strict=True))
+    more = r" + \dots" if d_k > 6 else ""
+    denom = rf"\sqrt{{{d_k}}}" if scale else "1"
+    softmax = rf"\alpha_{{{n}}} = \mathrm{{softmax}}\!\left(\frac{{\omega_{{{n}}}}}{{{denom}}}\right)"
+    if show_row:
+        softmax += " = [" + ",\\ ".join(_fmt(w) for w in b.weights) + "]"
+    return [rf"\omega_{{{n},j}} = q_{{{n}}}\cdot k_j",
+            rf"\omega_{{{n},0}} = q_{{{n}}}\cdot k_0 = {terms}{more} = {_fmt(b.omega[0])}",
+            softmax,
+            rf"z_{{{n}}} = \sum_j \alpha_{{{n},j}}\, v_j"]
+
+
+def query_table(b: QueryBreakdown, labels: Sequence[str]) -> pd.DataFrame:
+    """One query's row, key by key: the score, what the softmax sees, whether the key is visible, the weight."""
+    n = b.index
+    return pd.DataFrame({"key j": list(labels), f"ω_{n},j = q_{n}·k_j": b.omega, "softmax input": b.logits,
+                         "visible": b.visible, f"α_{n},j": b.weights})
+
+
+def weighted_values_table(b: QueryBreakdown) -> pd.DataFrame:
+    """α_ij · v_j for every key j, their sum, and row i of Z as attention() computed it (the two last rows agree)."""
+    n = b.index
+    table = pd.DataFrame(b.weighted_values, index=[f"α_{n},{j} · v_{j}" for j in range(len(b.weights))],
+                         columns=dim_labels(b.z.size, "dim "))
+    table.loc[f"sum = z_{n}"] = b.z_sum
+    table.loc[f"row {n} of Z from attention()"] = b.z
+    return table
+
+
+def naive_table(naive: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    """A plain softmax's weights as text, "NaN" where a fully masked row divided 0 by 0."""
+    return pd.DataFrame(naive, index=list(labels), columns=list(labels)).map(
+        lambda x: "NaN" if np.isnan(x) else f"{x:.2f}")

@@ -1,5 +1,5 @@
 """Analyses computed from captured attention: per-head statistics, rollout and flow, ablation, comparison, and why the
-model does it: knockouts, the logit lens and head patching."""
+model does it: knockouts, the logit lens and head patching; per-token norms (high-norm tokens, registers)."""
 
 from .ablation import AblationEffect, effect_of, rank_heads
 from .compare import Alignment, align_tokens, head_js_distances, js_distance_rows, restrict
@@ -41,6 +41,7 @@ from .rollout import (
                     rollout,
                     source_attribution,
 )
+from .tokens import TokenNorms, token_norms
 
 __all__ = ["HEAD_FUSIONS", "SELECTIONS", "STAT_DEFINITIONS", "AblationEffect", "Alignment", "HeadScores",
            "KnockoutEffect", "LogitLens", "Metric", "PatchingError", "PatchingResult", "PositionPatching",
@@ -49,4 +50,5 @@ __all__ = ["HEAD_FUSIONS", "SELECTIONS", "STAT_DEFINITIONS", "AblationEffect", "
            "induction_score", "induction_targets", "js_distance_rows", "knockout_effect", "knockout_spec",
            "logit_lens", "metric_for", "needle_table", "parse_pairs", "patch_heads", "patch_positions",
            "previous_token_score", "rank_heads", "rerun", "residual_attention", "restrict", "rollout",
-           "run_corrupt", "select_cells", "source_attribution", "span_mass", "token_id", "uniform_weights"]
+           "run_corrupt", "select_cells", "source_attribution", "span_mass", "token_id", "token_norms",
+           "uniform_weights", "TokenNorms"]

@@ -17,9 +17,24 @@ OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin")
 
 
 @dataclass(frozen=True)
+class VisionLayout:
+    """Where an image model's patches lie in its sequence: the tokens before them, then the patches row by row."""
+
+    prefix: tuple[str, ...] = ("[CLS]",)  # the labels of the tokens before the patches, in order
+    registers: str | None = None  # a config field: that many register tokens ("reg0", "reg1"...) after the prefix
+    tower: str | None = None  # a two-tower model (CLIP, SigLIP): the transformers class of its vision tower, read alone
+
+    def labels(self, config) -> tuple[str, ...]:
+        """The labels before the patches, for this model's config."""
+        n = int(getattr(config, self.registers, 0) or 0) if self.registers else 0
+        return self.prefix + tuple(f"reg{i}" for i in range(n))
+
+
+@dataclass(frozen=True)
 class Family:
     """Declared facts of one family: remarks per stage, and where its final norm and output head are (for the
-    logit lens: attribute paths on the loaded model; ``None`` = the family has no final norm)."""
+    logit lens: attribute paths on the loaded model; ``None`` = the family has no final norm); for an image model,
+    where its patches are (``vision``)."""
 
     notes: dict[str, str] = field(default_factory=dict)
     final_norm: dict[str, str | None] = field(default_factory=dict)  # stack -> attribute path
@@ -27,6 +42,7 @@ class Family:
     head_scale: str | None = None  # T5: "d_model^-0.5" when the embeddings are tied
     logits_bias: str | None = None  # BART: final_logits_bias
     softcap: str | None = None  # config field of a final logit softcap (Gemma 2)
+    vision: VisionLayout | None = None  # an image model (read with its preprocessor_config.json): its sequence
 
 
 _ROPE = {"q": "after the rotary position embedding (RoPE)", "k": "after RoPE"}
@@ -57,6 +73,17 @@ FAMILIES: dict[str, Family] = {
                       final_norm={"encoder": None}, head="lm_head"),
     "distilbert": Family(final_norm={"encoder": None}, head="distilbert_head"),
     "modernbert": Family(final_norm={"encoder": "model.final_norm"}, head="modernbert_head"),
+    # image models: ViTModel / ViTForImageClassification, DeiT (a distillation token after [CLS]), the vision towers
+    # of CLIP and SigLIP (CLIPVisionModel, SiglipVisionModel: SigLIP has no [CLS]; its attention-pooling head is
+    # torch's nn.MultiheadAttention, outside the trace), DINOv2 and DINOv2 with registers (Darcet et al. 2023)
+    "vit": Family(vision=VisionLayout()),
+    "deit": Family(vision=VisionLayout(("[CLS]", "[DIST]"))),
+    "clip_vision_model": Family(vision=VisionLayout()),
+    "siglip_vision_model": Family(vision=VisionLayout(())),
+    "clip": Family(vision=VisionLayout(tower="CLIPVisionModel")),  # CLIPModel's directory: its vision tower
+    "siglip": Family(vision=VisionLayout((), tower="SiglipVisionModel")),
+    "dinov2": Family(vision=VisionLayout()),
+    "dinov2_with_registers": Family(vision=VisionLayout(registers="num_register_tokens")),
 }
 
 
@@ -112,4 +139,4 @@ def ordered(specs: dict[nn.Module, ModuleSpec]) -> list[str]:
     return in_forward_order(s.name for s in specs.values())
 
 
-__all__ = ["FAMILIES", "Family", "family", "name_modules", "ordered"]
+__all__ = ["FAMILIES", "Family", "VisionLayout", "family", "name_modules", "ordered"]

@@ -140,17 +140,25 @@ class Stored:
     generation: dict | None
 
 
-def check_stored(path: Path, policy: PathPolicy | None) -> Stored:
-    """The files' checks: config.json's sizes, the weights' headers (dtype, counts, memory), the shapes they imply."""
+INPUT_FILES = {  # what a model reads its input with -> why that file must be there
+    "tokenizer.json": "this app reads the fast-tokenizer file; AutoTokenizer.from_pretrained(...).save_pretrained(dir) "
+                      "writes it",
+    "preprocessor_config.json": "an image model's image processor; AutoImageProcessor.from_pretrained(...)"
+                                ".save_pretrained(dir) writes it",
+}
+
+
+def check_stored(path: Path, policy: PathPolicy | None, input_file: str = "tokenizer.json") -> Stored:
+    """The files' checks: config.json's sizes, the weights' headers (dtype, counts, memory), the shapes they imply;
+    ``input_file`` (tokenizer.json, or an image model's preprocessor_config.json) must be there."""
     require_directory(path)
     config_data = read_json_file(path / "config.json", policy=policy)
     if not isinstance(config_data, dict):
         raise CheckpointError(f"{path / 'config.json'}: must be a JSON object")
     check_sizes(config_data, path / "config.json")
     files = weights_files(path, policy)
-    if not is_file(path / "tokenizer.json"):
-        raise CheckpointError(f"{path / 'tokenizer.json'}: file is missing (this app reads the fast-tokenizer file; "
-                              "AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes it)")
+    if not is_file(path / input_file):
+        raise CheckpointError(f"{path / input_file}: file is missing ({INPUT_FILES[input_file]})")
     headers = read_headers(files, policy)
     try:
         dtype = stored_dtype(headers)
@@ -184,7 +192,8 @@ def check_shell(cls: type, config, stored: Stored, path: Path) -> int:
             shell = cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
         n_params = sum(p.numel() for p in shell.parameters())
         is_float = {k: t.is_floating_point() for k, t in [*shell.named_parameters(), *shell.named_buffers()]}
-        vocab_rows = shell.get_input_embeddings().weight.shape[0]
+        weight = getattr(shell.get_input_embeddings(), "weight", None)  # an image model's is a patch embedding
+        vocab_rows = weight.shape[0] if isinstance(weight, torch.Tensor) and weight.dim() == 2 else 0
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:

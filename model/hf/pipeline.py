@@ -22,6 +22,7 @@ from .families import family, name_modules, ordered
 from .interface import ModuleSpec, call_context, input_hook
 from .loader import load_model
 from .tokens import TextTokenizer
+from .vision import HFVisionPipeline, vision_family
 
 if TYPE_CHECKING:
     from ..safe.paths import PathPolicy
@@ -306,8 +307,11 @@ class HFPipeline(CallMethods, Pipeline):
             self.info = dataclasses.replace(self.info, stages=("scores", "scaled", "adjusted", "masked", "weights"))
 
 
-def load_hf(path: str | Path, device: torch.device, policy: PathPolicy | None = None) -> HFPipeline:
-    """Open a Hugging Face layout directory (offline, safetensors only, no remote code)."""
+def load_hf(path: str | Path, device: torch.device, policy: PathPolicy | None = None) -> Pipeline:
+    """Open a Hugging Face layout directory (offline, safetensors only, no remote code): an HFPipeline, or for an
+    image model (model.hf.families declares which) an HFVisionPipeline."""
+    if vision_family(path, policy) is not None:
+        return HFVisionPipeline(path, device, policy)
     return HFPipeline(path, device, policy)
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints as a directory: config.json, model.safetensors, tokenizer file(s), meta.json. Never unpickled.
+"""Checkpoints as a directory: config.json, model.safetensors, tokenizer file(s) (a vision checkpoint has none: its
+config.json holds the image size, normalisation and class names), meta.json. Never unpickled.
 
 Loading treats every file as untrusted: JSON is size- and depth-bounded, sizes in config.json are bounded, and the
 shapes and dtypes in the safetensors header are checked against the config before any tensor is allocated.
@@ -22,9 +23,10 @@ from ..safe.errors import CheckpointError
 from ..safe.files import checked_path, is_file, read_json_file, require_directory
 from ..safe.memory import check_model_bytes
 from ..safe.tokenizer_file import read_tokenizer_file
-from .config import ModelConfig
+from .config import VISION_ARCH, ModelConfig, VisionConfig
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 from .transformer import Transformer
+from .vit import VisionTransformer
 
 if TYPE_CHECKING:
     from ..safe.paths import PathPolicy
@@ -40,6 +42,11 @@ KNOWN_FILES = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE, SOURCE_TOKE
 # The most a config may ask for: far above any model this app can show, far below what exhausts a server.
 LIMITS = {"d_model": 16_384, "n_heads": 256, "n_encoder_layers": 256, "n_decoder_layers": 256, "d_ff": 65_536,
           "max_len": 65_536, "src_vocab_size": 1_000_000, "tgt_vocab_size": 1_000_000}
+VISION_LIMITS = {"image_size": 1_024, "patch_size": 1_024, "channels": 4, "d_model": 16_384, "n_heads": 256,
+                 "n_encoder_layers": 256, "d_ff": 65_536}
+MAX_IMAGE_TOKENS = 16_385  # [CLS] + 128 x 128 patches
+MAX_CLASSES = 100_000
+MAX_CLASS_NAME = 200  # characters
 MAX_PARAMETERS = 2_000_000_000
 WEIGHT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 DTYPE_BYTES = {"F64": 8, "F32": 4, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
@@ -191,13 +198,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", policy
                 raise CheckpointError(f"{path / CONFIG_FILE}: {field_name}={getattr(config, field_name)} but "
                                       f"{file.name} maps {token} to id {tok.hf.token_to_id(token)}")
 
+    meta = read_meta(path, policy)
+    state = read_weights(path, expected_shapes(config), policy)
+    model = Transformer(config)
+    model.load_state_dict(state)
+    model.eval().requires_grad_(False)
+    return config, model.to(device), src_tok, tgt_tok, meta
+
+
+def read_meta(path: Path, policy: PathPolicy | None = None) -> dict[str, Any]:
+    """meta.json, size- and depth-bounded; a JSON object."""
     meta = read_json_file(path / META_FILE, policy=policy)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path / META_FILE}: must be a JSON object")
+    return meta
 
+
+def read_weights(path: Path, expected: dict[str, tuple[int, ...]], policy: PathPolicy | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """model.safetensors as float32 tensors, after its header was checked against ``expected`` (the config's
+    shapes), the parameter count and the memory budget: nothing is allocated for weights that do not fit."""
     weights_file = path / WEIGHTS_FILE
     real_weights = checked_path(weights_file, policy)
-    expected = expected_shapes(config)
     n_params = sum(math.prod(s) for s in expected.values())
     if n_params > MAX_PARAMETERS:
         raise CheckpointError(f"{path / CONFIG_FILE}: {n_params:,} parameters, over this app's "
@@ -214,10 +236,68 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", policy
     bad = [k for k, t in state.items() if not t.is_floating_point() or not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(f"{weights_file}: non-float or non-finite values in {bad[:5]}")
-    model = Transformer(config)
-    model.load_state_dict({k: t.to(torch.float32) for k, t in state.items()})
+    return {k: t.to(torch.float32) for k, t in state.items()}
+
+
+# ---- the vision transformer's checkpoints: config.json (arch "vit"), model.safetensors, meta.json --------------
+
+def save_vision_checkpoint(path: str | Path, model: VisionTransformer, meta: dict[str, Any] | None = None) -> Path:
+    """Write a vision checkpoint directory (created if needed); returns its path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+    for stale in (TOKENIZER_FILE, SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE):
+        (path / stale).unlink(missing_ok=True)
+    (path / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+    return path
+
+
+def is_vision_checkpoint(path: str | Path, policy: PathPolicy | None = None) -> bool:
+    """config.json names this project's vision transformer (``"arch": "vit"``)."""
+    try:
+        data = read_json_file(Path(path) / CONFIG_FILE, policy=policy)
+    except CheckpointError:
+        return False
+    return isinstance(data, dict) and data.get("arch") == VISION_ARCH
+
+
+def check_vision_bounds(config: VisionConfig, file: Path) -> None:
+    """Refuse sizes no vision model of this app has, before anything is allocated for them."""
+    over = [f"{k}={getattr(config, k)} (at most {v})" for k, v in VISION_LIMITS.items() if getattr(config, k) > v]
+    if config.seq_len > MAX_IMAGE_TOKENS:
+        over.append(f"{config.seq_len:,} tokens per image (at most {MAX_IMAGE_TOKENS:,})")
+    if config.n_classes > MAX_CLASSES or any(len(n) > MAX_CLASS_NAME for n in config.class_names):
+        over.append(f"{config.n_classes:,} class names (at most {MAX_CLASSES:,}, each at most {MAX_CLASS_NAME} "
+                    "characters)")
+    if over:
+        raise CheckpointError(f"{file}: sizes beyond what this app loads: " + ", ".join(over))
+
+
+def expected_vision_shapes(config: VisionConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of a vision transformer built from ``config``, without allocating it."""
+    with torch.device("meta"), SkipInit():
+        model = VisionTransformer(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_vision_checkpoint(path: str | Path, device: str | torch.device = "cpu", policy: PathPolicy | None = None):
+    """Read and validate a vision checkpoint directory -> (config, model in eval mode on ``device``, meta), with the
+    guarantees of ``load_checkpoint`` (bounded JSON and sizes, the header checked before any tensor is allocated)."""
+    path = require_directory(Path(path))
+    config_data = read_json_file(path / CONFIG_FILE, policy=policy)
+    try:
+        config = VisionConfig.from_dict(config_data)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: invalid vision config ({e})") from None
+    check_vision_bounds(config, path / CONFIG_FILE)
+    meta = read_meta(path, policy)
+    state = read_weights(path, expected_vision_shapes(config), policy)
+    model = VisionTransformer(config)
+    model.load_state_dict(state)
     model.eval().requires_grad_(False)
-    return config, model.to(device), src_tok, tgt_tok, meta
+    return config, model.to(device), meta
 
 
 def checkpoint_files(path: str | Path) -> list[Path]:

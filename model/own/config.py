@@ -1,8 +1,9 @@
-"""Model configuration: one frozen dataclass, validated at construction."""
+"""Model configurations: the transformer's and the vision transformer's, frozen dataclasses validated when built."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,3 +109,102 @@ class ModelConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+VISION_ARCH = "vit"  # config.json's arch of this project's vision transformer
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Hyper-parameters of the vision transformer (ViT, Dosovitskiy et al. 2020): the image cut into square patches,
+    one token per patch after a learned [CLS] token, the transformer's encoder layers, a classifier on [CLS]."""
+
+    class_names: tuple[str, ...]  # the classes, in the order of the output logits
+    image_size: int = 64  # side of the square image the model reads, in pixels
+    patch_size: int = 8  # side of a square patch: (image_size // patch_size)^2 patches, one token each
+    channels: int = 3  # colour channels (RGB)
+    pixel_mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # per channel: a pixel in [0, 1] minus this, over pixel_std,
+    pixel_std: tuple[float, ...] = (0.5, 0.5, 0.5)  # is what the patch embedding reads
+    d_model: int = 64  # width of every residual stream
+    n_heads: int = 4  # attention heads per layer; d_k = d_v = d_model // n_heads
+    n_encoder_layers: int = 4  # encoder layers
+    d_ff: int = 128  # hidden width of each feed-forward block; 0 = attention-only
+    dropout: float = 0.0  # on embeddings and sub-layer outputs (never on recorded attention weights)
+    norm: str = "pre"  # LayerNorm placement: "pre" (as in ViT) or "post"
+    activation: str = "gelu"  # feed-forward non-linearity: "gelu" (as in ViT) or "relu"
+    arch: str = VISION_ARCH  # what config.json says this checkpoint is
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("image_size", "patch_size", "channels", "d_model", "n_heads", "n_encoder_layers"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not _is_int(self.d_ff) or self.d_ff < 0:
+            problems.append(f"d_ff must be an integer >= 0 (0 = no feed-forward), got {self.d_ff!r}")
+        names = self.class_names
+        if (not isinstance(names, tuple) or not names or not all(isinstance(n, str) and n for n in names)
+                or len(set(names)) != len(names)):
+            problems.append(f"class_names must be distinct non-empty strings, at least one, got {names!r}")
+        for name in ("pixel_mean", "pixel_std"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or len(value) != self.channels or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                problems.append(f"{name} must hold {self.channels!r} finite numbers, got {value!r}")
+        if isinstance(self.pixel_std, tuple) and any(isinstance(v, (int, float)) and v <= 0 for v in self.pixel_std):
+            problems.append(f"pixel_std must be positive, got {self.pixel_std!r}")
+        if self.arch != VISION_ARCH:
+            problems.append(f"arch must be {VISION_ARCH!r}, got {self.arch!r}")
+        if problems:
+            raise ValueError("invalid VisionConfig: " + "; ".join(problems))
+        if self.image_size % self.patch_size:
+            raise ValueError(f"invalid VisionConfig: image_size ({self.image_size}) must be a multiple of patch_size "
+                             f"({self.patch_size})")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"invalid VisionConfig: d_model ({self.d_model}) must be divisible by n_heads "
+                             f"({self.n_heads})")
+        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+                and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"invalid VisionConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        for name, allowed in (("norm", NORM_PLACEMENTS), ("activation", ACTIVATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"invalid VisionConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of patches."""
+        side = self.image_size // self.patch_size
+        return side, side
+
+    @property
+    def n_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens the encoder reads: [CLS] and one per patch."""
+        return 1 + self.n_patches
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def d_k(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VisionConfig":
+        """Build from a dict (config.json; its lists become tuples); unknown or missing keys are an error."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {unknown}")
+        if "class_names" not in data:
+            raise ValueError("missing config keys: ['class_names']")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -1,20 +1,23 @@
-"""The project's own transformer as a pipeline (the contract: model.api.Pipeline)."""
+"""The project's own models as pipelines (the contract: model.api.Pipeline): the transformer (text) and the vision
+transformer (images)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..api import ForwardOutput, ModelInfo, Pipeline
+from ..api import ForwardOutput, ImageEncoding, ImagePipeline, ModelInfo, Pipeline
 from ..call import CallMethods, pad_batch
 from ..capture.recorder import Recorder
 from ..core.attention import RecordShape
 from ..core.encoding import Encoding
 from ..core.names import RecordName
-from .config import ModelConfig
+from .config import ModelConfig, VisionConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .transformer import Transformer
+from .vit import VisionTransformer
 
 
 class TransformerPipeline(CallMethods, Pipeline):
@@ -106,4 +109,70 @@ class TransformerPipeline(CallMethods, Pipeline):
         return isinstance(other, TransformerPipeline) and other.tgt_tokenizer.to_str() == self.tgt_tokenizer.to_str()
 
 
-__all__ = ["TransformerPipeline"]
+def pixels_of(image, config: VisionConfig) -> torch.Tensor:
+    """An RGB PIL image -> (C, H, W) float pixels as the ViT reads them: resized to image_size x image_size
+    (bilinear, as transformers' ViT processor does), scaled to [0, 1], normalised by the config's mean and std."""
+    from PIL import Image
+
+    size = (config.image_size, config.image_size)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    values = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())  # (H, W, 3)
+    x = values.permute(2, 0, 1).float() / 255  # (C, H, W) in [0, 1]
+    mean = torch.tensor(config.pixel_mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(config.pixel_std, dtype=torch.float32)[:, None, None]
+    return (x - mean) / std
+
+
+class VisionPipeline(CallMethods, ImagePipeline):
+    """A loaded vision checkpoint of this project: config, model (eval, frozen) and meta, on one device."""
+
+    def __init__(self, config: VisionConfig, model: VisionTransformer, meta: dict[str, Any] | None = None,
+                 path: str | None = None):
+        self.config, self.model = config, model
+        self.meta = meta or {}
+        self.path = path
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.info = ModelInfo(
+            arch="encoder-only", family="vision transformer (this project)", n_encoder_layers=config.n_encoder_layers,
+            n_decoder_layers=0, n_heads=config.n_heads, n_kv_heads=config.n_heads, d_model=config.d_model,
+            d_k=config.d_k, max_len=config.seq_len, dtype=dtype, parameters=model.num_parameters(),
+            record_names=tuple(model.record_names()), vocab_size=config.n_classes, modality="image",
+            classes=config.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def image_input(self, image) -> ImageEncoding:
+        cfg = self.config
+        return ImageEncoding.of(pixels_of(image, cfg), ("[CLS]",), cfg.patch_size, (image.height, image.width),
+                                mean=cfg.pixel_mean, std=cfg.pixel_std)
+
+    def token_label(self, token_id: int) -> str:
+        return self.config.class_names[token_id]
+
+    def record_shape(self, name: str, src_len: int, tgt_len: int, batch: int = 1) -> RecordShape:
+        d, H = self.config.d_model, self.config.n_heads
+        size = 2 if self.info.dtype in ("float16", "bfloat16") else 4
+        return RecordShape(batch=batch, n_heads=H, n_kv_heads=H, tq=src_len, tk=src_len, d_k=d // H, d_v=d // H,
+                           d_query_in=d, d_key_in=d, d_out=d, adjusted=False, element_size=size)
+
+    def forward(self, src, tgt, recorder: Recorder | None, *, src_valid=None, tgt_valid=None, logits_at=None,
+                pixels=None) -> ForwardOutput:
+        if pixels is None:
+            raise ValueError("a vision model's forward needs pixels")
+        logits = self.model(pixels.to(self.device), recorder)  # (B, n_classes)
+        return ForwardOutput(logits=logits[:, None, :])  # one output for the whole image: (B, 1, n_classes)
+
+    def unembed(self, stack: str, hidden: torch.Tensor) -> torch.Tensor:
+        """Any position's residual stream through the final norm and the classifier (a class lens)."""
+        if stack != "encoder":
+            raise ValueError("this model's classifier reads the encoder")
+        return self.model.unembed(hidden.to(self.device))
+
+    def same_vocabulary(self, other: Pipeline) -> bool:
+        return isinstance(other, VisionPipeline) and other.config.class_names == self.config.class_names
+
+
+__all__ = ["TransformerPipeline", "VisionPipeline", "pixels_of"]

@@ -2,6 +2,7 @@
 
     python -m model.train --task dates --out checkpoints/dates
     python -m model.train --task induction --out checkpoints/induction --snapshots 0,50,100
+    python -m model.train --task shapes --out checkpoints/shapes                    # a vision transformer (images)
     python -m model.train --data pairs.tsv --out checkpoints/mine                  # source<TAB>target per line
     python -m model.train --arch decoder-only --data texts.txt --out checkpoints/lm  # one text per line
 """
@@ -9,13 +10,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
 from ..own.config import NORM_PLACEMENTS, TRANSFORMER_ARCHS
 from ..own.tokenizer import TOKEN_LEVELS
 from .data import TrainError
-from .loop import DEFAULTS, SCHEDULES, TrainArgs, train
+from .loop import SCHEDULES, train
+from .params import HyperParams, TrainArgs
 from .tasks import TASKS
 
 
@@ -58,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace --out even if it holds a checkpoint of another task, or is not a checkpoint")
     p.add_argument("--arch", choices=TRANSFORMER_ARCHS, default=None, help="with --data (tasks bring their own)")
     p.add_argument("--steps", type=_int(1, 10_000_000), default=None, help="optimizer steps (default: the task's)")
-    p.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default {DEFAULTS['batch_size']}")
+    p.add_argument("--batch-size", type=_int(1, 65_536), default=None, help=f"default {HyperParams.batch_size}")
     p.add_argument("--lr", type=_float(0.0, 10.0, low_open=True), default=None, help="peak learning rate")
     p.add_argument("--warmup", type=_int(0), default=None, help="warm-up steps")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="after warm-up: the paper's 1/sqrt decay "
                    "(noam) or constant")
-    p.add_argument("--clip", type=_float(0.0, 1e6, low_open=True), default=1.0, help="max gradient norm")
-    p.add_argument("--label-smoothing", type=_float(0.0, 1.0), default=0.0)
+    p.add_argument("--clip", type=_float(0.0, 1e6, low_open=True), default=None,
+                   help=f"max gradient norm (default {HyperParams.clip})")
+    p.add_argument("--label-smoothing", type=_float(0.0, 1.0), default=None,
+                   help=f"default {HyperParams.label_smoothing}")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--threads", type=_int(0, 1024), default=1, help="torch CPU threads (0: torch's default)")
@@ -75,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=_float(0.0, 1.0), default=None)
     p.add_argument("--norm", choices=NORM_PLACEMENTS, default=None, help="LayerNorm after (paper) or before")
     p.add_argument("--max-len", type=_int(4, 65_536), default=None, help="default: from the data")
+    p.add_argument("--patch-size", type=_int(1, 1_024), default=None,
+                   help=f"image tasks: pixels per patch side (default {HyperParams.patch_size})")
     p.add_argument("--src-level", choices=TOKEN_LEVELS, default="word", help="source tokenizer (--data)")
     p.add_argument("--tgt-level", choices=TOKEN_LEVELS, default="char", help="target tokenizer (--data)")
-    p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {DEFAULTS['eval_every']}")
+    p.add_argument("--eval-every", type=_int(1), default=None, help=f"default {HyperParams.eval_every}")
     p.add_argument("--n-valid", type=_int(1, 100_000), default=500, help="held-out validation examples")
     p.add_argument("--n-eval", type=_int(1, 1_000_000), default=1000, help="fresh examples scored at the end")
     p.add_argument("--stop-at", type=_float(0.0, 1.0, high_open=False), default=None,
@@ -97,13 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(s < 0 for s in snapshots) or len(snapshots) > 1000:
         print("error: --snapshots must be at most 1000 steps >= 0", file=sys.stderr)
         return 2
-    args = TrainArgs(out=ns.out, task=ns.task, data=ns.data, steps=ns.steps, batch_size=ns.batch_size, lr=ns.lr,
-                     warmup=ns.warmup, clip=ns.clip, label_smoothing=ns.label_smoothing, device=ns.device,
-                     threads=ns.threads, seed=ns.seed, d_model=ns.d_model, n_heads=ns.n_heads, layers=ns.layers,
-                     d_ff=ns.d_ff, dropout=ns.dropout, max_len=ns.max_len, src_level=ns.src_level,
-                     tgt_level=ns.tgt_level, eval_every=ns.eval_every, n_valid=ns.n_valid, n_eval=ns.n_eval,
-                     stop_at=ns.stop_at, snapshots=snapshots, progress=not ns.quiet, arch=ns.arch, norm=ns.norm,
-                     schedule=ns.schedule, overwrite=ns.overwrite)
+    given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainArgs) if hasattr(ns, f.name)}
+    args = TrainArgs(**{**given, "snapshots": snapshots, "progress": not ns.quiet})
     try:
         meta = train(args)
     except TrainError as e:
@@ -115,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     ev = meta.get("eval", {})
-    if "exact_match" in ev:
+    if "accuracy" in ev:
+        head = ev["best_head"]
+        figure = (f"best validation accuracy {meta['valid_accuracy']:.4f} at step {meta['best_step']}, accuracy on "
+                  f"{ev['n_images']} fresh images {ev['accuracy']:.4f}; {head['name']} head {head['head']} puts "
+                  f"{head['share']:.0%} of [CLS]'s attention on the {ev['target']} object")
+    elif "exact_match" in ev:
         figure = f"best validation exact match {meta['valid_exact_match']:.4f} at step {meta['best_step']}, " \
                  f"fresh-pair exact match {ev['exact_match']:.4f}"
     elif "best_induction_last_layer" in ev:

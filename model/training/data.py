@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..load import TransformerPipeline
+from ..own.pipeline import TransformerPipeline
 from ..own.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from .tasks import Task
 

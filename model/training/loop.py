@@ -1,4 +1,5 @@
-"""The training loop: a generated task or your own data, encoder-decoder or decoder-only.
+"""The training loop: a generated task or your own data, encoder-decoder or decoder-only (and, for an image task,
+the vision transformer: model.training.vision).
 
 Teacher forcing (decoder input = [BOS] + target, label = target + [EOS]; a decoder-only model reads [BOS] + text
 and predicts text + [EOS]), cross-entropy that ignores [PAD], one Adam optimizer over the whole model with the
@@ -6,6 +7,10 @@ paper's schedule (linear warm-up, then inverse square root decay; scaled so its 
 after warm-up, gradient clipping, optional label smoothing. Validation: exact match of greedy decoding on held-out
 pairs (encoder-decoder), or held-out loss (decoder-only, with induction scores for the induction task); the best
 checkpoint is kept. Output goes to a staging directory and is renamed into place at the end.
+
+The loop (``fit``) is written once; what a kind of model trains on, how it is scored and saved is its trainee
+(``TextTrainee`` here): one step's loss, validation, its score, saving, and the final evaluation of the saved
+checkpoint.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..load import TransformerPipeline, load, resolve_device
-from ..own.checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, save_checkpoint
-from ..own.config import ModelConfig
+from ..own.checkpoint import META_FILE, WEIGHTS_FILE, expected_shapes, load_checkpoint, save_checkpoint
+from ..own.config import TRANSFORMER_ARCHS, VISION_ARCH, ModelConfig
+from ..own.pipeline import TransformerPipeline
 from ..own.tokenizer import PAD_ID, TOKEN_LEVELS, Tokenizer
 from ..own.transformer import Transformer
-from ..safe.memory import max_model_bytes
+from ..runtime import resolve_device
 from .data import (
     PairSource,
     TrainError,
@@ -42,52 +47,12 @@ from .data import (
 )
 from .metrics import induction_report
 from .output import StagedOutput
-from .tasks import Task, get_task
+from .params import EVAL_SEED_OFFSET, VALID_SEED_OFFSET, HyperParams, TrainArgs, check_trainable, resolved
+from .tasks import RepeatedSequence, Task, get_task
+from .vision import VisionTrainee
 
-EVAL_SEED_OFFSET = 7_777  # final evaluation examples use seed + this: different from training and validation
-VALID_SEED_OFFSET = 1_000_003
 MAX_AUTO_LEN = 1_024  # the longest max_len chosen from the data (a longer one must be asked for)
-# What a run uses when neither the command line nor the task says otherwise.
-DEFAULTS = dict(batch_size=128, lr=1e-3, warmup=200, d_model=128, n_heads=4, layers=2, d_ff=256, dropout=0.1,
-                eval_every=250, norm="post", schedule="noam")
 SCHEDULES = ("noam", "constant")
-TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, gradients and Adam's two moments
-
-
-@dataclass
-class TrainArgs:
-    """Everything one training run needs; mirrors the command-line options (None = the task's or DEFAULTS)."""
-
-    out: str
-    task: str | None = None  # a name in TASKS, or None with data
-    data: str | None = None  # a TSV file of source<TAB>target lines (decoder-only: one text per line)
-    steps: int | None = None  # None: the task's default
-    batch_size: int | None = None
-    lr: float | None = None  # peak learning rate, reached at the end of warmup
-    warmup: int | None = None
-    clip: float = 1.0  # max gradient norm
-    label_smoothing: float = 0.0
-    device: str = "cpu"
-    threads: int | None = 1  # CPU threads for torch; 1 is fastest for these small models on a busy machine
-    seed: int = 0
-    d_model: int | None = None
-    n_heads: int | None = None
-    layers: int | None = None  # encoder layers = decoder layers (decoder-only: decoder layers)
-    d_ff: int | None = None  # 0 = attention-only
-    dropout: float | None = None
-    max_len: int | None = None  # None: from the data (longest sequence + margin)
-    src_level: str = "word"  # tokenizer levels ("word" or "char") for --data (tasks bring their own)
-    tgt_level: str = "char"
-    eval_every: int | None = None
-    n_valid: int = 500
-    n_eval: int = 1000  # fresh examples scored at the end (generated tasks only)
-    stop_at: float | None = None  # stop once validation exact match reaches this (encoder-decoder)
-    snapshots: list[int] = field(default_factory=list)  # steps at which to also save a small fp16 snapshot
-    progress: bool = True
-    arch: str | None = None  # "encoder-decoder" or "decoder-only"; None: the task's
-    norm: str | None = None  # "post" (paper) or "pre"
-    schedule: str | None = None  # "noam" (paper) or "constant" after warm-up
-    overwrite: bool = False  # replace an --out directory that holds something else
 
 
 def noam_lr(step: int, peak: float, warmup: int) -> float:
@@ -112,24 +77,142 @@ def _size_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and "snapshots" not in f.parts)
 
 
-def _save_snapshot(out: Path, step: int, model: Transformer, src_tok, tgt_tok, meta: dict) -> None:
-    """A float16 copy (half the bytes) in out/snapshots/step_XXXXX; loads like any checkpoint (as float32)."""
-    half = copy.deepcopy(model).to("cpu").half()
-    save_checkpoint(out / "snapshots" / f"step_{step:05d}", half, src_tok, tgt_tok, {**meta, "dtype": "float16"})
+# ---- text: what an encoder-decoder or decoder-only run trains on ------------------------------------------------
+
+@dataclass(frozen=True)
+class TextData:
+    """A text run's examples, tokenizers and longest sequence."""
+
+    source: PairSource  # the training examples, drawn per step
+    valid: list[tuple[str, str]]  # held-out pairs (decoder-only: (text, ""))
+    sequences_valid: list[RepeatedSequence] | None  # the induction task's held-out sequences (scored per head)
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    src_level: str  # "word" or "char"
+    tgt_level: str
+    max_len: int  # the model's longest sequence
 
 
-def resolved(args: TrainArgs, task: Task | None) -> dict[str, Any]:
-    """Each hyper-parameter: the command line's, else the task's default, else DEFAULTS."""
-    task_defaults = task.defaults if task else {}
-    out = {}
-    for key, default in DEFAULTS.items():
-        given = getattr(args, key)
-        out[key] = given if given is not None else task_defaults.get(key, default)
-    out["arch"] = args.arch or (task.arch if task else "encoder-decoder")
-    out["max_len"] = args.max_len if args.max_len is not None else task_defaults.get("max_len")
-    out["steps"] = args.steps if args.steps is not None else (task_defaults.get("steps", 3000) if task else 2000)
-    return out
+def text_data(args: TrainArgs, task: Task | None, hp: HyperParams) -> TextData:
+    """Examples (generated, or read and split), tokenizers trained on them, and max_len."""
+    sequences_valid = None
+    if task is not None:
+        src_level, tgt_level = task.src_level, task.tgt_level
+        valid = task.pairs(args.n_valid, args.seed + VALID_SEED_OFFSET)
+        if hp.decoder_only:
+            sequences_valid = task.sequences(args.n_valid, args.seed + VALID_SEED_OFFSET)
+        # tokenizers see every token the generator can emit, plus a large sample
+        sample = task.pairs(20_000, args.seed + 1)
+        src_texts = list(task.coverage) + [s for s, _ in sample]
+        tgt_texts = list(task.coverage) + [t for _, t in sample]
+        source = PairSource(args.seed, task=task)
+    else:
+        src_level, tgt_level = args.src_level, (args.src_level if hp.decoder_only else args.tgt_level)
+        pairs = [(t, "") for t in read_texts(args.data)] if hp.decoder_only else read_pairs(args.data)
+        shuffled = pairs[:]
+        random.Random(args.seed).shuffle(shuffled)
+        n_valid = max(1, min(len(shuffled) // 10, args.n_valid))
+        valid, train_pairs = shuffled[:n_valid], shuffled[n_valid:]
+        src_texts, tgt_texts = [s for s, _ in pairs], [t for _, t in pairs]
+        sample = pairs
+        source = PairSource(args.seed, pairs=train_pairs)
+    src_tok = Tokenizer.train(src_texts, level=src_level)
+    tgt_tok = src_tok if hp.decoder_only else Tokenizer.train(tgt_texts, level=tgt_level)
+    longest = max(max(len(src_tok.tokenize(s).ids), len(tgt_tok.tokenize(t).ids)) for s, t in sample + valid)
+    max_len = hp.max_len or max(32, longest + 8)
+    if max_len < longest + 2:
+        raise TrainError(f"--max-len {max_len} is too short: the data has sequences of {longest} tokens (+ 2 specials)")
+    if max_len > MAX_AUTO_LEN and hp.max_len is None:
+        raise TrainError(f"the data has sequences of {longest} tokens; pass --max-len to train on more than "
+                         f"{MAX_AUTO_LEN}")
+    return TextData(source=source, valid=valid, sequences_valid=sequences_valid, src_tok=src_tok, tgt_tok=tgt_tok,
+                    src_level=src_level, tgt_level=tgt_level, max_len=max_len)
 
+
+class TextTrainee:
+    """An encoder-decoder or decoder-only transformer and its data: one step's loss, validation (exact match, or
+    held-out loss), saving, and the final evaluation of the saved checkpoint."""
+
+    accuracy_key = "token_accuracy"  # the history's name for a training batch's accuracy
+    rate_unit = "tok_s"  # the progress bar's throughput: real tokens per second
+    score_name = "exact match"  # what --stop-at compares with (encoder-decoder only)
+
+    def __init__(self, data: TextData, hp: HyperParams, device: torch.device):
+        self.data, self.device, self.decoder_only = data, device, hp.decoder_only
+        self.config = ModelConfig(src_vocab_size=data.src_tok.vocab_size, tgt_vocab_size=data.tgt_tok.vocab_size,
+                                  d_model=hp.d_model, n_heads=hp.n_heads,
+                                  n_encoder_layers=0 if hp.decoder_only else hp.layers, n_decoder_layers=hp.layers,
+                                  d_ff=hp.d_ff, dropout=hp.dropout, max_len=data.max_len, norm=hp.norm, arch=hp.arch)
+        check_trainable(sum(math.prod(s) for s in expected_shapes(self.config).values()))
+        self.model = Transformer(self.config).to(device)
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.data.valid)
+
+    def facts(self) -> dict[str, Any]:
+        """What meta.json says about this model and its inputs."""
+        return {"src_tokenizer": self.data.src_level, "tgt_tokenizer": self.data.tgt_level,
+                "config_summary": _config_summary(self.config)}
+
+    def batch_loss(self, batch_size: int, label_smoothing: float) -> tuple[torch.Tensor, float, int]:
+        """One training batch -> (loss, token accuracy, real tokens)."""
+        d = self.data
+        batch = d.source.batch(batch_size)
+        if self.decoder_only:
+            dec_in, labels = make_text_batch([t for t, _ in batch], d.src_tok, d.max_len, self.device)
+            logits = self.model(None, dec_in)  # (B, T, V)
+        else:
+            src, dec_in, labels = make_batch(batch, d.src_tok, d.tgt_tok, d.max_len, self.device)
+            logits = self.model(src, dec_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PAD_ID,
+                               label_smoothing=label_smoothing)
+        real = labels != PAD_ID
+        acc = ((logits.argmax(-1) == labels) & real).sum().item() / max(real.sum().item(), 1)
+        return loss, acc, int(real.sum())
+
+    def validate(self) -> dict[str, Any]:
+        """Encoder-decoder: exact match. Decoder-only: held-out loss, plus induction scores for that task."""
+        model, d = self.model, self.data
+        model.eval()
+        try:
+            if not self.decoder_only:
+                pipe = TransformerPipeline(self.config, model, d.src_tok, d.tgt_tok)
+                return {"valid_exact_match": exact_match(pipe, d.valid)}
+            with torch.inference_mode():
+                total, count = 0.0, 0
+                for i in range(0, len(d.valid), 256):
+                    x, y = make_text_batch([t for t, _ in d.valid[i: i + 256]], d.src_tok, d.max_len, self.device)
+                    logits = model(None, x)
+                    loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=PAD_ID, reduction="sum")
+                    total, count = total + float(loss), count + int((y != PAD_ID).sum())
+            result: dict[str, Any] = {"valid_loss": round(total / max(count, 1), 4)}
+            if d.sequences_valid is not None:
+                result["induction"] = induction_report(model, d.src_tok, d.sequences_valid)
+            return result
+        finally:
+            model.train()
+
+    def score(self, result: dict[str, Any]) -> float:
+        """Higher is better: exact match, or minus the held-out loss."""
+        return -result["valid_loss"] if self.decoder_only else result["valid_exact_match"]
+
+    def save(self, path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+        save_checkpoint(path, model, self.data.src_tok, self.data.tgt_tok, meta)
+
+    def evaluate(self, out: Path, task: Task, args: TrainArgs) -> dict[str, Any]:
+        """The saved (best) checkpoint, read back as the app reads it, on fresh examples from a seed used for nothing
+        else."""
+        eval_seed = args.seed + EVAL_SEED_OFFSET
+        config, model, src_tok, tgt_tok, meta = load_checkpoint(out, device=self.device)
+        if self.decoder_only:
+            return {**induction_report(model, tgt_tok, task.sequences(args.n_eval, eval_seed)), "seed": eval_seed}
+        pipe = TransformerPipeline(config, model, src_tok, tgt_tok, meta, str(out))
+        return {"exact_match": exact_match(pipe, task.pairs(args.n_eval, eval_seed)), "n_pairs": args.n_eval,
+                "seed": eval_seed}
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
 
 def train(args: TrainArgs) -> dict[str, Any]:
     """Run one training; returns the final meta (also written to <out>/meta.json)."""
@@ -142,7 +225,8 @@ def train(args: TrainArgs) -> dict[str, Any]:
         torch.set_num_threads(previous)  # the thread count is process-wide: leave it as we found it
 
 
-def _train(args: TrainArgs) -> dict[str, Any]:
+def _checked(args: TrainArgs) -> tuple[Task | None, HyperParams]:
+    """The task and the resolved hyper-parameters; a TrainError for options that do not go together."""
     if (args.task is None) == (args.data is None):
         raise TrainError("give exactly one of --task NAME or --data FILE")
     task = None
@@ -154,29 +238,32 @@ def _train(args: TrainArgs) -> dict[str, Any]:
     hp = resolved(args, task)
     if task is not None and args.arch is not None and args.arch != task.arch:
         raise TrainError(f"task {task.name!r} is {task.arch}; --arch {args.arch} does not apply")
-    decoder_only = hp["arch"] == "decoder-only"
-    if hp["d_model"] % hp["n_heads"]:
-        raise TrainError(f"--d-model ({hp['d_model']}) must be divisible by --n-heads ({hp['n_heads']})")
+    if task is None and hp.arch not in TRANSFORMER_ARCHS:
+        raise TrainError(f"--arch must be one of {TRANSFORMER_ARCHS} with --data, got {hp.arch!r}")
+    if hp.d_model % hp.n_heads:
+        raise TrainError(f"--d-model ({hp.d_model}) must be divisible by --n-heads ({hp.n_heads})")
     for level in (args.src_level, args.tgt_level):
         if level not in TOKEN_LEVELS:
             raise TrainError(f"tokenizer level must be one of {TOKEN_LEVELS}, got {level!r}")
-    if decoder_only and args.stop_at is not None:
+    if hp.decoder_only and args.stop_at is not None:
         raise TrainError("--stop-at applies to the exact match of encoder-decoder tasks")
+    return task, hp
+
+
+def _train(args: TrainArgs) -> dict[str, Any]:
+    task, hp = _checked(args)
     try:
         device = resolve_device(args.device)
     except ValueError as e:
         raise TrainError(str(e)) from None
-    if hp["steps"] < 1:
-        raise TrainError(f"--steps must be >= 1, got {hp['steps']}")
+    if hp.steps < 1:
+        raise TrainError(f"--steps must be >= 1, got {hp.steps}")
     data_sha256 = data_digest(args.data) if args.data is not None else None
-    arch = {"arch": hp["arch"], "d_model": hp["d_model"], "n_heads": hp["n_heads"],
-            "n_encoder_layers": 0 if decoder_only else hp["layers"], "n_decoder_layers": hp["layers"],
-            "d_ff": hp["d_ff"], "norm": hp["norm"]}
     output = StagedOutput(args.out, args.task or "custom", overwrite=args.overwrite, data_sha256=data_sha256,
-                          arch=arch, data=args.data)
+                          arch=hp.architecture(), data=args.data)
     out = output.staging
     try:
-        meta = _run(args, task, hp, decoder_only, device, out, data_sha256)
+        meta = _run(args, task, hp, device, out, data_sha256)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is untouched; this run's partial output (best checkpoint so far and "
               f"snapshots) is in {out} (removed by the next run into {args.out})", file=sys.stderr)
@@ -209,181 +296,149 @@ def _system_problem(e: BaseException) -> str | None:
     return None
 
 
-def _run(args: TrainArgs, task: Task | None, hp: dict, decoder_only: bool, device, out: Path,
+def _run(args: TrainArgs, task: Task | None, hp: HyperParams, device: torch.device, out: Path,
          data_sha256: str | None = None) -> dict[str, Any]:
+    """Data, model, the loop, the final figures: the whole run into the staging directory ``out``."""
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    sequences_valid = None
-    if task is not None:
-        src_level, tgt_level = task.src_level, task.tgt_level
-        valid = task.pairs(args.n_valid, args.seed + VALID_SEED_OFFSET)
-        if decoder_only:
-            sequences_valid = task.sequences(args.n_valid, args.seed + VALID_SEED_OFFSET)
-        # tokenizers see every token the generator can emit, plus a large sample
-        sample = task.pairs(20_000, args.seed + 1)
-        src_texts = list(task.coverage) + [s for s, _ in sample]
-        tgt_texts = list(task.coverage) + [t for _, t in sample]
-        source = PairSource(args.seed, task=task)
+    if hp.arch == VISION_ARCH:
+        trainee = VisionTrainee(task, args, hp, device)
     else:
-        src_level, tgt_level = args.src_level, (args.src_level if decoder_only else args.tgt_level)
-        pairs = [(t, "") for t in read_texts(args.data)] if decoder_only else read_pairs(args.data)
-        shuffled = pairs[:]
-        random.Random(args.seed).shuffle(shuffled)
-        n_valid = max(1, min(len(shuffled) // 10, args.n_valid))
-        valid, train_pairs = shuffled[:n_valid], shuffled[n_valid:]
-        src_texts, tgt_texts = [s for s, _ in pairs], [t for _, t in pairs]
-        sample = pairs
-        source = PairSource(args.seed, pairs=train_pairs)
-
-    src_tok = Tokenizer.train(src_texts, level=src_level)
-    tgt_tok = src_tok if decoder_only else Tokenizer.train(tgt_texts, level=tgt_level)
-    longest = max(max(len(src_tok.tokenize(s).ids), len(tgt_tok.tokenize(t).ids)) for s, t in sample + valid)
-    max_len = hp["max_len"] or max(32, longest + 8)
-    if max_len < longest + 2:
-        raise TrainError(f"--max-len {max_len} is too short: the data has sequences of {longest} tokens (+ 2 specials)")
-    if max_len > MAX_AUTO_LEN and hp["max_len"] is None:
-        raise TrainError(f"the data has sequences of {longest} tokens; pass --max-len to train on more than "
-                         f"{MAX_AUTO_LEN}")
-    config = ModelConfig(src_vocab_size=src_tok.vocab_size, tgt_vocab_size=tgt_tok.vocab_size,
-                         d_model=hp["d_model"], n_heads=hp["n_heads"],
-                         n_encoder_layers=0 if decoder_only else hp["layers"], n_decoder_layers=hp["layers"],
-                         d_ff=hp["d_ff"], dropout=hp["dropout"], max_len=max_len, norm=hp["norm"],
-                         arch=hp["arch"])
-    n_expected = sum(math.prod(s) for s in expected_shapes(config).values())
-    if n_expected * TRAINING_BYTES_PER_PARAMETER > max_model_bytes():
-        raise TrainError(f"a model of {n_expected:,} parameters needs about "
-                         f"{n_expected * TRAINING_BYTES_PER_PARAMETER / 2**30:.1f} GiB to train (weights, gradients, "
-                         f"Adam), over the memory budget of {max_model_bytes() / 2**30:.1f} GiB "
-                         "(INSPECTOR_MAX_MODEL_MB); try a smaller --d-model, --layers or --d-ff")
-    model = Transformer(config).to(device)
-    n_params = model.num_parameters()
-    optimizer = torch.optim.Adam(model.parameters(), lr=hp["lr"], betas=(0.9, 0.98), eps=1e-9)
-    shape = noam_lr if hp["schedule"] == "noam" else constant_lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: shape(s + 1, 1.0, hp["warmup"]))
-
+        trainee = TextTrainee(text_data(args, task, hp), hp, device)
+    description = task.description if task else f"{'texts' if hp.decoder_only else 'pairs'} from {args.data}"
     base_meta = {
-        "task": args.task or "custom", "data": args.data, "data_sha256": data_sha256, "arch": hp["arch"],
-        "description": task.description if task else f"{'texts' if decoder_only else 'pairs'} from {args.data}",
-        "seed": args.seed, "device": str(device), "parameters": n_params,
-        "src_tokenizer": src_level, "tgt_tokenizer": tgt_level, "config_summary": _config_summary(config),
-        "training": {"batch_size": hp["batch_size"], "lr": hp["lr"], "warmup": hp["warmup"], "clip": args.clip,
-                     "label_smoothing": args.label_smoothing, "schedule": hp["schedule"],
-                     "optimizer": f"Adam(0.9, 0.98, 1e-9), {hp['schedule']} schedule"},
-        "n_valid": len(valid),
+        "task": args.task or "custom", "data": args.data, "data_sha256": data_sha256, "arch": hp.arch,
+        "description": description, "seed": args.seed, "device": str(device),
+        "parameters": trainee.model.num_parameters(), **trainee.facts(), "training": hp.optimisation(),
+        "n_valid": trainee.n_valid,
     }
+    progress = fit(trainee, hp, args, out, base_meta, started)
+    return final_meta(trainee, progress, task, args, out)
 
-    def validate() -> dict[str, Any]:
-        """Encoder-decoder: exact match. Decoder-only: held-out loss, plus induction scores for that task."""
-        model.eval()
-        try:
-            if not decoder_only:
-                return {"valid_exact_match": exact_match(TransformerPipeline(config, model, src_tok, tgt_tok), valid)}
-            with torch.inference_mode():
-                total, count = 0.0, 0
-                for i in range(0, len(valid), 256):
-                    x, y = make_text_batch([t for t, _ in valid[i: i + 256]], src_tok, max_len, device)
-                    logits = model(None, x)
-                    loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=PAD_ID, reduction="sum")
-                    total, count = total + float(loss), count + int((y != PAD_ID).sum())
-            result: dict[str, Any] = {"valid_loss": round(total / max(count, 1), 4)}
-            if sequences_valid is not None:
-                result["induction"] = induction_report(model, src_tok, sequences_valid)
-            return result
-        finally:
-            model.train()
 
-    def better(new: dict, old: dict | None) -> bool:
-        if old is None:
-            return True
-        if decoder_only:
-            return new["valid_loss"] < old["valid_loss"]
-        return new["valid_exact_match"] > old["valid_exact_match"]
+# ---- the loop, for every trainee ------------------------------------------------------------------------------
 
-    best, best_step, last_eval, first_loss = None, 0, None, None
-    history = []
+@dataclass
+class Progress:
+    """Where a run is: its step and loss, its validations so far and the best one."""
+
+    started: float  # time.perf_counter() at the start of the run
+    step: int = 0
+    loss: float = float("nan")  # the last training batch's
+    first_loss: float | None = None
+    last_eval: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None
+    best_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0  # training time (the final evaluation excluded)
+
+
+def fit(trainee, hp: HyperParams, args: TrainArgs, out: Path, base_meta: dict[str, Any],
+        started: float) -> Progress:
+    """Train ``trainee.model`` for ``hp.steps`` steps (or until ``args.stop_at``), validating every
+    ``hp.eval_every`` steps, keeping the best checkpoint in ``out`` and the snapshots asked for."""
+    model = trainee.model
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, betas=(0.9, 0.98), eps=1e-9)
+    shape = noam_lr if hp.schedule == "noam" else constant_lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: shape(s + 1, 1.0, hp.warmup))
+    progress = Progress(started=started)
     snapshot_steps = set(args.snapshots)
     if 0 in snapshot_steps:
-        _save_snapshot(out, 0, model, src_tok, tgt_tok, {**base_meta, "step": 0, **validate()})
+        _save_snapshot(trainee, out, 0, {**base_meta, "step": 0, **trainee.validate()})
     model.train()
-    bar = tqdm(total=hp["steps"], disable=not args.progress, unit="step", dynamic_ncols=True, file=sys.stderr)
-    n_tokens, t_last = 0, time.perf_counter()
-    step = 0
-    loss = torch.tensor(float("nan"))
-    for step in range(1, hp["steps"] + 1):
-        batch = source.batch(hp["batch_size"])
-        if decoder_only:
-            dec_in, labels = make_text_batch([t for t, _ in batch], src_tok, max_len, device)
-            logits = model(None, dec_in)  # (B, T, V)
-        else:
-            src, dec_in, labels = make_batch(batch, src_tok, tgt_tok, max_len, device)
-            logits = model(src, dec_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PAD_ID,
-                               label_smoothing=args.label_smoothing)
+    bar = tqdm(total=hp.steps, disable=not args.progress, unit="step", dynamic_ncols=True, file=sys.stderr)
+    n_seen, t_last = 0, time.perf_counter()
+    for step in range(1, hp.steps + 1):
+        loss, acc, n = trainee.batch_loss(hp.batch_size, hp.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip)
         optimizer.step()
         scheduler.step()
-
-        if first_loss is None:
-            first_loss = round(loss.item(), 4)
-        real = labels != PAD_ID
-        acc = ((logits.argmax(-1) == labels) & real).sum().item() / max(real.sum().item(), 1)
-        n_tokens += int(real.sum())
+        progress.step, progress.loss = step, loss.item()
+        if progress.first_loss is None:
+            progress.first_loss = round(progress.loss, 4)
+        n_seen += n
         bar.update(1)
-        if step % 10 == 0 or step == hp["steps"]:
+        if step % 10 == 0 or step == hp.steps:
             now = time.perf_counter()
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}", tok_s=f"{n_tokens / (now - t_last):.0f}")
-            n_tokens, t_last = 0, now
-
-        evaluate_now = step % hp["eval_every"] == 0 or step == hp["steps"]
-        if evaluate_now or step in snapshot_steps:
-            last_eval = validate()
-        if step in snapshot_steps:
-            _save_snapshot(out, step, model, src_tok, tgt_tok, {**base_meta, "step": step, "train_loss":
-                                                                round(loss.item(), 4), **last_eval})
-        if evaluate_now:
-            entry = {"step": step, "loss": round(loss.item(), 4), "token_accuracy": round(acc, 4),
-                     **{k: v for k, v in last_eval.items() if k != "induction"}}
-            if "induction" in last_eval:
-                ind = last_eval["induction"]
-                entry.update(loss_first=ind["loss_first"], loss_repeated=ind["loss_repeated"],
-                             best_induction=ind["best_induction_last_layer"],
-                             best_prev_token=ind["best_prev_token_first_layer"])
-            history.append(entry)
-            tqdm.write(f"step {step}: " + " ".join(f"{k} {v}" for k, v in entry.items() if k != "step"),
-                       file=sys.stderr)
-            if better(last_eval, best):
-                best, best_step = last_eval, step
-                meta = {**base_meta, "steps": step, **last_eval, "wall_time_s": round(time.perf_counter() - started, 1)}
-                save_checkpoint(out, model, src_tok, tgt_tok, meta)
-            if args.stop_at is not None and last_eval.get("valid_exact_match", 0) >= args.stop_at:
-                tqdm.write(f"validation exact match {last_eval['valid_exact_match']:.4f} >= {args.stop_at}: "
-                           f"stopping at step {step}", file=sys.stderr)
-                break
+            bar.set_postfix({"loss": f"{progress.loss:.3f}", "acc": f"{acc:.3f}",
+                             trainee.rate_unit: f"{n_seen / (now - t_last):.0f}"})
+            n_seen, t_last = 0, now
+        if _validate_at(trainee, progress, acc, hp, args, out, base_meta, snapshot_steps):
+            break
     bar.close()
-    wall = time.perf_counter() - started
-    if snapshot_steps and step not in snapshot_steps:  # the end of training, as a snapshot too
-        _save_snapshot(out, step, model, src_tok, tgt_tok, {**base_meta, "step": step, "train_loss":
-                                                            round(loss.item(), 4), **(last_eval or validate())})
+    progress.wall_s = time.perf_counter() - started
+    if snapshot_steps and progress.step not in snapshot_steps:  # the end of training, as a snapshot too
+        _save_snapshot(trainee, out, progress.step, {**base_meta, "step": progress.step, "train_loss":
+                                                     round(progress.loss, 4), **(progress.last_eval
+                                                                                 or trainee.validate())})
+    return progress
 
-    # final figures: the best checkpoint, reloaded, on fresh examples from a seed used for nothing else
+
+def _validate_at(trainee, progress: Progress, acc: float, hp: HyperParams, args: TrainArgs, out: Path,
+                 base_meta: dict[str, Any], snapshot_steps: set[int]) -> bool:
+    """After a step: validate, snapshot and keep the best checkpoint when it is time; True to stop here."""
+    step = progress.step
+    evaluate_now = step % hp.eval_every == 0 or step == hp.steps
+    if evaluate_now or step in snapshot_steps:
+        progress.last_eval = trainee.validate()
+    if step in snapshot_steps:
+        _save_snapshot(trainee, out, step, {**base_meta, "step": step, "train_loss": round(progress.loss, 4),
+                                            **progress.last_eval})
+    if not evaluate_now:
+        return False
+    entry = history_entry(step, progress.loss, trainee.accuracy_key, acc, progress.last_eval)
+    progress.history.append(entry)
+    tqdm.write(f"step {step}: " + " ".join(f"{k} {v}" for k, v in entry.items() if k != "step"), file=sys.stderr)
+    if progress.best is None or trainee.score(progress.last_eval) > trainee.score(progress.best):
+        progress.best, progress.best_step = progress.last_eval, step
+        meta = {**base_meta, "steps": step, **progress.last_eval,
+                "wall_time_s": round(time.perf_counter() - progress.started, 1)}
+        trainee.save(out, trainee.model, meta)
+    score = trainee.score(progress.last_eval)
+    if args.stop_at is not None and score >= args.stop_at:
+        tqdm.write(f"validation {trainee.score_name} {score:.4f} >= {args.stop_at}: stopping at step {step}",
+                   file=sys.stderr)
+        return True
+    return False
+
+
+def history_entry(step: int, loss: float, accuracy_key: str, acc: float, result: dict[str, Any]) -> dict[str, Any]:
+    """One line of meta.json's history: the step's training loss and accuracy, the validation's figures."""
+    entry = {"step": step, "loss": round(loss, 4), accuracy_key: round(acc, 4),
+             **{k: v for k, v in result.items() if k != "induction"}}
+    if "induction" in result:
+        ind = result["induction"]
+        entry.update(loss_first=ind["loss_first"], loss_repeated=ind["loss_repeated"],
+                     best_induction=ind["best_induction_last_layer"],
+                     best_prev_token=ind["best_prev_token_first_layer"])
+    return entry
+
+
+def _save_snapshot(trainee, out: Path, step: int, meta: dict[str, Any]) -> None:
+    """A float16 copy (half the bytes) in out/snapshots/step_XXXXX; loads like any checkpoint (as float32)."""
+    half = copy.deepcopy(trainee.model).to("cpu").half()
+    trainee.save(out / "snapshots" / f"step_{step:05d}", half, {**meta, "dtype": "float16"})
+
+
+def final_meta(trainee, progress: Progress, task: Task | None, args: TrainArgs, out: Path) -> dict[str, Any]:
+    """meta.json of the best checkpoint, completed: the run's figures, the fresh-example evaluation (generated tasks),
+    sizes and snapshots."""
     meta = json.loads((out / META_FILE).read_text())
-    meta.update({"steps_trained": step, "best_step": best_step, "wall_time_s": round(wall, 1),
-                 "minutes": round(wall / 60, 2), "first_loss": first_loss, "history": history})
+    wall = progress.wall_s
+    meta.update({"steps_trained": progress.step, "best_step": progress.best_step, "wall_time_s": round(wall, 1),
+                 "minutes": round(wall / 60, 2), "first_loss": progress.first_loss, "history": progress.history})
     if task is not None:
-        eval_seed = args.seed + EVAL_SEED_OFFSET
-        pipe = load(out, device=device)
-        if decoder_only:
-            meta["eval"] = {**induction_report(pipe.model, pipe.tgt_tokenizer, task.sequences(args.n_eval, eval_seed)),
-                            "seed": eval_seed}
-        else:
-            meta["eval"] = {"exact_match": exact_match(pipe, task.pairs(args.n_eval, eval_seed)),
-                            "n_pairs": args.n_eval, "seed": eval_seed}
+        meta["eval"] = trainee.evaluate(out, task, args)
     meta["size_bytes"] = _size_bytes(out)
     meta["weights_bytes"] = (out / WEIGHTS_FILE).stat().st_size
-    if snapshot_steps:
+    if args.snapshots:
         meta["snapshots"] = sorted(p.name for p in (out / "snapshots").iterdir())
         meta["snapshots_bytes"] = sum(f.stat().st_size for f in (out / "snapshots").rglob("*") if f.is_file())
     (out / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return meta
+
+
+__all__ = ["EVAL_SEED_OFFSET", "MAX_AUTO_LEN", "SCHEDULES", "Progress", "TextData", "TextTrainee", "VALID_SEED_OFFSET",
+           "check_trainable", "constant_lr", "final_meta", "fit", "history_entry", "noam_lr", "text_data", "train"]

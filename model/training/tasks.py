@@ -1,7 +1,8 @@
 """Generated toy tasks whose attention tells a story: dates -> ISO, reversing, number words -> digits
-(encoder-decoder: the cross-attention aligns), and repeated word sequences (decoder-only: induction heads).
+(encoder-decoder: the cross-attention aligns), repeated word sequences (decoder-only: induction heads), and the
+shape of the red object in a scene (a vision transformer: its [CLS] token looks at the red object).
 
-Every task is a seeded generator of (source, target) pairs or of texts; nothing is downloaded.
+Every task is a seeded generator of (source, target) pairs, of texts or of images; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from . import shapes
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
@@ -184,30 +187,36 @@ class Story:
     attention: str  # trace name, e.g. "decoder.1.cross_attn"
     head: int
     text: str
-    example: str  # an input that shows it
+    example: str  # an input that shows it (an image task: "", its scene is shapes.example_scene())
 
 
 @dataclass(frozen=True)
 class Task:
     """A named generator of training examples and how to tokenize them.
 
-    Encoder-decoder tasks make (source, target) pairs; decoder-only tasks make texts (``make_sequence``).
+    Encoder-decoder tasks make (source, target) pairs; decoder-only tasks make texts (``make_sequence``); image tasks
+    (arch "vit") make labelled scenes (``make_scene``).
     """
 
     name: str
     description: str  # one line, shown in the app and the checkpoint meta
     make_pair: Callable[[random.Random], tuple[str, str]] | None
-    src_level: str  # tokenizer level of the source ("word" or "char")
-    tgt_level: str  # tokenizer level of the target
+    src_level: str = "word"  # tokenizer level of the source ("word" or "char")
+    tgt_level: str = "word"  # tokenizer level of the target
     coverage: tuple[str, ...] = field(default=())  # texts that together hold every token the generator can emit
     defaults: dict = field(default_factory=dict)  # training defaults (steps, lr, ...) that reach the targets
     arch: str = "encoder-decoder"  # or "decoder-only"
     make_sequence: Callable[[random.Random], RepeatedSequence] | None = None  # decoder-only tasks
     story: Story | None = None  # what to look at in a model trained on it
+    make_scene: Callable[[random.Random], shapes.Scene] | None = None  # image tasks: one labelled scene
+    classes: tuple[str, ...] = ()  # image tasks: the labels' names, in the order of the model's logits
+    image_size: int = 0  # image tasks: pixels per side of a scene
 
     def pairs(self, n: int, seed: int) -> list[tuple[str, str]]:
         """``n`` pairs from a generator seeded with ``seed`` (same seed -> same pairs); decoder-only tasks give
-        (text, "")."""
+        (text, ""), image tasks (the scene in words, its label)."""
+        if self.make_scene is not None:
+            return [(s.describe(), self.classes[s.label]) for s in self.scenes(n, seed)]
         rng = random.Random(seed)
         if self.arch == "decoder-only":
             return [(self.make_sequence(rng).text, "") for _ in range(n)]
@@ -217,6 +226,11 @@ class Task:
         """``n`` structured decoder-only examples (same seed -> same examples)."""
         rng = random.Random(seed)
         return [self.make_sequence(rng) for _ in range(n)]
+
+    def scenes(self, n: int, seed: int) -> list[shapes.Scene]:
+        """``n`` labelled images of an image task (same seed -> same scenes)."""
+        rng = random.Random(seed)
+        return [self.make_scene(rng) for _ in range(n)]
 
 
 TASKS: dict[str, Task] = {
@@ -262,6 +276,18 @@ TASKS: dict[str, Task] = {
         story=Story("decoder.1.self_attn", 1, "an induction head: at each repeated word it looks at the word that "
                     "followed that word's first occurrence, a stripe one segment back (layer 0's heads look at the "
                     "previous word)", "red fox blue owl green cat gold bee red fox blue owl green cat gold bee"),
+    ),
+    "shapes": Task(
+        name="shapes",
+        description="2 to 4 coloured shapes on black, one of them red -> the red one's shape (square, circle, "
+                    "triangle)",
+        make_pair=None, arch="vit", make_scene=shapes.scene, classes=shapes.SHAPES, image_size=shapes.IMAGE_SIZE,
+        coverage=(shapes.WORDS,),
+        defaults={"steps": 1000, "lr": 2e-3, "warmup": 100, "d_model": 64, "n_heads": 4, "layers": 3, "d_ff": 128,
+                  "dropout": 0.0, "norm": "pre", "batch_size": 128, "eval_every": 100, "patch_size": 8},
+        story=Story("encoder.1.self_attn", 0, "the [CLS] row, the token the classifier reads, puts nearly all of its "
+                    "weight on the red object's patches: the model finds the red object by its colour and reads its "
+                    "outline there (layer 0's head 1 already looks at it)", ""),
     ),
 }
 

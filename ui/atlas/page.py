@@ -21,6 +21,7 @@ from viz.grids import clicked_cell
 
 from .. import state
 from ..text import md, short
+from ..views.registry import MAP
 from .builder import builder
 from .database import ask, atlas_dir, offered, open_typed, reading
 
@@ -216,7 +217,7 @@ def extremes(path: Path, run, name: str, layer: int, head: int, kind: str, stat:
     for tab, largest, key in ((top, True, "atlas_top"), (bottom, False, "atlas_bottom")):
         rows = ask(path, "extremes", run["run_id"], name, head, stat, filters=filters, k=TOP_K, largest=largest)
         table = viz_atlas.extremes_table(rows, model=str(run["model_path"]), kind=kind, layer=layer, head=head,
-                                         value_name=stat)
+                                         view=MAP.slug, value_name=stat)
         long = (table["note"] != "").any()
         with tab:
             st.dataframe(table if long else table.drop(columns="note"), hide_index=True, column_config=config,
@@ -261,7 +262,7 @@ def projection(path: Path, run, name: str, layer: int, head: int, kind: str, fil
     if point is not None:
         ex = ask(path, "example", run["run_id"], point[0])
         if ex is not None:
-            link = viz_atlas.inspector_link(str(run["model_path"]), ex["text"], kind, layer, head)
+            link = viz_atlas.inspector_link(str(run["model_path"]), ex["text"], kind, layer, head, MAP.slug)
             st.markdown(f"**Example {point[0]}** ({'query' if point[2] == 'q' else 'key'} at position {point[1]}): "
                         f"{md(short(ex['text'], 400))}" + (f" · [open in the inspector at this head]({link})"
                                                            if link else " · too long for a link"))

@@ -19,9 +19,10 @@ from model.jobs import Estimate
 from viz.analysis import hidden_effects
 
 from .. import jobs, state
+from ..page_types import Context
 from ..text import md
 from ..tracing import trace
-from .common import Context, chart, four_decimals, open_cell, table_downloads
+from .common import chart, four_decimals, open_cell, table_downloads
 
 MODE_HELP = {"zero": "the head passes nothing on (its context is 0)",
              "mean": "the head passes the same vector at every position: its context averaged over this input's "
@@ -58,7 +59,7 @@ def ablation(ctx: Context) -> None:
         heads = st.multiselect("Heads to ablate (any layers and kinds)", options, default=chosen, key="abl_heads",
                                format_func=_label, placeholder="pick one or several heads")
     with c2:
-        mode = state.radio("Ablation", ABLATION_MODES, key="abl_mode", default="zero", horizontal=True,
+        mode = state.radio("Ablation mode", ABLATION_MODES, key="abl_mode", default="zero", horizontal=True,
                            help=MODE_HELP["mean"])
     st.caption(f"{mode}: {MODE_HELP[mode]}. The model runs again with the intervention passed in that call (the "
                "shared model is never changed).")

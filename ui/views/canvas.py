@@ -22,7 +22,8 @@ from viz import tiles
 
 from .. import state, validate
 from ..components import attention_canvas
-from .common import Context, chart
+from ..page_types import Context
+from .common import chart
 from .knockout import knockout_panel
 
 CANVAS_ABOVE = 128  # maps with more tokens than this on an axis are drawn on the canvas (Plotly below)

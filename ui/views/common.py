@@ -1,23 +1,15 @@
-"""What every view shares: the selection, the context a view draws from, and the chart and click helpers."""
+"""What every view shares: the chart, table and click helpers (the page's records are in ui/page_types.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from functools import cached_property
 
 import streamlit as st
 
 import viz
-from model import RecordName
 
 from .. import state
-from ..sidebar import Inputs, ModelPick
-from ..tracing import Traced
+from .registry import MAP
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-VIEWS = ("Attention map", "Head grid", "Model overview", "Head view", "Step by step", "One query", "Decoding",
-         "Statistics", "Rollout", "Needle", "Ablation", "Knockout", "Logit lens", "Patching", "Compare", "Training",
-         "Export")
 
 
 def table_downloads(table, what: str, stem: str, key: str, meta: dict | None = None, *,
@@ -50,86 +42,8 @@ def four_decimals(table) -> dict:
             if getattr(table[c].dtype, "kind", "") == "f"}
 
 
-@dataclass(frozen=True)
-class Selection:
-    kind: str  # the attention kind: "cross", "encoder self", "decoder masked self"
-    layer: int
-    head: int  # -1 = all heads
-    stage: str
-    view: str
-
-    @property
-    def record(self) -> RecordName:
-        return RecordName.of_kind(self.kind, self.layer)
-
-    @property
-    def name(self) -> str:
-        return str(self.record)
-
-    @property
-    def stack(self) -> str:
-        return self.record.stack
-
-    @property
-    def sublayer(self) -> str:
-        return self.record.sublayer
-
-
-@dataclass(frozen=True)
-class Context:
-    """Everything a view needs: the model, the traced call, the selection, and token labels."""
-
-    pick: ModelPick
-    traced: Traced
-    inputs: Inputs
-    sel: Selection
-    layers: list[int]
-
-    @property
-    def pipe(self):
-        return self.pick.pipe
-
-    @property
-    def info(self):
-        return self.pick.pipe.info
-
-    @property
-    def result(self):
-        return self.traced.result
-
-    @cached_property
-    def rec(self):
-        return self.traced.record(self.sel.name)
-
-    def tokens(self, stack: str) -> list[str]:
-        return self.result.tokens_for(stack)
-
-    def labels(self, stack: str, produces: bool = True) -> list[str]:
-        """Axis labels of one stack; decoder rows also say what they produce ("0·[BOS] → 2")."""
-        toks = self.tokens(stack)
-        if stack == "decoder" and produces and self.result.output_tokens:
-            return viz.token_labels(toks, self.result.output_tokens)
-        return viz.token_labels(toks)
-
-    def axes_for(self, name: str) -> tuple[list[str], list[str], list[str], list[str]]:
-        """(query tokens, key tokens, query labels, key labels) of one record."""
-        n = RecordName.parse(name)
-        return (self.tokens(n.query_stack), self.tokens(n.key_stack), self.labels(n.query_stack),
-                self.labels(n.key_stack, produces=False))
-
-    @property
-    def record_names(self) -> list[str]:
-        return list(self.info.record_names)
-
-    def names_of_kind(self) -> list[str]:
-        return [str(RecordName.of_kind(self.sel.kind, i)) for i in self.layers]
-
-    def reasons(self, rec, head: int) -> dict:
-        return viz.head_reasons(rec, max(head, 0))
-
-
-def open_cell(chart_key: str, cells: list, kind: str | None, view: str = "Attention map") -> None:
-    """Callback of a click on a thumbnail or a heat-strip cell: open that layer and head."""
+def open_cell(chart_key: str, cells: list, kind: str | None) -> None:
+    """Callback of a click on a thumbnail or a heat-strip cell: open that layer and head on the map."""
     cell = viz.clicked_cell(st.session_state.get(chart_key), cells)
     if cell is None:
         return
@@ -138,4 +52,4 @@ def open_cell(chart_key: str, cells: list, kind: str | None, view: str = "Attent
     state.set_value("head", head)
     if kind is not None:
         state.set_value("kind", kind)
-    state.set_value("view", view)
+    state.set_value("view", MAP.name)

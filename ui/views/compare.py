@@ -14,10 +14,10 @@ from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
 from ..models import model_choices, open_typed_path, pipeline, snapshots
-from ..sidebar import MAX_SOURCE_CHARS
+from ..page_types import MAX_SOURCE_CHARS, Context
 from ..text import md, short
 from ..tracing import trace
-from .common import Context, chart, table_downloads
+from .common import chart, table_downloads
 
 MODES = ("another input, same model", "same input, another checkpoint")
 

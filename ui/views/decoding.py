@@ -8,8 +8,9 @@ import streamlit as st
 import viz
 
 from .. import state
+from ..page_types import Context
 from ..text import md
-from .common import Context, chart
+from .common import chart
 
 
 def decoding(ctx: Context) -> None:

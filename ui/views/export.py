@@ -10,7 +10,8 @@ import streamlit as st
 import viz
 from model import RecordName, settings
 
-from .common import Context, table_downloads
+from ..page_types import Context
+from .common import table_downloads
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
 
@@ -40,7 +41,7 @@ def export(ctx: Context) -> None:
     if viz.estimated_csv_bytes(rows) > budget or not ctx.traced.record_fits(sel.name):
         st.warning(f"This selection has {rows:,} rows (about {viz.estimated_csv_bytes(rows) / 2**20:,.0f} MB of "
                    f"CSV), over the export budget of {budget / 2**20:.0f} MB (INSPECTOR_MAX_EXPORT_MB) or the record "
-                   "budget: below is the window the Attention map shows (or its top-left corner), every stage.")
+                   "budget: below is the window the map shows (or its top-left corner), every stage.")
         export_window(ctx, max(sel.head, 0), stem)
         return
     df = viz.selection_table(ctx.traced.trace if not ctx.traced.lazy else {sel.name: ctx.rec}, sel.name, h, src, tgt)

@@ -12,7 +12,8 @@ import viz
 from model import allowed_matrix
 
 from .. import state
-from .common import Context, table_downloads
+from ..page_types import Context
+from .common import table_downloads
 
 THRESHOLDS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
 

@@ -21,9 +21,10 @@ from model.core.interventions import Cells
 from viz import why as vwhy
 
 from .. import state
+from ..page_types import Context
 from ..text import md
 from ..tracing import intervention_key, trace
-from .common import Context, chart, table_downloads
+from .common import chart, table_downloads
 
 ACTIVE = "ko_active"  # session key: the selection whose what-if is shown (kept across reruns after the click)
 

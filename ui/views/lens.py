@@ -15,8 +15,9 @@ from model.jobs import Estimate
 from viz import why as vwhy
 
 from .. import jobs, state
+from ..page_types import Context
 from ..text import md, short
-from .common import Context, chart, table_downloads
+from .common import chart, table_downloads
 
 WINDOWS = (16, 24, 32, 48, 64)  # positions shown at once (the top token must stay legible in its cell)
 CONFIRM_FLOPS = 1e11  # a lens costlier than this is a job, started by a click (GPT-2 small from about 130 tokens)

@@ -10,8 +10,9 @@ import streamlit as st
 import viz
 from model import allowed_matrix
 
+from ..page_types import Context
 from . import canvas
-from .common import Context, chart, open_cell
+from .common import chart, open_cell
 
 OVERVIEW_EXACT_MAX = 64  # up to this many tokens per axis the overview shows exact weights, else pooled
 

@@ -11,7 +11,8 @@ import viz
 from model import RecordName
 from model.analysis.needle import needle_table
 
-from .common import Context, chart, open_cell, table_downloads
+from ..page_types import Context
+from .common import chart, open_cell, table_downloads
 
 
 def _span(ctx: Context, stack: str) -> range | None:

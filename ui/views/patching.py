@@ -26,10 +26,11 @@ from model.jobs import Estimate
 from viz import why as vwhy
 
 from .. import jobs, state
+from ..page_types import Context
 from ..sidebar import source_chars
 from ..text import md, short
 from ..tracing import trace
-from .common import Context, chart, table_downloads
+from .common import chart, table_downloads
 
 METRIC_CHOICES = ("log-probability of the clean output", "logit difference: answer − wrong")
 PICK = "patch_pick"  # session key: (attention name, head) opened from the grid

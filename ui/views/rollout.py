@@ -16,7 +16,8 @@ from model.analysis.rollout import most_focused_row
 from viz.analysis import data_top
 
 from .. import state
-from .common import Context, chart, table_downloads
+from ..page_types import Context
+from .common import chart, table_downloads
 
 ATTRIBUTION = "source attribution (through cross-attention)"
 COMPOSITION = ("Each layer's attention is averaged with the identity for the residual connection (0.5 I + 0.5 A, "

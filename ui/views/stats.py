@@ -13,7 +13,8 @@ from model.analysis.heads import head_table
 from model.core.rowstats import HUMAN_NAMES, SHARES
 
 from .. import state
-from .common import Context, chart, open_cell, table_downloads
+from ..page_types import Context
+from .common import chart, open_cell, table_downloads
 
 RANGES = dict.fromkeys(SHARES, (0, 1))
 # what a reader looks at first, per architecture (the rest follow in STAT_DEFINITIONS order)

@@ -7,7 +7,8 @@ import streamlit as st
 import viz
 
 from .. import state
-from .common import Context, chart, four_decimals, table_height
+from ..page_types import Context
+from .common import chart, four_decimals, table_height
 
 
 def step_by_step(ctx: Context) -> None:

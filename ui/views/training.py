@@ -15,17 +15,20 @@ import numpy as np
 import streamlit as st
 
 import viz
-from model import RecordName, allowed_matrix, forbidden_by_reason, load
+from model import CheckpointError, RecordName, allowed_matrix, forbidden_by_reason, load
 from model.analysis import entropy, induction_score, previous_token_score, uniform_weights
 from model.analysis.compare import similarity_to_reference
+from model.own.checkpoint import META_FILE
 from model.own.checkpoint import stamp as checkpoint_stamp
+from model.safe.files import read_json_file
 from viz.training import metric_panels
 
 from .. import state
 from ..models import pipeline, snapshots
+from ..page_types import Context
 from ..text import finite_number, md, short
 from ..tracing import max_capture_bytes
-from .common import Context, chart
+from .common import chart
 
 SCORES = {"prev_token": "previous-token score", "induction": "induction score", "similarity":
           "similarity to the final model", "entropy_norm": "normalised entropy"}
@@ -207,12 +210,12 @@ def training(ctx: Context) -> None:
 
 
 def load_meta(base: str) -> dict:
-    import json
-
+    """The final model's meta.json, read through the size-capped JSON reader; {} when missing or not an object."""
     try:
-        return json.loads((Path(base) / "meta.json").read_text())
-    except (OSError, ValueError):
+        meta = read_json_file(Path(base) / META_FILE)
+    except CheckpointError:
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def series_ids(ctx: Context, stack: str) -> list[int] | None:
