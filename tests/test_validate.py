@@ -154,6 +154,15 @@ def test_a_session_with_a_lone_surrogate_is_refused_and_the_page_keeps_working(s
     assert not at.exception and not at.error
 
 
+def test_a_lone_surrogate_anywhere_in_a_session_is_a_message(shipped):
+    doc = json.loads(session_file("fine"))
+    doc["selection"] = {"view": "Head \ud800 grid"}
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.file_uploader(key="session_file").upload("s.json", json.dumps(doc).encode(), "application/json")
+    at.run()
+    assert not at.exception and "lone surrogate" in warnings(at)
+
+
 def test_a_session_text_longer_than_the_box_is_refused(shipped):
     from ui.sidebar import source_chars
 

@@ -301,6 +301,8 @@ def parse_session(data: bytes, max_source: int, max_target: int, target_modes: S
             isinstance(value, str) and len(value) <= 64
         if not ok:
             raise LinkError(f"selection.{key} has the wrong type")
+        if isinstance(value, str):
+            _clean(value, f"selection's {key}", 64)  # shown in messages: valid Unicode, no control characters
     return {"model": model, "inputs": inputs, "selection": selection}
 
 
