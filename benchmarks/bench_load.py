@@ -186,6 +186,7 @@ def fairness(code: Path) -> dict:
     a, b = stats_.median(alone), stats_.median(busy)
     return {"alone_s": [round(x, 2) for x in alone], "with_lens_s": [round(x, 2) for x in busy],
             "alone_median_s": round(a, 2), "with_lens_median_s": round(b, 2), "ratio": round(b / a, 2),
+            "worst_ratio": round(max(busy) / a, 2),
             "lens_sessions_at_the_end": {"showing_a_job": jobs_shown, "running_their_script": running}}
 
 

@@ -5,7 +5,8 @@ session gone, its time up) and keeps what it finished.
 
 - ``Job``: one piece of work, its estimate (forwards x seconds each), its progress, its finished part and its result.
   The work calls ``job.step(done, partial)`` between forwards: that raises ``Cancelled`` once the job is stopped.
-- ``JobRunner``: the server's jobs. At most ``workers`` run at once ($INSPECTOR_MAX_JOBS), the others wait in a queue
+- ``JobRunner``: the server's jobs. At most ``workers`` run at once ($INSPECTOR_MAX_JOBS, default half the cores),
+  the others wait in a queue
   (first come, first served) and know their place; an owner (a session) may be held to ``per_owner`` jobs at once;
   each job may be held to ``max_seconds``.
 
@@ -15,6 +16,7 @@ Nothing here knows Streamlit: ui/jobs.py draws a job (estimate, progress bar, St
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +27,7 @@ from typing import Any
 from . import settings
 from .runtime import Lane, small_threads
 
-JOB_NICE = 10  # job workers run at this CPU niceness (Linux threads): interactive work gets the cores first
+JOB_NICE = 19  # job workers' CPU niceness (Linux threads), the lowest priority: a job gets what interactive work leaves
 KEEP_FINISHED = 64  # finished jobs kept for their owners to collect (the oldest go first)
 PUBLIC_MAX_SECONDS = 600.0  # a job's time limit under INSPECTOR_PUBLIC=1 when INSPECTOR_MAX_JOB_SECONDS is unset
 STATES = ("queued", "running", "done", "stopped", "failed")
@@ -211,8 +213,8 @@ class JobRunner:
 
 
 def max_jobs() -> int:
-    """$INSPECTOR_MAX_JOBS (default 2): jobs running at once on the whole server."""
-    return settings.count("INSPECTOR_MAX_JOBS")
+    """$INSPECTOR_MAX_JOBS (default: half the cores, at least 1): jobs running at once on the whole server."""
+    return settings.count("INSPECTOR_MAX_JOBS", max(1, (os.cpu_count() or 2) // 2))
 
 
 def max_job_seconds() -> float | None:

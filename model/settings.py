@@ -50,10 +50,10 @@ SETTINGS = (
     Setting("INSPECTOR_ATLASES", "atlases/", "the atlas page's folder of databases; see [Corpus atlas](atlas.md)"),
     Setting("INSPECTOR_ATLAS_BUILD", "1", "`0`: the atlas page may not build a database (it never may under "
             "`INSPECTOR_PUBLIC=1`)"),
-    Setting("INSPECTOR_MAX_JOBS", "2", "heavy jobs (patching every head, ranking heads by ablation, the logit lens of "
-            "a long input...) running at once on the whole server, each on a job worker of its own; more wait in a "
-            "queue and see their place. Interactive work (a new input, a head change) never waits behind a job: it has "
-            "the small and big lanes to itself"),
+    Setting("INSPECTOR_MAX_JOBS", "", "heavy jobs (patching every head, ranking heads by ablation, the logit lens of "
+            "a long input...) running at once on the whole server (default: half the cores, at least 1), each on a job "
+            "worker of its own at the lowest CPU priority; more wait in a queue and see their place. Interactive work "
+            "(a new input, a head change) never waits behind a job: it has the small and big lanes to itself"),
     Setting("INSPECTOR_MAX_JOB_SECONDS", "", "the longest a job may run before it is stopped (its finished part kept); "
             "default: none, or 600 under `INSPECTOR_PUBLIC=1`, where a session may also run one heavy job at a time"),
     Setting("ATLAS_DB_MEMORY_MB", "256", "what DuckDB may hold while an atlas build writes (at least 64)"),

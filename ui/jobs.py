@@ -21,7 +21,7 @@ from model.jobs import Estimate, Job, JobRefused, max_job_seconds, runner
 
 from .text import md, short
 
-POLL_SECONDS = 1.0  # how often a running job's progress is drawn again
+POLL_SECONDS = 2.0  # how often a running job's progress is drawn again (each time a small rerun of the page)
 JOB_FLOPS = 1e11  # work of more operations than this is a job; less runs at once, on its click (a model's small inputs)
 JOBS = "_jobs"  # session key: {job key: job id}
 STOPPED = "_jobs_stopped"  # session key: {job key: (the finished part, what happened)}
