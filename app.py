@@ -14,7 +14,10 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 HERE = Path(__file__).resolve().parent
 
 if get_script_run_ctx(suppress_warning=True) is None:  # imported by the server, not run for a visitor
+    from ui.boot import public_config
     from ui.warmup import warm_up
+
+    public_config()  # INSPECTOR_PUBLIC=1: no error details in any page (docs/deploying.md)
 
     app = st.App(__file__, lifespan=warm_up)
 else:

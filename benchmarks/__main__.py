@@ -15,9 +15,11 @@
     first_map.json   a new input's first map in the server's process against the uncaptured forward (GPT-2-small
                   shape); the logits one call keeps at 8,192 tokens (Llama-shaped)
     why.json      head patching, logit lens and knockouts on the GPT-2-small-shaped model
+    knockout.json one knocked-out cell at 4,096 and 8,192 tokens: peak memory beyond the traced call, before and after
     atlas.json    corpus atlas builds (examples/s, memory over 10,000 examples) and the Atlas view's queries
     first_use.json  a newcomer's cold start (frame, first heatmap)
-    load.json     eight Chromium sessions against one server for three minutes
+    load.json     eight Chromium sessions against one server for three minutes; with --fairness, a new input while
+                  four sessions run the logit lens (python -m benchmarks.bench_load --fairness)
     vision.json   image calls: traced against uncaptured, and a capture's memory, on the shipped ViT (shapes) and a
                   ViT-B/16-shaped model at 224 x 224
     switch.json   head, layer, kind and stage changes on the canvas in Chromium (dates, GPT-2-small-shaped up to
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = [["-m", "benchmarks.bench_model"], ["benchmarks/bench_app.py"], ["-m", "benchmarks.bench_analysis"],
          ["-m", "benchmarks.bench_browser"], ["-m", "benchmarks.bench_bertviz"], ["-m", "benchmarks.bench_long"],
          ["-m", "benchmarks.bench_canvas"], ["-m", "benchmarks.bench_app_canvas"],
-         ["-m", "benchmarks.bench_first_map"], ["-m", "benchmarks.bench_why"],
+         ["-m", "benchmarks.bench_first_map"], ["-m", "benchmarks.bench_why"], ["-m", "benchmarks.bench_knockout"],
          ["-m", "benchmarks.bench_atlas"], ["-m", "benchmarks.bench_first_use"], ["-m", "benchmarks.bench_load"],
          ["-m", "benchmarks.bench_vision"], ["-m", "benchmarks.bench_switch"], ["-m", "benchmarks.bench_notebook"]]
 OPTIONAL = {"benchmarks.bench_bertviz": "bertviz", "benchmarks.bench_notebook": "circuitsvis"}  # step -> package

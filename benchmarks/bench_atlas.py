@@ -3,7 +3,7 @@ GPT-2-small-shaped one, batch sizes 1, 8 and 32, on this CPU), memory over a 10,
 examples), and the Atlas view's query times over 10,000 examples x 144 heads (1.44 M rows of synthetic statistics).
 
     python -m benchmarks.bench_atlas            # all three parts; prints tables, writes benchmarks/results/atlas.json
-    python -m benchmarks.bench_atlas queries    # one part: throughput, memory or queries
+    python -m benchmarks.bench_atlas queries    # one part: throughput, memory, queries or hostile (a hostile view)
 
 Each build runs in a child process of its own (a fresh interpreter: its peak RSS is its own), through the same
 function as ``python -m model.atlas`` (local engine, q / k vectors of 100 examples kept).
@@ -278,18 +278,70 @@ def queries() -> dict:
             "file_mb": round(size_mb, 1), "target_ms": TARGET_MS, "queries": out}
 
 
+HOSTILE_CAP_SECONDS = 60.0  # the "before" side (no deadline) is interrupted here, by the benchmark
+
+
+def hostile() -> dict:
+    """A hostile database (issue 32): head_stats a VIEW over range(3,000,000,000) of a small atlas's rows; the page's
+    first question on it (present_stats), before (read-only, no thread or memory limit, no deadline; the benchmark
+    interrupts it at HOSTILE_CAP_SECONDS) and after (read_config() and the ATLAS_QUERY_SECONDS deadline)."""
+    import threading
+
+    import duckdb
+
+    from model.atlas import queries as Q
+    from model.atlas.identity import AtlasError
+    from model.atlas.store import READ_CONFIG, open_read_only, query_seconds, with_deadline
+
+    with tempfile.TemporaryDirectory(prefix="atlas-hostile-") as tmp:
+        db = Path(tmp) / "hostile.duckdb"
+        run = synthetic_atlas(db, n_examples=100, n_layers=2, n_heads=4, qk_examples=0)
+        con = duckdb.connect(str(db))
+        for sql in ("CREATE TABLE hs AS SELECT * FROM head_stats", "DROP TABLE head_stats",
+                    "CREATE VIEW head_stats AS SELECT hs.* FROM hs, range(3000000000)"):
+            con.execute(sql)
+        con.close()
+        out = {}
+        con = duckdb.connect(str(db), read_only=True, config=READ_CONFIG)
+        timer = threading.Timer(HOSTILE_CAP_SECONDS, con.interrupt)
+        timer.start()
+        t0 = time.perf_counter()
+        try:
+            Q.present_stats(con, run, "decoder masked self")
+            what = "finished"
+        except duckdb.InterruptException:
+            what = f"still running at {HOSTILE_CAP_SECONDS:.0f} s (interrupted by the benchmark)"
+        timer.cancel()
+        con.close()
+        out["before"] = {"seconds": round(time.perf_counter() - t0, 2), "outcome": what}
+        t0 = time.perf_counter()
+        con = open_read_only(db)
+        try:
+            with_deadline(con, lambda: Q.present_stats(con, run, "decoder masked self"), query_seconds())
+            what = "finished"
+        except AtlasError as e:
+            what = str(e)
+        con.close()
+        out["after"] = {"seconds": round(time.perf_counter() - t0, 2), "outcome": what,
+                        "deadline_s": query_seconds()}
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **out}
+    for side in ("before", "after"):
+        print(f"  {side:<6} {out[side]['seconds']:>6.2f} s: {out[side]['outcome']}", flush=True)
+    return out
+
+
 def main(parts: list[str]) -> None:
     from model.runtime import configure_cpu
 
     settings = configure_cpu()
-    chosen = parts or ["throughput", "memory", "queries"]
+    chosen = parts or ["throughput", "memory", "queries", "hostile"]
     path = RESULTS / "atlas.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **settings}})
     for part in chosen:
         print(f"\n{part}:", flush=True)
-        results[part] = {"throughput": throughput, "memory": memory, "queries": queries}[part]()
+        results[part] = {"throughput": throughput, "memory": memory, "queries": queries, "hostile": hostile}[part]()
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {path.relative_to(ROOT)}")

@@ -7,6 +7,12 @@ The server's resident memory is sampled every 5 s.
 
     python -m benchmarks.bench_load              # prints a table, writes benchmarks/results/load.json
     python -m benchmarks.bench_load --seconds 60 --sessions 4
+
+Fairness (issue 32): a session's new 60-token input on the GPT-2-small-shaped model, alone and while four other
+sessions run the logit lens of 1,024 tokens (jobs since issue 32; before, the lens ran in the session's own run on the
+big lane), each timed from Ctrl+Enter to the page settled. "before" runs the tree at --before (git archive).
+
+    python -m benchmarks.bench_load --fairness   # both sides; writes "fairness" into benchmarks/results/load.json
 """
 
 from __future__ import annotations
@@ -119,11 +125,103 @@ def visitor(browser, url: str, seconds: float, seed: int, out: dict) -> None:
                  "failed_downloads": failed_downloads, "errors": errors[:10]}
 
 
+FILL_JS = """(t) => { const ta = document.querySelector('textarea');
+    const set = Object.getOwnPropertyDescriptor(window.HTMLTextAreaElement.prototype, 'value').set;
+    set.call(ta, t); ta.dispatchEvent(new Event('input', {bubbles: true})); }"""
+LENS_SESSIONS, LENS_TOKENS, PROBE_TOKENS, PROBES = 4, 1024, 60, 5
+RUNNING_JS = """() => { const s = document.querySelector('[data-testid="stStatusWidget"]');
+    return !!(s && /Running/.test(s.innerText)); }"""
+
+
+def new_input(page, text: str, timeout: float = 600_000) -> float:
+    """Type ``text`` into the sidebar's box, commit it, wait for the page to settle -> seconds."""
+    page.evaluate(FILL_JS, text)
+    t0 = time.perf_counter()
+    page.get_by_role("textbox", name="Text", exact=True).press("Control+Enter")
+    settle(page, timeout)
+    return time.perf_counter() - t0
+
+
+def lens_session(browser, url: str, text: str):
+    """A session on the lens view of the GPT-2-small-shaped model with ``text`` (1,024 tokens) traced -> its page."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(f"{url}?model=gpt2small&view=logit-lens")
+    page.wait_for_selector("textarea", timeout=600_000)
+    settle(page, 600_000)
+    new_input(page, text)
+    return page
+
+
+def fairness(code: Path) -> dict:
+    """A probe session's new 60-token inputs alone, then while four sessions run the lens at 1,024 tokens."""
+    import statistics as stats_
+
+    from playwright.sync_api import sync_playwright
+    from tokenizers import Tokenizer
+
+    from benchmarks.gpt2small import gpt2_small, text_of_tokens
+
+    model = gpt2_small()
+    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
+    env = {"INSPECTOR_MODELS": str(model.parent), "INSPECTOR_WARM_UP": "0"}
+    with streamlit_server(timeout=180, env=env, root=code) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            probe = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            probe.goto(f"{url}?model=gpt2small")
+            probe.wait_for_selector("textarea", timeout=600_000)
+            settle(probe, 600_000)
+            new_input(probe, text_of_tokens(tok, PROBE_TOKENS, shift=0))  # warm: the model loaded, one call made
+            alone = [new_input(probe, text_of_tokens(tok, PROBE_TOKENS, shift=1 + i)) for i in range(PROBES)]
+            lens = [lens_session(browser, url, text_of_tokens(tok, LENS_TOKENS, shift=50 + i))
+                    for i in range(LENS_SESSIONS)]  # each traced, the lens not started yet
+            for page in lens:  # the four lenses at once
+                page.get_by_role("button", name="Compute the logit lens").first.click()
+            probe.wait_for_timeout(3000)  # their runs have started
+            busy = [new_input(probe, text_of_tokens(tok, PROBE_TOKENS, shift=20 + i)) for i in range(PROBES)]
+            jobs_shown = sum(bool(page.query_selector('[data-testid="stProgress"]')) for page in lens)
+            running = sum(page.evaluate(RUNNING_JS) for page in lens)
+        finally:
+            browser.close()
+    a, b = stats_.median(alone), stats_.median(busy)
+    return {"alone_s": [round(x, 2) for x in alone], "with_lens_s": [round(x, 2) for x in busy],
+            "alone_median_s": round(a, 2), "with_lens_median_s": round(b, 2), "ratio": round(b / a, 2),
+            "worst_ratio": round(max(busy) / a, 2),
+            "lens_sessions_at_the_end": {"showing_a_job": jobs_shown, "running_their_script": running}}
+
+
+def run_fairness(before_rev: str | None) -> None:
+    import subprocess
+    import tempfile
+
+    from benchmarks.bench_hostile import ROOT, before_tree
+
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target_ratio": 1.5,
+           "what": f"a new {PROBE_TOKENS}-token input (GPT-2-small-shaped), median of {PROBES}, alone and while "
+                   f"{LENS_SESSIONS} sessions run the logit lens of {LENS_TOKENS} tokens"}
+    with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
+        rev = before_rev or subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], check=True,
+                                           capture_output=True, text=True).stdout.strip()
+        for side, code in (("after", ROOT), ("before", before_tree(rev, Path(tmp) / "before"))):
+            out[side] = fairness(code)
+            print(side, json.dumps(out[side]), flush=True)
+    path = RESULTS / "load.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc["fairness"] = out
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=180)
     ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--fairness", action="store_true", help="the fairness measurement only (issue 32)")
+    ap.add_argument("--before", default=None, help="--fairness: git revision of the 'before' side")
     args = ap.parse_args()
+    if args.fairness:
+        run_fairness(args.before)
+        return
     from playwright.sync_api import sync_playwright
 
     results: dict = {}
@@ -174,9 +272,11 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps({
+    path = RESULTS / "load.json"
+    kept = {k: v for k, v in (json.loads(path.read_text()) if path.is_file() else {}).items() if k == "fairness"}
+    path.write_text(json.dumps({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "summary": summary, "rss": samples,
-        "errors": {k: v["errors"] for k, v in results.items()}}, indent=2) + "\n")
+        "errors": {k: v["errors"] for k, v in results.items()}, **kept}, indent=2) + "\n")
     print(f"wrote {RESULTS / 'load.json'}")
 
 

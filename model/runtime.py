@@ -126,11 +126,12 @@ _worker = threading.local()
 
 
 class Lane:
-    """Worker threads, each with a torch thread count set once when it starts. ``run(fn)`` runs ``fn`` on one
-    of them and returns its result (or raises its exception) in the calling thread."""
+    """Worker threads, each with a torch thread count set once when it starts (and, with ``nice``, a lower CPU
+    priority: Linux gives each thread its own niceness). ``run(fn)`` runs ``fn`` on one of them and returns its result
+    (or raises its exception) in the calling thread; ``submit(fn)`` queues it and returns at once."""
 
-    def __init__(self, name: str, workers: int, threads: int):
-        self.name, self.workers, self.threads = name, workers, threads
+    def __init__(self, name: str, workers: int, threads: int, nice: int = 0):
+        self.name, self.workers, self.threads, self.nice = name, workers, threads, nice
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         started = []
         for i in range(workers):
@@ -145,6 +146,11 @@ class Lane:
         # anywhere: trigger that first, then set this thread's own, once, for its life
         torch.get_num_threads()
         torch.set_num_threads(self.threads)
+        if self.nice:
+            try:  # this thread only (its native id); a platform without per-thread priority runs it as it is
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (OSError, AttributeError):
+                pass
         _worker.lane = self
         ready.set()
         while True:
@@ -159,9 +165,13 @@ class Lane:
     def run(self, fn: Callable[[], T]) -> T:
         if getattr(_worker, "lane", None) is not None:  # already on a worker: run here (no worker waits on another)
             return fn()
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], T]) -> Future:
+        """Queue ``fn`` for the next free worker -> its Future."""
         future: Future = Future()
         self._tasks.put((fn, future))
-        return future.result()
+        return future
 
     def describe(self) -> str:
         return f"{self.workers} worker(s) x {self.threads} torch thread(s)"

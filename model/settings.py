@@ -64,7 +64,17 @@ SETTINGS = (
     Setting("INSPECTOR_ATLASES", "atlases/", "the atlas page's folder of databases; see [Corpus atlas](atlas.md)"),
     Setting("INSPECTOR_ATLAS_BUILD", "1", "`0`: the atlas page may not build a database (it never may under "
             "`INSPECTOR_PUBLIC=1`)"),
+    Setting("INSPECTOR_MAX_JOBS", "", "heavy jobs (patching every head, ranking heads by ablation, the logit lens of "
+            "a long input...) running at once on the whole server (default: half the cores, at least 1), each on a job "
+            "worker of its own at the lowest CPU priority; more wait in a queue and see their place. Interactive work "
+            "(a new input, a head change) never waits behind a job: it has the small and big lanes to itself"),
+    Setting("INSPECTOR_MAX_JOB_SECONDS", "", "the longest a job may run before it is stopped (its finished part kept); "
+            "default: none, or 600 under `INSPECTOR_PUBLIC=1`, where a session may also run one heavy job at a time"),
     Setting("ATLAS_DB_MEMORY_MB", "256", "what DuckDB may hold while an atlas build writes (at least 64)"),
+    Setting("ATLAS_READ_MEMORY_MB", "256", "what DuckDB may hold while the atlas page reads a database (at least 64)"),
+    Setting("ATLAS_READ_THREADS", "1", "DuckDB's threads for one of the atlas page's questions"),
+    Setting("ATLAS_QUERY_SECONDS", "10", "the atlas page's deadline for one question: a query still running then is "
+            "interrupted and the page says so (a hostile or very large database)"),
     Setting("ATTN_WORKERS", "4", "the small lane: workers for calls of up to 1e10 operations (2 x parameters x "
             "tokens), side by side"),
     Setting("ATTN_TORCH_THREADS", "1", "torch threads of each small-lane worker"),
@@ -105,6 +115,16 @@ def count(name: str, default: int | None = None) -> int:
         return max(1, default if default is not None else int(BY_NAME[name].default or 1))
 
 
+def seconds(name: str) -> float | None:
+    """A positive duration in seconds; None when unset without a default (no limit)."""
+    fallback = BY_NAME[name].default
+    try:
+        value = float(raw(name))
+    except ValueError:
+        value = float(fallback) if fallback else 0.0
+    return value if value > 0 and value == value else None
+
+
 def paths(name: str) -> list[str]:
     """A list of paths (OS path separator); empty when unset."""
     value = os.environ.get(BY_NAME[name].name, "").strip()
@@ -125,7 +145,8 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-__all__ = ["BY_NAME", "SETTINGS", "Setting", "count", "flag", "markdown_table", "megabytes", "path", "paths", "raw"]
+__all__ = ["BY_NAME", "SETTINGS", "Setting", "count", "flag", "markdown_table", "megabytes", "path", "paths", "raw",
+           "seconds"]
 
 
 if __name__ == "__main__":  # python -m model.settings: the table for docs/deploying.md

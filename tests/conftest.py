@@ -101,3 +101,20 @@ def fake_hub():
     HUB.die_after.clear()
     yield HUB
     HUB.repos.clear()
+
+
+def wait_for_jobs(at, timeout: float = 600):
+    """Rerun ``at`` (an AppTest) once its session's jobs (ui/jobs.py) are over: a job runs in a worker thread, the page
+    shows its result at the next run. ``timeout`` only guards against a hung job."""
+    import time
+
+    from model.jobs import runner
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = at.session_state["_jobs"].values() if "_jobs" in at.session_state else ()
+        jobs = [runner().get(i) for i in ids]
+        if not any(j is not None and not j.over for j in jobs):
+            break
+        time.sleep(0.05)
+    return at.run()

@@ -486,32 +486,57 @@ def _atlas_cmd(data: Path, db: Path, *extra: str) -> list[str]:
             "--batch-size", "4", "--device", "cpu", *extra]
 
 
-def test_a_real_sigint_keeps_every_finished_batch(tmp_path):
-    lines = (DATE_TEXTS * 20)[:160]
-    data = write_lines(tmp_path / "d.txt", lines)
-    db = tmp_path / "a.duckdb"
-    proc = subprocess.Popen(_atlas_cmd(data, db), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+# ``python -m model.atlas`` whose build holds after its second batch until a signal ends it (so that the signal always
+# arrives mid-build, however fast the machine: the build of 160 examples once finished before it did)
+HELD_BUILD = """
+import runpy, sys, time
+import model.atlas.local as local
+real, seen = local.atlas_batch, []
+def held(*args, **kwargs):
+    if len(seen) == 2:
+        sys.stderr.write("HOLDING after 2 batches\\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(0.02)
+    seen.append(1)
+    return real(*args, **kwargs)
+local.atlas_batch = held
+sys.argv = ["model.atlas", *sys.argv[1:]]
+runpy.run_module("model.atlas", run_name="__main__")
+"""
+
+
+def held_build(data: Path, db: Path) -> tuple[subprocess.Popen, list[bytes], threading.Thread]:
+    """The held build started; returns once it holds: (the process, its stderr as read, the thread reading it, which
+    ends when the process has ended and its stderr is read to the end)."""
+    cmd = [sys.executable, "-c", HELD_BUILD, *_atlas_cmd(data, db)[3:]]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     err: list[bytes] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        counts = [int(n) for n in re.findall(rb"(\d+)/160", b"".join(err))]
-        if counts and max(counts) >= 8:
-            break
+    deadline = time.monotonic() + 300
+    while b"HOLDING" not in b"".join(err):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the build never held: " + b"".join(err).decode(errors="replace")[-2000:])
         time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no progress within 120 s: " + b"".join(err).decode(errors="replace")[-2000:])
+    return proc, err, reader
+
+
+def test_a_real_sigint_keeps_every_finished_batch(tmp_path):
+    lines = (DATE_TEXTS * 20)[:160]
+    data = write_lines(tmp_path / "d.txt", lines)
+    db = tmp_path / "a.duckdb"
+    proc, err, reader = held_build(data, db)
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(60)
-    reader.join(10)
+    reader.join(60)  # stderr read to its end
     text = b"".join(err).decode(errors="replace")
     assert rc == 130, text[-2000:]
     assert "interrupted:" in text and "run the same command again" in text and "Traceback" not in text
     run = table_df(db, "runs").iloc[0]
-    assert run["status"] == "interrupted" and 0 < run["n_examples"] < 160 and run["n_examples"] % 4 == 0
+    assert run["status"] == "interrupted" and run["n_examples"] == 8  # the two batches before the hold
     again = subprocess.run(_atlas_cmd(data, db, "--quiet"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"continuing: {run['n_examples']:,} of 160 records already stored" in again.stderr
@@ -519,6 +544,46 @@ def test_a_real_sigint_keeps_every_finished_batch(tmp_path):
     assert ex["example_id"].tolist() == list(range(160))
     stats = table_df(db, "head_stats")
     assert len(stats) == len(stats.drop_duplicates(KEYS)) == 160 * 24
+
+
+def test_a_killed_build_is_stopped_and_resumable_not_running_forever(tmp_path):
+    """SIGKILL leaves "running" in the file (nothing could write otherwise): the builder's pid tells (issue 32)."""
+    from model.atlas.store import shown_status
+
+    data = write_lines(tmp_path / "d.txt", DATE_TEXTS * 5)  # 40 records
+    db = tmp_path / "k.duckdb"
+    proc, _, reader = held_build(data, db)
+    proc.kill()
+    proc.wait(60)
+    reader.join(60)
+    con = open_read_only(db)
+    try:
+        row = Q.runs(con).iloc[0]
+    finally:
+        con.close()
+    assert row["status"] == "running" and row["builder"]["pid"] == proc.pid and row["n_examples"] == 8
+    assert shown_status(row["status"], row["builder"], row["updated"]) == "stopped"
+    again = subprocess.run(_atlas_cmd(data, db, "--quiet"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "continuing: 8 of 40 records already stored" in again.stderr, again.stderr
+    assert table_df(db, "runs").iloc[0]["status"] == "finished"
+
+
+def test_a_builder_is_alive_while_its_process_or_heartbeat_is():
+    from datetime import timedelta
+
+    from model.atlas.store import builder_alive, builder_identity, now, shown_status
+
+    me = builder_identity()
+    assert builder_alive(me, None) and shown_status("running", me, None) == "running"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {**me, "pid": int(gone.stdout)}
+    assert not builder_alive(dead, now()) and shown_status("running", dead, now()) == "stopped"
+    assert not builder_alive({**me, "start": "-1"}, now())  # this pid, but another process's start: reused
+    elsewhere = {"pid": 1, "host": "another-machine", "start": None}
+    assert builder_alive(elsewhere, now()) and not builder_alive(elsewhere, now() - timedelta(hours=1))
+    assert not builder_alive(None, None) and shown_status("finished", None, None) == "finished"
+    for junk in ("pid", [1], {"pid": True, "host": me["host"]}, {"pid": "1"}):
+        assert builder_alive(junk, now()) in (True, False)
 
 
 def test_another_corpus_model_or_option_is_another_run_never_mixed(tmp_path):

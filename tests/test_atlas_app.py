@@ -252,6 +252,61 @@ def test_an_interrupted_run_shows_its_progress(tmp_path, monkeypatch, atlases):
     assert "interrupted" in bar[0].proto.text and "Run the same command again" in bar[0].proto.text
 
 
+def hostile_atlas(atlases, folder: Path, *sql: str) -> Path:
+    """A copy of the dates atlas with ``sql`` run on it (a writer's connection: views it may not read)."""
+    import shutil
+
+    import duckdb
+
+    folder.mkdir(exist_ok=True)
+    db = folder / "hostile.duckdb"
+    shutil.copy(atlases["folder"] / "dates.duckdb", db)
+    con = duckdb.connect(str(db))
+    for statement in sql:
+        con.execute(statement)
+    con.close()
+    return db
+
+
+def test_a_hostile_view_is_stopped_at_the_deadline_with_a_message(atlases, tmp_path, monkeypatch):
+    """head_stats as a VIEW over range(3,000,000,000): the page's question is interrupted at ATLAS_QUERY_SECONDS
+    (before: still busy after 45 s, no limit on the read side); the page says so and draws the rest."""
+    hostile_atlas(atlases, tmp_path / "h", "CREATE TABLE hs AS SELECT * FROM head_stats", "DROP TABLE head_stats",
+                  "CREATE VIEW head_stats AS SELECT hs.* FROM hs, range(3000000000)")
+    monkeypatch.setenv("INSPECTOR_ATLASES", str(tmp_path / "h"))
+    monkeypatch.setenv("ATLAS_QUERY_SECONDS", "1")
+    at = page()
+    clean(at)
+    assert "ran longer than 1 s and was stopped (ATLAS_QUERY_SECONDS)" in text_of(at)
+    assert at.selectbox(key="atlas_run").value  # the run picker is still there
+
+
+def test_a_view_reading_a_file_is_a_message_not_a_traceback(atlases, tmp_path, monkeypatch):
+    hostile_atlas(atlases, tmp_path / "h", "CREATE TABLE rh AS SELECT * FROM run_heads", "DROP TABLE run_heads",
+                  "CREATE VIEW run_heads AS SELECT rh.* FROM rh, read_text('/etc/passwd')")
+    monkeypatch.setenv("INSPECTOR_ATLASES", str(tmp_path / "h"))
+    at = page()
+    clean(at)
+    text = text_of(at)
+    assert "PermissionException" in text and "file system operations are disabled" in text
+    assert "root:" not in text
+
+
+def test_a_run_whose_builder_is_gone_shows_stopped_resumable(atlases, tmp_path, monkeypatch):
+    """A build killed by SIGKILL leaves "running" in the file; its builder's pid no longer runs (issue 32)."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    builder = json.dumps({"pid": int(gone.stdout), "host": __import__("socket").gethostname(), "start": None})
+    run_id = atlases["dates"]["run_id"]
+    hostile_atlas(atlases, tmp_path / "k", "UPDATE runs SET status = 'running'",
+                  f"INSERT OR REPLACE INTO atlas_meta VALUES ('builder:{run_id}', '{builder}')")
+    monkeypatch.setenv("INSPECTOR_ATLASES", str(tmp_path / "k"))
+    at = page()
+    clean(at)
+    assert "stopped" in at.selectbox(key="atlas_run").value and "running" not in at.selectbox(key="atlas_run").value
+    bar = at.get("progress")
+    assert len(bar) == 1 and "stopped, resumable" in bar[0].proto.text
+
+
 def test_typed_paths_follow_the_policy(atlases, tmp_path, monkeypatch):
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"\x00" * 64)

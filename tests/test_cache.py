@@ -14,9 +14,17 @@ def test_drops_the_least_recently_used_while_over_budget_and_keeps_the_newest():
         cache.get(key, lambda s=size: "x" * s)
     cache.get("a", lambda: pytest.fail("a is cached"))  # a is now the most recent
     cache.get("c", lambda: "x" * 40)  # 120 > 100: b (least recent) goes
-    assert "a" in cache and "c" in cache and "b" not in cache and cache.nbytes == 80
+    assert "a" in cache and "c" in cache and "b" not in cache and cache.nbytes == 80 + 2  # the keys count too
     cache.get("huge", lambda: "x" * 500)  # bigger than the budget alone: kept, everything else dropped
     assert len(cache) == 1 and "huge" in cache
+
+
+def test_a_key_counts_against_the_budget():
+    """Issue 32: keys held a full copy of a knockout mask and were not counted. A key holding a long text counts."""
+    cache = SharedLRU(1000, size_of=len)
+    cache.get(("small", "x"), lambda: "v" * 10)
+    cache.get(("text", "t" * 2000), lambda: "v")  # the key alone is over the budget: everything older goes
+    assert len(cache) == 1 and cache.nbytes > 2000
 
 
 def test_computes_once_for_concurrent_askers_and_caches_no_failure():

@@ -15,13 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 from tests.canvas_parts import canvas_parts, col_labels
 from ui.links import session_limit
-from ui.page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS
+from ui.page_types import MAX_TARGET_CHARS
+from ui.sidebar import source_chars
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 SHIPPED = ROOT / "checkpoints"
-MAX_SOURCE = MAX_SOURCE_CHARS  # the sidebar's cap, and a saved session's
-SESSION_LIMIT = session_limit(MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
+MAX_SOURCE = source_chars()  # the text box's limit: a link's, an upload's and a saved session's too
+SESSION_LIMIT = session_limit(MAX_SOURCE, MAX_TARGET_CHARS)
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +168,7 @@ def test_copy_link_gives_the_url_of_the_view():
     ({"layer": "1; DROP TABLE"}, "is not a number"),
     ({"kind": "sideways"}, "attention kind “sideways”"),
     ({"stage": "<script>alert(1)</script>"}, "is not one of"),
-    ({"text": "x" * 100_000}, "100,000 characters long"),
+    ({"text": "x" * (MAX_SOURCE + 1)}, f"{MAX_SOURCE + 1:,} characters long"),
     ({"text": "bad\x00text\x1b[31m"}, "control characters"),
     ({"model": "../../../../etc"}, "cannot be opened"),
     ({"model": "/etc"}, "cannot be opened"),

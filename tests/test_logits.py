@@ -207,3 +207,20 @@ def test_kept_bytes_at_8192_tokens_and_a_32000_vocabulary():
     assert kept.whole is None and kept.shape == (T, V)
     assert kept.nbytes() <= 64 * 10**6 < T * V * 4
     assert isinstance(kept, KeptLogits)
+
+
+@pytest.mark.parametrize("start", [0, 1, 5, 16, 20, 33, 47, 48])
+def test_a_knockouts_effect_from_the_kept_logits_is_the_whole_logits_effect(induction, small_blocks, start):
+    """A knockout changes the logits from ``start`` on: its effect, read block by block from what the call kept (the
+    positions before ``start`` from the kept top logits, without the head), equals the effect over whole logits."""
+    from model.analysis.knockout import effect_in_blocks
+
+    result = run(induction, "a b c d e f " * 8)
+    whole = result.logits.rows()
+    T, V = whole.shape
+    assert result.logits.whole is None and T == 48
+    after = whole[start:] + torch.randn(T - start, V, generator=torch.Generator().manual_seed(start)) * 0.5
+    kept, full = effect_in_blocks(result.logits, after, start), effect_in_blocks(whole, after, start)
+    for field in full.__dataclass_fields__:
+        np.testing.assert_allclose(getattr(kept, field), getattr(full, field), rtol=1e-6, atol=1e-7, err_msg=field)
+    assert not kept.changed[:start].any() and (kept.kl[:start] == 0).all()

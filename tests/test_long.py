@@ -207,3 +207,13 @@ def test_a_new_overview_goes_alone_and_its_detail_follows_the_pages_request(long
     at.session_state["layer"] = 0
     at.run()  # another layer: its overview alone again
     assert parts()["map"]["id"] != first["map"]["id"] and parts()["map.detail"]["deferred"]
+
+
+def test_a_knockout_at_8192_tokens_stays_within_300_mib_of_the_traced_call(tmp_path):
+    """Issue 32: one knocked-out cell held T x T (+4.9 GB at 8,192 tokens). In a fresh process (the figures of
+    benchmarks/bench_knockout.py): the what-if's peak within BOUND_MB of the app's traced call."""
+    from benchmarks.bench_knockout import BOUND_MB, ROOT, long_gpt2, measure
+
+    r = measure(ROOT, long_gpt2(tmp_path / "gpt2long", positions=T), T)
+    assert r["mode"] == "lazy" and r["T"] == T and r["knocked"] == 1
+    assert r["beyond_traced_MiB"] <= BOUND_MB, r

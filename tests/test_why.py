@@ -28,7 +28,7 @@ from model.analysis import (
     select_cells,
     token_id,
 )
-from model.core.interventions import knockout_cells
+from model.core.interventions import DENSE_MAX_CELLS, Cells, knockout_cells
 from model.core.names import in_forward_order
 from model.training.tasks import INDUCTION_WORDS, RepeatedSequence, repeated_sequence
 from tests.hf_models import build
@@ -216,6 +216,28 @@ def test_knockout_cells_forms_and_mistakes():
     for bad in ([(-1, 0)], [(0.5, 1)], np.zeros((1, 2), dtype=bool), [(1, 2, 3)]):
         with pytest.raises(ValueError):
             knockout_cells(bad, 2, 2)
+
+
+def test_cells_are_compact_and_agree_with_the_dense_form():
+    """Issue 32: a knockout's cells never as a (Tq, Tk) array at long inputs; the same cells either way."""
+    rng = np.random.default_rng(0)
+    pairs = [tuple(int(x) for x in rng.integers(0, 40, 2)) for _ in range(30)]
+    compact = Cells.select(40, 50, keys=[0, 7], queries=[39], rows=range(3, 9), cols=range(10, 20), pairs=pairs)
+    dense = select_cells(40, 50, keys=[0, 7], queries=[39], rows=range(3, 9), cols=range(10, 20), pairs=pairs)
+    assert compact.dense_array(40, 50).tolist() == dense.tolist() == Cells.of(dense).dense_array(40, 50).tolist()
+    assert compact.count(40, 50) == int(dense.sum())
+    for rows in (range(0, 7), range(7, 33), range(33, 40)):  # any block of rows, as a pass asks for it
+        assert compact.block(rows, 50).numpy().tolist() == dense[rows.start:rows.stop].tolist()
+    assert compact.first_row() == 0 and Cells.select(40, 50, pairs=[(12, 3)]).first_row() == 12
+    # at 32,768 tokens a key column is a few bytes, and so is its cache key (a bool array would be 1 GiB)
+    column = Cells.select(32_768, 32_768, keys=[0])
+    from ui.tracing import intervention_key
+
+    key = intervention_key({"decoder.1.self_attn": {0: column}})
+    assert column.nbytes() < 1_000 and len(repr(key)) < 200 and column.count(32_768, 32_768) == 32_768
+    assert intervention_key({"decoder.1.self_attn": {0: Cells.select(32_768, 32_768, keys=[1])}}) != key
+    with pytest.raises(ValueError, match="too large"):
+        Cells.of(np.zeros((DENSE_MAX_CELLS + 1, 1), dtype=bool))
 
 
 def test_select_cells_and_pairs():

@@ -23,6 +23,7 @@ from model.analysis import (
     token_id,
 )
 from tests.canvas_parts import canvas_matrix, canvas_parts
+from tests.conftest import wait_for_jobs
 from tests.hf_models import build
 from tests.test_app import APP, assert_clean, charts, page_text, plain, plotly_array
 from tests.test_hardening import HOSTILE, check_charts
@@ -100,14 +101,16 @@ def test_the_lens_shows_a_window_of_a_long_input():
     assert any("too narrow for text" in c.value for c in at.caption)
 
 
-def test_a_costly_lens_waits_for_a_click(monkeypatch):
+def test_a_costly_lens_is_a_job_started_by_a_click(monkeypatch):
     import ui.views.lens
 
     monkeypatch.setattr(ui.views.lens, "CONFIRM_FLOPS", 0)  # as for GPT-2 small above about 130 tokens
     at = view("Logit lens")
     assert_clean(at)
-    assert not charts(at) and any("GFLOP" in i.value for i in at.info)
+    text = plain(page_text(at)).replace("\\", "")
+    assert not charts(at) and "3 steps (a run keeping the residual streams" in text and "runs as a job" in text
     at.button(key="lens_run").click().run()
+    wait_for_jobs(at)
     assert_clean(at)
     assert viz.figure_matrices(charts(at)[0])[0].shape == (3, 11)
     at.run()  # computed once: shown again without a click
@@ -144,6 +147,10 @@ def test_the_patching_view_patches_every_head(dates):
     assert {"patch_map_clean", "patch_map_corrupted"} <= set(canvas_parts(at))  # both runs, side by side
     corrupt_traced = dates.run(OTHER, generated_ids=list(clean.target.ids))
     np.testing.assert_array_equal(canvas_matrix(at, "patch_map_corrupted"), corrupt_traced.trace[name].weights[0, head])
+    assert not any("patched at one query position" in s["layout"]["title"]["text"] for s in specs)  # when asked
+    at.button(key="patch_positions_run").click().run()
+    assert_clean(at)
+    specs = charts(at)
     pp = patch_each_position(dates, clean, corrupt, name, head)
     bars = next(s for s in specs if "patched at one query position" in s["layout"]["title"]["text"])
     np.testing.assert_allclose(plotly_array(bars["data"][0]["y"]), pp.effect, atol=1e-4)

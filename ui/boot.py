@@ -66,12 +66,24 @@ def wait_for_warm_up() -> None:
             thread.join()
 
 
+def public_config() -> bool:
+    """Under INSPECTOR_PUBLIC=1 a visitor never sees a traceback or a server path: Streamlit's
+    ``client.showErrorDetails`` is set to "none" (.streamlit/config.toml ships "full" for local debugging), through
+    Streamlit's supported ``st.set_option`` (a client option a script may set), when the server imports app.py and
+    again once per process. Returns whether it was set."""
+    if not settings.flag("INSPECTOR_PUBLIC"):
+        return False
+    st.set_option("client.showErrorDetails", "none")
+    return True
+
+
 @st.cache_resource(show_spinner=False)
 def configure_once() -> dict:
     """Once per server process: never reach a model hub (transformers is imported later, when a model in the
     Hugging Face layout is opened); torch threads, the allocator and the worker lanes (model/runtime.py)."""
     wait_for_warm_up()
     go_offline()
+    public_config()  # also when a page runs without app.py (AppTest, `streamlit run app_pages/...`)
     from model.runtime import configure_cpu
 
     return configure_cpu()

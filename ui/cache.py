@@ -42,8 +42,8 @@ class SharedLRU(Generic[V]):
     """``get(key, compute)``: the cached value, or ``compute()`` once (sessions asking for the same key meanwhile
     wait for it; an exception is raised to each asker and nothing is cached). At each insertion and each hit the
     least recently used values are dropped while their sizes (``size_of``, asked again each time: a value may grow
-    as views compute from it) add up to more than ``max_bytes``; the newest value always stays, whatever its size.
-    Values are shared: treat them as read-only."""
+    as views compute from it, plus the key's own bytes: a key holding an input text counts) add up to more than
+    ``max_bytes``; the newest value always stays, whatever its size. Values are shared: treat them as read-only."""
 
     def __init__(self, max_bytes: int, size_of: Callable[[V], int]):
         self.max_bytes = max_bytes
@@ -83,7 +83,7 @@ class SharedLRU(Generic[V]):
             self._evict(nbytes, keep=0)
 
     def _evict(self, incoming: int = 0, keep: int = 1) -> None:
-        sizes = [int(self._size_of(v)) for v in self._items.values()]
+        sizes = [int(self._size_of(v)) + value_bytes(k) for k, v in self._items.items()]
         total = sum(sizes) + incoming
         i = 0
         while len(self._items) > keep and total > self.max_bytes:
@@ -94,7 +94,7 @@ class SharedLRU(Generic[V]):
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(int(self._size_of(v)) for v in self._items.values())
+            return sum(int(self._size_of(v)) + value_bytes(k) for k, v in self._items.items())
 
     def __len__(self) -> int:
         with self._lock:

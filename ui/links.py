@@ -4,8 +4,9 @@ The page's query parameters hold the model, the input text (up to LINK_TEXT_MAX 
 layer, head, stage and view: ``?model=induction&kind=decoder-masked-self&layer=1&head=2&stage=weights&view=head-grid``.
 A session's first run reads them (``read_link`` before the sidebar, ``apply_selection`` before the selectors, once
 the model is known); every run writes the current selection back (``write_link``), so changing a selector changes
-the link. Anything a link or a session file says is checked: an unknown view, layer 99, head -5, a huge text,
-control characters or a path outside the allowed roots end in a message and a safe default.
+the link. Anything a link or a session file says is checked: an unknown view, layer 99, head -5, a text longer than
+the text box takes, control characters, a lone surrogate (not Unicode text) or a path outside the allowed roots end
+in a message and a safe default.
 
 A model is named by its directory name when it is listed (shipped, or in the models directory), by its hub id
 (``org/name``, ``org/name@revision``) when it comes from the Hugging Face cache; a typed directory goes into a link
@@ -27,10 +28,11 @@ import streamlit as st
 from model import CheckpointError, hub
 from model.safe.paths import MAX_PATH_CHARS
 
-from . import state
+from . import state, validate
 from .launch import launch
 from .models import downloads_here, model_choices, model_stem, open_typed_path, path_policy, pipeline
-from .page_types import MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES
+from .page_types import MAX_TARGET_CHARS, TARGET_MODES
+from .sidebar import source_chars
 from .text import md, short, slug
 from .views.registry import View, find, named
 
@@ -43,7 +45,6 @@ SELECTION = ("kind", "layer", "head", "stage", "view")
 READ = "_link_read"  # this session has read its link
 PENDING = "_link_pending"  # selection values from a link or a session file, checked once the model is known
 NOTES = "_link_notes"  # what was wrong with them, shown once
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")  # tab, newline and return are text
 
 
 class LinkError(ValueError):
@@ -53,13 +54,11 @@ class LinkError(ValueError):
 # reading ----------------------------------------------------------------------------------------------------------
 
 def _clean(value, what: str, limit: int) -> str:
-    if not isinstance(value, str):
-        raise LinkError(f"the {what} is not text")
-    if len(value) > limit:
-        raise LinkError(f"the {what} is {len(value):,} characters long (at most {limit:,} here)")
-    if CONTROL.search(value):
-        raise LinkError(f"the {what} holds control characters")
-    return value
+    """Text from a link or a session file (ui.validate.text: not too long, valid Unicode, no control characters)."""
+    try:
+        return validate.text(value, what, limit)
+    except validate.ValidationError as e:
+        raise LinkError(str(e)) from None
 
 
 def _model_label(name: str) -> str | None:
@@ -127,10 +126,10 @@ def read_link() -> None:
         except LinkError as e:
             _keep_note(f"{e}: showing the default model instead")
     if "text" in params:
-        try:
-            st.session_state["source"] = _clean(params["text"], "text", LINK_TEXT_MAX)
+        try:  # the text box's own limit (a link is written only for texts up to LINK_TEXT_MAX)
+            st.session_state["source"] = _clean(params["text"], "text", source_chars())
         except LinkError as e:
-            _keep_note(f"{e}: the text was not used (a longer input opens from a saved session)")
+            _keep_note(f"{e}: the text was not used")
     pending = {k: params[k] for k in SELECTION if k in params}
     if pending:
         st.session_state[PENDING] = pending
@@ -324,6 +323,8 @@ def parse_session(data: bytes, max_source: int, max_target: int, target_modes: S
             isinstance(value, str) and len(value) <= 64
         if not ok:
             raise LinkError(f"selection.{key} has the wrong type")
+        if isinstance(value, str):
+            _clean(value, f"selection's {key}", 64)  # shown in messages: valid Unicode, no control characters
     return {"model": model, "inputs": inputs, "selection": selection}
 
 
@@ -366,11 +367,11 @@ def session_uploader() -> None:
         f = st.session_state.get(SESSION_KEY)
         if f is None:
             return
-        limit = session_limit(MAX_SOURCE_CHARS, MAX_TARGET_CHARS)
+        limit = session_limit(source_chars(), MAX_TARGET_CHARS)  # the text box's limit: the session's text fits it
         if getattr(f, "size", 0) > limit:
             _keep_note(f"the saved session was not opened: the file is {f.size:,} bytes (at most {limit:,})")
             return
-        open_session(f.getvalue(), MAX_SOURCE_CHARS, MAX_TARGET_CHARS, TARGET_MODES)
+        open_session(f.getvalue(), source_chars(), MAX_TARGET_CHARS, TARGET_MODES)
 
     with st.expander("Open a saved session"):
         st.file_uploader("Saved session (JSON)", type=["json"], key=SESSION_KEY, on_change=opened, max_upload_size=1,

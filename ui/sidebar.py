@@ -8,7 +8,7 @@ import streamlit as st
 from model import CheckpointError, RecordName, available_devices, hub
 from model.safe.paths import MAX_PATH_CHARS
 
-from . import boot, state
+from . import boot, state, validate
 from .hub import cache_table, download_panel
 from .models import (
     FINAL,
@@ -184,8 +184,8 @@ def source_chars() -> int:
 
 
 def uploaded_text(data: bytes, max_chars: int) -> str:
-    """An uploaded .txt as text: UTF-8 (a byte-order mark dropped, undecodable bytes replaced), NUL bytes dropped,
-    cut to the box's limit."""
+    """An uploaded .txt as text: UTF-8 (a byte-order mark dropped, undecodable bytes replaced: never a lone
+    surrogate), NUL bytes dropped, cut to the box's limit."""
     text = data.decode("utf-8-sig", errors="replace").replace("\x00", "")
     return text[:max_chars]
 
@@ -203,7 +203,15 @@ def input_sidebar(pipe) -> Inputs | None:
                                 help=f"A long document (UTF-8, at most {MAX_UPLOAD_MB} MB): it replaces the text.")
     if uploaded is not None and st.session_state.get("_source_file_id") != uploaded.file_id:
         st.session_state["_source_file_id"] = uploaded.file_id
-        st.session_state["source"] = uploaded_text(uploaded.getvalue(), max_chars)
+        text = uploaded_text(uploaded.getvalue(), max_chars + 1)
+        st.session_state["source"] = text[:max_chars]
+        if len(text) > max_chars:
+            st.warning(f"The file holds more than the text box's {max_chars:,} characters: its first {max_chars:,} "
+                       "are the text.")
+    problem = validate.text_problem(st.session_state.get("source"), "text", max_chars, controls=True)
+    if problem is not None:  # a text no tokenizer can read (a lone surrogate), or over the box's limit
+        st.error(f"{md(short(problem))}: the text was cleared.")
+        st.session_state["source"] = ""
     source = st.text_area(label, key="source", height=90, max_chars=max_chars,
                           help=f"At most {max_chars:,} characters; the model reads at most {tokens:,} tokens "
                                "(the header says where a longer text is cut).")

@@ -3,6 +3,7 @@ head, stage or view never runs the model again. Captured in full when that fits 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections import OrderedDict
@@ -14,6 +15,7 @@ import torch
 
 from model import CaptureBudget, RunResult, settings
 from model.call import run
+from model.core.interventions import Cells
 from model.own.checkpoint import stamp as checkpoint_stamp
 
 from .cache import SharedLRU, value_bytes
@@ -142,8 +144,8 @@ class Traced:
             held += trace.nbytes()
         with self._lock:
             numpy_copies = sum(value_bytes(r) for r in self._numpy.values())
-            memos = sum(value_bytes(v) for v in self._memo.values()) + \
-                sum(value_bytes(v) for bucket in self._recent.values() for v in bucket.values())
+            memos = sum(value_bytes(k) + value_bytes(v) for k, v in self._memo.items()) + \
+                sum(value_bytes(k) + value_bytes(v) for bucket in self._recent.values() for k, v in bucket.items())
         return held + numpy_copies + memos
 
     def probs_at(self, position: int) -> np.ndarray | None:
@@ -162,15 +164,20 @@ def clear_cache() -> None:
 
 
 def intervention_key(spec: dict | None) -> tuple:
-    """A hashable form of {name: {head: value}} (value: a mode, or knockout cells) for cache keys."""
+    """A small hashable form of {name: {head: value}} (value: a mode, or knockout cells) for cache keys: cells and
+    arrays by a hash of their contents, never a copy (a key column of 32,768 tokens is 1 GiB as a bool array)."""
     if not spec:
         return ()
 
     def freeze(v):
+        if isinstance(v, Cells):
+            return ("cells", v.digest())
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
         if isinstance(v, np.ndarray):
-            return ("cells", v.shape, v.tobytes())
+            return ("array", v.shape, str(v.dtype), hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()[:32])
         if isinstance(v, (list, tuple)):
-            return tuple(freeze(x) for x in v)
+            return ("cells", Cells.of(v).digest())
         return v
     return tuple(sorted((n, tuple(sorted((int(h), freeze(m)) for h, m in heads.items()))) for n, heads in spec.items()
                         if heads))

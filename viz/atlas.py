@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from model.core.rowstats import SHARES
 
-from .grids import click_targets
+from .grids import click_targets, clicked_numbers
 from .heatmap import WEIGHT_SCALE, esc, figure
 
 MAX_URL_CHARS = 7_000  # longer links are not offered (proxies and servers cap a request line at about 8 kB)
@@ -173,17 +173,12 @@ def qk_scatter(points: np.ndarray, meta: pd.DataFrame, *, colour_by: str = "quer
 
 
 def clicked_point(selection) -> tuple[int, int, str] | None:
-    """(example_id, position, role) of the point a click on ``qk_scatter`` selected; None if none."""
-    try:
-        points = selection["selection"]["points"]
-    except (KeyError, TypeError):
+    """(example_id, position, role) of the point a click on ``qk_scatter`` selected; None if none (or anything but
+    three whole numbers)."""
+    custom = clicked_numbers(selection, 3)
+    if custom is None:
         return None
-    if not points:
-        return None
-    custom = points[0].get("customdata")
-    if not isinstance(custom, (list, tuple)) or len(custom) < 3:
-        return None
-    return int(custom[0]), int(custom[1]), "k" if int(custom[2]) else "q"
+    return custom[0], custom[1], "k" if custom[2] else "q"
 
 
 __all__ = ["COLOUR_BY", "MAX_URL_CHARS", "clicked_point", "distribution_figure", "extremes_table",

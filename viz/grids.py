@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -242,18 +243,29 @@ def overview_mosaic(thumbs: Sequence[np.ndarray], cells: Sequence[tuple[int, int
         clickmode="event+select", dragmode=False))
 
 
+def clicked_numbers(selection, n: int) -> list[int] | None:
+    """The first ``n`` numbers of the customdata of the first point a click selected, from Streamlit's selection state
+    (the browser's: anything may be there); None unless each is a whole number."""
+    points = selection.get("selection", {}).get("points") if isinstance(selection, dict) and \
+        isinstance(selection.get("selection"), dict) else None
+    point = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else None
+    custom = None if point is None else point.get("customdata")
+    custom = list(custom[:n]) if isinstance(custom, (list, tuple)) else [custom]
+    if len(custom) < n:
+        return None
+    out = []
+    for x in custom:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x != int(x):
+            return None
+        out.append(int(x))
+    return out
+
+
 def clicked_cell(selection, cells: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
-    """The (layer, head) a click on a grid or mosaic selected, from Streamlit's selection state; None if none."""
-    try:
-        points = selection["selection"]["points"]
-    except (KeyError, TypeError):
+    """The (layer, head) a click on a grid or mosaic selected, from Streamlit's selection state; None if none (or
+    anything but the index of one of ``cells``)."""
+    custom = clicked_numbers(selection, 1)
+    if custom is None or not 0 <= custom[0] < len(cells):
         return None
-    if not points:
-        return None
-    custom = points[0].get("customdata")
-    if isinstance(custom, (list, tuple)) and custom:
-        custom = custom[0]
-    if custom is None or not 0 <= int(custom) < len(cells):
-        return None
-    r, c = cells[int(custom)]
+    r, c = cells[custom[0]]
     return int(r), int(c)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,57 +90,58 @@ def hidden_effect_of(hidden_before: torch.Tensor, hidden_after: torch.Tensor) ->
                         change=change.numpy())
 
 
-def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None) -> tuple[pd.DataFrame, float]:
-    """Ablate every head alone on ``result``'s input (one batched pass per attention, chunked to a memory budget)
-    and rank by the mean KL over positions; for a model without an output head, by the mean relative change of
-    its final hidden states (``rank_heads_by_hidden``). Returns (table sorted by effect, seconds)."""
-    if result.logits is None:
-        if result.final_hidden is None:
-            raise ValueError("this call kept neither logits nor final hidden states: nothing to measure")
-        return rank_heads_by_hidden(pipe, result, mode, names)
-    started = time.perf_counter()
-    names = list(names or pipe.info.record_names)
-    T, V = result.logits.shape
-    per_chunk = max(1, int(LOGITS_BUDGET_BYTES // max(T * V * 4 * 3, 1)))  # logits, log-softmax, temporaries
-    before = result.logits.rows()  # (T, V) once, for every head
-    rows = []
-    for name in names:
-        heads = list(range(pipe.info.n_heads))
-        for start in range(0, len(heads), per_chunk):
-            chunk = heads[start: start + per_chunk]
-            logits = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, V)
-            n = RecordName.parse(name)
-            for h, after in zip(chunk, logits, strict=True):
-                eff = effect_of(before, after)
-                rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
-                             "mean_kl": float(eff.kl.mean()), "max_kl": float(eff.kl.max()),
-                             "mean_p_drop": float((eff.p_before - eff.p_after).mean()),
-                             "changed_predictions": int(eff.changed.sum())})
-    table = pd.DataFrame(rows).sort_values("mean_kl", ascending=False, kind="stable").reset_index(drop=True)
+def _per_chunk(result) -> int:
+    """Ablated runs per batched pass: their logits (or final hidden states), log-softmax and temporaries within
+    LOGITS_BUDGET_BYTES."""
+    width = result.logits.shape[1] if result.logits is not None else result.final_hidden.shape[1]
+    T = result.logits.shape[0] if result.logits is not None else result.final_hidden.shape[0]
+    return max(1, int(LOGITS_BUDGET_BYTES // max(T * width * 4 * 3, 1)))
+
+
+def _ranked(rows: list[dict], by: str) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values(by, ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return table, time.perf_counter() - started
+    return table
 
 
-def rank_heads_by_hidden(pipe, result, mode: str = "zero", names: list[str] | None = None
-                         ) -> tuple[pd.DataFrame, float]:
-    """``rank_heads`` for a model without an output head: each head ablated alone, ranked by the mean over
-    positions of |h_after − h_before| / |h_before| of the final hidden states (with the mean and lowest cosine)."""
+def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None, *,
+               progress: Callable[[int, object], None] | None = None) -> tuple[pd.DataFrame, float]:
+    """Ablate every head alone on ``result``'s input (one batched pass per attention, chunked to a memory budget;
+    attentions x heads runs of the input in all) and rank by the mean KL over positions; for a model without an
+    output head, by the mean relative change of its final hidden states. Returns (table sorted by effect, seconds).
+    ``progress(runs done, (the table of the heads so far, seconds))`` after each pass; it may raise to stop there
+    (model.jobs)."""
+    if result.logits is None and result.final_hidden is None:
+        raise ValueError("this call kept neither logits nor final hidden states: nothing to measure")
+    hidden = result.logits is None
     started = time.perf_counter()
     names = list(names or pipe.info.record_names)
-    T, d = result.final_hidden.shape
-    per_chunk = max(1, int(LOGITS_BUDGET_BYTES // max(T * d * 4 * 3, 1)))
-    rows = []
+    per_chunk = _per_chunk(result)
+    by = "mean_change" if hidden else "mean_kl"
+    before = None if hidden else result.logits.rows()  # (T, V) once, for every head
+    rows: list[dict] = []
     for name in names:
         heads = list(range(pipe.info.n_heads))
         n = RecordName.parse(name)
         for start in range(0, len(heads), per_chunk):
             chunk = heads[start: start + per_chunk]
-            hidden = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, d)
-            for h, after in zip(chunk, hidden, strict=True):
-                eff = hidden_effect_of(result.final_hidden, after)
-                rows.append({"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h,
-                             "mean_change": float(eff.change.mean()), "max_change": float(eff.change.max()),
-                             "mean_cosine": float(eff.cosine.mean()), "min_cosine": float(eff.cosine.min())})
-    table = pd.DataFrame(rows).sort_values("mean_change", ascending=False, kind="stable").reset_index(drop=True)
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return table, time.perf_counter() - started
+            outs = intervened_outputs(pipe, result, [{"ablations": {name: {h: mode}}} for h in chunk])  # (N, T, V|d)
+            for h, after in zip(chunk, outs, strict=True):
+                row = {"attention": name, "stack": n.stack, "layer": n.layer, "kind": n.kind, "head": h}
+                if hidden:
+                    eff = hidden_effect_of(result.final_hidden, after)
+                    row.update({"mean_change": float(eff.change.mean()), "max_change": float(eff.change.max()),
+                                "mean_cosine": float(eff.cosine.mean()), "min_cosine": float(eff.cosine.min())})
+                else:
+                    eff = effect_of(before, after)
+                    row.update({"mean_kl": float(eff.kl.mean()), "max_kl": float(eff.kl.max()),
+                                "mean_p_drop": float((eff.p_before - eff.p_after).mean()),
+                                "changed_predictions": int(eff.changed.sum())})
+                rows.append(row)
+            del outs
+            if progress is not None:
+                progress(len(rows), (_ranked(rows, by), time.perf_counter() - started))
+    return _ranked(rows, by), time.perf_counter() - started

@@ -74,10 +74,11 @@ class LogitLens:
 
 
 def logit_lens(pipe, result, tokens: int | np.ndarray | None = None, *, top_k: int = TOP_K,
-               full_bytes: int = FULL_BYTES) -> LogitLens:
+               full_bytes: int = FULL_BYTES, progress=None) -> LogitLens:
     """The logit lens of ``result``, a call run with ``hidden_states=True``, over its output stack. ``tokens``: the
     token to follow (one id for every position, or (T,) ids); default the model's final prediction at each
-    position."""
+    position. ``progress(depths done, the lens so far)`` after each depth (the depths not done yet are NaN); it may
+    raise to stop there (model.jobs)."""
     if result.logits is None or not pipe.info.has_head:
         raise ValueError("this model has no output head: the logit lens reads the residual stream through it")
     stack = pipe.info.output_stack
@@ -98,23 +99,30 @@ def logit_lens(pipe, result, tokens: int | np.ndarray | None = None, *, top_k: i
         if ids.size and (ids.min() < 0 or ids.max() >= V):
             raise ValueError(f"token ids must lie in the vocabulary 0..{V - 1}")
     keep_all = (layers + 1) * T * V * 4 <= full_bytes
-    tracked, top_ids, top_lp, full = _lens_pass(pipe, stack, hidden, logits, ids, top_k=min(top_k, V),
-                                                keep_all=keep_all)
-    return LogitLens(stack=stack, token_ids=ids, token_log_probs=tracked, top_ids=top_ids, top_log_probs=top_lp,
-                     log_probs=full, seconds=time.perf_counter() - started, _pipe=pipe, _hidden=hidden,
-                     _logits=logits)
+
+    def lens_of(arrays) -> LogitLens:
+        tracked, top_ids, top_lp, full = arrays
+        return LogitLens(stack=stack, token_ids=ids, token_log_probs=tracked, top_ids=top_ids, top_log_probs=top_lp,
+                         log_probs=full, seconds=time.perf_counter() - started, _pipe=pipe, _hidden=hidden,
+                         _logits=logits)
+
+    on_depth = None if progress is None else (lambda done, arrays: progress(done, lens_of(arrays)))
+    return lens_of(_lens_pass(pipe, stack, hidden, logits, ids, top_k=min(top_k, V), keep_all=keep_all,
+                              on_depth=on_depth))
 
 
 def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: KeptLogits, ids: np.ndarray, *, top_k: int,
-               keep_all: bool = False):
+               keep_all: bool = False, on_depth=None):
     """One pass over every depth and position, a block of rows at a time -> (tracked (depths, T), top ids and
-    log-probs (depths, T, k), everything (depths, T, V) or None)."""
+    log-probs (depths, T, k), everything (depths, T, V) or None). ``on_depth(depths done, those arrays)`` after each
+    depth (NaN where a depth is not done yet)."""
     depths, T, d = hidden.shape
     V = logits.shape[-1]
-    tracked = np.zeros((depths, T), dtype=np.float32)
+    tracked = np.full((depths, T), np.nan, dtype=np.float32)
     top_ids = np.zeros((depths, T, top_k), dtype=np.int64)
-    top_lp = np.zeros((depths, T, top_k), dtype=np.float32)
+    top_lp = np.full((depths, T, top_k), np.nan, dtype=np.float32)
     full = np.zeros((depths, T, V), dtype=np.float32) if keep_all else None
+    arrays = (tracked, top_ids, top_lp, full)
     ids_t = torch.as_tensor(ids, dtype=torch.long)
     rows_per_chunk = max(1, CHUNK_BYTES // (V * 4 * 3))  # logits, log-softmax and a temporary
 
@@ -139,11 +147,13 @@ def _lens_pass(pipe, stack: str, hidden: torch.Tensor, logits: KeptLogits, ids: 
                 for start in range(0, T, rows_per_chunk):
                     rows = slice(start, min(T, start + rows_per_chunk))
                     take(depth, rows, pipe.unembed(stack, hidden[depth, rows]))
+                if on_depth is not None:
+                    on_depth(depth + 1, arrays)
             for first, stop, z in logits.each_block():  # the last depth: the model's own logits
                 take(depths - 1, slice(first, stop), z)
 
     lane_for(2.0 * d * V * depths * T, pipe.device).run(run)
-    return tracked, top_ids, top_lp, full
+    return arrays
 
 
 __all__ = ["CHUNK_BYTES", "FULL_BYTES", "LogitLens", "TOP_K", "logit_lens"]

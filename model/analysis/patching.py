@@ -19,13 +19,16 @@ position, and no alignment of two different lengths says which position of one i
 Encoder-decoders: the corrupted run reads the clean run's decoder input, so only the sources must have one length.
 
 One batched pass per attention (``intervened_outputs`` with one patched head per item), the output head computed
-at the metric positions only, chunked to a memory budget.
+at the metric positions only, chunked to a memory budget. ``progress(runs done, partial)``, when given, is called
+after each batched pass (``partial``: the result of what is finished so far, or None); it may raise to stop the work
+there (model.jobs: a job's Stop button). ``patch_heads`` runs every head once and the unpatched reference once
+(attentions x heads + 1 runs of the input), ``patch_each_position`` every query position once and the reference.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,7 @@ from ..core.names import RecordName
 
 BUDGET_BYTES = 256 * 2**20  # what one batched pass of patched runs may hold (activations and logits), about
 METRICS = ("log_prob", "logit_diff")
+Progress = Callable[[int, object], None]  # (runs of the input done, the finished part or None); may raise to stop
 
 
 class PatchingError(ValueError):
@@ -154,8 +158,13 @@ class PatchingResult:
 
     @property
     def scale(self) -> float:
-        """The largest |effect| over every kind (one colour scale for all)."""
-        return max((float(np.abs(e).max()) for e in self.effect.values() if e.size), default=0.0)
+        """The largest |effect| over every kind (one colour scale for all; heads not patched yet left out)."""
+        return max((float(np.nanmax(np.abs(e))) for e in self.effect.values() if np.isfinite(e).any()), default=0.0)
+
+    @property
+    def complete(self) -> bool:
+        """Every head was patched (a job stopped halfway keeps the attentions it finished: NaN for the rest)."""
+        return all(not np.isnan(e).any() for e in self.effect.values())
 
     def table(self) -> pd.DataFrame:
         """One row per head: attention, stack, layer, kind, head, effect, fraction (effect / gap; nan when the
@@ -172,22 +181,28 @@ class PatchingResult:
         return pd.DataFrame(rows)
 
 
-def _batched_metric(pipe, clean, specs: list[dict], metric: Metric, per_pass: int) -> np.ndarray:
-    """The metric of ``clean``'s input under each spec, ``per_pass`` items to a padded batch."""
+def _batched_metric(pipe, clean, specs: list[dict], metric: Metric, per_pass: int,
+                    on_pass: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """The metric of ``clean``'s input under each spec, ``per_pass`` items to a padded batch; ``on_pass(values so
+    far)`` after each pass."""
     values = []
     for start in range(0, len(specs), per_pass):
         logits = intervened_outputs(pipe, clean, specs[start:start + per_pass], positions=metric.positions)
         values.append(metric.value(logits).numpy().astype(np.float64))
+        if on_pass is not None:
+            on_pass(np.concatenate(values))
     return np.concatenate(values) if values else np.zeros(0)
 
 
 def patch_heads(pipe, clean, corrupt, answer: int | None = None, wrong: int | None = None, *,
                 positions: Sequence[int] | None = None, names: Sequence[str] | None = None,
-                budget: int = BUDGET_BYTES) -> PatchingResult:
+                budget: int = BUDGET_BYTES, progress: Progress | None = None) -> PatchingResult:
     """Patch every head of every attention (or of ``names``) alone from ``corrupt`` into ``clean`` -> PatchingResult.
 
     ``clean``: a RunResult of the clean input; ``corrupt``: the corrupted input run with ``keep_contexts=True`` on
-    the same number of tokens (an encoder-decoder: on the clean run's decoder input). One batched pass per attention.
+    the same number of tokens (an encoder-decoder: on the clean run's decoder input). One batched pass per attention
+    (attentions x heads + 1 runs in all); ``progress(runs done, partial result or None)`` after each pass (module
+    docstring).
     """
     started = time.perf_counter()
     check_alignment(clean, corrupt)
@@ -196,22 +211,38 @@ def patch_heads(pipe, clean, corrupt, answer: int | None = None, wrong: int | No
     contexts = corrupt_contexts(corrupt, names)
     H = pipe.info.n_heads
     per_pass = items_per_pass(pipe, clean, len(metric.positions), budget)
-    clean_value = None
-    by_kind: dict[str, dict[int, np.ndarray]] = {}
+    layers: dict[str, list[int]] = {}
+    for name in names:
+        n = RecordName.parse(name)
+        layers.setdefault(n.kind, []).append(n.layer)
+    layers = {k: sorted(v) for k, v in layers.items()}
+    effect = {k: np.full((len(v), H), np.nan) for k, v in layers.items()}  # NaN: not patched yet
+    corrupt_value = float(metric.value(corrupt.logits.rows(metric.positions)))
+    clean_value, runs, finished = None, [0], [0]
+
+    def result() -> PatchingResult:
+        return PatchingResult(metric=metric, clean_value=float(clean_value), corrupt_value=corrupt_value,
+                              effect={k: e.copy() for k, e in effect.items()}, layers=layers,
+                              seconds=time.perf_counter() - started, n_runs=finished[0] * H)
+
+    def on_pass(values: np.ndarray) -> None:
+        if progress is not None:
+            progress(runs[0] + len(values), None)
+
     for name in names:
         specs = [{"ablations": {name: {h: contexts[name][h]}}} for h in range(H)]
         if clean_value is None:  # the reference: an unpatched item of the same kind of batch
             specs = [{}] + specs
-        values = _batched_metric(pipe, clean, specs, metric, per_pass)
+        values = _batched_metric(pipe, clean, specs, metric, per_pass, on_pass)
+        runs[0] += len(values)
         if clean_value is None:
             clean_value, values = float(values[0]), values[1:]
         n = RecordName.parse(name)
-        by_kind.setdefault(n.kind, {})[n.layer] = values - clean_value
-    corrupt_value = float(metric.value(corrupt.logits.rows(metric.positions)))
-    effect = {k: np.stack([rows[layer] for layer in sorted(rows)]) for k, rows in by_kind.items()}
-    layers = {k: sorted(rows) for k, rows in by_kind.items()}
-    return PatchingResult(metric=metric, clean_value=float(clean_value), corrupt_value=corrupt_value, effect=effect,
-                          layers=layers, seconds=time.perf_counter() - started, n_runs=len(names) * H)
+        effect[n.kind][layers[n.kind].index(n.layer)] = values - clean_value
+        finished[0] += 1
+        if progress is not None:
+            progress(runs[0], result())
+    return result()
 
 
 @dataclass(frozen=True)
@@ -229,9 +260,11 @@ class PositionPatching:
 
 def patch_each_position(pipe, clean, corrupt, name: str, head: int, answer: int | None = None,
                         wrong: int | None = None, *, positions: Sequence[int] | None = None,
-                        budget: int = BUDGET_BYTES) -> PositionPatching:
+                        budget: int = BUDGET_BYTES, progress: Progress | None = None) -> PositionPatching:
     """Patch one head's context from ``corrupt`` at one query position at a time (the other positions keep the clean
-    context): which positions of that head carry the difference. Both runs need ``keep_contexts=True``."""
+    context): which positions of that head carry the difference. Both runs need ``keep_contexts=True``.
+    ``progress(runs done, partial)``: after each pass, the positions finished so far (NaN for the rest); Tq + 1
+    runs in all."""
     started = time.perf_counter()
     check_alignment(clean, corrupt)
     name = str(RecordName.parse(name))
@@ -248,11 +281,21 @@ def patch_each_position(pipe, clean, corrupt, name: str, head: int, answer: int 
         patched = base.clone()
         patched[t] = other[t]
         specs.append({"ablations": {name: {int(head): patched}}})
-    values = _batched_metric(pipe, clean, specs, metric, items_per_pass(pipe, clean, len(metric.positions), budget))
     corrupt_value = float(metric.value(corrupt.logits.rows(metric.positions)))
-    return PositionPatching(name=name, head=int(head), metric=metric, clean_value=float(values[0]),
-                            corrupt_value=corrupt_value, effect=values[1:] - values[0],
-                            seconds=time.perf_counter() - started)
+
+    def of(values: np.ndarray) -> PositionPatching:
+        effect = np.full(base.shape[0], np.nan)
+        effect[: len(values) - 1] = values[1:] - values[0]
+        return PositionPatching(name=name, head=int(head), metric=metric, clean_value=float(values[0]),
+                                corrupt_value=corrupt_value, effect=effect, seconds=time.perf_counter() - started)
+
+    def on_pass(values: np.ndarray) -> None:
+        if progress is not None:
+            progress(len(values), of(values))
+
+    values = _batched_metric(pipe, clean, specs, metric, items_per_pass(pipe, clean, len(metric.positions), budget),
+                             on_pass)
+    return of(values)
 
 
 def rerun(pipe, result, text: str, target: str | None = None, **options):
@@ -296,6 +339,6 @@ def token_id(pipe, text: str) -> int:
     return int(ids[0])
 
 
-__all__ = ["BUDGET_BYTES", "METRICS", "Metric", "PatchingError", "PatchingResult", "PositionPatching",
+__all__ = ["BUDGET_BYTES", "METRICS", "Metric", "PatchingError", "PatchingResult", "PositionPatching", "Progress",
            "check_alignment", "default_positions", "items_per_pass", "metric_for", "patch_each_position",
            "patch_heads", "rerun", "run_corrupt", "token_id"]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import STATS
+from .store import BUILDER_KEY
 
 HOW = ("mean", "median", "percentile")
 FILTER_COLUMNS = {"n_tokens": "integer", "n_target_tokens": "integer", "example_id": "integer", "text": "text",
@@ -132,11 +133,23 @@ def _aggregate(how: str, column: str, params: dict, q: float) -> str:
 # ---- runs --------------------------------------------------------------------------------------------------------
 
 def runs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every run in the file, newest first, ``skipped`` and ``options`` parsed."""
-    df = con.execute("SELECT * FROM runs ORDER BY started DESC").df()
-    df["skipped"] = [json.loads(s or "{}") for s in df["skipped"]]
-    df["options"] = [json.loads(s or "{}") for s in df["options"]]
+    """Every run in the file, newest first, ``skipped`` and ``options`` parsed, with ``builder``: the process that
+    builds (or built) it ({pid, host, start}, or None), from which store.shown_status tells a stale "running"."""
+    df = con.execute("SELECT r.*, m.value AS builder FROM runs r LEFT JOIN atlas_meta m ON m.key = ? || r.run_id "
+                     "ORDER BY r.started DESC", [BUILDER_KEY]).df()
+    df["skipped"] = [_json(s, {}) for s in df["skipped"]]
+    df["options"] = [_json(s, {}) for s in df["options"]]
+    df["builder"] = [_json(s, None) for s in df["builder"]]
     return df
+
+
+def _json(text, default):
+    """A JSON column's value (a file's: anything unreadable is ``default``)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else default
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) or default is None else default
 
 
 def run_heads(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:

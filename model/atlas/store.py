@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +30,9 @@ from .schema import META, PART, ROW_TABLES, RUN_HEADS, RUNS, SCHEMA_VERSION, TAB
 MAGIC_OFFSET, MAGIC = 8, b"DUCK"
 WRITER_MEMORY_MB = 256  # $ATLAS_DB_MEMORY_MB: DuckDB's memory while writing (its cache of written pages stays small)
 READ_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
-               "autoinstall_known_extensions": False, "lock_configuration": True}
+               "autoinstall_known_extensions": False, "lock_configuration": True}  # + threads and memory, read_config()
+BUILDER_KEY = "builder:"  # atlas_meta key prefix: the process building a run (pid, host, its start), + run_id
+STALE_SECONDS = 15 * 60  # a "running" run built on another host whose heartbeat (runs.updated) is older is stopped
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,90 @@ def writer_memory_mb() -> int:
     keeps every page written (80% of the machine's memory at most), so a long build's memory grew with the file; the
     primary key's index (about 21 bytes a head_stats row, 31 MB for 1.44 M rows) must fit in it."""
     return settings.megabytes("ATLAS_DB_MEMORY_MB", minimum=64) // 2**20
+
+
+def read_config() -> dict:
+    """DuckDB's settings for the app's read-only connections: no file or network access from SQL, no extensions,
+    $ATLAS_READ_THREADS threads and $ATLAS_READ_MEMORY_MB of memory, settings locked (a query cannot change them)."""
+    memory_mb = settings.megabytes("ATLAS_READ_MEMORY_MB", minimum=64) // 2**20
+    return {**READ_CONFIG, "threads": settings.count("ATLAS_READ_THREADS"), "memory_limit": f"{memory_mb}MB"}
+
+
+def query_seconds() -> float | None:
+    """$ATLAS_QUERY_SECONDS (default 10): the deadline of one question the app asks a database."""
+    return settings.seconds("ATLAS_QUERY_SECONDS")
+
+
+def with_deadline(con: duckdb.DuckDBPyConnection, fn, seconds: float | None, what: str = "the query"):
+    """``fn()`` (queries on ``con``), interrupted after ``seconds`` -> its result. AtlasError with a message when it
+    was stopped, or for any error DuckDB raised (a permission refused by the configuration, a table of another
+    shape...): the page shows a message, never DuckDB's traceback."""
+    lock, done = threading.Lock(), threading.Event()
+
+    def stop() -> None:
+        with lock:  # only the question still running: never the next one on this connection
+            if not done.is_set():
+                con.interrupt()
+
+    timer = None
+    if seconds is not None:
+        timer = threading.Timer(seconds, stop)
+        timer.daemon = True
+        timer.start()
+    try:
+        return fn()
+    except duckdb.InterruptException:
+        raise AtlasError(f"{what} ran longer than {seconds:g} s and was stopped (ATLAS_QUERY_SECONDS): a very large or "
+                         "hostile database?") from None
+    except duckdb.Error as e:
+        raise AtlasError(f"{what} failed: {type(e).__name__}: {str(e)[:300]}") from None
+    finally:
+        with lock:
+            done.set()
+        if timer is not None:
+            timer.cancel()
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (Linux: /proc/<pid>/stat, clock ticks since boot), so that a reused pid is not taken for
+    the builder; None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def builder_identity() -> dict:
+    """This process, as a run's builder: pid, host and start."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid())}
+
+
+def builder_alive(builder: dict | None, updated: datetime | None, at: datetime | None = None) -> bool:
+    """Whether a run's builder still runs: on this host, its process (the same pid started at the same time); on
+    another host (or an older file without the builder's record), a heartbeat (``updated``, each finished batch)
+    within STALE_SECONDS."""
+    pid = builder.get("pid") if isinstance(builder, dict) else None
+    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and builder.get("host") == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OSError):
+            pass  # exists, another user's
+        start = builder.get("start")
+        return start is None or _process_start(pid) in (None, start)
+    if updated is None:
+        return False
+    return ((at or now()) - updated).total_seconds() < STALE_SECONDS
+
+
+def shown_status(status: str, builder: dict | None, updated: datetime | None) -> str:
+    """A run's status as the page says it: a "running" run whose builder is gone (killed, the machine restarted) is
+    "stopped" (resumable: the same build continues it)."""
+    if status == "running" and not builder_alive(builder, updated):
+        return "stopped"
+    return status
 
 
 def now() -> datetime:
@@ -171,6 +259,8 @@ class AtlasStore:
         """Create the run (and its heads), or find it: the example_ids it already holds."""
         row = self.con.execute("SELECT status FROM runs WHERE run_id = ?", [info.run_id]).fetchone()
         with self.transaction():
+            self.con.execute("INSERT OR REPLACE INTO atlas_meta VALUES (?, ?)",
+                             [BUILDER_KEY + info.run_id, json.dumps(builder_identity())])
             if row is None:
                 values = {**asdict(info), "n_examples": 0, "n_cut": 0, "n_skipped": 0, "skipped": "{}",
                           "status": "running", "message": "", "started": now(), "updated": now(), "finished": None}
@@ -259,8 +349,9 @@ class AtlasStore:
 
 
 def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """An atlas database for reading only: no file or network access from SQL, no extensions, settings locked.
-    AtlasError for a file that is not a readable atlas, or one another process is writing."""
+    """An atlas database for reading only: no file or network access from SQL, no extensions, bounded threads and
+    memory, settings locked (``read_config``). AtlasError for a file that is not a readable atlas, or one another
+    process is writing."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -270,19 +361,23 @@ def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
     if head[MAGIC_OFFSET:] != MAGIC:
         raise AtlasError(f"{path}: not a DuckDB database")
     try:
-        con = duckdb.connect(str(path), read_only=True, config=READ_CONFIG)
+        con = duckdb.connect(str(path), read_only=True, config=read_config())
     except duckdb.Error as e:
         raise _locked(path, e) from None
     try:
-        rows = con.execute("SELECT value FROM atlas_meta WHERE key = 'schema_version'").fetchall()
+        rows = with_deadline(con, lambda: con.execute(
+            "SELECT value FROM atlas_meta WHERE key = 'schema_version'").fetchall(), query_seconds(),
+            "reading its schema version")
         row = rows[0] if rows else None
-    except duckdb.Error:
+    except AtlasError as e:
         con.close()
-        raise AtlasError(f"{path}: a DuckDB database, but not an atlas") from None
+        raise AtlasError(f"{path}: a DuckDB database, but not an atlas ({e})") from None
     if row is None or row[0] != str(SCHEMA_VERSION):
         con.close()
         raise AtlasError(f"{path}: an atlas of another schema version ({row[0] if row else '?'})")
     return con
 
 
-__all__ = ["AtlasStore", "READ_CONFIG", "RunInfo", "RunState", "held_interrupts", "now", "open_read_only"]
+__all__ = ["AtlasStore", "BUILDER_KEY", "READ_CONFIG", "RunInfo", "RunState", "STALE_SECONDS", "builder_alive",
+           "builder_identity", "held_interrupts", "now", "open_read_only", "query_seconds", "read_config",
+           "shown_status", "with_deadline"]

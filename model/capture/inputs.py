@@ -17,7 +17,7 @@ import torch
 
 from .. import settings
 from ..core.attention import AttentionRecord, RecordShape, attention, held_bytes
-from ..core.interventions import ablate, knockout_block
+from ..core.interventions import Cells, ablate, knockout_block
 from ..core.masks import MaskSpec
 from ..core.names import RecordName
 
@@ -43,7 +43,7 @@ class AttentionInputs:
     key_input: torch.Tensor | None
     query_valid: torch.Tensor | None  # bool (B, Tq): real query positions (mean ablation, statistics)
     ablation: tuple[dict[int, object], ...] | None  # per batch element
-    knocked: dict[tuple[int, int], torch.Tensor]  # (batch element, head) -> bool (Tq, Tk), True = knocked out
+    knocked: dict[tuple[int, int], Cells]  # (batch element, head) -> the cells knocked out (never a Tq x Tk array)
     out_proj: Callable[[torch.Tensor], torch.Tensor] | None  # the module's output projection (never mutated)
     block_rows: int  # the first pass's block of query rows (recomputation uses the same partition)
     context: torch.Tensor | None = None  # (B, H, Tq, d_v) what the call passed on (kept by a fast first pass)
@@ -61,7 +61,7 @@ class AttentionInputs:
 
     def nbytes(self) -> int:
         fields = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "masks"]
-        return held_bytes(fields + list(self.knocked.values())) + self.masks.nbytes()
+        return held_bytes(fields) + sum(c.nbytes() for c in self.knocked.values()) + self.masks.nbytes()
 
     def record_bytes(self) -> int:
         """About what the complete record adds to these inputs: its (B, H, Tq, Tk) matrices and its vectors."""
@@ -103,7 +103,7 @@ class AttentionInputs:
             key_input=None if self.key_input is None else self.key_input[b:b + 1, :tk],
             query_valid=None if self.query_valid is None else self.query_valid[b:b + 1, :tq],
             ablation=None if self.ablation is None else (self.ablation[b if len(self.ablation) > 1 else 0],),
-            knocked={(0, h): c[:tq, :tk] for (bb, h), c in self.knocked.items() if bb == b},
+            knocked={(0, h): c for (bb, h), c in self.knocked.items() if bb == b},  # (cells beyond are left out)
             context=None if self.context is None else self.context[b:b + 1, :, :tq])
 
 

@@ -124,7 +124,13 @@ class KeptLogits:
 
     def each_block(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(first, stop, (stop - first, V) logits) over every position, the call's blocks (never (T, V) at once)."""
+        return self.each_block_from(0)
+
+    def each_block_from(self, position: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``each_block`` from the block that holds ``position`` on (the head runs on none of the blocks before)."""
         for start, stop, first in blocks(len(self), self.rows_per_block):
+            if stop <= position:
+                continue
             z = self.whole[start:stop] if self.whole is not None else self._run_head(start, stop)
             yield first, stop, z[first - start:]
 

@@ -116,6 +116,18 @@ def context_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[torch
     return context, torch.cat(lse, dim=-1).cpu(), ov_max
 
 
+def knocked_context(inputs: AttentionInputs) -> torch.Tensor:
+    """The context (B, H, Tq, d_v), after any ablation, of an attention that nobody records but whose mask the call
+    changes (knockouts): ``attention()`` a block of rows at a time, never a (B, H, Tq, Tk) matrix."""
+    B, H, Tq, _ = inputs.q.shape
+    context = torch.empty(B, H, Tq, inputs.v.shape[-1], dtype=inputs.v.dtype, device=inputs.v.device)
+    for rows in inputs.blocks():
+        context[:, :, rows.start:rows.stop] = block_attention(inputs, rows, keep_intermediates=False).context
+    if inputs.ablation is not None:
+        context, _ = ablate(context, inputs.ablation, inputs.query_valid)
+    return context
+
+
 def exact_first_pass(inputs: AttentionInputs, key_facts: list[KeyFacts] | None, overviews: bool = True,
                      statistics: bool = True) -> tuple[torch.Tensor, FirstPass]:
     """``attention()`` itself a block of rows at a time: (context (B, H, Tq, d_v) after any ablation, FirstPass).
@@ -255,4 +267,4 @@ def fast_first_pass(inputs: AttentionInputs, overviews: bool = True) -> tuple[to
 
 
 __all__ = ["FAST_ABOVE", "FirstPass", "can_run_fast", "context_pass", "exact_first_pass", "fast_first_pass",
-           "flash_with_lse", "max_overview_pass", "overview_rows", "statistics_pass"]
+           "flash_with_lse", "knocked_context", "max_overview_pass", "overview_rows", "statistics_pass"]

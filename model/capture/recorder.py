@@ -22,8 +22,11 @@ from ..core.rowstats import KeyFacts
 from ..runtime import Lane
 from .inputs import AttentionInputs, choose_block_rows, complete_record
 from .lazy import LazyTrace
-from .passes import FAST_ABOVE, FirstPass, can_run_fast, exact_first_pass, fast_first_pass
+from .passes import FAST_ABOVE, FirstPass, can_run_fast, exact_first_pass, fast_first_pass, knocked_context
 from .trace import FullTrace, Trace
+
+KNOCKED_BLOCK_SHARE = 4  # an attention knocked out but not recorded runs in blocks of this share of a pass's rows:
+#                          nothing is kept from them, and a what-if's forward holds less beside the traced call
 
 
 class Recorder:
@@ -106,9 +109,10 @@ class Recorder:
         inputs = AttentionInputs(
             name=name, q=q, k=k, v=v, masks=masks, scale=scale, bias=bias, softcap=softcap, query_input=query_input,
             key_input=key_input, query_valid=query_valid, ablation=ablation, knocked=knocked, out_proj=out_proj,
-            block_rows=choose_block_rows(B, H, Tq, Tk, factor) if self.lazy else Tq)
-        if not self.wants(name):  # knocked out but not recorded: the context only
-            return complete_record(inputs, with_output=False).context
+            block_rows=choose_block_rows(B, H, Tq, Tk, factor) if self.lazy else
+            max(1, choose_block_rows(B, H, Tq, Tk) // KNOCKED_BLOCK_SHARE) if not self.wants(name) else Tq)
+        if not self.wants(name):  # knocked out but not recorded: the context only, a block of rows at a time
+            return knocked_context(inputs)
         if self.lazy:
             key_stack = RecordName.parse(name).key_stack
             if Tq > self.fast_above and can_run_fast(inputs):

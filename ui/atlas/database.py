@@ -19,7 +19,7 @@ from model.atlas import queries
 from model.atlas.example import DATABASE as EXAMPLE
 from model.atlas.identity import AtlasError
 from model.atlas.locate import list_databases, resolve_database
-from model.atlas.store import open_read_only
+from model.atlas.store import open_read_only, query_seconds, with_deadline
 from model.safe.paths import PathPolicy
 
 from ..models import ROOT, path_policy
@@ -102,7 +102,9 @@ def _ask(path: str, file_stamp: tuple, question: str, args: tuple, filters: tupl
         kwargs = dict(options)
         if filters:
             kwargs["filters"] = [queries.Filter(*f) for f in filters]
-        return getattr(queries, question)(con, *args, **kwargs)
+        # a deadline, and DuckDB's errors as messages (a database's views can make any question slow or refused)
+        return with_deadline(con, lambda: getattr(queries, question)(con, *args, **kwargs), query_seconds(),
+                             f"the question “{question}”")
     finally:
         if close:
             con.close()
@@ -110,7 +112,7 @@ def _ask(path: str, file_stamp: tuple, question: str, args: tuple, filters: tupl
 
 def ask(path: Path, question: str, *args, filters=(), **options):
     """``model.atlas.queries.<question>(con, *args, filters=..., **options)``, cached per file stamp; AtlasError
-    when the file cannot be read."""
+    when the file cannot be read, when DuckDB refuses the question, or when it runs past $ATLAS_QUERY_SECONDS."""
     if question not in queries.__all__:
         raise ValueError(f"not a query: {question}")
     key = tuple((f.column, f.op, f.value) for f in filters)

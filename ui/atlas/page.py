@@ -14,6 +14,7 @@ from model import hub
 from model.analysis.projection import qk_projection
 from model.atlas.identity import AtlasError
 from model.atlas.queries import FILTER_COLUMNS, HOW, OPERATORS, FilterError, make_filter
+from model.atlas.store import shown_status
 from model.core.names import RecordName, story_order
 from model.core.rowstats import HUMAN_NAMES, STAT_DEFINITIONS
 from viz import atlas as viz_atlas
@@ -65,10 +66,15 @@ def model_label(model_path: str) -> str:
         model_name(model_path)
 
 
+def status_of(row) -> str:
+    """The run's status as shown: a "running" run whose builder is gone is "stopped" (resumable)."""
+    return shown_status(str(row["status"]), row.get("builder"), row.get("updated"))
+
+
 def run_label(row) -> str:
     model = model_label(str(row["model_path"]))
     corpus = Path(str(row["corpus_path"])).name
-    return f"{model} on {corpus} · {int(row['n_examples']):,} examples · {row['status']} · {row['run_id'][:8]}"
+    return f"{model} on {corpus} · {int(row['n_examples']):,} examples · {status_of(row)} · {row['run_id'][:8]}"
 
 
 def pick_run(path: Path):
@@ -94,8 +100,13 @@ def run_header(run) -> None:
                + f" · run {md(run['run_id'])}")
     total = max(1, int(run["n_records"]))
     done = int(run["n_examples"]) + int(run["n_skipped"])
-    if run["status"] != "finished":
-        st.progress(min(1.0, done / total), text=f"{run['status']}: {done:,} of {total:,} records stored. "
+    status = status_of(run)
+    if status == "stopped":
+        st.progress(min(1.0, done / total), text=f"stopped, resumable: {done:,} of {total:,} records stored; its build "
+                    "is no longer running (killed, or its machine stopped) although the file says “running”. Run the "
+                    "same command again to continue.")
+    elif status != "finished":
+        st.progress(min(1.0, done / total), text=f"{status}: {done:,} of {total:,} records stored. "
                     + md(short(run["message"] or "", 200)) + " Run the same command again to continue.")
 
 
@@ -298,11 +309,14 @@ def atlas_page() -> None:
         st.info("Pick an atlas database in the sidebar, or build one: `python -m model.atlas --model DIR --data "
                 "FILE --db FILE.duckdb`.")
     else:
-        with reading(path):
-            with st.sidebar:
-                run = pick_run(path)
-            if run is not None:
-                atlas_view(path, run)
+        try:
+            with reading(path):
+                with st.sidebar:
+                    run = pick_run(path)
+                if run is not None:
+                    atlas_view(path, run)
+        except AtlasError as e:  # a question refused by DuckDB, stopped at its deadline, or an unreadable file
+            st.error(f"Could not read this atlas: {md(short(e, 500))}")
     builder()  # after the run's connection is closed: a build may write the file just read
 
 

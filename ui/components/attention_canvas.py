@@ -15,6 +15,8 @@ import streamlit as st
 
 from viz import canvas, tiles
 
+from .. import validate
+
 # what the page reports (component state); "choice": the map picked on the page ({group name: value}, the names of
 # the overview's choice groups)
 STATE_KEYS = ("view", "head", "query", "selection", "detail_request", "choice")
@@ -45,7 +47,9 @@ def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | N
     head Python shows (the page follows it; default: the detail's or head tile's), sent apart from the overview so
     that another head never sends the overview again."""
     overview = payload["overview"]
-    seen = {k: v for k, v in dict(st.session_state.get(key) or {}).items() if k in STATE_KEYS}
+    checked = validate.canvas_state(st.session_state.get(key), overview["n_rows"], overview["n_cols"],
+                                    overview["n_heads"])  # the page's report is any JSON its script could build
+    seen = {k: v for k, v in checked.items() if k in STATE_KEYS and v is not None}
     callbacks = {"on_view_change": on_view_change, "on_head_change": on_head_change,
                  "on_query_change": on_query_change, "on_selection_change": on_selection_change,
                  "on_detail_request_change": on_detail_request_change, "on_choice_change": on_choice_change}

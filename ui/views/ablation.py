@@ -14,9 +14,10 @@ from model import ABLATION_MODES, RecordName
 from model.analysis import effect_of, rank_heads
 from model.analysis.ablation import hidden_effect_of
 from model.call import intervened_outputs
+from model.jobs import Estimate
 from viz.analysis import hidden_effects
 
-from .. import state
+from .. import jobs, state
 from ..models import model_stem
 from ..page_types import Context
 from ..text import md
@@ -148,11 +149,23 @@ def _which_heads_matter(ctx: Context, mode: str) -> None:
     st.markdown(f"**Which heads matter on this input?** Every head ablated alone (one batched pass per attention); "
                 f"ranked by {what}.")
     key = ("ranking", mode)
-    if not st.button(f"Rank all {len(ctx.info.record_names) * ctx.info.n_heads} heads", key="rank_heads") and \
-            not ctx.traced.has(key):
-        return
-    with st.spinner("Ablating every head…"):
-        table, seconds = ctx.traced.memo(key, lambda: rank_heads(ctx.pipe, ctx.result, mode))
+    n_heads = len(ctx.info.record_names) * ctx.info.n_heads
+    if ctx.traced.has(key):
+        table, seconds = ctx.traced.memo(key, lambda: None)
+    else:
+        outcome = jobs.run_or_job(
+            key, f"Ablating {n_heads} heads ({mode})", lambda job: rank_heads(ctx.pipe, ctx.result, mode,
+                                                                             progress=job.step),
+            Estimate(n_heads, ctx.traced.seconds, "runs of the model"),
+            flops=jobs.run_flops(ctx.pipe, ctx.result, n_heads), start=f"Rank all {n_heads} heads",
+            button_key="rank_heads")
+        if outcome.status == "done":
+            table, seconds = ctx.traced.memo(key, lambda: outcome.value)
+        else:
+            jobs.stopped_note(outcome)
+            if outcome.status not in ("stopped", "failed") or outcome.value is None or outcome.value[0].empty:
+                return
+            table, seconds = outcome.value
     value, unit, name = ("mean_change", "", "mean relative change") if hidden else ("mean_kl", " nats", "mean KL")
     hover = ({"max_change": "max relative change", "mean_cosine": "mean cosine", "min_cosine": "lowest cosine"}
              if hidden else {"max_kl": "max KL", "mean_p_drop": "mean drop in p",

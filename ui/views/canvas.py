@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -18,13 +19,13 @@ import streamlit as st
 
 import viz
 from model import STAGES, RecordName
-from model.analysis.knockout import select_cells
 from model.capture.trace import stage_values
+from model.core.interventions import Cells
 from model.core.names import story_order
 from model.core.reasons import record_codes
 from viz import map_parts, tiles
 
-from .. import state
+from .. import state, validate
 from ..components import attention_canvas
 from ..page_types import Context
 from .common import chart
@@ -220,30 +221,36 @@ def _noop() -> None:
     """The page asked for a deferred detail: the rerun this triggers computes it."""
 
 
-def _head_from_page() -> None:
-    head = (st.session_state.get(MAP_KEY) or {}).get("head")
-    if isinstance(head, int):
+def page_state(tq: int, tk: int, n_heads: int) -> dict:
+    """What the page reported (view, head, query, selection, detail request), checked by ui.validate."""
+    return validate.canvas_state(st.session_state.get(MAP_KEY), tq, tk, n_heads)
+
+
+def _head_from_page(tq: int, tk: int, n_heads: int) -> None:
+    head = page_state(tq, tk, n_heads)["head"]
+    if head is not None:
         state.set_value("head", head)
 
 
 def _choice_from_page() -> None:
     """The page drew another map (a layer, kind or stage picked on it): the page's selectors follow."""
-    choice = (st.session_state.get(MAP_KEY) or {}).get("choice")
-    if not isinstance(choice, dict):
+    choice = validate.choice((st.session_state.get(MAP_KEY) or {}).get("choice"))
+    if choice is None:
         return
     for name, kind in (("kind", str), ("layer", int), ("stage", str)):
         if isinstance(choice.get(name), kind) and not isinstance(choice.get(name), bool):
             state.set_value(name, choice[name])
 
 
-def _query_from_page() -> None:
-    query = (st.session_state.get(MAP_KEY) or {}).get("query")
-    if isinstance(query, int):
+def _query_from_page(tq: int, tk: int, n_heads: int) -> None:
+    query = page_state(tq, tk, n_heads)["query"]
+    if query is not None:
         st.session_state["map_query"] = query
 
 
 def canvas_map(ctx: Context, stage: str) -> dict:
-    """Draw the map of the selected attention and head; returns the page's state (view, head, query, selection)."""
+    """Draw the map of the selected attention and head; returns the page's state (view, head, query, selection),
+    checked by ui.validate."""
     sel = ctx.sel
     name, head = sel.name, max(sel.head, 0)
     shown = MapChoice(sel.kind, sel.layer, stage)
@@ -251,8 +258,9 @@ def canvas_map(ctx: Context, stage: str) -> dict:
     with st.spinner("Pooling every head's map…" if stage == "weights" else
                     f"Computing the {viz.STAGE_NAMES.get(stage, stage)} of every head, a block of rows at a time…"):
         overview = overview_part(ctx, name, stage)
-    seen = dict(st.session_state.get(MAP_KEY) or {})
-    view = seen.get("view") if isinstance(seen.get("view"), dict) else None
+    shape = ctx.traced.trace.shape(name)
+    seen = page_state(shape.tq, shape.tk, ctx.info.n_heads)
+    view = seen["view"]
     goto = st.session_state.pop("map_goto", None)
     # a new overview (another layer, stage or input) goes to the page alone; its detail and neighbours follow when
     # the page asks (Streamlit draws the map only once the run ends: they would delay it)
@@ -262,12 +270,12 @@ def canvas_map(ctx: Context, stage: str) -> dict:
     stack = stack_part(ctx, shown)
     detail = None if exact else (  # exact cells need no detail
         lambda: detail_part(ctx, name, head, stage, view, overview["id"], defer=new))
-    result = attention_canvas({"overview": overview, "head": None, "detail": detail,
-                               "stacks": {"stack": stack, "near": lambda: near_part(ctx, shown, stack, defer=new)}},
-                              key=MAP_KEY, on_head_change=_head_from_page, on_query_change=_query_from_page,
-                              on_detail_request_change=_noop, on_choice_change=_choice_from_page, goto=goto,
-                              head=head)
-    shape = ctx.traced.trace.shape(name)
+    bounds = (shape.tq, shape.tk, ctx.info.n_heads)
+    attention_canvas({"overview": overview, "head": None, "detail": detail,
+                      "stacks": {"stack": stack, "near": lambda: near_part(ctx, shown, stack, defer=new)}},
+                     key=MAP_KEY, on_head_change=partial(_head_from_page, *bounds),
+                     on_query_change=partial(_query_from_page, *bounds), on_detail_request_change=_noop,
+                     on_choice_change=_choice_from_page, goto=goto, head=head)
     pool = overview["pool"]
     how = "exact" if pool == 1 else f"max over {pool} × {pool} blocks"
     computed = ("computed on demand from the saved q and k by attention(), bitwise what the call computed"
@@ -290,7 +298,7 @@ def canvas_map(ctx: Context, stage: str) -> dict:
                f"{rows} Hatched grey cells are masked (the legend and the hover say why). Every value is the number "
                f"the model used in this call ({computed}). Drawn in {time.perf_counter() - started:.2f} s on the "
                "server.")
-    return result
+    return page_state(*bounds)
 
 
 def query_strip(ctx: Context, query: int) -> None:
@@ -309,29 +317,21 @@ def query_strip(ctx: Context, query: int) -> None:
     st.dataframe(top, hide_index=True, height=min(400, 38 + 35 * len(top)))
 
 
-def selected_cells(selection: dict | None, tq: int, tk: int) -> tuple[np.ndarray, str] | None:
-    """The canvas's selection ({"kind": "cells" | "row" | "column" | "rect", ...}) as knockout cells: (bool (Tq, Tk),
-    what it is in words), or None when nothing is selected."""
-    if not isinstance(selection, dict):
+def selected_cells(selection: dict | None, tq: int, tk: int) -> tuple[Cells, str] | None:
+    """The canvas's selection ({"kind": "cells" | "row" | "column" | "rect", ...}), checked by ui.validate, as
+    knockout cells: (Cells, never a (Tq, Tk) array; what it is in words), or None when nothing is selected."""
+    picked = validate.selection(selection, tq, tk)
+    if picked is None:
         return None
-    kind = selection.get("kind")
-    try:
-        if kind == "cells":
-            pairs = [(int(r), int(c)) for r, c in selection.get("cells") or []][:10_000]
-            return select_cells(tq, tk, pairs=pairs), f"{len(pairs)} cell(s)"
-        if kind == "row":
-            row = int(selection["row"])
-            return select_cells(tq, tk, queries=[row]), f"query row {row}"
-        if kind == "column":
-            col = int(selection["col"])
-            return select_cells(tq, tk, keys=[col]), f"key column {col}"
-        if kind == "rect":
-            r0, r1, c0, c1 = (int(selection[k]) for k in ("r0", "r1", "c0", "c1"))
-            return select_cells(tq, tk, rows=range(r0, r1), cols=range(c0, c1)), \
-                f"queries {r0}–{r1 - 1} × keys {c0}–{c1 - 1}"
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
+    kind = picked["kind"]
+    if kind == "cells":
+        return Cells.select(tq, tk, pairs=picked["cells"]), f"{len(picked['cells'])} cell(s)"
+    if kind == "row":
+        return Cells.select(tq, tk, queries=[picked["row"]]), f"query row {picked['row']}"
+    if kind == "column":
+        return Cells.select(tq, tk, keys=[picked["col"]]), f"key column {picked['col']}"
+    r0, r1, c0, c1 = (picked[k] for k in ("r0", "r1", "c0", "c1"))
+    return Cells.select(tq, tk, rows=range(r0, r1), cols=range(c0, c1)), f"queries {r0}–{r1 - 1} × keys {c0}–{c1 - 1}"
 
 
 def knockout_from_map(ctx: Context, selection: dict | None) -> None:

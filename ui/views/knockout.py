@@ -14,7 +14,7 @@ import streamlit as st
 
 from model import RecordName, allowed_matrix, run
 from model.analysis import SELECTIONS, knockout_effect, knockout_spec, parse_pairs, select_cells
-from model.core.interventions import knockout_cells
+from model.core.interventions import Cells
 from viz import why as vwhy
 
 from .. import state
@@ -69,7 +69,7 @@ def knockout_view(ctx: Context) -> None:
     n, n_masked = int(cells.sum()), int((cells & ~allowed).sum())
     st.caption(f"{n} cell(s) chosen in {which}" + (f"; {n_masked} of them are masked anyway (knocking them out "
                                                     "changes nothing)" if n_masked else "") + ".")
-    key = (name, tuple(heads), cells.tobytes(), cells.shape)
+    key = (name, tuple(heads), Cells.of(cells).digest())  # a hash of the cells, never a copy of them
     if st.button("Knock out", key="ko_run", type="primary", disabled=n == 0):
         st.session_state[ACTIVE] = key
     if n and st.session_state.get(ACTIVE) == key:
@@ -113,27 +113,29 @@ def _pick(how: str, Tq: int, Tk: int, q_tokens: list[str], k_tokens: list[str]) 
 
 
 def knockout_panel(ctx: Context, name: str, head, cells) -> None:
-    """The what-if of knocking out ``cells`` ((query, key) pairs or a bool (Tq, Tk) array) of ``head`` (an int, -1
-    = every head, or several) in attention ``name``: the output before and after, per position the original
-    prediction's probability and the KL, and the knocked-out run's maps next to the original's."""
+    """The what-if of knocking out ``cells`` (Cells, (query, key) pairs or a small bool (Tq, Tk) array) of ``head``
+    (an int, -1 = every head, or several) in attention ``name``: the output before and after, per position the
+    original prediction's probability and the KL, and, for a call captured in full, the knocked-out run's maps next
+    to the original's."""
     result, pick, inputs = ctx.result, ctx.pick, ctx.inputs
     if result.logits is None:
         st.info("This model has no output head: a knockout's effect is measured on its predictions.")
         return
     name = str(RecordName.parse(name))
-    shape = ctx.traced.trace.shape(name)  # (a lazy trace answers without computing the record)
-    mask = knockout_cells(cells, shape.tq, shape.tk).numpy()
+    cells = Cells.of(cells)
     heads = _heads(ctx, head)
-    spec = knockout_spec(name, heads, mask)
+    spec = knockout_spec(name, heads, cells)
     ikey = intervention_key(spec)
     with st.spinner("Running the model with the cells knocked out…"):
         allowed = None if ctx.traced.lazy else {name: allowed_matrix(ctx.traced.record(name))}
         eff = ctx.traced.memo(("why", "knockout", ikey), lambda: knockout_effect(pick.pipe, result, spec,
                                                                                 allowed=allowed))
-        # the knocked-out run on the original decoder input: its maps line up cell by cell with the original's
-        decoder_ids = None if result.target is None else tuple(result.target.ids)
-        knocked, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new,
-                           decoder_ids=decoder_ids, knockouts=spec)
+        knocked = None
+        if not ctx.traced.lazy:  # a long input's maps are the canvas's: no second trace of it is kept
+            # the knocked-out run on the original decoder input: its maps line up cell by cell with the original's
+            decoder_ids = None if result.target is None else tuple(result.target.ids)
+            knocked, _ = trace(pick.path, pick.device, inputs.source, inputs.target, inputs.max_new,
+                               decoder_ids=decoder_ids, knockouts=spec)
         after_text = _output_after(ctx, spec, ikey, eff)
     e = eff.effect
     before_text = result.output_text
@@ -161,10 +163,10 @@ def knockout_panel(ctx: Context, name: str, head, cells) -> None:
                + f"Computed in {eff.seconds:.2f} s (one more forward, the knockouts passed in the call; the shared "
                "model is never changed). PNG: the camera icon of each chart.")
     stem = f"{model_stem(pick.base)}_knockout"
-    cells_list = [[int(q), int(k)] for q, k in zip(*np.nonzero(mask), strict=True)]
-    meta = {"attention": name, "heads": heads, "cells": cells_list, "source": inputs.source}
+    meta = {"attention": name, "heads": heads, "cells": cells.describe(), "source": inputs.source}
     table_downloads(table, "the effects", stem, "dl_ko", meta)
-    _maps(ctx, knocked, name, heads)
+    if knocked is not None:
+        _maps(ctx, knocked, name, heads)
 
 
 def _output_after(ctx: Context, spec: dict, ikey, eff) -> str:

@@ -10,16 +10,17 @@ import streamlit as st
 
 import viz
 from model.analysis import PatchingError, logit_lens, rerun, token_id
+from model.jobs import Estimate
 from viz import why as vwhy
 
-from .. import state
+from .. import jobs, state
 from ..models import model_stem
 from ..page_types import Context
 from ..text import md, short
 from .common import chart, table_downloads
 
 WINDOWS = (16, 24, 32, 48, 64)  # positions shown at once (the top token must stay legible in its cell)
-CONFIRM_FLOPS = 1e11  # a lens costlier than this runs on a click (GPT-2 small from about 130 tokens)
+CONFIRM_FLOPS = 1e11  # a lens costlier than this is a job, started by a click (GPT-2 small from about 130 tokens)
 CPU_FLOPS = 2e10  # about what one core of this project's machine does per second in these products
 
 
@@ -32,16 +33,6 @@ def lens_view(ctx: Context) -> None:
     T, V = result.logits.shape
     depths = (ctx.info.n_decoder_layers if stack == "decoder" else ctx.info.n_encoder_layers) + 1
     flops = 2.0 * ctx.info.d_model * V * depths * T
-    if flops > CONFIRM_FLOPS and not ctx.traced.has(("why", "hidden")):
-        st.info(f"The lens sends {depths} depths x {T} positions through the {V:,}-token output head (about "
-                f"{flops / 1e9:,.0f} GFLOP, {flops / CPU_FLOPS:,.0f} s on a CPU core).")
-        if not st.button("Compute the logit lens", key="lens_run", type="primary"):
-            return
-    with st.spinner("Running the model with its residual streams kept…"):
-        # the call again with its hidden states; the lens's last row is this call's own logits (held once)
-        hidden = ctx.traced.memo(("why", "hidden"), lambda: dataclasses.replace(rerun(
-            pipe, result, inputs.source, inputs.target if pipe.arch == "encoder-decoder" else None,
-            capture=False, hidden_states=True), logits=result.logits))
     typed = st.text_input("Follow another token (optional)", key="lens_token", max_chars=200,
                           placeholder="a token of the vocabulary, e.g. a word the model should predict",
                           help="Empty: the colour is the probability of the token the model finally predicts at each "
@@ -52,8 +43,39 @@ def lens_view(ctx: Context) -> None:
             token = token_id(pipe, typed)
         except PatchingError as e:
             st.warning(f"{md(short(e))}: the colour follows the model's final prediction instead.")
+
+    def hidden_states():
+        # the call again with its hidden states; the lens's last row is this call's own logits (held once)
+        return ctx.traced.memo(("why", "hidden"), lambda: dataclasses.replace(rerun(
+            pipe, result, inputs.source, inputs.target if pipe.arch == "encoder-decoder" else None,
+            capture=False, hidden_states=True), logits=result.logits))
+
+    key = ("why", "lens", token)
     try:
-        lens = ctx.traced.memo(("why", "lens", token), lambda: logit_lens(pipe, hidden, tokens=token))
+        if ctx.traced.has(key) or flops <= CONFIRM_FLOPS:  # small: at once, as any view
+            with st.spinner("Running the model with its residual streams kept…"):
+                hidden = hidden_states()
+                lens = ctx.traced.memo(key, lambda: logit_lens(pipe, hidden, tokens=token))
+        else:  # a long input: a job (its cost first, then progress and a Stop button)
+            def work(job):
+                hidden = hidden_states()
+                job.step(1)
+                return hidden, logit_lens(pipe, hidden, tokens=token,
+                                          progress=lambda done, part: job.step(1 + done, (hidden, part)))
+            head_seconds = 2.0 * ctx.info.d_model * V * T / CPU_FLOPS
+            outcome = jobs.run_as_job(
+                key, "The logit lens", work,
+                Estimate(depths, (ctx.traced.seconds + (depths - 1) * head_seconds) / depths,
+                         f"steps (a run keeping the residual streams, then the {V:,}-token output head at each "
+                         "depth)"), start="Compute the logit lens", button_key="lens_run")
+            if outcome.status == "done":
+                hidden, lens = outcome.value
+                ctx.traced.memo(key, lambda: lens)
+            else:
+                jobs.stopped_note(outcome)
+                if outcome.status not in ("stopped", "failed") or outcome.value is None:
+                    return
+                hidden, lens = outcome.value
     except NotImplementedError as e:  # a family whose final norm and head the app does not know
         st.info(md(short(e)))
         return
@@ -62,6 +84,7 @@ def lens_view(ctx: Context) -> None:
     label = _labeller(pipe)
     top = lens.top_ids[:, start:stop, :5]
     top_tokens = np.vectorize(label, otypes=[object])(top) if top.size else np.zeros(top.shape, dtype=object)
+    top_tokens[~np.isfinite(lens.token_log_probs[:, start:stop])] = ""  # depths a stopped job did not reach
     tracked = [label(int(i)) for i in lens.token_ids[start:stop]]
     value_name = "p(final prediction)" if token is None else f"p({label(token)})"
     chart(vwhy.lens_heatmap(np.exp(lens.token_log_probs[:, start:stop]), top_tokens,

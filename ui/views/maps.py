@@ -28,7 +28,7 @@ def attention_map(ctx: Context) -> None:
     if stage == "adjusted" and "adjusted" not in ctx.info.stages:
         stage = "scaled"
     result = canvas.canvas_map(ctx, stage)
-    canvas.knockout_from_map(ctx, (result or {}).get("selection") if hasattr(result, "get") else None)
+    canvas.knockout_from_map(ctx, result["selection"])
     left, right = st.columns([3, 2])
     with right:
         canvas.find_in_text(ctx)

@@ -21,11 +21,13 @@ from model.analysis import (
     rerun,
     run_corrupt,
 )
+from model.jobs import Estimate
 from viz import why as vwhy
 
-from .. import state
+from .. import jobs, state
 from ..models import model_stem
-from ..page_types import MAX_SOURCE_CHARS, Context
+from ..page_types import Context
+from ..sidebar import source_chars
 from ..text import md, short
 from ..tracing import trace
 from .common import chart, table_downloads
@@ -42,7 +44,7 @@ def patching_view(ctx: Context) -> None:
         st.info("This model has no output head: patching measures its predictions.")
         return
     what = {"encoder-decoder": "source", "decoder-only": "text", "encoder-only": "text"}[pipe.arch]
-    other = st.text_area(f"Corrupted {what}", key="patch_source", max_chars=MAX_SOURCE_CHARS, height=70,
+    other = st.text_area(f"Corrupted {what}", key="patch_source", max_chars=source_chars(), height=70,
                          placeholder=f"the same {what} with a word changed (the same number of tokens)")
     st.caption(_how_aligned(pipe, result))
     if not other or not other.strip():
@@ -66,14 +68,26 @@ def patching_view(ctx: Context) -> None:
     label = pipe.token_label
     key = ("why", "patch", other, answer, wrong)
     n_heads = len(ctx.info.record_names) * ctx.info.n_heads
-    if not st.button(f"Patch all {n_heads} heads", key="patch_run", type="primary") and not ctx.traced.has(key):
-        st.caption(f"Metric: {md(metric.describe(label))}. One batched pass per attention, {ctx.info.n_heads} patched "
-                   "runs each.")
-        return
-    with st.spinner(f"Patching {n_heads} heads…"):
-        res = ctx.traced.memo(key, lambda: patch_heads(pipe, clean, corrupt, answer, wrong))
+    st.caption(f"Metric: {md(metric.describe(label))}. One batched pass per attention, {ctx.info.n_heads} patched "
+               "runs each.")
+    if ctx.traced.has(key):
+        res = ctx.traced.memo(key, lambda: None)
+    else:
+        outcome = jobs.run_or_job(
+            key, f"Patching {n_heads} heads", lambda job: patch_heads(pipe, clean, corrupt, answer, wrong,
+                                                                     progress=job.step),
+            Estimate(n_heads + 1, clean.seconds, "runs of the model"), flops=jobs.run_flops(pipe, clean, n_heads + 1),
+            start=f"Patch all {n_heads} heads", button_key="patch_run")
+        if outcome.status == "done":
+            res = ctx.traced.memo(key, lambda: outcome.value)
+        else:
+            jobs.stopped_note(outcome)
+            res = outcome.value if outcome.status in ("stopped", "failed") else None
+            if res is None:
+                return
     st.markdown(f"**Metric:** {md(res.metric.describe(label))}: clean {res.clean_value:.4f}, corrupted "
-                f"{res.corrupt_value:.4f} (gap {res.gap:+.4f}).")
+                f"{res.corrupt_value:.4f} (gap {res.gap:+.4f})." + ("" if res.complete else
+                                                                    " The heads not patched yet are blank."))
     table = res.table()
     m = res.scale
     for kind in res.effect:
@@ -145,11 +159,12 @@ def _open(chart_key: str, cells: list, kind: str) -> None:
 
 
 def _picked(table: pd.DataFrame) -> tuple[str, int]:
-    """The head opened from the grid, else the one with the largest |effect|."""
+    """The head opened from the grid, else the one with the largest |effect| (of the heads patched)."""
     pick = st.session_state.get(PICK)
     if pick is not None and ((table["attention"] == pick[0]) & (table["head"] == pick[1])).any():
         return pick
-    row = table.iloc[int(np.abs(table["effect"].to_numpy()).argmax())]
+    effect = np.abs(table["effect"].to_numpy())
+    row = table.iloc[int(np.nanargmax(effect)) if np.isfinite(effect).any() else 0]
     return str(row["attention"]), int(row["head"])
 
 
@@ -163,22 +178,43 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
         decoder_ids = tuple(corrupt.target.ids)
     traced_b, _ = trace(pick.path, pick.device, other, inputs.target, inputs.max_new, decoder_ids=decoder_ids)
     left, right = st.columns(2)
-    for col, traced, what in ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted")):
+    both = ((left, ctx.traced, "clean (this input)"), (right, traced_b, "corrupted"))
+    if not all(traced.record_fits(name) for _, traced, _ in both):  # a long input: its maps are the canvas's
+        both = ()
+        st.caption("At this length the two maps are not drawn side by side (each would be a complete record): open "
+                   "the head on the Attention map.")
+    for col, traced, what in both:
         with col:
             record_map(f"patch_map_{what.split()[0]}", traced, name, head, produces=False,
                        title=f"{what}: {n.kind} layer {n.layer}",
                        on_head=lambda x: st.session_state.__setitem__(PICK, (name, int(x))))
-    with st.spinner("Patching that head one position at a time…"):
-        pp = ctx.traced.memo(("why", "patch each position", other, name, head, answer, wrong),
-                             lambda: patch_each_position(pipe, clean, corrupt, name, head, answer, wrong))
+    key = ("why", "patch each position", other, name, head, answer, wrong)
+    tq = clean.contexts[name].shape[1]
+    if ctx.traced.has(key):
+        pp = ctx.traced.memo(key, lambda: None)
+    else:  # on request: one more run per query position
+        outcome = jobs.run_or_job(
+            key, f"Patching head {head} one position at a time",
+            lambda job: patch_each_position(pipe, clean, corrupt, name, head, answer, wrong, progress=job.step),
+            Estimate(tq + 1, clean.seconds, "runs of the model"), flops=jobs.run_flops(pipe, clean, tq + 1),
+            start=f"Patch head {head} at each position", button_key="patch_positions_run")
+        if outcome.status == "done":
+            pp = ctx.traced.memo(key, lambda: outcome.value)
+        else:
+            jobs.stopped_note(outcome)
+            pp = outcome.value if outcome.status in ("stopped", "failed") else None
+            if pp is None:
+                return
+    effect = pp.effect[np.isfinite(pp.effect)]  # a stopped job: the positions it finished (the first ones)
     labels = vwhy.position_labels(ctx.tokens(n.query_stack))
-    chart(vwhy.position_patching(pp.effect, labels, pp.metric.positions,
+    chart(vwhy.position_patching(effect, labels, pp.metric.positions,
                                  title=f"head {head} patched at one query position at a time (outlined: the "
                                        "positions the metric reads)"), "patch_each_position")
     st.caption(f"Each bar: the metric's change when only that query position of the head takes the corrupted "
-               f"context (the other positions keep the clean one); {len(pp.effect)} runs in {pp.seconds:.2f} s.")
-    table = pd.DataFrame({"position": np.arange(len(pp.effect)), "token": ctx.tokens(n.query_stack)[: len(pp.effect)],
-                          "effect": pp.effect})
+               f"context (the other positions keep the clean one); {len(effect)} of {len(pp.effect)} positions in "
+               f"{pp.seconds:.2f} s.")
+    table = pd.DataFrame({"position": np.arange(len(effect)), "token": ctx.tokens(n.query_stack)[: len(effect)],
+                          "effect": effect})
     st.download_button("CSV of the per-position effects", viz.to_csv_bytes(table),
                        f"{model_stem(pick.base)}_patching_{name}_h{head}.csv", "text/csv",
                        key="dl_patch_pos", on_click="ignore")
