@@ -261,7 +261,8 @@ def test_the_png_is_twice_the_size_with_axes_and_colour_bar(dates_file):
     assert image.size == (2 * css[0], 2 * css[1]) and s["snapshot"]["scale"] == 2
     m = s["mapRect"]
     bar = image.getpixel((int(2 * (m["x"] + m["w"] + 20)), int(2 * m["y"] + 3)))  # the colour bar's top: hi
-    assert max(abs(a - b) for a, b in zip(bar, viridis(255), strict=True)) <= 2
+    # the bar's top rows: the top of the scale (a pixel 1.5 px below the edge may hold the next steps of the ramp)
+    assert min(max(abs(a - b) for a, b in zip(bar, viridis(k), strict=True)) for k in range(250, 256)) <= 2
     labels = image.crop((0, int(2 * m["y"]), int(2 * m["x"] - 10), int(2 * (m["y"] + m["h"]))))
     assert np.asarray(labels).sum(axis=2).min() < 300  # tick labels: dark text left of the map
     image.save(ARTIFACTS / "notebook-png.png")
