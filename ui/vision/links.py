@@ -14,8 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from .. import state
-from ..links import CONTROL, LinkError, link_url, model_param
+from .. import state, validate
+from ..links import LinkError, link_url, model_param
 from ..text import md, short
 from .calls import ImageCall
 from .inputs import SAMPLE_MAX, SOURCES, Picture, image_model_choices
@@ -48,7 +48,7 @@ def _number(value, what: str, lo: int, hi: int) -> int:
 
 def _model(name) -> str | None:
     """The picker label of the image model a link or session names (by directory name, hub id or label)."""
-    if not isinstance(name, str) or len(name) > 200 or CONTROL.search(name):
+    if validate.text_problem(name, "model", 200) is not None:  # not a str, too long, control characters, surrogates
         raise LinkError("the model is not a name")
     for c in image_model_choices():
         if name in (c.label, c.link_name, Path(c.path).name):
