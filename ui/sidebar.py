@@ -60,15 +60,9 @@ def apply_story(path: str | None, first_visit: bool = False) -> None:
         put("view", MAP.name)
 
 
-def model_sidebar() -> ModelPick:
-    """Draw the model section; stop the page with a message when no model can be shown."""
-    choices = model_choices()
-    labels = [c.label for c in choices]
-    by_label = {c.label: c.path for c in choices}
-    refused = {c.label: c.reason for c in choices if c.reason}  # cached models listed with why they cannot open
-    st.header("Model")
-    # a typed directory overrides the picker: the picker says so (its first option names it) instead of showing
-    # the listed model it no longer opens; picking a listed model clears the box
+def typed_model(labels: list[str]) -> tuple:
+    """(the directory the model box opens or None, why it does not or None); the picker follows the box: a typed
+    directory overrides it (its first option names it) instead of showing the listed model it no longer opens."""
     typed_now = str(st.session_state.get("model_path") or "").strip()
     typed_base, typed_error = None, None
     if typed_now:
@@ -82,6 +76,71 @@ def model_sidebar() -> ModelPick:
         state.set_value("model", TYPED)
     elif st.session_state.get("model") == TYPED:
         state.set_value("model", st.session_state.get("_listed_model") or (labels[0] if labels else None))
+    return typed_base, typed_error
+
+
+def model_box() -> str:
+    """The text box for a local directory or hub id; what it holds."""
+    policy = path_policy()
+    return st.text_input("…or a local directory or hub id", key="model_path", max_chars=MAX_PATH_CHARS,
+                         placeholder="/path/to/model or org/name",
+                         help="This project's checkpoints or a Hugging Face directory (config.json, "
+                              "model.safetensors, tokenizer.json), or a hub id (gpt2, org/name, "
+                              "org/name@revision) opened from the Hugging Face cache"
+                              + (" (or downloaded, when it is not there)." if downloads_here() else
+                                 "; nothing is downloaded.") + " Overrides the picker when filled in."
+                              + (" Only directories under the allowed roots open here." if policy.restricted
+                                 else ""))
+
+
+def chosen_base(choice: str | None, typed: str, typed_base, typed_error, by_label: dict, refused: dict) -> str:
+    """The model directory to show: the box's, else the picker's, else the last one that opened (a message says
+    why); stops the page when there is none."""
+    base = None
+    if typed and typed.strip():
+        if isinstance(typed_error, hub.NotCached) and downloads_here():
+            download_panel(typed_error, typed.strip())
+        elif typed_error is not None:
+            st.error(f"Could not open “{md(short(typed, 120))}”: {md(short(typed_error, 600))}")
+        else:
+            base = str(typed_base)
+    elif choice is not None and choice in refused:
+        st.error(f"{md(choice.split(' · ')[0])} cannot be opened: {md(short(refused[choice], 400))}")
+    elif choice is not None:
+        base = by_label[choice]
+    if base is None:
+        base = st.session_state.get("good_model")
+        if base is None and typed_error is not None:  # a first visit with a box that does not open: the default
+            base = next((by_label[c] for c in by_label if c not in refused), None)
+        if base is None:
+            st.info("No model to show: put a checkpoint in checkpoints/, or type a directory or hub id above.")
+            boot.stop()
+    return base
+
+
+def snapshot_pick(base: str) -> tuple[str, int | None]:
+    """(the directory to load, the training step or None): a checkpoint saved during training offers its steps."""
+    steps = snapshots(base)
+    if not steps:
+        return base, None
+    options = [FINAL] + [f"step {s}" for s, _ in steps]
+    picked = state.selectbox("Training step", options, key="snapshot", default=FINAL,
+                             help="This checkpoint was saved during training too: see its attention at each step "
+                                  f"(the {TRAINING.name} view shows them all).")
+    if picked == FINAL:
+        return base, None
+    step = int(picked.split()[1])
+    return dict(steps)[step], step
+
+
+def model_sidebar() -> ModelPick:
+    """Draw the model section; stop the page with a message when no model can be shown."""
+    choices = model_choices()
+    labels = [c.label for c in choices]
+    by_label = {c.label: c.path for c in choices}
+    refused = {c.label: c.reason for c in choices if c.reason}  # cached models listed with why they cannot open
+    st.header("Model")
+    typed_base, typed_error = typed_model(labels)
     options = ([TYPED] if typed_base is not None else []) + labels
 
     def picked() -> None:
@@ -100,56 +159,14 @@ def model_sidebar() -> ModelPick:
     if choice == TYPED:
         choice = None
     cache_table()
-    policy = path_policy()
-    typed = st.text_input("…or a local directory or hub id", key="model_path", max_chars=MAX_PATH_CHARS,
-                          placeholder="/path/to/model or org/name",
-                          help="This project's checkpoints or a Hugging Face directory (config.json, "
-                               "model.safetensors, tokenizer.json), or a hub id (gpt2, org/name, "
-                               "org/name@revision) opened from the Hugging Face cache"
-                               + (" (or downloaded, when it is not there)." if downloads_here() else
-                                  "; nothing is downloaded.") + " Overrides the picker when filled in."
-                               + (" Only directories under the allowed roots open here." if policy.restricted
-                                  else ""))
-    devices = ["auto"] + available_devices()
-    device = state.selectbox("Device", devices, key="device", default="auto")
-
+    typed = model_box()
+    device = state.selectbox("Device", ["auto"] + available_devices(), key="device", default="auto")
     if "_first_visit_done" not in st.session_state and choice in by_label and choice not in refused \
             and not (typed and typed.strip()):
         st.session_state["_first_visit_done"] = True
         apply_story(by_label[choice], first_visit=True)
-
-    base = None
-    if typed and typed.strip():
-        if isinstance(typed_error, hub.NotCached) and downloads_here():
-            download_panel(typed_error, typed.strip())
-        elif typed_error is not None:
-            st.error(f"Could not open “{md(short(typed, 120))}”: {md(short(typed_error, 600))}")
-        else:
-            base = str(typed_base)
-    elif choice is not None and choice in refused:
-        st.error(f"{md(choice.split(' · ')[0])} cannot be opened: {md(short(refused[choice], 400))}")
-    elif choice is not None:
-        base = by_label[choice]
-    if base is None:
-        base = st.session_state.get("good_model")
-        if base is None and typed_error is not None:  # a first visit with a box that does not open: the default
-            base = next((by_label[c] for c in labels if c not in refused), None)
-        if base is None:
-            st.info("No model to show: put a checkpoint in checkpoints/, or type a directory or hub id above.")
-            boot.stop()
-
-    steps = snapshots(base)
-    step = None
-    path = base
-    if steps:
-        options = [FINAL] + [f"step {s}" for s, _ in steps]
-        picked = state.selectbox("Training step", options, key="snapshot", default=FINAL,
-                              help="This checkpoint was saved during training too: see its attention at each step "
-                                   f"(the {TRAINING.name} view shows them all).")
-        if picked != FINAL:
-            step = int(picked.split()[1])
-            path = dict(steps)[step]
-
+    base = chosen_base(choice, typed, typed_base, typed_error, by_label, refused)
+    path, step = snapshot_pick(base)
     try:
         pipe = pipeline(path, device)
         st.session_state["good_model"] = base
