@@ -66,7 +66,7 @@ def test_records_are_bitwise_transformers_eager_attention(pipes, dirs, family):
     for name, weights in att.items():
         assert torch.equal(res.trace[name].weights, weights), name
     if family in CLASSIFIERS:
-        assert torch.equal(res.logits[0], output) and res.logits.shape == (1, 3)
+        assert torch.equal(res.logits.row(0), output) and res.logits.shape == (1, 3)
     else:
         assert res.logits is None and torch.equal(res.final_hidden, output)
 
@@ -93,7 +93,7 @@ def test_a_classifier_says_its_class_and_probability(pipes, family):
     pipe = pipes[family]
     res = pipe.run(picture())
     assert pipe.info.classes == tuple(VISION_LABELS.values()) and pipe.info.has_head
-    probs = torch.softmax(res.logits[0], -1)
+    probs = torch.softmax(res.logits.row(0), -1)
     best = int(probs.argmax())
     assert res.output_ids == [best] and res.output_tokens == [VISION_LABELS[best]] == [res.output_text]
     assert res.probability == pytest.approx(float(probs[best]))
@@ -109,7 +109,7 @@ def test_lazy_and_uncaptured_calls_agree_with_the_full_capture(pipes, family):
         for f in dataclasses.fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
             assert (x is None) == (y is None) and (x is None or torch.equal(x, y)), (name, f.name)
-    out = (lambda r: r.logits if r.logits is not None else r.final_hidden)
+    out = (lambda r: r.logits.rows() if r.logits is not None else r.final_hidden)
     torch.testing.assert_close(out(full), out(none), atol=1e-5, rtol=1e-5)
 
 
@@ -144,12 +144,12 @@ def test_knocking_out_cells_and_ablating_heads_of_an_image_model(pipes):
     knocked = pipe.run(picture(), knockouts={"encoder.1.self_attn": {0: [(0, p) for p in patches]}})
     w = knocked.trace["encoder.1.self_attn"].weights[0, 0, 0]
     assert float(w[patches].sum()) == 0.0 and float(w[0]) == pytest.approx(1.0)  # [CLS] reads only itself
-    assert not torch.equal(knocked.logits, res.logits)
+    assert not torch.equal(knocked.logits.rows(), res.logits.rows())
     from model import intervened_outputs
 
     outs = intervened_outputs(pipe, res, [{}, {"ablations": {"encoder.1.self_attn": {1: "zero"}}}])
     assert outs.shape == (2, 1, 3)
-    torch.testing.assert_close(outs[0], res.logits, atol=1e-5, rtol=1e-5)  # the fast path: the same up to rounding
+    torch.testing.assert_close(outs[0], res.logits.rows(), atol=1e-5, rtol=1e-5)  # the fast path: same to rounding
     assert not torch.allclose(outs[1], outs[0], atol=1e-4)
 
 

@@ -116,10 +116,12 @@ def test_picked_patches_reads_clicks_boxes_and_ignores_the_rest():
 def test_blend_is_the_picture_under_the_heat_layer():
     img = picture(8, 8)
     v = np.array([[0.0, 1.0], [0.5, 0.25]], np.float32)
-    assert np.array_equal(overlay.blend(img, v, 1.0, 8, opacity=0.0), img)
+    assert np.array_equal(overlay.blend(img, v, 1.0, 8, opacity=0.0, grey=False), img)
+    grey = overlay.blend(img, v, 1.0, 8, opacity=0.0)  # the default: the picture in grey (its colours not the scale's)
+    assert np.array_equal(grey, overlay.in_grey(img)) and (grey[..., 0] == grey[..., 2]).all()
     colours, alpha = overlay.heat_colours(v, 1.0, opacity=1.0)
     assert alpha[0, 1] == 1.0 and alpha[0, 0] == pytest.approx(overlay.ALPHA_FLOOR)
-    full = overlay.blend(img, v, 1.0, 8, opacity=1.0)
+    full = overlay.blend(img, v, 1.0, 8, opacity=1.0, grey=False)
     assert np.array_equal(full[0, 7], colours[0, 1])  # the largest value: the heat colour alone
     expected = np.round((1 - alpha[1, 0]) * img[7, 0].astype(np.float32) + alpha[1, 0] * colours[1, 0]).astype(np.uint8)
     assert np.array_equal(full[7, 0], expected)
@@ -165,3 +167,18 @@ def test_patch_knockouts_take_the_patches_out_of_every_querys_keys(traced):
     assert set(patch_knockouts(names[:1], 4, T, [2], heads=[1])[names[0]]) == {1}
     with pytest.raises(ValueError, match="outside"):
         patch_knockouts(names, 4, T, [T])
+
+
+def test_the_picture_under_the_heat_layer_is_grey_so_its_colours_are_not_read_as_weights():
+    """Reported from the page: a yellow object under Viridis read as the largest weight. The overlay's picture is
+    its luminance in all three channels (ITU-R 601), unless asked otherwise."""
+    yellow = np.zeros((8, 8, 3), np.uint8)
+    yellow[:4] = (255, 255, 0)
+    grey = overlay.in_grey(yellow)
+    assert grey.shape == yellow.shape and grey.dtype == np.uint8
+    assert (grey[:4] == round(0.299 * 255 + 0.587 * 255)).all() and (grey[4:] == 0).all()
+    v = np.ones((2, 2), np.float32)
+    fig = overlay.overlay_figure(yellow, v, ["a", "b", "c", "d"])
+    assert fig.data[0].source == overlay.image_uri(grey)
+    assert overlay.overlay_figure(yellow, v, ["a", "b", "c", "d"], grey=False).data[0].source == \
+        overlay.image_uri(yellow)

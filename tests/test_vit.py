@@ -58,7 +58,7 @@ def test_an_image_call_traces_every_layer_and_says_where_the_patches_are(tiny, i
     assert list(res.trace) == NAMES and res.trace[NAMES[0]].weights.shape == (1, 4, 65, 65)
     assert res.patch_grid == (8, 8) and res.patch_positions == tuple(range(1, 65))
     assert res.source.tokens[:3] == ["[CLS]", "r0c0", "r0c1"] and res.source.tokens[64] == "r7c7"
-    probs = torch.softmax(res.logits[0], -1)
+    probs = torch.softmax(res.logits.row(0), -1)
     assert res.output_text in SHAPES and res.output_ids == [int(probs.argmax())]
     assert res.probability == pytest.approx(float(probs.max()))
     assert (res.image.seen() == images[0]).all()  # the model's pixels, back to the image it saw
@@ -67,7 +67,7 @@ def test_an_image_call_traces_every_layer_and_says_where_the_patches_are(tiny, i
 def test_captured_uncaptured_lazy_and_batched_calls_agree(tiny, images):
     full = run(tiny, images[0])
     fast = run(tiny, images[0], capture=False)
-    torch.testing.assert_close(fast.logits, full.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.logits.rows(), full.logits.rows(), atol=1e-5, rtol=1e-5)
     lazy = run(tiny, images[0], mode="lazy")
     batch = tiny.run_batch(images[:3])
     for name in NAMES:
@@ -81,7 +81,7 @@ def test_captured_uncaptured_lazy_and_batched_calls_agree(tiny, images):
 def test_pil_images_of_any_size_and_arrays_are_read_alike(tiny, images):
     from_array = run(tiny, images[1])
     from_pil = run(tiny, PIL.fromarray(images[1]))
-    assert torch.equal(from_pil.logits, from_array.logits)
+    assert torch.equal(from_pil.logits.rows(), from_array.logits.rows())
     big = PIL.fromarray(images[1]).resize((100, 80))
     res = run(tiny, big)
     assert res.image.image_size == (80, 100) and res.image.pixels.shape == (3, 64, 64)
@@ -109,13 +109,13 @@ def test_hidden_states_and_the_class_lens(tiny, images):
     h = res.hidden["encoder"]
     assert h.shape == (3, 65, 32)
     lens = tiny.unembed("encoder", h[-1])  # the classifier on every position's final state
-    torch.testing.assert_close(lens[0], res.logits[0], atol=1e-5, rtol=1e-5)  # [CLS]'s is the prediction
+    torch.testing.assert_close(lens[0], res.logits.row(0), atol=1e-5, rtol=1e-5)  # [CLS]'s is the prediction
 
 
 def test_ablations_and_knockouts_change_an_image_call(tiny, images):
     res = run(tiny, images[0])
     outs = intervened_outputs(tiny, res, [{}, {"ablations": {NAMES[1]: {0: "zero", 1: "zero"}}}])
-    torch.testing.assert_close(outs[0], res.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[0], res.logits.rows(), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(outs[1], outs[0])
     knocked = run(tiny, images[0], knockouts={NAMES[0]: {h: [(0, p) for p in range(1, 65)] for h in range(4)}})
     w = knocked.trace[NAMES[0]].weights[0, :, 0]
@@ -129,7 +129,7 @@ def test_a_vision_checkpoint_round_trips(tiny, images, tmp_path):
     pipe = load(tmp_path / "vit", "cpu")
     assert isinstance(pipe, VisionPipeline) and pipe.config == tiny.config and pipe.meta == {"task": "shapes"}
     assert json.loads((tmp_path / "vit" / "config.json").read_text())["class_names"] == list(SHAPES)
-    assert torch.equal(run(pipe, images[0]).logits, run(tiny, images[0]).logits)
+    assert torch.equal(run(pipe, images[0]).logits.rows(), run(tiny, images[0]).logits.rows())
     assert not (tmp_path / "vit" / "tokenizer.json").exists()
 
 

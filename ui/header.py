@@ -14,7 +14,7 @@ from . import state
 from .links import model_param
 from .models import model_name, story_for
 from .page_types import ModelPick
-from .text import finite_number, md
+from .text import finite_number, md, short
 from .views.registry import DECODING, MAP
 
 IMAGE_PAGE = "app_pages/images.py"  # where a model that reads images opens (app.py's navigation)
@@ -141,7 +141,7 @@ def unknown_note(pipe, result: RunResult) -> str | None:
     if not parts:
         return None
     described = pipe.meta.get("description") if isinstance(pipe.meta.get("description"), str) else ""
-    hint = f" It was trained on {described}: give it an input of that kind." if described else \
+    hint = f" It was trained on {md(short(described, 200))}: give it an input of that kind." if described else \
         " The model's vocabulary has no token for them: the output says little about that text."
     return (f"{' and '.join(parts)} are unknown to this model (shown as [UNK]): it reads every one of them as the "
             f"same token, so it cannot see what that text says.{hint}")

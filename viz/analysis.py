@@ -105,7 +105,8 @@ def difference_map(diff: np.ndarray, q_labels: Sequence[str], k_labels: Sequence
 
 def position_effects(tokens: Sequence[str], p_before: np.ndarray, p_after: np.ndarray, kl: np.ndarray,
                      *, title: str) -> go.Figure:
-    """Per output position: the original token's probability before and after an ablation, and the KL."""
+    """Per output position: the original prediction's probability before and after an ablation, and the KL;
+    ``tokens``: those predictions (the x labels)."""
     xl = [f"{i}·{esc(t)}" for i, t in enumerate(tokens)]
     data = [dict(type="bar", x=xl, y=np.asarray(p_before, np.float32), name="before", marker_color="#3b528b",
                  hovertemplate="%{x}<br>p before %{y:.4f}<extra></extra>"),
@@ -115,8 +116,8 @@ def position_effects(tokens: Sequence[str], p_before: np.ndarray, p_after: np.nd
                  mode="lines+markers", line={"color": "#d95f02"}, hovertemplate="%{x}<br>KL %{y:.4f}<extra></extra>")]
     return figure(data, dict(height=340, margin={"l": 10, "r": 10, "t": 50, "b": 10}, title={"text": title, "x": 0},
                              barmode="group", legend={"orientation": "h", "y": -0.3},
-                             xaxis={"type": "category", "title": {"text": "position → the original token there"}},
-                             yaxis={"range": [0, 1], "title": {"text": "probability of the original token"}},
+                             xaxis={"type": "category", "title": {"text": "position · the original prediction there"}},
+                             yaxis={"range": [0, 1], "title": {"text": "probability of the original prediction"}},
                              # an overlaying axis syncs its ticks to the left axis by default (plotly.js): KL
                              # ticks read 0.00405, 0.00809; its own round ticks instead
                              yaxis2={"overlaying": "y", "side": "right", "title": {"text": "KL (nats)"},

@@ -99,19 +99,27 @@ def heat_scale(colorscale: str, opacity: float, diverging: bool = False, stops: 
             for p, (r, g, b), a in zip(at, colours, alpha, strict=True)]
 
 
+def in_grey(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: the picture's luminance (ITU-R 601) in all three channels. Under a heat layer a picture's
+    own colours (a yellow object under Viridis) would read as weights: in grey, every colour on it is the scale's."""
+    img = np.asarray(image, dtype=np.float32)
+    y = np.round(img[..., :3] @ np.asarray([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
+    return np.repeat(y[..., None], 3, axis=-1)
+
+
 def overlay_figure(image: np.ndarray, values: np.ndarray, patch_labels: Sequence[str], *, title: str = "",
                    value_name: str = "weight", opacity: float = OPACITY, zmax: float | None = None,
                    zmin: float = 0.0, colorscale: str = WEIGHT_SCALE, query_patch: int | None = None,
-                   marked: Sequence[int] = (), height: int = 520, note: str = "") -> go.Figure:
+                   marked: Sequence[int] = (), height: int = 520, note: str = "", grey: bool = True) -> go.Figure:
     """The picture with a heat layer: patch (r, c) coloured by ``values[r, c]`` (Viridis, ``zmin`` .. ``zmax``,
     default 0 .. the largest value; colour bar beside it), more opaque the larger the value (``heat_alpha``: the
     picture shows through where the query reads little; a diverging scale fades at its centre, 0). The hover names
     the patch and its value;
     a click on a patch selects its click target (``customdata`` = the patch's index, row-major), a box or lasso
     selects several. ``query_patch``: outlined (the query, when it is a patch); ``marked``: outlined in white
-    (picked for a knockout).
+    (picked for a knockout). ``grey``: the picture in grey under the heat layer (``in_grey``).
     """
-    img = np.asarray(image, dtype=np.uint8)
+    img = in_grey(image) if grey else np.asarray(image, dtype=np.uint8)
     H, W = img.shape[:2]
     v = np.asarray(values, dtype=np.float32)
     rows, cols = v.shape
@@ -178,7 +186,7 @@ def picked_patches(selection, n_patches: int) -> list[int]:
     except (KeyError, TypeError):
         return []
     picked = []
-    for p in points or []:
+    for p in points if isinstance(points, list) else []:
         custom = p.get("customdata") if isinstance(p, dict) else None
         if isinstance(custom, (list, tuple)) and custom:
             custom = custom[0]
@@ -197,12 +205,14 @@ def heat_colours(values: np.ndarray, zmax: float, opacity: float = OPACITY) -> t
     return np.round(palette * 255).astype(np.uint8)[levels], heat_alpha(levels / 255, opacity)
 
 
-def blend(image: np.ndarray, values: np.ndarray, zmax: float, side: int, opacity: float = OPACITY) -> np.ndarray:
-    """The picture, scaled to ``side`` pixels on its longer side, with the heat layer composited over it:
-    (h, w, 3) uint8. Nearest-neighbour for small pictures (crisp pixels), Lanczos for photos."""
+def blend(image: np.ndarray, values: np.ndarray, zmax: float, side: int, opacity: float = OPACITY, *,
+          grey: bool = True) -> np.ndarray:
+    """The picture (in grey: ``in_grey``, unless ``grey`` is False), scaled to ``side`` pixels on its longer side,
+    with the heat layer composited over it: (h, w, 3) uint8. Nearest-neighbour for small pictures (crisp pixels),
+    Lanczos for photos."""
     from PIL import Image
 
-    img = np.asarray(image, dtype=np.uint8)
+    img = in_grey(image) if grey else np.asarray(image, dtype=np.uint8)
     H, W = img.shape[:2]
     scale = side / max(H, W)
     h, w = max(1, round(H * scale)), max(1, round(W * scale))

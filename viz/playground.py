@@ -218,8 +218,9 @@ def patches_figure(image: np.ndarray, grid: tuple[int, int], labels: Sequence[st
     rows, cols = grid
     ys, xs = cell_edges(H, rows), cell_edges(W, cols)
     cy, cx = (ys[:-1] + ys[1:]) / 2, (xs[:-1] + xs[1:]) / 2
-    lines = [dict(type="line", x0=x, x1=x, y0=ys[0], y1=ys[-1], line=dict(color="black", width=1)) for x in xs] + \
-        [dict(type="line", x0=xs[0], x1=xs[-1], y0=y, y1=y, line=dict(color="black", width=1)) for y in ys]
+    grid_line = dict(color="#9a9a9a", width=1)  # grey: seen on the scenes' black background and on the objects
+    lines = [dict(type="line", x0=x, x1=x, y0=ys[0], y1=ys[-1], line=grid_line) for x in xs] + \
+        [dict(type="line", x0=xs[0], x1=xs[-1], y0=y, y1=y, line=grid_line) for y in ys]
     text = [f"patch {n}: {html.escape(str(labels[n]))}" for n in range(rows * cols)]
     targets = click_targets(np.tile(cx, rows).tolist(), np.repeat(cy, cols).tolist(), range(rows * cols), text)
     fig = go.Figure([go.Image(source=image_uri(img), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip", name="picture"),

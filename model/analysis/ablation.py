@@ -121,7 +121,9 @@ def rank_heads(pipe, result, mode: str = "zero", names: list[str] | None = None,
     names = list(names or pipe.info.record_names)
     per_chunk = _per_chunk(result)
     by = "mean_change" if hidden else "mean_kl"
-    before = None if hidden else result.logits.rows()  # (T, V) once, for every head
+    # (T, V) once for every head while it fits half the budget; else the kept logits, a block at a time per head
+    small = not hidden and result.logits.shape[0] * result.logits.shape[1] * 4 <= LOGITS_BUDGET_BYTES // 2
+    before = result.logits.rows() if small else result.logits
     rows: list[dict] = []
     for name in names:
         heads = list(range(pipe.info.n_heads))

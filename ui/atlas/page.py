@@ -202,7 +202,7 @@ def head_picker(heads: pd.DataFrame, kind: str) -> tuple[str, int, int]:
 
 
 def distribution(path: Path, run_id: str, name: str, head: int, stat: str, summary: pd.DataFrame,
-                 filters: list) -> None:
+                 filters: list, how: str = "mean", q: float = 0.5) -> None:
     row = summary[(summary["name"] == name) & (summary["head"] == head)]
     n = int(row["n"].iloc[0]) if len(row) else 0
     bins = int(min(MAX_BINS, max(5, round(2 * n ** 0.5))))  # about 2 sqrt(n): 8 bins for 15 examples, 40 for 400
@@ -210,7 +210,9 @@ def distribution(path: Path, run_id: str, name: str, head: int, stat: str, summa
     if hist.empty:
         st.info(f"No example has a value of {stat} for this head (with these filters).")
         return
-    marks = [("strip value", float(row["value"].iloc[0]))] if len(row) and pd.notna(row["value"].iloc[0]) else []
+    shown = f"{q:.0%} percentile" if how == "percentile" else how  # what the per-head strip above shows
+    marks = [(f"{shown} over the corpus (the strip)", float(row["value"].iloc[0]))] \
+        if len(row) and pd.notna(row["value"].iloc[0]) else []
     fig = viz_atlas.distribution_figure(hist, HUMAN_NAMES.get(stat, stat), marks=marks,
                                         title=f"{name}, head {head}: {stat} over {int(hist['count'].sum()):,} examples")
     st.plotly_chart(fig, key="atlas_hist", config=PLOT_CONFIG, theme=None)
@@ -296,7 +298,7 @@ def atlas_view(path: Path, run) -> None:
     selected = (st.session_state.get("atlas_layer"), st.session_state.get("atlas_head"))
     summary = strip(path, run["run_id"], kind, stat, how, q, filters, selected)
     name, layer, head = head_picker(heads, kind)
-    distribution(path, run["run_id"], name, head, stat, summary, filters)
+    distribution(path, run["run_id"], name, head, stat, summary, filters, how, q)
     extremes(path, run, name, layer, head, kind, stat, filters)
     projection(path, run, name, layer, head, kind, filters)
 

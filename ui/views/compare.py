@@ -14,7 +14,8 @@ from model.analysis import align_tokens, head_js_distances, restrict
 
 from .. import state
 from ..models import model_choices, model_name, model_stem, open_typed_path, pipeline, snapshots
-from ..page_types import MAX_SOURCE_CHARS, Context
+from ..page_types import Context
+from ..sidebar import source_chars
 from ..text import md, short
 from ..tracing import trace
 from .common import chart, table_downloads
@@ -43,7 +44,7 @@ def compare(ctx: Context) -> None:
     mode = state.radio("Compare with", MODES, key="cmp_mode", default=MODES[0], horizontal=True)
     inputs, pick = ctx.inputs, ctx.pick
     if mode == MODES[0]:
-        other = st.text_area("Input B", key="cmp_source", max_chars=MAX_SOURCE_CHARS, height=70,
+        other = st.text_area("Input B", key="cmp_source", max_chars=source_chars(), height=70,
                              placeholder="another text for the same model")
         if not other or not other.strip():
             st.info("Type a second input: its attention is compared with this one's, head by head.")

@@ -14,6 +14,7 @@ from viz import standalone
 from .. import state
 from ..models import model_name, model_stem
 from ..page_types import Context
+from .canvas import page_state
 from .common import FIGURE_FORMATS, table_downloads
 
 TABLE_ROWS_SHOWN = 20_000  # the on-page table; the downloads hold every row
@@ -82,8 +83,8 @@ def export(ctx: Context) -> None:
 def export_window(ctx: Context, head: int, stem: str) -> None:
     """The map's current view (at most 512 x 512 cells) of one head as a table and its downloads."""
     sel = ctx.sel
-    view = (st.session_state.get("map") or {}).get("view") or {}
     shape = ctx.traced.trace.shape(sel.name)
+    view = page_state(shape.tq, shape.tk, ctx.info.n_heads)["view"] or {}  # checked: the browser's report
     r0, c0 = int(view.get("r0", 0)), int(view.get("c0", 0))
     rows = range(max(0, r0), min(shape.tq, max(r0 + 1, int(view.get("r1", 512))), max(0, r0) + 512))
     cols = range(max(0, c0), min(shape.tk, max(c0 + 1, int(view.get("c1", 512))), max(0, c0) + 512))
@@ -104,8 +105,8 @@ def figures(ctx: Context, stem: str) -> None:
     sel = ctx.sel
     stage = sel.stage if sel.stage != "adjusted" or "adjusted" in ctx.info.stages else "scaled"
     head = max(sel.head, 0)
-    view = (st.session_state.get("map") or {}).get("view")
-    view = view if isinstance(view, dict) and set(view) >= {"r0", "r1", "c0", "c1"} else None
+    shape = ctx.traced.trace.shape(sel.name)
+    view = page_state(shape.tq, shape.tk, ctx.info.n_heads)["view"]  # checked and clamped to the map, or None
     a, b = st.columns(2)
     key = ("standalone_html", sel.name, stage, head, json.dumps(view, sort_keys=True))
     if ctx.traced.has_recent(key) or a.button("Prepare this map as one HTML file", key="prep_html",

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from model import RecordName, allowed_matrix, run
-from model.analysis import SELECTIONS, knockout_effect, knockout_spec, parse_pairs, select_cells
-from model.core.interventions import Cells
+from model.analysis import SELECTIONS, knockout_effect, knockout_spec, parse_pairs
+from model.core.interventions import DENSE_MAX_CELLS, Cells
 from viz import why as vwhy
 
 from .. import state
@@ -61,15 +61,18 @@ def knockout_view(ctx: Context) -> None:
         return
     h0 = heads[0]
     which = "every head" if len(heads) > 1 else f"head {h0}"
-    knocked = np.zeros((ctx.info.n_heads, Tq, Tk), dtype=bool)
-    knocked[heads] = cells
+    n, n_masked, knocked = cells.count(Tq, Tk), 0, None
+    if Tq * Tk <= DENSE_MAX_CELLS:  # a small map: the chosen cells hatched on it, and which are masked anyway
+        dense = cells.dense_array(Tq, Tk)
+        knocked = np.zeros((ctx.info.n_heads, Tq, Tk), dtype=bool)
+        knocked[heads] = dense
+        n_masked = int((dense & ~allowed_matrix(rec)[h0]).sum())
     record_map("ko_pick", ctx.traced, name, h0, knocked=knocked, on_head=lambda h: state.set_value("head", h),
-               title=f"{sel.kind} layer {sel.layer} {which}: the cells to knock out (hatched)")
-    allowed = allowed_matrix(rec)[h0]
-    n, n_masked = int(cells.sum()), int((cells & ~allowed).sum())
-    st.caption(f"{n} cell(s) chosen in {which}" + (f"; {n_masked} of them are masked anyway (knocking them out "
-                                                    "changes nothing)" if n_masked else "") + ".")
-    key = (name, tuple(heads), Cells.of(cells).digest())  # a hash of the cells, never a copy of them
+               title=f"{sel.kind} layer {sel.layer} {which}: the cells to knock out"
+                     + (" (hatched)" if knocked is not None else ""))
+    st.caption(f"{n:,} cell(s) chosen in {which}" + (f"; {n_masked} of them are masked anyway (knocking them out "
+                                                      "changes nothing)" if n_masked else "") + ".")
+    key = (name, tuple(heads), cells.digest())  # a hash of the cells, never a copy of them
     if st.button("Knock out", key="ko_run", type="primary", disabled=n == 0):
         st.session_state[ACTIVE] = key
     if n and st.session_state.get(ACTIVE) == key:
@@ -91,25 +94,26 @@ def _number(col, label: str, hi: int, default: int, key: str) -> int:
     return int(col.number_input(label, 0, hi, None if key in st.session_state else min(default, hi), key=key))
 
 
-def _pick(how: str, Tq: int, Tk: int, q_tokens: list[str], k_tokens: list[str]) -> np.ndarray:
+def _pick(how: str, Tq: int, Tk: int, q_tokens: list[str], k_tokens: list[str]) -> Cells:
+    """The cells the widgets choose (key columns, query rows, a rectangle or pairs): ValueError for a bad one."""
     if how == "key column":
         keys = _multiselect("Key column(s)", list(range(Tk)), [0], "ko_keys", lambda i: _label(k_tokens, i))
-        return select_cells(Tq, Tk, keys=keys)
+        return Cells.select(Tq, Tk, keys=keys)
     if how == "query row":
         queries = _multiselect("Query row(s)", list(range(Tq)), [Tq - 1], "ko_queries",
                                lambda i: _label(q_tokens, i))
-        return select_cells(Tq, Tk, queries=queries)
+        return Cells.select(Tq, Tk, queries=queries)
     if how == "rectangle":
         a, b, c, d = st.columns(4)
         r0 = _number(a, "first query", Tq - 1, 0, "ko_r0")
         r1 = _number(b, "last query", Tq - 1, Tq - 1, "ko_r1")
         c0 = _number(c, "first key", Tk - 1, 0, "ko_c0")
         c1 = _number(d, "last key", Tk - 1, 0, "ko_c1")
-        return select_cells(Tq, Tk, rows=range(min(r0, r1), max(r0, r1) + 1),
+        return Cells.select(Tq, Tk, rows=range(min(r0, r1), max(r0, r1) + 1),
                             cols=range(min(c0, c1), max(c0, c1) + 1))
     text = st.text_input("Cells as query,key pairs", key="ko_pairs", max_chars=4000, placeholder="3,0; 4,0; 4,1",
                          help="(query, key) positions, separated by ';'")
-    return select_cells(Tq, Tk, pairs=parse_pairs(text or ""))
+    return Cells.select(Tq, Tk, pairs=parse_pairs(text or ""))
 
 
 def knockout_panel(ctx: Context, name: str, head, cells) -> None:

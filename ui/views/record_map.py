@@ -11,6 +11,7 @@ from model import RecordName
 from model.core.reasons import record_codes
 from viz import tiles
 
+from .. import validate
 from ..components import attention_canvas
 
 EXACT_BYTES = 4 * 2**20  # a map's exact float32 cells (every head) ride with its overview up to this size
@@ -50,8 +51,9 @@ def record_map(key: str, traced, name: str, head: int, *, title: str, knocked: n
     ov = record_overview(traced, name, head, title=title, knocked=knocked, produces=produces)
 
     def from_page() -> None:
-        h = (st.session_state.get(key) or {}).get("head")
-        if isinstance(h, int) and not isinstance(h, bool) and on_head is not None:
+        reported = st.session_state.get(key)  # the browser's: checked like every value it sends
+        h = validate.number(reported.get("head"), 0, len(ov["heads"]) - 1) if isinstance(reported, dict) else None
+        if h is not None and on_head is not None:
             on_head(h)
     attention_canvas({"overview": ov}, key=key, on_head_change=from_page, head=head)
 

@@ -27,7 +27,7 @@ from model.safe.files import read_json_file
 from viz import tiles
 from viz.training import metric_panels
 
-from .. import state
+from .. import state, validate
 from ..components import attention_canvas
 from ..models import pipeline, snapshots
 from ..page_types import Context
@@ -35,6 +35,7 @@ from ..text import finite_number, md, short
 from ..tracing import max_capture_bytes
 from .common import chart
 
+MAX_HEADS = 1 << 16  # a head index from the page beyond any model's heads is not a head
 STEPS_BYTES = 4 * 2**20  # every snapshot's map of one attention goes to the page up to this size (float32, else
 # uint8)
 
@@ -241,15 +242,21 @@ def step_maps(key: tuple, name: str, kind: str, layer: int) -> dict:
     return {**tiles.stack_payload(overviews), "choices": tiles.choice_groups([group])}
 
 
+def _reported() -> dict:
+    """What the Training map's page reported (the browser's: anything may be there; checked below)."""
+    reported = st.session_state.get("train_map")
+    return reported if isinstance(reported, dict) else {}
+
+
 def _step_from_page() -> None:
-    step = (st.session_state.get("train_map") or {}).get("choice", {}) or {}
-    if isinstance(step.get("step"), int) and not isinstance(step.get("step"), bool):
-        state.set_value("train_step", step["step"])
+    choice = validate.choice(_reported().get("choice")) or {}
+    if type(choice.get("step")) is int:  # the selector keeps it only if it is a snapshot's step
+        state.set_value("train_step", choice["step"])
 
 
 def _head_from_page() -> None:
-    head = (st.session_state.get("train_map") or {}).get("head")
-    if isinstance(head, int) and not isinstance(head, bool):
+    head = validate.number(_reported().get("head"), 0, MAX_HEADS)
+    if head is not None:  # clamped to the model's heads by the selector
         state.set_value("head", head)
 
 

@@ -150,12 +150,15 @@ def parse_session(data: bytes) -> dict:
         raise LinkError("“picture” must hold a sample or an upload")
     if "upload" in pic:
         up = pic["upload"]
-        if not (isinstance(up, dict) and set(up) == {"name", "sha256"} and isinstance(up["name"], str)
-                and len(up["name"]) <= 200 and isinstance(up["sha256"], str)
-                and re.fullmatch(r"[0-9a-f]{64}", up["sha256"])):
+        if not (isinstance(up, dict) and set(up) == {"name", "sha256"}
+                and validate.text_problem(up["name"], "upload's name", 200) is None  # also: no lone surrogate
+                and isinstance(up["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", up["sha256"])):
             raise LinkError("“picture.upload” must hold a name and a SHA-256")
     if not isinstance(sel, dict) or set(sel) - {"layer", "head", "query"}:
         raise LinkError("“selection” may hold only layer, head and query")
+    for key, value in sel.items():  # numbers, or "mean" / "rollout": short text at most, valid Unicode
+        if isinstance(value, str) and validate.text_problem(value, f"selection's {key}", 40) is not None:
+            raise LinkError(f"“selection.{key}” is not a number or a short name")
     return doc
 
 

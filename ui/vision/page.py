@@ -65,8 +65,8 @@ def _query_from_overlay(call: ImageCall) -> None:
     """Callback of a click, box or lasso on the overlay: one patch picks the query, several go to the knockout."""
     selection = st.session_state.get(OVERLAY_KEY)
     picked = overlay.picked_patches(selection, len(call.positions))
-    sel = (selection or {}).get("selection") or {}
-    if sel.get("box") or sel.get("lasso"):
+    sel = selection.get("selection") if isinstance(selection, dict) else None  # the browser's: anything may be there
+    if isinstance(sel, dict) and (sel.get("box") or sel.get("lasso")):
         st.session_state[PICKED] = picked
     elif len(picked) == 1:
         state.set_value("img_query", call.positions[picked[0]])
