@@ -133,3 +133,30 @@ def test_clear_messages(tmp_path):
     with pytest.raises(AdoptError, match="outside the model's 50-token vocabulary"):
         with adopted(small, other):
             pass
+
+
+def test_a_notebook_result_does_not_change_when_the_user_changes_their_model_afterwards(tmp_path, monkeypatch):
+    """Reported in review: a result traced from (model, tokenizer) recomputed logit rows with the model's head and a
+    lazy trace's outputs with its W_o after the call, so changing the model later changed an earlier call's numbers.
+    viz.notebook.trace detaches the result: logits kept whole (or top logits only over the budget), W_o copied."""
+    import model.capture.logits as kept_logits
+    import model.hf.adopt as adopt
+    from viz.notebook import trace
+
+    monkeypatch.setattr(kept_logits, "WHOLE_BYTES", 0)  # the call keeps only the head's input: rows recomputed
+    model, tokenizer = model_and_tokenizer(tmp_path, "gpt2")
+    res = trace((model, tokenizer), TEXT, mode="lazy")
+    name = "decoder.1.self_attn"
+    logits, output = res.logits.rows().clone(), res.trace[name].output.clone()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)
+        for p in model.parameters():
+            p.add_(0.5)
+    assert torch.equal(res.logits.rows(), logits)
+    assert torch.equal(res.trace[name].output, output)
+    assert res.logits.head is None and res.logits.head_input is None  # nothing left that reads the model
+    monkeypatch.setattr(adopt, "DETACHED_LOGITS_BYTES", 0)  # over the budget: the top logits, and a clear message
+    small = trace((model, tokenizer), TEXT)
+    assert small.logits.whole is None and small.logits.top_ids.shape[0] == len(small.target.ids)
+    with pytest.raises(ValueError, match="head"):
+        small.logits.rows([0])

@@ -56,10 +56,10 @@ def trace(model, text: str | None = None, target: str | None = None, *, device: 
     if isinstance(model, tuple):
         if len(model) != 2:
             raise TypeError("give a transformers model as (model, tokenizer)")
-        from model.hf.adopt import adopted  # imports transformers only for this form
+        from model.hf.adopt import adopted, detached  # imports transformers only for this form
 
-        with adopted(*model) as pipe:
-            return run(pipe, text, target, mode=mode, budget=budget, **options)
+        with adopted(*model) as pipe:  # the result reads nothing of the user's model after the call
+            return detached(run(pipe, text, target, mode=mode, budget=budget, **options))
     if isinstance(model, (str, os.PathLike)):
         model = load(model, device)
     if not isinstance(model, Pipeline):

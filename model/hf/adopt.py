@@ -15,12 +15,14 @@ TextTokenizer (which turns truncation and padding off: on the copy, never on the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 import transformers
 from tokenizers import Tokenizer as HFTokenizer
 from torch import nn
 
+from ..api import RunResult
 from ..safe.errors import CheckpointError
 from .interface import ATTENTION_NAME
 from .loader import max_positions
@@ -120,4 +122,21 @@ def adopted(model, tokenizer, label: str | None = None) -> Iterator[HFPipeline]:
             module.training = flag
 
 
-__all__ = ["AdoptError", "adopted", "configs_of", "implementations", "text_tokenizer"]
+DETACHED_LOGITS_BYTES = 256 * 2**20  # a result traced from an adopted model keeps its (T, V) logits up to this
+
+
+def detached(result: RunResult) -> RunResult:
+    """``result`` with nothing that reads the adopted model again: its logits kept whole (up to
+    DETACHED_LOGITS_BYTES; above, their top logits only: a whole row then says it cannot be computed), so that a
+    change the user makes to their model later does not change the numbers of a call made before. A lazy trace's
+    outputs read copies of the output projections (HFPipeline.around)."""
+    kept = result.logits
+    if kept is None or kept.head is None:
+        return result
+    T, V = kept.shape
+    whole = kept.rows() if kept.whole is None and T * V * 4 <= DETACHED_LOGITS_BYTES else kept.whole
+    return dataclasses.replace(result, logits=dataclasses.replace(kept, whole=whole, head=None, head_input=None))
+
+
+__all__ = ["AdoptError", "DETACHED_LOGITS_BYTES", "adopted", "configs_of", "detached", "implementations",
+           "text_tokenizer"]

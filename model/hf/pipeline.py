@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import time
@@ -62,6 +63,10 @@ class HFPipeline(CallMethods, Pipeline):
             if floats else torch.float32
         n_params = sum(p.numel() for p in model.parameters())
         self._setup(model, model.config, tokenizer, dtype, n_params, max_len, Path(label), hooks=hooks)
+        # a lazy trace computes an attention's output later with its W_o: from a copy, so that a result outlives
+        # the user's later changes to their model (a loaded model is the app's own and never changes)
+        self.specs = {m: dataclasses.replace(spec, out_proj=copy.deepcopy(spec.out_proj))
+                      for m, spec in self.specs.items()}
         return self
 
     def _setup(self, model, config, tokenizer: TextTokenizer, dtype: torch.dtype, n_params: int, max_len: int,
