@@ -207,9 +207,21 @@ class JobRunner:
                 self._jobs.pop(job.id, None)
 
     def _forget_finished(self) -> None:
+        """Drop the finished jobs nobody can collect any more (their session has ended: their partial results, a
+        lens' hidden states, would be held for no one), then the oldest beyond KEEP_FINISHED."""
+        for j in [j for j in self._jobs.values() if j.over and not _alive(j)]:
+            del self._jobs[j.id]
         over = [j for j in self._jobs.values() if j.over]
         for j in over[: max(0, len(over) - KEEP_FINISHED)]:
             del self._jobs[j.id]
+
+
+def _alive(job: Job) -> bool:
+    """Whether a job's owner is still there (an owner check that fails counts as there: keep the job)."""
+    try:
+        return bool(job.alive())
+    except Exception:  # noqa: BLE001 - the owner check is the caller's code; a job is never lost to it
+        return True
 
 
 def max_jobs() -> int:

@@ -132,6 +132,9 @@ def test_a_job_whose_session_ended_or_whose_time_is_up_stops_at_its_next_step():
     late = runner.submit("s", "w", lambda job: job.step(1), EST, max_seconds=0.0)
     settle(late)
     assert late.status == "stopped" and "INSPECTOR_MAX_JOB_SECONDS" in late.reason
+    # the next submission drops the finished job nobody can collect (its partial result held for no one)
+    settle(runner.submit("t", "w", lambda job: "done", EST))
+    assert runner.get(gone.id) is None and runner.get(late.id) is late
 
 
 def test_a_failing_job_says_why_and_the_worker_goes_on():
