@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from model.core.attention import STAGES
 from model.core.names import RecordName
 
 from . import tiles
@@ -30,7 +31,7 @@ def map_labels(result, name: str) -> tuple[list[str], list[str] | None, list[str
 def map_stages(trace, name: str) -> list[str]:
     """The stages one attention of this trace can show (``adjusted`` only where a bias or softcap made one)."""
     adjusted = trace.shape(name).adjusted
-    return [s for s in ("scores", "scaled", "adjusted", "masked", "weights") if s != "adjusted" or adjusted]
+    return [s for s in STAGES if s != "adjusted" or adjusted]
 
 
 def map_title(name: str, stage: str) -> str:
