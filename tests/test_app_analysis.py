@@ -188,3 +188,5 @@ def test_the_induction_training_view_tells_what_to_look_for():
     assert at.radio(key="train_score").value == "induction"
     lines = charts(at)[0]  # the map is on the canvas; the score lines are the first chart
     assert len([t for t in lines["data"] if t.get("name", "").startswith("head")]) == 4
+    # the shipped model is the best step (2,900), its snapshots run to 3,000: the view says so
+    assert any("checkpoint of step 2,900" in c.value and "to step 3,000" in c.value for c in at.caption)

@@ -170,6 +170,11 @@ def training(ctx: Context) -> None:
         st.info(f"The snapshots have no {name}.")
         return
     steps = series.steps
+    best = meta.get("best_step")
+    if isinstance(best, int) and not isinstance(best, bool) and steps and best != steps[-1]:
+        # reported from a first look: the last snapshot's numbers differed from the header's and nothing said why
+        st.caption(f"The model the rest of the app shows (“final”) is the checkpoint of step {best:,}, the best on "
+                   f"the validation set; the snapshots run to step {steps[-1]:,}, so the last one differs from it.")
     step = state.keep("train_step", steps, default=steps[-1])
     s = steps.index(step)
     h = max(sel.head, 0)
