@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -49,6 +50,15 @@ SHOWN_JS = """([key, want, after]) => { const s = window.__attnCanvasStats && wi
     const hit = s.history.find((r) => r.n > after && (want.head === undefined || r.head === want.head) &&
         (want.choice === undefined || JSON.stringify(r.choice) === JSON.stringify(want.choice)));
     return hit ? {...hit, ev: window.__evAt} : false; }"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_avg() -> float:
+    """The machine's one-minute load average (it is shared: other engineers' test runs move every figure)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def summary(xs: list[float]) -> dict:
@@ -223,10 +233,12 @@ def gpt2_session(chrome, lengths: list[int], repeats: int, bertviz_T: int | None
             query=f"?model={path.name}") as (_, page):
         for T in lengths:
             open_text(page, text_of_tokens(tok, T, shift=1))
+            load = load_avg()
             row = rounds(page, long_steps(page, T, 12, stages=T <= SHORT_T), repeats)
             if T in (128, 512):
                 row["far_layer"] = far_jump(page, 12)
             row["held_maps"] = stats(page)["held"]
+            row.update(date=now(), load_avg=[load, load_avg()])
             out[T] = row
             print(f"GPT-2-small-shaped T = {T}: {json.dumps(row)}", flush=True)
             if T == bertviz_T:
@@ -247,6 +259,7 @@ def llama_session(chrome, T: int, repeats: int) -> dict:
             chrome, env={"INSPECTOR_CHECKPOINTS": empty, "INSPECTOR_MODELS": str(path.parent),
                  "INSPECTOR_MAX_SOURCE_CHARS": "400000"}, query=f"?model={path.name}") as (_, page):
         open_text(page, text_of_tokens(tok, T, shift=1))
+        load = load_avg()
         state = {"head": stats(page)["head"], "layer": stats(page)["choice"]["layer"], "down": True}
 
         def head():
@@ -260,6 +273,7 @@ def llama_session(chrome, T: int, repeats: int) -> dict:
             waited = prefetched(page, {**stats(page)["choice"], "layer": state["layer"]})
             return {**change_choice(page, "layer", state["layer"]), "prefetch_s": waited}
         row = rounds(page, [("head", head), ("layer", layer)], repeats)
+        row.update(date=now(), load_avg=[load, load_avg()])
         print(f"Llama-shaped T = {T}: {json.dumps(row)}", flush=True)
         return row
 
@@ -485,10 +499,9 @@ def main(argv=None) -> None:
     ap.add_argument("--parts", nargs="+", default=["dates", "training", "gpt2", "llama"],
                     help="which parts to run (a partial run replaces those parts of the results file)")
     args = ap.parse_args(argv)
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result = {"date": now(),
               "machine": {"platform": platform.platform(), "processor": platform.processor()},
               "targets": TARGETS, "before": str(args.before) if args.before else None}
-    now = lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: E731
     with browser() as chrome:
         if "dates" in args.parts:
             result["dates"] = {**interleaved_dates(chrome, args.repeats, args.before), "date": now()}
@@ -504,16 +517,36 @@ def main(argv=None) -> None:
         if not target.is_file():
             print(json.dumps(result, indent=1))
             return
-        result = {**json.loads(target.read_text()), **{k: v for k, v in result.items() if k in (
-            "dates", "training", "gpt2_small", "llama_4x8")}}
+        result = merged(json.loads(target.read_text()), result)
     RESULTS.mkdir(exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"wrote {target}")
 
 
+def merged(last: dict, new: dict) -> dict:
+    """The last results with the parts measured again: a length's row replaces that length's row only (the others
+    are kept, each with the date of the run that measured it)."""
+    out = dict(last)  # its date and machine: the last full run's
+    for part in ("dates", "training"):
+        if part in new:
+            out[part] = new[part]
+    for part in ("gpt2_small", "llama_4x8"):
+        if part not in new:
+            continue
+        old = last.get(part, {})
+        kept = {k: ({**v, "date": v.get("date", old.get("date"))} if str(k).isdigit() else v)
+                for k, v in old.items() if k != "date"}
+        out[part] = {**kept, **{str(k): v for k, v in new[part].items()}}
+    return out
+
+
 def verdict(ms: float, target: float) -> str:
     return f"{'ok' if ms <= target else 'MISSED'} (target {target:.0f} ms)"
+
+
+def load_note(row: dict) -> str:
+    return f"; load {row['load_avg'][0]}-{row['load_avg'][1]}, {row['date']}" if "load_avg" in row else ""
 
 
 def print_table(r: dict) -> None:
@@ -535,7 +568,7 @@ def print_table(r: dict) -> None:
                     TARGETS["switch_short_ms"] if int(T) <= SHORT_T else TARGETS["layer_any_ms"])
                 x = row[name]
                 print(f"  GPT-2-small-shaped T = {T} {name:<6}: {x['median_ms']:>7} "
-                      f"{'' if x['in_page'] else 'rt'} {verdict(x['median_ms'], target)}")
+                      f"{'' if x['in_page'] else 'rt'} {verdict(x['median_ms'], target)}{load_note(row)}")
         if "far_layer" in row:
             f = row["far_layer"]
             print(f"  GPT-2-small-shaped T = {T} far layer {f['from']} -> {f['to']}: {f['ms']} ms "
@@ -552,7 +585,7 @@ def print_table(r: dict) -> None:
             x = row[name]
             target = TARGETS["head_ms"] if name == "head" else TARGETS["layer_any_ms"]
             print(f"  Llama-shaped T = {T} {name:<6}: {x['median_ms']:>7} {'' if x['in_page'] else 'rt'} "
-                  f"{verdict(x['median_ms'], target)}")
+                  f"{verdict(x['median_ms'], target)}{load_note(row)}")
     t = r["training"]
     a = t["after"]
     line = (f"  Training slider (induction): {a['step']['median_ms']} ms a step (max {a['step']['max_ms']}); "
