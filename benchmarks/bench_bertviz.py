@@ -125,7 +125,7 @@ def our_payloads(weights, tokens) -> dict:
     import viz
     from model.core.pooling import overview_factor, pool_weights, thumbnails
     from ui.views.record_map import EXACT_BYTES
-    from viz import tiles
+    from viz import tiles, wire
 
     T = len(tokens)
     causal = np.triu(np.full((T, T), tiles.REASON_BITS["causal"], np.uint8), 1)
@@ -133,8 +133,8 @@ def our_payloads(weights, tokens) -> dict:
     exact = H * T * T * 4 <= EXACT_BYTES
     layer_maps = [tiles.exact_overview(w[0].numpy(), tokens, codes=causal, exact=exact, choice={"layer": i})
                   for i, w in enumerate(weights)]
-    map_bytes = len(tiles.pack(layer_maps[0]))
-    stack_bytes = len(tiles.pack(tiles.stack_payload(layer_maps)))
+    map_bytes = len(wire.pack(layer_maps[0]))
+    stack_bytes = len(wire.pack(tiles.stack_payload(layer_maps)))
     thumbs = [t for layer in weights for t in thumbnails(pool_weights(layer[0], overview_factor(T, T))[0])]
     cells = [(layer, h) for layer in range(len(weights)) for h in range(weights[0].shape[1])]
     overview = viz.overview_mosaic(thumbs, cells, cols=weights[0].shape[1], title="overview")

@@ -84,7 +84,7 @@ def child_times(root: str, model_dir: str, T: int, repeats: int) -> dict:
 
 def overview_part(trace, name: str, res) -> None:
     """What ui/views/canvas.overview_part builds for the first map (weights), packed as the component gets it."""
-    from viz import tiles
+    from viz import tiles, wire
 
     shape = trace.shape(name)
     held = trace.overview(name, "max")
@@ -95,7 +95,7 @@ def overview_part(trace, name: str, res) -> None:
                                   produces=list(res.output_tokens), lo=0.0, hi=1.0, colormap="viridis",
                                   value_name="weights", title=name, heads=[str(h) for h in range(shape.n_heads)],
                                   head=0)
-    tiles.pack(part)
+    wire.pack(part)
 
 
 def child_kept(root: str, model_dir: str, T: int) -> dict:

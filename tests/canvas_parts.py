@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from viz import tiles
+from viz import wire
 
 
 def canvas_parts(at) -> dict[str, dict]:
     """Every canvas part the page mounted, by element key ("map", "map.stack", "map.near", "map.detail", ...)."""
-    return {e.proto.id.rsplit("-", 1)[-1]: tiles.unpack(e.proto.bytes) for e in at.get("bidi_component")}
+    return {e.proto.id.rsplit("-", 1)[-1]: wire.unpack(e.proto.bytes) for e in at.get("bidi_component")}
 
 
 def canvas_overview(at, key: str = "map") -> dict:
@@ -33,13 +33,13 @@ def canvas_matrix(at, key: str = "map", head: int | None = None) -> np.ndarray:
 
 def row_labels(ov: dict) -> list[str]:
     """The rows as the page labels them: "0·[BOS] → 2" (position, token and, for decoder rows, what they produce)."""
-    rows = tiles.labels_from_blob(ov["rows"])
-    produces = tiles.labels_from_blob(ov["produces"]) if "produces" in ov else None
+    rows = wire.labels_from_blob(ov["rows"])
+    produces = wire.labels_from_blob(ov["produces"]) if "produces" in ov else None
     return [f"{i}·{t}" + (f" → {produces[i]}" if produces else "") for i, t in enumerate(rows)]
 
 
 def col_labels(ov: dict) -> list[str]:
-    cols = tiles.labels_from_blob(ov["cols"] if "cols" in ov else ov["rows"])
+    cols = wire.labels_from_blob(ov["cols"] if "cols" in ov else ov["rows"])
     return [f"{j}·{t}" for j, t in enumerate(cols)]
 
 

@@ -628,7 +628,7 @@ def test_a_short_input_sends_every_map_once_exact(monkeypatch):
     stack = parts["map.stack"]["overviews"]
     assert len(stack) == 3 * 2 * 4  # kinds x layers x stages
     assert all("values" in o for o in stack)
-    total = sum(viz.tiles.part_bytes(o) for o in stack)
+    total = sum(viz.wire.part_bytes(o) for o in stack)
     assert total < 64 * 2**10  # 46 kB of float32 cells
     ref = reference(str(ROOT / "checkpoints" / "dates")).trace.numpy()
     enc = next(o for o in stack if o["choice"] == {"kind": "encoder self", "layer": 0, "stage": "scaled"})

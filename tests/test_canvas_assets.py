@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.e2e_support import chromium, chromium_available
-from viz import canvas, tiles
+from viz import canvas, tiles, wire
 
 BANNER = re.compile(r"^// ---- viz/canvas/(\S+)\n", re.M)
 
@@ -95,7 +95,7 @@ KINDS = {"u1": "Uint8Array", "u2": "Uint16Array", "u4": "Uint32Array", "f4": "Fl
 
 
 def same_as_page(py, js) -> bool:
-    """A part as viz.tiles.unpack reads it equals what the page's unpack made of the same bytes."""
+    """A part as viz.wire.unpack reads it equals what the page's unpack made of the same bytes."""
     if isinstance(py, np.ndarray):
         return (js["shape"] == list(py.shape) and js["kind"] == KINDS[tiles._DTYPES[py.dtype.name]]
                 and np.array_equal(np.asarray(js["values"], dtype=py.dtype), py.ravel()))
@@ -107,7 +107,7 @@ def same_as_page(py, js) -> bool:
 
 
 @pytest.mark.browser
-def test_the_page_reads_what_tiles_pack_writes(core):
+def test_the_page_reads_what_wire_pack_writes(core):
     rng = np.random.default_rng(0)
     reasons = np.zeros((2, 3, 5), dtype=np.uint8)
     reasons[:, 0, 4] = tiles.REASON_BITS["causal"] | tiles.REASON_BITS["padding"]
@@ -117,11 +117,11 @@ def test_the_page_reads_what_tiles_pack_writes(core):
     detail = tiles.detail_payload(values, 8, 16, 4, head=1, overview_id=overview["id"], argmax=argmax,
                                   view={"r0": 8, "r1": 45, "c0": 16, "c1": 37})
     for part in (overview, detail):
-        data = tiles.pack({**part, "key": "map"})
+        data = wire.pack({**part, "key": "map"})
         page = core.evaluate(UNPACK_JS, list(data))
-        assert same_as_page(tiles.unpack(data), page)
+        assert same_as_page(wire.unpack(data), page)
     labels = core.evaluate("(b) => decodeLabels(new Uint8Array(b))", overview["rows"].tolist())
-    assert labels == tiles.labels_from_blob(overview["rows"])
+    assert labels == wire.labels_from_blob(overview["rows"])
     assert core.evaluate("() => unpack(new Uint8Array([1, 2, 3, 4, 0, 0, 0, 0]))") is None
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.canvas_synthetic import Synthetic, tokens
 from tests.e2e_support import ARTIFACTS, ROOT, chromium, chromium_available, streamlit_server
-from viz import tiles
+from viz import tiles, wire
 
 DEMO = "tests/canvas_demo_app.py"
 TIMEOUT = 120_000  # ms: a cold start on a loaded 2-core machine
@@ -39,7 +39,7 @@ def page_q(v: float, lo: float = 0.0, hi: float = 1.0) -> int:
 
 
 def shown(toks: list[str]) -> list[str]:
-    return tiles.labels_from_blob(tiles.labels_blob(toks))
+    return wire.labels_from_blob(wire.labels_blob(toks))
 
 
 # ---- the wrapper, without a browser
@@ -52,7 +52,7 @@ def test_wrapper_mounts_each_part_as_its_own_element():
     at.run()
     assert not at.exception
     raw = {e.proto.id.rsplit("-", 1)[-1]: e.proto.bytes for e in at.get("bidi_component")}
-    parts = {name: tiles.unpack(data) for name, data in raw.items()}
+    parts = {name: wire.unpack(data) for name, data in raw.items()}
     assert set(parts) == {"map", "map.head", "map.detail", "map.sync"}
     ov = parts["map"]
     assert ov["part"] == "overview" and ov["key"] == "map" and ov["tiles"].shape == (3, 512, 512) and ov["pool"] == 2

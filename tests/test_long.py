@@ -159,7 +159,7 @@ def test_the_whole_map_over_the_detail_cap_is_drawn_from_the_overview(long_runs,
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import clear_app_caches
-    from viz import tiles
+    from viz import tiles, wire
 
     pipe, _ = long_runs["llama"]
     monkeypatch.setattr(tiles, "DETAIL_MAX_CELLS", 1000 * 1000)
@@ -170,7 +170,7 @@ def test_the_whole_map_over_the_detail_cap_is_drawn_from_the_overview(long_runs,
     at.session_state["view"] = "Attention map"
     at.run()
     assert not at.exception, at.exception
-    parts = {e.proto.id.rsplit("-", 1)[-1]: tiles.unpack(e.proto.bytes) for e in at.get("bidi_component")}
+    parts = {e.proto.id.rsplit("-", 1)[-1]: wire.unpack(e.proto.bytes) for e in at.get("bidi_component")}
     ov, detail = parts["map"], parts["map.detail"]
     assert detail["skipped"] and detail["overview"] == ov["id"] and detail["max_cells"] == 1000 * 1000
     assert "tile" not in detail and detail["view"] == {"r0": 0, "r1": 2000, "c0": 0, "c1": 2000}
@@ -183,7 +183,7 @@ def test_a_new_overview_goes_alone_and_its_detail_follows_the_pages_request(long
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import clear_app_caches
-    from viz import tiles
+    from viz import wire
 
     pipe, _ = long_runs["llama"]
     clear_app_caches()
@@ -193,7 +193,7 @@ def test_a_new_overview_goes_alone_and_its_detail_follows_the_pages_request(long
     at.session_state["view"] = "Attention map"
 
     def parts():
-        return {e.proto.id.rsplit("-", 1)[-1]: tiles.unpack(e.proto.bytes) for e in at.get("bidi_component")}
+        return {e.proto.id.rsplit("-", 1)[-1]: wire.unpack(e.proto.bytes) for e in at.get("bidi_component")}
 
     at.run()
     assert not at.exception, at.exception

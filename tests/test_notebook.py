@@ -11,7 +11,7 @@ import pytest
 
 from model import CaptureBudget
 from tests.conftest import CHECKPOINTS
-from viz import map_parts, standalone, tiles
+from viz import map_parts, standalone, wire
 
 nb = pytest.importorskip("viz.notebook")
 DATES_TEXT = "Saturday, November 21, 2026"
@@ -20,7 +20,7 @@ DATES_TEXT = "Saturday, November 21, 2026"
 def listen(widget) -> list[tuple[dict, list[dict]]]:
     """What the widget sends the page from now on: (content, unpacked parts)."""
     sent: list = []
-    widget.send = lambda content, buffers=None: sent.append((content, [tiles.unpack(b) for b in buffers or []]))
+    widget.send = lambda content, buffers=None: sent.append((content, [wire.unpack(b) for b in buffers or []]))
     return sent
 
 
@@ -67,7 +67,7 @@ def test_a_transformers_model_the_notebook_holds(tmp_path):
 def test_the_state_is_small_and_binary(widget):
     state = widget.get_state()
     assert isinstance(state["overview"], bytes)  # one binary buffer: the overview part, packed
-    part = tiles.unpack(state["overview"])
+    part = wire.unpack(state["overview"])
     assert part["part"] == "overview" and part["tiles"].shape == (4, 11, 11)
     small = {k: v for k, v in state.items() if k not in ("_esm", "_css", "overview")}
     assert len(json.dumps(small, default=str)) < 4_000  # kilobytes
@@ -109,12 +109,12 @@ def test_pickers_send_a_new_overview(widget):
     before = widget.overview
     widget.stage = "scores"
     assert widget.overview != before
-    ov = tiles.unpack(widget.overview)
+    ov = wire.unpack(widget.overview)
     assert ov["colormap"] == "rdbu_r" and ov["title"].endswith("scores")
     detail = [p for p in parts(sent) if p["part"] == "detail"][-1]
     assert detail["overview"] == ov["id"]
     widget.name = "encoder.0.self_attn"
-    assert tiles.unpack(widget.overview)["n_rows"] == len(widget.result.source.tokens)
+    assert wire.unpack(widget.overview)["n_rows"] == len(widget.result.source.tokens)
     with pytest.raises(Exception, match="no attention"):
         widget.name = "decoder.9.self_attn"
     with pytest.raises(Exception, match="no stage"):
@@ -172,7 +172,7 @@ def test_the_widget_at_8192_tokens(tmp_path):
     pipe = load(tiny_long(tmp_path / "llama", "llama"), "cpu")
     w = nb.show(pipe, long_text(pipe, T))
     assert w.result.mode == "lazy" and w.result.trace.shape(w.name).tq == T
-    ov = tiles.unpack(w.overview)
+    ov = wire.unpack(w.overview)
     assert ov["pool"] == 16 and ov["tiles"].shape == (4, 512, 512) and len(w.overview) < 2 * 2**20
     sent = listen(w)
     w._on_msg(w, {"type": "ready"}, [])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.canvas_synthetic import Synthetic
-from viz import tiles
+from viz import tiles, wire
 
 
 def reference_pool(values, factor, masked=None):
@@ -124,18 +124,18 @@ def test_reason_codes_from_masks_and_strings():
 
 def test_labels_once_per_axis_and_positions_implicit():
     toks = ["the", "ca t", "Über", "a\nb", "→", ""]
-    blob = tiles.labels_blob(toks)
+    blob = wire.labels_blob(toks)
     assert blob.dtype == np.uint8
-    assert tiles.labels_from_blob(blob) == ["the", "ca t", "Über", "a↵b", "→", ""]
+    assert wire.labels_from_blob(blob) == ["the", "ca t", "Über", "a↵b", "→", ""]
     assert b"0" not in blob.tobytes()  # positions are added by the page ("3·a↵b"), not sent
     long = ["token"] * 32768
-    assert len(tiles.labels_blob(long)) == 32768 * 6 - 1  # 5 bytes + a separator each: ~190 kB for 32k tokens
+    assert len(wire.labels_blob(long)) == 32768 * 6 - 1  # 5 bytes + a separator each: ~190 kB for 32k tokens
     tile = np.zeros((1, 6, 6), np.uint8)
     same = tiles.overview_payload(tile, 1, 6, 6, toks)
     assert "cols" not in same  # self-attention: the keys are the queries, sent once
     cross = tiles.overview_payload(np.zeros((1, 6, 2), np.uint8), 1, 6, 2, toks, ["x", "y"], produces=toks[1:] + ["."])
-    assert tiles.labels_from_blob(cross["cols"]) == ["x", "y"]
-    assert tiles.labels_from_blob(cross["produces"])[0] == "ca t"
+    assert wire.labels_from_blob(cross["cols"]) == ["x", "y"]
+    assert wire.labels_from_blob(cross["produces"])[0] == "ca t"
     with pytest.raises(ValueError):
         tiles.overview_payload(np.zeros((1, 6, 2), np.uint8), 1, 6, 2, toks)  # cross-attention needs its keys
     with pytest.raises(ValueError):
@@ -151,17 +151,17 @@ def test_overview_part_bytes_per_cell_and_round_trip():
     reasons = np.zeros((T // pool, T // pool), np.uint8)
     reasons[np.triu_indices(T // pool, 1)] = tiles.REASON_BITS["causal"]
     ov = tiles.overview_payload(t, pool, T, T, ["tok"] * T, reasons=reasons, title="enc · layer 0")
-    data = tiles.pack({**ov, "key": "map"})
+    data = wire.pack({**ov, "key": "map"})
     cells = H * (T // pool) ** 2
     labels = 4 * T
     # one byte per held block, one per block of reason bits (shared by the heads), the labels, a small header
     assert len(data) <= cells + (T // pool) ** 2 + labels + 4096
-    back = tiles.unpack(data)
+    back = wire.unpack(data)
     np.testing.assert_array_equal(back["tiles"], t)
     np.testing.assert_array_equal(back["reasons"], reasons)
     assert back["n_rows"] == T and back["pool"] == pool and back["key"] == "map" and back["id"] == ov["id"]
     assert back["reason_table"] == tiles.reason_table()
-    assert data[:4] == tiles.MAGIC
+    assert data[:4] == wire.MAGIC
     assert "reasons" not in tiles.overview_payload(t, pool, T, T, ["tok"] * T, reasons=np.zeros_like(reasons))
     other = tiles.overview_payload(t, pool, T, T, ["tok"] * T, reasons=reasons, title="enc · layer 1")
     assert other["id"] != ov["id"]  # a new title, lo, hi or tile is a new overview for the page
@@ -170,16 +170,16 @@ def test_overview_part_bytes_per_cell_and_round_trip():
 def test_detail_parts_bytes_per_cell():
     rng = np.random.default_rng(2)
     v = rng.random((256, 256), dtype=np.float32)
-    exact = tiles.pack(tiles.detail_payload(v, 1000, 2000, 1, head=3, overview_id="x"))
+    exact = wire.pack(tiles.detail_payload(v, 1000, 2000, 1, head=3, overview_id="x"))
     assert len(exact) <= 4 * v.size + 1024  # float32 per cell, nothing else
     codes = np.zeros((512, 512), np.uint8)
     codes[:, -8:] = tiles.REASON_BITS["padding"]
     big = rng.random((4096, 4096), dtype=np.float32)
     window = {"r0": 0, "r1": 4096, "c0": 0, "c1": 4096, "pool": 8}
     part = tiles.window_detail(big, window, head=0, overview_id="x", codes=np.repeat(np.repeat(codes, 8, 0), 8, 1))
-    data = tiles.pack(part)
+    data = wire.pack(part)
     assert len(data) <= 7 * 512 * 512 + 1024  # float32 max + uint16 argmax + uint8 reasons per block
-    back = tiles.unpack(data)
+    back = wire.unpack(data)
     tile = back["tile"]
     assert (tile["r0"], tile["c0"], tile["pool"], tile["rows"], tile["cols"]) == (0, 0, 8, 512, 512)
     ref, ref_arg = tiles.block_max_argmax(big, 8, np.repeat(np.repeat(codes, 8, 0), 8, 1) != 0)
@@ -243,11 +243,11 @@ def test_value_range_by_stage():
 
 def test_pack_refuses_what_the_page_cannot_read():
     with pytest.raises(TypeError):
-        tiles.pack({"part": "x", "a": np.zeros(3, np.float64)})
+        wire.pack({"part": "x", "a": np.zeros(3, np.float64)})
     with pytest.raises(ValueError):
-        tiles.pack({"part": "x", "a": float("nan")})  # JSON has no NaN: values go as float32 arrays
-    data = tiles.pack({"part": "x", "a": np.arange(3, dtype=np.uint16), "b": [np.ones(2, np.float32)], "c": 1})
-    back = tiles.unpack(data)
+        wire.pack({"part": "x", "a": float("nan")})  # JSON has no NaN: values go as float32 arrays
+    data = wire.pack({"part": "x", "a": np.arange(3, dtype=np.uint16), "b": [np.ones(2, np.float32)], "c": 1})
+    back = wire.unpack(data)
     assert back["a"].tolist() == [0, 1, 2] and back["b"][0].tolist() == [1.0, 1.0] and back["c"] == 1
     assert len(data) % 8 == 0
 
@@ -274,7 +274,7 @@ def test_a_detail_over_the_cell_cap_is_skipped_and_says_the_cap():
     assert not tiles.detail_too_big(whole)  # 4,096 x 4,096 is read (16.7 M cells)
     big = tiles.detail_window(None, 4100, 4096)
     assert tiles.detail_too_big(big) and tiles.detail_too_big(whole, max_cells=4096 * 4096 - 1)
-    part = tiles.unpack(tiles.pack(tiles.skipped_detail(big, head=3, overview_id="ov")))
+    part = wire.unpack(wire.pack(tiles.skipped_detail(big, head=3, overview_id="ov")))
     assert part == {"part": "detail", "overview": "ov", "head": 3, "skipped": True,
                     "view": {"r0": 0, "r1": 4100, "c0": 0, "c1": 4096}, "max_cells": tiles.DETAIL_MAX_CELLS}
     # a window within the cap is computed, whatever its pool
@@ -290,7 +290,7 @@ def test_a_short_maps_overview_carries_its_exact_cells_and_which_map_it_is():
                                                      after_heads=True)], [[0, "weights"], [1, "weights"]])
     ov = tiles.exact_overview(v, [str(i) for i in range(11)], codes=codes, choice={"layer": 1, "stage": "weights"},
                               choices=groups, scope="call-1")
-    back = tiles.unpack(tiles.pack(ov))
+    back = wire.unpack(wire.pack(ov))
     assert "tiles" not in back and back["values"].dtype == np.float32
     np.testing.assert_array_equal(back["values"], v)  # exact: bitwise the float32 cells
     np.testing.assert_array_equal(back["reasons"], codes)
@@ -299,7 +299,7 @@ def test_a_short_maps_overview_carries_its_exact_cells_and_which_map_it_is():
     assert (back["lo"], back["hi"], back["colormap"]) == (0.0, 1.0, "viridis")
     small = tiles.exact_overview(v, [str(i) for i in range(11)], exact=False)  # uint8: a quarter of the bytes
     assert small["tiles"].nbytes * 4 == ov["values"].nbytes
-    assert tiles.part_bytes(ov) == v.nbytes + codes.nbytes + ov["rows"].nbytes  # cells, reasons, labels
+    assert wire.part_bytes(ov) == v.nbytes + codes.nbytes + ov["rows"].nbytes  # cells, reasons, labels
     np.testing.assert_allclose(tiles.dequantize(small["tiles"], 0, 1), v, atol=1 / 510 + 1e-7)
     scores = tiles.exact_overview(v - 0.5, [str(i) for i in range(11)], stage="scores")
     assert scores["colormap"] == "rdbu_r" and scores["lo"] == -scores["hi"]
@@ -320,6 +320,6 @@ def test_overview_stack_and_choice_parts_refuse_what_the_page_could_not_draw():
     with pytest.raises(ValueError):
         tiles.choice_group("layer", [0, 1], texts=["0"])
     stack = tiles.stack_payload([tiles.exact_overview(v, list("abc"), choice={"step": s}) for s in (0, 100)])
-    assert [o["choice"] for o in tiles.unpack(tiles.pack(stack))["overviews"]] == [{"step": 0}, {"step": 100}]
-    assert tiles.part_bytes(stack) == sum(tiles.part_bytes(o) for o in stack["overviews"]) > 2 * v.nbytes
-    assert tiles.unpack(tiles.pack(tiles.deferred_stack()))["deferred"] is True
+    assert [o["choice"] for o in wire.unpack(wire.pack(stack))["overviews"]] == [{"step": 0}, {"step": 100}]
+    assert wire.part_bytes(stack) == sum(wire.part_bytes(o) for o in stack["overviews"]) > 2 * v.nbytes
+    assert wire.unpack(wire.pack(tiles.deferred_stack()))["deferred"] is True

@@ -29,7 +29,7 @@ except ImportError as e:  # the widget is an optional part: the app does not nee
 from model import CaptureBudget, Pipeline, RunResult, load, run
 from model.core.names import RecordName, story_order
 
-from . import canvas, map_parts, tiles
+from . import canvas, map_parts, tiles, wire
 from .heatmap import STAGE_NAMES
 from .standalone import EXACT_CELLS, Standalone, standalone_html
 
@@ -86,7 +86,7 @@ class AttentionWidget(anywidget.AnyWidget):
     _esm = canvas.renderer_js("anywidget")
     _css = canvas.renderer_css()
     key = t.Unicode("").tag(sync=True)  # the page's instance name (window.__attnCanvasStats[key])
-    overview = t.Bytes(b"").tag(sync=True)  # the overview part, packed (viz.tiles.pack): a binary buffer
+    overview = t.Bytes(b"").tag(sync=True)  # the overview part, packed (viz.wire.pack): a binary buffer
     choices = t.Dict().tag(sync=True)  # {records: [{name, kind, layer}], stages: {name: [...]}, stage_names}
     name = t.Unicode("").tag(sync=True)  # the attention shown ("decoder.1.cross_attn")
     stage = t.Unicode("weights").tag(sync=True)
@@ -136,7 +136,7 @@ class AttentionWidget(anywidget.AnyWidget):
 
     # ---- answers
     def _send_part(self, part: dict) -> None:
-        data = tiles.pack({**part, "key": self.key})
+        data = wire.pack({**part, "key": self.key})
         self.sent["parts"] += len(data)
         self.sent["messages"] += 1
         self.send({"type": "part"}, buffers=[data])
@@ -156,7 +156,7 @@ class AttentionWidget(anywidget.AnyWidget):
         head = min(self.head, shape.n_heads - 1)
         old = self._part
         self._part = map_parts.overview_part(self.result, self.name, self.stage, head)
-        data = tiles.pack({**self._part, "key": self.key})
+        data = wire.pack({**self._part, "key": self.key})
         self.sent["overview"] += len(data)
         self.overview = data
         self.head = head  # the observers below see the new overview

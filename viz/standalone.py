@@ -2,7 +2,7 @@
 its Content-Security-Policy allows no connection), holds the overview of every head of one attention and stage, and
 exact cells up to a budget; hover, zoom, head switching, find in text and the PNG button work as in the app.
 
-The file embeds the canvas's JavaScript and CSS (viz.canvas, host "static") and the parts viz.tiles packs, each
+The file embeds the canvas's JavaScript and CSS (viz.canvas, host "static") and the parts viz.wire packs, each
 zlib-deflated and base64-encoded (the page inflates them with the browser's DecompressionStream). Exact cells, at
 most ``EXACT_CELLS`` (float32, before compression): whole heads, the chosen one first, then the others in order, as
 long as they fit; when even the chosen head does not (T above 1,024 for a square map), the cells of the saved view
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import canvas, map_parts, tiles
+from . import canvas, map_parts, tiles, wire
 
 EXACT_CELLS = 1 << 20  # exact cells one file holds: 4 MiB of float32 before compression (a 1,024 x 1,024 head)
 PAGE_CSS = """body { margin: 16px 20px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif;
@@ -81,7 +81,7 @@ def _coverage(heads: list[int], window: dict | None, n_heads: int, budget: int) 
 
 
 def _entry(part: Mapping, key: str) -> dict:
-    data = zlib.compress(tiles.pack({**part, "key": key}), 6)
+    data = zlib.compress(wire.pack({**part, "key": key}), 6)
     return {"data": base64.b64encode(data).decode("ascii"), "deflate": True}
 
 

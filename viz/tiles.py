@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import struct
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from model.core.reasons import REASON_BITS, codes_from_reasons
+
+from .wire import labels_blob
 
 EXACT_MAX = 256  # a view of at most this many cells per axis is labelled token by token
 HELD_SIDE = 512  # every head's overview tile has at most this many blocks per axis (held in the page)
@@ -39,9 +40,6 @@ DETAIL_MAX_CELLS = 1 << 24  # a pooled detail reads at most this many cells (4,0
 # how the canvas hatches each reason's cells, in the order a cell with several reasons picks its hatch
 REASON_HATCHES = {"padding": "/", "causal": "\\", "window": "x", "knocked out": ".", "other": "-"}
 COLORMAPS = ("viridis", "rdbu_r")  # weights 0..1; signed stages, diverging (blue below 0, red above)
-MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
-_DTYPES = {"uint8": "u1", "uint16": "u2", "uint32": "u4", "float32": "f4"}
-_SHOWN = str.maketrans({"\n": "↵", "\r": "␍", "\t": "⇥"})  # labels are one line each on the wire and on screen
 
 
 def pool_factor(n_rows: int, n_cols: int, side: int) -> int:
@@ -134,17 +132,6 @@ def value_range(stage: str, values: np.ndarray | None = None) -> tuple[float, fl
     finite = finite[np.isfinite(finite)]
     m = float(np.abs(finite).max()) if finite.size else 1.0
     return -(m or 1.0), (m or 1.0), "rdbu_r"
-
-
-def labels_blob(tokens: Sequence[str]) -> np.ndarray:
-    """Tokens as one uint8 buffer, UTF-8, newline-separated (a newline inside a token is shown as ↵); the page
-    prefixes each with its position ("3·the"), so positions cost nothing on the wire."""
-    return np.frombuffer("\n".join(str(t).translate(_SHOWN) for t in tokens).encode("utf-8"), dtype=np.uint8)
-
-
-def labels_from_blob(blob: np.ndarray) -> list[str]:
-    """Inverse of ``labels_blob`` (as the page reads it)."""
-    return np.asarray(blob, dtype=np.uint8).tobytes().decode("utf-8").split("\n")
 
 
 def overview_payload(tiles: np.ndarray | None, pool: int, n_rows: int, n_cols: int, row_labels: Sequence[str],
@@ -266,19 +253,6 @@ def stack_payload(overviews: Sequence[Mapping], slot: str = "stack") -> dict:
 def deferred_stack(slot: str = "near") -> dict:
     """A stack not computed in this run: the page draws the map at once and asks for it (``detail_request``)."""
     return {"part": "stack", "slot": slot, "deferred": True}
-
-
-def part_bytes(part: Mapping) -> int:
-    """The bytes of a part's arrays (what it costs on the wire, headers aside)."""
-    total = 0
-    for v in part.values():
-        if isinstance(v, np.ndarray):
-            total += v.nbytes
-        elif isinstance(v, Mapping):
-            total += part_bytes(v)
-        elif isinstance(v, (list, tuple)):
-            total += sum(part_bytes(x) for x in v if isinstance(x, Mapping))
-    return total
 
 
 def _plain(v):
@@ -432,65 +406,3 @@ def _digest(part: dict) -> str:
         h.update(key.encode())
         h.update(value.tobytes() if isinstance(value, np.ndarray) else json.dumps(value, sort_keys=True).encode())
     return h.hexdigest()
-
-
-def pack(part: Mapping) -> bytes:
-    """A part as bytes: b"ATC1", uint32 header length (little-endian), the JSON header, then every array's bytes,
-    8-byte aligned; in the header an array is {"$": index, "dtype": "u1" | "u2" | "u4" | "f4", "shape": [...]}."""
-    buffers: list[bytes] = []
-    spans: list[list[int]] = []
-
-    def walk(x):
-        if isinstance(x, np.ndarray):
-            dt = _DTYPES.get(x.dtype.name)
-            if dt is None:
-                raise TypeError(f"arrays go to the page as {sorted(_DTYPES)}, not {x.dtype}")
-            buffers.append(np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<"), copy=False).tobytes())
-            spans.append([0, len(buffers[-1])])
-            return {"$": len(buffers) - 1, "dtype": dt, "shape": list(x.shape)}
-        if isinstance(x, Mapping):
-            return {str(k): walk(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [walk(v) for v in x]
-        if isinstance(x, np.generic):
-            return x.item()
-        return x
-
-    header = walk(part)
-    offset = 0
-    for span in spans:  # offsets relative to the start of the buffer section
-        span[0] = offset
-        offset += -(-span[1] // 8) * 8
-    header["$buffers"] = spans
-    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    start = -(-(8 + len(head)) // 8) * 8
-    out = bytearray(start + offset)
-    out[:8] = MAGIC + struct.pack("<I", len(head))
-    out[8:8 + len(head)] = head
-    for buf, (off, n) in zip(buffers, spans, strict=True):
-        out[start + off:start + off + n] = buf
-    return bytes(out)
-
-
-def unpack(data: bytes) -> dict:
-    """Inverse of ``pack`` (what the page decodes), for tests."""
-    if data[:4] != MAGIC:
-        raise ValueError("not an attention-canvas part")
-    n = struct.unpack("<I", data[4:8])[0]
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    start = -(-(8 + n) // 8) * 8
-    spans = header.pop("$buffers")
-    inverse = {v: k for k, v in _DTYPES.items()}
-
-    def walk(x):
-        if isinstance(x, dict) and "$" in x and "dtype" in x:
-            off, size = spans[x["$"]]
-            return np.frombuffer(data, dtype=np.dtype(inverse[x["dtype"]]).newbyteorder("<"), count=size //
-                                 np.dtype(inverse[x["dtype"]]).itemsize, offset=start + off).reshape(x["shape"])
-        if isinstance(x, dict):
-            return {k: walk(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [walk(v) for v in x]
-        return x
-
-    return walk(header)

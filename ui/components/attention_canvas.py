@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 import streamlit as st
 
-from viz import canvas, tiles
+from viz import canvas, wire
 
 from .. import validate
 
@@ -54,23 +54,23 @@ def attention_canvas(payload: Mapping, *, key: str, on_view_change: Callable | N
                  "on_query_change": on_query_change, "on_selection_change": on_selection_change,
                  "on_detail_request_change": on_detail_request_change, "on_choice_change": on_choice_change}
     with st.container(gap=None):
-        result = _mount(key=key, data=tiles.pack({**overview, "key": key}), default=dict.fromkeys(STATE_KEYS),
+        result = _mount(key=key, data=wire.pack({**overview, "key": key}), default=dict.fromkeys(STATE_KEYS),
                         **{name: cb or _noop for name, cb in callbacks.items()})
         if payload.get("head") is not None:
-            _mount(key=f"{key}.head", data=tiles.pack({**payload["head"], "key": key}))
+            _mount(key=f"{key}.head", data=wire.pack({**payload["head"], "key": key}))
         for slot, stack in (payload.get("stacks") or {}).items():
             if callable(stack):
                 stack = stack()
             if stack is not None:
-                _mount(key=f"{key}.{slot}", data=tiles.pack({**stack, "slot": slot, "key": key}))
+                _mount(key=f"{key}.{slot}", data=wire.pack({**stack, "slot": slot, "key": key}))
         detail = payload.get("detail")
         if callable(detail):
             detail = detail()
         if detail is not None:
-            _mount(key=f"{key}.detail", data=tiles.pack({**detail, "key": key}))
+            _mount(key=f"{key}.detail", data=wire.pack({**detail, "key": key}))
         focus = detail or payload.get("head") or {}
         sync = {"part": "sync", "key": key, "overview": overview["id"], "view": focus.get("view"), "seen": seen,
                 "head": focus.get("head") if head is None else head, "goto": dict(goto) if goto else None}
         # tiny: a fresh page adopts Python's head and view from it
-        _mount(key=f"{key}.sync", data=tiles.pack(sync))
+        _mount(key=f"{key}.sync", data=wire.pack(sync))
     return result
