@@ -348,11 +348,12 @@ def test_pooled_hover_names_the_block_its_maximum_and_where(large):
 @pytest.mark.slow
 def test_head_change_at_large_t_and_layer_change(large):
     syn = Synthetic(4096, n_heads=4, pad=96)
-    n = stats(large)["draws"]
+    n, held = stats(large)["draws"], stats(large)["overview"]
     large.locator("button[data-head='3']").click()
     wait_drawn(large, n)
     rec = next(r for r in reversed(stats(large)["history"]) if r["cause"] == "head")
-    assert rec["head"] == 3 and rec["ms"] <= 150
+    # drawn from what the page holds (the same overview: no part came from Python); the time is bench_switch's
+    assert rec["head"] == 3 and rec["overview"] == held
     # the held 8 x 8 tile is drawn at once; the pixel of a block shows that block's maximum
     vals, _, _ = syn.pooled(3, {"r0": 0, "r1": 4096, "c0": 0, "c1": 4096, "pool": 8})
     q = tiles.quantize(vals, 0, 1)
@@ -365,8 +366,8 @@ def test_head_change_at_large_t_and_layer_change(large):
     large.wait_for_function("(id) => window.__attnCanvasStats.map.history.some(r => r.cause === 'overview'"
                             " && r.overview !== id)", arg=first, timeout=30_000)
     rec = next(r for r in reversed(stats(large)["history"]) if r["cause"] == "overview")
-    took = rec["at"] - large.evaluate("() => window.__layerClick")
-    assert took < 5000, took  # the benchmark holds the figure; here: the new layer arrives and is drawn
+    assert rec["at"] > large.evaluate("() => window.__layerClick")  # the new layer arrives and is drawn (its time:
+    # bench_switch's)
     assert stats(large)["head"] == 3  # the head stays
     syn1 = Synthetic(4096, n_heads=4, layer=1, pad=96)
     v1 = syn1.pooled(3, {"r0": 0, "r1": 4096, "c0": 0, "c1": 4096, "pool": 8})[0]

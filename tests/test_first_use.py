@@ -120,7 +120,7 @@ def test_the_servers_warm_up_traces_what_the_first_visit_shows(monkeypatch):
     warmed = len(calls)
     at = run()
     assert not at.exception and warmed >= 1 and len(calls) == warmed
-    assert at.selectbox(key="model").value == "dates" and at.get("plotly_chart")
+    assert at.selectbox(key="model").value == "dates" and at.get("bidi_component")  # the map: the canvas
 
 
 def test_a_link_opens_that_view():

@@ -62,8 +62,8 @@ def test_a_long_input_on_the_canvas_map(model_dir):
         page.locator("button[data-head='2']").click()
         page.wait_for_function("(n) => window.__attnCanvasStats.map.history.some(r => r.cause === 'head' && "
                                "r.n > n)", arg=n, timeout=30_000)
-        head_ms = [r["ms"] for r in stats(page)["history"] if r["cause"] == "head" and r["n"] > n][-1]
-        assert head_ms < 150, head_ms
+        drawn = [r for r in stats(page)["history"] if r["cause"] == "head" and r["n"] > n][-1]
+        assert drawn["head"] == 2 and drawn["overview"] == s["overview"]  # from the held tiles (its time: bench_switch)
         # Python followed: its next detail is for head 2
         page.wait_for_function("() => { const d = window.__attnCanvasStats.map.detail; return d && d.head === 2; }",
                                timeout=30_000)
