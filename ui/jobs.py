@@ -159,5 +159,15 @@ def stopped_note(outcome: Outcome) -> None:
                                                    " It finished nothing to show."))
 
 
+def shown_value(outcome: Outcome, keep: Callable[[Any], Any] = lambda value: value) -> Any:
+    """What a view shows of a job's outcome: its result, handed to ``keep`` (e.g. into the traced call's memo); the
+    finished part of a stopped or failed job, with the note above it; None while nothing is there to show (not
+    started, queued, running, or stopped before it finished anything)."""
+    if outcome.status == "done":
+        return keep(outcome.value)
+    stopped_note(outcome)
+    return outcome.value if outcome.status in ("stopped", "failed") else None
+
+
 __all__ = ["JOBS", "JOB_FLOPS", "Outcome", "POLL_SECONDS", "run_as_job", "run_flops", "run_or_job", "session_alive",
-           "session_id", "stopped_note"]
+           "session_id", "shown_value", "stopped_note"]

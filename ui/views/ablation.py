@@ -159,13 +159,10 @@ def _which_heads_matter(ctx: Context, mode: str) -> None:
             Estimate(n_heads, ctx.traced.seconds, "runs of the model"),
             flops=jobs.run_flops(ctx.pipe, ctx.result, n_heads), start=f"Rank all {n_heads} heads",
             button_key="rank_heads")
-        if outcome.status == "done":
-            table, seconds = ctx.traced.memo(key, lambda: outcome.value)
-        else:
-            jobs.stopped_note(outcome)
-            if outcome.status not in ("stopped", "failed") or outcome.value is None or outcome.value[0].empty:
-                return
-            table, seconds = outcome.value
+        shown = jobs.shown_value(outcome, lambda value: ctx.traced.memo(key, lambda: value))
+        if shown is None or shown[0].empty:  # a stopped job that ranked no head yet
+            return
+        table, seconds = shown
     value, unit, name = ("mean_change", "", "mean relative change") if hidden else ("mean_kl", " nats", "mean KL")
     hover = ({"max_change": "max relative change", "mean_cosine": "mean cosine", "min_cosine": "lowest cosine"}
              if hidden else {"max_kl": "max KL", "mean_p_drop": "mean drop in p",

@@ -68,14 +68,10 @@ def lens_view(ctx: Context) -> None:
                 Estimate(depths, (ctx.traced.seconds + (depths - 1) * head_seconds) / depths,
                          f"steps (a run keeping the residual streams, then the {V:,}-token output head at each "
                          "depth)"), start="Compute the logit lens", button_key="lens_run")
-            if outcome.status == "done":
-                hidden, lens = outcome.value
-                ctx.traced.memo(key, lambda: lens)
-            else:
-                jobs.stopped_note(outcome)
-                if outcome.status not in ("stopped", "failed") or outcome.value is None:
-                    return
-                hidden, lens = outcome.value
+            shown = jobs.shown_value(outcome, lambda value: (value[0], ctx.traced.memo(key, lambda: value[1])))
+            if shown is None:
+                return
+            hidden, lens = shown
     except NotImplementedError as e:  # a family whose final norm and head the app does not know
         st.info(md(short(e)))
         return

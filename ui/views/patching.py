@@ -78,13 +78,9 @@ def patching_view(ctx: Context) -> None:
                                                                      progress=job.step),
             Estimate(n_heads + 1, clean.seconds, "runs of the model"), flops=jobs.run_flops(pipe, clean, n_heads + 1),
             start=f"Patch all {n_heads} heads", button_key="patch_run")
-        if outcome.status == "done":
-            res = ctx.traced.memo(key, lambda: outcome.value)
-        else:
-            jobs.stopped_note(outcome)
-            res = outcome.value if outcome.status in ("stopped", "failed") else None
-            if res is None:
-                return
+        res = jobs.shown_value(outcome, lambda value: ctx.traced.memo(key, lambda: value))
+        if res is None:
+            return
     st.markdown(f"**Metric:** {md(res.metric.describe(label))}: clean {res.clean_value:.4f}, corrupted "
                 f"{res.corrupt_value:.4f} (gap {res.gap:+.4f})." + ("" if res.complete else
                                                                     " The heads not patched yet are blank."))
@@ -198,13 +194,9 @@ def _head_in_both(ctx: Context, clean, corrupt, other: str, name: str, head: int
             lambda job: patch_each_position(pipe, clean, corrupt, name, head, answer, wrong, progress=job.step),
             Estimate(tq + 1, clean.seconds, "runs of the model"), flops=jobs.run_flops(pipe, clean, tq + 1),
             start=f"Patch head {head} at each position", button_key="patch_positions_run")
-        if outcome.status == "done":
-            pp = ctx.traced.memo(key, lambda: outcome.value)
-        else:
-            jobs.stopped_note(outcome)
-            pp = outcome.value if outcome.status in ("stopped", "failed") else None
-            if pp is None:
-                return
+        pp = jobs.shown_value(outcome, lambda value: ctx.traced.memo(key, lambda: value))
+        if pp is None:
+            return
     effect = pp.effect[np.isfinite(pp.effect)]  # a stopped job: the positions it finished (the first ones)
     labels = vwhy.position_labels(ctx.tokens(n.query_stack))
     chart(vwhy.position_patching(effect, labels, pp.metric.positions,
