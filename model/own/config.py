@@ -94,17 +94,21 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         """Build from a dict (e.g. config.json); unknown keys are an error, not silently dropped."""
-        if not isinstance(data, dict):
-            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {unknown}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in data)
-        if missing:
-            raise ValueError(f"missing config keys: {missing}")
+        check_keys(cls, data)
         return cls(**data)
+
+
+def check_keys(cls, data: Any) -> None:
+    """ValueError unless ``data`` is a dict with no key that is not a field of dataclass ``cls`` and every field
+    without a default (a config.json read from disk: a typo is an error, never silently dropped)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown config keys: {unknown}")
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data)
+    if missing:
+        raise ValueError(f"missing config keys: {missing}")
 
 
 def _is_int(value: Any) -> bool:
@@ -199,12 +203,5 @@ class VisionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VisionConfig":
         """Build from a dict (config.json; its lists become tuples); unknown or missing keys are an error."""
-        if not isinstance(data, dict):
-            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {unknown}")
-        if "class_names" not in data:
-            raise ValueError("missing config keys: ['class_names']")
+        check_keys(cls, data)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
