@@ -97,7 +97,7 @@ KINDS = {"u1": "Uint8Array", "u2": "Uint16Array", "u4": "Uint32Array", "f4": "Fl
 def same_as_page(py, js) -> bool:
     """A part as viz.wire.unpack reads it equals what the page's unpack made of the same bytes."""
     if isinstance(py, np.ndarray):
-        return (js["shape"] == list(py.shape) and js["kind"] == KINDS[tiles._DTYPES[py.dtype.name]]
+        return (js["shape"] == list(py.shape) and js["kind"] == KINDS[wire.DTYPES[py.dtype.name]]
                 and np.array_equal(np.asarray(js["values"], dtype=py.dtype), py.ravel()))
     if isinstance(py, dict):
         return set(py) == set(js) and all(same_as_page(py[k], js[k]) for k in py)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 MAGIC = b"ATC1"  # 4 bytes, a uint32 header length, the JSON header, then the 8-byte aligned buffers
-_DTYPES = {"uint8": "u1", "uint16": "u2", "uint32": "u4", "float32": "f4"}
+DTYPES = {"uint8": "u1", "uint16": "u2", "uint32": "u4", "float32": "f4"}  # numpy dtype -> the wire's kind
 _SHOWN = str.maketrans({"\n": "↵", "\r": "␍", "\t": "⇥"})  # labels are one line each on the wire and on screen
 
 
@@ -47,9 +47,9 @@ def pack(part: Mapping) -> bytes:
 
     def walk(x):
         if isinstance(x, np.ndarray):
-            dt = _DTYPES.get(x.dtype.name)
+            dt = DTYPES.get(x.dtype.name)
             if dt is None:
-                raise TypeError(f"arrays go to the page as {sorted(_DTYPES)}, not {x.dtype}")
+                raise TypeError(f"arrays go to the page as {sorted(DTYPES)}, not {x.dtype}")
             buffers.append(np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<"), copy=False).tobytes())
             spans.append([0, len(buffers[-1])])
             return {"$": len(buffers) - 1, "dtype": dt, "shape": list(x.shape)}
@@ -85,7 +85,7 @@ def unpack(data: bytes) -> dict:
     header = json.loads(data[8:8 + n].decode("utf-8"))
     start = -(-(8 + n) // 8) * 8
     spans = header.pop("$buffers")
-    inverse = {v: k for k, v in _DTYPES.items()}
+    inverse = {v: k for k, v in DTYPES.items()}
 
     def walk(x):
         if isinstance(x, dict) and "$" in x and "dtype" in x:
@@ -101,4 +101,4 @@ def unpack(data: bytes) -> dict:
     return walk(header)
 
 
-__all__ = ["MAGIC", "labels_blob", "labels_from_blob", "pack", "part_bytes", "unpack"]
+__all__ = ["DTYPES", "MAGIC", "labels_blob", "labels_from_blob", "pack", "part_bytes", "unpack"]
