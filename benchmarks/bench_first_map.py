@@ -84,7 +84,11 @@ def child_times(root: str, model_dir: str, T: int, repeats: int) -> dict:
 
 def overview_part(trace, name: str, res) -> None:
     """What ui/views/canvas.overview_part builds for the first map (weights), packed as the component gets it."""
-    from viz import tiles, wire
+    from viz import tiles
+    try:
+        from viz.wire import pack
+    except ImportError:  # a checkout before viz/wire.py (--before): the format was in viz/tiles.py
+        pack = tiles.pack
 
     shape = trace.shape(name)
     held = trace.overview(name, "max")
@@ -95,7 +99,7 @@ def overview_part(trace, name: str, res) -> None:
                                   produces=list(res.output_tokens), lo=0.0, hi=1.0, colormap="viridis",
                                   value_name="weights", title=name, heads=[str(h) for h in range(shape.n_heads)],
                                   head=0)
-    wire.pack(part)
+    pack(part)
 
 
 def child_kept(root: str, model_dir: str, T: int) -> dict:
