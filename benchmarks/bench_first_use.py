@@ -29,7 +29,8 @@ FRAME_TARGET_S = 1.0
 FIRST_MAP_TARGET_S = 3.0
 
 # Installed before any page script: the time (Date.now, ms) of the first animation frame in which the app's frame
-# text is visible, and the first in which the attention canvas has drawn its map.
+# text is visible, and the first in which the attention canvas (or, in a tree before this round, Plotly) has drawn
+# its map.
 WATCH_JS = """
 window.__firstUse = {frame: null, map: null, frameText: null, errors: 0};
 (function tick() {
@@ -42,7 +43,10 @@ window.__firstUse = {frame: null, map: null, frameText: null, errors: 0};
             }
         }
         const maps = window.__attnCanvasStats || {};  // the canvas lives in its component's shadow root
-        if (w.map === null && Object.values(maps).some((s) => s.draws > 0)) w.map = Date.now();
+        // a tree before this round (--before) drew a short map with Plotly: its heatmap layer counts as the map
+        const plotly = document.querySelector('[data-testid="stPlotlyChart"] .heatmaplayer image, ' +
+                                               '[data-testid="stPlotlyChart"] .heatmaplayer .hm');
+        if (w.map === null && (Object.values(maps).some((s) => s.draws > 0) || plotly)) w.map = Date.now();
     } catch (e) { w.errors += 1; }
     if (w.frame === null || w.map === null) requestAnimationFrame(tick);
 })();
