@@ -26,6 +26,8 @@ from ..views.registry import MAP
 from .calls import ImageCall
 from .inputs import Picture
 
+PICTURE_PX = 160  # the picture in its own colours beside the overlay (nearest-neighbour: crisp pixels)
+
 OVERLAY_KEY = "img_overlay"
 OVERLAY_PX = 480  # the overlay's height: the picture, its title and its colour bar in a 1440 x 900 window
 GRID_KEY = "img_head_grid"
@@ -135,6 +137,10 @@ def overlay_section(call: ImageCall, sel: ImageSelection) -> None:
         chart(fig, OVERLAY_KEY, on_select=lambda: _query_from_overlay(call), selection_mode=("points", "box", "lasso"),
               theme=None, width="content")
     with right:
+        # the overlay shows the picture in grey (its own colours would read as weights): here it is as it is
+        st.image(overlay.blend(call.picture, np.zeros(call.grid, np.float32), 1.0, PICTURE_PX, opacity=0.0,
+                               grey=False),
+                 caption="The picture in its own colours; under the heat layer, grey", width=PICTURE_PX)
         others = overlay.other_tokens(row, call.positions, call.labels)
         on_patches = float(values.sum())
         st.markdown(f"**On the picture:** {on_patches:.4f} of the query's {what} in all; the largest on "
