@@ -12,7 +12,7 @@ DIR = Path(__file__).parent
 # Each file defines top-level functions and constants; only the host's file exports. Anything evaluated at load
 # time uses what the files before it define (colours.js builds its tables first).
 ORDER = ("colours.js", "wire.js", "geometry.js", "draw.js", "axes.js", "tooltip.js", "choices.js", "input.js",
-         "sync.js", "snapshot.js", "canvas.js")
+         "sync.js", "snapshot.js", "held.js", "canvas.js")
 # host -> the framework-free helpers it uses besides the core (find in text and the query strip, for hosts whose
 # Python side has no page of its own to put them on), joined before host_<host>.js
 HOSTS = {"streamlit": (), "anywidget": ("find.js", "strip.js"), "static": ("find.js",)}

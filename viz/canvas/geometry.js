@@ -111,3 +111,13 @@ function deviceRect(map, dpr) {
   return { X: Math.round(map.x * dpr), Y: Math.round(map.y * dpr), W: Math.round(map.w * dpr),
     H: Math.round(map.h * dpr) };
 }
+
+// the distance from the top of the first screen of the element's scrolling ancestor (or the window)
+function scrollerTop(el) {
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    if (p.scrollHeight > p.clientHeight + 1 && /(auto|scroll)/.test(getComputedStyle(p).overflowY)) {
+      return p.getBoundingClientRect().top - p.scrollTop;
+    }
+  }
+  return -window.scrollY;
+}
