@@ -42,6 +42,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(proc, log, probe: str, what: str, url: str, timeout: float) -> None:
+    """Until ``probe`` answers 200; RuntimeError (with the log's end) if the process exits, TimeoutError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read()[-4000:]}")
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer on {url} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def stop_server(proc, log, wait: float) -> None:
+    """Stop a server's whole process group (SIGTERM, then SIGKILL after ``wait`` s) and remove its log."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    log.close()
+    os.unlink(log.name)
+
+
 @contextlib.contextmanager
 def streamlit_server(script: str = "app.py", timeout: float = 90.0, env: dict | None = None,
                      args: tuple[str, ...] = (), root: Path | None = None) -> Iterator[str]:
@@ -57,32 +90,10 @@ def streamlit_server(script: str = "app.py", timeout: float = 90.0, env: dict | 
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read()[-4000:]}")
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
-            time.sleep(0.2)
+        wait_until_up(proc, log, url + "/_stcore/health", "streamlit", url, timeout)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
+        stop_server(proc, log, 10)
 
 
 @contextlib.contextmanager
@@ -182,32 +193,10 @@ def jupyter_lab(root: Path, timeout: float = 120.0) -> Iterator[str]:
     url.pid = proc.pid
     url.token = token
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"jupyter lab did not answer on {url} within {timeout:.0f} s")
-            time.sleep(0.2)
+        wait_until_up(proc, log, f"{url}/api/status?token={token}", "jupyter lab", url, timeout)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
+        stop_server(proc, log, 15)
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

@@ -55,16 +55,22 @@ PROBE_TEXTS = ("21 November 2026", "Hello, world! 123", "😀 ünïcödé \t\n",
 
 
 
-def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
-                    meta: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory (created if needed); returns its path."""
-    path = Path(path)
+def write_config_and_weights(path: Path, model) -> Path:
+    """The part every checkpoint shares: ``path`` created, config.json and model.safetensors written, the tokenizer
+    files of an earlier checkpoint there removed (the caller writes its own)."""
     path.mkdir(parents=True, exist_ok=True)
     (path / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
     for stale in (TOKENIZER_FILE, SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE):
         (path / stale).unlink(missing_ok=True)
+    return path
+
+
+def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory (created if needed); returns its path."""
+    path = write_config_and_weights(Path(path), model)
     if src_tokenizer.to_str() == tgt_tokenizer.to_str():
         src_tokenizer.save(path / TOKENIZER_FILE)
     else:
@@ -243,13 +249,7 @@ def read_weights(path: Path, expected: dict[str, tuple[int, ...]], policy: PathP
 
 def save_vision_checkpoint(path: str | Path, model: VisionTransformer, meta: dict[str, Any] | None = None) -> Path:
     """Write a vision checkpoint directory (created if needed); returns its path."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
-    for stale in (TOKENIZER_FILE, SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE):
-        (path / stale).unlink(missing_ok=True)
+    path = write_config_and_weights(Path(path), model)
     (path / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
     return path
 
